@@ -1,0 +1,39 @@
+-- Reference data of the sample CRM: users, teams, provinces, stages, accounts.
+
+INSERT INTO crm.users (id, login, "fullName") VALUES
+    (1,   'queue',  'Unassigned queue'),
+    (100, 'admin',  'Sales admin (fallback)'),
+    (101, 'an',     'Nguyễn Văn An'),
+    (102, 'binh',   'Trần Thị Bình'),
+    (103, 'cuong',  'Lê Văn Cường'),
+    (201, 'dung',   'Phạm Thị Dung'),
+    (202, 'em',     'Hoàng Văn Em'),
+    (203, 'giang',  'Vũ Thị Giang'),
+    (301, 'hai',    'Đặng Văn Hải'),
+    (302, 'hoa',    'Bùi Thị Hoa'),
+    (401, 'khanh',  'Đỗ Văn Khánh'),
+    (402, 'lan',    'Ngô Thị Lan');
+
+INSERT INTO crm.sales_team (id, name) VALUES
+    (11, 'Hà Nội retail'), (12, 'Hồ Chí Minh retail'), (13, 'Đà Nẵng retail'), (21, 'Corporate');
+
+INSERT INTO crm.province (code, name) VALUES
+    ('HN', 'Hà Nội'), ('HCM', 'Hồ Chí Minh'), ('DN', 'Đà Nẵng'), ('CT', 'Cần Thơ');
+
+INSERT INTO crm.stage (id, pipeline, name, seq, is_won, is_lost) VALUES
+    (1, 'retail', 'New', 1, false, false),
+    (2, 'retail', 'Qualified', 2, false, false),
+    (3, 'retail', 'Won', 3, true, false),
+    (4, 'retail', 'Lost', 4, false, true),
+    (11, 'corporate', 'Prospecting', 1, false, false),
+    (12, 'corporate', 'Quote', 2, false, false),
+    (13, 'corporate', 'Won', 3, true, false),
+    (14, 'corporate', 'Lost', 4, false, true);
+
+-- 400 accounts spread over the four provinces (Cần Thơ has no team: those go to the fallback).
+INSERT INTO crm.account ("accountId", name, "provinceCode", segment)
+SELECT md5('account' || g)::uuid::text,
+       'Customer ' || g,
+       (ARRAY['HN', 'HN', 'HCM', 'HCM', 'DN', 'CT'])[1 + g % 6],
+       (ARRAY['mass', 'affluent', 'sme'])[1 + g % 3]
+FROM generate_series(1, 400) AS g;

@@ -1,0 +1,117 @@
+//! The capture triggers installed on the CRM's tables, generated from the mapping.
+//!
+//! Owns the SQL text of the trigger functions and triggers. Every identifier comes quoted from
+//! `ident`, every value (unowned placeholders, polymorphic type values, the channel) as an escaped
+//! literal; no SQL fragment from the config and nothing from a rule file is spliced in here.
+//! The triggers write one event row per change (the truth) and NOTIFY only while the daemon has
+//! said it is idle (a hint), and ignore the router's own writes (`oppty_router.origin`).
+
+use crate::config::{ActivityLink, Config};
+use crate::ident::literal;
+
+/// The GUC the daemon sets (`SET LOCAL`) in its own transactions so the triggers skip them.
+pub const ORIGIN_SETTING: &str = "oppty_router.origin";
+
+/// Trigger names all start with this, so `uninstall` finds exactly what `install` added.
+pub const TRIGGER_PREFIX: &str = "oppty_router_";
+
+/// SQL creating (or replacing) the trigger functions and triggers for this mapping.
+pub fn install_sql(cfg: &Config) -> String {
+    let s = cfg.router.schema.quoted();
+    let o = &cfg.opportunity;
+    let table = o.table.quoted();
+    let id = o.id.quoted();
+    let owner = o.owner.quoted();
+    let placeholders = if o.unowned_values.is_empty() {
+        "'{}'::text[]".to_string()
+    } else {
+        format!("ARRAY[{}]::text[]", o.unowned_values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", "))
+    };
+    let channel = literal(cfg.router.channel.as_str());
+
+    let mut sql = format!(
+        r#"CREATE OR REPLACE FUNCTION {s}.capture_opportunity() RETURNS trigger
+LANGUAGE plpgsql AS $oppty$
+BEGIN
+    IF current_setting('{ORIGIN_SETTING}', true) = 'router' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO {s}.events (kind, opp_id, old_owner) VALUES ('changed', OLD.{id}::text, OLD.{owner}::text);
+        RETURN NULL;
+    END IF;
+    IF NEW.{owner} IS NULL OR NEW.{owner}::text = ANY ({placeholders}) THEN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO {s}.events (kind, opp_id) VALUES ('route', NEW.{id}::text);
+        ELSIF OLD.{owner} IS DISTINCT FROM NEW.{owner} THEN
+            INSERT INTO {s}.events (kind, opp_id, old_owner) VALUES ('route', NEW.{id}::text, OLD.{owner}::text);
+        ELSE
+            RETURN NULL;
+        END IF;
+        IF (SELECT idle FROM {s}.wakeup) THEN
+            PERFORM pg_notify({channel}, '');
+        END IF;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO {s}.events (kind, opp_id, new_owner) VALUES ('changed', NEW.{id}::text, NEW.{owner}::text);
+    ELSE
+        INSERT INTO {s}.events (kind, opp_id, old_owner, new_owner)
+        VALUES ('changed', NEW.{id}::text, OLD.{owner}::text, NEW.{owner}::text);
+    END IF;
+    RETURN NULL;
+END
+$oppty$;
+"#
+    );
+
+    let mut watched = vec![o.owner.clone()];
+    for c in &o.watch_columns {
+        if !watched.contains(c) {
+            watched.push(c.clone());
+        }
+    }
+    let of_cols = watched.iter().map(|c| c.quoted()).collect::<Vec<_>>().join(", ");
+    let when = watched
+        .iter()
+        .map(|c| format!("OLD.{q} IS DISTINCT FROM NEW.{q}", q = c.quoted()))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    sql.push_str(&format!(
+        "CREATE TRIGGER {TRIGGER_PREFIX}capture AFTER INSERT OR DELETE ON {table}\n    \
+         FOR EACH ROW EXECUTE FUNCTION {s}.capture_opportunity();\n\
+         CREATE TRIGGER {TRIGGER_PREFIX}capture_update AFTER UPDATE OF {of_cols} ON {table}\n    \
+         FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION {s}.capture_opportunity();\n"
+    ));
+
+    for (i, a) in cfg.activities.iter().enumerate() {
+        let (link_col, extra_when) = match &a.link {
+            ActivityLink::Column(c) => (c.quoted(), String::new()),
+            ActivityLink::Polymorphic { type_column, type_value, id_column } => (
+                id_column.quoted(),
+                format!(" AND NEW.{} = {}", type_column.quoted(), literal(type_value)),
+            ),
+        };
+        let actor = a.actor.quoted();
+        let at = a.at.as_ref().map(|c| format!("NEW.{}::timestamptz", c.quoted())).unwrap_or_else(|| "clock_timestamp()".into());
+        let atable = a.table.quoted();
+        sql.push_str(&format!(
+            r#"CREATE OR REPLACE FUNCTION {s}.capture_activity_{i}() RETURNS trigger
+LANGUAGE plpgsql AS $oppty$
+BEGIN
+    INSERT INTO {s}.events (kind, opp_id, actor, at) VALUES ('activity', NEW.{link_col}::text, NEW.{actor}::text, {at});
+    RETURN NULL;
+END
+$oppty$;
+CREATE TRIGGER {TRIGGER_PREFIX}activity_{i} AFTER INSERT ON {atable}
+    FOR EACH ROW WHEN (NEW.{link_col} IS NOT NULL{extra_when}) EXECUTE FUNCTION {s}.capture_activity_{i}();
+"#
+        ));
+    }
+    sql
+}
+
+/// Lists `(table, trigger)` for every trigger whose function lives in the router's schema:
+/// exactly the triggers `install` added, whatever the mapping says today.
+pub const FIND_TRIGGERS_SQL: &str = "SELECT t.tgrelid::regclass::text, t.tgname::text \
+     FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+     WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND NOT t.tgisinternal \
+     ORDER BY 1, 2";

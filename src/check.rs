@@ -1,0 +1,73 @@
+//! `check`: validate the daemon config and the rules offline, then against the database when one
+//! is reachable, with the same code the daemon uses.
+//!
+//! Owns the report an admin or a CI job reads. It must not change anything in the database: every
+//! live check is a catalog read or a `PREPARE`.
+
+use crate::config::Config;
+use crate::{crm, db, load_rules};
+
+/// The outcome of a check: lines to print, and whether it passed.
+pub struct CheckReport {
+    pub lines: Vec<String>,
+    pub ok: bool,
+    pub database_checked: bool,
+}
+
+/// Check a loaded config: its rules, and its mapping against the database unless `offline`.
+pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
+    let mut lines = Vec::new();
+    let mut ok = true;
+    lines.push(format!("{}: config OK", cfg.path.display()));
+    let engine = match load_rules(cfg) {
+        Ok(e) => {
+            lines.push(format!(
+                "{}: rules OK (version {}, {} pipelines, {} teams, {} members)",
+                cfg.router.rules_dir.display(),
+                e.version,
+                e.pipelines.len(),
+                e.teams.len(),
+                e.members.len()
+            ));
+            Some(e)
+        }
+        Err(e) => {
+            ok = false;
+            lines.extend(e.problems);
+            None
+        }
+    };
+    let mut database_checked = false;
+    if !offline {
+        match db::connect(&cfg.database, " check").await {
+            Err(e) => lines.push(format!("database not reachable, live checks skipped: {e}")),
+            Ok(client) => match crm::prepare(&client, cfg).await {
+                Ok(sql) => {
+                    database_checked = true;
+                    lines.push(format!("{}: mapping OK against {} (every statement prepared)", cfg.path.display(), cfg.redacted_url()));
+                    if let Some(e) = &engine {
+                        let mut ids: Vec<String> = e.member_ids().map(str::to_string).collect();
+                        ids.extend(e.global_fallback.iter().cloned());
+                        ids.extend(e.pipelines.values().filter_map(|p| p.fallback_owner.clone()));
+                        if let Err(msg) = crm::check_owner_ids(&client, &sql, &ids).await {
+                            ok = false;
+                            lines.push(format!("{}: {msg}", cfg.router.rules_dir.display()));
+                        }
+                    }
+                }
+                Err(crm::CrmError::Mapping(problems)) => {
+                    database_checked = true;
+                    ok = false;
+                    for p in problems {
+                        lines.push(format!("{}: {p}", cfg.path.display()));
+                    }
+                }
+                Err(crm::CrmError::Sql(e)) => {
+                    ok = false;
+                    lines.push(format!("database error while checking: {e}"));
+                }
+            },
+        }
+    }
+    CheckReport { lines, ok, database_checked }
+}

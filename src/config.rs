@@ -1,0 +1,602 @@
+//! The daemon config (`oppty-router.toml`): where things are in the CRM, and how the daemon runs.
+//!
+//! Owns parsing and validating that file into a [`Config`]. It is written by ops, so it is the only
+//! place SQL fragments may come from (field expressions, open/deleted predicates, write-back).
+//! It must not touch the database: checks against a live database live in `crm`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ident::{Ident, TableName};
+
+/// Every problem found in a config file, one per line, as `file:line:column: key: message`
+/// (line and column where they are known).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(msg: String) -> Self {
+        ConfigError { problems: vec![msg] }
+    }
+}
+
+// ---------- the file as written ----------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    database: RawDatabase,
+    #[serde(default)]
+    router: RawRouter,
+    opportunity: RawOpportunity,
+    #[serde(default)]
+    activity: Vec<RawActivity>,
+    #[serde(default)]
+    write_back: RawWriteBack,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: String,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_app_name")]
+    application_name: String,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    connect_timeout: Duration,
+}
+
+fn default_app_name() -> String {
+    "oppty-router".into()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRouter {
+    schema: String,
+    channel: String,
+    rules_dir: PathBuf,
+    batch_size: u32,
+    #[serde(with = "humantime_serde")]
+    poll_interval: Duration,
+    max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    retry_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    reconnect_max_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    shutdown_timeout: Duration,
+}
+
+impl Default for RawRouter {
+    fn default() -> Self {
+        RawRouter {
+            schema: "oppty_router".into(),
+            channel: "oppty_router_wakeup".into(),
+            rules_dir: PathBuf::from("/etc/oppty-router/rules"),
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            max_attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+            reconnect_max_backoff: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawField {
+    Column(String),
+    Spec(RawFieldSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFieldSpec {
+    column: Option<String>,
+    sql: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOpportunity {
+    table: String,
+    id: String,
+    owner: String,
+    team: Option<String>,
+    #[serde(default)]
+    unowned_values: Vec<String>,
+    pipeline: Option<RawField>,
+    open_when: Option<String>,
+    deleted_when: Option<String>,
+    #[serde(default)]
+    watch_columns: Vec<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, RawField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActivity {
+    name: Option<String>,
+    table: String,
+    opportunity: String,
+    type_column: Option<String>,
+    type_value: Option<String>,
+    actor: String,
+    at: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWriteBack {
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    statement: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: LogFormat,
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for journald and log shippers.
+    Json,
+}
+
+// ---------- the checked config ----------
+
+/// A field the rules may test: a plain column of the opportunity, or an SQL expression over the
+/// opportunity row (aliased `o`) that may reach related tables.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldSource {
+    Column(Ident),
+    Sql(String),
+}
+
+impl FieldSource {
+    /// SQL text for the value, over the opportunity row aliased `o`.
+    pub fn expr(&self) -> String {
+        match self {
+            FieldSource::Column(c) => format!("o.{}", c.quoted()),
+            FieldSource::Sql(s) => format!("({s})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldDef {
+    pub name: String,
+    pub source: FieldSource,
+}
+
+/// Where the opportunity lives and what its columns mean.
+#[derive(Debug, Clone)]
+pub struct OpportunityMap {
+    pub table: TableName,
+    pub id: Ident,
+    pub owner: Ident,
+    pub team: Option<Ident>,
+    pub unowned_values: Vec<String>,
+    pub pipeline: Option<FieldSource>,
+    pub open_when: Option<String>,
+    pub deleted_when: Option<String>,
+    pub watch_columns: Vec<Ident>,
+    /// In the order they are fetched; rules refer to them by name.
+    pub fields: Vec<FieldDef>,
+}
+
+/// How an activity row points at its opportunity.
+#[derive(Debug, Clone)]
+pub enum ActivityLink {
+    /// A foreign-key column holding the opportunity id.
+    Column(Ident),
+    /// A type column plus an id column (`mail_message(model, res_id)`).
+    Polymorphic { type_column: Ident, type_value: String, id_column: Ident },
+}
+
+#[derive(Debug, Clone)]
+pub struct ActivityMap {
+    pub name: String,
+    pub table: TableName,
+    pub link: ActivityLink,
+    pub actor: Ident,
+    pub at: Option<Ident>,
+}
+
+/// How the owner is written back.
+#[derive(Debug, Clone)]
+pub enum WriteBack {
+    /// One `UPDATE … FROM unnest(…)` per batch, setting the owner, the team (when mapped) and
+    /// these extra columns to these SQL expressions.
+    Batch { set: Vec<(Ident, String)> },
+    /// An ops-written statement run once per assignment with named parameters
+    /// `:opportunity_id`, `:owner`, `:team`, `:previous_owner` (all text).
+    Statement(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    pub application_name: String,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub schema: Ident,
+    pub channel: Ident,
+    pub rules_dir: PathBuf,
+    pub batch_size: u32,
+    pub poll_interval: Duration,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+    pub reconnect_max_backoff: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub database: DatabaseConfig,
+    pub router: RouterConfig,
+    pub opportunity: OpportunityMap,
+    pub activities: Vec<ActivityMap>,
+    pub write_back: WriteBack,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Read and check a config file. Every problem is reported, not just the first.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        Self::parse(&text, path)
+    }
+
+    /// Check config text; `path` is used in messages and to resolve a relative `rules_dir`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::one(format!("{file}:{line}:{col}: {}", e.message().trim()))
+        })?;
+        let mut p = Problems { file, text, list: Vec::new() };
+        let cfg = build(raw, path, &mut p);
+        if p.list.is_empty() {
+            if let Some(cfg) = cfg {
+                return Ok(cfg);
+            }
+        }
+        Err(ConfigError { problems: p.list })
+    }
+
+    /// The database URL with any password removed, for logs and messages.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.database.url)
+    }
+}
+
+/// Removes `password=…` and the password of `postgres://user:pass@host` from a connection string.
+pub fn redact_url(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
+        let scheme = &url[..url.len() - rest.len()];
+        if let Some(at) = rest.find('@') {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_string() };
+            return format!("{scheme}{masked}{}", &rest[at..]);
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| before.len() - i).unwrap_or(before.len() + 1);
+    (line, col)
+}
+
+struct Problems<'a> {
+    file: String,
+    text: &'a str,
+    list: Vec<String>,
+}
+
+impl Problems<'_> {
+    /// Record a problem for `key` (a dotted path such as `opportunity.owner`); the line is the
+    /// first line that sets the key's last part, which is where an admin will look.
+    fn add(&mut self, key: &str, msg: impl std::fmt::Display) {
+        let last = key.rsplit('.').next().unwrap_or(key);
+        let last = last.split('[').next().unwrap_or(last);
+        let line = self
+            .text
+            .lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.starts_with(last) && l[last.len()..].trim_start().starts_with('=')
+            })
+            .map(|i| format!(":{}:1", i + 1))
+            .unwrap_or_default();
+        self.list.push(format!("{}{line}: {key}: {msg}", self.file));
+    }
+
+    fn ident(&mut self, key: &str, raw: &str) -> Option<Ident> {
+        match Ident::parse(raw) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                self.add(key, format!("`{raw}` {e}"));
+                None
+            }
+        }
+    }
+
+    fn table(&mut self, key: &str, raw: &str) -> Option<TableName> {
+        match TableName::parse(raw) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.add(key, format!("`{raw}` {e}"));
+                None
+            }
+        }
+    }
+
+    fn sql(&mut self, key: &str, raw: &str) -> Option<String> {
+        if raw.trim().is_empty() {
+            self.add(key, "is empty; write an SQL expression over the opportunity row `o`");
+            return None;
+        }
+        if raw.contains(';') {
+            self.add(key, "contains `;`; write one expression, not statements");
+            return None;
+        }
+        Some(raw.trim().to_string())
+    }
+
+    fn field(&mut self, key: &str, raw: RawField) -> Option<FieldSource> {
+        match raw {
+            RawField::Column(c) => self.ident(key, &c).map(FieldSource::Column),
+            RawField::Spec(RawFieldSpec { column: Some(c), sql: None }) => {
+                self.ident(&format!("{key}.column"), &c).map(FieldSource::Column)
+            }
+            RawField::Spec(RawFieldSpec { column: None, sql: Some(s) }) => {
+                self.sql(&format!("{key}.sql"), &s).map(FieldSource::Sql)
+            }
+            RawField::Spec(_) => {
+                self.add(key, "give exactly one of `column = \"…\"` or `sql = \"…\"`");
+                None
+            }
+        }
+    }
+}
+
+fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
+    let RawConfig { database, router, opportunity, activity, write_back, log } = raw;
+
+    if database.url.trim().is_empty() {
+        p.add("database.url", "is empty; write e.g. `host=/var/run/postgresql dbname=crm user=oppty_router`");
+    } else if let Err(e) = database.url.parse::<tokio_postgres::Config>() {
+        p.add("database.url", format!("is not a PostgreSQL connection string: {e}"));
+    }
+
+    let schema = p.ident("router.schema", &router.schema);
+    let channel = p.ident("router.channel", &router.channel);
+    if router.batch_size == 0 || router.batch_size > 10_000 {
+        p.add("router.batch_size", format!("is {}; use 1 to 10000 (500 is a good start)", router.batch_size));
+    }
+    if router.max_attempts == 0 {
+        p.add("router.max_attempts", "is 0; use at least 1");
+    }
+    if router.poll_interval < Duration::from_millis(10) {
+        p.add("router.poll_interval", "is below 10ms; use e.g. \"500ms\"");
+    }
+    let rules_dir = if router.rules_dir.is_relative() {
+        path.parent().unwrap_or(Path::new(".")).join(&router.rules_dir)
+    } else {
+        router.rules_dir.clone()
+    };
+
+    let o = opportunity;
+    let table = p.table("opportunity.table", &o.table);
+    let id = p.ident("opportunity.id", &o.id);
+    let owner = p.ident("opportunity.owner", &o.owner);
+    let team = o.team.as_deref().and_then(|t| p.ident("opportunity.team", t));
+    let pipeline = o.pipeline.and_then(|f| p.field("opportunity.pipeline", f));
+    let open_when = o.open_when.as_deref().and_then(|s| p.sql("opportunity.open_when", s));
+    let deleted_when = o.deleted_when.as_deref().and_then(|s| p.sql("opportunity.deleted_when", s));
+    let watch_columns: Vec<Ident> = o
+        .watch_columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| p.ident(&format!("opportunity.watch_columns[{i}]"), c))
+        .collect();
+    let mut fields = Vec::new();
+    for (name, f) in o.fields {
+        let key = format!("opportunity.fields.{name}");
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
+            p.add(&key, "field names use letters, digits and `_` only");
+            continue;
+        }
+        if let Some(source) = p.field(&key, f) {
+            fields.push(FieldDef { name, source });
+        }
+    }
+
+    let mut activities = Vec::new();
+    for (i, a) in activity.into_iter().enumerate() {
+        let key = format!("activity[{i}]");
+        let table = p.table(&format!("{key}.table"), &a.table);
+        let opp = p.ident(&format!("{key}.opportunity"), &a.opportunity);
+        let link = match (a.type_column, a.type_value) {
+            (None, None) => opp.map(ActivityLink::Column),
+            (Some(tc), Some(tv)) => {
+                let tc = p.ident(&format!("{key}.type_column"), &tc);
+                match (tc, opp) {
+                    (Some(type_column), Some(id_column)) => {
+                        Some(ActivityLink::Polymorphic { type_column, type_value: tv, id_column })
+                    }
+                    _ => None,
+                }
+            }
+            _ => {
+                p.add(&key, "a polymorphic link needs both `type_column` and `type_value`");
+                None
+            }
+        };
+        let actor = p.ident(&format!("{key}.actor"), &a.actor);
+        let at = a.at.as_deref().and_then(|c| p.ident(&format!("{key}.at"), c));
+        if let (Some(table), Some(link), Some(actor)) = (table, link, actor) {
+            let name = a.name.unwrap_or_else(|| table.plain());
+            activities.push(ActivityMap { name, table, link, actor, at });
+        }
+    }
+
+    let write_back = match write_back.statement {
+        Some(s) => {
+            if !write_back.set.is_empty() {
+                p.add("write_back.set", "cannot be combined with `write_back.statement`; put those columns in your statement");
+            }
+            if s.trim().is_empty() {
+                p.add("write_back.statement", "is empty");
+            }
+            WriteBack::Statement(s.trim().trim_end_matches(';').to_string())
+        }
+        None => {
+            let mut set = Vec::new();
+            for (col, expr) in write_back.set {
+                let key = format!("write_back.set.{col}");
+                if let (Some(c), Some(e)) = (p.ident(&key, &col), p.sql(&key, &expr)) {
+                    set.push((c, e));
+                }
+            }
+            WriteBack::Batch { set }
+        }
+    };
+
+    if log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+        p.add("log.level", format!("`{}` is not a level or filter; use error, warn, info, debug or trace", log.level));
+    }
+
+    Some(Config {
+        path: path.to_path_buf(),
+        database: DatabaseConfig {
+            url: database.url,
+            password_file: database.password_file,
+            application_name: database.application_name,
+            connect_timeout: database.connect_timeout,
+        },
+        router: RouterConfig {
+            schema: schema?,
+            channel: channel?,
+            rules_dir,
+            batch_size: router.batch_size,
+            poll_interval: router.poll_interval,
+            max_attempts: router.max_attempts,
+            retry_backoff: router.retry_backoff,
+            reconnect_max_backoff: router.reconnect_max_backoff,
+            shutdown_timeout: router.shutdown_timeout,
+        },
+        opportunity: OpportunityMap {
+            table: table?,
+            id: id?,
+            owner: owner?,
+            team,
+            unowned_values: o.unowned_values,
+            pipeline,
+            open_when,
+            deleted_when,
+            watch_columns,
+            fields,
+        },
+        activities,
+        write_back,
+        log_format: log.format,
+        log_level: log.level,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[database]
+url = "host=/tmp dbname=crm user=router password=s3cret"
+[opportunity]
+table = "crm.opportunity"
+id = "oppId"
+owner = "accountOwnerId"
+"#;
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = Config::parse(MIN, Path::new("/etc/oppty-router/oppty-router.toml")).expect("valid");
+        assert_eq!(c.router.batch_size, 500);
+        assert_eq!(c.opportunity.owner.quoted(), "\"accountOwnerId\"");
+        assert_eq!(c.redacted_url(), "host=/tmp dbname=crm user=router password=***");
+    }
+
+    #[test]
+    fn syntax_error_has_file_line_column() {
+        let err = Config::parse("[database]\nurl = \n", Path::new("x.toml")).expect_err("bad");
+        assert!(err.to_string().starts_with("x.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MIN}ownr = \"x\"\n");
+        let err = Config::parse(&text, Path::new("x.toml")).expect_err("bad");
+        assert!(err.to_string().contains("unknown field `ownr`"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = MIN.replace("owner = \"accountOwnerId\"", "owner = \"\"\nopen_when = \"true; drop table x\"")
+            + "[router]\nbatch_size = 0\n";
+        let err = Config::parse(&text, Path::new("x.toml")).expect_err("bad");
+        let s = err.to_string();
+        assert!(s.contains("opportunity.owner: `` is empty"), "{s}");
+        assert!(s.contains("opportunity.open_when: contains `;`"), "{s}");
+        assert!(s.contains("x.toml:"), "{s}");
+        assert!(s.contains("router.batch_size: is 0"), "{s}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgresql://u@h/db"), "postgresql://u@h/db");
+    }
+}

@@ -1,0 +1,377 @@
+//! The statements the daemon runs against the CRM's tables, built from the mapping and checked
+//! against the live database.
+//!
+//! Owns reading the catalog (does each table and column exist, what type is each key) and the SQL
+//! text of the per-batch statements: context, write-back, load recount. Identifiers are quoted by
+//! `ident`; the only SQL fragments are the ops-owned ones of the daemon config; every value is a
+//! bound parameter. Problems are reported by the config key they come from.
+
+use tokio_postgres::Client;
+
+use crate::config::{ActivityLink, Config, FieldSource, WriteBack};
+use crate::ident::{Ident, TableName};
+
+/// A problem found by checking the mapping against the database, named by its config key.
+#[derive(Debug, Clone)]
+pub struct MappingProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for MappingProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CrmError {
+    #[error("the mapping does not match the database:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Mapping(Vec<MappingProblem>),
+    #[error(transparent)]
+    Sql(#[from] tokio_postgres::Error),
+}
+
+/// How the owner is written back, as prepared SQL.
+#[derive(Debug, Clone)]
+pub enum WriteSql {
+    /// `$1` ids, `$2` owners, `$3` teams (text arrays), `$4` unowned placeholders; returns the ids
+    /// actually written.
+    Batch(String),
+    /// Run once per assignment with `$1..$4` = opportunity id, owner, team, previous owner.
+    PerRow(String),
+}
+
+/// The statements of one mapping on one database.
+#[derive(Debug, Clone)]
+pub struct CrmSql {
+    /// `$1` text[] of ids → id, owner, is_open, is_deleted, pipeline, fields… (all text but flags).
+    pub context: String,
+    pub write: WriteSql,
+    /// `$1` text[] of owners → owner, open count.
+    pub recount: String,
+    /// → owner, open count, for every owner.
+    pub full_count: String,
+    /// `$1` text[] → the same array cast to the owner column's type (fails on a bad id).
+    pub owner_cast: String,
+    pub unowned_values: Vec<String>,
+    pub field_names: Vec<String>,
+}
+
+/// Types are spliced as casts; they come from `format_type` in the catalog, and are checked anyway.
+fn safe_type(t: &str) -> bool {
+    !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || " _(),.\"[]".contains(c))
+}
+
+async fn column_type(
+    client: &Client,
+    table: &TableName,
+    col: &Ident,
+    key: &str,
+    problems: &mut Vec<MappingProblem>,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&table.quoted(), &col.as_str()],
+        )
+        .await?;
+    match row {
+        Some(r) => {
+            let t: String = r.get(0);
+            if safe_type(&t) {
+                Ok(Some(t))
+            } else {
+                problems.push(MappingProblem { key: key.into(), message: format!("column type `{t}` is not supported") });
+                Ok(None)
+            }
+        }
+        None => {
+            let cols: Vec<String> = client
+                .query(
+                    "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 \
+                     AND NOT attisdropped ORDER BY attnum",
+                    &[&table.quoted()],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            problems.push(MappingProblem {
+                key: key.into(),
+                message: format!(
+                    "column `{}` does not exist in {} (its columns: {}); names are case-sensitive",
+                    col.as_str(),
+                    table.plain(),
+                    cols.join(", ")
+                ),
+            });
+            Ok(None)
+        }
+    }
+}
+
+async fn table_exists(
+    client: &Client,
+    table: &TableName,
+    key: &str,
+    problems: &mut Vec<MappingProblem>,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()]).await?;
+    let ok: bool = row.get(0);
+    if !ok {
+        problems.push(MappingProblem {
+            key: key.into(),
+            message: format!("table {} does not exist (or this user cannot see it)", table.plain()),
+        });
+    }
+    Ok(ok)
+}
+
+/// Prepare `sql`; a failure becomes a problem under `key`.
+async fn try_prepare(client: &Client, sql: &str, key: &str, problems: &mut Vec<MappingProblem>) -> bool {
+    match client.prepare(sql).await {
+        Ok(_) => true,
+        Err(e) => {
+            let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            problems.push(MappingProblem { key: key.into(), message: msg });
+            false
+        }
+    }
+}
+
+fn open_pred(cfg: &Config) -> String {
+    cfg.opportunity.open_when.as_ref().map(|s| format!("({s})")).unwrap_or_else(|| "true".into())
+}
+
+fn deleted_pred(cfg: &Config) -> String {
+    cfg.opportunity.deleted_when.as_ref().map(|s| format!("({s})")).unwrap_or_else(|| "false".into())
+}
+
+/// Replace `:name` parameters with `$n`, leaving `::casts`, quoted text and identifiers alone.
+pub fn bind_named(sql: &str, names: &[&str]) -> Result<String, String> {
+    let mut out = String::with_capacity(sql.len());
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' || c == '"' {
+            let q = c;
+            out.push(c);
+            i += 1;
+            while i < chars.len() {
+                out.push(chars[i]);
+                if chars[i] == q {
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if c == ':' {
+            if i + 1 < chars.len() && chars[i + 1] == ':' {
+                out.push_str("::");
+                i += 2;
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    out.push(chars[i]);
+                    i += 1;
+                }
+                continue;
+            }
+            let start = i + 1;
+            let mut j = start;
+            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+                j += 1;
+            }
+            if j > start {
+                let name: String = chars[start..j].iter().collect();
+                match names.iter().position(|n| *n == name) {
+                    Some(k) => out.push_str(&format!("${}", k + 1)),
+                    None => return Err(format!("unknown parameter `:{name}`; use {}", names.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", "))),
+                }
+                i = j;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// The named parameters of a custom write-back statement, in `$n` order.
+pub const WRITE_PARAMS: &[&str] = &["opportunity_id", "owner", "team", "previous_owner"];
+
+/// Check the mapping against the database and build the statements. Every problem is reported.
+pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> {
+    let o = &cfg.opportunity;
+    let mut p = Vec::new();
+    if !table_exists(client, &o.table, "opportunity.table", &mut p).await? {
+        return Err(CrmError::Mapping(p));
+    }
+    let table = o.table.quoted();
+    let id_t = column_type(client, &o.table, &o.id, "opportunity.id", &mut p).await?;
+    let owner_t = column_type(client, &o.table, &o.owner, "opportunity.owner", &mut p).await?;
+    let team_t = match &o.team {
+        Some(t) => column_type(client, &o.table, t, "opportunity.team", &mut p).await?,
+        None => None,
+    };
+    for (i, c) in o.watch_columns.iter().enumerate() {
+        column_type(client, &o.table, c, &format!("opportunity.watch_columns[{i}]"), &mut p).await?;
+    }
+    let mut field_exprs = Vec::new();
+    let mut sources: Vec<(String, &FieldSource)> = Vec::new();
+    if let Some(pl) = &o.pipeline {
+        sources.push(("opportunity.pipeline".into(), pl));
+    }
+    for f in &o.fields {
+        sources.push((format!("opportunity.fields.{}", f.name), &f.source));
+    }
+    for (key, src) in &sources {
+        match src {
+            FieldSource::Column(c) => {
+                column_type(client, &o.table, c, key, &mut p).await?;
+            }
+            FieldSource::Sql(_) => {
+                let sql = format!("SELECT ({})::text FROM {table} o LIMIT 0", src.expr());
+                try_prepare(client, &sql, &format!("{key}.sql"), &mut p).await;
+            }
+        }
+    }
+    for f in &o.fields {
+        field_exprs.push(format!("({})::text", f.source.expr()));
+    }
+    let open = open_pred(cfg);
+    let deleted = deleted_pred(cfg);
+    try_prepare(client, &format!("SELECT ({open})::bool FROM {table} o LIMIT 0"), "opportunity.open_when", &mut p).await;
+    try_prepare(client, &format!("SELECT ({deleted})::bool FROM {table} o LIMIT 0"), "opportunity.deleted_when", &mut p).await;
+
+    for (i, a) in cfg.activities.iter().enumerate() {
+        let key = format!("activity[{i}]");
+        if !table_exists(client, &a.table, &format!("{key}.table"), &mut p).await? {
+            continue;
+        }
+        match &a.link {
+            ActivityLink::Column(c) => {
+                column_type(client, &a.table, c, &format!("{key}.opportunity"), &mut p).await?;
+            }
+            ActivityLink::Polymorphic { type_column, id_column, .. } => {
+                column_type(client, &a.table, type_column, &format!("{key}.type_column"), &mut p).await?;
+                column_type(client, &a.table, id_column, &format!("{key}.opportunity"), &mut p).await?;
+            }
+        }
+        column_type(client, &a.table, &a.actor, &format!("{key}.actor"), &mut p).await?;
+        if let Some(at) = &a.at {
+            if let Some(t) = column_type(client, &a.table, at, &format!("{key}.at"), &mut p).await? {
+                if !t.starts_with("timestamp") && t != "date" {
+                    p.push(MappingProblem { key: format!("{key}.at"), message: format!("column `{}` is {t}; it must be a timestamp or date", at.as_str()) });
+                }
+            }
+        }
+    }
+
+    let (Some(id_t), Some(owner_t)) = (id_t, owner_t) else {
+        return Err(CrmError::Mapping(p));
+    };
+    if o.team.is_some() && team_t.is_none() {
+        return Err(CrmError::Mapping(p));
+    }
+    let id = o.id.quoted();
+    let owner = o.owner.quoted();
+    let pipeline = o.pipeline.as_ref().map(|f| format!("({})::text", f.expr())).unwrap_or_else(|| "NULL::text".into());
+    let mut context = format!(
+        "SELECT o.{id}::text, o.{owner}::text, coalesce(({open})::bool, false), coalesce(({deleted})::bool, false), {pipeline}"
+    );
+    for f in &field_exprs {
+        context.push_str(", ");
+        context.push_str(f);
+    }
+    context.push_str(&format!(" FROM {table} o WHERE o.{id} = ANY($1::text[]::{id_t}[])"));
+
+    let write = match &cfg.write_back {
+        WriteBack::Batch { set } => {
+            let mut sets = vec![format!("{owner} = u.owner::{owner_t}")];
+            if let (Some(team), Some(tt)) = (&o.team, &team_t) {
+                let q = team.quoted();
+                sets.push(format!("{q} = coalesce(u.team::{tt}, o.{q})"));
+            }
+            for (col, expr) in set {
+                column_type(client, &o.table, col, &format!("write_back.set.{}", col.as_str()), &mut p).await?;
+                sets.push(format!("{} = ({expr})", col.quoted()));
+            }
+            let sql = format!(
+                "UPDATE {table} AS o SET {} FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, owner, team) \
+                 WHERE o.{id} = u.id::{id_t} AND (o.{owner} IS NULL OR o.{owner}::text = ANY($4::text[])) \
+                 RETURNING o.{id}::text",
+                sets.join(", ")
+            );
+            try_prepare(client, &sql, "write_back.set", &mut p).await;
+            WriteSql::Batch(sql)
+        }
+        WriteBack::Statement(s) => match bind_named(s, WRITE_PARAMS) {
+            Ok(sql) => {
+                try_prepare(client, &sql, "write_back.statement", &mut p).await;
+                WriteSql::PerRow(sql)
+            }
+            Err(e) => {
+                p.push(MappingProblem { key: "write_back.statement".into(), message: e });
+                WriteSql::PerRow(String::new())
+            }
+        },
+    };
+
+    let recount = format!(
+        "SELECT o.{owner}::text, count(*)::int8 FROM {table} o WHERE o.{owner} = ANY($1::text[]::{owner_t}[]) \
+         AND coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) GROUP BY 1"
+    );
+    let full_count = format!(
+        "SELECT o.{owner}::text, count(*)::int8 FROM {table} o WHERE o.{owner} IS NOT NULL \
+         AND coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) GROUP BY 1"
+    );
+    let owner_cast = format!("SELECT $1::text[]::{owner_t}[]");
+    if p.is_empty() {
+        try_prepare(client, &context, "opportunity (context query)", &mut p).await;
+        try_prepare(client, &recount, "opportunity (load recount)", &mut p).await;
+    }
+    if !p.is_empty() {
+        return Err(CrmError::Mapping(p));
+    }
+    Ok(CrmSql {
+        context,
+        write,
+        recount,
+        full_count,
+        owner_cast,
+        unowned_values: o.unowned_values.clone(),
+        field_names: o.fields.iter().map(|f| f.name.clone()).collect(),
+    })
+}
+
+/// Check that every member id of a rule set (and fallback owners) is a valid value for the owner
+/// column, e.g. that `"abc"` is not used where the CRM's user ids are integers.
+pub async fn check_owner_ids(client: &Client, sql: &CrmSql, ids: &[String]) -> Result<(), String> {
+    for id in ids {
+        if let Err(e) = client.query_one(&sql.owner_cast, &[&vec![id.clone()]]).await {
+            let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            return Err(format!("member or owner id `{id}` is not a valid value of the CRM's owner column: {msg}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_parameters_become_positional_and_casts_survive() {
+        let sql = "UPDATE t SET owner = :owner::int, note = 'at :owner' WHERE id = :opportunity_id::uuid";
+        assert_eq!(
+            bind_named(sql, WRITE_PARAMS).expect("binds"),
+            "UPDATE t SET owner = $2::int, note = 'at :owner' WHERE id = $1::uuid"
+        );
+        assert!(bind_named("SELECT :nope", WRITE_PARAMS).expect_err("unknown").contains(":opportunity_id"));
+    }
+}

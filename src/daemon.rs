@@ -1,0 +1,207 @@
+//! The daemon: connections, leadership, waiting for work, reconnecting, shutting down.
+//!
+//! Owns the life of a database session (main connection + LISTEN connection), the leader lock that
+//! lets only one replica drain at a time, the idle/notify hand-shake, reconnect with backoff, and
+//! the systemd notifications. It must not build SQL for the CRM (that is `crm`) nor decide owners
+//! (that is `engine`); it must never exit on a lost connection, only on shutdown or a bad config.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::crm;
+use crate::db;
+use crate::drain::{Drain, DrainError, Routed};
+use crate::engine::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The mapping does not fit the database: retrying will not help (exit 78).
+    #[error(transparent)]
+    Mapping(crm::CrmError),
+}
+
+/// What the caller wants besides routing.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Send `READY=1` to systemd once connected, leader, and rules loaded.
+    pub notify_systemd: bool,
+    /// Every committed decision is sent here (the demo prints them).
+    pub decisions: Option<mpsc::UnboundedSender<Routed>>,
+    /// Set once the daemon is leader and has drained its first backlog.
+    pub ready: Option<Arc<AtomicBool>>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+fn leader_key(cfg: &Config) -> String {
+    format!("oppty-router leader {}", cfg.router.schema.as_str())
+}
+
+/// Run until `shutdown` is cancelled. Lost connections are retried with backoff for ever.
+pub async fn run(
+    cfg: Arc<Config>,
+    rules: Arc<ArcSwap<Engine>>,
+    shutdown: CancellationToken,
+    opts: RunOptions,
+) -> Result<(), DaemonError> {
+    let mut backoff = Duration::from_millis(100);
+    let mut notified = false;
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        match session(&cfg, &rules, &shutdown, &opts, &mut notified, &mut backoff).await {
+            Ok(SessionEnd::Shutdown) => {
+                tracing::info!("shut down cleanly");
+                return Ok(());
+            }
+            Ok(SessionEnd::Lost(why)) => {
+                tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "database session lost; reconnecting");
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(cfg.router.reconnect_max_backoff);
+    }
+}
+
+async fn session(
+    cfg: &Arc<Config>,
+    rules: &Arc<ArcSwap<Engine>>,
+    shutdown: &CancellationToken,
+    opts: &RunOptions,
+    notified: &mut bool,
+    backoff: &mut Duration,
+) -> Result<SessionEnd, DaemonError> {
+    macro_rules! lost {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Ok(SessionEnd::Lost(e.to_string())),
+            }
+        };
+    }
+    let mut client = lost!(db::connect(&cfg.database, "").await);
+    let (listener, mut wakeups) = lost!(db::connect_listener(&cfg.database, " listener").await);
+    lost!(listener.batch_execute(&format!("LISTEN {}", cfg.router.channel.quoted())).await);
+
+    let sql = match crm::prepare(&client, cfg).await {
+        Ok(s) => s,
+        Err(crm::CrmError::Sql(e)) => return Ok(SessionEnd::Lost(e.to_string())),
+        Err(e) => return Err(DaemonError::Mapping(e)),
+    };
+
+    // Leadership: one replica drains at a time; the others wait here as hot standbys. The lock is
+    // held by the session, so it is released the moment this connection dies.
+    let key = leader_key(cfg);
+    let mut waiting_logged = false;
+    loop {
+        let row = lost!(client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key]).await);
+        if row.get::<_, bool>(0) {
+            break;
+        }
+        if !waiting_logged {
+            tracing::info!("another replica is draining; standing by");
+            waiting_logged = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.router.poll_interval) => {}
+            _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        }
+    }
+
+    let mut engine = rules.load_full();
+    if let Err(e) = crm::check_owner_ids(&client, &sql, &owner_ids(&engine)).await {
+        // The initial rule set was already compiled; an id that the CRM cannot hold is a config error.
+        return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
+            key: "rules".into(),
+            message: e,
+        }])));
+    }
+    let mut drain = Drain::new(cfg.clone(), sql, opts.decisions.clone());
+    lost!(drain.reconcile_loads(&mut client, &engine).await);
+    tracing::info!(rules = %engine.version, members = engine.members.len(), "connected and leading; draining the backlog");
+    *backoff = Duration::from_millis(100);
+
+    let mut idle = false;
+    lost!(drain.set_idle(&client, false).await);
+    let mut first = true;
+    loop {
+        // A newer rule set: check its member ids against the CRM, then use it from the next batch.
+        let latest = rules.load_full();
+        if latest.version != engine.version {
+            match crm::check_owner_ids(&client, drain.crm_sql(), &owner_ids(&latest)).await {
+                Ok(()) => {
+                    tracing::info!(from = %engine.version, to = %latest.version, "rules swapped in");
+                    engine = latest;
+                    lost!(drain.reconcile_loads(&mut client, &engine).await);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, rejected = %latest.version, kept = %engine.version, "new rules refused; the last good rules stay in force");
+                    rules.store(engine.clone());
+                }
+            }
+        }
+        let report = match drain.drain_all(&mut client, &engine, shutdown).await {
+            Ok(r) => r,
+            Err(DrainError::Connection(e)) => return Ok(SessionEnd::Lost(e.to_string())),
+        };
+        if first {
+            first = false;
+            if let Some(r) = &opts.ready {
+                r.store(true, Ordering::SeqCst);
+            }
+            if opts.notify_systemd && !*notified {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                *notified = true;
+            }
+        }
+        if shutdown.is_cancelled() {
+            return Ok(SessionEnd::Shutdown);
+        }
+        if report.claimed > 0 {
+            if idle {
+                lost!(drain.set_idle(&client, false).await);
+                idle = false;
+            }
+            continue;
+        }
+        if !idle {
+            // Say we are idle, then look once more: an event committed just before the flag was
+            // set did not NOTIFY.
+            lost!(drain.set_idle(&client, true).await);
+            idle = true;
+            continue;
+        }
+        tokio::select! {
+            w = wakeups.recv() => {
+                if w.is_none() {
+                    return Ok(SessionEnd::Lost("the LISTEN connection closed".into()));
+                }
+            }
+            _ = tokio::time::sleep(drain.poll_interval()) => {}
+            _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        }
+    }
+}
+
+fn owner_ids(engine: &Engine) -> Vec<String> {
+    let mut ids: Vec<String> = engine.member_ids().map(str::to_string).collect();
+    ids.extend(engine.global_fallback.iter().cloned());
+    ids.extend(engine.pipelines.values().filter_map(|p| p.fallback_owner.clone()));
+    ids.sort();
+    ids.dedup();
+    ids
+}

@@ -1,0 +1,639 @@
+//! The drain: claim a batch of captured events, route the opportunities, write owners back,
+//! record why, all in one transaction per batch.
+//!
+//! Owns the per-batch statements and their order, the members' open loads while this daemon is the
+//! leader, and what happens to an event that fails (retry with backoff, then dead letter). Per
+//! batch there is one query per kind of work, never one per row. It must not decide owners itself
+//! (that is `engine`), nor connect, wait or watch files (that is `daemon`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, GenericClient, Transaction};
+
+use crate::capture::ORIGIN_SETTING;
+use crate::config::Config;
+use crate::crm::{CrmSql, WriteSql};
+use crate::engine::{Engine, Loads, Opportunity, Outcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    /// The connection failed or the server said to go away: reconnect, nothing is lost.
+    #[error("database connection problem: {0}")]
+    Connection(tokio_postgres::Error),
+}
+
+/// SQLSTATE classes that say nothing about the rows being processed: the connection, the server's
+/// resources, a deadlock or serialization failure, an operator intervention.
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => true,
+        Some(db) => {
+            let code = db.code().code();
+            ["08", "40", "53", "55", "57", "58"].iter().any(|c| code.starts_with(c))
+        }
+    }
+}
+
+/// A captured change, as claimed from the event table.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: i64,
+    pub kind: String,
+    pub opp_id: String,
+    pub old_owner: Option<String>,
+    pub new_owner: Option<String>,
+    pub actor: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+}
+
+/// One decision that was committed, for the demo and for tests.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub opp_id: String,
+    pub owner: Option<String>,
+    pub team: Option<String>,
+    pub outcome: Outcome,
+    pub rule_id: Option<String>,
+    pub pipeline: String,
+    pub event_at: DateTime<Utc>,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone)]
+pub struct BatchReport {
+    pub claimed: usize,
+    pub routed: usize,
+    pub fallback: usize,
+    pub unassigned: usize,
+    pub skipped: usize,
+    pub activities: usize,
+    pub changes: usize,
+    pub retried: usize,
+    pub dead_lettered: usize,
+}
+
+impl BatchReport {
+    fn add(&mut self, o: &BatchReport) {
+        self.claimed += o.claimed;
+        self.routed += o.routed;
+        self.fallback += o.fallback;
+        self.unassigned += o.unassigned;
+        self.skipped += o.skipped;
+        self.activities += o.activities;
+        self.changes += o.changes;
+        self.retried += o.retried;
+        self.dead_lettered += o.dead_lettered;
+    }
+}
+
+/// Loads as seen inside one batch: the committed base plus this batch's changes.
+struct Staged<'a> {
+    base: &'a HashMap<String, i64>,
+    overlay: HashMap<String, i64>,
+}
+
+impl Loads for Staged<'_> {
+    fn open(&self, member_id: &str) -> i64 {
+        self.overlay.get(member_id).or_else(|| self.base.get(member_id)).copied().unwrap_or(0)
+    }
+}
+
+impl Staged<'_> {
+    fn bump(&mut self, member: &str, by: i64) {
+        let v = self.open(member) + by;
+        self.overlay.insert(member.to_string(), v.max(0));
+    }
+}
+
+struct Context {
+    owner: Option<String>,
+    open: bool,
+    deleted: bool,
+    pipeline: Option<String>,
+    fields: Vec<Option<String>>,
+}
+
+/// The drain's state for one leader session.
+pub struct Drain {
+    cfg: Arc<Config>,
+    sql: CrmSql,
+    loads: HashMap<String, i64>,
+    decisions: Option<mpsc::UnboundedSender<Routed>>,
+    claim: String,
+    claim_one: String,
+    audit: String,
+    own: String,
+    release: String,
+    touch: String,
+    member_state: String,
+    retry: String,
+    dead_letter: String,
+}
+
+impl Drain {
+    pub fn new(cfg: Arc<Config>, sql: CrmSql, decisions: Option<mpsc::UnboundedSender<Routed>>) -> Drain {
+        let s = cfg.router.schema.quoted();
+        let cols = "id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts";
+        Drain {
+            claim: format!(
+                "DELETE FROM {s}.events WHERE id IN (SELECT id FROM {s}.events WHERE next_attempt_at <= now() \
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING {cols}"
+            ),
+            claim_one: format!("DELETE FROM {s}.events WHERE id = $1 RETURNING {cols}"),
+            audit: format!(
+                "INSERT INTO {s}.assignments (opp_id, owner_id, team_id, previous_owner, outcome, pipeline, rule_id, \
+                 rules_version, explanation, event_at) \
+                 SELECT u.o, u.w, u.t, u.p, u.c, u.l, u.r, $8, u.e::jsonb, u.a \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $9::text[], $10::timestamptz[]) AS u(o, w, t, p, c, l, r, e, a)"
+            ),
+            own: format!(
+                "INSERT INTO {s}.ownership (opp_id, owner_id, team_id, assigned_at, last_owner_touch_at) \
+                 SELECT u.o, u.w, u.t, clock_timestamp(), clock_timestamp() FROM unnest($1::text[], $2::text[], $3::text[]) AS u(o, w, t) \
+                 ON CONFLICT (opp_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, team_id = EXCLUDED.team_id, \
+                 assigned_at = EXCLUDED.assigned_at, last_owner_touch_at = EXCLUDED.last_owner_touch_at"
+            ),
+            release: format!(
+                "DELETE FROM {s}.ownership w USING unnest($1::text[], $2::text[], $3::bool[]) AS u(o, w, open) \
+                 WHERE w.opp_id = u.o AND (NOT u.open OR u.w IS DISTINCT FROM w.owner_id)"
+            ),
+            touch: format!(
+                "UPDATE {s}.ownership w SET last_activity_at = greatest(w.last_activity_at, a.any_at), \
+                 last_owner_touch_at = greatest(w.last_owner_touch_at, a.owner_at) \
+                 FROM (SELECT u.o, max(u.at) AS any_at, max(u.at) FILTER (WHERE u.actor = x.owner_id) AS owner_at \
+                       FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(o, actor, at) \
+                       JOIN {s}.ownership x ON x.opp_id = u.o GROUP BY u.o) a \
+                 WHERE w.opp_id = a.o"
+            ),
+            member_state: format!(
+                "INSERT INTO {s}.member_state AS m (member_id, open_count, assigned_total, last_assigned_at, updated_at) \
+                 SELECT u.m, u.c, u.a, CASE WHEN u.a > 0 THEN clock_timestamp() END, clock_timestamp() \
+                 FROM unnest($1::text[], $2::int4[], $3::int8[]) AS u(m, c, a) \
+                 ON CONFLICT (member_id) DO UPDATE SET open_count = EXCLUDED.open_count, \
+                 assigned_total = m.assigned_total + EXCLUDED.assigned_total, \
+                 last_assigned_at = coalesce(EXCLUDED.last_assigned_at, m.last_assigned_at), updated_at = EXCLUDED.updated_at"
+            ),
+            retry: format!(
+                "UPDATE {s}.events SET attempts = attempts + 1, last_error = $2, \
+                 next_attempt_at = clock_timestamp() + $3::float8 * interval '1 millisecond' WHERE id = $1 RETURNING attempts"
+            ),
+            dead_letter: format!(
+                "WITH d AS (DELETE FROM {s}.events WHERE id = $1 RETURNING *) \
+                 INSERT INTO {s}.dead_letter (id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, error) \
+                 SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, $2 FROM d"
+            ),
+            cfg,
+            sql,
+            loads: HashMap::new(),
+            decisions,
+        }
+    }
+
+    /// The CRM statements this drain uses.
+    pub fn crm_sql(&self) -> &CrmSql {
+        &self.sql
+    }
+
+    /// Recount every owner's open opportunities from the CRM (on becoming leader), and store them.
+    pub async fn reconcile_loads(&mut self, client: &mut Client, engine: &Engine) -> Result<(), DrainError> {
+        let rows = client.query(&self.sql.full_count, &[]).await.map_err(DrainError::Connection)?;
+        let mut loads: HashMap<String, i64> = rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect();
+        for id in engine.member_ids() {
+            loads.entry(id.to_string()).or_insert(0);
+        }
+        let tx = client.transaction().await.map_err(DrainError::Connection)?;
+        let members: Vec<String> = loads.keys().cloned().collect();
+        let counts: Vec<i32> = members.iter().map(|m| clamp_i32(loads[m])).collect();
+        let zeros = vec![0i64; members.len()];
+        tx.execute(&self.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::Connection)?;
+        tx.commit().await.map_err(DrainError::Connection)?;
+        self.loads = loads;
+        Ok(())
+    }
+
+    /// The open load of a member as this leader knows it.
+    pub fn load_of(&self, member: &str) -> i64 {
+        self.loads.get(member).copied().unwrap_or(0)
+    }
+
+    /// Claim and process one batch. Returns how many events were claimed (0 = nothing to do).
+    pub async fn batch(&mut self, client: &mut Client, engine: &Engine) -> Result<BatchReport, DrainError> {
+        let started = Instant::now();
+        let limit = i64::from(self.cfg.router.batch_size);
+        let tx = client.transaction().await.map_err(DrainError::Connection)?;
+        tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await.map_err(DrainError::Connection)?;
+        let rows = tx.query(&self.claim, &[&limit]).await.map_err(DrainError::Connection)?;
+        if rows.is_empty() {
+            tx.rollback().await.map_err(DrainError::Connection)?;
+            return Ok(BatchReport::default());
+        }
+        let events: Vec<Event> = rows.iter().map(event_from_row).collect();
+        let result = self.process(&tx, &events, engine).await;
+        let report = match result {
+            Ok((mut report, overlay, routed)) => match tx.commit().await {
+                Ok(()) => {
+                    self.loads.extend(overlay);
+                    report.claimed = events.len();
+                    self.publish(routed);
+                    report
+                }
+                Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, events = events.len(), "batch commit failed; isolating its events");
+                    self.isolate(client, &events, engine).await?
+                }
+            },
+            Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
+            Err(e) => {
+                drop(tx); // rolls back
+                tracing::warn!(error = %db_message(&e), events = events.len(), "batch failed; isolating its events");
+                self.isolate(client, &events, engine).await?
+            }
+        };
+        tracing::info!(
+            events = report.claimed,
+            routed = report.routed,
+            fallback = report.fallback,
+            unassigned = report.unassigned,
+            skipped = report.skipped,
+            activities = report.activities,
+            changes = report.changes,
+            retried = report.retried,
+            dead_lettered = report.dead_lettered,
+            rules = %engine.version,
+            ms = started.elapsed().as_millis() as u64,
+            "batch"
+        );
+        Ok(report)
+    }
+
+    fn publish(&self, routed: Vec<Routed>) {
+        if let Some(tx) = &self.decisions {
+            for r in routed {
+                let _ = tx.send(r);
+            }
+        }
+    }
+
+    /// Process each event of a failed batch in its own transaction, so one poisoned event cannot
+    /// block the others; a failing event is retried with backoff, then moved to the dead letter.
+    async fn isolate(&mut self, client: &mut Client, events: &[Event], engine: &Engine) -> Result<BatchReport, DrainError> {
+        let mut total = BatchReport { claimed: events.len(), ..Default::default() };
+        for ev in events {
+            let outcome = {
+                let tx = client.transaction().await.map_err(DrainError::Connection)?;
+                tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await.map_err(DrainError::Connection)?;
+                let rows = tx.query(&self.claim_one, &[&ev.id]).await.map_err(DrainError::Connection)?;
+                let Some(row) = rows.first() else {
+                    continue; // already gone
+                };
+                let one = [event_from_row(row)];
+                match self.process(&tx, &one, engine).await {
+                    Ok(ok) => tx.commit().await.map(|()| ok),
+                    Err(e) => Err(e),
+                }
+            };
+            match outcome {
+                Ok((report, overlay, routed)) => {
+                    self.loads.extend(overlay);
+                    self.publish(routed);
+                    let claimed = total.claimed;
+                    total.add(&report);
+                    total.claimed = claimed;
+                }
+                Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
+                Err(e) => {
+                    let msg = db_message(&e);
+                    let attempts = ev.attempts + 1;
+                    if attempts >= self.cfg.router.max_attempts as i32 {
+                        client.execute(&self.dead_letter, &[&ev.id, &msg]).await.map_err(DrainError::Connection)?;
+                        tracing::error!(event = ev.id, opportunity = %ev.opp_id, attempts, error = %msg, "event moved to dead letter");
+                        total.dead_lettered += 1;
+                    } else {
+                        let backoff = self.cfg.router.retry_backoff.as_millis() as f64 * 2f64.powi(attempts - 1);
+                        client.query(&self.retry, &[&ev.id, &msg, &backoff]).await.map_err(DrainError::Connection)?;
+                        tracing::warn!(event = ev.id, opportunity = %ev.opp_id, attempts, retry_in_ms = backoff as u64, error = %msg, "event failed; will retry");
+                        total.retried += 1;
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn process(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[Event],
+        engine: &Engine,
+    ) -> Result<(BatchReport, HashMap<String, i64>, Vec<Routed>), tokio_postgres::Error> {
+        let mut report = BatchReport::default();
+        let mut staged = Staged { base: &self.loads, overlay: HashMap::new() };
+
+        // Who is touched: opportunities to route, opportunities that changed, owners to recount.
+        let mut route: Vec<&Event> = Vec::new();
+        let mut seen_route = HashSet::new();
+        let mut changed_ids: Vec<String> = Vec::new();
+        let mut recount: HashSet<String> = HashSet::new();
+        let mut activities: Vec<&Event> = Vec::new();
+        for ev in events {
+            for o in [&ev.old_owner, &ev.new_owner].into_iter().flatten() {
+                if !self.sql.unowned_values.contains(o) {
+                    recount.insert(o.clone());
+                }
+            }
+            match ev.kind.as_str() {
+                "route" => {
+                    if seen_route.insert(ev.opp_id.as_str()) {
+                        route.push(ev);
+                    }
+                }
+                "changed" => {
+                    report.changes += 1;
+                    changed_ids.push(ev.opp_id.clone());
+                }
+                _ => {
+                    report.activities += 1;
+                    activities.push(ev);
+                }
+            }
+        }
+
+        if !recount.is_empty() {
+            let owners: Vec<String> = recount.into_iter().collect();
+            let rows = tx.query(&self.sql.recount, &[&owners]).await?;
+            for o in &owners {
+                staged.overlay.insert(o.clone(), 0);
+            }
+            for r in rows {
+                staged.overlay.insert(r.get(0), r.get(1));
+            }
+        }
+
+        let mut ids: Vec<String> = route.iter().map(|e| e.opp_id.clone()).collect();
+        ids.extend(changed_ids.iter().cloned());
+        ids.sort();
+        ids.dedup();
+        let mut ctx: HashMap<String, Context> = HashMap::new();
+        if !ids.is_empty() {
+            for r in tx.query(&self.sql.context, &[&ids]).await? {
+                let n = r.len();
+                ctx.insert(
+                    r.get(0),
+                    Context {
+                        owner: r.get(1),
+                        open: r.get(2),
+                        deleted: r.get(3),
+                        pipeline: r.get(4),
+                        fields: (5..n).map(|i| r.get(i)).collect(),
+                    },
+                );
+            }
+        }
+
+        // Changed opportunities: forget ownership of what a person took over, closed or deleted.
+        if !changed_ids.is_empty() {
+            let owners: Vec<Option<String>> = changed_ids.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
+            let open: Vec<bool> = changed_ids.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted)).collect();
+            tx.execute(&self.release, &[&changed_ids, &owners, &open]).await?;
+        }
+
+        // Route.
+        struct Pending {
+            opp: String,
+            decision: crate::engine::Decision,
+            previous: Option<String>,
+            event_at: DateTime<Utc>,
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+        for ev in &route {
+            let Some(c) = ctx.get(&ev.opp_id) else {
+                tracing::debug!(opportunity = %ev.opp_id, "skipped: deleted before it was routed");
+                report.skipped += 1;
+                continue;
+            };
+            let unowned = c.owner.as_ref().map_or(true, |o| self.sql.unowned_values.contains(o));
+            if !unowned || !c.open || c.deleted {
+                tracing::debug!(opportunity = %ev.opp_id, owner = ?c.owner, open = c.open, deleted = c.deleted,
+                    "skipped: already owned, closed or deleted");
+                report.skipped += 1;
+                continue;
+            }
+            let opp = Opportunity { id: &ev.opp_id, pipeline: c.pipeline.as_deref(), fields: &c.fields };
+            let decision = engine.route(&opp, &staged);
+            if let Some(o) = &decision.owner {
+                staged.bump(o, 1);
+            }
+            pending.push(Pending { opp: ev.opp_id.clone(), decision, previous: c.owner.clone(), event_at: ev.created_at });
+        }
+
+        // Write owners back; only rows still unowned are written.
+        let to_write: Vec<&Pending> = pending.iter().filter(|p| p.decision.owner.is_some()).collect();
+        let mut written: HashSet<String> = HashSet::new();
+        if !to_write.is_empty() {
+            match &self.sql.write {
+                WriteSql::Batch(sql) => {
+                    let ids: Vec<&str> = to_write.iter().map(|p| p.opp.as_str()).collect();
+                    let owners: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.owner.as_deref()).collect();
+                    let teams: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.team_crm_id.as_deref()).collect();
+                    for r in tx.query(sql, &[&ids, &owners, &teams, &self.sql.unowned_values]).await? {
+                        written.insert(r.get(0));
+                    }
+                }
+                WriteSql::PerRow(sql) => {
+                    let stmt = tx.prepare(sql).await?;
+                    let futs = to_write.iter().map(|p| {
+                        let stmt = stmt.clone();
+                        async move {
+                            let n = tx
+                                .execute(&stmt, &[&p.opp, &p.decision.owner, &p.decision.team_crm_id, &p.previous])
+                                .await?;
+                            Ok::<_, tokio_postgres::Error>((p.opp.clone(), n))
+                        }
+                    });
+                    for (id, n) in futures_util::future::try_join_all(futs).await? {
+                        if n > 0 {
+                            written.insert(id);
+                        }
+                    }
+                }
+            }
+        }
+
+        // Audit, ownership, loads: one statement each.
+        let mut a = AuditCols::default();
+        let mut own = (Vec::new(), Vec::new(), Vec::new());
+        let mut assigned: HashMap<String, i64> = HashMap::new();
+        let mut routed = Vec::new();
+        for p in &pending {
+            let d = &p.decision;
+            if d.owner.is_some() && !written.contains(&p.opp) {
+                // A person (or another writer) owned it between our read and our write.
+                if let Some(o) = &d.owner {
+                    staged.bump(o, -1);
+                }
+                tracing::debug!(opportunity = %p.opp, "skipped: owned by someone else before the write");
+                report.skipped += 1;
+                continue;
+            }
+            match d.outcome {
+                Outcome::Rule => report.routed += 1,
+                Outcome::Fallback => report.fallback += 1,
+                Outcome::Unassigned => report.unassigned += 1,
+            }
+            tracing::debug!(opportunity = %p.opp, owner = ?d.owner, team = ?d.team, outcome = d.outcome.as_str(),
+                rule = ?d.rule_id, pipeline = %d.pipeline, "decision");
+            a.push(&p.opp, d, p.previous.clone(), p.event_at);
+            if let Some(o) = &d.owner {
+                own.0.push(p.opp.clone());
+                own.1.push(o.clone());
+                own.2.push(d.team.clone());
+                *assigned.entry(o.clone()).or_default() += 1;
+            }
+            routed.push(Routed {
+                opp_id: p.opp.clone(),
+                owner: d.owner.clone(),
+                team: d.team.clone(),
+                outcome: d.outcome,
+                rule_id: d.rule_id.clone(),
+                pipeline: d.pipeline.clone(),
+                event_at: p.event_at,
+            });
+        }
+        let members: Vec<String> = staged.overlay.keys().cloned().collect();
+        let counts: Vec<i32> = members.iter().map(|m| clamp_i32(staged.open(m))).collect();
+        let totals: Vec<i64> = members.iter().map(|m| assigned.get(m).copied().unwrap_or(0)).collect();
+
+        let version = engine.version.clone();
+        let audit = async {
+            if a.opp.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &self.audit,
+                &[&a.opp, &a.owner, &a.team, &a.previous, &a.outcome, &a.pipeline, &a.rule, &version, &a.explanation, &a.event_at],
+            )
+            .await
+        };
+        let ownership = async {
+            if own.0.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&self.own, &[&own.0, &own.1, &own.2]).await
+        };
+        let member_state = async {
+            if members.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&self.member_state, &[&members, &counts, &totals]).await
+        };
+        let touch = async {
+            if activities.is_empty() {
+                return Ok(0);
+            }
+            let ids: Vec<&str> = activities.iter().map(|e| e.opp_id.as_str()).collect();
+            let actors: Vec<Option<&str>> = activities.iter().map(|e| e.actor.as_deref()).collect();
+            let ats: Vec<DateTime<Utc>> = activities.iter().map(|e| e.at.unwrap_or(e.created_at)).collect();
+            tx.execute(&self.touch, &[&ids, &actors, &ats]).await
+        };
+        // Pipelined: sent together, one round trip's wait.
+        tokio::try_join!(audit, ownership, member_state, touch)?;
+        let overlay = staged.overlay;
+        Ok((report, overlay, routed))
+    }
+
+    /// Tell the triggers whether to NOTIFY (only while the daemon is idle).
+    pub async fn set_idle<C: GenericClient>(&self, client: &C, idle: bool) -> Result<(), DrainError> {
+        let s = self.cfg.router.schema.quoted();
+        client
+            .execute(&format!("UPDATE {s}.wakeup SET idle = $1 WHERE idle IS DISTINCT FROM $1"), &[&idle])
+            .await
+            .map_err(DrainError::Connection)?;
+        Ok(())
+    }
+
+    /// Drain until a batch comes back short, or `stop` says so between batches.
+    pub async fn drain_all(
+        &mut self,
+        client: &mut Client,
+        engine: &Engine,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<BatchReport, DrainError> {
+        let mut total = BatchReport::default();
+        loop {
+            let r = self.batch(client, engine).await?;
+            total.add(&r);
+            if r.claimed < self.cfg.router.batch_size as usize || stop.is_cancelled() {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// How long to wait between polls.
+    pub fn poll_interval(&self) -> Duration {
+        self.cfg.router.poll_interval
+    }
+}
+
+#[derive(Default)]
+struct AuditCols {
+    opp: Vec<String>,
+    owner: Vec<Option<String>>,
+    team: Vec<Option<String>>,
+    previous: Vec<Option<String>>,
+    outcome: Vec<String>,
+    pipeline: Vec<String>,
+    rule: Vec<Option<String>>,
+    explanation: Vec<String>,
+    event_at: Vec<DateTime<Utc>>,
+}
+
+impl AuditCols {
+    fn push(&mut self, opp: &str, d: &crate::engine::Decision, previous: Option<String>, event_at: DateTime<Utc>) {
+        self.opp.push(opp.to_string());
+        self.owner.push(d.owner.clone());
+        self.team.push(d.team.clone());
+        self.previous.push(previous);
+        self.outcome.push(d.outcome.as_str().to_string());
+        self.pipeline.push(d.pipeline.clone());
+        self.rule.push(d.rule_id.clone());
+        self.explanation.push(d.explanation.to_string());
+        self.event_at.push(event_at);
+    }
+}
+
+fn clamp_i32(v: i64) -> i32 {
+    v.clamp(0, i64::from(i32::MAX)) as i32
+}
+
+fn event_from_row(r: &tokio_postgres::Row) -> Event {
+    Event {
+        id: r.get(0),
+        kind: r.get(1),
+        opp_id: r.get(2),
+        old_owner: r.get(3),
+        new_owner: r.get(4),
+        actor: r.get(5),
+        at: r.get(6),
+        created_at: r.get(7),
+        attempts: r.get(8),
+    }
+}
+
+/// The server's message (and detail) without the driver's prefix.
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{} ({}): {d}", db.message(), db.code().code()),
+            None => format!("{} ({})", db.message(), db.code().code()),
+        },
+        None => e.to_string(),
+    }
+}

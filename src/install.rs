@@ -1,0 +1,125 @@
+//! `install` / `uninstall`: the router's own schema (versioned files in `sql/`) and the capture
+//! triggers on the CRM's tables.
+//!
+//! Owns applying schema versions once each, idempotently, under an advisory lock, in one
+//! transaction. Uninstall removes exactly what install added: the triggers whose functions live in
+//! the router's schema, then that schema. It must never drop or alter anything else of the CRM's.
+
+use tokio_postgres::Client;
+
+use crate::capture;
+use crate::config::Config;
+
+/// The versioned schema files, compiled in so the binary is all ops need to deploy.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "001_router.sql", include_str!("../sql/001_router.sql"))];
+
+/// Advisory-lock key serialising concurrent installs.
+const INSTALL_LOCK: i64 = 0x6f70_7074_795f_7231;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("install failed: {0}")]
+    Sql(#[from] tokio_postgres::Error),
+    #[error("the database has router schema version {found}, newer than this binary knows ({known}); upgrade oppty-router")]
+    TooNew { found: i32, known: i32 },
+}
+
+/// What an install did.
+#[derive(Debug, Default)]
+pub struct InstallReport {
+    pub applied: Vec<String>,
+    pub triggers: Vec<String>,
+}
+
+fn render(cfg: &Config, text: &str) -> String {
+    text.replace("{{schema}}", &cfg.router.schema.quoted())
+}
+
+fn header_sql(cfg: &Config) -> String {
+    let s = cfg.router.schema.quoted();
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};\n\
+         CREATE TABLE IF NOT EXISTS {s}.schema_version (\n    version integer PRIMARY KEY,\n    \
+         name text NOT NULL,\n    applied_at timestamptz NOT NULL DEFAULT now()\n);\n"
+    )
+}
+
+/// The whole script `install` runs on an empty database (for `--dry-run`).
+pub fn dry_run_sql(cfg: &Config) -> String {
+    let s = cfg.router.schema.quoted();
+    let mut out = String::from("-- oppty-router install (as run on a database without the router)\nBEGIN;\n");
+    out.push_str(&header_sql(cfg));
+    for (v, name, text) in MIGRATIONS {
+        out.push_str(&format!("\n-- {name}\n{}", render(cfg, text)));
+        out.push_str(&format!("INSERT INTO {s}.schema_version (version, name) VALUES ({v}, '{name}');\n"));
+    }
+    out.push_str("\n-- capture triggers, generated from the mapping\n");
+    out.push_str(&capture::install_sql(cfg));
+    out.push_str("COMMIT;\n");
+    out
+}
+
+/// Apply missing schema versions and (re)create the capture triggers. Safe to run again.
+pub async fn install(client: &mut Client, cfg: &Config) -> Result<InstallReport, InstallError> {
+    let s = cfg.router.schema.quoted();
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
+    tx.batch_execute(&header_sql(cfg)).await?;
+    let current: i32 = tx
+        .query_one(&format!("SELECT coalesce(max(version), 0) FROM {s}.schema_version"), &[])
+        .await?
+        .get(0);
+    let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
+    if current > known {
+        return Err(InstallError::TooNew { found: current, known });
+    }
+    let mut report = InstallReport::default();
+    for (v, name, text) in MIGRATIONS {
+        if *v > current {
+            tx.batch_execute(&render(cfg, text)).await?;
+            tx.execute(&format!("INSERT INTO {s}.schema_version (version, name) VALUES ($1, $2)"), &[v, name])
+                .await?;
+            report.applied.push((*name).to_string());
+        }
+    }
+    // Drop the triggers of an earlier mapping, then create this mapping's.
+    for (table, trigger) in find_triggers(&tx, cfg).await? {
+        tx.batch_execute(&format!("DROP TRIGGER {} ON {table}", crate::ident::Ident::parse(&trigger).map(|i| i.quoted()).unwrap_or(trigger)))
+            .await?;
+    }
+    tx.batch_execute(&capture::install_sql(cfg)).await?;
+    report.triggers = find_triggers(&tx, cfg).await?.into_iter().map(|(t, n)| format!("{n} on {t}")).collect();
+    tx.commit().await?;
+    Ok(report)
+}
+
+async fn find_triggers(
+    tx: &tokio_postgres::Transaction<'_>,
+    cfg: &Config,
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let rows = tx.query(capture::FIND_TRIGGERS_SQL, &[&cfg.router.schema.as_str()]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The SQL `uninstall` would run on this database.
+pub async fn uninstall_sql(client: &mut Client, cfg: &Config) -> Result<String, InstallError> {
+    let tx = client.transaction().await?;
+    let mut out = String::from("BEGIN;\n");
+    for (table, trigger) in find_triggers(&tx, cfg).await? {
+        let trig = crate::ident::Ident::parse(&trigger).map(|i| i.quoted()).unwrap_or(trigger);
+        out.push_str(&format!("DROP TRIGGER IF EXISTS {trig} ON {table};\n"));
+    }
+    out.push_str(&format!("DROP SCHEMA IF EXISTS {} CASCADE;\nCOMMIT;\n", cfg.router.schema.quoted()));
+    tx.rollback().await?;
+    Ok(out)
+}
+
+/// Remove the triggers and the router's schema. The CRM's tables and data are left as they were.
+pub async fn uninstall(client: &mut Client, cfg: &Config) -> Result<String, InstallError> {
+    let sql = uninstall_sql(client, cfg).await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&INSTALL_LOCK]).await?;
+    let result = client.batch_execute(&sql).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&INSTALL_LOCK]).await?;
+    result?;
+    Ok(sql)
+}

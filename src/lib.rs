@@ -1,0 +1,35 @@
+//! oppty-router: routes a legacy CRM's new sales opportunities to the right team and member,
+//! as a daemon beside the CRM's PostgreSQL database. See ARCHITECTURE.md for the module map.
+
+pub mod capture;
+pub mod check;
+pub mod config;
+pub mod crm;
+pub mod daemon;
+pub mod db;
+pub mod demo;
+pub mod drain;
+pub mod engine;
+pub mod explain;
+pub mod ident;
+pub mod install;
+pub mod rules;
+pub mod throwaway;
+
+/// Exit codes (sysexits), documented in the README.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Something failed at run time (see the message).
+    pub const FAILURE: i32 = 1;
+    /// The database could not be reached (install, uninstall, explain).
+    pub const UNAVAILABLE: i32 = 69;
+    /// The daemon config or the rules are wrong: fix them; systemd does not restart on this code.
+    pub const CONFIG: i32 = 78;
+}
+
+/// Load the rule set named by the config, compiled against the config's mapped fields.
+pub fn load_rules(cfg: &config::Config) -> Result<engine::Engine, rules::RulesError> {
+    let fields: Vec<String> = cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
+    rules::load_dir(&cfg.router.rules_dir, &fields)
+}

@@ -1,0 +1,299 @@
+//! The `oppty-router` binary: parse the command line and the config, set up logging, build the
+//! runtime, and call the library. Exit codes are documented in the README (sysexits).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+use oppty_router::config::{Config, LogFormat};
+use oppty_router::{check, daemon, db, demo, exit, explain, install, load_rules};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "oppty-router", version, about = "Routes a legacy CRM's sales opportunities to the right team and member")]
+struct Cli {
+    /// The daemon config.
+    #[arg(short, long, global = true, env = "OPPTY_ROUTER_CONFIG", default_value = "/etc/oppty-router/oppty-router.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: drain captured changes, route, write owners back.
+    Run,
+    /// Validate the config and the rules (and the mapping against the database when reachable).
+    Check {
+        /// Do not connect to the database.
+        #[arg(long)]
+        offline: bool,
+        /// Check this rules directory instead of the config's `router.rules_dir`.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Create the router's schema and the capture triggers (idempotent).
+    Install {
+        /// Print the SQL instead of running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove the capture triggers and the router's schema; the CRM's tables are untouched.
+    Uninstall {
+        /// Print the SQL instead of running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Everything on a throwaway database: sample CRM, live routing, summary, latency.
+    Demo {
+        /// Leave the database running and print how to connect.
+        #[arg(long)]
+        keep: bool,
+        /// How long to stream opportunities.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Opportunities per second in the stream.
+        #[arg(long, default_value_t = 300)]
+        rate: u32,
+        /// Opportunities queued while the daemon is stopped, to measure the drain rate.
+        #[arg(long, default_value_t = 20_000)]
+        backlog: u32,
+        /// Rules directory (default: config/rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Show why the router assigned an opportunity the way it did.
+    Explain {
+        /// The opportunity's id, as text.
+        opportunity_id: String,
+    },
+}
+
+fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, i32> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        exit::CONFIG
+    })
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("oppty-router").build() {
+        Ok(rt) => rt.block_on(real_main(cli)),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            exit::FAILURE
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn real_main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Demo { keep, seconds, rate, backlog, rules, seed } => {
+            init_tracing(LogFormat::Text, "warn");
+            match demo::run(demo::DemoOptions { seconds, rate, backlog, keep, rules_dir: rules, seed }).await {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("demo failed: {e:#}");
+                    exit::FAILURE
+                }
+            }
+        }
+        Command::Check { offline, rules } => {
+            let mut cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Some(r) = rules {
+                cfg.router.rules_dir = r;
+            }
+            init_tracing(LogFormat::Text, "warn");
+            let report = check::check(&cfg, offline).await;
+            for l in &report.lines {
+                println!("{l}");
+            }
+            if report.ok { exit::OK } else { exit::CONFIG }
+        }
+        Command::Install { dry_run } | Command::Uninstall { dry_run } if dry_run && matches!(cli.command, Command::Install { .. }) => {
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            print!("{}", install::dry_run_sql(&cfg));
+            exit::OK
+        }
+        Command::Install { .. } | Command::Uninstall { .. } => {
+            let uninstall = matches!(cli.command, Command::Uninstall { .. });
+            let dry_run = matches!(cli.command, Command::Uninstall { dry_run: true });
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_tracing(cfg.log_format, &cfg.log_level);
+            let mut client = match db::connect(&cfg.database, " install").await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return exit::UNAVAILABLE;
+                }
+            };
+            if uninstall {
+                let result = if dry_run {
+                    install::uninstall_sql(&mut client, &cfg).await
+                } else {
+                    install::uninstall(&mut client, &cfg).await
+                };
+                match result {
+                    Ok(sql) if dry_run => {
+                        print!("{sql}");
+                        exit::OK
+                    }
+                    Ok(_) => {
+                        println!("uninstalled: the capture triggers and schema {} are gone", cfg.router.schema.as_str());
+                        exit::OK
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        exit::FAILURE
+                    }
+                }
+            } else {
+                if let Err(e) = oppty_router::crm::prepare(&client, &cfg).await {
+                    eprintln!("{}: {e}", cfg.path.display());
+                    return exit::CONFIG;
+                }
+                match install::install(&mut client, &cfg).await {
+                    Ok(r) => {
+                        if r.applied.is_empty() {
+                            println!("schema {} is up to date", cfg.router.schema.as_str());
+                        }
+                        for a in r.applied {
+                            println!("applied {a}");
+                        }
+                        for t in r.triggers {
+                            println!("trigger {t}");
+                        }
+                        exit::OK
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        exit::FAILURE
+                    }
+                }
+            }
+        }
+        Command::Explain { opportunity_id } => {
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let client = match db::connect(&cfg.database, " explain").await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return exit::UNAVAILABLE;
+                }
+            };
+            match explain::explain(&client, &cfg, &opportunity_id).await {
+                Ok(text) => {
+                    print!("{text}");
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit::FAILURE
+                }
+            }
+        }
+        Command::Run => {
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => Arc::new(c),
+                Err(code) => return code,
+            };
+            init_tracing(cfg.log_format, &cfg.log_level);
+            run_daemon(cfg).await
+        }
+    }
+}
+
+async fn run_daemon(cfg: Arc<Config>) -> i32 {
+    let engine = match load_rules(&cfg) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::CONFIG;
+        }
+    };
+    tracing::info!(config = %cfg.path.display(), database = %cfg.redacted_url(), rules = %engine.version, "starting");
+    let rules = Arc::new(ArcSwap::from_pointee(engine));
+    let shutdown = CancellationToken::new();
+
+    // Signals: SIGTERM/SIGINT stop (finish the batch, commit, exit 0); SIGHUP reloads the rules.
+    let signals = {
+        let shutdown = shutdown.clone();
+        let rules = rules.clone();
+        let cfg = cfg.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+            else {
+                tracing::error!("cannot install signal handlers");
+                shutdown.cancel();
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM: finishing the batch, then exiting"); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT: finishing the batch, then exiting"); break; }
+                    _ = hup.recv() => match load_rules(&cfg) {
+                        Ok(e) => {
+                            tracing::info!(version = %e.version, "SIGHUP: rules reloaded");
+                            rules.store(Arc::new(e));
+                        }
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: rules refused; the last good rules stay in force"),
+                    },
+                }
+            }
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            shutdown.cancel();
+        })
+    };
+
+    let run = daemon::run(cfg.clone(), rules, shutdown.clone(), daemon::RunOptions { notify_systemd: true, ..Default::default() });
+    tokio::pin!(run);
+    let result = tokio::select! {
+        r = &mut run => r,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(cfg.router.shutdown_timeout).await;
+        } => {
+            tracing::error!("the last batch did not finish within router.shutdown_timeout; exiting (its events stay queued)");
+            signals.abort();
+            return exit::FAILURE;
+        }
+    };
+    signals.abort();
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("{}: {e}", cfg.path.display());
+            tracing::error!(error = %e, "stopping: the mapping does not match the database");
+            exit::CONFIG
+        }
+    }
+}

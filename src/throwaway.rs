@@ -1,0 +1,188 @@
+//! A throwaway PostgreSQL cluster from the system's binaries, for `demo` and the tests.
+//!
+//! Owns finding the binaries, `initdb` (as a non-root user: initdb refuses root), starting the
+//! server on a private Unix socket, and making sure it goes away: `stop`, or a watchdog that stops
+//! it when the owning process dies. It must never touch a cluster it did not create.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no PostgreSQL server binaries found (looked at $PG_BIN, `pg_config --bindir`, /usr/lib/postgresql/*/bin); install them, e.g. `apt-get install postgresql`")]
+    NoBinaries,
+    #[error("running as root, and there is no `postgres` user to run initdb as (initdb refuses root): create one with `useradd -r postgres`")]
+    NoUser,
+    #[error("{step} failed: {detail}")]
+    Step { step: String, detail: String },
+}
+
+/// A running throwaway cluster.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+    run_as: Option<(u32, u32)>,
+    stopped: bool,
+    keep: bool,
+}
+
+fn find_bin_dir() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("PG_BIN") {
+        let p = PathBuf::from(p);
+        if p.join("initdb").exists() {
+            return Some(p);
+        }
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if p.join("initdb").exists() && p.join("postgres").exists() {
+            return Some(p);
+        }
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p)
+}
+
+fn step_err(step: &str, out: std::io::Result<std::process::Output>) -> Result<(), ClusterError> {
+    match out {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(ClusterError::Step {
+            step: step.into(),
+            detail: format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        }),
+        Err(e) => Err(ClusterError::Step { step: step.into(), detail: e.to_string() }),
+    }
+}
+
+impl Cluster {
+    /// Create and start a cluster in a new temporary directory. `durable = false` turns fsync
+    /// off (tests); the demo keeps PostgreSQL's defaults so its figures mean something.
+    pub fn start(durable: bool) -> Result<Cluster, ClusterError> {
+        let bin = find_bin_dir().ok_or(ClusterError::NoBinaries)?;
+        let run_as = if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name("postgres").ok().flatten().ok_or(ClusterError::NoUser)?;
+            Some((user.uid.as_raw(), user.gid.as_raw()))
+        } else {
+            None
+        };
+        let base = std::env::temp_dir().join(format!("oppty-router-pg-{}-{}", std::process::id(), nanos()));
+        std::fs::create_dir_all(&base).map_err(|e| ClusterError::Step { step: "mkdir".into(), detail: e.to_string() })?;
+        if let Some((uid, gid)) = run_as {
+            nix::unistd::chown(&base, Some(uid.into()), Some(gid.into()))
+                .map_err(|e| ClusterError::Step { step: "chown".into(), detail: e.to_string() })?;
+        }
+        let port = 5432;
+        let c = Cluster { dir: base, port, bin, run_as, stopped: false, keep: false };
+        let data = c.data_dir();
+        step_err(
+            "initdb",
+            c.cmd("initdb")
+                .args(["-D"])
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+                .output(),
+        )?;
+        let mut opts = format!(
+            "-k {} -p {port} -c listen_addresses='' -c max_connections=200 -c shared_buffers=256MB",
+            c.dir.display()
+        );
+        if !durable {
+            opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        step_err(
+            "pg_ctl start",
+            c.cmd("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(c.dir.join("server.log"))
+                .args(["-o", &opts, "-w", "-t", "60", "start"])
+                .stdin(Stdio::null())
+                .output(),
+        )?;
+        Ok(c)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn cmd(&self, prog: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(prog));
+        if let Some((uid, gid)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.current_dir(&self.dir);
+        cmd
+    }
+
+    /// A libpq connection string for database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("host={} port={} user=postgres dbname={db}", self.dir.display(), self.port)
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// The directory holding the PostgreSQL binaries in use.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Stop the cluster when process `pid` is gone, even if it is killed: a small shell loop.
+    pub fn stop_when_gone(&self, pid: u32) {
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; {} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
+            self.bin.join("pg_ctl").display(),
+            self.data_dir().display(),
+            self.dir.display()
+        );
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some((uid, gid)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        let _ = cmd.spawn();
+    }
+
+    /// Leave the cluster running after this value is dropped.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// Stop the server and remove its directory.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = self.cmd("pg_ctl").arg("-D").arg(self.data_dir()).args(["-m", "fast", "-w", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.stop();
+        }
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}

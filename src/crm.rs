@@ -38,8 +38,8 @@ pub enum WriteSql {
     /// `$1` ids, `$2` owners, `$3` teams (text arrays), `$4` unowned placeholders; returns the ids
     /// actually written.
     Batch(String),
-    /// Run once per assignment with `$1..$4` = opportunity id, owner, team, previous owner.
-    PerRow(String),
+    /// Run once per assignment; `params[n]` says which of [`WRITE_PARAMS`] `$n+1` takes.
+    PerRow { sql: String, params: Vec<usize> },
 }
 
 /// The statements of one mapping on one database.
@@ -149,8 +149,10 @@ fn deleted_pred(cfg: &Config) -> String {
     cfg.opportunity.deleted_when.as_ref().map(|s| format!("({s})")).unwrap_or_else(|| "false".into())
 }
 
-/// Replace `:name` parameters with `$n`, leaving `::casts`, quoted text and identifiers alone.
-pub fn bind_named(sql: &str, names: &[&str]) -> Result<String, String> {
+/// Replace `:name` parameters with `($n::text)` (they are all sent as text), leaving `::casts`, quoted text and identifiers alone.
+/// Returns the SQL and, for each `$n`, the index in `names` of the value it takes.
+pub fn bind_named(sql: &str, names: &[&str]) -> Result<(String, Vec<usize>), String> {
+    let mut used: Vec<usize> = Vec::new();
     let mut out = String::with_capacity(sql.len());
     let chars: Vec<char> = sql.chars().collect();
     let mut i = 0;
@@ -188,7 +190,16 @@ pub fn bind_named(sql: &str, names: &[&str]) -> Result<String, String> {
             if j > start {
                 let name: String = chars[start..j].iter().collect();
                 match names.iter().position(|n| *n == name) {
-                    Some(k) => out.push_str(&format!("${}", k + 1)),
+                    Some(k) => {
+                        let n = match used.iter().position(|u| *u == k) {
+                            Some(n) => n,
+                            None => {
+                                used.push(k);
+                                used.len() - 1
+                            }
+                        };
+                        out.push_str(&format!("(${}::text)", n + 1));
+                    }
                     None => return Err(format!("unknown parameter `:{name}`; use {}", names.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", "))),
                 }
                 i = j;
@@ -198,7 +209,7 @@ pub fn bind_named(sql: &str, names: &[&str]) -> Result<String, String> {
         out.push(c);
         i += 1;
     }
-    Ok(out)
+    Ok((out, used))
 }
 
 /// The named parameters of a custom write-back statement, in `$n` order.
@@ -311,13 +322,13 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             WriteSql::Batch(sql)
         }
         WriteBack::Statement(s) => match bind_named(s, WRITE_PARAMS) {
-            Ok(sql) => {
+            Ok((sql, params)) => {
                 try_prepare(client, &sql, "write_back.statement", &mut p).await;
-                WriteSql::PerRow(sql)
+                WriteSql::PerRow { sql, params }
             }
             Err(e) => {
                 p.push(MappingProblem { key: "write_back.statement".into(), message: e });
-                WriteSql::PerRow(String::new())
+                WriteSql::PerRow { sql: String::new(), params: Vec::new() }
             }
         },
     };
@@ -370,7 +381,7 @@ mod tests {
         let sql = "UPDATE t SET owner = :owner::int, note = 'at :owner' WHERE id = :opportunity_id::uuid";
         assert_eq!(
             bind_named(sql, WRITE_PARAMS).expect("binds"),
-            "UPDATE t SET owner = $2::int, note = 'at :owner' WHERE id = $1::uuid"
+            ("UPDATE t SET owner = ($1::text)::int, note = 'at :owner' WHERE id = ($2::text)::uuid".to_string(), vec![1, 0])
         );
         assert!(bind_named("SELECT :nope", WRITE_PARAMS).expect_err("unknown").contains(":opportunity_id"));
     }

@@ -30,7 +30,12 @@ pub enum DrainError {
 /// resources, a deadlock or serialization failure, an operator intervention.
 fn is_transient(e: &tokio_postgres::Error) -> bool {
     match e.as_db_error() {
-        None => true,
+        // No server error: a broken connection is transient; a client-side error (a value that
+        // cannot be sent as the parameter's type) is about the rows.
+        None => {
+            let msg = e.to_string();
+            e.is_closed() || msg.contains("communicating") || msg.contains("closed") || msg.contains("timed out")
+        }
         Some(db) => {
             let code = db.code().code();
             ["08", "40", "53", "55", "57", "58"].iter().any(|c| code.starts_with(c))
@@ -203,7 +208,11 @@ impl Drain {
     /// Recount every owner's open opportunities from the CRM (on becoming leader), and store them.
     pub async fn reconcile_loads(&mut self, client: &mut Client, engine: &Engine) -> Result<(), DrainError> {
         let rows = client.query(&self.sql.full_count, &[]).await.map_err(DrainError::Connection)?;
-        let mut loads: HashMap<String, i64> = rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect();
+        let mut loads: HashMap<String, i64> = rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .filter(|(owner, _)| !self.sql.unowned_values.contains(owner))
+            .collect();
         for id in engine.member_ids() {
             loads.entry(id.to_string()).or_insert(0);
         }
@@ -447,14 +456,17 @@ impl Drain {
                         written.insert(r.get(0));
                     }
                 }
-                WriteSql::PerRow(sql) => {
+                WriteSql::PerRow { sql, params } => {
                     let stmt = tx.prepare(sql).await?;
                     let futs = to_write.iter().map(|p| {
                         let stmt = stmt.clone();
+                        let opp = Some(p.opp.clone());
+                        let all: [&Option<String>; 4] = [&opp, &p.decision.owner, &p.decision.team_crm_id, &p.previous];
+                        let values: Vec<Option<String>> = params.iter().map(|k| all[*k].clone()).collect();
                         async move {
-                            let n = tx
-                                .execute(&stmt, &[&p.opp, &p.decision.owner, &p.decision.team_crm_id, &p.previous])
-                                .await?;
+                            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                                values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                            let n = tx.execute(&stmt, &refs).await?;
                             Ok::<_, tokio_postgres::Error>((p.opp.clone(), n))
                         }
                     });

@@ -400,7 +400,7 @@ member = "fewest_open"
         let bad = RULES.replace("territory_of = \"province\"", "territory_of = \"provnce\"").replace("\"102\"]", "\"103\"]");
         let err = compile_texts(&[("r.toml", &bad)], &["province".to_string()]).expect_err("bad rules");
         let s = err.to_string();
-        assert!(s.contains("r.toml:26:") && s.contains("team[0].members[1]: unknown member `103`"), "{s}");
+        assert!(s.contains("r.toml:19:19:") && s.contains("team[0].members[1]: unknown member `103`"), "{s}");
         assert!(s.contains("pipeline[0].rule[0].team.territory_of: unknown field `provnce`"), "{s}");
     }
 

@@ -1,0 +1,198 @@
+//! Test harness: one throwaway PostgreSQL cluster per test binary (or `DATABASE_URL`), and a fresh
+//! database per test, loaded with the sample CRM of `sql/demo/`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use oppty_router::config::Config;
+use oppty_router::daemon::{self, RunOptions};
+use oppty_router::engine::Engine;
+use oppty_router::throwaway::Cluster;
+use oppty_router::{db, demo, install, load_rules};
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    /// Builds a connection string for a database name.
+    url_for: Box<dyn Fn(&str) -> String + Send + Sync>,
+    admin_db: String,
+    _cluster: Option<Cluster>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn with_dbname(url: &str, db: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = url.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((url, String::new()));
+        let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+        let host_end = base[scheme_end..].find('/').map(|i| scheme_end + i).unwrap_or(base.len());
+        format!("{}/{db}{query}", &base[..host_end])
+    } else {
+        format!("{url} dbname={db}")
+    }
+}
+
+fn server() -> &'static Server {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let u = url.clone();
+            Server { url_for: Box::new(move |db| with_dbname(&u, db)), admin_db: "postgres".into(), _cluster: None }
+        }
+        _ => {
+            let cluster = Cluster::start(false).expect("start a throwaway PostgreSQL cluster");
+            cluster.stop_when_gone(std::process::id());
+            let dir = cluster.dir.clone();
+            let port = cluster.port;
+            Server {
+                url_for: Box::new(move |db| format!("host={} port={port} user=postgres dbname={db}", dir.display())),
+                admin_db: "postgres".into(),
+                _cluster: Some(cluster),
+            }
+        }
+    })
+}
+
+/// A test's own database holding the sample CRM, and a config mapping it.
+pub struct TestDb {
+    pub name: String,
+    pub cfg: Config,
+    pub client: Client,
+}
+
+pub fn rules_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules"))
+}
+
+fn db_config(url: &str) -> oppty_router::config::DatabaseConfig {
+    oppty_router::config::DatabaseConfig {
+        url: url.to_string(),
+        password_file: None,
+        application_name: "oppty-router-test".into(),
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+/// Create an empty database; returns its name and a client connected to it.
+pub async fn empty_db(label: &str) -> (String, String, Client) {
+    let s = server();
+    let name = format!("t_{}_{}_{}", label, std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let admin = db::connect(&db_config(&(s.url_for)(&s.admin_db)), "").await.expect("connect as admin");
+    admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
+    let url = (s.url_for)(&name);
+    let client = db::connect(&db_config(&url), "").await.expect("connect to the test database");
+    (name, url, client)
+}
+
+/// A fresh database with the sample CRM, mapped by the example config (fast polling for tests).
+pub async fn crm_db(label: &str) -> TestDb {
+    crm_db_with(label, |_| {}).await
+}
+
+/// Like [`crm_db`], with a chance to change the example config text before it is parsed.
+pub async fn crm_db_with(label: &str, edit: impl FnOnce(&mut String)) -> TestDb {
+    let (name, url, client) = empty_db(label).await;
+    for (file, sql) in demo::DEMO_SQL {
+        client.batch_execute(sql).await.unwrap_or_else(|e| panic!("load {file}: {e}"));
+    }
+    let mut text = demo::EXAMPLE_CONFIG.to_string();
+    edit(&mut text);
+    let mut cfg = Config::parse(&text, std::path::Path::new("oppty-router.toml")).expect("example config parses");
+    cfg.database.url = url;
+    cfg.router.rules_dir = rules_dir();
+    cfg.router.poll_interval = Duration::from_millis(100);
+    cfg.router.reconnect_max_backoff = Duration::from_millis(500);
+    TestDb { name, cfg, client }
+}
+
+impl TestDb {
+    pub async fn install(&self) {
+        let mut c = db::connect(&self.cfg.database, " install").await.expect("connect");
+        install::install(&mut c, &self.cfg).await.expect("install");
+    }
+
+    pub fn engine(&self) -> Engine {
+        load_rules(&self.cfg).expect("example rules load")
+    }
+
+    pub fn start(&self) -> Daemon {
+        Daemon::start(Arc::new(self.cfg.clone()), self.engine())
+    }
+
+    /// Insert one opportunity of the sample CRM; returns its id.
+    pub async fn insert_opportunity(&self, title: &str, province: &str, pipeline: &str) -> String {
+        let stage = if pipeline == "corporate" { 11 } else { 1 };
+        let row = self
+            .client
+            .query_one(
+                "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
+                 SELECT $1, (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = $2 ORDER BY 1 LIMIT 1), $3, $4 \
+                 RETURNING \"oppId\"::text",
+                &[&title, &province, &pipeline, &stage],
+            )
+            .await
+            .expect("insert opportunity");
+        row.get(0)
+    }
+
+    pub async fn owner_of(&self, opp: &str) -> i32 {
+        self.client
+            .query_one("SELECT \"accountOwnerId\" FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid", &[&opp])
+            .await
+            .expect("read owner")
+            .get(0)
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    }
+
+    /// Wait until no event is queued (or fail after `limit`).
+    pub async fn wait_drained(&self, limit: Duration) {
+        demo::wait_until_drained(&self.client, &self.cfg, limit).await.expect("events drained in time");
+    }
+
+    /// Wait until `opp` has an owner other than the queue user; returns the owner and how long it took.
+    pub async fn wait_owned(&self, opp: &str, limit: Duration) -> (i32, Duration) {
+        let started = Instant::now();
+        loop {
+            let owner = self.owner_of(opp).await;
+            if owner != 1 {
+                return (owner, started.elapsed());
+            }
+            assert!(started.elapsed() < limit, "opportunity {opp} still unowned after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The daemon running inside the test process.
+pub struct Daemon {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<(), daemon::DaemonError>>,
+    pub rules: Arc<ArcSwap<Engine>>,
+}
+
+impl Daemon {
+    pub fn start(cfg: Arc<Config>, engine: Engine) -> Daemon {
+        let rules = Arc::new(ArcSwap::from_pointee(engine));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(daemon::run(cfg, rules.clone(), shutdown.clone(), RunOptions::default()));
+        Daemon { shutdown, task, rules }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let r = tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("daemon stops in time");
+        r.expect("daemon task did not panic").expect("daemon ended without error");
+    }
+}

@@ -1,0 +1,314 @@
+//! The sidecar pipeline end to end, on a real PostgreSQL: capture, drain, route, write back, audit.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opportunity_from_hanoi_is_owned_within_a_second_and_the_audit_explains_why() {
+    let db = crm_db("hanoi").await;
+    db.install().await;
+    let daemon = db.start();
+    tokio::time::sleep(Duration::from_millis(300)).await; // let it connect and go idle
+    let opp = db.insert_opportunity("Home loan", "HN", "retail").await;
+    let (owner, took) = db.wait_owned(&opp, Duration::from_secs(1)).await;
+    assert!([101, 102].contains(&owner), "a Hanoi retail member (103 is paused), got {owner}");
+    let team: Option<i32> = db
+        .client
+        .query_one("SELECT \"salesTeamId\" FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid", &[&opp])
+        .await
+        .expect("team")
+        .get(0);
+    assert_eq!(team, Some(11), "the Hanoi team's CRM id is written back");
+    let assigned_at_set = db.count(&format!("SELECT count(*) FROM crm.opportunity WHERE \"oppId\" = '{opp}' AND \"assignedAt\" IS NOT NULL")).await;
+    assert_eq!(assigned_at_set, 1, "write_back.set columns are written too");
+
+    let row = db
+        .client
+        .query_one(
+            "SELECT owner_id, team_id, outcome, rule_id, rules_version, explanation::text, previous_owner FROM oppty_router.assignments WHERE opp_id = $1",
+            &[&opp],
+        )
+        .await
+        .expect("one audit row");
+    assert_eq!(row.get::<_, Option<String>>(0), Some(owner.to_string()));
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("hanoi-retail"));
+    assert_eq!(row.get::<_, String>(2), "rule");
+    assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("province-team"));
+    assert_eq!(row.get::<_, String>(4), db.engine().version);
+    let explanation: String = row.get(5);
+    assert!(explanation.contains("province = `HN`"), "{explanation}");
+    assert!(explanation.contains("fewest open opportunities"), "{explanation}");
+    assert!(explanation.contains("paused"), "103 is paused and the explanation says so: {explanation}");
+    assert_eq!(row.get::<_, Option<String>>(6).as_deref(), Some("1"), "the queue user was the previous owner");
+
+    let text = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
+    assert!(text.contains("rule province-team: matched") && text.contains("excluded (paused): 103"), "{text}");
+    daemon.stop().await;
+    eprintln!("owned in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opportunity_a_person_assigned_before_the_daemon_saw_it_keeps_that_owner() {
+    let db = crm_db("person").await;
+    db.install().await;
+    // Created unowned while the daemon is down, then a manager assigns it by hand.
+    let opp = db.insert_opportunity("VIP client", "HN", "retail").await;
+    db.client
+        .execute("UPDATE crm.opportunity SET \"accountOwnerId\" = 202 WHERE \"oppId\" = $1::text::uuid", &[&opp])
+        .await
+        .expect("manual assignment");
+    // And one created with an owner already.
+    let owned = db
+        .client
+        .query_one(
+            "INSERT INTO crm.opportunity (title, \"pipelineCode\", \"stageId\", \"accountOwnerId\") VALUES ('walk-in', 'retail', 1, 301) RETURNING \"oppId\"::text",
+            &[],
+        )
+        .await
+        .expect("insert owned")
+        .get::<_, String>(0);
+    let daemon = db.start();
+    db.wait_drained(Duration::from_secs(5)).await;
+    daemon.stop().await;
+    assert_eq!(db.owner_of(&opp).await, 202);
+    assert_eq!(db.owner_of(&owned).await, 301);
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, 0, "the router decided nothing");
+    let load: i32 = db
+        .client
+        .query_one("SELECT open_count FROM oppty_router.member_state WHERE member_id = '202'", &[])
+        .await
+        .expect("member state")
+        .get(0);
+    assert_eq!(load, 1, "the person's assignment counts in 202's load");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opportunities_inserted_while_the_daemon_is_stopped_are_all_routed_when_it_starts() {
+    let db = crm_db("backlog").await;
+    db.install().await;
+    oppty_router::demo::insert_opportunities(&db.client, 1200, "retail", 3, 0).await.expect("insert");
+    oppty_router::demo::insert_opportunities(&db.client, 300, "corporate", 4, 0).await.expect("insert");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events").await, 1500);
+    let daemon = db.start();
+    db.wait_drained(Duration::from_secs(30)).await;
+    daemon.stop().await;
+    assert_eq!(db.count("SELECT count(*) FROM crm.opportunity WHERE \"accountOwnerId\" = 1").await, 0, "nothing left unowned");
+    assert_eq!(db.count("SELECT count(DISTINCT opp_id) FROM oppty_router.assignments").await, 1500);
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, 1500, "each routed once");
+    // Caps held: 101 and 102 have max_open = 400.
+    let over = db
+        .count("SELECT count(*) FROM (SELECT \"accountOwnerId\" FROM crm.opportunity WHERE \"accountOwnerId\" IN (101, 102) GROUP BY 1 HAVING count(*) > 400) x")
+        .await;
+    assert_eq!(over, 0, "no member beyond max_open");
+    // Loads the router keeps agree with the CRM.
+    let drift = db
+        .count(
+            "SELECT count(*) FROM oppty_router.member_state m LEFT JOIN (SELECT \"accountOwnerId\"::text AS o, count(*) AS n FROM crm.opportunity GROUP BY 1) c \
+             ON c.o = m.member_id WHERE m.open_count <> coalesce(c.n, 0)",
+        )
+        .await;
+    assert_eq!(drift, 0, "member_state.open_count matches the CRM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_daemons_connections_while_opportunities_arrive_loses_nothing_and_routes_nothing_twice() {
+    let db = crm_db("terminate").await;
+    db.install().await;
+    let daemon = db.start();
+    let started = Instant::now();
+    let mut kills = 0;
+    let mut inserted = 0;
+    let mut round = 0u32;
+    while started.elapsed() < Duration::from_secs(4) {
+        round += 1;
+        oppty_router::demo::insert_opportunities(&db.client, 25, "retail", round, 0).await.expect("insert");
+        inserted += 25;
+        if round % 5 == 0 {
+            let n = db
+                .count(&format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' \
+                     AND application_name IN ('oppty-router', 'oppty-router listener') AND pid <> pg_backend_pid()",
+                    db.name
+                ))
+                .await;
+            kills += n;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert!(kills >= 4, "the daemon's connections were terminated ({kills})");
+    db.wait_drained(Duration::from_secs(30)).await;
+    daemon.stop().await;
+    assert_eq!(db.count("SELECT count(*) FROM crm.opportunity WHERE \"accountOwnerId\" = 1").await, 0, "nothing lost");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, inserted, "one decision per opportunity");
+    assert_eq!(
+        db.count("SELECT count(*) FROM (SELECT opp_id FROM oppty_router.assignments GROUP BY 1 HAVING count(*) > 1) x").await,
+        0,
+        "nothing routed twice"
+    );
+}
+
+/// Everything about the CRM's schema `crm` that uninstall must leave as it was: columns, triggers,
+/// indexes, constraints, and every row.
+async fn crm_fingerprint(db: &TestDb) -> String {
+    let mut out = String::new();
+    for sql in [
+        "SELECT string_agg(table_name || '.' || column_name || ':' || data_type || ':' || coalesce(column_default, ''), ',' ORDER BY table_name, ordinal_position) FROM information_schema.columns WHERE table_schema = 'crm'",
+        "SELECT coalesce(string_agg(c.relname || ':' || t.tgname, ',' ORDER BY 1), '') FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'crm' AND NOT t.tgisinternal",
+        "SELECT string_agg(indexdef, ',' ORDER BY indexdef) FROM pg_indexes WHERE schemaname = 'crm'",
+        "SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'crm'",
+        "SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.opportunity x",
+        "SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.account x",
+        "SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM crm.users x",
+        "SELECT coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') FROM crm.activity x",
+    ] {
+        let v: Option<String> = db.client.query_one(sql, &[]).await.expect(sql).get(0);
+        out.push_str(&v.unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_before() {
+    let db = crm_db("install").await;
+    oppty_router::demo::insert_opportunities(&db.client, 10, "retail", 1, 0).await.expect("insert");
+    let before = crm_fingerprint(&db).await;
+    db.install().await;
+    let objects = "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'oppty_router_%') * 1000 + \
+                   (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'oppty_router') * 100 + \
+                   (SELECT count(*) FROM pg_tables WHERE schemaname = 'oppty_router')";
+    let once = db.count(objects).await;
+    db.install().await;
+    assert_eq!(db.count(objects).await, once, "the same triggers, functions and tables");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup").await, 1);
+    assert_eq!(once, 4 * 1000 + 3 * 100 + 7, "4 triggers, 3 functions, 7 tables");
+
+    let mut c = oppty_router::db::connect(&db.cfg.database, "").await.expect("connect");
+    oppty_router::install::uninstall(&mut c, &db.cfg).await.expect("uninstall");
+    assert_eq!(crm_fingerprint(&db).await, before, "the CRM's schema and data are exactly as before");
+    assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname = 'oppty_router'").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'oppty_router_%'").await, 0);
+    // And the CRM works without the router.
+    db.insert_opportunity("after uninstall", "HN", "retail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_event_lands_in_dead_letter_while_the_rest_of_its_batch_is_routed() {
+    let mut db = crm_db("poison").await;
+    db.cfg.router.max_attempts = 2;
+    db.cfg.router.retry_backoff = Duration::from_millis(50);
+    db.install().await;
+    // The CRM refuses an owner on this one row (a CRM-side constraint the router cannot know).
+    db.client
+        .batch_execute("ALTER TABLE crm.opportunity ADD CONSTRAINT no_owner_for_poison CHECK (title <> 'poison' OR \"accountOwnerId\" = 1)")
+        .await
+        .expect("constraint");
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        ids.push(db.insert_opportunity(&format!("good {i}"), "HCM", "retail").await);
+    }
+    let poison = db.insert_opportunity("poison", "HCM", "retail").await;
+    for i in 9..19 {
+        ids.push(db.insert_opportunity(&format!("good {i}"), "DN", "retail").await);
+    }
+    let daemon = db.start();
+    let started = Instant::now();
+    while db.count("SELECT count(*) FROM oppty_router.dead_letter").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the poisoned event reaches the dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.wait_drained(Duration::from_secs(5)).await;
+    daemon.stop().await;
+    for id in &ids {
+        assert_ne!(db.owner_of(id).await, 1, "every other opportunity of the batch is routed");
+    }
+    assert_eq!(db.owner_of(&poison).await, 1);
+    let row = db
+        .client
+        .query_one("SELECT opp_id, attempts, error FROM oppty_router.dead_letter", &[])
+        .await
+        .expect("one dead letter");
+    assert_eq!(row.get::<_, String>(0), poison);
+    assert_eq!(row.get::<_, i32>(1), 1, "attempts before the last: max_attempts = 2");
+    let error: String = row.get(2);
+    assert!(error.contains("no_owner_for_poison"), "the error names the constraint: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_restart_the_owners_clock_and_a_closed_opportunity_frees_its_load() {
+    let db = crm_db("activity").await;
+    db.install().await;
+    let daemon = db.start();
+    let opp = db.insert_opportunity("Card", "DN", "retail").await;
+    let (owner, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
+    let touch = format!("SELECT (extract(epoch FROM last_owner_touch_at) * 1000)::int8 FROM oppty_router.ownership WHERE opp_id = '{opp}'");
+    let t0 = db.count(&touch).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Someone else's note does not restart the owner's clock; the owner's call does.
+    db.client
+        .execute("INSERT INTO crm.mail_message (model, res_id, author_id, body) VALUES ('crm.opportunity', $1, 100, 'hi')", &[&opp])
+        .await
+        .expect("note");
+    db.wait_drained(Duration::from_secs(5)).await;
+    assert_eq!(db.count(&touch).await, t0, "an admin's note is not the owner's interaction");
+    let any = db.count(&format!("SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}' AND last_activity_at IS NOT NULL")).await;
+    assert_eq!(any, 1, "but it is recorded as an activity");
+    db.client
+        .execute("INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") VALUES ($1::text::uuid, 'call', $2)", &[&opp, &owner])
+        .await
+        .expect("call");
+    db.wait_drained(Duration::from_secs(5)).await;
+    assert!(db.count(&touch).await > t0, "the owner's call restarts the clock");
+
+    let load = format!("SELECT open_count::int8 FROM oppty_router.member_state WHERE member_id = '{owner}'");
+    assert_eq!(db.count(&load).await, 1);
+    db.client.execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&opp]).await.expect("won");
+    db.wait_drained(Duration::from_secs(5)).await;
+    daemon.stop().await;
+    assert_eq!(db.count(&load).await, 0, "a won opportunity is no longer open load");
+    assert_eq!(db.count(&format!("SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}'")).await, 0, "nor ours to reclaim");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_cleared_by_a_person_is_routed_again() {
+    let db = crm_db("reroute").await;
+    db.install().await;
+    let daemon = db.start();
+    let opp = db.insert_opportunity("Savings", "HCM", "retail").await;
+    let (first, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
+    db.client.execute("UPDATE crm.opportunity SET \"accountOwnerId\" = 1 WHERE \"oppId\" = $1::text::uuid", &[&opp]).await.expect("clear");
+    let (second, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
+    daemon.stop().await;
+    assert!([201, 202, 203].contains(&second), "routed again to the HCM team (first {first}, then {second})");
+    assert_eq!(db.count(&format!("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{opp}'")).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_write_back_statement_sets_the_owner_through_ops_sql() {
+    let db = crm_db_with("custom", |text| {
+        let start = text.find("[write_back.set]").expect("write_back section");
+        let end = text.find("[log]").expect("log section");
+        text.replace_range(
+            start..end,
+            "[write_back]\nstatement = \"\"\"\nUPDATE crm.opportunity SET \"accountOwnerId\" = :owner::int, \"salesTeamId\" = :team::int, \"assignedAt\" = now()\nWHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = 1\n\"\"\"\n\n",
+        );
+    })
+    .await;
+    db.install().await;
+    let daemon = db.start();
+    let opp = db.insert_opportunity("Corporate loan", "HN", "corporate").await;
+    let (owner, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
+    daemon.stop().await;
+    assert!([401, 402].contains(&owner));
+    let team: Option<i32> = db
+        .client
+        .query_one("SELECT \"salesTeamId\" FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid", &[&opp])
+        .await
+        .expect("team")
+        .get(0);
+    assert_eq!(team, Some(21));
+}

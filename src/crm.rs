@@ -256,8 +256,24 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     }
     let open = open_pred(cfg);
     let deleted = deleted_pred(cfg);
-    try_prepare(client, &format!("SELECT ({open})::bool FROM {table} o LIMIT 0"), "opportunity.open_when", &mut p).await;
-    try_prepare(client, &format!("SELECT ({deleted})::bool FROM {table} o LIMIT 0"), "opportunity.deleted_when", &mut p).await;
+    for (pred, key) in [(&open, "opportunity.open_when"), (&deleted, "opportunity.deleted_when")] {
+        match client.prepare(&format!("SELECT {pred} FROM {table} o LIMIT 0")).await {
+            Ok(stmt) => {
+                if let Some(col) = stmt.columns().first() {
+                    if col.type_() != &tokio_postgres::types::Type::BOOL {
+                        p.push(MappingProblem {
+                            key: key.into(),
+                            message: format!("is of type {}; write a condition (true/false), e.g. `o.status IN ('new', 'open')`", col.type_()),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+                p.push(MappingProblem { key: key.into(), message: msg });
+            }
+        }
+    }
 
     for (i, a) in cfg.activities.iter().enumerate() {
         let key = format!("activity[{i}]");

@@ -1,0 +1,96 @@
+//! The binary as ops use it: exit codes, messages, `install --dry-run`, and `run` stopping cleanly
+//! on SIGTERM with JSON logs that never show the password.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
+
+fn example_config_with(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = oppty_router::demo::EXAMPLE_CONFIG
+        .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
+        .replace("/etc/oppty-router/rules", &rules_dir().display().to_string());
+    for (from, to) in extra {
+        assert!(text.contains(from), "example config contains {from}");
+        text = text.replace(from, to);
+    }
+    let path = dir.join("oppty-router.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn check_offline_accepts_the_shipped_example_and_exits_78_with_file_line_on_a_broken_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = example_config_with(dir.path(), "host=/nonexistent dbname=crm", &[]);
+    let out = Command::new(BIN).args(["check", "--offline", "-c"]).arg(&good).output().expect("run check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("rules OK"), "{stdout}");
+
+    let bad = example_config_with(dir.path(), "host=/nonexistent dbname=crm", &[("batch_size = 500", "batch_size = \"lots\"")]);
+    let out = Command::new(BIN).args(["check", "--offline", "-c"]).arg(&bad).output().expect("run check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG: {stderr}");
+    let line = oppty_router::demo::EXAMPLE_CONFIG.lines().position(|l| l.starts_with("batch_size")).expect("line") + 1;
+    assert!(stderr.contains(&format!("oppty-router.toml:{line}:")), "file:line: {stderr}");
+    assert!(stderr.contains("invalid type"), "{stderr}");
+}
+
+#[test]
+fn install_dry_run_prints_the_schema_and_the_generated_triggers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = example_config_with(dir.path(), "host=/nonexistent dbname=crm", &[]);
+    let out = Command::new(BIN).args(["install", "--dry-run", "-c"]).arg(&cfg).output().expect("run install");
+    let sql = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(sql.contains("CREATE TABLE \"oppty_router\".events"), "{sql}");
+    assert!(sql.contains("CREATE TRIGGER oppty_router_capture_update AFTER UPDATE OF \"accountOwnerId\", \"stageId\", \"deletedAt\" ON \"crm\".\"opportunity\""), "{sql}");
+    assert!(sql.contains("NEW.\"model\" = 'crm.opportunity'"), "the polymorphic activity link: {sql}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
+    let db = crm_db("sigterm").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("{} password=hunter2-secret", db.cfg.database.url);
+    let cfg = example_config_with(dir.path(), &url, &[("format = \"text\"", "format = \"json\""), ("level = \"info\"", "level = \"debug\"")]);
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let opp = db.insert_opportunity("Mortgage", "DN", "retail").await;
+    let (owner, _) = db.wait_owned(&opp, Duration::from_secs(10)).await;
+    assert!([301, 302].contains(&owner));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the daemon exits promptly on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read logs");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("hunter2-secret"), "the password never reaches the logs:\n{stderr}");
+    let mut saw_batch = false;
+    let mut saw_decision = false;
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        saw_batch |= v["message"] == "batch";
+        saw_decision |= v["message"] == "decision" && v["opportunity"] == opp.as_str();
+    }
+    assert!(saw_batch && saw_decision, "a batch line at info and a decision line at debug:\n{stderr}");
+    assert!(stderr.contains("shut down cleanly"), "{stderr}");
+}

@@ -85,13 +85,15 @@ $oppty$;
     for (i, a) in cfg.activities.iter().enumerate() {
         let (link_col, extra_when) = match &a.link {
             ActivityLink::Column(c) => (c.quoted(), String::new()),
-            ActivityLink::Polymorphic { type_column, type_value, id_column } => (
-                id_column.quoted(),
-                format!(" AND NEW.{} = {}", type_column.quoted(), literal(type_value)),
-            ),
+            ActivityLink::Polymorphic { type_column, type_value, id_column } => {
+                (id_column.quoted(), format!(" AND NEW.{} = {}", type_column.quoted(), literal(type_value)))
+            }
         };
         let actor = a.actor.quoted();
-        let at = a.at.as_ref().map(|c| format!("NEW.{}::timestamptz", c.quoted())).unwrap_or_else(|| "clock_timestamp()".into());
+        let at =
+            a.at.as_ref()
+                .map(|c| format!("NEW.{}::timestamptz", c.quoted()))
+                .unwrap_or_else(|| "clock_timestamp()".into());
         let atable = a.table.quoted();
         sql.push_str(&format!(
             r#"CREATE OR REPLACE FUNCTION {s}.capture_activity_{i}() RETURNS trigger

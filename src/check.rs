@@ -44,7 +44,11 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
             Ok(client) => match crm::prepare(&client, cfg).await {
                 Ok(sql) => {
                     database_checked = true;
-                    lines.push(format!("{}: mapping OK against {} (every statement prepared)", cfg.path.display(), cfg.redacted_url()));
+                    lines.push(format!(
+                        "{}: mapping OK against {} (every statement prepared)",
+                        cfg.path.display(),
+                        cfg.redacted_url()
+                    ));
                     if let Some(e) = &engine {
                         let mut ids: Vec<String> = e.member_ids().map(str::to_string).collect();
                         ids.extend(e.global_fallback.iter().cloned());

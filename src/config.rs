@@ -487,7 +487,10 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     let write_back = match write_back.statement {
         Some(s) => {
             if !write_back.set.is_empty() {
-                p.add("write_back.set", "cannot be combined with `write_back.statement`; put those columns in your statement");
+                p.add(
+                    "write_back.set",
+                    "cannot be combined with `write_back.statement`; put those columns in your statement",
+                );
             }
             if s.trim().is_empty() {
                 p.add("write_back.statement", "is empty");

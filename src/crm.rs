@@ -83,7 +83,8 @@ async fn column_type(
             if safe_type(&t) {
                 Ok(Some(t))
             } else {
-                problems.push(MappingProblem { key: key.into(), message: format!("column type `{t}` is not supported") });
+                problems
+                    .push(MappingProblem { key: key.into(), message: format!("column type `{t}` is not supported") });
                 Ok(None)
             }
         }
@@ -200,7 +201,12 @@ pub fn bind_named(sql: &str, names: &[&str]) -> Result<(String, Vec<usize>), Str
                         };
                         out.push_str(&format!("(${}::text)", n + 1));
                     }
-                    None => return Err(format!("unknown parameter `:{name}`; use {}", names.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", "))),
+                    None => {
+                        return Err(format!(
+                            "unknown parameter `:{name}`; use {}",
+                            names.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", ")
+                        ))
+                    }
                 }
                 i = j;
                 continue;
@@ -263,7 +269,10 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
                     if col.type_() != &tokio_postgres::types::Type::BOOL {
                         p.push(MappingProblem {
                             key: key.into(),
-                            message: format!("is of type {}; write a condition (true/false), e.g. `o.status IN ('new', 'open')`", col.type_()),
+                            message: format!(
+                                "is of type {}; write a condition (true/false), e.g. `o.status IN ('new', 'open')`",
+                                col.type_()
+                            ),
                         });
                     }
                 }
@@ -293,7 +302,10 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
         if let Some(at) = &a.at {
             if let Some(t) = column_type(client, &a.table, at, &format!("{key}.at"), &mut p).await? {
                 if !t.starts_with("timestamp") && t != "date" {
-                    p.push(MappingProblem { key: format!("{key}.at"), message: format!("column `{}` is {t}; it must be a timestamp or date", at.as_str()) });
+                    p.push(MappingProblem {
+                        key: format!("{key}.at"),
+                        message: format!("column `{}` is {t}; it must be a timestamp or date", at.as_str()),
+                    });
                 }
             }
         }
@@ -397,7 +409,10 @@ mod tests {
         let sql = "UPDATE t SET owner = :owner::int, note = 'at :owner' WHERE id = :opportunity_id::uuid";
         assert_eq!(
             bind_named(sql, WRITE_PARAMS).expect("binds"),
-            ("UPDATE t SET owner = ($1::text)::int, note = 'at :owner' WHERE id = ($2::text)::uuid".to_string(), vec![1, 0])
+            (
+                "UPDATE t SET owner = ($1::text)::int, note = 'at :owner' WHERE id = ($2::text)::uuid".to_string(),
+                vec![1, 0]
+            )
         );
         assert!(bind_named("SELECT :nope", WRITE_PARAMS).expect_err("unknown").contains(":opportunity_id"));
     }

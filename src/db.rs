@@ -30,7 +30,7 @@ pub fn pg_config(db: &DatabaseConfig, app_suffix: &str) -> Result<tokio_postgres
             .map_err(|source| DbError::PasswordFile { path: path.display().to_string(), source })?;
         pg.password(pw.trim_end_matches(['\n', '\r']));
     }
-    pg.application_name(&format!("{}{}", db.application_name, app_suffix));
+    pg.application_name(format!("{}{}", db.application_name, app_suffix));
     pg.connect_timeout(db.connect_timeout);
     pg.keepalives(true);
     pg.keepalives_idle(Duration::from_secs(30));
@@ -54,10 +54,7 @@ pub async fn connect(db: &DatabaseConfig, app_suffix: &str) -> Result<Client, Db
 
 /// Connect a session for LISTEN. Notifications (payloads are ignored: they are only a hint) are
 /// sent on the returned channel; the channel closes when the connection dies.
-pub async fn connect_listener(
-    db: &DatabaseConfig,
-    app_suffix: &str,
-) -> Result<(Client, mpsc::Receiver<()>), DbError> {
+pub async fn connect_listener(db: &DatabaseConfig, app_suffix: &str) -> Result<(Client, mpsc::Receiver<()>), DbError> {
     let pg = pg_config(db, app_suffix)?;
     let (client, mut conn) = pg
         .connect(NoTls)

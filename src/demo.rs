@@ -93,7 +93,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let rules = Arc::new(ArcSwap::from_pointee(engine));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Routed>();
     let shutdown = CancellationToken::new();
-    let daemon_task = tokio::spawn(daemon::run(cfg.clone(), rules.clone(), shutdown.clone(), RunOptions { decisions: Some(tx.clone()), ..Default::default() }));
+    let daemon_task = tokio::spawn(daemon::run(
+        cfg.clone(),
+        rules.clone(),
+        shutdown.clone(),
+        RunOptions { decisions: Some(tx.clone()), ..Default::default() },
+    ));
 
     let printer_names = names.clone();
     let printer = tokio::spawn(async move {
@@ -101,7 +106,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         while let Some(r) = rx.recv().await {
             n += 1;
             let ms = (chrono::Utc::now() - r.event_at).num_milliseconds();
-            let who = r.owner.as_deref().map(|o| format!("{o} {}", printer_names.get(o).map(String::as_str).unwrap_or(""))).unwrap_or_else(|| "nobody".into());
+            let who = r
+                .owner
+                .as_deref()
+                .map(|o| format!("{o} {}", printer_names.get(o).map(String::as_str).unwrap_or("")))
+                .unwrap_or_else(|| "nobody".into());
             println!(
                 "  {:>5}  {}  {:<9}  {:<10} -> {:<22} {:<14} {:<15} {:>4} ms",
                 n,
@@ -117,8 +126,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     });
 
     // Live stream.
-    println!("  streaming ~{} opportunities/s for {} s (with activities, manual assignments, closings):\n", opts.rate, opts.seconds);
-    println!("  {:>5}  {:<8}  {:<9}  {:<10}    {:<22} {:<14} {:<15} {:>7}", "#", "opp", "pipeline", "outcome", "owner", "team", "rule", "latency");
+    println!(
+        "  streaming ~{} opportunities/s for {} s (with activities, manual assignments, closings):\n",
+        opts.rate, opts.seconds
+    );
+    println!(
+        "  {:>5}  {:<8}  {:<9}  {:<10}    {:<22} {:<14} {:<15} {:>7}",
+        "#", "opp", "pipeline", "outcome", "owner", "team", "rule", "latency"
+    );
     let stream_started = Instant::now();
     let mut rng = SmallRng::seed_from_u64(opts.seed);
     let tick = Duration::from_millis(20);
@@ -168,7 +183,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (quiet_tx, mut quiet_rx) = tokio::sync::mpsc::unbounded_channel::<Routed>();
     let drain_started = Instant::now();
-    let daemon_task = tokio::spawn(daemon::run(cfg.clone(), rules.clone(), shutdown2.clone(), RunOptions { decisions: Some(quiet_tx), ready: Some(ready.clone()), ..Default::default() }));
+    let daemon_task = tokio::spawn(daemon::run(
+        cfg.clone(),
+        rules.clone(),
+        shutdown2.clone(),
+        RunOptions { decisions: Some(quiet_tx), ready: Some(ready.clone()), ..Default::default() },
+    ));
     let counter = tokio::spawn(async move {
         let mut n = 0u64;
         while quiet_rx.recv().await.is_some() {
@@ -219,7 +239,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             &[&last_stream_assignment],
         )
         .await?;
-    let (n, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = (lat.get(0), lat.get(1), lat.get(2), lat.get(3));
+    let (n, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) =
+        (lat.get(0), lat.get(1), lat.get(2), lat.get(3));
     println!(
         "\n  end-to-end latency (CRM insert -> owner decided), {n} decisions: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         p50.unwrap_or(0.0),
@@ -243,7 +264,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         cluster.keep();
         println!("\n  the database is still running (--keep). Connect with:\n    psql \"{}\"", cluster.url("crm"));
         println!("  explain a decision:  oppty-router --config <a config with that url> explain <opportunity-id>");
-        println!("  stop it with:\n    {} -D {} stop", cluster.bin_dir().join("pg_ctl").display(), cluster.dir.join("data").display());
+        println!(
+            "  stop it with:\n    {} -D {} stop",
+            cluster.bin_dir().join("pg_ctl").display(),
+            cluster.dir.join("data").display()
+        );
         println!("  (as the postgres user when you are root: runuser -u postgres -- …)");
     } else {
         drop(client);
@@ -258,7 +283,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
 /// Insert `n` opportunities of `pipeline` on random accounts in one statement. `owned` of them
 /// (at most) come with an owner already chosen by a person.
-pub async fn insert_opportunities(client: &tokio_postgres::Client, n: i32, pipeline: &str, seed: u32, owned: i32) -> anyhow::Result<()> {
+pub async fn insert_opportunities(
+    client: &tokio_postgres::Client,
+    n: i32,
+    pipeline: &str,
+    seed: u32,
+    owned: i32,
+) -> anyhow::Result<()> {
     if n <= 0 {
         return Ok(());
     }

@@ -292,12 +292,19 @@ impl Drain {
 
     /// Process each event of a failed batch in its own transaction, so one poisoned event cannot
     /// block the others; a failing event is retried with backoff, then moved to the dead letter.
-    async fn isolate(&mut self, client: &mut Client, events: &[Event], engine: &Engine) -> Result<BatchReport, DrainError> {
+    async fn isolate(
+        &mut self,
+        client: &mut Client,
+        events: &[Event],
+        engine: &Engine,
+    ) -> Result<BatchReport, DrainError> {
         let mut total = BatchReport { claimed: events.len(), ..Default::default() };
         for ev in events {
             let outcome = {
                 let tx = client.transaction().await.map_err(DrainError::Connection)?;
-                tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await.map_err(DrainError::Connection)?;
+                tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'"))
+                    .await
+                    .map_err(DrainError::Connection)?;
                 let rows = tx.query(&self.claim_one, &[&ev.id]).await.map_err(DrainError::Connection)?;
                 let Some(row) = rows.first() else {
                     continue; // already gone
@@ -409,8 +416,10 @@ impl Drain {
 
         // Changed opportunities: forget ownership of what a person took over, closed or deleted.
         if !changed_ids.is_empty() {
-            let owners: Vec<Option<String>> = changed_ids.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
-            let open: Vec<bool> = changed_ids.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted)).collect();
+            let owners: Vec<Option<String>> =
+                changed_ids.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
+            let open: Vec<bool> =
+                changed_ids.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted)).collect();
             tx.execute(&self.release, &[&changed_ids, &owners, &open]).await?;
         }
 
@@ -440,7 +449,12 @@ impl Drain {
             if let Some(o) = &decision.owner {
                 staged.bump(o, 1);
             }
-            pending.push(Pending { opp: ev.opp_id.clone(), decision, previous: c.owner.clone(), event_at: ev.created_at });
+            pending.push(Pending {
+                opp: ev.opp_id.clone(),
+                decision,
+                previous: c.owner.clone(),
+                event_at: ev.created_at,
+            });
         }
 
         // Write owners back; only rows still unowned are written.
@@ -530,7 +544,18 @@ impl Drain {
             }
             tx.execute(
                 &self.audit,
-                &[&a.opp, &a.owner, &a.team, &a.previous, &a.outcome, &a.pipeline, &a.rule, &version, &a.explanation, &a.event_at],
+                &[
+                    &a.opp,
+                    &a.owner,
+                    &a.team,
+                    &a.previous,
+                    &a.outcome,
+                    &a.pipeline,
+                    &a.rule,
+                    &version,
+                    &a.explanation,
+                    &a.event_at,
+                ],
             )
             .await
         };

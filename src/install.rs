@@ -20,7 +20,9 @@ const INSTALL_LOCK: i64 = 0x6f70_7074_795f_7231;
 pub enum InstallError {
     #[error("install failed: {0}")]
     Sql(#[from] tokio_postgres::Error),
-    #[error("the database has router schema version {found}, newer than this binary knows ({known}); upgrade oppty-router")]
+    #[error(
+        "the database has router schema version {found}, newer than this binary knows ({known}); upgrade oppty-router"
+    )]
     TooNew { found: i32, known: i32 },
 }
 
@@ -65,10 +67,8 @@ pub async fn install(client: &mut Client, cfg: &Config) -> Result<InstallReport,
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
     tx.batch_execute(&header_sql(cfg)).await?;
-    let current: i32 = tx
-        .query_one(&format!("SELECT coalesce(max(version), 0) FROM {s}.schema_version"), &[])
-        .await?
-        .get(0);
+    let current: i32 =
+        tx.query_one(&format!("SELECT coalesce(max(version), 0) FROM {s}.schema_version"), &[]).await?.get(0);
     let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
     if current > known {
         return Err(InstallError::TooNew { found: current, known });
@@ -77,15 +77,17 @@ pub async fn install(client: &mut Client, cfg: &Config) -> Result<InstallReport,
     for (v, name, text) in MIGRATIONS {
         if *v > current {
             tx.batch_execute(&render(cfg, text)).await?;
-            tx.execute(&format!("INSERT INTO {s}.schema_version (version, name) VALUES ($1, $2)"), &[v, name])
-                .await?;
+            tx.execute(&format!("INSERT INTO {s}.schema_version (version, name) VALUES ($1, $2)"), &[v, name]).await?;
             report.applied.push((*name).to_string());
         }
     }
     // Drop the triggers of an earlier mapping, then create this mapping's.
     for (table, trigger) in find_triggers(&tx, cfg).await? {
-        tx.batch_execute(&format!("DROP TRIGGER {} ON {table}", crate::ident::Ident::parse(&trigger).map(|i| i.quoted()).unwrap_or(trigger)))
-            .await?;
+        tx.batch_execute(&format!(
+            "DROP TRIGGER {} ON {table}",
+            crate::ident::Ident::parse(&trigger).map(|i| i.quoted()).unwrap_or(trigger)
+        ))
+        .await?;
     }
     tx.batch_execute(&capture::install_sql(cfg)).await?;
     report.triggers = find_triggers(&tx, cfg).await?.into_iter().map(|(t, n)| format!("{n} on {t}")).collect();

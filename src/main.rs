@@ -11,10 +11,20 @@ use oppty_router::{check, daemon, db, demo, exit, explain, install, load_rules};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "oppty-router", version, about = "Routes a legacy CRM's sales opportunities to the right team and member")]
+#[command(
+    name = "oppty-router",
+    version,
+    about = "Routes a legacy CRM's sales opportunities to the right team and member"
+)]
 struct Cli {
     /// The daemon config.
-    #[arg(short, long, global = true, env = "OPPTY_ROUTER_CONFIG", default_value = "/etc/oppty-router/oppty-router.toml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "OPPTY_ROUTER_CONFIG",
+        default_value = "/etc/oppty-router/oppty-router.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -126,9 +136,15 @@ async fn real_main(cli: Cli) -> i32 {
             for l in &report.lines {
                 println!("{l}");
             }
-            if report.ok { exit::OK } else { exit::CONFIG }
+            if report.ok {
+                exit::OK
+            } else {
+                exit::CONFIG
+            }
         }
-        Command::Install { dry_run } | Command::Uninstall { dry_run } if dry_run && matches!(cli.command, Command::Install { .. }) => {
+        Command::Install { dry_run } | Command::Uninstall { dry_run }
+            if dry_run && matches!(cli.command, Command::Install { .. }) =>
+        {
             let cfg = match load_config(&cli.config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -163,7 +179,10 @@ async fn real_main(cli: Cli) -> i32 {
                         exit::OK
                     }
                     Ok(_) => {
-                        println!("uninstalled: the capture triggers and schema {} are gone", cfg.router.schema.as_str());
+                        println!(
+                            "uninstalled: the capture triggers and schema {} are gone",
+                            cfg.router.schema.as_str()
+                        );
                         exit::OK
                     }
                     Err(e) => {
@@ -274,7 +293,12 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
         })
     };
 
-    let run = daemon::run(cfg.clone(), rules, shutdown.clone(), daemon::RunOptions { notify_systemd: true, ..Default::default() });
+    let run = daemon::run(
+        cfg.clone(),
+        rules,
+        shutdown.clone(),
+        daemon::RunOptions { notify_systemd: true, ..Default::default() },
+    );
     tokio::pin!(run);
     let result = tokio::select! {
         r = &mut run => r,

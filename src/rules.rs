@@ -157,8 +157,7 @@ pub fn compile_texts(files: &[(&str, &str)], fields: &[String]) -> Result<Engine
 fn parse(src: &Source) -> Result<RawFile, String> {
     let file = src.path.display();
     if src.path.extension().and_then(|e| e.to_str()) == Some("json") {
-        serde_json::from_str(&src.text)
-            .map_err(|e| format!("{file}:{}:{}: {e}", e.line(), e.column()))
+        serde_json::from_str(&src.text).map_err(|e| format!("{file}:{}:{}: {e}", e.line(), e.column()))
     } else {
         toml::from_str(&src.text).map_err(|e| {
             let off = e.span().map(|s| s.start).unwrap_or(0);
@@ -219,24 +218,41 @@ fn compile_sources(files: Vec<Source>, fields: &[String]) -> Result<Engine, Rule
                 continue;
             }
             if let Some(other) = member_at.insert(m.id.clone(), fi) {
-                problems.push(format!("{}: {key}.id: member `{}` is defined twice (also in {})",
-                    src.locate(&m.id), m.id, files[other].path.display()));
+                problems.push(format!(
+                    "{}: {key}.id: member `{}` is defined twice (also in {})",
+                    src.locate(&m.id),
+                    m.id,
+                    files[other].path.display()
+                ));
                 continue;
             }
-            members.push(engine::Member { name: if m.name.is_empty() { m.id.clone() } else { m.name }, id: m.id, max_open: m.max_open, paused: m.paused });
+            members.push(engine::Member {
+                name: if m.name.is_empty() { m.id.clone() } else { m.name },
+                id: m.id,
+                max_open: m.max_open,
+                paused: m.paused,
+            });
         }
         for (ti, t) in f.team.into_iter().enumerate() {
             if let Some(other) = team_at.insert(t.id.clone(), fi) {
-                problems.push(format!("{}: team[{ti}].id: team `{}` is defined twice (also in {})",
-                    src.locate(&t.id), t.id, files[other].path.display()));
+                problems.push(format!(
+                    "{}: team[{ti}].id: team `{}` is defined twice (also in {})",
+                    src.locate(&t.id),
+                    t.id,
+                    files[other].path.display()
+                ));
                 continue;
             }
             raw_teams.push((fi, ti, t));
         }
         for (pi, p) in f.pipeline.into_iter().enumerate() {
             if let Some(other) = pipeline_at.insert(p.id.clone(), fi) {
-                problems.push(format!("{}: pipeline[{pi}].id: pipeline `{}` is defined twice (also in {})",
-                    src.locate(&p.id), p.id, files[other].path.display()));
+                problems.push(format!(
+                    "{}: pipeline[{pi}].id: pipeline `{}` is defined twice (also in {})",
+                    src.locate(&p.id),
+                    p.id,
+                    files[other].path.display()
+                ));
                 continue;
             }
             raw_pipelines.push((fi, pi, p));
@@ -249,13 +265,20 @@ fn compile_sources(files: Vec<Source>, fields: &[String]) -> Result<Engine, Rule
     for (fi, ti, t) in &raw_teams {
         let src = &files[*fi];
         if t.members.is_empty() {
-            problems.push(format!("{}: team[{ti}].members: team `{}` has no members; list CRM user ids defined as [[member]]", src.locate(&t.id), t.id));
+            problems.push(format!(
+                "{}: team[{ti}].members: team `{}` has no members; list CRM user ids defined as [[member]]",
+                src.locate(&t.id),
+                t.id
+            ));
         }
         let mut ms = Vec::new();
         for (k, m) in t.members.iter().enumerate() {
             match member_index.get(m.as_str()) {
                 Some(i) => ms.push(*i),
-                None => problems.push(format!("{}: team[{ti}].members[{k}]: unknown member `{m}`; define it with [[member]] id = \"{m}\"", src.locate(m))),
+                None => problems.push(format!(
+                    "{}: team[{ti}].members[{k}]: unknown member `{m}`; define it with [[member]] id = \"{m}\"",
+                    src.locate(m)
+                )),
             }
         }
         teams.push(engine::Team {
@@ -277,19 +300,29 @@ fn compile_sources(files: Vec<Source>, fields: &[String]) -> Result<Engine, Rule
     let mut pipelines = HashMap::new();
     for (fi, pi, p) in raw_pipelines {
         let src = &files[fi];
-        let pteams: Vec<usize> = team_pipelines.iter().enumerate().filter(|(_, ps)| ps.contains(&p.id)).map(|(i, _)| i).collect();
+        let pteams: Vec<usize> =
+            team_pipelines.iter().enumerate().filter(|(_, ps)| ps.contains(&p.id)).map(|(i, _)| i).collect();
         let mut rules = Vec::new();
         let mut rule_ids = HashSet::new();
         for (ri, r) in p.rule.into_iter().enumerate() {
             let key = format!("pipeline[{pi}].rule[{ri}]");
             if !rule_ids.insert(r.id.clone()) {
-                problems.push(format!("{}: {key}.id: rule `{}` appears twice in pipeline `{}`", src.locate(&r.id), r.id, p.id));
+                problems.push(format!(
+                    "{}: {key}.id: rule `{}` appears twice in pipeline `{}`",
+                    src.locate(&r.id),
+                    r.id,
+                    p.id
+                ));
             }
             let _ = &r.description;
             let team = match r.team {
                 None => {
                     if pteams.is_empty() {
-                        problems.push(format!("{}: {key}: no team takes part in pipeline `{}`; add it to a team's `pipelines`", src.locate(&r.id), p.id));
+                        problems.push(format!(
+                            "{}: {key}: no team takes part in pipeline `{}`; add it to a team's `pipelines`",
+                            src.locate(&r.id),
+                            p.id
+                        ));
                     }
                     TeamStage::AllPipelineTeams
                 }
@@ -309,7 +342,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String]) -> Result<Engine, Rule
                     }
                 },
                 Some(_) => {
-                    problems.push(format!("{}: {key}.team: give exactly one of `id` or `territory_of`", src.locate(&r.id)));
+                    problems
+                        .push(format!("{}: {key}.team: give exactly one of `id` or `territory_of`", src.locate(&r.id)));
                     continue;
                 }
             };
@@ -318,7 +352,10 @@ fn compile_sources(files: Vec<Source>, fields: &[String]) -> Result<Engine, Rule
             };
             rules.push(engine::Rule { id: r.id, team, pick });
         }
-        pipelines.insert(p.id.clone(), engine::Pipeline { id: p.id, rules, fallback_owner: p.fallback_owner, teams: pteams });
+        pipelines.insert(
+            p.id.clone(),
+            engine::Pipeline { id: p.id, rules, fallback_owner: p.fallback_owner, teams: pteams },
+        );
     }
 
     if !problems.is_empty() {
@@ -397,7 +434,8 @@ member = "fewest_open"
 
     #[test]
     fn unknown_references_are_reported_with_file_line_and_key() {
-        let bad = RULES.replace("territory_of = \"province\"", "territory_of = \"provnce\"").replace("\"102\"]", "\"103\"]");
+        let bad =
+            RULES.replace("territory_of = \"province\"", "territory_of = \"provnce\"").replace("\"102\"]", "\"103\"]");
         let err = compile_texts(&[("r.toml", &bad)], &["province".to_string()]).expect_err("bad rules");
         let s = err.to_string();
         assert!(s.contains("r.toml:19:19:") && s.contains("team[0].members[1]: unknown member `103`"), "{s}");

@@ -76,7 +76,8 @@ impl Cluster {
             None
         };
         let base = std::env::temp_dir().join(format!("oppty-router-pg-{}-{}", std::process::id(), nanos()));
-        std::fs::create_dir_all(&base).map_err(|e| ClusterError::Step { step: "mkdir".into(), detail: e.to_string() })?;
+        std::fs::create_dir_all(&base)
+            .map_err(|e| ClusterError::Step { step: "mkdir".into(), detail: e.to_string() })?;
         if let Some((uid, gid)) = run_as {
             nix::unistd::chown(&base, Some(uid.into()), Some(gid.into()))
                 .map_err(|e| ClusterError::Step { step: "chown".into(), detail: e.to_string() })?;

@@ -32,7 +32,11 @@ fn check_offline_accepts_the_shipped_example_and_exits_78_with_file_line_on_a_br
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("rules OK"), "{stdout}");
 
-    let bad = example_config_with(dir.path(), "host=/nonexistent dbname=crm", &[("batch_size = 500", "batch_size = \"lots\"")]);
+    let bad = example_config_with(
+        dir.path(),
+        "host=/nonexistent dbname=crm",
+        &[("batch_size = 500", "batch_size = \"lots\"")],
+    );
     let out = Command::new(BIN).args(["check", "--offline", "-c"]).arg(&bad).output().expect("run check");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "EX_CONFIG: {stderr}");
@@ -59,7 +63,11 @@ async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
     db.install().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("{} password=hunter2-secret", db.cfg.database.url);
-    let cfg = example_config_with(dir.path(), &url, &[("format = \"text\"", "format = \"json\""), ("level = \"info\"", "level = \"debug\"")]);
+    let cfg = example_config_with(
+        dir.path(),
+        &url,
+        &[("format = \"text\"", "format = \"json\""), ("level = \"info\"", "level = \"debug\"")],
+    );
     let mut child = Command::new(BIN)
         .args(["run", "-c"])
         .arg(&cfg)
@@ -71,7 +79,8 @@ async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
     let opp = db.insert_opportunity("Mortgage", "DN", "retail").await;
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(10)).await;
     assert!([301, 302].contains(&owner));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {

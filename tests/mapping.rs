@@ -85,14 +85,19 @@ async fn every_kind_of_primary_key_and_quoted_names_route() {
         let engine = oppty_router::load_rules(&cfg).expect("rules");
         let daemon = Daemon::start(std::sync::Arc::new(cfg.clone()), engine);
         client
-            .batch_execute(r#"INSERT INTO "Legacy"."Deals" ("Region") VALUES ('N'), ('N'), ('S'), (NULL);
-                              INSERT INTO "Legacy"."Deals" ("Region", deleted) VALUES ('N', 1);"#)
+            .batch_execute(
+                r#"INSERT INTO "Legacy"."Deals" ("Region") VALUES ('N'), ('N'), ('S'), (NULL);
+                              INSERT INTO "Legacy"."Deals" ("Region", deleted) VALUES ('N', 1);"#,
+            )
             .await
             .expect("insert deals");
         oppty_router::demo::wait_until_drained(&client, &cfg, Duration::from_secs(5)).await.expect("drained");
         daemon.stop().await;
         let owners: Vec<(Option<String>, i32)> = client
-            .query(r#"SELECT "Region", "ownerUserId" FROM "Legacy"."Deals" ORDER BY "Region" NULLS LAST, "ownerUserId""#, &[])
+            .query(
+                r#"SELECT "Region", "ownerUserId" FROM "Legacy"."Deals" ORDER BY "Region" NULLS LAST, "ownerUserId""#,
+                &[],
+            )
             .await
             .expect("read")
             .iter()
@@ -100,10 +105,20 @@ async fn every_kind_of_primary_key_and_quoted_names_route() {
             .collect();
         assert_eq!(
             owners,
-            vec![(Some("N".into()), 0), (Some("N".into()), 7), (Some("N".into()), 8), (Some("S".into()), 99), (None, 99)],
+            vec![
+                (Some("N".into()), 0),
+                (Some("N".into()), 7),
+                (Some("N".into()), 8),
+                (Some("S".into()), 99),
+                (None, 99)
+            ],
             "{label}: north deals shared by 7 and 8, others to the fallback, the soft-deleted one left alone"
         );
-        let audited = client.query_one(r#"SELECT count(*) FROM "Router Schema".assignments"#, &[]).await.expect("audit").get::<_, i64>(0);
+        let audited = client
+            .query_one(r#"SELECT count(*) FROM "Router Schema".assignments"#, &[])
+            .await
+            .expect("audit")
+            .get::<_, i64>(0);
         assert_eq!(audited, 4, "{label}");
     }
 }
@@ -113,20 +128,48 @@ async fn every_kind_of_primary_key_and_quoted_names_route() {
 async fn check_names_the_config_key_of_whatever_does_not_match_the_database() {
     let cases: &[(&str, &str, &str, &str)] = &[
         // (what, replace this, with this, expected in the report)
-        ("a misspelt owner column", "owner = \"accountOwnerId\"", "owner = \"accountOwnerID\"",
-         "opportunity.owner: column `accountOwnerID` does not exist in crm.opportunity"),
-        ("a missing table", "table = \"crm.opportunity\"", "table = \"crm.opportunities\"",
-         "opportunity.table: table crm.opportunities does not exist"),
-        ("a field expression with a wrong column", "a.\\\"provinceCode\\\" FROM", "a.\\\"province\\\" FROM",
-         "opportunity.fields.province.sql: column a.province does not exist"),
-        ("a plain field naming a missing column", "source = \"source\"", "source = \"sourceChannel\"",
-         "opportunity.fields.source: column `sourceChannel` does not exist"),
-        ("an activity actor column that is not there", "actor = \"userId\"", "actor = \"user_id\"",
-         "activity[0].actor: column `user_id` does not exist in crm.activity"),
-        ("a write-back column that is not there", "assignedAt = \"now()\"", "assigned_at = \"now()\"",
-         "write_back.set.assigned_at: column `assigned_at` does not exist"),
-        ("an open predicate of the wrong type", "open_when = \"EXISTS", "open_when = \"o.title || 'x' || EXISTS",
-         "opportunity.open_when:"),
+        (
+            "a misspelt owner column",
+            "owner = \"accountOwnerId\"",
+            "owner = \"accountOwnerID\"",
+            "opportunity.owner: column `accountOwnerID` does not exist in crm.opportunity",
+        ),
+        (
+            "a missing table",
+            "table = \"crm.opportunity\"",
+            "table = \"crm.opportunities\"",
+            "opportunity.table: table crm.opportunities does not exist",
+        ),
+        (
+            "a field expression with a wrong column",
+            "a.\\\"provinceCode\\\" FROM",
+            "a.\\\"province\\\" FROM",
+            "opportunity.fields.province.sql: column a.province does not exist",
+        ),
+        (
+            "a plain field naming a missing column",
+            "source = \"source\"",
+            "source = \"sourceChannel\"",
+            "opportunity.fields.source: column `sourceChannel` does not exist",
+        ),
+        (
+            "an activity actor column that is not there",
+            "actor = \"userId\"",
+            "actor = \"user_id\"",
+            "activity[0].actor: column `user_id` does not exist in crm.activity",
+        ),
+        (
+            "a write-back column that is not there",
+            "assignedAt = \"now()\"",
+            "assigned_at = \"now()\"",
+            "write_back.set.assigned_at: column `assigned_at` does not exist",
+        ),
+        (
+            "an open predicate of the wrong type",
+            "open_when = \"EXISTS",
+            "open_when = \"o.title || 'x' || EXISTS",
+            "opportunity.open_when:",
+        ),
     ];
     for (what, from, to, expected) in cases {
         let db = crm_db_with("check", |text| {
@@ -152,7 +195,10 @@ async fn check_refuses_member_ids_the_crm_owner_column_cannot_hold() {
     let rules = tempfile::tempdir().expect("tempdir");
     for f in std::fs::read_dir(rules_dir()).expect("rules dir") {
         let f = f.expect("entry").path();
-        let text = std::fs::read_to_string(&f).expect("read").replace("id = \"402\"", "id = \"lan\"").replace("\"402\"]", "\"lan\"]");
+        let text = std::fs::read_to_string(&f)
+            .expect("read")
+            .replace("id = \"402\"", "id = \"lan\"")
+            .replace("\"402\"]", "\"lan\"]");
         std::fs::write(rules.path().join(f.file_name().expect("name")), text).expect("write");
     }
     let mut cfg = db.cfg.clone();

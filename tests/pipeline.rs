@@ -22,7 +22,11 @@ async fn an_opportunity_from_hanoi_is_owned_within_a_second_and_the_audit_explai
         .expect("team")
         .get(0);
     assert_eq!(team, Some(11), "the Hanoi team's CRM id is written back");
-    let assigned_at_set = db.count(&format!("SELECT count(*) FROM crm.opportunity WHERE \"oppId\" = '{opp}' AND \"assignedAt\" IS NOT NULL")).await;
+    let assigned_at_set = db
+        .count(&format!(
+            "SELECT count(*) FROM crm.opportunity WHERE \"oppId\" = '{opp}' AND \"assignedAt\" IS NOT NULL"
+        ))
+        .await;
     assert_eq!(assigned_at_set, 1, "write_back.set columns are written too");
 
     let row = db
@@ -95,7 +99,11 @@ async fn opportunities_inserted_while_the_daemon_is_stopped_are_all_routed_when_
     let daemon = db.start();
     db.wait_drained(Duration::from_secs(30)).await;
     daemon.stop().await;
-    assert_eq!(db.count("SELECT count(*) FROM crm.opportunity WHERE \"accountOwnerId\" = 1").await, 0, "nothing left unowned");
+    assert_eq!(
+        db.count("SELECT count(*) FROM crm.opportunity WHERE \"accountOwnerId\" = 1").await,
+        0,
+        "nothing left unowned"
+    );
     assert_eq!(db.count("SELECT count(DISTINCT opp_id) FROM oppty_router.assignments").await, 1500);
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, 1500, "each routed once");
     // Caps held: 101 and 102 have max_open = 400.
@@ -142,9 +150,14 @@ async fn killing_the_daemons_connections_while_opportunities_arrive_loses_nothin
     db.wait_drained(Duration::from_secs(30)).await;
     daemon.stop().await;
     assert_eq!(db.count("SELECT count(*) FROM crm.opportunity WHERE \"accountOwnerId\" = 1").await, 0, "nothing lost");
-    assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, inserted, "one decision per opportunity");
     assert_eq!(
-        db.count("SELECT count(*) FROM (SELECT opp_id FROM oppty_router.assignments GROUP BY 1 HAVING count(*) > 1) x").await,
+        db.count("SELECT count(*) FROM oppty_router.assignments").await,
+        inserted,
+        "one decision per opportunity"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM (SELECT opp_id FROM oppty_router.assignments GROUP BY 1 HAVING count(*) > 1) x")
+            .await,
         0,
         "nothing routed twice"
     );
@@ -250,15 +263,25 @@ async fn activities_restart_the_owners_clock_and_a_closed_opportunity_frees_its_
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Someone else's note does not restart the owner's clock; the owner's call does.
     db.client
-        .execute("INSERT INTO crm.mail_message (model, res_id, author_id, body) VALUES ('crm.opportunity', $1, 100, 'hi')", &[&opp])
+        .execute(
+            "INSERT INTO crm.mail_message (model, res_id, author_id, body) VALUES ('crm.opportunity', $1, 100, 'hi')",
+            &[&opp],
+        )
         .await
         .expect("note");
     db.wait_drained(Duration::from_secs(5)).await;
     assert_eq!(db.count(&touch).await, t0, "an admin's note is not the owner's interaction");
-    let any = db.count(&format!("SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}' AND last_activity_at IS NOT NULL")).await;
+    let any = db
+        .count(&format!(
+            "SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}' AND last_activity_at IS NOT NULL"
+        ))
+        .await;
     assert_eq!(any, 1, "but it is recorded as an activity");
     db.client
-        .execute("INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") VALUES ($1::text::uuid, 'call', $2)", &[&opp, &owner])
+        .execute(
+            "INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") VALUES ($1::text::uuid, 'call', $2)",
+            &[&opp, &owner],
+        )
         .await
         .expect("call");
     db.wait_drained(Duration::from_secs(5)).await;
@@ -266,11 +289,18 @@ async fn activities_restart_the_owners_clock_and_a_closed_opportunity_frees_its_
 
     let load = format!("SELECT open_count::int8 FROM oppty_router.member_state WHERE member_id = '{owner}'");
     assert_eq!(db.count(&load).await, 1);
-    db.client.execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&opp]).await.expect("won");
+    db.client
+        .execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&opp])
+        .await
+        .expect("won");
     db.wait_drained(Duration::from_secs(5)).await;
     daemon.stop().await;
     assert_eq!(db.count(&load).await, 0, "a won opportunity is no longer open load");
-    assert_eq!(db.count(&format!("SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}'")).await, 0, "nor ours to reclaim");
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}'")).await,
+        0,
+        "nor ours to reclaim"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +310,10 @@ async fn an_owner_cleared_by_a_person_is_routed_again() {
     let daemon = db.start();
     let opp = db.insert_opportunity("Savings", "HCM", "retail").await;
     let (first, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
-    db.client.execute("UPDATE crm.opportunity SET \"accountOwnerId\" = 1 WHERE \"oppId\" = $1::text::uuid", &[&opp]).await.expect("clear");
+    db.client
+        .execute("UPDATE crm.opportunity SET \"accountOwnerId\" = 1 WHERE \"oppId\" = $1::text::uuid", &[&opp])
+        .await
+        .expect("clear");
     let (second, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
     daemon.stop().await;
     assert!([201, 202, 203].contains(&second), "routed again to the HCM team (first {first}, then {second})");

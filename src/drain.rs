@@ -81,6 +81,8 @@ pub struct BatchReport {
     pub changes: usize,
     pub retried: usize,
     pub dead_lettered: usize,
+    /// Where the time went, in microseconds: claim, context, route, write, record, commit.
+    pub phase_us: [u64; 6],
 }
 
 impl BatchReport {
@@ -94,6 +96,9 @@ impl BatchReport {
         self.changes += o.changes;
         self.retried += o.retried;
         self.dead_lettered += o.dead_lettered;
+        for (a, b) in self.phase_us.iter_mut().zip(o.phase_us) {
+            *a += b;
+        }
     }
 }
 
@@ -238,6 +243,7 @@ impl Drain {
         let tx = client.transaction().await.map_err(DrainError::Connection)?;
         tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await.map_err(DrainError::Connection)?;
         let rows = tx.query(&self.claim, &[&limit]).await.map_err(DrainError::Connection)?;
+        let claim_us = started.elapsed().as_micros() as u64;
         if rows.is_empty() {
             tx.rollback().await.map_err(DrainError::Connection)?;
             return Ok(BatchReport::default());
@@ -245,15 +251,17 @@ impl Drain {
         let events: Vec<Event> = rows.iter().map(event_from_row).collect();
         let result = self.process(&tx, &events, engine).await;
         let report = match result {
-            Ok((mut report, overlay, routed)) => match tx.commit().await {
-                Ok(()) => {
+            Ok((mut report, overlay, routed)) => match (Instant::now(), tx.commit().await) {
+                (commit_started, Ok(())) => {
+                    report.phase_us[0] = claim_us;
+                    report.phase_us[5] = commit_started.elapsed().as_micros() as u64;
                     self.loads.extend(overlay);
                     report.claimed = events.len();
                     self.publish(routed);
                     report
                 }
-                Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
-                Err(e) => {
+                (_, Err(e)) if is_transient(&e) => return Err(DrainError::Connection(e)),
+                (_, Err(e)) => {
                     tracing::warn!(error = %e, events = events.len(), "batch commit failed; isolating its events");
                     self.isolate(client, &events, engine).await?
                 }
@@ -277,6 +285,12 @@ impl Drain {
             dead_lettered = report.dead_lettered,
             rules = %engine.version,
             ms = started.elapsed().as_millis() as u64,
+            claim_us = report.phase_us[0],
+            context_us = report.phase_us[1],
+            route_us = report.phase_us[2],
+            write_us = report.phase_us[3],
+            record_us = report.phase_us[4],
+            commit_us = report.phase_us[5],
             "batch"
         );
         Ok(report)
@@ -397,6 +411,11 @@ impl Drain {
         ids.extend(changed_ids.iter().cloned());
         ids.sort();
         ids.dedup();
+        let mut clock = Instant::now();
+        let mut lap = |report: &mut BatchReport, phase: usize| {
+            report.phase_us[phase] += clock.elapsed().as_micros() as u64;
+            clock = Instant::now();
+        };
         let mut ctx: HashMap<String, Context> = HashMap::new();
         if !ids.is_empty() {
             for r in tx.query(&self.sql.context, &[&ids]).await? {
@@ -423,6 +442,7 @@ impl Drain {
             tx.execute(&self.release, &[&changed_ids, &owners, &open]).await?;
         }
 
+        lap(&mut report, 1);
         // Route.
         struct Pending {
             opp: String,
@@ -457,6 +477,7 @@ impl Drain {
             });
         }
 
+        lap(&mut report, 2);
         // Write owners back; only rows still unowned are written.
         let to_write: Vec<&Pending> = pending.iter().filter(|p| p.decision.owner.is_some()).collect();
         let mut written: HashSet<String> = HashSet::new();
@@ -493,6 +514,7 @@ impl Drain {
             }
         }
 
+        lap(&mut report, 3);
         // Audit, ownership, loads: one statement each.
         let mut a = AuditCols::default();
         let mut own = (Vec::new(), Vec::new(), Vec::new());
@@ -582,6 +604,7 @@ impl Drain {
         };
         // Pipelined: sent together, one round trip's wait.
         tokio::try_join!(audit, ownership, member_state, touch)?;
+        lap(&mut report, 4);
         let overlay = staged.overlay;
         Ok((report, overlay, routed))
     }

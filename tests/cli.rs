@@ -53,7 +53,7 @@ fn install_dry_run_prints_the_schema_and_the_generated_triggers() {
     let sql = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
     assert!(sql.contains("CREATE TABLE \"oppty_router\".events"), "{sql}");
-    assert!(sql.contains("CREATE TRIGGER oppty_router_capture_update AFTER UPDATE OF \"accountOwnerId\", \"stageId\", \"deletedAt\" ON \"crm\".\"opportunity\""), "{sql}");
+    assert!(sql.contains("CREATE TRIGGER oppty_router_capture_update AFTER UPDATE OF \"accountOwnerId\", \"stageId\", \"deletedAt\" ON \"crm\".\"opportunity\"\n    FOR EACH ROW WHEN (current_setting('oppty_router.origin', true) IS DISTINCT FROM 'router' AND (OLD.\"accountOwnerId\" IS DISTINCT FROM NEW.\"accountOwnerId\""), "{sql}");
     assert!(sql.contains("NEW.\"model\" = 'crm.opportunity'"), "the polymorphic activity link: {sql}");
 }
 

@@ -17,6 +17,20 @@ pub const TRIGGER_PREFIX: &str = "oppty_router_";
 
 /// SQL creating (or replacing) the trigger functions and triggers for this mapping.
 pub fn install_sql(cfg: &Config) -> String {
+    // The function bodies are dollar-quoted; should a configured name contain the tag, pick one
+    // that appears nowhere else.
+    let mut n = 0u32;
+    loop {
+        let tag = if n == 0 { "$oppty$".to_string() } else { format!("$oppty{n}$") };
+        let sql = install_sql_with_tag(cfg, &tag);
+        if sql.matches(tag.as_str()).count() == 2 * (1 + cfg.activities.len()) {
+            return sql;
+        }
+        n += 1;
+    }
+}
+
+fn install_sql_with_tag(cfg: &Config, tag: &str) -> String {
     let s = cfg.router.schema.quoted();
     let o = &cfg.opportunity;
     let table = o.table.quoted();
@@ -31,7 +45,7 @@ pub fn install_sql(cfg: &Config) -> String {
 
     let mut sql = format!(
         r#"CREATE OR REPLACE FUNCTION {s}.capture_opportunity() RETURNS trigger
-LANGUAGE plpgsql AS $oppty$
+LANGUAGE plpgsql AS {tag}
 BEGIN
     IF current_setting('{ORIGIN_SETTING}', true) = 'router' THEN
         RETURN NULL;
@@ -59,7 +73,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$oppty$;
+{tag};
 "#
     );
 
@@ -100,12 +114,12 @@ $oppty$;
         let atable = a.table.quoted();
         sql.push_str(&format!(
             r#"CREATE OR REPLACE FUNCTION {s}.capture_activity_{i}() RETURNS trigger
-LANGUAGE plpgsql AS $oppty$
+LANGUAGE plpgsql AS {tag}
 BEGIN
     INSERT INTO {s}.events (kind, opp_id, actor, at) VALUES ('activity', NEW.{link_col}::text, NEW.{actor}::text, {at});
     RETURN NULL;
 END
-$oppty$;
+{tag};
 CREATE TRIGGER {TRIGGER_PREFIX}activity_{i} AFTER INSERT ON {atable}
     FOR EACH ROW WHEN (NEW.{link_col} IS NOT NULL{extra_when}) EXECUTE FUNCTION {s}.capture_activity_{i}();
 "#
@@ -120,3 +134,24 @@ pub const FIND_TRIGGERS_SQL: &str = "SELECT t.tgrelid::regclass::text, t.tgname:
      FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
      WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND NOT t.tgisinternal \
      ORDER BY 1, 2";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_name_holding_the_dollar_quote_tag_cannot_end_the_function_body() {
+        let text = r#"
+[database]
+url = "host=/tmp"
+[opportunity]
+table = "deals"
+id = "id"
+owner = "x$oppty$y"
+"#;
+        let cfg = Config::parse(text, std::path::Path::new("t.toml")).expect("valid");
+        let sql = install_sql(&cfg);
+        assert!(sql.contains("AS $oppty1$"), "{sql}");
+        assert_eq!(sql.matches("$oppty1$").count(), 2);
+    }
+}

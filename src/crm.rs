@@ -391,6 +391,10 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
 /// Check that every member id of a rule set (and fallback owners) is a valid value for the owner
 /// column, e.g. that `"abc"` is not used where the CRM's user ids are integers.
 pub async fn check_owner_ids(client: &Client, sql: &CrmSql, ids: &[String]) -> Result<(), String> {
+    // One query for the whole set; only when it fails, one per id to name the culprit.
+    if client.query_one(&sql.owner_cast, &[&ids]).await.is_ok() {
+        return Ok(());
+    }
     for id in ids {
         if let Err(e) = client.query_one(&sql.owner_cast, &[&vec![id.clone()]]).await {
             let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());

@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::daemon::{self, RunOptions};
 use crate::drain::Routed;
-use crate::engine::Outcome;
 use crate::throwaway::Cluster;
 use crate::{db, install, load_rules};
 
@@ -85,8 +84,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  sample CRM loaded (crm.opportunity: uuid key, camelCase columns, stage table, soft delete)");
     let engine = load_rules(&cfg)?;
     println!("  rules loaded from {} (version {})", cfg.router.rules_dir.display(), engine.version);
-    let names: HashMap<String, String> = engine.members.iter().map(|m| (m.id.clone(), m.name.clone())).collect();
     let mut client = db::connect(&cfg.database, " demo").await?;
+    let names: HashMap<String, String> = client
+        .query("SELECT id::text, \"fullName\" FROM crm.users", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     let report = install::install(&mut client, &cfg).await?;
     println!("  router installed: {} schema file(s), {} trigger(s)\n", report.applied.len(), report.triggers.len());
 
@@ -206,17 +210,20 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
     // Summary.
     let s = cfg.router.schema.quoted();
-    println!("\n  summary (live stream: {inserted} opportunities in {stream_secs:.1} s, {manual} assigned by a person at creation)\n");
+    println!(
+        "\n  summary: {inserted} opportunities streamed in {stream_secs:.1} s ({manual} assigned by a person at creation), \
+         then {backlog_routed} from the backlog\n"
+    );
     println!("  {:<15} {:<28} {:>9} {:>10} {:>9}", "team", "member", "assigned", "open load", "fallback");
     let rows = client
         .query(
             &format!(
                 "WITH a AS (SELECT owner_id, coalesce(team_id, '(fallback)') AS team, count(*) FILTER (WHERE outcome = 'rule') AS ruled, \
-                 count(*) FILTER (WHERE outcome = 'fallback') AS fb FROM {s}.assignments WHERE id <= $1 AND owner_id IS NOT NULL GROUP BY 1, 2) \
+                 count(*) FILTER (WHERE outcome = 'fallback') AS fb FROM {s}.assignments WHERE owner_id IS NOT NULL GROUP BY 1, 2) \
                  SELECT a.team, a.owner_id, a.ruled, a.fb, coalesce(m.open_count, 0) FROM a LEFT JOIN {s}.member_state m ON m.member_id = a.owner_id \
                  ORDER BY a.team, a.owner_id"
             ),
-            &[&last_stream_assignment],
+            &[],
         )
         .await?;
     let (mut tr, mut tf) = (0i64, 0i64);
@@ -259,7 +266,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .await?
         .get(0);
     println!("  still unowned: {unrouted}; dead-lettered events: {dead}");
-    let _ = Outcome::Rule;
     if opts.keep {
         cluster.keep();
         println!("\n  the database is still running (--keep). Connect with:\n    psql \"{}\"", cluster.url("crm"));

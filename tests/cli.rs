@@ -103,3 +103,15 @@ async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
     assert!(saw_batch && saw_decision, "a batch line at info and a decision line at debug:\n{stderr}");
     assert!(stderr.contains("shut down cleanly"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exits_78_when_the_mapping_does_not_match_the_database() {
+    let db = crm_db("run78").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg =
+        example_config_with(dir.path(), &db.cfg.database.url, &[("owner = \"accountOwnerId\"", "owner = \"ownerId\"")]);
+    let out = Command::new(BIN).args(["run", "-c"]).arg(&cfg).env_remove("RUST_LOG").output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG so systemd stops restarting: {stderr}");
+    assert!(stderr.contains("opportunity.owner: column `ownerId` does not exist in crm.opportunity"), "{stderr}");
+}

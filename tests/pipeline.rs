@@ -345,3 +345,59 @@ async fn a_custom_write_back_statement_sets_the_owner_through_ops_sql() {
         .get(0);
     assert_eq!(team, Some(21));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_crm_rows_are_handled_a_deleted_row_is_skipped_and_one_without_account_falls_back() {
+    let db = crm_db("odd").await;
+    db.install().await;
+    let gone = db.insert_opportunity("deleted under us", "HN", "retail").await;
+    db.client
+        .execute("DELETE FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid", &[&gone])
+        .await
+        .expect("hard delete");
+    let soft = db.insert_opportunity("soft deleted", "HN", "retail").await;
+    db.client
+        .execute("UPDATE crm.opportunity SET \"deletedAt\" = now() WHERE \"oppId\" = $1::text::uuid", &[&soft])
+        .await
+        .expect("soft delete");
+    let orphan: String = db
+        .client
+        .query_one(
+            "INSERT INTO crm.opportunity (title, \"pipelineCode\", \"stageId\") VALUES ('no account', 'retail', 1) RETURNING \"oppId\"::text",
+            &[],
+        )
+        .await
+        .expect("insert")
+        .get(0);
+    let unknown_pipeline: String = db
+        .client
+        .query_one(
+            "INSERT INTO crm.opportunity (title, \"pipelineCode\", \"stageId\") VALUES ('odd pipeline', 'leasing', 1) RETURNING \"oppId\"::text",
+            &[],
+        )
+        .await
+        .expect("insert")
+        .get(0);
+    let daemon = db.start();
+    db.wait_drained(Duration::from_secs(5)).await;
+    daemon.stop().await;
+    assert_eq!(db.owner_of(&soft).await, 1, "a soft-deleted opportunity is not routed");
+    assert_eq!(db.owner_of(&orphan).await, 100, "no province: the retail pipeline's fallback owner");
+    assert_eq!(db.owner_of(&unknown_pipeline).await, 100, "a pipeline without rules: the global fallback owner");
+    let why: String = db
+        .client
+        .query_one("SELECT explanation::text FROM oppty_router.assignments WHERE opp_id = $1", &[&orphan])
+        .await
+        .expect("audit")
+        .get(0);
+    assert!(why.contains("field `province` is empty"), "{why}");
+    let why: String = db
+        .client
+        .query_one("SELECT explanation::text FROM oppty_router.assignments WHERE opp_id = $1", &[&unknown_pipeline])
+        .await
+        .expect("audit")
+        .get(0);
+    assert!(why.contains("pipeline `leasing` has no rules"), "{why}");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.dead_letter").await, 0, "nothing failed");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, 2);
+}

@@ -130,8 +130,8 @@ async fn session(
             message: e,
         }])));
     }
-    let mut drain = Drain::new(cfg.clone(), sql, opts.decisions.clone());
-    lost!(drain.reconcile_loads(&mut client, &engine).await);
+    let mut drain = Drain::new(cfg.clone(), sql, engine.clone(), opts.decisions.clone());
+    lost!(drain.reconcile(&mut client).await);
     tracing::info!(rules = %engine.version, members = engine.members.len(), "connected and leading; draining the backlog");
     *backoff = Duration::from_millis(100);
 
@@ -145,8 +145,8 @@ async fn session(
             match crm::check_owner_ids(&client, drain.crm_sql(), &owner_ids(&latest)).await {
                 Ok(()) => {
                     tracing::info!(from = %engine.version, to = %latest.version, "rules swapped in");
-                    engine = latest;
-                    lost!(drain.reconcile_loads(&mut client, &engine).await);
+                    engine = latest.clone();
+                    lost!(drain.swap_engine(&mut client, latest).await);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, rejected = %latest.version, kept = %engine.version, "new rules refused; the last good rules stay in force");
@@ -154,7 +154,7 @@ async fn session(
                 }
             }
         }
-        let report = match drain.drain_all(&mut client, &engine, shutdown).await {
+        let report = match drain.drain_all(&mut client, shutdown).await {
             Ok(r) => r,
             Err(DrainError::Connection(e)) => return Ok(SessionEnd::Lost(e.to_string())),
         };

@@ -214,7 +214,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         "\n  summary: {inserted} opportunities streamed in {stream_secs:.1} s ({manual} assigned by a person at creation), \
          then {backlog_routed} from the backlog\n"
     );
-    println!("  {:<15} {:<28} {:>9} {:>10} {:>9}", "team", "member", "assigned", "open load", "fallback");
+    println!("  {:<17} {:<28} {:>9} {:>10} {:>9}", "team", "member", "assigned", "open load", "fallback");
     let rows = client
         .query(
             &format!(
@@ -233,9 +233,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         tr += ruled;
         tf += fb;
         let name = format!("{owner} {}", names.get(&owner).map(String::as_str).unwrap_or(""));
-        println!("  {:<15} {:<28} {:>9} {:>10} {:>9}", r.get::<_, String>(0), name, ruled + fb, r.get::<_, i32>(4), fb);
+        println!("  {:<17} {:<28} {:>9} {:>10} {:>9}", r.get::<_, String>(0), name, ruled + fb, r.get::<_, i32>(4), fb);
     }
-    println!("  {:<15} {:<28} {:>9} {:>10} {:>9}", "total", "", tr + tf, "", tf);
+    println!("  {:<17} {:<28} {:>9} {:>10} {:>9}", "total", "", tr + tf, "", tf);
     let lat = client
         .query_one(
             &format!(
@@ -302,10 +302,11 @@ pub async fn insert_opportunities(
     let stage: i32 = if pipeline == "corporate" { 11 } else { 1 };
     client
         .execute(
-            "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\", source, \"leadScore\", amount, \"accountOwnerId\") \
+            "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\", source, \"leadScore\", amount, \"accountOwnerId\", \"productCode\") \
              SELECT 'Deal ' || g, md5('account' || (1 + (g * 7919 + $4::int) % 400))::uuid::text, $2, $3, \
                     (ARRAY['web', 'instagram', 'branch', 'referral'])[1 + (g + $4::int) % 4], (g * 37 + $4::int) % 200, ((g * 13) % 90 + 10) * 1000000, \
-                    CASE WHEN g <= $5 THEN 402 ELSE 1 END \
+                    CASE WHEN g <= $5 THEN 402 ELSE 1 END, \
+                    CASE WHEN $2 = 'corporate' THEN (ARRAY['TRADE', 'CASH'])[1 + g % 2] ELSE (ARRAY['HOME', 'AUTO', 'CARD', 'SAVE'])[1 + (g + $4::int) % 4] END \
              FROM generate_series(1, $1) AS g",
             &[&n, &pipeline, &stage, &((seed % 100_000) as i32), &owned],
         )

@@ -17,7 +17,9 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use crate::capture::ORIGIN_SETTING;
 use crate::config::Config;
 use crate::crm::{CrmSql, WriteSql};
-use crate::engine::{Engine, Loads, Opportunity, Outcome};
+use crate::engine::{Engine, Ledger, Opportunity, Outcome, Undo};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
@@ -75,6 +77,7 @@ pub struct BatchReport {
     pub claimed: usize,
     pub routed: usize,
     pub fallback: usize,
+    pub held: usize,
     pub unassigned: usize,
     pub skipped: usize,
     pub activities: usize,
@@ -90,6 +93,7 @@ impl BatchReport {
         self.claimed += o.claimed;
         self.routed += o.routed;
         self.fallback += o.fallback;
+        self.held += o.held;
         self.unassigned += o.unassigned;
         self.skipped += o.skipped;
         self.activities += o.activities;
@@ -102,22 +106,21 @@ impl BatchReport {
     }
 }
 
-/// Loads as seen inside one batch: the committed base plus this batch's changes.
-struct Staged<'a> {
-    base: &'a HashMap<String, i64>,
-    overlay: HashMap<String, i64>,
+/// One change to the ledger made inside a batch, undone if the batch does not commit.
+enum Journal {
+    Assign(Undo),
+    /// An assignment taken back because its write did not happen (the row was owned meanwhile).
+    Unassigned(usize, i64),
+    Open(usize, i64),
 }
 
-impl Loads for Staged<'_> {
-    fn open(&self, member_id: &str) -> i64 {
-        self.overlay.get(member_id).or_else(|| self.base.get(member_id)).copied().unwrap_or(0)
-    }
-}
-
-impl Staged<'_> {
-    fn bump(&mut self, member: &str, by: i64) {
-        let v = self.open(member) + by;
-        self.overlay.insert(member.to_string(), v.max(0));
+fn rollback_ledger(ledger: &mut Ledger, journal: Vec<Journal>) {
+    for j in journal.into_iter().rev() {
+        match j {
+            Journal::Assign(u) => ledger.undo(&u),
+            Journal::Unassigned(m, at) => ledger.assign(m, at),
+            Journal::Open(m, v) => ledger.open[m] = v,
+        }
     }
 }
 
@@ -133,8 +136,13 @@ struct Context {
 pub struct Drain {
     cfg: Arc<Config>,
     sql: CrmSql,
-    loads: HashMap<String, i64>,
+    engine: Arc<Engine>,
+    ledger: Ledger,
+    rng: std::sync::Mutex<SmallRng>,
     decisions: Option<mpsc::UnboundedSender<Routed>>,
+    requeue: String,
+    pick_state: String,
+    history: String,
     claim: String,
     claim_one: String,
     audit: String,
@@ -147,7 +155,12 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub fn new(cfg: Arc<Config>, sql: CrmSql, decisions: Option<mpsc::UnboundedSender<Routed>>) -> Drain {
+    pub fn new(
+        cfg: Arc<Config>,
+        sql: CrmSql,
+        engine: Arc<Engine>,
+        decisions: Option<mpsc::UnboundedSender<Routed>>,
+    ) -> Drain {
         let s = cfg.router.schema.quoted();
         let cols = "id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts";
         Drain {
@@ -198,11 +211,32 @@ impl Drain {
                  INSERT INTO {s}.dead_letter (id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, error) \
                  SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, $2 FROM d"
             ),
+            requeue: format!(
+                "INSERT INTO {s}.events (kind, opp_id, created_at, next_attempt_at) \
+                 SELECT 'route', u.o, u.c, u.n FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS u(o, c, n)"
+            ),
+            pick_state: format!(
+                "INSERT INTO {s}.pick_state AS p (rule_key, cursor, weights, updated_at) \
+                 SELECT u.k, u.c, u.w::jsonb, clock_timestamp() FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, c, w) \
+                 ON CONFLICT (rule_key) DO UPDATE SET cursor = EXCLUDED.cursor, weights = EXCLUDED.weights, updated_at = EXCLUDED.updated_at"
+            ),
+            history: format!(
+                "SELECT owner_id, extract(epoch FROM decided_at)::int8 FROM {s}.assignments \
+                 WHERE owner_id IS NOT NULL AND outcome IN ('rule', 'fallback') \
+                 AND decided_at > clock_timestamp() - $1::int8 * interval '1 second' ORDER BY decided_at"
+            ),
+            ledger: Ledger::for_engine(&engine, None),
+            engine,
+            rng: std::sync::Mutex::new(SmallRng::from_entropy()),
             cfg,
             sql,
-            loads: HashMap::new(),
             decisions,
         }
+    }
+
+    /// The rule set this drain routes with.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// The CRM statements this drain uses.
@@ -210,34 +244,71 @@ impl Drain {
         &self.sql
     }
 
-    /// Recount every owner's open opportunities from the CRM (on becoming leader), and store them.
-    pub async fn reconcile_loads(&mut self, client: &mut Client, engine: &Engine) -> Result<(), DrainError> {
-        let rows = client.query(&self.sql.full_count, &[]).await.map_err(DrainError::Connection)?;
-        let mut loads: HashMap<String, i64> = rows
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-            .filter(|(owner, _)| !self.sql.unowned_values.contains(owner))
-            .collect();
-        for id in engine.member_ids() {
-            loads.entry(id.to_string()).or_insert(0);
+    /// Rebuild the ledger from the database (on becoming leader): every member's open load from
+    /// the CRM, recent assignments for windowed caps, round-robin state. Stores the loads.
+    pub async fn reconcile(&mut self, client: &mut Client) -> Result<(), DrainError> {
+        let engine = self.engine.clone();
+        let mut ledger = Ledger::for_engine(&engine, None);
+        for r in client.query(&self.sql.full_count, &[]).await.map_err(DrainError::Connection)? {
+            if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
+                ledger.open[m] = r.get(1);
+            }
         }
-        let tx = client.transaction().await.map_err(DrainError::Connection)?;
-        let members: Vec<String> = loads.keys().cloned().collect();
-        let counts: Vec<i32> = members.iter().map(|m| clamp_i32(loads[m])).collect();
+        for r in client.query(&self.history, &[&engine.history]).await.map_err(DrainError::Connection)? {
+            if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
+                ledger.recent[m].push_back(r.get(1));
+            }
+        }
+        let s = self.cfg.router.schema.quoted();
+        for r in client
+            .query(&format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"), &[])
+            .await
+            .map_err(DrainError::Connection)?
+        {
+            let key: String = r.get(0);
+            if let Some(c) = r.get::<_, Option<String>>(1) {
+                ledger.cursors.insert(key.clone(), c);
+            }
+            let w: serde_json::Value = r.get(2);
+            if let Ok(w) = serde_json::from_value::<HashMap<String, i64>>(w) {
+                if !w.is_empty() {
+                    ledger.weights.insert(key, w);
+                }
+            }
+        }
+        let members: Vec<String> = engine.member_ids().map(str::to_string).collect();
+        let counts: Vec<i32> = ledger.open.iter().map(|v| clamp_i32(*v)).collect();
         let zeros = vec![0i64; members.len()];
-        tx.execute(&self.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::Connection)?;
-        tx.commit().await.map_err(DrainError::Connection)?;
-        self.loads = loads;
+        client.execute(&self.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::Connection)?;
+        self.ledger = ledger;
+        Ok(())
+    }
+
+    /// Route with a new rule set from the next batch on. The ledger is carried over by member id;
+    /// members new to this set have their open load counted from the CRM.
+    pub async fn swap_engine(&mut self, client: &mut Client, engine: Arc<Engine>) -> Result<(), DrainError> {
+        let mut ledger = Ledger::for_engine(&engine, Some((&self.engine, &self.ledger)));
+        let new: Vec<String> =
+            engine.member_ids().filter(|id| self.engine.member_index(id).is_none()).map(str::to_string).collect();
+        if !new.is_empty() {
+            for r in client.query(&self.sql.recount, &[&new]).await.map_err(DrainError::Connection)? {
+                if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
+                    ledger.open[m] = r.get(1);
+                }
+            }
+        }
+        self.ledger = ledger;
+        self.engine = engine;
         Ok(())
     }
 
     /// The open load of a member as this leader knows it.
     pub fn load_of(&self, member: &str) -> i64 {
-        self.loads.get(member).copied().unwrap_or(0)
+        self.engine.member_index(member).map_or(0, |m| self.ledger.open[m])
     }
 
     /// Claim and process one batch. Returns how many events were claimed (0 = nothing to do).
-    pub async fn batch(&mut self, client: &mut Client, engine: &Engine) -> Result<BatchReport, DrainError> {
+    pub async fn batch(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
         let limit = i64::from(self.cfg.router.batch_size);
         let tx = client.transaction().await.map_err(DrainError::Connection)?;
@@ -249,41 +320,50 @@ impl Drain {
             return Ok(BatchReport::default());
         }
         let events: Vec<Event> = rows.iter().map(event_from_row).collect();
-        let result = self.process(&tx, &events, engine).await;
-        let report = match result {
-            Ok((mut report, overlay, routed)) => match (Instant::now(), tx.commit().await) {
-                (commit_started, Ok(())) => {
-                    report.phase_us[0] = claim_us;
-                    report.phase_us[5] = commit_started.elapsed().as_micros() as u64;
-                    self.loads.extend(overlay);
-                    report.claimed = events.len();
-                    self.publish(routed);
-                    report
-                }
-                (_, Err(e)) if is_transient(&e) => return Err(DrainError::Connection(e)),
-                (_, Err(e)) => {
-                    tracing::warn!(error = %e, events = events.len(), "batch commit failed; isolating its events");
-                    self.isolate(client, &events, engine).await?
-                }
-            },
-            Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
+        let mut ledger = std::mem::take(&mut self.ledger);
+        let mut journal = Vec::new();
+        let result = self.process(&tx, &events, &mut ledger, &mut journal).await;
+        let result = match result {
+            Ok(ok) => {
+                let commit_started = Instant::now();
+                tx.commit().await.map(|()| (ok, commit_started.elapsed().as_micros() as u64))
+            }
             Err(e) => {
                 drop(tx); // rolls back
+                Err(e)
+            }
+        };
+        let report = match result {
+            Ok(((mut report, routed), commit_us)) => {
+                self.ledger = ledger;
+                report.phase_us[0] = claim_us;
+                report.phase_us[5] = commit_us;
+                report.claimed = events.len();
+                self.publish(routed);
+                report
+            }
+            Err(e) => {
+                rollback_ledger(&mut ledger, journal);
+                self.ledger = ledger;
+                if is_transient(&e) {
+                    return Err(DrainError::Connection(e));
+                }
                 tracing::warn!(error = %db_message(&e), events = events.len(), "batch failed; isolating its events");
-                self.isolate(client, &events, engine).await?
+                self.isolate(client, &events).await?
             }
         };
         tracing::info!(
             events = report.claimed,
             routed = report.routed,
             fallback = report.fallback,
+            held = report.held,
             unassigned = report.unassigned,
             skipped = report.skipped,
             activities = report.activities,
             changes = report.changes,
             retried = report.retried,
             dead_lettered = report.dead_lettered,
-            rules = %engine.version,
+            rules = %self.engine.version,
             ms = started.elapsed().as_millis() as u64,
             claim_us = report.phase_us[0],
             context_us = report.phase_us[1],
@@ -306,32 +386,31 @@ impl Drain {
 
     /// Process each event of a failed batch in its own transaction, so one poisoned event cannot
     /// block the others; a failing event is retried with backoff, then moved to the dead letter.
-    async fn isolate(
-        &mut self,
-        client: &mut Client,
-        events: &[Event],
-        engine: &Engine,
-    ) -> Result<BatchReport, DrainError> {
+    async fn isolate(&mut self, client: &mut Client, events: &[Event]) -> Result<BatchReport, DrainError> {
         let mut total = BatchReport { claimed: events.len(), ..Default::default() };
         for ev in events {
-            let outcome = {
-                let tx = client.transaction().await.map_err(DrainError::Connection)?;
-                tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'"))
-                    .await
-                    .map_err(DrainError::Connection)?;
-                let rows = tx.query(&self.claim_one, &[&ev.id]).await.map_err(DrainError::Connection)?;
+            let mut ledger = std::mem::take(&mut self.ledger);
+            let mut journal = Vec::new();
+            let outcome = async {
+                let tx = client.transaction().await?;
+                tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await?;
+                let rows = tx.query(&self.claim_one, &[&ev.id]).await?;
                 let Some(row) = rows.first() else {
-                    continue; // already gone
+                    return Ok(None); // already gone
                 };
                 let one = [event_from_row(row)];
-                match self.process(&tx, &one, engine).await {
-                    Ok(ok) => tx.commit().await.map(|()| ok),
-                    Err(e) => Err(e),
-                }
-            };
+                let ok = self.process(&tx, &one, &mut ledger, &mut journal).await?;
+                tx.commit().await?;
+                Ok::<_, tokio_postgres::Error>(Some(ok))
+            }
+            .await;
+            if outcome.is_err() {
+                rollback_ledger(&mut ledger, journal);
+            }
+            self.ledger = ledger;
             match outcome {
-                Ok((report, overlay, routed)) => {
-                    self.loads.extend(overlay);
+                Ok(None) => {}
+                Ok(Some((report, routed))) => {
                     self.publish(routed);
                     let claimed = total.claimed;
                     total.add(&report);
@@ -357,15 +436,16 @@ impl Drain {
         Ok(total)
     }
 
-    #[allow(clippy::type_complexity)]
     async fn process(
         &self,
         tx: &Transaction<'_>,
         events: &[Event],
-        engine: &Engine,
-    ) -> Result<(BatchReport, HashMap<String, i64>, Vec<Routed>), tokio_postgres::Error> {
+        ledger: &mut Ledger,
+        journal: &mut Vec<Journal>,
+    ) -> Result<(BatchReport, Vec<Routed>), tokio_postgres::Error> {
+        let engine = &*self.engine;
         let mut report = BatchReport::default();
-        let mut staged = Staged { base: &self.loads, overlay: HashMap::new() };
+        let mut touched: HashSet<usize> = HashSet::new();
 
         // Who is touched: opportunities to route, opportunities that changed, owners to recount.
         let mut route: Vec<&Event> = Vec::new();
@@ -396,14 +476,18 @@ impl Drain {
             }
         }
 
+        // Members' loads moved by a person (owner changed, closed, reopened, deleted): recount them.
+        recount.retain(|o| engine.member_index(o).is_some());
         if !recount.is_empty() {
             let owners: Vec<String> = recount.into_iter().collect();
             let rows = tx.query(&self.sql.recount, &[&owners]).await?;
+            let mut counts: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
             for o in &owners {
-                staged.overlay.insert(o.clone(), 0);
-            }
-            for r in rows {
-                staged.overlay.insert(r.get(0), r.get(1));
+                if let Some(m) = engine.member_index(o) {
+                    journal.push(Journal::Open(m, ledger.open[m]));
+                    ledger.open[m] = counts.remove(o).unwrap_or(0);
+                    touched.insert(m);
+                }
             }
         }
 
@@ -451,32 +535,46 @@ impl Drain {
             event_at: DateTime<Utc>,
         }
         let mut pending: Vec<Pending> = Vec::new();
-        for ev in &route {
-            let Some(c) = ctx.get(&ev.opp_id) else {
-                tracing::debug!(opportunity = %ev.opp_id, "skipped: deleted before it was routed");
-                report.skipped += 1;
-                continue;
+        let now = Utc::now();
+        ledger.trim(now.timestamp(), engine.history);
+        {
+            let mut rng = match self.rng.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
             };
-            let unowned = c.owner.as_ref().map_or(true, |o| self.sql.unowned_values.contains(o));
-            if !unowned || !c.open || c.deleted {
-                tracing::debug!(opportunity = %ev.opp_id, owner = ?c.owner, open = c.open, deleted = c.deleted,
+            for ev in &route {
+                let Some(c) = ctx.get(&ev.opp_id) else {
+                    tracing::debug!(opportunity = %ev.opp_id, "skipped: deleted before it was routed");
+                    report.skipped += 1;
+                    continue;
+                };
+                let unowned = c.owner.as_ref().is_none_or(|o| self.sql.unowned_values.contains(o));
+                if !unowned || !c.open || c.deleted {
+                    tracing::debug!(opportunity = %ev.opp_id, owner = ?c.owner, open = c.open, deleted = c.deleted,
                     "skipped: already owned, closed or deleted");
-                report.skipped += 1;
-                continue;
+                    report.skipped += 1;
+                    continue;
+                }
+                let opp = Opportunity {
+                    id: &ev.opp_id,
+                    pipeline: c.pipeline.as_deref(),
+                    fields: &c.fields,
+                    waiting_since: ev.created_at,
+                    exclude: &[],
+                };
+                let decision = engine.route(&opp, ledger, now, &mut *rng);
+                if let Some(u) = &decision.undo {
+                    journal.push(Journal::Assign(u.clone()));
+                    touched.insert(u.member);
+                }
+                pending.push(Pending {
+                    opp: ev.opp_id.clone(),
+                    decision,
+                    previous: c.owner.clone(),
+                    event_at: ev.created_at,
+                });
             }
-            let opp = Opportunity { id: &ev.opp_id, pipeline: c.pipeline.as_deref(), fields: &c.fields };
-            let decision = engine.route(&opp, &staged);
-            if let Some(o) = &decision.owner {
-                staged.bump(o, 1);
-            }
-            pending.push(Pending {
-                opp: ev.opp_id.clone(),
-                decision,
-                previous: c.owner.clone(),
-                event_at: ev.created_at,
-            });
         }
-
         lap(&mut report, 2);
         // Write owners back; only rows still unowned are written.
         let to_write: Vec<&Pending> = pending.iter().filter(|p| p.decision.owner.is_some()).collect();
@@ -519,13 +617,15 @@ impl Drain {
         let mut a = AuditCols::default();
         let mut own = (Vec::new(), Vec::new(), Vec::new());
         let mut assigned: HashMap<String, i64> = HashMap::new();
+        let mut held: (Vec<String>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = (Vec::new(), Vec::new(), Vec::new());
         let mut routed = Vec::new();
         for p in &pending {
             let d = &p.decision;
             if d.owner.is_some() && !written.contains(&p.opp) {
                 // A person (or another writer) owned it between our read and our write.
-                if let Some(o) = &d.owner {
-                    staged.bump(o, -1);
+                if let Some(u) = &d.undo {
+                    ledger.unassign(u.member, u.at);
+                    journal.push(Journal::Unassigned(u.member, u.at));
                 }
                 tracing::debug!(opportunity = %p.opp, "skipped: owned by someone else before the write");
                 report.skipped += 1;
@@ -534,6 +634,14 @@ impl Drain {
             match d.outcome {
                 Outcome::Rule => report.routed += 1,
                 Outcome::Fallback => report.fallback += 1,
+                Outcome::Held => {
+                    report.held += 1;
+                    if let Some(at) = d.retry_at {
+                        held.0.push(p.opp.clone());
+                        held.1.push(p.event_at);
+                        held.2.push(at);
+                    }
+                }
                 Outcome::Unassigned => report.unassigned += 1,
             }
             tracing::debug!(opportunity = %p.opp, owner = ?d.owner, team = ?d.team, outcome = d.outcome.as_str(),
@@ -555,9 +663,16 @@ impl Drain {
                 event_at: p.event_at,
             });
         }
-        let members: Vec<String> = staged.overlay.keys().cloned().collect();
-        let counts: Vec<i32> = members.iter().map(|m| clamp_i32(staged.open(m))).collect();
+        let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.clone()).collect();
+        let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
         let totals: Vec<i64> = members.iter().map(|m| assigned.get(m).copied().unwrap_or(0)).collect();
+        let dirty = ledger.take_dirty();
+        let keys: Vec<&str> = dirty.iter().map(String::as_str).collect();
+        let cursors: Vec<Option<&str>> = dirty.iter().map(|k| ledger.cursors.get(k).map(String::as_str)).collect();
+        let weights: Vec<String> = dirty
+            .iter()
+            .map(|k| ledger.weights.get(k).and_then(|w| serde_json::to_string(w).ok()).unwrap_or_else(|| "{}".into()))
+            .collect();
 
         let version = engine.version.clone();
         let audit = async {
@@ -602,11 +717,22 @@ impl Drain {
             let ats: Vec<DateTime<Utc>> = activities.iter().map(|e| e.at.unwrap_or(e.created_at)).collect();
             tx.execute(&self.touch, &[&ids, &actors, &ats]).await
         };
+        let requeue = async {
+            if held.0.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&self.requeue, &[&held.0, &held.1, &held.2]).await
+        };
+        let picks = async {
+            if keys.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&self.pick_state, &[&keys, &cursors, &weights]).await
+        };
         // Pipelined: sent together, one round trip's wait.
-        tokio::try_join!(audit, ownership, member_state, touch)?;
+        tokio::try_join!(audit, ownership, member_state, touch, requeue, picks)?;
         lap(&mut report, 4);
-        let overlay = staged.overlay;
-        Ok((report, overlay, routed))
+        Ok((report, routed))
     }
 
     /// Tell the triggers whether to NOTIFY (only while the daemon is idle).
@@ -623,12 +749,11 @@ impl Drain {
     pub async fn drain_all(
         &mut self,
         client: &mut Client,
-        engine: &Engine,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<BatchReport, DrainError> {
         let mut total = BatchReport::default();
         loop {
-            let r = self.batch(client, engine).await?;
+            let r = self.batch(client).await?;
             total.add(&r);
             if r.claimed < self.cfg.router.batch_size as usize || stop.is_cancelled() {
                 return Ok(total);
@@ -664,7 +789,7 @@ impl AuditCols {
         self.outcome.push(d.outcome.as_str().to_string());
         self.pipeline.push(d.pipeline.clone());
         self.rule.push(d.rule_id.clone());
-        self.explanation.push(d.explanation.to_string());
+        self.explanation.push(serde_json::to_string(&d.explanation).unwrap_or_else(|_| "{}".into()));
         self.event_at.push(event_at);
     }
 }

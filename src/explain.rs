@@ -49,47 +49,40 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<Stri
             pipeline.as_deref().unwrap_or("-"),
             rule.as_deref().unwrap_or("-")
         );
-        if let Some(rules) = ex.get("rules").and_then(|v| v.as_array()) {
-            for t in rules {
-                let _ = writeln!(
-                    out,
-                    "  rule {}: {}{}",
-                    t["rule"].as_str().unwrap_or("?"),
-                    t["result"].as_str().unwrap_or("?"),
-                    t.get("why").and_then(|w| w.as_str()).map(|w| format!(" ({w})")).unwrap_or_default()
-                );
-            }
-        }
-        if let Some(team) = ex.get("team") {
-            let _ =
-                writeln!(out, "  team {}: {}", team["id"].as_str().unwrap_or("?"), team["why"].as_str().unwrap_or(""));
-        }
-        if let Some(ex_map) = ex.get("excluded").and_then(|v| v.as_object()) {
-            for (why, who) in ex_map {
-                let _ = writeln!(
-                    out,
-                    "  excluded ({why}): {}",
-                    who.as_array()
-                        .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default()
-                );
-            }
-        }
-        if let Some(m) = ex.get("member") {
-            let _ = writeln!(
-                out,
-                "  member {} {}: {}",
-                m["id"].as_str().unwrap_or("?"),
-                m["name"].as_str().unwrap_or(""),
-                m["why"].as_str().unwrap_or("")
-            );
-        }
-        if let Some(f) = ex.get("fallback") {
-            let _ = writeln!(out, "  fallback: {}", f["why"].as_str().unwrap_or(""));
-        }
-        if let Some(n) = ex.get("note").and_then(|n| n.as_str()) {
-            let _ = writeln!(out, "  note: {n}");
-        }
+        let _ = render(&mut out, &ex);
     }
     Ok(out)
+}
+
+/// One stored explanation as indented text.
+fn render(out: &mut String, ex: &serde_json::Value) -> std::fmt::Result {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    if let Some(tags) = ex.get("tags").and_then(|t| t.as_array()) {
+        writeln!(out, "  tags: {}", tags.iter().map(s).collect::<Vec<_>>().join(", "))?;
+    }
+    for t in ex.get("rules").and_then(|v| v.as_array()).into_iter().flatten() {
+        let why = t.get("why").map(|w| format!(" ({})", s(w))).unwrap_or_default();
+        writeln!(out, "  rule {}: {}{why}", s(&t["rule"]), s(&t["result"]))?;
+        if let Some(team) = t.get("team") {
+            let ids: Vec<String> = team["ids"].as_array().into_iter().flatten().map(s).collect();
+            writeln!(out, "    team {}: {}", ids.join(", "), s(&team["why"]))?;
+        }
+        for f in t.get("filters").and_then(|v| v.as_array()).into_iter().flatten() {
+            let note = f.get("note").map(|n| format!(" ({})", s(n))).unwrap_or_default();
+            writeln!(out, "    filter {}: kept {} of {}{note}", s(&f["filter"]), f["kept"], f["of"])?;
+        }
+        for (why, who) in t.get("excluded").and_then(|v| v.as_object()).into_iter().flatten() {
+            let who: Vec<String> = who.as_array().into_iter().flatten().map(s).collect();
+            writeln!(out, "    excluded ({why}): {}", who.join(", "))?;
+        }
+    }
+    if let Some(m) = ex.get("member") {
+        writeln!(out, "  member {} {}: {}", s(&m["id"]), s(&m["name"]), s(&m["why"]))?;
+    }
+    for key in ["fallback", "held", "note"] {
+        if let Some(v) = ex.get(key) {
+            writeln!(out, "  {key}: {}", s(v))?;
+        }
+    }
+    Ok(())
 }

@@ -11,7 +11,10 @@ use crate::capture;
 use crate::config::Config;
 
 /// The versioned schema files, compiled in so the binary is all ops need to deploy.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "001_router.sql", include_str!("../sql/001_router.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "001_router.sql", include_str!("../sql/001_router.sql")),
+    (2, "002_engine.sql", include_str!("../sql/002_engine.sql")),
+];
 
 /// Advisory-lock key serialising concurrent installs.
 const INSTALL_LOCK: i64 = 0x6f70_7074_795f_7231;

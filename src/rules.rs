@@ -1,17 +1,22 @@
-//! Rule files (TOML or JSON, the same structure): parse, check, compile into an [`Engine`].
+//! Rule files (TOML or JSON, the same structure): parse, check, compile into an [`Engine`], and
+//! run the tests the files carry.
 //!
 //! Owns the file format (the serde structs stay in here) and every message an admin sees about a
 //! rule file, as `file:line:column: key: message`. All the files of a directory form one rule set;
 //! ids are unique across files. Nothing read here ever reaches SQL: rules refer to fields by the
 //! names the daemon config gives them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::{self, Engine, Pick, TeamStage};
+use crate::engine::{
+    self, Cap, Cond, Engine, Filter, FilterKind, IfNobody, Ledger, Op, Opportunity, Pick, Schedule, TeamStage,
+    Territories, WhenAway, WhenFull, Window,
+};
 
 /// Every problem of a rule set, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -20,22 +25,74 @@ pub struct RulesError {
     pub problems: Vec<String>,
 }
 
+/// What the CRM says about members, loaded through the daemon config (optional).
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    /// When set, members not in it are inactive.
+    pub active: Option<HashSet<String>>,
+    /// (team crm id, member id) pairs added to the teams with that `crm_id`.
+    pub memberships: Vec<(String, String)>,
+    /// KPI score per member id.
+    pub kpi: HashMap<String, f64>,
+}
+
+// ---------- the files as written ----------
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     settings: Option<RawSettings>,
     #[serde(default)]
+    territory: Vec<RawTerritory>,
+    #[serde(default)]
+    schedule: Vec<RawSchedule>,
+    #[serde(default)]
     member: Vec<RawMember>,
     #[serde(default)]
     team: Vec<RawTeam>,
     #[serde(default)]
+    tag: Vec<RawTagRule>,
+    #[serde(default)]
     pipeline: Vec<RawPipeline>,
+    #[serde(default)]
+    test: Vec<RawTest>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     fallback_owner: Option<String>,
+    hold_max: Option<String>,
+    hold_retry: Option<String>,
+    reentry_ramp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTerritory {
+    id: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    name: String,
+    parent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    id: String,
+    timezone: String,
+    week: BTreeMap<String, String>,
+    #[serde(default)]
+    out_of_office: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCap {
+    max: u32,
+    per: String,
+    timezone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,9 +101,26 @@ struct RawMember {
     id: String,
     #[serde(default)]
     name: String,
-    max_open: Option<u32>,
     #[serde(default)]
     paused: bool,
+    max_open: Option<u32>,
+    #[serde(default)]
+    caps: Vec<RawCap>,
+    weight: Option<u32>,
+    kpi: Option<f64>,
+    #[serde(default)]
+    attributes: BTreeMap<String, Scalar>,
+    #[serde(default)]
+    products: Vec<String>,
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default)]
+    territories: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    schedule: Option<String>,
+    #[serde(default)]
+    out_of_office: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,7 +134,19 @@ struct RawTeam {
     pipelines: Vec<String>,
     #[serde(default)]
     territories: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
     members: Vec<String>,
+    /// Members' default schedule.
+    schedule: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTagRule {
+    name: String,
+    when: RawCond,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,22 +163,152 @@ struct RawPipeline {
 struct RawRule {
     id: String,
     #[serde(default)]
+    #[allow(dead_code)]
     description: String,
+    when: Option<RawCond>,
     team: Option<RawTeamStage>,
+    #[serde(default)]
+    filters: Vec<RawFilter>,
     member: RawPick,
+    when_full: Option<String>,
+    when_away: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Text(s) => s.clone(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+    fn num(&self) -> Option<f64> {
+        match self {
+            Scalar::Text(s) => s.trim().parse().ok(),
+            Scalar::Int(i) => Some(*i as f64),
+            Scalar::Float(f) => Some(*f),
+            Scalar::Bool(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn list(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCond {
+    all: Option<Vec<RawCond>>,
+    any: Option<Vec<RawCond>>,
+    not: Option<Box<RawCond>>,
+    tagged: Option<String>,
+    field: Option<String>,
+    equals: Option<Scalar>,
+    not_equals: Option<Scalar>,
+    #[serde(rename = "in")]
+    in_: Option<Vec<Scalar>>,
+    not_in: Option<Vec<Scalar>>,
+    contains: Option<String>,
+    starts_with: Option<String>,
+    above: Option<Scalar>,
+    at_least: Option<Scalar>,
+    below: Option<Scalar>,
+    at_most: Option<Scalar>,
+    between: Option<Vec<Scalar>>,
+    after: Option<String>,
+    before: Option<String>,
+    dates_between: Option<Vec<String>>,
+    is_empty: Option<bool>,
+    is_set: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTeamStage {
     id: Option<String>,
-    territory_of: Option<String>,
+    territory: Option<OneOrMany>,
+    from_field: Option<String>,
+    tags: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    attribute: Option<String>,
+    equals_field: Option<String>,
+    products: Option<String>,
+    categories: Option<String>,
+    territory: Option<OneOrMany>,
+    tags: Option<String>,
+    if_nobody: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
 enum RawPick {
-    FewestOpen,
+    Name(String),
+    Spec(RawPickSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPickSpec {
+    pick: String,
+    #[serde(default)]
+    fields: Vec<String>,
+    otherwise: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: String,
+    pipeline: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, Scalar>,
+    /// Open opportunities per member id.
+    #[serde(default)]
+    open: BTreeMap<String, i64>,
+    /// Members paused for this test only.
+    #[serde(default)]
+    paused: Vec<String>,
+    now: Option<String>,
+    expect: RawExpect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    member: Option<String>,
+    team: Option<String>,
+    outcome: Option<String>,
+    rule: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    explanation_contains: Option<String>,
 }
 
 /// One file's text, kept for messages.
@@ -102,24 +318,34 @@ struct Source {
 }
 
 impl Source {
-    /// `file:line:column` of the first occurrence of `needle` (a quoted id), else `file`.
+    /// `file:line:column` of the first occurrence of `needle` (a quoted value), else `file`.
     fn locate(&self, needle: &str) -> String {
         let quoted = format!("\"{needle}\"");
         match self.text.find(&quoted) {
             Some(off) => {
-                let before = &self.text[..off];
-                let line = before.matches('\n').count() + 1;
-                let col = before.rfind('\n').map(|i| off - i).unwrap_or(off + 1);
-                format!("{}:{line}:{col}", self.path.display())
+                let (l, c) = line_col(&self.text, off);
+                format!("{}:{l}:{c}", self.path.display())
             }
             None => self.path.display().to_string(),
         }
     }
 }
 
+fn line_col(text: &str, off: usize) -> (usize, usize) {
+    let before = &text[..off.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| off - i).unwrap_or(off + 1);
+    (line, col)
+}
+
 /// Load every `*.toml` and `*.json` file of `dir` (in name order) as one rule set, compiled against
 /// the field names the daemon config maps (in their fetch order).
 pub fn load_dir(dir: &Path, fields: &[String]) -> Result<Engine, RulesError> {
+    load_dir_with(dir, fields, &Directory::default())
+}
+
+/// [`load_dir`] with what the CRM says about members.
+pub fn load_dir_with(dir: &Path, fields: &[String], directory: &Directory) -> Result<Engine, RulesError> {
     let entries = std::fs::read_dir(dir).map_err(|e| RulesError {
         problems: vec![format!("{}: cannot read the rules directory: {e}", dir.display())],
     })?;
@@ -143,7 +369,7 @@ pub fn load_dir(dir: &Path, fields: &[String]) -> Result<Engine, RulesError> {
     if !problems.is_empty() {
         return Err(RulesError { problems });
     }
-    compile_sources(files, fields)
+    compile_sources(files, fields, directory)
 }
 
 /// Compile rule files given as (name, text) pairs; the name's extension picks the format.
@@ -151,6 +377,7 @@ pub fn compile_texts(files: &[(&str, &str)], fields: &[String]) -> Result<Engine
     compile_sources(
         files.iter().map(|(p, t)| Source { path: PathBuf::from(p), text: (*t).to_string() }).collect(),
         fields,
+        &Directory::default(),
     )
 }
 
@@ -160,18 +387,165 @@ fn parse(src: &Source) -> Result<RawFile, String> {
         serde_json::from_str(&src.text).map_err(|e| format!("{file}:{}:{}: {e}", e.line(), e.column()))
     } else {
         toml::from_str(&src.text).map_err(|e| {
-            let off = e.span().map(|s| s.start).unwrap_or(0);
-            let before = &src.text[..off.min(src.text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.rfind('\n').map(|i| off - i).unwrap_or(off + 1);
+            let (line, col) = line_col(&src.text, e.span().map(|s| s.start).unwrap_or(0));
             format!("{file}:{line}:{col}: {}", e.message().trim())
         })
     }
 }
 
-fn compile_sources(files: Vec<Source>, fields: &[String]) -> Result<Engine, RulesError> {
-    let mut problems = Vec::new();
+fn duration(s: &str) -> Result<i64, String> {
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"30m\", \"48h\", \"3d 4h\""))
+}
+
+fn timezone(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("`{s}` is not a time zone; use an IANA name such as \"Asia/Ho_Chi_Minh\""))
+}
+
+/// Compiling state: sources for messages and the problems found.
+struct Ctx<'a> {
+    files: &'a [Source],
+    fields: HashMap<&'a str, usize>,
+    field_list: String,
+    problems: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, fi: usize, needle: &str, key: &str, msg: impl std::fmt::Display) {
+        let at = self.files[fi].locate(needle);
+        self.problems.push(format!("{at}: {key}: {msg}"));
+    }
+
+    fn field(&mut self, fi: usize, key: &str, name: &str) -> Option<usize> {
+        match self.fields.get(name) {
+            Some(i) => Some(*i),
+            None => {
+                let known = self.field_list.clone();
+                self.err(fi, name, key, format!("unknown field `{name}`; fields mapped in the daemon config: {known}"));
+                None
+            }
+        }
+    }
+
+    fn cond(&mut self, fi: usize, key: &str, c: &RawCond) -> Option<Cond> {
+        let forms = [c.all.is_some(), c.any.is_some(), c.not.is_some(), c.tagged.is_some(), c.field.is_some()];
+        if forms.iter().filter(|x| **x).count() != 1 {
+            self.err(fi, "", key, "a condition is one of { all = [...] }, { any = [...] }, { not = {...} }, { tagged = \"tag\" } or { field = \"name\", <operator> = value }");
+            return None;
+        }
+        if let Some(cs) = &c.all {
+            let v: Vec<Cond> =
+                cs.iter().enumerate().filter_map(|(i, c)| self.cond(fi, &format!("{key}.all[{i}]"), c)).collect();
+            return (v.len() == cs.len()).then_some(Cond::All(v));
+        }
+        if let Some(cs) = &c.any {
+            let v: Vec<Cond> =
+                cs.iter().enumerate().filter_map(|(i, c)| self.cond(fi, &format!("{key}.any[{i}]"), c)).collect();
+            return (v.len() == cs.len()).then_some(Cond::Any(v));
+        }
+        if let Some(n) = &c.not {
+            return self.cond(fi, &format!("{key}.not"), n).map(|c| Cond::Not(Box::new(c)));
+        }
+        if let Some(t) = &c.tagged {
+            return Some(Cond::Tagged(t.to_lowercase()));
+        }
+        let name = c.field.clone().unwrap_or_default();
+        let field = self.field(fi, &format!("{key}.field"), &name);
+        let lower = |s: &Scalar| s.text().trim().to_lowercase();
+        let set = |v: &Vec<Scalar>| v.iter().map(lower).collect::<HashSet<String>>();
+        let mut ops: Vec<Result<Op, String>> = Vec::new();
+        let num =
+            |s: &Scalar, what: &str| s.num().ok_or_else(|| format!("`{what}` needs a number, not `{}`", s.text()));
+        let date = |s: &str, what: &str| {
+            cond::parse_instant(s)
+                .ok_or_else(|| format!("`{what}` needs a date (\"2026-01-31\") or a timestamp, not `{s}`"))
+        };
+        if let Some(v) = &c.equals {
+            ops.push(Ok(Op::Equals(lower(v))));
+        }
+        if let Some(v) = &c.not_equals {
+            ops.push(Ok(Op::NotEquals(lower(v))));
+        }
+        if let Some(v) = &c.in_ {
+            ops.push(Ok(Op::In(set(v))));
+        }
+        if let Some(v) = &c.not_in {
+            ops.push(Ok(Op::NotIn(set(v))));
+        }
+        if let Some(v) = &c.contains {
+            ops.push(Ok(Op::Contains(v.to_lowercase())));
+        }
+        if let Some(v) = &c.starts_with {
+            ops.push(Ok(Op::StartsWith(v.to_lowercase())));
+        }
+        if let Some(v) = &c.above {
+            ops.push(num(v, "above").map(Op::Above));
+        }
+        if let Some(v) = &c.at_least {
+            ops.push(num(v, "at_least").map(Op::AtLeast));
+        }
+        if let Some(v) = &c.below {
+            ops.push(num(v, "below").map(Op::Below));
+        }
+        if let Some(v) = &c.at_most {
+            ops.push(num(v, "at_most").map(Op::AtMost));
+        }
+        if let Some(v) = &c.between {
+            ops.push(match v.as_slice() {
+                [a, b] => match (num(a, "between"), num(b, "between")) {
+                    (Ok(a), Ok(b)) if a <= b => Ok(Op::Between(a, b)),
+                    (Ok(_), Ok(_)) => Err("`between` needs [low, high] with low ≤ high".into()),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                },
+                _ => Err("`between` needs two numbers: [low, high]".into()),
+            });
+        }
+        if let Some(v) = &c.after {
+            ops.push(date(v, "after").map(Op::After));
+        }
+        if let Some(v) = &c.before {
+            ops.push(date(v, "before").map(Op::Before));
+        }
+        if let Some(v) = &c.dates_between {
+            ops.push(match v.as_slice() {
+                [a, b] => match (date(a, "dates_between"), date(b, "dates_between")) {
+                    (Ok(a), Ok(b)) if a <= b => Ok(Op::DatesBetween(a, b)),
+                    (Ok(_), Ok(_)) => Err("`dates_between` needs [first, last] in order".into()),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                },
+                _ => Err("`dates_between` needs two dates: [first, last]".into()),
+            });
+        }
+        if let Some(b) = c.is_empty {
+            ops.push(Ok(if b { Op::IsEmpty } else { Op::IsSet }));
+        }
+        if let Some(b) = c.is_set {
+            ops.push(Ok(if b { Op::IsSet } else { Op::IsEmpty }));
+        }
+        if ops.len() != 1 {
+            self.err(fi, &name, key, format!("the condition on `{name}` needs exactly one operator (equals, not_equals, in, not_in, contains, starts_with, above, at_least, below, at_most, between, after, before, dates_between, is_empty, is_set); it has {}", ops.len()));
+            return None;
+        }
+        match ops.pop() {
+            Some(Ok(op)) => field.map(|field| Cond::Field { field, name, op }),
+            Some(Err(e)) => {
+                self.err(fi, &name, key, e);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+use crate::engine::cond;
+
+const DEFAULT_TEST_NOW: &str = "2030-01-07T03:00:00Z";
+
+fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory) -> Result<Engine, RulesError> {
     let mut parsed = Vec::new();
+    let mut problems = Vec::new();
     let mut hasher = Sha256::new();
     for (i, src) in files.iter().enumerate() {
         hasher.update(src.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
@@ -187,269 +561,769 @@ fn compile_sources(files: Vec<Source>, fields: &[String]) -> Result<Engine, Rule
         return Err(RulesError { problems });
     }
     let version: String = hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let mut cx = Ctx {
+        files: &files,
+        fields: fields.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect(),
+        field_list: if fields.is_empty() { "none are mapped".into() } else { fields.join(", ") },
+        problems: Vec::new(),
+    };
 
-    let field_index: HashMap<&str, usize> = fields.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
-    let mut global_fallback: Option<(String, usize)> = None;
-    let mut members = Vec::new();
-    let mut member_at: HashMap<String, usize> = HashMap::new(); // id -> file
-    let mut raw_teams = Vec::new();
-    let mut raw_pipelines = Vec::new();
-    let mut team_at: HashMap<String, usize> = HashMap::new();
-    let mut pipeline_at: HashMap<String, usize> = HashMap::new();
-
+    // Gather everything with the file it came from; duplicates are errors naming both files.
+    let mut settings: Option<(usize, RawSettings)> = None;
+    let mut territories: Vec<(usize, RawTerritory)> = Vec::new();
+    let mut schedules: Vec<(usize, RawSchedule)> = Vec::new();
+    let mut members: Vec<(usize, RawMember)> = Vec::new();
+    let mut teams: Vec<(usize, RawTeam)> = Vec::new();
+    let mut tags: Vec<(usize, RawTagRule)> = Vec::new();
+    let mut pipelines: Vec<(usize, RawPipeline)> = Vec::new();
+    let mut tests: Vec<(usize, RawTest)> = Vec::new();
     for (fi, f) in parsed {
-        let src = &files[fi];
         if let Some(s) = f.settings {
-            if let Some(o) = s.fallback_owner {
-                if let Some((_, other)) = &global_fallback {
-                    problems.push(format!(
-                        "{}: settings.fallback_owner: set again (also in {}); keep one",
-                        src.locate(&o),
-                        files[*other].path.display()
-                    ));
+            if let Some((other, _)) = &settings {
+                let other = files[*other].path.display().to_string();
+                cx.err(fi, "", "settings", format!("[settings] appears again (also in {other}); keep one"));
+            }
+            settings = Some((fi, s));
+        }
+        territories.extend(f.territory.into_iter().map(|x| (fi, x)));
+        schedules.extend(f.schedule.into_iter().map(|x| (fi, x)));
+        members.extend(f.member.into_iter().map(|x| (fi, x)));
+        teams.extend(f.team.into_iter().map(|x| (fi, x)));
+        tags.extend(f.tag.into_iter().map(|x| (fi, x)));
+        pipelines.extend(f.pipeline.into_iter().map(|x| (fi, x)));
+        tests.extend(f.test.into_iter().map(|x| (fi, x)));
+    }
+    fn dupes<T>(cx: &mut Ctx<'_>, items: &[(usize, T)], id: impl Fn(&T) -> &str, what: &str) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (fi, x) in items {
+            let i = id(x);
+            if i.trim().is_empty() {
+                cx.err(*fi, "", what, "an id is empty");
+                continue;
+            }
+            if let Some(other) = seen.insert(i.to_string(), *fi) {
+                let other = cx.files[other].path.display().to_string();
+                cx.err(*fi, i, &format!("{what}.id"), format!("{what} `{i}` is defined twice (also in {other})"));
+            }
+        }
+    }
+    dupes(&mut cx, &territories, |t| &t.id, "territory");
+    dupes(&mut cx, &schedules, |t| &t.id, "schedule");
+    dupes(&mut cx, &members, |t| &t.id, "member");
+    dupes(&mut cx, &teams, |t| &t.id, "team");
+    dupes(&mut cx, &pipelines, |t| &t.id, "pipeline");
+
+    // Settings.
+    let mut hold_max = 24 * 3600;
+    let mut hold_retry = 300;
+    let mut reentry_ramp = 8 * 3600;
+    let mut global_fallback = None;
+    if let Some((fi, s)) = &settings {
+        global_fallback = s.fallback_owner.clone();
+        for (v, slot, key) in [
+            (&s.hold_max, &mut hold_max, "settings.hold_max"),
+            (&s.hold_retry, &mut hold_retry, "settings.hold_retry"),
+            (&s.reentry_ramp, &mut reentry_ramp, "settings.reentry_ramp"),
+        ] {
+            if let Some(v) = v {
+                match duration(v) {
+                    Ok(d) => *slot = d,
+                    Err(e) => cx.err(*fi, v, key, e),
                 }
-                global_fallback = Some((o, fi));
             }
-        }
-        for (mi, m) in f.member.into_iter().enumerate() {
-            let key = format!("member[{mi}]");
-            if m.id.trim().is_empty() {
-                problems.push(format!("{}: {key}.id: is empty; use the CRM user id", src.path.display()));
-                continue;
-            }
-            if let Some(other) = member_at.insert(m.id.clone(), fi) {
-                problems.push(format!(
-                    "{}: {key}.id: member `{}` is defined twice (also in {})",
-                    src.locate(&m.id),
-                    m.id,
-                    files[other].path.display()
-                ));
-                continue;
-            }
-            members.push(engine::Member {
-                name: if m.name.is_empty() { m.id.clone() } else { m.name },
-                id: m.id,
-                max_open: m.max_open,
-                paused: m.paused,
-            });
-        }
-        for (ti, t) in f.team.into_iter().enumerate() {
-            if let Some(other) = team_at.insert(t.id.clone(), fi) {
-                problems.push(format!(
-                    "{}: team[{ti}].id: team `{}` is defined twice (also in {})",
-                    src.locate(&t.id),
-                    t.id,
-                    files[other].path.display()
-                ));
-                continue;
-            }
-            raw_teams.push((fi, ti, t));
-        }
-        for (pi, p) in f.pipeline.into_iter().enumerate() {
-            if let Some(other) = pipeline_at.insert(p.id.clone(), fi) {
-                problems.push(format!(
-                    "{}: pipeline[{pi}].id: pipeline `{}` is defined twice (also in {})",
-                    src.locate(&p.id),
-                    p.id,
-                    files[other].path.display()
-                ));
-                continue;
-            }
-            raw_pipelines.push((fi, pi, p));
         }
     }
 
-    let member_index: HashMap<&str, usize> = members.iter().enumerate().map(|(i, m)| (m.id.as_str(), i)).collect();
-    let mut teams = Vec::new();
-    let mut team_pipelines = Vec::new();
-    for (fi, ti, t) in &raw_teams {
-        let src = &files[*fi];
-        if t.members.is_empty() {
-            problems.push(format!(
-                "{}: team[{ti}].members: team `{}` has no members; list CRM user ids defined as [[member]]",
-                src.locate(&t.id),
-                t.id
-            ));
+    // Territories: a tree; every parent known; no cycles.
+    let mut terr = Territories::default();
+    for (_, t) in &territories {
+        let code = t.id.trim().to_lowercase();
+        if !terr.index.contains_key(&code) {
+            terr.index.insert(code.clone(), terr.codes.len() as u32);
+            terr.codes.push(code);
+            terr.parent.push(None);
         }
-        let mut ms = Vec::new();
-        for (k, m) in t.members.iter().enumerate() {
-            match member_index.get(m.as_str()) {
-                Some(i) => ms.push(*i),
-                None => problems.push(format!(
-                    "{}: team[{ti}].members[{k}]: unknown member `{m}`; define it with [[member]] id = \"{m}\"",
-                    src.locate(m)
-                )),
+    }
+    for (fi, t) in &territories {
+        if let Some(p) = &t.parent {
+            match terr.index.get(&p.trim().to_lowercase()) {
+                Some(pi) => {
+                    let me = terr.index[&t.id.trim().to_lowercase()];
+                    terr.parent[me as usize] = Some(*pi);
+                }
+                None => cx.err(
+                    *fi,
+                    p,
+                    "territory.parent",
+                    format!("unknown territory `{p}`; define it with [[territory]] id = \"{p}\""),
+                ),
             }
         }
-        teams.push(engine::Team {
+    }
+    for (fi, t) in &territories {
+        let start = terr.index[&t.id.trim().to_lowercase()];
+        let mut cur = terr.parent[start as usize];
+        let mut steps = 0;
+        while let Some(c) = cur {
+            steps += 1;
+            if c == start || steps > terr.codes.len() {
+                cx.err(*fi, &t.id, "territory.parent", format!("territory `{}` is its own ancestor (a cycle)", t.id));
+                break;
+            }
+            cur = terr.parent[c as usize];
+        }
+    }
+    let territory_ref = |cx: &mut Ctx<'_>, fi: usize, key: &str, code: &str| -> Option<u32> {
+        match terr.index.get(&code.trim().to_lowercase()) {
+            Some(n) => Some(*n),
+            None => {
+                cx.err(
+                    fi,
+                    code,
+                    key,
+                    format!("unknown territory `{code}`; define it with [[territory]] id = \"{code}\""),
+                );
+                None
+            }
+        }
+    };
+
+    // Schedules.
+    let mut schedule_by_id: HashMap<String, Schedule> = HashMap::new();
+    for (fi, s) in &schedules {
+        let tz = match timezone(&s.timezone) {
+            Ok(t) => t,
+            Err(e) => {
+                cx.err(*fi, &s.timezone, &format!("schedule `{}`.timezone", s.id), e);
+                continue;
+            }
+        };
+        let mut week = [None; 7];
+        for (days, span) in &s.week {
+            match (Schedule::parse_days(days), Schedule::parse_span(span)) {
+                (Some(ds), Some(sp)) => ds.into_iter().for_each(|d| week[d] = Some(sp)),
+                (None, _) => cx.err(
+                    *fi,
+                    days,
+                    &format!("schedule `{}`.week", s.id),
+                    format!("`{days}` is not a day or a range of days; write \"mon-fri\", \"sat\" or \"mon,wed\""),
+                ),
+                (_, None) => cx.err(
+                    *fi,
+                    span,
+                    &format!("schedule `{}`.week.{days}", s.id),
+                    format!("`{span}` is not a time span; write \"08:00-17:30\""),
+                ),
+            }
+        }
+        let mut ooo = Vec::new();
+        for d in &s.out_of_office {
+            match Schedule::parse_dates(d) {
+                Some(r) => ooo.push(r),
+                None => cx.err(
+                    *fi,
+                    d,
+                    &format!("schedule `{}`.out_of_office", s.id),
+                    format!("`{d}` is not a date or a range; write \"2026-12-24\" or \"2026-12-30..2027-01-02\""),
+                ),
+            }
+        }
+        schedule_by_id.insert(s.id.clone(), Schedule { tz, week, out_of_office: ooo });
+    }
+
+    // Members (from the files, then any the CRM adds to teams).
+    let mut team_schedule_of_member: HashMap<&str, &str> = HashMap::new();
+    for (_, t) in &teams {
+        if let Some(s) = &t.schedule {
+            for m in &t.members {
+                team_schedule_of_member.entry(m.as_str()).or_insert(s.as_str());
+            }
+        }
+    }
+    let mut out_members: Vec<engine::Member> = Vec::new();
+    let mut history = 0i64;
+    for (fi, m) in &members {
+        let key = format!("member `{}`", m.id);
+        let mut caps = Vec::new();
+        if let Some(max) = m.max_open {
+            caps.push(Cap { window: Window::Open, max, label: "open".into() });
+        }
+        for c in &m.caps {
+            let window = match c.per.trim() {
+                "open" => Ok(Window::Open),
+                "day" => match c.timezone.as_deref().map(timezone) {
+                    Some(Ok(tz)) => Ok(Window::Day(tz)),
+                    Some(Err(e)) => Err(e),
+                    None => Err("a per-day cap needs `timezone` (the day starts at local midnight)".into()),
+                },
+                other => duration(other).map(|d| {
+                    history = history.max(d);
+                    Window::Rolling(d)
+                }),
+            };
+            match window {
+                Ok(w) => caps.push(Cap { window: w, max: c.max, label: c.per.clone() }),
+                Err(e) => cx.err(*fi, &c.per, &format!("{key}.caps.per"), e),
+            }
+        }
+        let schedule_id = m.schedule.as_deref().or_else(|| team_schedule_of_member.get(m.id.as_str()).copied());
+        let mut schedule = match schedule_id {
+            Some(s) => match schedule_by_id.get(s) {
+                Some(s) => Some(s.clone()),
+                None => {
+                    cx.err(*fi, s, &format!("{key}.schedule"), format!("unknown schedule `{s}`"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if !m.out_of_office.is_empty() {
+            let Some(s) = schedule.as_mut() else {
+                cx.err(
+                    *fi,
+                    &m.id,
+                    &format!("{key}.out_of_office"),
+                    "needs a schedule (for the time zone the dates are in)",
+                );
+                continue;
+            };
+            for d in &m.out_of_office {
+                match Schedule::parse_dates(d) {
+                    Some(r) => s.out_of_office.push(r),
+                    None => cx.err(
+                        *fi,
+                        d,
+                        &format!("{key}.out_of_office"),
+                        format!("`{d}` is not a date or a range; write \"2026-12-24\" or \"2026-12-30..2027-01-02\""),
+                    ),
+                }
+            }
+        }
+        if m.weight == Some(0) {
+            cx.err(*fi, &m.id, &format!("{key}.weight"), "is 0; use at least 1 (pause the member to stop assignments)");
+        }
+        let terrs = m
+            .territories
+            .iter()
+            .filter_map(|t| territory_ref(&mut cx, *fi, &format!("{key}.territories"), t))
+            .collect();
+        out_members.push(engine::Member {
+            id: m.id.clone(),
+            name: if m.name.is_empty() { m.id.clone() } else { m.name.clone() },
+            active: directory.active.as_ref().is_none_or(|a| a.contains(&m.id)),
+            paused: m.paused,
+            caps,
+            weight: m.weight.unwrap_or(1).max(1),
+            kpi: directory.kpi.get(&m.id).copied().or(m.kpi),
+            attributes: m.attributes.iter().map(|(k, v)| (k.clone(), v.text().trim().to_lowercase())).collect(),
+            products: m.products.iter().map(|p| p.trim().to_lowercase()).collect(),
+            categories: m.categories.iter().map(|p| p.trim().to_lowercase()).collect(),
+            territories: terrs,
+            tags: m.tags.iter().map(|p| p.trim().to_lowercase()).collect(),
+            schedule,
+        });
+    }
+    let mut member_index: HashMap<String, usize> =
+        out_members.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
+    for (_, id) in &directory.memberships {
+        if !member_index.contains_key(id) {
+            member_index.insert(id.clone(), out_members.len());
+            out_members.push(engine::Member {
+                id: id.clone(),
+                name: id.clone(),
+                active: directory.active.as_ref().is_none_or(|a| a.contains(id)),
+                paused: false,
+                caps: Vec::new(),
+                weight: 1,
+                kpi: directory.kpi.get(id).copied(),
+                attributes: HashMap::new(),
+                products: HashSet::new(),
+                categories: HashSet::new(),
+                territories: Vec::new(),
+                tags: HashSet::new(),
+                schedule: None,
+            });
+        }
+    }
+
+    // Teams.
+    let pipeline_ids: HashSet<&str> = pipelines.iter().map(|(_, p)| p.id.as_str()).collect();
+    let mut out_teams = Vec::new();
+    let mut team_pipelines: Vec<Vec<String>> = Vec::new();
+    for (fi, t) in &teams {
+        let key = format!("team `{}`", t.id);
+        let mut ms = Vec::new();
+        for m in &t.members {
+            match member_index.get(m) {
+                Some(i) => ms.push(*i),
+                None => cx.err(
+                    *fi,
+                    m,
+                    &format!("{key}.members"),
+                    format!("unknown member `{m}`; define it with [[member]] id = \"{m}\""),
+                ),
+            }
+        }
+        if let Some(crm) = &t.crm_id {
+            for (team_crm, member) in &directory.memberships {
+                if team_crm == crm {
+                    if let Some(i) = member_index.get(member) {
+                        if !ms.contains(i) {
+                            ms.push(*i);
+                        }
+                    }
+                }
+            }
+        }
+        if ms.is_empty() && t.members.is_empty() {
+            cx.err(
+                *fi,
+                &t.id,
+                &format!("{key}.members"),
+                "the team has no members; list CRM user ids defined as [[member]]",
+            );
+        }
+        for p in &t.pipelines {
+            if !pipeline_ids.contains(p.as_str()) {
+                cx.err(*fi, p, &format!("{key}.pipelines"), format!("unknown pipeline `{p}`"));
+            }
+        }
+        if t.pipelines.is_empty() {
+            cx.err(*fi, &t.id, &format!("{key}.pipelines"), "the team takes part in no pipeline; list at least one");
+        }
+        let terrs = t
+            .territories
+            .iter()
+            .filter_map(|x| territory_ref(&mut cx, *fi, &format!("{key}.territories"), x))
+            .collect();
+        out_teams.push(engine::Team {
             id: t.id.clone(),
             name: if t.name.is_empty() { t.id.clone() } else { t.name.clone() },
             crm_id: t.crm_id.clone(),
             members: ms,
-            territories: t.territories.iter().cloned().collect(),
+            territories: terrs,
+            tags: t.tags.iter().map(|x| x.trim().to_lowercase()).collect(),
         });
         team_pipelines.push(t.pipelines.clone());
-        for (k, p) in t.pipelines.iter().enumerate() {
-            if !pipeline_at.contains_key(p) {
-                problems.push(format!("{}: team[{ti}].pipelines[{k}]: unknown pipeline `{p}`", src.locate(p)));
-            }
+    }
+    let team_index: HashMap<String, usize> = out_teams.iter().enumerate().map(|(i, t)| (t.id.clone(), i)).collect();
+
+    // Tag rules.
+    let mut tag_rules = Vec::new();
+    for (i, (fi, t)) in tags.iter().enumerate() {
+        if let Some(when) = cx.cond(*fi, &format!("tag[{i}] `{}`.when", t.name), &t.when) {
+            tag_rules.push(engine::TagRule { tag: t.name.trim().to_lowercase(), when });
         }
     }
-    let team_index: HashMap<&str, usize> = teams.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+    let all_tags: HashSet<String> = tag_rules.iter().map(|t| t.tag.clone()).collect();
 
-    let mut pipelines = HashMap::new();
-    for (fi, pi, p) in raw_pipelines {
-        let src = &files[fi];
+    // Pipelines and their rules.
+    let mut out_pipelines = HashMap::new();
+    for (fi, p) in &pipelines {
         let pteams: Vec<usize> =
             team_pipelines.iter().enumerate().filter(|(_, ps)| ps.contains(&p.id)).map(|(i, _)| i).collect();
         let mut rules = Vec::new();
         let mut rule_ids = HashSet::new();
-        for (ri, r) in p.rule.into_iter().enumerate() {
-            let key = format!("pipeline[{pi}].rule[{ri}]");
+        if p.rule.is_empty() {
+            cx.err(
+                *fi,
+                &p.id,
+                &format!("pipeline `{}`.rule", p.id),
+                "the pipeline has no rules; add [[pipeline.rule]] (or rely on its fallback_owner only by design)",
+            );
+        }
+        for r in &p.rule {
+            let key = format!("pipeline `{}`.rule `{}`", p.id, r.id);
             if !rule_ids.insert(r.id.clone()) {
-                problems.push(format!(
-                    "{}: {key}.id: rule `{}` appears twice in pipeline `{}`",
-                    src.locate(&r.id),
-                    r.id,
-                    p.id
-                ));
+                cx.err(
+                    *fi,
+                    &r.id,
+                    &format!("{key}.id"),
+                    format!("rule `{}` appears twice in pipeline `{}`", r.id, p.id),
+                );
             }
-            let _ = &r.description;
-            let team = match r.team {
+            let when = r.when.as_ref().and_then(|c| cx.cond(*fi, &format!("{key}.when"), c));
+            let team = match &r.team {
                 None => {
                     if pteams.is_empty() {
-                        problems.push(format!(
-                            "{}: {key}: no team takes part in pipeline `{}`; add it to a team's `pipelines`",
-                            src.locate(&r.id),
-                            p.id
-                        ));
+                        cx.err(
+                            *fi,
+                            &r.id,
+                            &format!("{key}.team"),
+                            format!("no team takes part in pipeline `{}`; add it to a team's `pipelines`", p.id),
+                        );
                     }
-                    TeamStage::AllPipelineTeams
+                    Some(TeamStage::AllPipelineTeams)
                 }
-                Some(RawTeamStage { id: Some(t), territory_of: None }) => match team_index.get(t.as_str()) {
-                    Some(i) => TeamStage::Fixed(*i),
-                    None => {
-                        problems.push(format!("{}: {key}.team.id: unknown team `{t}`", src.locate(&t)));
-                        continue;
+                Some(ts) => {
+                    let forms = [ts.id.is_some(), ts.territory.is_some(), ts.from_field.is_some(), ts.tags.is_some()];
+                    if forms.iter().filter(|x| **x).count() != 1 {
+                        cx.err(
+                            *fi,
+                            &r.id,
+                            &format!("{key}.team"),
+                            "give exactly one of `id`, `territory`, `from_field` or `tags`",
+                        );
+                        None
+                    } else if let Some(t) = &ts.id {
+                        match team_index.get(t) {
+                            Some(i) if pteams.contains(i) => Some(TeamStage::Fixed(*i)),
+                            Some(_) => {
+                                cx.err(
+                                    *fi,
+                                    t,
+                                    &format!("{key}.team.id"),
+                                    format!(
+                                        "team `{t}` does not take part in pipeline `{}`; add \"{}\" to its `pipelines`",
+                                        p.id, p.id
+                                    ),
+                                );
+                                None
+                            }
+                            None => {
+                                cx.err(*fi, t, &format!("{key}.team.id"), format!("unknown team `{t}`"));
+                                None
+                            }
+                        }
+                    } else if let Some(fs) = &ts.territory {
+                        let fields: Vec<(usize, String)> = fs
+                            .list()
+                            .iter()
+                            .filter_map(|f| cx.field(*fi, &format!("{key}.team.territory"), f).map(|i| (i, f.clone())))
+                            .collect();
+                        (fields.len() == fs.list().len()).then_some(TeamStage::Territory { fields })
+                    } else if let Some(f) = &ts.from_field {
+                        cx.field(*fi, &format!("{key}.team.from_field"), f)
+                            .map(|field| TeamStage::FromField { field, name: f.clone() })
+                    } else {
+                        match ts.tags.as_deref() {
+                            Some("any") => Some(TeamStage::Tags { all: false }),
+                            Some("all") => Some(TeamStage::Tags { all: true }),
+                            other => {
+                                cx.err(*fi, other.unwrap_or(""), &format!("{key}.team.tags"), "is \"any\" or \"all\"");
+                                None
+                            }
+                        }
                     }
-                },
-                Some(RawTeamStage { id: None, territory_of: Some(f) }) => match field_index.get(f.as_str()) {
-                    Some(i) => TeamStage::TerritoryOf { field: *i, field_name: f.clone() },
-                    None => {
-                        let known = if fields.is_empty() { "none are mapped".to_string() } else { fields.join(", ") };
-                        problems.push(format!("{}: {key}.team.territory_of: unknown field `{f}`; fields mapped in the daemon config: {known}", src.locate(&f)));
-                        continue;
+                }
+            };
+            let mut filters = Vec::new();
+            for (k, f) in r.filters.iter().enumerate() {
+                let fkey = format!("{key}.filters[{k}]");
+                let if_nobody = match f.if_nobody.as_deref() {
+                    None | Some("next_rule") => IfNobody::NextRule,
+                    Some("skip_filter") => IfNobody::SkipFilter,
+                    Some(o) => {
+                        cx.err(
+                            *fi,
+                            o,
+                            &format!("{fkey}.if_nobody"),
+                            format!("`{o}` is not a policy; use \"next_rule\" or \"skip_filter\""),
+                        );
+                        IfNobody::NextRule
                     }
-                },
-                Some(_) => {
-                    problems
-                        .push(format!("{}: {key}.team: give exactly one of `id` or `territory_of`", src.locate(&r.id)));
+                };
+                let forms = [
+                    f.attribute.is_some(),
+                    f.products.is_some(),
+                    f.categories.is_some(),
+                    f.territory.is_some(),
+                    f.tags.is_some(),
+                ];
+                if forms.iter().filter(|x| **x).count() != 1 {
+                    cx.err(*fi, &r.id, &fkey, "a filter is one of { attribute = \"…\", equals_field = \"…\" }, { products = \"field\" }, { categories = \"field\" }, { territory = \"field\" } or { tags = \"any\" | \"all\" }");
                     continue;
                 }
+                let kind = if let Some(a) = &f.attribute {
+                    match &f.equals_field {
+                        Some(ef) => cx
+                            .field(*fi, &format!("{fkey}.equals_field"), ef)
+                            .map(|field| FilterKind::Attribute { attribute: a.clone(), field, field_name: ef.clone() }),
+                        None => {
+                            cx.err(
+                                *fi,
+                                a,
+                                &fkey,
+                                "an attribute filter needs `equals_field` (the opportunity field to compare with)",
+                            );
+                            None
+                        }
+                    }
+                } else if let Some(pf) = &f.products {
+                    cx.field(*fi, &format!("{fkey}.products"), pf)
+                        .map(|field| FilterKind::Products { field, field_name: pf.clone() })
+                } else if let Some(cf) = &f.categories {
+                    cx.field(*fi, &format!("{fkey}.categories"), cf)
+                        .map(|field| FilterKind::Categories { field, field_name: cf.clone() })
+                } else if let Some(fs) = &f.territory {
+                    let fields: Vec<(usize, String)> = fs
+                        .list()
+                        .iter()
+                        .filter_map(|x| cx.field(*fi, &format!("{fkey}.territory"), x).map(|i| (i, x.clone())))
+                        .collect();
+                    (fields.len() == fs.list().len()).then_some(FilterKind::Territory { fields })
+                } else {
+                    match f.tags.as_deref() {
+                        Some("any") => Some(FilterKind::Tags { all: false }),
+                        Some("all") => Some(FilterKind::Tags { all: true }),
+                        other => {
+                            cx.err(*fi, other.unwrap_or(""), &format!("{fkey}.tags"), "is \"any\" or \"all\"");
+                            None
+                        }
+                    }
+                };
+                if let Some(kind) = kind {
+                    filters.push(Filter { kind, if_nobody });
+                }
+            }
+            let simple = |name: &str| -> Option<Pick> {
+                match name {
+                    "random" => Some(Pick::Random),
+                    "fewest_open" => Some(Pick::FewestOpen),
+                    "round_robin" => Some(Pick::RoundRobin),
+                    "weighted_round_robin" => Some(Pick::WeightedRoundRobin),
+                    "best_kpi" => Some(Pick::BestKpi),
+                    _ => None,
+                }
             };
-            let pick = match r.member {
-                RawPick::FewestOpen => Pick::FewestOpen,
+            const PICKS: &str = "random, fewest_open, round_robin, weighted_round_robin, best_kpi, or { pick = \"owner\", fields = [...] }";
+            let pick = match &r.member {
+                RawPick::Name(n) => {
+                    let p = simple(n);
+                    if p.is_none() {
+                        cx.err(
+                            *fi,
+                            n,
+                            &format!("{key}.member"),
+                            format!("`{n}` is not a way to pick a member; use {PICKS}"),
+                        );
+                    }
+                    p
+                }
+                RawPick::Spec(s) if s.pick == "owner" => {
+                    if s.fields.is_empty() {
+                        cx.err(*fi, &r.id, &format!("{key}.member.fields"), "list the fields naming the owner to keep, in order, e.g. [\"profile_owner\", \"company_owner\"]");
+                    }
+                    let fields: Vec<(usize, String)> = s
+                        .fields
+                        .iter()
+                        .filter_map(|f| cx.field(*fi, &format!("{key}.member.fields"), f).map(|i| (i, f.clone())))
+                        .collect();
+                    let otherwise = match s.otherwise.as_deref() {
+                        None => Some(None),
+                        Some(o) => match simple(o) {
+                            Some(p) => Some(Some(Box::new(p))),
+                            None => {
+                                cx.err(*fi, o, &format!("{key}.member.otherwise"), format!("`{o}` is not a way to pick a member; use random, fewest_open, round_robin, weighted_round_robin or best_kpi"));
+                                None
+                            }
+                        },
+                    };
+                    match otherwise {
+                        Some(otherwise) if fields.len() == s.fields.len() => Some(Pick::Owner { fields, otherwise }),
+                        _ => None,
+                    }
+                }
+                RawPick::Spec(s) => match simple(&s.pick) {
+                    Some(p) if s.fields.is_empty() && s.otherwise.is_none() => Some(p),
+                    Some(_) => {
+                        cx.err(
+                            *fi,
+                            &s.pick,
+                            &format!("{key}.member"),
+                            "`fields` and `otherwise` go with pick = \"owner\" only",
+                        );
+                        None
+                    }
+                    None => {
+                        cx.err(
+                            *fi,
+                            &s.pick,
+                            &format!("{key}.member.pick"),
+                            format!("`{}` is not a way to pick a member; use {PICKS}", s.pick),
+                        );
+                        None
+                    }
+                },
             };
-            rules.push(engine::Rule { id: r.id, team, pick });
+            let when_full = match r.when_full.as_deref() {
+                None | Some("next_rule") => WhenFull::NextRule,
+                Some("fallback") => WhenFull::Fallback,
+                Some("ignore_caps") => WhenFull::IgnoreCaps,
+                Some("hold") => WhenFull::Hold,
+                Some(o) => {
+                    cx.err(
+                        *fi,
+                        o,
+                        &format!("{key}.when_full"),
+                        format!("`{o}` is not a policy; use \"next_rule\", \"fallback\", \"ignore_caps\" or \"hold\""),
+                    );
+                    WhenFull::NextRule
+                }
+            };
+            let when_away = match r.when_away.as_deref() {
+                None | Some("next_rule") => WhenAway::NextRule,
+                Some("wait") => WhenAway::Wait,
+                Some(o) => {
+                    cx.err(
+                        *fi,
+                        o,
+                        &format!("{key}.when_away"),
+                        format!("`{o}` is not a policy; use \"next_rule\" or \"wait\""),
+                    );
+                    WhenAway::NextRule
+                }
+            };
+            // Tags a rule relies on must be produced by some tag rule.
+            if let Some(c) = &when {
+                let mut missing = Vec::new();
+                collect_tags(c, &mut missing);
+                for t in missing.into_iter().filter(|t| !all_tags.contains(t)) {
+                    cx.err(
+                        *fi,
+                        &r.id,
+                        &format!("{key}.when"),
+                        format!("tag `{t}` is never applied: no [[tag]] rule has name = \"{t}\""),
+                    );
+                }
+            }
+            if let (Some(team), Some(pick)) = (team, pick) {
+                rules.push(engine::Rule {
+                    key: format!("{}/{}", p.id, r.id),
+                    id: r.id.clone(),
+                    when,
+                    team,
+                    filters,
+                    pick,
+                    when_full,
+                    when_away,
+                });
+            }
         }
-        pipelines.insert(
+        out_pipelines.insert(
             p.id.clone(),
-            engine::Pipeline { id: p.id, rules, fallback_owner: p.fallback_owner, teams: pteams },
+            engine::Pipeline { id: p.id.clone(), rules, fallback_owner: p.fallback_owner.clone(), teams: pteams },
         );
     }
 
-    if !problems.is_empty() {
-        return Err(RulesError { problems });
+    if !cx.problems.is_empty() {
+        return Err(RulesError { problems: cx.problems });
     }
-    Ok(Engine { version, members, teams, pipelines, global_fallback: global_fallback.map(|(o, _)| o) })
+    let engine = Engine {
+        version,
+        members: out_members,
+        member_index,
+        teams: out_teams,
+        team_index,
+        territories: terr,
+        pipelines: out_pipelines,
+        tag_rules,
+        global_fallback,
+        hold_max,
+        hold_retry,
+        reentry_ramp,
+        history: history.max(86_400 * 2),
+    };
+
+    // The files' own tests run at every load; a failing one refuses the set like a syntax error.
+    for (fi, t) in &tests {
+        if let Err(e) = run_test(&engine, fields, t) {
+            cx.err(*fi, &t.name, &format!("test `{}`", t.name), e);
+        }
+    }
+    if !cx.problems.is_empty() {
+        return Err(RulesError { problems: cx.problems });
+    }
+    Ok(engine)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::{Opportunity, Outcome};
-
-    const RULES: &str = r#"
-[settings]
-fallback_owner = "900"
-
-[[member]]
-id = "101"
-max_open = 2
-[[member]]
-id = "102"
-[[member]]
-id = "201"
-paused = true
-
-[[team]]
-id = "hanoi"
-crm_id = "11"
-pipelines = ["retail"]
-territories = ["HN"]
-members = ["101", "102"]
-
-[[team]]
-id = "saigon"
-pipelines = ["retail"]
-territories = ["HCM"]
-members = ["201"]
-
-[[pipeline]]
-id = "retail"
-[[pipeline.rule]]
-id = "by-province"
-team = { territory_of = "province" }
-member = "fewest_open"
-"#;
-
-    fn engine() -> Engine {
-        compile_texts(&[("r.toml", RULES)], &["province".to_string()]).expect("rules compile")
+fn collect_tags(c: &Cond, out: &mut Vec<String>) {
+    match c {
+        Cond::All(cs) | Cond::Any(cs) => cs.iter().for_each(|c| collect_tags(c, out)),
+        Cond::Not(c) => collect_tags(c, out),
+        Cond::Tagged(t) => out.push(t.clone()),
+        Cond::Field { .. } => {}
     }
+}
 
-    #[test]
-    fn an_opportunity_from_hanoi_goes_to_the_least_loaded_hanoi_member() {
-        let e = engine();
-        let fields = vec![Some("HN".to_string())];
-        let opp = Opportunity { id: "1", pipeline: Some("retail"), fields: &fields };
-        let loads: HashMap<String, i64> = [("101".to_string(), 1), ("102".to_string(), 0)].into();
-        let d = e.route(&opp, &loads);
-        assert_eq!(d.owner.as_deref(), Some("102"));
-        assert_eq!(d.team_crm_id.as_deref(), Some("11"));
-        assert_eq!(d.outcome, Outcome::Rule);
+fn run_test(engine: &Engine, fields: &[String], t: &RawTest) -> Result<(), String> {
+    let mut values: Vec<Option<String>> = vec![None; fields.len()];
+    for (k, v) in &t.fields {
+        match fields.iter().position(|f| f == k) {
+            Some(i) => values[i] = Some(v.text()),
+            None => {
+                return Err(format!(
+                    "fields.{k}: unknown field; fields mapped in the daemon config: {}",
+                    fields.join(", ")
+                ))
+            }
+        }
     }
-
-    #[test]
-    fn a_member_at_cap_is_skipped_and_paused_members_fall_back() {
-        let e = engine();
-        let hn = vec![Some("HN".to_string())];
-        let loads: HashMap<String, i64> = [("101".to_string(), 2), ("102".to_string(), 5)].into();
-        let d = e.route(&Opportunity { id: "1", pipeline: Some("retail"), fields: &hn }, &loads);
-        assert_eq!(d.owner.as_deref(), Some("102"), "101 is at its cap of 2");
-        let hcm = vec![Some("HCM".to_string())];
-        let d = e.route(&Opportunity { id: "2", pipeline: Some("retail"), fields: &hcm }, &loads);
-        assert_eq!((d.owner.as_deref(), d.outcome), (Some("900"), Outcome::Fallback));
-        assert!(d.explanation.to_string().contains("paused"), "{}", d.explanation);
+    let now_text = t.now.as_deref().unwrap_or(DEFAULT_TEST_NOW);
+    let now = DateTime::parse_from_rfc3339(now_text)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| format!("now: `{now_text}` is not an RFC 3339 time ({e})"))?;
+    let mut e = engine.clone();
+    for p in &t.paused {
+        match e.member_index(p) {
+            Some(i) => e.members[i].paused = true,
+            None => return Err(format!("paused: unknown member `{p}`")),
+        }
     }
-
-    #[test]
-    fn unknown_references_are_reported_with_file_line_and_key() {
-        let bad =
-            RULES.replace("territory_of = \"province\"", "territory_of = \"provnce\"").replace("\"102\"]", "\"103\"]");
-        let err = compile_texts(&[("r.toml", &bad)], &["province".to_string()]).expect_err("bad rules");
-        let s = err.to_string();
-        assert!(s.contains("r.toml:19:19:") && s.contains("team[0].members[1]: unknown member `103`"), "{s}");
-        assert!(s.contains("pipeline[0].rule[0].team.territory_of: unknown field `provnce`"), "{s}");
+    let mut ledger = Ledger::for_engine(&e, None);
+    for (m, n) in &t.open {
+        match e.member_index(m) {
+            Some(i) => ledger.open[i] = *n,
+            None => return Err(format!("open: unknown member `{m}`")),
+        }
     }
-
-    #[test]
-    fn json_files_use_the_same_structure() {
-        let json = r#"{"member":[{"id":"1"}],"team":[{"id":"t","pipelines":["p"],"members":["1"]}],
-                      "pipeline":[{"id":"p","rule":[{"id":"r","member":"fewest_open"}]}]}"#;
-        let e = compile_texts(&[("a.json", json)], &[]).expect("json rules");
-        let d = e.route(&Opportunity { id: "x", pipeline: Some("p"), fields: &[] }, &HashMap::new());
-        assert_eq!(d.owner.as_deref(), Some("1"));
-        let err = compile_texts(&[("a.json", "{\"member\": [}")], &[]).expect_err("bad json");
-        assert!(err.to_string().starts_with("a.json:1:"), "{err}");
+    let opp =
+        Opportunity { id: "test", pipeline: t.pipeline.as_deref(), fields: &values, waiting_since: now, exclude: &[] };
+    let mut rng = rand::rngs::mock::StepRng::new(0, 1);
+    let d = e.route(&opp, &mut ledger, now, &mut rng);
+    let explanation = serde_json::to_string(&d.explanation).unwrap_or_default();
+    let got = format!(
+        "got member {}, team {}, outcome {}, rule {}",
+        d.owner.as_deref().unwrap_or("-"),
+        d.team.as_deref().unwrap_or("-"),
+        d.outcome.as_str(),
+        d.rule_id.as_deref().unwrap_or("-")
+    );
+    let x = &t.expect;
+    let mut wrong = Vec::new();
+    if let Some(m) = &x.member {
+        if d.owner.as_deref() != Some(m.as_str()) {
+            wrong.push(format!("expected member {m}"));
+        }
+    }
+    if let Some(tm) = &x.team {
+        if d.team.as_deref() != Some(tm.as_str()) {
+            wrong.push(format!("expected team {tm}"));
+        }
+    }
+    if let Some(o) = &x.outcome {
+        if d.outcome.as_str() != o {
+            wrong.push(format!("expected outcome {o}"));
+        }
+    }
+    if let Some(r) = &x.rule {
+        if d.rule_id.as_deref() != Some(r.as_str()) {
+            wrong.push(format!("expected rule {r}"));
+        }
+    }
+    for tag in &x.tags {
+        if !d.tags.contains(&tag.to_lowercase()) {
+            wrong.push(format!("expected tag {tag}"));
+        }
+    }
+    if let Some(s) = &x.explanation_contains {
+        if !explanation.contains(s.as_str()) {
+            wrong.push(format!("expected the explanation to contain `{s}`"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}; {got}. Explanation: {explanation}", wrong.join(", ")))
     }
 }

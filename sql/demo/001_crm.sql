@@ -40,6 +40,12 @@ CREATE TABLE crm.stage (
     is_lost  boolean NOT NULL DEFAULT false
 );
 
+CREATE TABLE crm.product (
+    code     text PRIMARY KEY,
+    name     text NOT NULL,
+    category text NOT NULL
+);
+
 CREATE TABLE crm.opportunity (
     "oppId"          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     title            text NOT NULL,
@@ -49,6 +55,7 @@ CREATE TABLE crm.opportunity (
     "accountOwnerId" integer NOT NULL DEFAULT 1 REFERENCES crm.users (id),
     "salesTeamId"    integer REFERENCES crm.sales_team (id),
     "assignedAt"     timestamptz,
+    "productCode"    text REFERENCES crm.product (code),
     source           text,
     "leadScore"      integer,
     amount           numeric(14, 2),
@@ -56,6 +63,7 @@ CREATE TABLE crm.opportunity (
     "deletedAt"      timestamptz
 );
 CREATE INDEX opportunity_owner ON crm.opportunity ("accountOwnerId");
+CREATE INDEX opportunity_account ON crm.opportunity ("accountId", "createdAt");
 
 CREATE TABLE crm.activity (
     id              bigserial PRIMARY KEY,

@@ -12,13 +12,19 @@ INSERT INTO crm.users (id, login, "fullName") VALUES
     (301, 'hai',    'Đặng Văn Hải'),
     (302, 'hoa',    'Bùi Thị Hoa'),
     (401, 'khanh',  'Đỗ Văn Khánh'),
-    (402, 'lan',    'Ngô Thị Lan');
+    (402, 'lan',    'Ngô Thị Lan'),
+    (403, 'minh',   'Phan Văn Minh'),
+    (404, 'nga',    'Lý Thị Nga');
 
 INSERT INTO crm.sales_team (id, name) VALUES
-    (11, 'Hà Nội retail'), (12, 'Hồ Chí Minh retail'), (13, 'Đà Nẵng retail'), (21, 'Corporate');
+    (11, 'Hà Nội retail'), (12, 'Hồ Chí Minh retail'), (13, 'Đà Nẵng retail'), (14, 'Digital retail'), (21, 'Corporate');
 
 INSERT INTO crm.province (code, name) VALUES
     ('HN', 'Hà Nội'), ('HCM', 'Hồ Chí Minh'), ('DN', 'Đà Nẵng'), ('CT', 'Cần Thơ');
+
+INSERT INTO crm.product (code, name, category) VALUES
+    ('HOME', 'Home loan', 'loan'), ('AUTO', 'Car loan', 'loan'), ('CARD', 'Credit card', 'card'),
+    ('SAVE', 'Term deposit', 'deposit'), ('TRADE', 'Trade finance', 'corporate'), ('CASH', 'Cash management', 'corporate');
 
 INSERT INTO crm.stage (id, pipeline, name, seq, is_won, is_lost) VALUES
     (1, 'retail', 'New', 1, false, false),
@@ -31,9 +37,11 @@ INSERT INTO crm.stage (id, pipeline, name, seq, is_won, is_lost) VALUES
     (14, 'corporate', 'Lost', 4, false, true);
 
 -- 400 accounts spread over the four provinces (Cần Thơ has no team: those go to the fallback).
-INSERT INTO crm.account ("accountId", name, "provinceCode", segment)
+-- Every tenth account has an account owner (the "company owner" a sticky rule keeps).
+INSERT INTO crm.account ("accountId", name, "provinceCode", segment, "ownerId")
 SELECT md5('account' || g)::uuid::text,
        'Customer ' || g,
        (ARRAY['HN', 'HN', 'HCM', 'HCM', 'DN', 'CT'])[1 + g % 6],
-       (ARRAY['mass', 'affluent', 'sme'])[1 + g % 3]
+       (ARRAY['mass', 'affluent', 'sme'])[1 + g % 3],
+       CASE WHEN g % 10 = 0 THEN (ARRAY[101, 201, 301, 102])[1 + (g / 10) % 4] END
 FROM generate_series(1, 400) AS g;

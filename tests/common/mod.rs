@@ -135,7 +135,7 @@ impl TestDb {
             .client
             .query_one(
                 "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
-                 SELECT $1, (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = $2 ORDER BY 1 LIMIT 1), $3, $4 \
+                 SELECT $1, (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = $2 AND \"ownerId\" IS NULL ORDER BY 1 LIMIT 1), $3, $4 \
                  RETURNING \"oppId\"::text",
                 &[&title, &province, &pipeline, &stage],
             )

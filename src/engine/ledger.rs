@@ -1,0 +1,117 @@
+//! The engine's mutable state: what it must remember between decisions. Owned by the drain
+//! (restored from the router's tables on start), handed to the engine by `&mut`.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::Engine;
+
+/// Per-member counters, aligned with an [`Engine`]'s member order, plus pick state by rule key.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    /// Open opportunities per member.
+    pub open: Vec<i64>,
+    /// Epoch seconds of recent assignments per member, oldest first (for rolling and daily caps).
+    pub recent: Vec<VecDeque<i64>>,
+    /// When the member came back from a pause or a holiday, and the load deficit they had then
+    /// (the fair re-entry ramp).
+    pub reentry: Vec<Option<(i64, i64)>>,
+    /// Whether the member was away (paused, inactive, out of office) when last considered.
+    pub away: Vec<bool>,
+    /// Round robin: the member id last picked, per rule key.
+    pub cursors: HashMap<String, String>,
+    /// Smooth weighted round robin: current weight per member id, per rule key.
+    pub weights: HashMap<String, HashMap<String, i64>>,
+    /// Rule keys whose cursor or weights changed since the last [`Ledger::take_dirty`].
+    pub dirty: Vec<String>,
+}
+
+/// What one assignment changed, so it can be undone if its transaction does not commit.
+#[derive(Debug, Clone)]
+pub struct Undo {
+    pub member: usize,
+    pub at: i64,
+    pub cursor: Option<(String, Option<String>)>,
+    pub weights: Option<(String, HashMap<String, i64>)>,
+}
+
+impl Ledger {
+    /// A ledger for `engine`, carrying over what `old` (for `old_engine`) knew, matched by member id.
+    pub fn for_engine(engine: &Engine, old: Option<(&Engine, &Ledger)>) -> Ledger {
+        let n = engine.members.len();
+        let mut l = Ledger {
+            open: vec![0; n],
+            recent: vec![VecDeque::new(); n],
+            reentry: vec![None; n],
+            away: vec![false; n],
+            ..Default::default()
+        };
+        if let Some((oe, ol)) = old {
+            for (i, m) in engine.members.iter().enumerate() {
+                if let Some(j) = oe.member_index(&m.id) {
+                    l.open[i] = ol.open[j];
+                    l.recent[i] = ol.recent[j].clone();
+                    l.reentry[i] = ol.reentry[j];
+                    // A member paused in the old rules and not in the new ones is coming back.
+                    l.away[i] = ol.away[j] || (oe.members[j].paused && !m.paused);
+                }
+            }
+            l.cursors = ol.cursors.clone();
+            l.weights = ol.weights.clone();
+        }
+        l
+    }
+
+    /// Forget assignments older than `horizon` seconds before `now`.
+    pub fn trim(&mut self, now: i64, horizon: i64) {
+        for q in &mut self.recent {
+            while q.front().is_some_and(|t| *t < now - horizon) {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// Assignments of member `m` at or after `since`.
+    pub fn assigned_since(&self, m: usize, since: i64) -> usize {
+        let q = &self.recent[m];
+        q.len() - q.partition_point(|t| *t < since)
+    }
+
+    /// Record an assignment (the engine calls this for every decision it makes).
+    pub fn assign(&mut self, m: usize, at: i64) {
+        self.open[m] += 1;
+        let q = &mut self.recent[m];
+        let pos = q.partition_point(|t| *t <= at);
+        q.insert(pos, at);
+    }
+
+    /// Take back the load and history of an assignment (its pick state stays as it is).
+    pub fn unassign(&mut self, m: usize, at: i64) {
+        self.open[m] = (self.open[m] - 1).max(0);
+        let q = &mut self.recent[m];
+        if let Some(pos) = q.iter().rposition(|t| *t == at) {
+            q.remove(pos);
+        }
+    }
+
+    /// Undo an assignment whose transaction rolled back, pick state included.
+    pub fn undo(&mut self, u: &Undo) {
+        self.unassign(u.member, u.at);
+        if let Some((key, prev)) = &u.cursor {
+            match prev {
+                Some(p) => self.cursors.insert(key.clone(), p.clone()),
+                None => self.cursors.remove(key),
+            };
+        }
+        if let Some((key, prev)) = &u.weights {
+            self.weights.insert(key.clone(), prev.clone());
+        }
+    }
+
+    /// The rule keys whose pick state changed, with their state, to persist.
+    pub fn take_dirty(&mut self) -> Vec<String> {
+        let mut d = std::mem::take(&mut self.dirty);
+        d.sort();
+        d.dedup();
+        d
+    }
+}

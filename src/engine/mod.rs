@@ -1,0 +1,944 @@
+//! The routing engine: from one opportunity, the compiled rules and the ledger (loads, recent
+//! assignments, pick state) to a decision with its explanation.
+//!
+//! Owns what a decision is and how it is made. It does no I/O and reads no clock: the rules, the
+//! opportunity's fields, the ledger, the time and the randomness are handed in, so the same inputs
+//! always give the same decision. It must not know about SQL, files or the daemon; `rules` builds
+//! its types and the drain keeps the ledger.
+
+pub mod cond;
+pub mod ledger;
+pub mod schedule;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::Serialize;
+
+pub use cond::{Cond, Facts, Op};
+pub use ledger::{Ledger, Undo};
+pub use schedule::Schedule;
+
+/// The pipeline used for opportunities whose pipeline is not mapped or is empty.
+pub const DEFAULT_PIPELINE: &str = "default";
+
+/// One opportunity as the engine sees it: the mapped fields, by their position in the mapping.
+#[derive(Debug, Clone)]
+pub struct Opportunity<'a> {
+    pub id: &'a str,
+    pub pipeline: Option<&'a str>,
+    pub fields: &'a [Option<String>],
+    /// When the opportunity first asked to be routed (a held opportunity keeps its first time).
+    pub waiting_since: DateTime<Utc>,
+    /// Members this opportunity must not go to (reclaim: its previous owners).
+    pub exclude: &'a [String],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A rule yielded the owner.
+    Rule,
+    /// No rule yielded anybody; the pipeline's or the global fallback owner.
+    Fallback,
+    /// Held: every candidate is full or away, and the rule says wait; retry at `retry_at`.
+    Held,
+    /// Nobody, and no fallback owner is configured.
+    Unassigned,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Rule => "rule",
+            Outcome::Fallback => "fallback",
+            Outcome::Held => "held",
+            Outcome::Unassigned => "unassigned",
+        }
+    }
+}
+
+/// How one rule went, for the explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTrace {
+    pub rule: String,
+    pub result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamTrace>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterTrace>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub excluded: BTreeMap<&'static str, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TeamTrace {
+    pub ids: Vec<String>,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterTrace {
+    pub filter: String,
+    pub kept: usize,
+    pub of: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PickTrace {
+    pub id: String,
+    pub name: String,
+    pub why: String,
+}
+
+/// Everything that explains one decision; stored as JSON with the assignment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub pipeline: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    pub rules: Vec<RuleTrace>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<PickTrace>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub owner: Option<String>,
+    /// The rule-file team id.
+    pub team: Option<String>,
+    /// The CRM's id for that team, written back when the mapping has a team column.
+    pub team_crm_id: Option<String>,
+    pub outcome: Outcome,
+    pub pipeline: String,
+    pub rule_id: Option<String>,
+    pub tags: Vec<String>,
+    /// For [`Outcome::Held`]: when to try again.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub explanation: Explanation,
+    /// How to take this assignment back out of the ledger.
+    pub undo: Option<Undo>,
+}
+
+/// A window a cap counts assignments in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Window {
+    /// Open opportunities now.
+    Open,
+    /// Assignments in the last so many seconds.
+    Rolling(i64),
+    /// Assignments since local midnight in this time zone.
+    Day(chrono_tz::Tz),
+}
+
+#[derive(Debug, Clone)]
+pub struct Cap {
+    pub window: Window,
+    pub max: u32,
+    pub label: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: String,
+    pub name: String,
+    pub active: bool,
+    pub paused: bool,
+    pub caps: Vec<Cap>,
+    pub weight: u32,
+    pub kpi: Option<f64>,
+    /// Attribute name → lower-cased value.
+    pub attributes: HashMap<String, String>,
+    pub products: HashSet<String>,
+    pub categories: HashSet<String>,
+    /// Territory node indexes the member covers (and so everything below them).
+    pub territories: Vec<u32>,
+    pub tags: HashSet<String>,
+    pub schedule: Option<Schedule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub crm_id: Option<String>,
+    pub members: Vec<usize>,
+    pub territories: Vec<u32>,
+    pub tags: HashSet<String>,
+}
+
+/// Territories as a tree (country › province › district › ward); codes are lower-cased.
+#[derive(Debug, Clone, Default)]
+pub struct Territories {
+    pub codes: Vec<String>,
+    pub parent: Vec<Option<u32>>,
+    pub index: HashMap<String, u32>,
+}
+
+impl Territories {
+    /// The node and its ancestors, most specific first.
+    pub fn path(&self, node: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut cur = Some(node);
+        std::iter::from_fn(move || {
+            let n = cur?;
+            cur = self.parent[n as usize];
+            Some(n)
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum TeamStage {
+    /// Every team that takes part in the pipeline.
+    AllPipelineTeams,
+    /// One named team.
+    Fixed(usize),
+    /// The pipeline teams covering the most specific territory of the first of these fields that
+    /// names a known territory.
+    Territory { fields: Vec<(usize, String)> },
+    /// The team named by this field (its rule id or CRM id): the last team that served the
+    /// profile or company, computed by an SQL field in the daemon config.
+    FromField { field: usize, name: String },
+    /// Pipeline teams whose work tags match the opportunity's tags.
+    Tags { all: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfNobody {
+    /// The rule yields nobody: try the next rule.
+    NextRule,
+    /// Ignore this filter.
+    SkipFilter,
+}
+
+#[derive(Debug, Clone)]
+pub enum FilterKind {
+    /// Member attribute equals the opportunity field.
+    Attribute {
+        attribute: String,
+        field: usize,
+        field_name: String,
+    },
+    /// Member products include one of the field's (comma-separated) products.
+    Products {
+        field: usize,
+        field_name: String,
+    },
+    Categories {
+        field: usize,
+        field_name: String,
+    },
+    /// Member covers the territory of the first of these fields naming a known territory.
+    Territory {
+        fields: Vec<(usize, String)>,
+    },
+    /// Member work tags: any of the opportunity's tags, or all of them.
+    Tags {
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub kind: FilterKind,
+    pub if_nobody: IfNobody,
+}
+
+#[derive(Debug, Clone)]
+pub enum Pick {
+    Random,
+    FewestOpen,
+    RoundRobin,
+    WeightedRoundRobin,
+    /// The highest KPI score (members without a score come last; ties: fewest open).
+    BestKpi,
+    /// The member named by the first of these fields that names an eligible member (profile
+    /// owner, company owner, last deal owner…); `otherwise` when none does.
+    Owner {
+        fields: Vec<(usize, String)>,
+        otherwise: Option<Box<Pick>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    NextRule,
+    Fallback,
+    IgnoreCaps,
+    Hold,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenAway {
+    NextRule,
+    Wait,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    /// `pipeline/rule`: the key of its round-robin state.
+    pub key: String,
+    pub when: Option<Cond>,
+    pub team: TeamStage,
+    pub filters: Vec<Filter>,
+    pub pick: Pick,
+    pub when_full: WhenFull,
+    pub when_away: WhenAway,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub id: String,
+    pub rules: Vec<Rule>,
+    pub fallback_owner: Option<String>,
+    /// Teams taking part, in file order.
+    pub teams: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TagRule {
+    pub tag: String,
+    pub when: Cond,
+}
+
+/// A compiled, checked rule set. Built only by `rules::compile`.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub version: String,
+    pub members: Vec<Member>,
+    pub member_index: HashMap<String, usize>,
+    pub teams: Vec<Team>,
+    pub team_index: HashMap<String, usize>,
+    pub territories: Territories,
+    pub pipelines: HashMap<String, Pipeline>,
+    pub tag_rules: Vec<TagRule>,
+    pub global_fallback: Option<String>,
+    /// How long an opportunity may be held before it goes to the fallback owner.
+    pub hold_max: i64,
+    /// How long a held opportunity waits before the next try when capacity is the problem.
+    pub hold_retry: i64,
+    /// Fair re-entry: over this many seconds after a pause or holiday, a member's load deficit fades.
+    pub reentry_ramp: i64,
+    /// The longest rolling window of any cap (the ledger keeps this much history).
+    pub history: i64,
+}
+
+enum Excl {
+    Inactive,
+    Paused,
+    Excluded,
+    OutOfOffice,
+    OutsideHours,
+    AtCap(usize),
+}
+
+impl Excl {
+    fn label(&self) -> &'static str {
+        match self {
+            Excl::Inactive => "inactive in the CRM",
+            Excl::Paused => "paused",
+            Excl::Excluded => "previous owner (excluded)",
+            Excl::OutOfOffice => "out of office",
+            Excl::OutsideHours => "outside working hours",
+            Excl::AtCap(_) => "at cap",
+        }
+    }
+}
+
+/// Candidates of one rule while it is being evaluated: (member, team it came through).
+type Cands = Vec<(usize, usize)>;
+
+impl Engine {
+    pub fn member_index(&self, id: &str) -> Option<usize> {
+        self.member_index.get(id).copied()
+    }
+
+    /// Ids of every member, for load bookkeeping.
+    pub fn member_ids(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|m| m.id.as_str())
+    }
+
+    fn territory_of(&self, facts: &Facts<'_>, fields: &[(usize, String)]) -> Option<(u32, String)> {
+        fields.iter().find_map(|(f, name)| {
+            let v = facts.text(*f)?;
+            self.territories.index.get(v).map(|n| (*n, format!("{name} = `{}`", facts.original(*f).unwrap_or(v))))
+        })
+    }
+
+    /// The member's load as fewest-open sees it: with the fading re-entry deficit added.
+    fn effective_load(&self, m: usize, ledger: &Ledger, now: i64) -> i64 {
+        let open = ledger.open[m];
+        match ledger.reentry[m] {
+            Some((since, deficit)) if self.reentry_ramp > 0 && now < since + self.reentry_ramp => {
+                let left = (since + self.reentry_ramp - now) as f64 / self.reentry_ramp as f64;
+                open + (deficit as f64 * left).round() as i64
+            }
+            _ => open,
+        }
+    }
+
+    fn cap_reached(&self, m: usize, ledger: &Ledger, now: DateTime<Utc>) -> Option<usize> {
+        let member = &self.members[m];
+        member.caps.iter().position(|cap| {
+            let used = match &cap.window {
+                Window::Open => ledger.open[m],
+                Window::Rolling(secs) => ledger.assigned_since(m, now.timestamp() - secs) as i64,
+                Window::Day(tz) => {
+                    let local = now.with_timezone(tz).date_naive();
+                    let midnight = local
+                        .and_hms_opt(0, 0, 0)
+                        .and_then(|n| chrono::TimeZone::from_local_datetime(tz, &n).earliest())
+                        .map(|d| d.timestamp())
+                        .unwrap_or(now.timestamp() - 86_400);
+                    ledger.assigned_since(m, midnight) as i64
+                }
+            };
+            used >= i64::from(cap.max)
+        })
+    }
+
+    /// Why a member cannot take a new opportunity now, if they cannot.
+    fn exclusion(
+        &self,
+        m: usize,
+        opp: &Opportunity<'_>,
+        ledger: &Ledger,
+        now: DateTime<Utc>,
+        caps: bool,
+    ) -> Option<Excl> {
+        let member = &self.members[m];
+        if !member.active {
+            return Some(Excl::Inactive);
+        }
+        if member.paused {
+            return Some(Excl::Paused);
+        }
+        if opp.exclude.iter().any(|x| x == &member.id) {
+            return Some(Excl::Excluded);
+        }
+        if let Some(s) = &member.schedule {
+            if s.out_of_office(now) {
+                return Some(Excl::OutOfOffice);
+            }
+            if !s.working(now) {
+                return Some(Excl::OutsideHours);
+            }
+        }
+        if caps {
+            if let Some(c) = self.cap_reached(m, ledger, now) {
+                return Some(Excl::AtCap(c));
+            }
+        }
+        None
+    }
+
+    /// Decide the owner of one opportunity. The ledger is updated with the assignment (undo it
+    /// with [`Decision::undo`] if the write does not happen).
+    pub fn route(
+        &self,
+        opp: &Opportunity<'_>,
+        ledger: &mut Ledger,
+        now: DateTime<Utc>,
+        rng: &mut dyn RngCore,
+    ) -> Decision {
+        let pipeline_id = opp.pipeline.map(str::trim).filter(|p| !p.is_empty()).unwrap_or(DEFAULT_PIPELINE);
+        let mut facts = Facts::new(opp.fields);
+        for t in &self.tag_rules {
+            if !facts.tags.contains(&t.tag) && t.when.eval(&facts) {
+                facts.tags.push(t.tag.clone());
+            }
+        }
+        let mut ex = Explanation {
+            pipeline: pipeline_id.to_string(),
+            tags: facts.tags.clone(),
+            rules: Vec::new(),
+            member: None,
+            fallback: None,
+            held: None,
+            note: None,
+        };
+        let Some(pipeline) = self.pipelines.get(pipeline_id) else {
+            ex.note = Some(format!("pipeline `{pipeline_id}` has no rules"));
+            return self.fallback(pipeline_id, None, ex, facts.tags);
+        };
+        let nows = now.timestamp();
+        let mut hold: Option<(DateTime<Utc>, String)> = None;
+        'rules: for rule in &pipeline.rules {
+            let mut trace = RuleTrace {
+                rule: rule.id.clone(),
+                result: String::new(),
+                why: None,
+                team: None,
+                filters: Vec::new(),
+                excluded: BTreeMap::new(),
+            };
+            if let Some(c) = &rule.when {
+                if !c.eval(&facts) {
+                    trace.result = "conditions not met".into();
+                    trace.why = Some(c.describe());
+                    ex.rules.push(trace);
+                    continue;
+                }
+            }
+            // Team stage.
+            let (teams, team_why) = match self.team_stage(rule, pipeline, &facts) {
+                Ok(t) => t,
+                Err(why) => {
+                    trace.result = "no team".into();
+                    trace.why = Some(why);
+                    ex.rules.push(trace);
+                    continue;
+                }
+            };
+            trace.team =
+                Some(TeamTrace { ids: teams.iter().map(|t| self.teams[*t].id.clone()).collect(), why: team_why });
+            let mut cands: Cands = Vec::new();
+            let mut seen = HashSet::new();
+            for &t in &teams {
+                for &m in &self.teams[t].members {
+                    if seen.insert(m) {
+                        cands.push((m, t));
+                    }
+                }
+            }
+            // Filters: who fits this opportunity.
+            for f in &rule.filters {
+                let before = cands.len();
+                let (kept, label): (Cands, String) = self.apply_filter(f, &cands, &facts);
+                if kept.is_empty() {
+                    match f.if_nobody {
+                        IfNobody::NextRule => {
+                            trace.filters.push(FilterTrace { filter: label, kept: 0, of: before, note: None });
+                            trace.result = "nobody fits".into();
+                            ex.rules.push(trace);
+                            continue 'rules;
+                        }
+                        IfNobody::SkipFilter => {
+                            trace.filters.push(FilterTrace {
+                                filter: label,
+                                kept: before,
+                                of: before,
+                                note: Some("skipped: it would leave nobody".into()),
+                            });
+                            continue;
+                        }
+                    }
+                }
+                trace.filters.push(FilterTrace { filter: label, kept: kept.len(), of: before, note: None });
+                cands = kept;
+            }
+            // Scope: who can take a new opportunity now.
+            let mut eligible: Cands = Vec::new();
+            let (mut full, mut away, mut other) = (0usize, 0usize, 0usize);
+            let mut next_start: Option<DateTime<Utc>> = None;
+            for &(m, t) in &cands {
+                match self.exclusion(m, opp, ledger, now, true) {
+                    None => eligible.push((m, t)),
+                    Some(e) => {
+                        match &e {
+                            Excl::AtCap(_) => full += 1,
+                            Excl::OutOfOffice | Excl::OutsideHours => {
+                                away += 1;
+                                if let Some(s) = self.members[m].schedule.as_ref().and_then(|s| s.next_start(now)) {
+                                    next_start = Some(next_start.map_or(s, |n| n.min(s)));
+                                }
+                            }
+                            _ => other += 1,
+                        }
+                        if matches!(e, Excl::Paused | Excl::Inactive | Excl::OutOfOffice) {
+                            ledger.away[m] = true;
+                        }
+                        let label = match &e {
+                            Excl::AtCap(c) => cap_label(&self.members[m].caps[*c]),
+                            e => e.label(),
+                        };
+                        trace.excluded.entry(label).or_default().push(self.members[m].id.clone());
+                    }
+                }
+            }
+            if eligible.is_empty() && full > 0 {
+                match rule.when_full {
+                    WhenFull::NextRule => {}
+                    WhenFull::Fallback => {
+                        trace.result = "everyone at cap: fallback owner".into();
+                        ex.rules.push(trace);
+                        return self.fallback(pipeline_id, pipeline.fallback_owner.as_deref(), ex, facts.tags);
+                    }
+                    WhenFull::IgnoreCaps => {
+                        eligible = cands
+                            .iter()
+                            .copied()
+                            .filter(|(m, _)| self.exclusion(*m, opp, ledger, now, false).is_none())
+                            .collect();
+                        if !eligible.is_empty() {
+                            trace.why = Some("every candidate is at a cap: caps ignored by this rule".into());
+                        }
+                    }
+                    WhenFull::Hold => {
+                        let at = now + chrono::Duration::seconds(self.hold_retry);
+                        hold.get_or_insert((at, format!("rule `{}`: every candidate is at a cap", rule.id)));
+                    }
+                }
+            }
+            if eligible.is_empty() && away > 0 && full == 0 && rule.when_away == WhenAway::Wait {
+                if let Some(at) = next_start {
+                    hold.get_or_insert((at, format!("rule `{}`: the whole team is away", rule.id)));
+                }
+            }
+            if eligible.is_empty() {
+                trace.result = "nobody eligible".into();
+                let _ = other;
+                ex.rules.push(trace);
+                if hold.is_some() {
+                    break;
+                }
+                continue;
+            }
+            // Fair re-entry: a member back from a pause or holiday enters level with the least
+            // loaded, and the deficit fades over the ramp.
+            for &(m, _) in &eligible {
+                if ledger.away[m] {
+                    ledger.away[m] = false;
+                    let min_other = eligible.iter().filter(|(o, _)| *o != m).map(|(o, _)| ledger.open[*o]).min();
+                    let deficit = min_other.map_or(0, |o| (o - ledger.open[m]).max(0));
+                    ledger.reentry[m] = (deficit > 0).then_some((nows, deficit));
+                }
+            }
+            // Pick.
+            match self.pick(&rule.pick, rule, &eligible, &facts, ledger, nows, rng) {
+                Ok((m, t, why, undo_pick)) => {
+                    trace.result = "matched".into();
+                    ex.rules.push(trace);
+                    let member = &self.members[m];
+                    let team = &self.teams[t];
+                    ledger.assign(m, nows);
+                    ex.member = Some(PickTrace { id: member.id.clone(), name: member.name.clone(), why });
+                    return Decision {
+                        owner: Some(member.id.clone()),
+                        team: Some(team.id.clone()),
+                        team_crm_id: team.crm_id.clone(),
+                        outcome: Outcome::Rule,
+                        pipeline: pipeline_id.to_string(),
+                        rule_id: Some(rule.id.clone()),
+                        tags: facts.tags,
+                        retry_at: None,
+                        explanation: ex,
+                        undo: Some(Undo { member: m, at: nows, cursor: undo_pick.0, weights: undo_pick.1 }),
+                    };
+                }
+                Err(why) => {
+                    trace.result = "no pick".into();
+                    trace.why = Some(why);
+                    ex.rules.push(trace);
+                }
+            }
+        }
+        if let Some((at, why)) = hold {
+            if (now - opp.waiting_since).num_seconds() < self.hold_max {
+                ex.held = Some(format!("{why}; held until {}", at.to_rfc3339()));
+                return Decision {
+                    owner: None,
+                    team: None,
+                    team_crm_id: None,
+                    outcome: Outcome::Held,
+                    pipeline: pipeline_id.to_string(),
+                    rule_id: None,
+                    tags: facts.tags,
+                    retry_at: Some(at),
+                    explanation: ex,
+                    undo: None,
+                };
+            }
+            ex.note = Some(format!("{why}, and it has waited longer than the hold limit"));
+        }
+        self.fallback(pipeline_id, pipeline.fallback_owner.as_deref(), ex, facts.tags)
+    }
+
+    fn team_stage(&self, rule: &Rule, pipeline: &Pipeline, facts: &Facts<'_>) -> Result<(Vec<usize>, String), String> {
+        match &rule.team {
+            TeamStage::AllPipelineTeams => {
+                Ok((pipeline.teams.clone(), "every team taking part in the pipeline".into()))
+            }
+            TeamStage::Fixed(t) => Ok((vec![*t], format!("the rule names team `{}`", self.teams[*t].id))),
+            TeamStage::Territory { fields } => {
+                let Some((node, what)) = self.territory_of(facts, fields) else {
+                    let names: Vec<&str> = fields.iter().map(|(_, n)| n.as_str()).collect();
+                    return Err(format!("no known territory in {}", names.join(", ")));
+                };
+                for (depth, n) in self.territories.path(node).enumerate() {
+                    let teams: Vec<usize> =
+                        pipeline.teams.iter().copied().filter(|t| self.teams[*t].territories.contains(&n)).collect();
+                    if !teams.is_empty() {
+                        let code = &self.territories.codes[n as usize];
+                        let why = if depth == 0 {
+                            format!("its territory covers {what}")
+                        } else {
+                            format!("its territory `{code}` contains {what} (most specific match)")
+                        };
+                        return Ok((teams, why));
+                    }
+                }
+                Err(format!("no team of the pipeline covers {what}"))
+            }
+            TeamStage::FromField { field, name } => {
+                let Some(v) = facts.text(*field) else { return Err(format!("field `{name}` is empty")) };
+                let found = pipeline.teams.iter().copied().find(|t| {
+                    let team = &self.teams[*t];
+                    team.id.eq_ignore_ascii_case(v) || team.crm_id.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(v))
+                });
+                match found {
+                    Some(t) => Ok((vec![t], format!("{name} = `{v}`: the team that served this customer last"))),
+                    None => Err(format!("{name} = `{v}` is not a team of this pipeline")),
+                }
+            }
+            TeamStage::Tags { all } => {
+                if facts.tags.is_empty() {
+                    return Err("the opportunity has no tags".into());
+                }
+                let teams: Vec<usize> = pipeline
+                    .teams
+                    .iter()
+                    .copied()
+                    .filter(|t| {
+                        let tt = &self.teams[*t].tags;
+                        if *all {
+                            facts.tags.iter().all(|g| tt.contains(g))
+                        } else {
+                            facts.tags.iter().any(|g| tt.contains(g))
+                        }
+                    })
+                    .collect();
+                if teams.is_empty() {
+                    Err(format!("no team of the pipeline has the work tags [{}]", facts.tags.join(", ")))
+                } else {
+                    Ok((teams, format!("work tags match [{}]", facts.tags.join(", "))))
+                }
+            }
+        }
+    }
+
+    fn apply_filter(&self, f: &Filter, cands: &Cands, facts: &Facts<'_>) -> (Cands, String) {
+        let keep =
+            |pred: &dyn Fn(&Member) -> bool| cands.iter().copied().filter(|(m, _)| pred(&self.members[*m])).collect();
+        match &f.kind {
+            FilterKind::Attribute { attribute, field, field_name } => {
+                let v = facts.text(*field);
+                let label = format!("attribute `{attribute}` = {field_name} (`{}`)", v.unwrap_or(""));
+                let kept = match v {
+                    Some(v) => keep(&|m| m.attributes.get(attribute).is_some_and(|a| a == v)),
+                    None => Vec::new(),
+                };
+                (kept, label)
+            }
+            FilterKind::Products { field, field_name } | FilterKind::Categories { field, field_name } => {
+                let wanted: Vec<&str> = facts.list(*field).collect();
+                let is_products = matches!(f.kind, FilterKind::Products { .. });
+                let label = format!(
+                    "{} of {field_name} [{}]",
+                    if is_products { "products" } else { "categories" },
+                    wanted.join(", ")
+                );
+                let kept = keep(&|m| {
+                    let set = if is_products { &m.products } else { &m.categories };
+                    wanted.iter().any(|w| set.contains(*w))
+                });
+                (kept, label)
+            }
+            FilterKind::Territory { fields } => match self.territory_of(facts, fields) {
+                None => (Vec::new(), "territory (none known in the opportunity)".into()),
+                Some((node, what)) => {
+                    let path: Vec<u32> = self.territories.path(node).collect();
+                    (keep(&|m| m.territories.iter().any(|t| path.contains(t))), format!("territory covers {what}"))
+                }
+            },
+            FilterKind::Tags { all } => {
+                let label = format!("work tags {} of [{}]", if *all { "all" } else { "any" }, facts.tags.join(", "));
+                let kept = if facts.tags.is_empty() {
+                    Vec::new()
+                } else if *all {
+                    keep(&|m| facts.tags.iter().all(|g| m.tags.contains(g)))
+                } else {
+                    keep(&|m| facts.tags.iter().any(|g| m.tags.contains(g)))
+                };
+                (kept, label)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn pick(
+        &self,
+        pick: &Pick,
+        rule: &Rule,
+        eligible: &Cands,
+        facts: &Facts<'_>,
+        ledger: &mut Ledger,
+        now: i64,
+        rng: &mut dyn RngCore,
+    ) -> Result<
+        (usize, usize, String, (Option<(String, Option<String>)>, Option<(String, HashMap<String, i64>)>)),
+        String,
+    > {
+        let n = eligible.len();
+        match pick {
+            Pick::Random => {
+                let (m, t) = eligible[(rng.next_u64() % n as u64) as usize];
+                Ok((m, t, format!("random among {n} eligible"), (None, None)))
+            }
+            Pick::FewestOpen => {
+                let mut best: Option<(i64, i64, usize, usize)> = None; // (load, last assigned, m, t)
+                for &(m, t) in eligible {
+                    let load = self.effective_load(m, ledger, now);
+                    let last = ledger.recent[m].back().copied().unwrap_or(i64::MIN);
+                    if best.is_none_or(|(l, la, _, _)| (load, last) < (l, la)) {
+                        best = Some((load, last, m, t));
+                    }
+                }
+                let (load, _, m, t) = best.ok_or("no candidate")?;
+                let extra =
+                    if load != ledger.open[m] { format!(", {} with the re-entry ramp", load) } else { String::new() };
+                Ok((
+                    m,
+                    t,
+                    format!("fewest open opportunities ({}{extra}) among {n} eligible", ledger.open[m]),
+                    (None, None),
+                ))
+            }
+            Pick::RoundRobin => {
+                let prev = ledger.cursors.get(&rule.key).cloned();
+                let ids = |&(m, _): &(usize, usize)| self.members[m].id.as_str();
+                let next = eligible
+                    .iter()
+                    .filter(|c| prev.as_deref().is_none_or(|p| ids(c) > p))
+                    .min_by(|a, b| ids(a).cmp(ids(b)))
+                    .or_else(|| eligible.iter().min_by(|a, b| ids(a).cmp(ids(b))))
+                    .copied()
+                    .ok_or("no candidate")?;
+                let id = self.members[next.0].id.clone();
+                ledger.cursors.insert(rule.key.clone(), id);
+                ledger.dirty.push(rule.key.clone());
+                Ok((
+                    next.0,
+                    next.1,
+                    format!("round robin: next after `{}` among {n} eligible", prev.as_deref().unwrap_or("-")),
+                    (Some((rule.key.clone(), prev)), None),
+                ))
+            }
+            Pick::WeightedRoundRobin => {
+                let state = ledger.weights.entry(rule.key.clone()).or_default();
+                let before = state.clone();
+                let total: i64 = eligible.iter().map(|(m, _)| i64::from(self.members[*m].weight)).sum();
+                let mut best: Option<(i64, &str, usize, usize)> = None;
+                for &(m, t) in eligible {
+                    let member = &self.members[m];
+                    let cw = state.entry(member.id.clone()).or_insert(0);
+                    *cw += i64::from(member.weight);
+                    if best.is_none_or(|(b, id, _, _)| *cw > b || (*cw == b && member.id.as_str() < id)) {
+                        best = Some((*cw, member.id.as_str(), m, t));
+                    }
+                }
+                let (_, _, m, t) = best.ok_or("no candidate")?;
+                if let Some(cw) = state.get_mut(&self.members[m].id) {
+                    *cw -= total;
+                }
+                ledger.dirty.push(rule.key.clone());
+                let w = self.members[m].weight;
+                Ok((
+                    m,
+                    t,
+                    format!("weighted round robin (weight {w} of {total})"),
+                    (None, Some((rule.key.clone(), before))),
+                ))
+            }
+            Pick::BestKpi => {
+                let mut best: Option<(f64, i64, usize, usize)> = None;
+                for &(m, t) in eligible {
+                    let k = self.members[m].kpi.unwrap_or(f64::NEG_INFINITY);
+                    let load = ledger.open[m];
+                    if best.is_none_or(|(bk, bl, _, _)| k > bk || (k == bk && load < bl)) {
+                        best = Some((k, load, m, t));
+                    }
+                }
+                let (k, _, m, t) = best.ok_or("no candidate")?;
+                let shown = if k.is_finite() { format!("{k}") } else { "none".into() };
+                Ok((m, t, format!("best KPI score ({shown}) among {n} eligible"), (None, None)))
+            }
+            Pick::Owner { fields, otherwise } => {
+                let mut notes = Vec::new();
+                for (f, name) in fields {
+                    let Some(v) = facts.original(*f) else {
+                        notes.push(format!("{name} is empty"));
+                        continue;
+                    };
+                    match self.member_index(v) {
+                        None => notes.push(format!("{name} `{v}` is not a member")),
+                        Some(m) => match eligible.iter().find(|(c, _)| *c == m) {
+                            Some(&(m, t)) => {
+                                let mut why = format!("{name} `{v}` is eligible");
+                                if !notes.is_empty() {
+                                    why = format!("{why} ({})", notes.join("; "));
+                                }
+                                return Ok((m, t, why, (None, None)));
+                            }
+                            None => notes.push(format!("{name} `{v}` is not eligible (paused, at cap, away, or outside this rule's team and filters)")),
+                        },
+                    }
+                }
+                match otherwise {
+                    Some(p) => {
+                        let (m, t, why, undo) = self.pick(p, rule, eligible, facts, ledger, now, rng)?;
+                        Ok((m, t, format!("{why} ({})", notes.join("; ")), undo))
+                    }
+                    None => Err(notes.join("; ")),
+                }
+            }
+        }
+    }
+
+    fn fallback(
+        &self,
+        pipeline_id: &str,
+        pipeline_fallback: Option<&str>,
+        mut ex: Explanation,
+        tags: Vec<String>,
+    ) -> Decision {
+        let (owner, source) = match (pipeline_fallback, self.global_fallback.as_deref()) {
+            (Some(o), _) => (Some(o.to_string()), "the pipeline's fallback owner"),
+            (None, Some(o)) => (Some(o.to_string()), "the global fallback owner"),
+            (None, None) => (None, "no fallback owner is configured"),
+        };
+        ex.fallback = Some(format!("no rule yielded anybody: {source}"));
+        Decision {
+            outcome: if owner.is_some() { Outcome::Fallback } else { Outcome::Unassigned },
+            explanation: ex,
+            owner,
+            team: None,
+            team_crm_id: None,
+            pipeline: pipeline_id.to_string(),
+            rule_id: None,
+            tags,
+            retry_at: None,
+            undo: None,
+        }
+    }
+}
+
+fn cap_label(cap: &Cap) -> &'static str {
+    match cap.window {
+        Window::Open => "at cap: open opportunities",
+        Window::Rolling(_) => "at cap: assignments in a rolling window",
+        Window::Day(_) => "at cap: assignments today",
+    }
+}

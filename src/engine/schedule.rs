@@ -1,0 +1,136 @@
+//! Working hours in a time zone, and out-of-office dates.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+
+/// Minutes from local midnight, `[from, to)`, per weekday (Monday = 0).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub tz: Tz,
+    pub week: [Option<(u32, u32)>; 7],
+    /// Inclusive local date ranges.
+    pub out_of_office: Vec<(NaiveDate, NaiveDate)>,
+}
+
+impl Schedule {
+    /// On holiday at `now` (in the schedule's time zone)?
+    pub fn out_of_office(&self, now: DateTime<Utc>) -> bool {
+        let d = now.with_timezone(&self.tz).date_naive();
+        self.out_of_office.iter().any(|(a, b)| d >= *a && d <= *b)
+    }
+
+    /// Inside working hours at `now` (and not on holiday)?
+    pub fn working(&self, now: DateTime<Utc>) -> bool {
+        if self.out_of_office(now) {
+            return false;
+        }
+        let local = now.with_timezone(&self.tz);
+        let day = local.weekday().num_days_from_monday() as usize;
+        let minute = local.hour() * 60 + local.minute();
+        self.week[day].is_some_and(|(a, b)| minute >= a && minute < b)
+    }
+
+    /// The next moment working hours start, within two weeks (for "wait").
+    pub fn next_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = now.with_timezone(&self.tz);
+        for offset in 0..15 {
+            let date = local.date_naive() + Duration::days(offset);
+            let Some((from, _)) = self.week[date.weekday().num_days_from_monday() as usize] else { continue };
+            if self.out_of_office.iter().any(|(a, b)| date >= *a && date <= *b) {
+                continue;
+            }
+            let naive = date.and_hms_opt(from / 60, from % 60, 0)?;
+            let start = self.tz.from_local_datetime(&naive).earliest()?.with_timezone(&Utc);
+            if start > now {
+                return Some(start);
+            }
+        }
+        None
+    }
+
+    /// Parse `"08:00-17:30"`.
+    pub fn parse_span(s: &str) -> Option<(u32, u32)> {
+        let (a, b) = s.trim().split_once('-')?;
+        let hm = |x: &str| -> Option<u32> {
+            let (h, m) = x.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+        };
+        let (a, b) = (hm(a)?, hm(b)?);
+        (a < b).then_some((a, b))
+    }
+
+    /// Parse `"mon-fri"`, `"sat"`, `"mon,wed,fri"` into weekday indexes (Monday = 0).
+    pub fn parse_days(s: &str) -> Option<Vec<usize>> {
+        const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let idx = |d: &str| NAMES.iter().position(|n| *n == d.trim().to_lowercase().get(..3).unwrap_or(""));
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (idx(a)?, idx(b)?);
+                    if a > b {
+                        return None;
+                    }
+                    out.extend(a..=b);
+                }
+                None => out.push(idx(part)?),
+            }
+        }
+        Some(out)
+    }
+
+    /// Parse `"2026-12-24"` or `"2026-12-30..2027-01-02"`.
+    pub fn parse_dates(s: &str) -> Option<(NaiveDate, NaiveDate)> {
+        let p = |x: &str| NaiveDate::parse_from_str(x.trim(), "%Y-%m-%d").ok();
+        match s.split_once("..") {
+            Some((a, b)) => {
+                let (a, b) = (p(a)?, p(b)?);
+                (a <= b).then_some((a, b))
+            }
+            None => p(s).map(|d| (d, d)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn office() -> Schedule {
+        let mut week = [None; 7];
+        for d in Schedule::parse_days("mon-fri").expect("days") {
+            week[d] = Schedule::parse_span("08:00-17:30");
+        }
+        Schedule {
+            tz: "Asia/Ho_Chi_Minh".parse().expect("tz"),
+            week,
+            out_of_office: vec![Schedule::parse_dates("2026-12-24..2026-12-26").expect("dates")],
+        }
+    }
+
+    #[test]
+    fn working_hours_are_local_and_holidays_count() {
+        let s = office();
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc);
+        assert!(s.working(at("2026-11-23T02:00:00Z")), "Monday 09:00 in Hanoi");
+        assert!(!s.working(at("2026-11-23T11:00:00Z")), "Monday 18:00 in Hanoi");
+        assert!(!s.working(at("2026-11-22T03:00:00Z")), "Sunday");
+        assert!(!s.working(at("2026-12-24T03:00:00Z")), "on holiday");
+        assert_eq!(s.next_start(at("2026-11-23T11:00:00Z")), Some(at("2026-11-24T01:00:00Z")));
+        assert_eq!(
+            s.next_start(at("2026-12-24T03:00:00Z")),
+            Some(at("2026-12-28T01:00:00Z")),
+            "after the holiday and the weekend"
+        );
+    }
+
+    #[test]
+    fn bad_spans_and_days_are_refused() {
+        assert_eq!(Schedule::parse_span("17:00-08:00"), None);
+        assert_eq!(Schedule::parse_span("8-17"), None);
+        assert_eq!(Schedule::parse_days("fri-mon"), None);
+        assert_eq!(Schedule::parse_days("funday"), None);
+        assert_eq!(Schedule::parse_dates("2026-12-30..2026-12-01"), None);
+    }
+}

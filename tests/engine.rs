@@ -1,0 +1,502 @@
+//! The routing engine on its own: the product documents' scenarios, the semantics that must hold
+//! (property tests over thousands of generated rule sets and opportunities), and explanations.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use oppty_router::engine::{Engine, Ledger, Opportunity, Outcome};
+use oppty_router::rules::compile_texts;
+use proptest::prelude::*;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+const FIELDS: &[&str] =
+    &["province", "score", "source", "amount", "product", "category", "company_owner", "last_owner", "segment"];
+
+fn fields() -> Vec<String> {
+    FIELDS.iter().map(|s| s.to_string()).collect()
+}
+
+/// The shipped example rules, as the demo uses them.
+fn example() -> Engine {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+        .expect("rules dir")
+        .map(|e| {
+            let p = e.expect("entry").path();
+            (p.display().to_string(), std::fs::read_to_string(&p).expect("read"))
+        })
+        .collect();
+    files.sort();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let mapped =
+        ["province", "segment", "source", "score", "amount", "product", "category", "company_owner", "last_owner"];
+    compile_texts(&refs, &mapped.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("example rules")
+}
+
+fn at(t: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc)
+}
+
+/// Monday 10:00 in Hanoi.
+fn monday_morning() -> DateTime<Utc> {
+    at("2030-01-07T03:00:00Z")
+}
+
+fn values(engine_fields: &[&str], given: &[(&str, &str)]) -> Vec<Option<String>> {
+    engine_fields.iter().map(|f| given.iter().find(|(k, _)| k == f).map(|(_, v)| v.to_string())).collect()
+}
+
+fn route(
+    e: &Engine,
+    ledger: &mut Ledger,
+    pipeline: &str,
+    given: &[(&str, &str)],
+    now: DateTime<Utc>,
+) -> oppty_router::engine::Decision {
+    let mapped =
+        ["province", "segment", "source", "score", "amount", "product", "category", "company_owner", "last_owner"];
+    let v = values(&mapped, given);
+    let opp = Opportunity { id: "o", pipeline: Some(pipeline), fields: &v, waiting_since: now, exclude: &[] };
+    let mut rng = SmallRng::seed_from_u64(1);
+    e.route(&opp, ledger, now, &mut rng)
+}
+
+/// The product documents' scenarios, on the example rules.
+#[test]
+fn scenarios_from_the_product_documents() {
+    struct Case {
+        story: &'static str,
+        pipeline: &'static str,
+        given: &'static [(&'static str, &'static str)],
+        open: &'static [(&'static str, i64)],
+        paused: &'static [&'static str],
+        expect_owner: &'static str,
+        expect_team: Option<&'static str>,
+        explanation_has: &'static str,
+    }
+    let cases = [
+        Case {
+            story: "a province routes to that province's team",
+            pipeline: "retail",
+            given: &[("province", "DN")],
+            open: &[],
+            paused: &[],
+            expect_owner: "301",
+            expect_team: Some("danang-retail"),
+            explanation_has: "its territory covers province = `DN`",
+        },
+        Case {
+            story: "score < 100 goes to the junior team",
+            pipeline: "corporate",
+            given: &[("score", "42"), ("amount", "1000")],
+            open: &[],
+            paused: &[],
+            expect_owner: "401",
+            expect_team: Some("corporate-junior"),
+            explanation_has: "round robin",
+        },
+        Case {
+            story: "score ≥ 100 goes to the senior team",
+            pipeline: "corporate",
+            given: &[("score", "100"), ("amount", "1000")],
+            open: &[],
+            paused: &[],
+            expect_owner: "402",
+            expect_team: Some("corporate-senior"),
+            explanation_has: "weighted round robin",
+        },
+        Case {
+            story: "an Instagram-sourced profile is tagged and routed to the team tagged instagram",
+            pipeline: "retail",
+            given: &[("province", "DN"), ("source", "INSTAGRAM")],
+            open: &[],
+            paused: &[],
+            expect_owner: "102",
+            expect_team: Some("digital"),
+            explanation_has: "\"tags\":[\"instagram\"]",
+        },
+        Case {
+            story: "a repeat customer returns to the last deal owner",
+            pipeline: "retail",
+            given: &[("province", "HN"), ("last_owner", "302")],
+            open: &[("302", 30)],
+            paused: &[],
+            expect_owner: "302",
+            expect_team: Some("danang-retail"),
+            explanation_has: "last_owner `302` is eligible",
+        },
+        Case {
+            story: "a member at cap is skipped",
+            pipeline: "retail",
+            given: &[("province", "HN"), ("product", "HOME")],
+            open: &[("101", 3), ("102", 400)],
+            paused: &[],
+            expect_owner: "101",
+            expect_team: Some("hanoi-retail"),
+            explanation_has: "at cap: open opportunities",
+        },
+        Case {
+            story: "all members paused: the fallback owner",
+            pipeline: "retail",
+            given: &[("province", "HCM")],
+            open: &[],
+            paused: &["201", "202", "203"],
+            expect_owner: "100",
+            expect_team: None,
+            explanation_has: "\"paused\":[\"201\",\"202\",\"203\"]",
+        },
+        Case {
+            story: "a last owner who is paused is not kept",
+            pipeline: "retail",
+            given: &[("province", "DN"), ("last_owner", "103")],
+            open: &[],
+            paused: &[],
+            expect_owner: "301",
+            expect_team: Some("danang-retail"),
+            explanation_has: "last_owner `103` is not eligible",
+        },
+    ];
+    for c in cases {
+        let mut e = example();
+        for p in c.paused {
+            let i = e.member_index(p).expect("member");
+            e.members[i].paused = true;
+        }
+        let mut ledger = Ledger::for_engine(&e, None);
+        for (m, n) in c.open {
+            ledger.open[e.member_index(m).expect("member")] = *n;
+        }
+        let d = route(&e, &mut ledger, c.pipeline, c.given, monday_morning());
+        let ex = serde_json::to_string(&d.explanation).expect("json");
+        assert_eq!(d.owner.as_deref(), Some(c.expect_owner), "{}: {ex}", c.story);
+        assert_eq!(d.team.as_deref(), c.expect_team, "{}: {ex}", c.story);
+        assert!(ex.contains(c.explanation_has), "{}: expected `{}` in {ex}", c.story, c.explanation_has);
+    }
+}
+
+// ---------- generated rule sets ----------
+
+#[derive(Debug, Clone)]
+struct GenMember {
+    paused: bool,
+    max_open: Option<u32>,
+    weight: u32,
+    open: i64,
+    /// Works 08:00-17:00 UTC on weekdays only.
+    office_hours: bool,
+}
+
+#[derive(Debug, Clone)]
+struct GenSet {
+    members: Vec<GenMember>,
+    /// Which team (0 or 1) each member is in; team 1 does not take part in the pipeline.
+    team_of: Vec<usize>,
+    pick: &'static str,
+}
+
+fn gen_member() -> impl Strategy<Value = GenMember> {
+    (prop::bool::weighted(0.2), prop::option::weighted(0.5, 1u32..6), 1u32..5, 0i64..6, prop::bool::weighted(0.3))
+        .prop_map(|(paused, max_open, weight, open, office_hours)| GenMember {
+            paused,
+            max_open,
+            weight,
+            open,
+            office_hours,
+        })
+}
+
+fn gen_set(picks: &'static [&'static str]) -> impl Strategy<Value = GenSet> {
+    (prop::collection::vec(gen_member(), 1..9), prop::sample::select(picks)).prop_flat_map(|(members, pick)| {
+        let n = members.len();
+        (
+            Just(members),
+            prop::collection::vec(prop::bool::weighted(0.8).prop_map(|b| if b { 0 } else { 1 }), n),
+            Just(pick),
+        )
+            .prop_map(|(members, team_of, pick)| GenSet { members, team_of, pick })
+    })
+}
+
+fn build(g: &GenSet) -> (Engine, Ledger) {
+    let mut text = String::from("[settings]\nfallback_owner = \"fb\"\nreentry_ramp = \"0s\"\n[[schedule]]\nid = \"office\"\ntimezone = \"UTC\"\nweek = { \"mon-fri\" = \"08:00-17:00\" }\n");
+    for (i, m) in g.members.iter().enumerate() {
+        text.push_str(&format!("[[member]]\nid = \"m{i}\"\npaused = {}\nweight = {}\n", m.paused, m.weight));
+        if let Some(c) = m.max_open {
+            text.push_str(&format!("max_open = {c}\n"));
+        }
+        if m.office_hours {
+            text.push_str("schedule = \"office\"\n");
+        }
+    }
+    for t in 0..2 {
+        let ms: Vec<String> =
+            (0..g.members.len()).filter(|i| g.team_of[*i] == t).map(|i| format!("\"m{i}\"")).collect();
+        let ms = if ms.is_empty() { vec!["\"m0\"".to_string()] } else { ms };
+        let pipelines = if t == 0 { "[\"p\"]" } else { "[\"other\"]" };
+        text.push_str(&format!("[[team]]\nid = \"t{t}\"\npipelines = {pipelines}\nmembers = [{}]\n", ms.join(", ")));
+    }
+    text.push_str(&format!(
+        "[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"{}\"\n[[pipeline]]\nid = \"other\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"fewest_open\"\n",
+        g.pick
+    ));
+    let e = compile_texts(&[("gen.toml", &text)], &fields()).unwrap_or_else(|err| panic!("{err}\n{text}"));
+    let mut l = Ledger::for_engine(&e, None);
+    for (i, m) in g.members.iter().enumerate() {
+        l.open[e.member_index(&format!("m{i}")).expect("member")] = m.open;
+    }
+    (e, l)
+}
+
+/// In the pipeline (team 0 or also listed in team 0), not paused, under cap, in hours.
+fn eligible(g: &GenSet, e: &Engine, l: &Ledger, i: usize, now: DateTime<Utc>) -> bool {
+    let m = &g.members[i];
+    let in_pipeline = g.team_of[i] == 0 || (i == 0 && !g.team_of.contains(&0));
+    let idx = e.member_index(&format!("m{i}")).expect("member");
+    let in_hours = !m.office_hours || e.members[idx].schedule.as_ref().is_some_and(|s| s.working(now));
+    in_pipeline && !m.paused && m.max_open.is_none_or(|c| l.open[idx] < i64::from(c)) && in_hours
+}
+
+fn member_no(id: &str) -> usize {
+    id.trim_start_matches('m').parse().expect("generated member id")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    /// Never a paused member, one at or over a cap, one outside working hours, or one outside the
+    /// pipeline; the fallback only when nobody is eligible; fewest-open picks a minimum load.
+    #[test]
+    fn decisions_respect_scope_and_fallback_only_when_nobody_is_eligible(
+        g in gen_set(&["fewest_open", "round_robin", "weighted_round_robin", "random", "best_kpi"]),
+        hour in 0u32..24,
+        n in 1usize..12,
+        seed in any::<u64>(),
+    ) {
+        let (e, mut l) = build(&g);
+        let now = at(&format!("2030-01-07T{hour:02}:30:00Z"));
+        let mut rng = SmallRng::seed_from_u64(seed);
+        for _ in 0..n {
+            let before = l.clone();
+            let anyone = (0..g.members.len()).any(|i| eligible(&g, &e, &before, i, now));
+            let v = vec![None; FIELDS.len()];
+            let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[] };
+            let d = e.route(&opp, &mut l, now, &mut rng);
+            match d.outcome {
+                Outcome::Rule => {
+                    let i = member_no(d.owner.as_deref().expect("owner"));
+                    prop_assert!(eligible(&g, &e, &before, i, now), "m{i} was not eligible: {:?}", d.explanation);
+                    if g.pick == "fewest_open" {
+                        let idx = |j: usize| e.member_index(&format!("m{j}")).expect("member");
+                        let min = (0..g.members.len()).filter(|j| eligible(&g, &e, &before, *j, now)).map(|j| before.open[idx(j)]).min();
+                        prop_assert_eq!(Some(before.open[idx(i)]), min, "fewest open picks a minimum load");
+                    }
+                }
+                Outcome::Fallback => prop_assert!(!anyone, "fallback although someone was eligible: {:?}", d.explanation),
+                other => prop_assert!(false, "unexpected outcome {other:?}"),
+            }
+        }
+    }
+
+    /// Round robin over N opportunities gives each of k eligible members ⌊N/k⌋ or ⌈N/k⌉; weighted
+    /// round robin gives shares proportional to weights within ±1.
+    #[test]
+    fn round_robin_is_fair_and_weighted_round_robin_proportional(
+        weights in prop::collection::vec(1u32..6, 1..7),
+        n in 1usize..200,
+        weighted in any::<bool>(),
+    ) {
+        let members: Vec<GenMember> = weights.iter().map(|w| GenMember { paused: false, max_open: None, weight: *w, open: 0, office_hours: false }).collect();
+        let k = members.len();
+        let g = GenSet { team_of: vec![0; k], members, pick: if weighted { "weighted_round_robin" } else { "round_robin" } };
+        let (e, mut l) = build(&g);
+        let now = monday_morning();
+        let mut rng = SmallRng::seed_from_u64(0);
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for _ in 0..n {
+            let v = vec![None; FIELDS.len()];
+            let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[] };
+            let d = e.route(&opp, &mut l, now, &mut rng);
+            *count.entry(d.owner.expect("owner")).or_default() += 1;
+        }
+        let total_w: u32 = weights.iter().sum();
+        for (i, w) in weights.iter().enumerate() {
+            let got = count.get(&format!("m{i}")).copied().unwrap_or(0) as f64;
+            if weighted {
+                let share = n as f64 * f64::from(*w) / f64::from(total_w);
+                prop_assert!((got - share).abs() <= 1.0 + 1e-9, "m{i} weight {w}: got {got}, share {share:.2}");
+            } else {
+                prop_assert!(got as usize == n / k || got as usize == n.div_ceil(k), "m{i}: got {got} of {n} over {k}");
+            }
+        }
+    }
+
+    /// The same rules, opportunity, ledger, time and randomness give the same decision.
+    #[test]
+    fn the_same_inputs_give_the_same_decision(
+        g in gen_set(&["fewest_open", "round_robin", "weighted_round_robin", "random", "best_kpi"]),
+        seed in any::<u64>(),
+    ) {
+        let (e, l) = build(&g);
+        let now = monday_morning();
+        let v = vec![None; FIELDS.len()];
+        let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[] };
+        let (mut l1, mut l2) = (l.clone(), l);
+        let d1 = e.route(&opp, &mut l1, now, &mut SmallRng::seed_from_u64(seed));
+        let d2 = e.route(&opp, &mut l2, now, &mut SmallRng::seed_from_u64(seed));
+        prop_assert_eq!(d1.owner, d2.owner);
+        prop_assert_eq!(serde_json::to_string(&d1.explanation).ok(), serde_json::to_string(&d2.explanation).ok());
+        prop_assert_eq!(l1.open, l2.open);
+    }
+}
+
+#[test]
+fn loads_update_within_a_batch_so_fewest_open_spreads_a_burst_evenly() {
+    let members: Vec<GenMember> =
+        (0..4).map(|_| GenMember { paused: false, max_open: None, weight: 1, open: 0, office_hours: false }).collect();
+    let g = GenSet { team_of: vec![0; 4], members, pick: "fewest_open" };
+    let (e, mut l) = build(&g);
+    let mut rng = SmallRng::seed_from_u64(0);
+    for _ in 0..10 {
+        let v = vec![None; FIELDS.len()];
+        let opp =
+            Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: monday_morning(), exclude: &[] };
+        e.route(&opp, &mut l, monday_morning(), &mut rng);
+    }
+    let (min, max) = (l.open.iter().min().copied(), l.open.iter().max().copied());
+    assert_eq!((min, max), (Some(2), Some(3)), "10 over 4 members: 2 or 3 each, not all to one");
+}
+
+#[test]
+fn round_robin_state_survives_membership_changes() {
+    let text = |members: &str| {
+        format!("[[member]]\nid = \"a\"\n[[member]]\nid = \"b\"\n[[member]]\nid = \"c\"\n[[member]]\nid = \"d\"\n[[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [{members}]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"round_robin\"\n")
+    };
+    let e1 = compile_texts(&[("a.toml", &text("\"a\", \"b\", \"c\""))], &fields()).expect("rules");
+    let mut l1 = Ledger::for_engine(&e1, None);
+    let v = vec![None; FIELDS.len()];
+    let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: monday_morning(), exclude: &[] };
+    let mut rng = SmallRng::seed_from_u64(0);
+    let first: Vec<String> =
+        (0..2).map(|_| e1.route(&opp, &mut l1, monday_morning(), &mut rng).owner.expect("owner")).collect();
+    assert_eq!(first, ["a", "b"]);
+    // d joins the team, a leaves: the turn goes on after b, it does not restart.
+    let e2 = compile_texts(&[("a.toml", &text("\"b\", \"c\", \"d\""))], &fields()).expect("rules");
+    let mut l2 = Ledger::for_engine(&e2, Some((&e1, &l1)));
+    let next: Vec<String> =
+        (0..4).map(|_| e2.route(&opp, &mut l2, monday_morning(), &mut rng).owner.expect("owner")).collect();
+    assert_eq!(next, ["c", "d", "b", "c"]);
+}
+
+#[test]
+fn random_is_reproducible_with_the_same_seed() {
+    let members: Vec<GenMember> =
+        (0..6).map(|_| GenMember { paused: false, max_open: None, weight: 1, open: 0, office_hours: false }).collect();
+    let g = GenSet { team_of: vec![0; 6], members, pick: "random" };
+    let (e, l) = build(&g);
+    let run = |seed| {
+        let mut l = l.clone();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let v = vec![None; FIELDS.len()];
+        let opp =
+            Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: monday_morning(), exclude: &[] };
+        (0..20).map(|_| e.route(&opp, &mut l, monday_morning(), &mut rng).owner.expect("owner")).collect::<Vec<_>>()
+    };
+    assert_eq!(run(42), run(42));
+    assert_ne!(run(42), run(43), "different seeds give different sequences");
+}
+
+#[test]
+fn a_member_back_from_pause_neither_floods_nor_starves() {
+    let text = |paused: bool| {
+        format!("[settings]\nreentry_ramp = \"8h\"\n[[member]]\nid = \"a\"\n[[member]]\nid = \"b\"\n[[member]]\nid = \"c\"\npaused = {paused}\n[[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [\"a\", \"b\", \"c\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"fewest_open\"\n")
+    };
+    let paused = compile_texts(&[("a.toml", &text(true))], &fields()).expect("rules");
+    let mut l = Ledger::for_engine(&paused, None);
+    let (a, b) = (paused.member_index("a").expect("a"), paused.member_index("b").expect("b"));
+    l.open[a] = 40;
+    l.open[b] = 40;
+    let back = compile_texts(&[("a.toml", &text(false))], &fields()).expect("rules");
+    let mut l = Ledger::for_engine(&back, Some((&paused, &l)));
+    let c = back.member_index("c").expect("c");
+    let v = vec![None; FIELDS.len()];
+    let start = monday_morning();
+    let mut rng = SmallRng::seed_from_u64(0);
+    let mut to_c = 0;
+    // 30 opportunities in the first hour: c gets about a third, not all 30.
+    for i in 0..30 {
+        let now = start + chrono::Duration::minutes(i * 2);
+        let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[] };
+        if back.route(&opp, &mut l, now, &mut rng).owner.as_deref() == Some("c") {
+            to_c += 1;
+        }
+    }
+    assert!((10..=16).contains(&to_c), "no flood: c got {to_c} of 30 in the first hour");
+    // Over the ramp the deficit fades: by the end c has caught up.
+    for i in 0..200 {
+        let now = start + chrono::Duration::hours(1) + chrono::Duration::minutes(i * 3);
+        let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[] };
+        back.route(&opp, &mut l, now, &mut rng);
+    }
+    assert!((l.open[c] - l.open[a]).abs() <= 2, "no starvation: loads {:?}", l.open);
+}
+
+#[test]
+fn when_every_candidate_is_full_the_rule_can_hold_and_retry() {
+    let text = "[settings]\nfallback_owner = \"admin\"\nhold_retry = \"10m\"\nhold_max = \"1h\"\n[[member]]\nid = \"a\"\nmax_open = 1\n[[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [\"a\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"fewest_open\"\nwhen_full = \"hold\"\n";
+    let e = compile_texts(&[("a.toml", text)], &fields()).expect("rules");
+    let mut l = Ledger::for_engine(&e, None);
+    l.open[0] = 1;
+    let v = vec![None; FIELDS.len()];
+    let now = monday_morning();
+    let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[] };
+    let d = e.route(&opp, &mut l, now, &mut SmallRng::seed_from_u64(0));
+    assert_eq!(d.outcome, Outcome::Held);
+    assert_eq!(d.retry_at, Some(now + chrono::Duration::minutes(10)));
+    // Held longer than hold_max: no lead stranded, the fallback owner takes it.
+    let later = now + chrono::Duration::minutes(61);
+    let d = e.route(&opp, &mut l, later, &mut SmallRng::seed_from_u64(0));
+    assert_eq!((d.outcome, d.owner.as_deref()), (Outcome::Fallback, Some("admin")));
+    // Capacity frees: assigned.
+    l.open[0] = 0;
+    let d = e.route(&opp, &mut l, now, &mut SmallRng::seed_from_u64(0));
+    assert_eq!(d.owner.as_deref(), Some("a"));
+}
+
+#[test]
+fn a_team_outside_working_hours_waits_for_the_morning_or_falls_through() {
+    let text = |policy: &str| {
+        format!("[settings]\nfallback_owner = \"admin\"\n[[schedule]]\nid = \"hn\"\ntimezone = \"Asia/Ho_Chi_Minh\"\nweek = {{ \"mon-fri\" = \"08:00-17:00\" }}\n[[member]]\nid = \"a\"\nschedule = \"hn\"\n[[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [\"a\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"fewest_open\"\nwhen_away = \"{policy}\"\n")
+    };
+    let evening = at("2030-01-07T12:00:00Z"); // 19:00 in Hanoi
+    let v = vec![None; FIELDS.len()];
+    let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: evening, exclude: &[] };
+    let wait = compile_texts(&[("a.toml", &text("wait"))], &fields()).expect("rules");
+    let d = wait.route(&opp, &mut Ledger::for_engine(&wait, None), evening, &mut SmallRng::seed_from_u64(0));
+    assert_eq!(d.outcome, Outcome::Held);
+    assert_eq!(d.retry_at, Some(at("2030-01-08T01:00:00Z")), "08:00 the next morning in Hanoi");
+    let next = compile_texts(&[("a.toml", &text("next_rule"))], &fields()).expect("rules");
+    let d = next.route(&opp, &mut Ledger::for_engine(&next, None), evening, &mut SmallRng::seed_from_u64(0));
+    assert_eq!(d.owner.as_deref(), Some("admin"));
+    assert!(serde_json::to_string(&d.explanation).expect("json").contains("outside working hours"));
+}
+
+#[test]
+fn rolling_and_daily_caps_count_recent_assignments() {
+    let text = "[[member]]\nid = \"a\"\ncaps = [{ max = 2, per = \"24h\" }, { max = 1, per = \"day\", timezone = \"Asia/Ho_Chi_Minh\" }]\n[[member]]\nid = \"b\"\n[[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [\"a\", \"b\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"round_robin\"\n";
+    let e = compile_texts(&[("a.toml", text)], &fields()).expect("rules");
+    let mut l = Ledger::for_engine(&e, None);
+    let v = vec![None; FIELDS.len()];
+    let mut rng = SmallRng::seed_from_u64(0);
+    let mut owners = Vec::new();
+    for i in 0..4 {
+        let now = monday_morning() + chrono::Duration::minutes(i);
+        let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[] };
+        owners.push(e.route(&opp, &mut l, now, &mut rng).owner.expect("owner"));
+    }
+    assert_eq!(owners, ["a", "b", "b", "b"], "a's daily cap of 1 holds for the rest of the local day");
+    // The next local day (00:00 in Hanoi = 17:00 UTC): a is back.
+    let tomorrow = at("2030-01-07T17:30:00Z");
+    let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: tomorrow, exclude: &[] };
+    assert_eq!(e.route(&opp, &mut l, tomorrow, &mut rng).owner.as_deref(), Some("a"));
+}

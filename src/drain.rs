@@ -663,7 +663,7 @@ impl Drain {
                 event_at: p.event_at,
             });
         }
-        let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.clone()).collect();
+        let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.to_string()).collect();
         let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
         let totals: Vec<i64> = members.iter().map(|m| assigned.get(m).copied().unwrap_or(0)).collect();
         let dirty = ledger.take_dirty();

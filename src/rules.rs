@@ -808,8 +808,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             .filter_map(|t| territory_ref(&mut cx, *fi, &format!("{key}.territories"), t))
             .collect();
         out_members.push(engine::Member {
-            id: m.id.clone(),
-            name: if m.name.is_empty() { m.id.clone() } else { m.name.clone() },
+            id: m.id.as_str().into(),
+            name: if m.name.is_empty() { m.id.as_str().into() } else { m.name.as_str().into() },
             active: directory.active.as_ref().is_none_or(|a| a.contains(&m.id)),
             paused: m.paused,
             caps,
@@ -824,13 +824,13 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         });
     }
     let mut member_index: HashMap<String, usize> =
-        out_members.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
+        out_members.iter().enumerate().map(|(i, m)| (m.id.to_string(), i)).collect();
     for (_, id) in &directory.memberships {
         if !member_index.contains_key(id) {
             member_index.insert(id.clone(), out_members.len());
             out_members.push(engine::Member {
-                id: id.clone(),
-                name: id.clone(),
+                id: id.as_str().into(),
+                name: id.as_str().into(),
                 active: directory.active.as_ref().is_none_or(|a| a.contains(id)),
                 paused: false,
                 caps: Vec::new(),
@@ -897,7 +897,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             .filter_map(|x| territory_ref(&mut cx, *fi, &format!("{key}.territories"), x))
             .collect();
         out_teams.push(engine::Team {
-            id: t.id.clone(),
+            id: t.id.as_str().into(),
             name: if t.name.is_empty() { t.id.clone() } else { t.name.clone() },
             crm_id: t.crm_id.clone(),
             members: ms,
@@ -906,7 +906,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         });
         team_pipelines.push(t.pipelines.clone());
     }
-    let team_index: HashMap<String, usize> = out_teams.iter().enumerate().map(|(i, t)| (t.id.clone(), i)).collect();
+    let team_index: HashMap<String, usize> = out_teams.iter().enumerate().map(|(i, t)| (t.id.to_string(), i)).collect();
 
     // Tag rules.
     let mut tag_rules = Vec::new();
@@ -1190,7 +1190,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             if let (Some(team), Some(pick)) = (team, pick) {
                 rules.push(engine::Rule {
                     key: format!("{}/{}", p.id, r.id),
-                    id: r.id.clone(),
+                    id: r.id.as_str().into(),
+                    when_text: when.as_ref().map(|c| c.describe().into()),
                     when,
                     team,
                     filters,

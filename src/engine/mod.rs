@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod schedule;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -62,21 +63,21 @@ impl Outcome {
 /// How one rule went, for the explanation.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleTrace {
-    pub rule: String,
-    pub result: String,
+    pub rule: Arc<str>,
+    pub result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub why: Option<String>,
+    pub why: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<TeamTrace>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<FilterTrace>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub excluded: BTreeMap<&'static str, Vec<String>>,
+    pub excluded: BTreeMap<&'static str, Vec<Arc<str>>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TeamTrace {
-    pub ids: Vec<String>,
+    pub ids: Vec<Arc<str>>,
     pub why: String,
 }
 
@@ -91,8 +92,8 @@ pub struct FilterTrace {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PickTrace {
-    pub id: String,
-    pub name: String,
+    pub id: Arc<str>,
+    pub name: Arc<str>,
     pub why: String,
 }
 
@@ -151,8 +152,8 @@ pub struct Cap {
 
 #[derive(Debug, Clone)]
 pub struct Member {
-    pub id: String,
-    pub name: String,
+    pub id: Arc<str>,
+    pub name: Arc<str>,
     pub active: bool,
     pub paused: bool,
     pub caps: Vec<Cap>,
@@ -170,7 +171,7 @@ pub struct Member {
 
 #[derive(Debug, Clone)]
 pub struct Team {
-    pub id: String,
+    pub id: Arc<str>,
     pub name: String,
     pub crm_id: Option<String>,
     pub members: Vec<usize>,
@@ -287,7 +288,9 @@ pub enum WhenAway {
 
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub id: String,
+    pub id: Arc<str>,
+    /// The conditions in words, for explanations.
+    pub when_text: Option<Arc<str>>,
     /// `pipeline/rule`: the key of its round-robin state.
     pub key: String,
     pub when: Option<Cond>,
@@ -367,7 +370,7 @@ impl Engine {
 
     /// Ids of every member, for load bookkeeping.
     pub fn member_ids(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().map(|m| m.id.as_str())
+        self.members.iter().map(|m| &*m.id)
     }
 
     fn territory_of(&self, facts: &Facts<'_>, fields: &[(usize, String)]) -> Option<(u32, String)> {
@@ -425,7 +428,7 @@ impl Engine {
         if member.paused {
             return Some(Excl::Paused);
         }
-        if opp.exclude.iter().any(|x| x == &member.id) {
+        if opp.exclude.iter().any(|x| **x == *member.id) {
             return Some(Excl::Excluded);
         }
         if let Some(s) = &member.schedule {
@@ -478,7 +481,7 @@ impl Engine {
         'rules: for rule in &pipeline.rules {
             let mut trace = RuleTrace {
                 rule: rule.id.clone(),
-                result: String::new(),
+                result: "",
                 why: None,
                 team: None,
                 filters: Vec::new(),
@@ -486,8 +489,8 @@ impl Engine {
             };
             if let Some(c) = &rule.when {
                 if !c.eval(&facts) {
-                    trace.result = "conditions not met".into();
-                    trace.why = Some(c.describe());
+                    trace.result = "conditions not met";
+                    trace.why = rule.when_text.clone();
                     ex.rules.push(trace);
                     continue;
                 }
@@ -496,8 +499,8 @@ impl Engine {
             let (teams, team_why) = match self.team_stage(rule, pipeline, &facts) {
                 Ok(t) => t,
                 Err(why) => {
-                    trace.result = "no team".into();
-                    trace.why = Some(why);
+                    trace.result = "no team";
+                    trace.why = Some(why.into());
                     ex.rules.push(trace);
                     continue;
                 }
@@ -521,7 +524,7 @@ impl Engine {
                     match f.if_nobody {
                         IfNobody::NextRule => {
                             trace.filters.push(FilterTrace { filter: label, kept: 0, of: before, note: None });
-                            trace.result = "nobody fits".into();
+                            trace.result = "nobody fits";
                             ex.rules.push(trace);
                             continue 'rules;
                         }
@@ -572,7 +575,7 @@ impl Engine {
                 match rule.when_full {
                     WhenFull::NextRule => {}
                     WhenFull::Fallback => {
-                        trace.result = "everyone at cap: fallback owner".into();
+                        trace.result = "everyone at cap: fallback owner";
                         ex.rules.push(trace);
                         return self.fallback(pipeline_id, pipeline.fallback_owner.as_deref(), ex, facts.tags);
                     }
@@ -598,7 +601,7 @@ impl Engine {
                 }
             }
             if eligible.is_empty() {
-                trace.result = "nobody eligible".into();
+                trace.result = "nobody eligible";
                 let _ = other;
                 ex.rules.push(trace);
                 if hold.is_some() {
@@ -619,19 +622,19 @@ impl Engine {
             // Pick.
             match self.pick(&rule.pick, rule, &eligible, &facts, ledger, nows, rng) {
                 Ok((m, t, why, undo_pick)) => {
-                    trace.result = "matched".into();
+                    trace.result = "matched";
                     ex.rules.push(trace);
                     let member = &self.members[m];
                     let team = &self.teams[t];
                     ledger.assign(m, nows);
                     ex.member = Some(PickTrace { id: member.id.clone(), name: member.name.clone(), why });
                     return Decision {
-                        owner: Some(member.id.clone()),
-                        team: Some(team.id.clone()),
+                        owner: Some(member.id.to_string()),
+                        team: Some(team.id.to_string()),
                         team_crm_id: team.crm_id.clone(),
                         outcome: Outcome::Rule,
                         pipeline: pipeline_id.to_string(),
-                        rule_id: Some(rule.id.clone()),
+                        rule_id: Some(rule.id.to_string()),
                         tags: facts.tags,
                         retry_at: None,
                         explanation: ex,
@@ -639,8 +642,8 @@ impl Engine {
                     };
                 }
                 Err(why) => {
-                    trace.result = "no pick".into();
-                    trace.why = Some(why);
+                    trace.result = "no pick";
+                    trace.why = Some(why.into());
                     ex.rules.push(trace);
                 }
             }
@@ -818,7 +821,7 @@ impl Engine {
             }
             Pick::RoundRobin => {
                 let prev = ledger.cursors.get(&rule.key).cloned();
-                let ids = |&(m, _): &(usize, usize)| self.members[m].id.as_str();
+                let ids = |&(m, _): &(usize, usize)| &*self.members[m].id;
                 let next = eligible
                     .iter()
                     .filter(|c| prev.as_deref().is_none_or(|p| ids(c) > p))
@@ -826,7 +829,7 @@ impl Engine {
                     .or_else(|| eligible.iter().min_by(|a, b| ids(a).cmp(ids(b))))
                     .copied()
                     .ok_or("no candidate")?;
-                let id = self.members[next.0].id.clone();
+                let id = self.members[next.0].id.to_string();
                 ledger.cursors.insert(rule.key.clone(), id);
                 ledger.dirty.push(rule.key.clone());
                 Ok((
@@ -843,14 +846,14 @@ impl Engine {
                 let mut best: Option<(i64, &str, usize, usize)> = None;
                 for &(m, t) in eligible {
                     let member = &self.members[m];
-                    let cw = state.entry(member.id.clone()).or_insert(0);
+                    let cw = state.entry(member.id.to_string()).or_insert(0);
                     *cw += i64::from(member.weight);
-                    if best.is_none_or(|(b, id, _, _)| *cw > b || (*cw == b && member.id.as_str() < id)) {
-                        best = Some((*cw, member.id.as_str(), m, t));
+                    if best.is_none_or(|(b, id, _, _)| *cw > b || (*cw == b && &*member.id < id)) {
+                        best = Some((*cw, &*member.id, m, t));
                     }
                 }
                 let (_, _, m, t) = best.ok_or("no candidate")?;
-                if let Some(cw) = state.get_mut(&self.members[m].id) {
+                if let Some(cw) = state.get_mut(&*self.members[m].id) {
                     *cw -= total;
                 }
                 ledger.dirty.push(rule.key.clone());

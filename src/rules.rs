@@ -311,6 +311,27 @@ struct RawExpect {
     explanation_contains: Option<String>,
 }
 
+/// Interns products, categories, tags and attributes as small integers for the engine.
+#[derive(Default)]
+struct Symbols {
+    map: rustc_hash::FxHashMap<String, u32>,
+}
+
+impl Symbols {
+    fn intern(&mut self, s: &str) -> u32 {
+        let k = s.trim().to_lowercase();
+        let n = self.map.len() as u32;
+        *self.map.entry(k).or_insert(n)
+    }
+
+    fn set(&mut self, v: &[String]) -> Vec<u32> {
+        let mut out: Vec<u32> = v.iter().map(|s| self.intern(s)).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 /// One file's text, kept for messages.
 struct Source {
     path: PathBuf,
@@ -689,7 +710,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
     };
 
     // Schedules.
-    let mut schedule_by_id: HashMap<String, Schedule> = HashMap::new();
+    let mut schedule_by_id: HashMap<String, u32> = HashMap::new();
+    let mut all_schedules: Vec<Schedule> = Vec::new();
     for (fi, s) in &schedules {
         let tz = match timezone(&s.timezone) {
             Ok(t) => t,
@@ -728,7 +750,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 ),
             }
         }
-        schedule_by_id.insert(s.id.clone(), Schedule { tz, week, out_of_office: ooo });
+        schedule_by_id.insert(s.id.clone(), all_schedules.len() as u32);
+        all_schedules.push(Schedule { tz, week, out_of_office: ooo });
     }
 
     // Members (from the files, then any the CRM adds to teams).
@@ -741,6 +764,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         }
     }
     let mut out_members: Vec<engine::Member> = Vec::new();
+    let mut sym = Symbols::default();
     let mut history = 0i64;
     for (fi, m) in &members {
         let key = format!("member `{}`", m.id);
@@ -769,7 +793,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         let schedule_id = m.schedule.as_deref().or_else(|| team_schedule_of_member.get(m.id.as_str()).copied());
         let mut schedule = match schedule_id {
             Some(s) => match schedule_by_id.get(s) {
-                Some(s) => Some(s.clone()),
+                Some(s) => Some(*s),
                 None => {
                     cx.err(*fi, s, &format!("{key}.schedule"), format!("unknown schedule `{s}`"));
                     None
@@ -778,7 +802,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             None => None,
         };
         if !m.out_of_office.is_empty() {
-            let Some(s) = schedule.as_mut() else {
+            let Some(base) = schedule else {
                 cx.err(
                     *fi,
                     &m.id,
@@ -787,9 +811,11 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 );
                 continue;
             };
+            // The member's own holidays: a copy of their schedule with those dates added.
+            let mut own = all_schedules[base as usize].clone();
             for d in &m.out_of_office {
                 match Schedule::parse_dates(d) {
-                    Some(r) => s.out_of_office.push(r),
+                    Some(r) => own.out_of_office.push(r),
                     None => cx.err(
                         *fi,
                         d,
@@ -798,6 +824,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                     ),
                 }
             }
+            schedule = Some(all_schedules.len() as u32);
+            all_schedules.push(own);
         }
         if m.weight == Some(0) {
             cx.err(*fi, &m.id, &format!("{key}.weight"), "is 0; use at least 1 (pause the member to stop assignments)");
@@ -815,12 +843,13 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             caps,
             weight: m.weight.unwrap_or(1).max(1),
             kpi: directory.kpi.get(&m.id).copied().or(m.kpi),
-            attributes: m.attributes.iter().map(|(k, v)| (k.clone(), v.text().trim().to_lowercase())).collect(),
-            products: m.products.iter().map(|p| p.trim().to_lowercase()).collect(),
-            categories: m.categories.iter().map(|p| p.trim().to_lowercase()).collect(),
+            attributes: m.attributes.iter().map(|(k, v)| (sym.intern(k), sym.intern(&v.text()))).collect(),
+            products: sym.set(&m.products),
+            categories: sym.set(&m.categories),
             territories: terrs,
-            tags: m.tags.iter().map(|p| p.trim().to_lowercase()).collect(),
+            tags: sym.set(&m.tags),
             schedule,
+            rank: 0,
         });
     }
     let mut member_index: HashMap<String, usize> =
@@ -836,12 +865,13 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 caps: Vec::new(),
                 weight: 1,
                 kpi: directory.kpi.get(id).copied(),
-                attributes: HashMap::new(),
-                products: HashSet::new(),
-                categories: HashSet::new(),
+                attributes: Vec::new(),
+                products: Vec::new(),
+                categories: Vec::new(),
                 territories: Vec::new(),
-                tags: HashSet::new(),
+                tags: Vec::new(),
                 schedule: None,
+                rank: 0,
             });
         }
     }
@@ -902,7 +932,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             crm_id: t.crm_id.clone(),
             members: ms,
             territories: terrs,
-            tags: t.tags.iter().map(|x| x.trim().to_lowercase()).collect(),
+            tags: sym.set(&t.tags),
         });
         team_pipelines.push(t.pipelines.clone());
     }
@@ -1036,9 +1066,14 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 }
                 let kind = if let Some(a) = &f.attribute {
                     match &f.equals_field {
-                        Some(ef) => cx
-                            .field(*fi, &format!("{fkey}.equals_field"), ef)
-                            .map(|field| FilterKind::Attribute { attribute: a.clone(), field, field_name: ef.clone() }),
+                        Some(ef) => {
+                            cx.field(*fi, &format!("{fkey}.equals_field"), ef).map(|field| FilterKind::Attribute {
+                                attribute: a.clone(),
+                                symbol: sym.intern(a),
+                                field,
+                                field_name: ef.clone(),
+                            })
+                        }
                         None => {
                             cx.err(
                                 *fi,
@@ -1210,10 +1245,22 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
     if !cx.problems.is_empty() {
         return Err(RulesError { problems: cx.problems });
     }
+    // Round-robin turns go by member id.
+    let mut sorted_ids: Vec<std::sync::Arc<str>> = out_members.iter().map(|m| m.id.clone()).collect();
+    sorted_ids.sort();
+    for m in out_members.iter_mut() {
+        m.rank = sorted_ids.partition_point(|id| *id < m.id) as u32;
+    }
+    for t in &tag_rules {
+        sym.intern(&t.tag);
+    }
     let engine = Engine {
+        sorted_ids,
+        schedules: all_schedules,
+        symbols: sym.map,
         version,
         members: out_members,
-        member_index,
+        member_index: member_index.into_iter().collect(),
         teams: out_teams,
         team_index,
         territories: terr,

@@ -253,7 +253,7 @@ fn eligible(g: &GenSet, e: &Engine, l: &Ledger, i: usize, now: DateTime<Utc>) ->
     let m = &g.members[i];
     let in_pipeline = g.team_of[i] == 0 || (i == 0 && !g.team_of.contains(&0));
     let idx = e.member_index(&format!("m{i}")).expect("member");
-    let in_hours = !m.office_hours || e.members[idx].schedule.as_ref().is_some_and(|s| s.working(now));
+    let in_hours = !m.office_hours || e.members[idx].schedule.is_some_and(|s| e.schedules[s as usize].working(now));
     in_pipeline && !m.paused && m.max_open.is_none_or(|c| l.open[idx] < i64::from(c)) && in_hours
 }
 

@@ -10,8 +10,10 @@ pub mod cond;
 pub mod ledger;
 pub mod schedule;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -159,14 +161,20 @@ pub struct Member {
     pub caps: Vec<Cap>,
     pub weight: u32,
     pub kpi: Option<f64>,
-    /// Attribute name → lower-cased value.
-    pub attributes: HashMap<String, String>,
-    pub products: HashSet<String>,
-    pub categories: HashSet<String>,
+    /// (attribute name, lower-cased value), as symbols.
+    pub attributes: Vec<(u32, u32)>,
+    /// Sorted symbols.
+    pub products: Vec<u32>,
+    pub categories: Vec<u32>,
     /// Territory node indexes the member covers (and so everything below them).
     pub territories: Vec<u32>,
-    pub tags: HashSet<String>,
-    pub schedule: Option<Schedule>,
+    /// Sorted tag symbols.
+    pub tags: Vec<u32>,
+    /// Index into [`Engine::schedules`].
+    pub schedule: Option<u32>,
+    /// Position of the id in id order (round robin turns go by id, so membership changes never
+    /// reset them).
+    pub rank: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -176,7 +184,8 @@ pub struct Team {
     pub crm_id: Option<String>,
     pub members: Vec<usize>,
     pub territories: Vec<u32>,
-    pub tags: HashSet<String>,
+    /// Sorted tag symbols.
+    pub tags: Vec<u32>,
 }
 
 /// Territories as a tree (country › province › district › ward); codes are lower-cased.
@@ -228,6 +237,7 @@ pub enum FilterKind {
     /// Member attribute equals the opportunity field.
     Attribute {
         attribute: String,
+        symbol: u32,
         field: usize,
         field_name: String,
     },
@@ -321,7 +331,12 @@ pub struct TagRule {
 pub struct Engine {
     pub version: String,
     pub members: Vec<Member>,
-    pub member_index: HashMap<String, usize>,
+    pub member_index: FxHashMap<String, usize>,
+    /// Member ids in id order (`rank` indexes it).
+    pub sorted_ids: Vec<Arc<str>>,
+    pub schedules: Vec<Schedule>,
+    /// Products, categories, tags, attribute names and values, lower-cased, as small integers.
+    pub symbols: FxHashMap<String, u32>,
     pub teams: Vec<Team>,
     pub team_index: HashMap<String, usize>,
     pub territories: Territories,
@@ -412,6 +427,23 @@ impl Engine {
         })
     }
 
+    /// A symbol's id, if any rule or member uses it.
+    pub fn symbol(&self, s: &str) -> Option<u32> {
+        self.symbols.get(s).copied()
+    }
+
+    /// (out of office, working) for a schedule at `now`, computed once per decision.
+    fn schedule_state(&self, sched: u32, now: DateTime<Utc>, cache: &mut Vec<(u32, bool, bool)>) -> (bool, bool) {
+        if let Some(&(_, o, w)) = cache.iter().find(|(s, _, _)| *s == sched) {
+            return (o, w);
+        }
+        let s = &self.schedules[sched as usize];
+        let ooo = s.out_of_office(now);
+        let working = !ooo && s.working(now);
+        cache.push((sched, ooo, working));
+        (ooo, working)
+    }
+
     /// Why a member cannot take a new opportunity now, if they cannot.
     fn exclusion(
         &self,
@@ -420,6 +452,7 @@ impl Engine {
         ledger: &Ledger,
         now: DateTime<Utc>,
         caps: bool,
+        cache: &mut Vec<(u32, bool, bool)>,
     ) -> Option<Excl> {
         let member = &self.members[m];
         if !member.active {
@@ -431,11 +464,12 @@ impl Engine {
         if opp.exclude.iter().any(|x| **x == *member.id) {
             return Some(Excl::Excluded);
         }
-        if let Some(s) = &member.schedule {
-            if s.out_of_office(now) {
+        if let Some(s) = member.schedule {
+            let (ooo, working) = self.schedule_state(s, now, cache);
+            if ooo {
                 return Some(Excl::OutOfOffice);
             }
-            if !s.working(now) {
+            if !working {
                 return Some(Excl::OutsideHours);
             }
         }
@@ -478,6 +512,12 @@ impl Engine {
         };
         let nows = now.timestamp();
         let mut hold: Option<(DateTime<Utc>, String)> = None;
+        let mut cache: Vec<(u32, bool, bool)> = Vec::new();
+        let tag_syms: Vec<u32> = {
+            let mut v: Vec<u32> = facts.tags.iter().filter_map(|t| self.symbol(t)).collect();
+            v.sort_unstable();
+            v
+        };
         'rules: for rule in &pipeline.rules {
             let mut trace = RuleTrace {
                 rule: rule.id.clone(),
@@ -496,7 +536,7 @@ impl Engine {
                 }
             }
             // Team stage.
-            let (teams, team_why) = match self.team_stage(rule, pipeline, &facts) {
+            let (teams, team_why) = match self.team_stage(rule, pipeline, &facts, &tag_syms) {
                 Ok(t) => t,
                 Err(why) => {
                     trace.result = "no team";
@@ -508,18 +548,18 @@ impl Engine {
             trace.team =
                 Some(TeamTrace { ids: teams.iter().map(|t| self.teams[*t].id.clone()).collect(), why: team_why });
             let mut cands: Cands = Vec::new();
-            let mut seen = HashSet::new();
             for &t in &teams {
-                for &m in &self.teams[t].members {
-                    if seen.insert(m) {
-                        cands.push((m, t));
-                    }
-                }
+                cands.extend(self.teams[t].members.iter().map(|m| (*m, t)));
+            }
+            if teams.len() > 1 {
+                // A member in several of these teams counts once (through the first team).
+                cands.sort_by_key(|(m, _)| *m);
+                cands.dedup_by_key(|(m, _)| *m);
             }
             // Filters: who fits this opportunity.
             for f in &rule.filters {
                 let before = cands.len();
-                let (kept, label): (Cands, String) = self.apply_filter(f, &cands, &facts);
+                let (kept, label): (Cands, String) = self.apply_filter(f, &cands, &facts, &tag_syms);
                 if kept.is_empty() {
                     match f.if_nobody {
                         IfNobody::NextRule => {
@@ -547,14 +587,16 @@ impl Engine {
             let (mut full, mut away, mut other) = (0usize, 0usize, 0usize);
             let mut next_start: Option<DateTime<Utc>> = None;
             for &(m, t) in &cands {
-                match self.exclusion(m, opp, ledger, now, true) {
+                match self.exclusion(m, opp, ledger, now, true, &mut cache) {
                     None => eligible.push((m, t)),
                     Some(e) => {
                         match &e {
                             Excl::AtCap(_) => full += 1,
                             Excl::OutOfOffice | Excl::OutsideHours => {
                                 away += 1;
-                                if let Some(s) = self.members[m].schedule.as_ref().and_then(|s| s.next_start(now)) {
+                                if let Some(s) =
+                                    self.members[m].schedule.and_then(|s| self.schedules[s as usize].next_start(now))
+                                {
                                     next_start = Some(next_start.map_or(s, |n| n.min(s)));
                                 }
                             }
@@ -583,7 +625,7 @@ impl Engine {
                         eligible = cands
                             .iter()
                             .copied()
-                            .filter(|(m, _)| self.exclusion(*m, opp, ledger, now, false).is_none())
+                            .filter(|(m, _)| self.exclusion(*m, opp, ledger, now, false, &mut cache).is_none())
                             .collect();
                         if !eligible.is_empty() {
                             trace.why = Some("every candidate is at a cap: caps ignored by this rule".into());
@@ -669,7 +711,13 @@ impl Engine {
         self.fallback(pipeline_id, pipeline.fallback_owner.as_deref(), ex, facts.tags)
     }
 
-    fn team_stage(&self, rule: &Rule, pipeline: &Pipeline, facts: &Facts<'_>) -> Result<(Vec<usize>, String), String> {
+    fn team_stage(
+        &self,
+        rule: &Rule,
+        pipeline: &Pipeline,
+        facts: &Facts<'_>,
+        tag_syms: &[u32],
+    ) -> Result<(Vec<usize>, String), String> {
         match &rule.team {
             TeamStage::AllPipelineTeams => {
                 Ok((pipeline.teams.clone(), "every team taking part in the pipeline".into()))
@@ -717,9 +765,9 @@ impl Engine {
                     .filter(|t| {
                         let tt = &self.teams[*t].tags;
                         if *all {
-                            facts.tags.iter().all(|g| tt.contains(g))
+                            tag_syms.len() == facts.tags.len() && tag_syms.iter().all(|g| tt.binary_search(g).is_ok())
                         } else {
-                            facts.tags.iter().any(|g| tt.contains(g))
+                            tag_syms.iter().any(|g| tt.binary_search(g).is_ok())
                         }
                     })
                     .collect();
@@ -732,30 +780,31 @@ impl Engine {
         }
     }
 
-    fn apply_filter(&self, f: &Filter, cands: &Cands, facts: &Facts<'_>) -> (Cands, String) {
+    fn apply_filter(&self, f: &Filter, cands: &Cands, facts: &Facts<'_>, tag_syms: &[u32]) -> (Cands, String) {
         let keep =
             |pred: &dyn Fn(&Member) -> bool| cands.iter().copied().filter(|(m, _)| pred(&self.members[*m])).collect();
         match &f.kind {
-            FilterKind::Attribute { attribute, field, field_name } => {
+            FilterKind::Attribute { attribute, symbol, field, field_name } => {
                 let v = facts.text(*field);
                 let label = format!("attribute `{attribute}` = {field_name} (`{}`)", v.unwrap_or(""));
-                let kept = match v {
-                    Some(v) => keep(&|m| m.attributes.get(attribute).is_some_and(|a| a == v)),
+                let kept = match v.and_then(|v| self.symbol(v)) {
+                    Some(v) => keep(&|m| m.attributes.iter().any(|(a, x)| a == symbol && *x == v)),
                     None => Vec::new(),
                 };
                 (kept, label)
             }
             FilterKind::Products { field, field_name } | FilterKind::Categories { field, field_name } => {
-                let wanted: Vec<&str> = facts.list(*field).collect();
+                let names: Vec<&str> = facts.list(*field).collect();
+                let wanted: Vec<u32> = names.iter().filter_map(|w| self.symbol(w)).collect();
                 let is_products = matches!(f.kind, FilterKind::Products { .. });
                 let label = format!(
                     "{} of {field_name} [{}]",
                     if is_products { "products" } else { "categories" },
-                    wanted.join(", ")
+                    names.join(", ")
                 );
                 let kept = keep(&|m| {
                     let set = if is_products { &m.products } else { &m.categories };
-                    wanted.iter().any(|w| set.contains(*w))
+                    wanted.iter().any(|w| set.binary_search(w).is_ok())
                 });
                 (kept, label)
             }
@@ -771,9 +820,13 @@ impl Engine {
                 let kept = if facts.tags.is_empty() {
                     Vec::new()
                 } else if *all {
-                    keep(&|m| facts.tags.iter().all(|g| m.tags.contains(g)))
+                    if tag_syms.len() < facts.tags.len() {
+                        Vec::new()
+                    } else {
+                        keep(&|m| tag_syms.iter().all(|g| m.tags.binary_search(g).is_ok()))
+                    }
                 } else {
-                    keep(&|m| facts.tags.iter().any(|g| m.tags.contains(g)))
+                    keep(&|m| tag_syms.iter().any(|g| m.tags.binary_search(g).is_ok()))
                 };
                 (kept, label)
             }
@@ -821,12 +874,14 @@ impl Engine {
             }
             Pick::RoundRobin => {
                 let prev = ledger.cursors.get(&rule.key).cloned();
-                let ids = |&(m, _): &(usize, usize)| &*self.members[m].id;
+                // Turns go by member id: the next one after the last picked, wrapping around.
+                let threshold = prev.as_deref().map_or(0, |p| self.sorted_ids.partition_point(|id| &**id <= p) as u32);
+                let rank = |&(m, _): &(usize, usize)| self.members[m].rank;
                 let next = eligible
                     .iter()
-                    .filter(|c| prev.as_deref().is_none_or(|p| ids(c) > p))
-                    .min_by(|a, b| ids(a).cmp(ids(b)))
-                    .or_else(|| eligible.iter().min_by(|a, b| ids(a).cmp(ids(b))))
+                    .filter(|c| rank(c) >= threshold)
+                    .min_by_key(|c| rank(c))
+                    .or_else(|| eligible.iter().min_by_key(|c| rank(c)))
                     .copied()
                     .ok_or("no candidate")?;
                 let id = self.members[next.0].id.to_string();

@@ -49,6 +49,32 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                         cfg.path.display(),
                         cfg.redacted_url()
                     ));
+                    let mut engine = engine;
+                    if let Some(d) = &cfg.directory {
+                        match crm::load_directory(&client, d).await {
+                            Ok(dir) => match crate::load_rules_with(cfg, &dir) {
+                                Ok(e) => {
+                                    lines.push(format!(
+                                        "{}: directory OK ({} active, {} memberships, {} KPIs); rules OK with it",
+                                        cfg.path.display(),
+                                        dir.active.as_ref().map_or(0, |a| a.len()),
+                                        dir.memberships.len(),
+                                        dir.kpi.len()
+                                    ));
+                                    engine = Some(e);
+                                }
+                                Err(e) => {
+                                    ok = false;
+                                    lines.push("with the CRM's directory, the rules fail:".to_string());
+                                    lines.extend(e.problems);
+                                }
+                            },
+                            Err(p) => {
+                                ok = false;
+                                lines.push(format!("{}: {p}", cfg.path.display()));
+                            }
+                        }
+                    }
                     if let Some(e) = &engine {
                         let mut ids: Vec<String> = e.member_ids().map(str::to_string).collect();
                         ids.extend(e.global_fallback.iter().cloned());

@@ -39,8 +39,23 @@ struct RawConfig {
     activity: Vec<RawActivity>,
     #[serde(default)]
     write_back: RawWriteBack,
+    directory: Option<RawDirectory>,
     #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    active_members: Option<String>,
+    team_members: Option<String>,
+    kpi: Option<String>,
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    refresh: Duration,
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +256,19 @@ pub enum WriteBack {
     Statement(String),
 }
 
+/// What the CRM says about members, by ops-written queries (all optional).
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// Returns the ids of active users (one text column); members not returned are inactive.
+    pub active_members: Option<String>,
+    /// Returns (team crm id, member id) pairs (two text columns), added to the teams with that `crm_id`.
+    pub team_members: Option<String>,
+    /// Returns (member id, score) pairs (text, float8), for `best_kpi`.
+    pub kpi: Option<String>,
+    /// How often the queries run again.
+    pub refresh: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub url: String,
@@ -270,6 +298,7 @@ pub struct Config {
     pub opportunity: OpportunityMap,
     pub activities: Vec<ActivityMap>,
     pub write_back: WriteBack,
+    pub directory: Option<DirectoryConfig>,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -404,7 +433,7 @@ impl Problems<'_> {
 }
 
 fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
-    let RawConfig { database, router, opportunity, activity, write_back, log } = raw;
+    let RawConfig { database, router, opportunity, activity, write_back, directory, log } = raw;
 
     if database.url.trim().is_empty() {
         p.add("database.url", "is empty; write e.g. `host=/var/run/postgresql dbname=crm user=oppty_router`");
@@ -509,6 +538,28 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         }
     };
 
+    let directory = directory.map(|d| {
+        let q = |p: &mut Problems<'_>, key: &str, v: Option<String>| {
+            v.and_then(|s| {
+                if s.trim().is_empty() || s.contains(';') {
+                    p.add(key, "write one SELECT statement, without `;`");
+                    None
+                } else {
+                    Some(s.trim().to_string())
+                }
+            })
+        };
+        if d.refresh < Duration::from_secs(1) {
+            p.add("directory.refresh", "is below 1s; use e.g. \"5m\"");
+        }
+        DirectoryConfig {
+            active_members: q(p, "directory.active_members", d.active_members),
+            team_members: q(p, "directory.team_members", d.team_members),
+            kpi: q(p, "directory.kpi", d.kpi),
+            refresh: d.refresh,
+        }
+    });
+
     if log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
         p.add("log.level", format!("`{}` is not a level or filter; use error, warn, info, debug or trace", log.level));
     }
@@ -546,6 +597,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         },
         activities,
         write_back,
+        directory,
         log_format: log.format,
         log_level: log.level,
     })

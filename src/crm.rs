@@ -404,6 +404,58 @@ pub async fn check_owner_ids(client: &Client, sql: &CrmSql, ids: &[String]) -> R
     Ok(())
 }
 
+/// Run the directory queries of the daemon config: who is active, who is in which team, KPIs.
+pub async fn load_directory(
+    client: &Client,
+    d: &crate::config::DirectoryConfig,
+) -> Result<crate::rules::Directory, MappingProblem> {
+    let run = |key: &'static str, sql: &str| {
+        let sql = sql.to_string();
+        async move {
+            client.query(&sql, &[]).await.map_err(|e| MappingProblem {
+                key: key.into(),
+                message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+            })
+        }
+    };
+    let bad = |key: &str, want: &str| MappingProblem { key: key.into(), message: format!("must return {want}") };
+    let mut out = crate::rules::Directory { memberships_from_crm: d.team_members.is_some(), ..Default::default() };
+    if let Some(sql) = &d.active_members {
+        let mut set = std::collections::HashSet::new();
+        for r in run("directory.active_members", sql).await? {
+            let id: Option<String> =
+                r.try_get(0).map_err(|_| bad("directory.active_members", "one text column (the member id)"))?;
+            set.extend(id);
+        }
+        out.active = Some(set);
+    }
+    if let Some(sql) = &d.team_members {
+        for r in run("directory.team_members", sql).await? {
+            let (t, m): (Option<String>, Option<String>) = (
+                r.try_get(0).map_err(|_| bad("directory.team_members", "two text columns (team crm id, member id)"))?,
+                r.try_get(1).map_err(|_| bad("directory.team_members", "two text columns (team crm id, member id)"))?,
+            );
+            if let (Some(t), Some(m)) = (t, m) {
+                out.memberships.push((t, m));
+            }
+        }
+    }
+    if let Some(sql) = &d.kpi {
+        for r in run("directory.kpi", sql).await? {
+            let (m, k): (Option<String>, Option<f64>) = (
+                r.try_get(0)
+                    .map_err(|_| bad("directory.kpi", "a text column (member id) and a float8 column (score)"))?,
+                r.try_get(1)
+                    .map_err(|_| bad("directory.kpi", "a text column (member id) and a float8 column (score)"))?,
+            );
+            if let (Some(m), Some(k)) = (m, k) {
+                out.kpi.insert(m, k);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

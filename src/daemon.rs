@@ -18,6 +18,7 @@ use crate::crm;
 use crate::db;
 use crate::drain::{Drain, DrainError, Routed};
 use crate::engine::Engine;
+use crate::rules::Directory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -35,6 +36,31 @@ pub struct RunOptions {
     pub decisions: Option<mpsc::UnboundedSender<Routed>>,
     /// Set once the daemon is leader and has drained its first backlog.
     pub ready: Option<Arc<AtomicBool>>,
+    /// What the CRM says about members (`[directory]`), shared with whoever recompiles the rules
+    /// (the SIGHUP handler); the daemon refreshes it every `directory.refresh`.
+    pub directory: Arc<ArcSwap<Directory>>,
+}
+
+/// Run the directory queries and recompile the rules with them. A failing query or a rule set
+/// that no longer compiles leaves the last good ones in force.
+async fn refresh_directory(
+    client: &tokio_postgres::Client,
+    cfg: &Config,
+    rules: &ArcSwap<Engine>,
+    directory: &ArcSwap<Directory>,
+) -> Result<(), String> {
+    let Some(d) = &cfg.directory else { return Ok(()) };
+    let dir = crm::load_directory(client, d).await.map_err(|p| p.to_string())?;
+    let engine = crate::load_rules_with(cfg, &dir).map_err(|e| e.to_string())?;
+    tracing::info!(
+        active = dir.active.as_ref().map(|a| a.len()),
+        memberships = dir.memberships.len(),
+        kpis = dir.kpi.len(),
+        "directory loaded from the CRM"
+    );
+    directory.store(Arc::new(dir));
+    rules.store(Arc::new(engine));
+    Ok(())
 }
 
 enum SessionEnd {
@@ -102,6 +128,20 @@ async fn session(
         Err(crm::CrmError::Sql(e)) => return Ok(SessionEnd::Lost(e.to_string())),
         Err(e) => return Err(DaemonError::Mapping(e)),
     };
+    if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory).await {
+        if client.is_closed() {
+            return Ok(SessionEnd::Lost(e));
+        }
+        if !*notified && opts.directory.load().active.is_none() && opts.directory.load().memberships.is_empty() {
+            // Never loaded: a wrong query or a rule set that cannot take the CRM's teams is a config error.
+            return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
+                key: "directory".into(),
+                message: e,
+            }])));
+        }
+        tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
+    }
+    let mut next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
 
     // Leadership: one replica drains at a time; the others wait here as hot standbys. The lock is
     // held by the session, so it is released the moment this connection dies.
@@ -139,6 +179,14 @@ async fn session(
     lost!(drain.set_idle(&client, false).await);
     let mut first = true;
     loop {
+        if let Some(at) = next_refresh {
+            if tokio::time::Instant::now() >= at {
+                if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory).await {
+                    tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
+                }
+                next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
+            }
+        }
         // A newer rule set: check its member ids against the CRM, then use it from the next batch.
         let latest = rules.load_full();
         if latest.version != engine.version {

@@ -148,6 +148,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let mut interval = tokio::time::interval(tick);
     while stream_started.elapsed() < Duration::from_secs(opts.seconds) {
         interval.tick().await;
+        if daemon_task.is_finished() {
+            match daemon_task.await {
+                Ok(Err(e)) => anyhow::bail!("the router stopped: {e}"),
+                other => anyhow::bail!("the router stopped unexpectedly: {other:?}"),
+            }
+        }
         owed += per_tick;
         let n = owed.floor() as i32;
         owed -= f64::from(n);

@@ -30,6 +30,18 @@ pub mod exit {
 
 /// Load the rule set named by the config, compiled against the config's mapped fields.
 pub fn load_rules(cfg: &config::Config) -> Result<engine::Engine, rules::RulesError> {
+    let dir = rules::Directory {
+        memberships_from_crm: cfg.directory.as_ref().is_some_and(|d| d.team_members.is_some()),
+        ..Default::default()
+    };
+    load_rules_with(cfg, &dir)
+}
+
+/// [`load_rules`] with what the CRM says about members (the config's `[directory]` queries).
+pub fn load_rules_with(
+    cfg: &config::Config,
+    directory: &rules::Directory,
+) -> Result<engine::Engine, rules::RulesError> {
     let fields: Vec<String> = cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
-    rules::load_dir(&cfg.router.rules_dir, &fields)
+    rules::load_dir_with(&cfg.router.rules_dir, &fields, directory)
 }

@@ -259,6 +259,7 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
     };
     tracing::info!(config = %cfg.path.display(), database = %cfg.redacted_url(), rules = %engine.version, "starting");
     let rules = Arc::new(ArcSwap::from_pointee(engine));
+    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory::default()));
     let shutdown = CancellationToken::new();
 
     // Signals: SIGTERM/SIGINT stop (finish the batch, commit, exit 0); SIGHUP reloads the rules.
@@ -266,6 +267,7 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
         let shutdown = shutdown.clone();
         let rules = rules.clone();
         let cfg = cfg.clone();
+        let directory = directory.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
@@ -279,7 +281,7 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
                 tokio::select! {
                     _ = term.recv() => { tracing::info!("SIGTERM: finishing the batch, then exiting"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: finishing the batch, then exiting"); break; }
-                    _ = hup.recv() => match load_rules(&cfg) {
+                    _ = hup.recv() => match oppty_router::load_rules_with(&cfg, &directory.load()) {
                         Ok(e) => {
                             tracing::info!(version = %e.version, "SIGHUP: rules reloaded");
                             rules.store(Arc::new(e));
@@ -297,7 +299,7 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
         cfg.clone(),
         rules,
         shutdown.clone(),
-        daemon::RunOptions { notify_systemd: true, ..Default::default() },
+        daemon::RunOptions { notify_systemd: true, directory, ..Default::default() },
     );
     tokio::pin!(run);
     let result = tokio::select! {

@@ -34,6 +34,8 @@ pub struct Directory {
     pub memberships: Vec<(String, String)>,
     /// KPI score per member id.
     pub kpi: HashMap<String, f64>,
+    /// Team memberships come from the CRM: a team may list no members in the files.
+    pub memberships_from_crm: bool,
 }
 
 // ---------- the files as written ----------
@@ -905,7 +907,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 }
             }
         }
-        if ms.is_empty() && t.members.is_empty() {
+        if ms.is_empty() && t.members.is_empty() && !directory.memberships_from_crm {
             cx.err(
                 *fi,
                 &t.id,

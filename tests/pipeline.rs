@@ -402,3 +402,51 @@ async fn odd_crm_rows_are_handled_a_deleted_row_is_skipped_and_one_without_accou
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.dead_letter").await, 0, "nothing failed");
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_and_activeness_come_from_the_crm_when_the_config_says_so() {
+    let db = crm_db("directory").await;
+    db.install().await;
+    // Hải leaves the bank: the CRM marks him inactive. Quang (305) is in Đà Nẵng's team in the CRM only.
+    db.client.batch_execute("UPDATE crm.users SET active = false WHERE id = 301").await.expect("deactivate");
+    let daemon = {
+        let cfg = std::sync::Arc::new(db.cfg.clone());
+        let engine = oppty_router::load_rules(&cfg).expect("rules");
+        Daemon::start(cfg, engine)
+    };
+    let mut owners = std::collections::HashSet::new();
+    for i in 0..6i64 {
+        // Six different customers (a repeat customer would go back to their last owner).
+        let opp: String = db
+            .client
+            .query_one(
+                "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
+                 SELECT 'Đà Nẵng', (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = 'DN' AND \"ownerId\" IS NULL \
+                 ORDER BY 1 OFFSET $1 LIMIT 1), 'retail', 1 RETURNING \"oppId\"::text",
+                &[&i],
+            )
+            .await
+            .expect("insert")
+            .get(0);
+        owners.insert(db.wait_owned(&opp, Duration::from_secs(3)).await.0);
+    }
+    daemon.stop().await;
+    let last: String = db
+        .client
+        .query_one("SELECT explanation::text FROM oppty_router.assignments ORDER BY id DESC LIMIT 1", &[])
+        .await
+        .expect("audit")
+        .get(0);
+    assert_eq!(
+        owners,
+        [302, 305].into_iter().collect(),
+        "302 and the CRM's new member 305 share them; 301 is inactive: {last}"
+    );
+    let why: String = db
+        .client
+        .query_one("SELECT explanation::text FROM oppty_router.assignments ORDER BY id LIMIT 1", &[])
+        .await
+        .expect("audit")
+        .get(0);
+    assert!(why.contains("inactive in the CRM") && why.contains("301"), "{why}");
+}

@@ -18,6 +18,13 @@ CREATE TABLE crm.sales_team (
     name text NOT NULL
 );
 
+-- Who is in which sales team, as the CRM's admin screens keep it (the router can load it).
+CREATE TABLE crm.sales_team_member (
+    "teamId" integer NOT NULL REFERENCES crm.sales_team (id),
+    "userId" integer NOT NULL REFERENCES crm.users (id),
+    PRIMARY KEY ("teamId", "userId")
+);
+
 CREATE TABLE crm.province (
     code text PRIMARY KEY,
     name text NOT NULL

@@ -14,10 +14,14 @@ INSERT INTO crm.users (id, login, "fullName") VALUES
     (401, 'khanh',  'Đỗ Văn Khánh'),
     (402, 'lan',    'Ngô Thị Lan'),
     (403, 'minh',   'Phan Văn Minh'),
-    (404, 'nga',    'Lý Thị Nga');
+    (404, 'nga',    'Lý Thị Nga'),
+    (305, 'quang',  'Trịnh Văn Quang');
 
 INSERT INTO crm.sales_team (id, name) VALUES
     (11, 'Hà Nội retail'), (12, 'Hồ Chí Minh retail'), (13, 'Đà Nẵng retail'), (14, 'Digital retail'), (21, 'Corporate');
+
+-- Đà Nẵng's team as the CRM knows it: Quang joined last week (not in the rule files).
+INSERT INTO crm.sales_team_member ("teamId", "userId") VALUES (13, 301), (13, 302), (13, 305);
 
 INSERT INTO crm.province (code, name) VALUES
     ('HN', 'Hà Nội'), ('HCM', 'Hồ Chí Minh'), ('DN', 'Đà Nẵng'), ('CT', 'Cần Thơ');

@@ -450,3 +450,66 @@ async fn membership_and_activeness_come_from_the_crm_when_the_config_says_so() {
         .get(0);
     assert!(why.contains("inactive in the CRM") && why.contains("301"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_opportunity_waits_for_capacity_and_is_routed_when_it_frees() {
+    let mut db = crm_db("hold").await;
+    let rules = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        rules.path().join("rules.toml"),
+        r#"
+[settings]
+fallback_owner = "100"
+hold_retry = "1s"
+hold_max = "1h"
+[[territory]]
+id = "DN"
+[[member]]
+id = "301"
+max_open = 1
+[[team]]
+id = "dn"
+crm_id = "13"
+pipelines = ["retail"]
+territories = ["DN"]
+members = ["301"]
+[[pipeline]]
+id = "retail"
+[[pipeline.rule]]
+id = "province"
+team = { territory = "province" }
+member = "fewest_open"
+when_full = "hold"
+"#,
+    )
+    .expect("write rules");
+    db.cfg.router.rules_dir = rules.path().to_path_buf();
+    db.cfg.directory = None;
+    db.install().await;
+    let daemon = db.start();
+    let first = db.insert_opportunity("first", "DN", "retail").await;
+    assert_eq!(db.wait_owned(&first, Duration::from_secs(3)).await.0, 301);
+    let second = db.insert_opportunity("second", "DN", "retail").await;
+    let started = Instant::now();
+    while db.count(&format!("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{second}' AND outcome = 'held'")).await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(3), "the second one is held: 301 is at its cap");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(db.owner_of(&second).await, 1, "held, not given to the fallback owner");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events WHERE kind = 'route'").await, 1, "queued again for later");
+    // 301 wins the first deal: capacity frees, and the held one goes to 301 at its next try.
+    db.client.execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&first]).await.expect("won");
+    let (owner, _) = db.wait_owned(&second, Duration::from_secs(5)).await;
+    daemon.stop().await;
+    assert_eq!(owner, 301);
+    let outcomes: Vec<String> = db
+        .client
+        .query("SELECT outcome FROM oppty_router.assignments WHERE opp_id = $1 ORDER BY id", &[&second])
+        .await
+        .expect("audit")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(outcomes.first().map(String::as_str), Some("held"));
+    assert_eq!(outcomes.last().map(String::as_str), Some("rule"));
+}

@@ -29,9 +29,14 @@ fn example() -> Engine {
         .collect();
     files.sort();
     let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let mapped =
-        ["province", "segment", "source", "score", "amount", "product", "category", "company_owner", "last_owner"];
-    compile_texts(&refs, &mapped.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("example rules")
+    compile_texts(&refs, &example_fields()).expect("example rules")
+}
+
+/// The fields the example daemon config maps, in its order.
+fn example_fields() -> Vec<String> {
+    let cfg = oppty_router::config::Config::parse(oppty_router::demo::EXAMPLE_CONFIG, std::path::Path::new("x.toml"))
+        .expect("config");
+    cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect()
 }
 
 fn at(t: &str) -> DateTime<Utc> {
@@ -54,8 +59,8 @@ fn route(
     given: &[(&str, &str)],
     now: DateTime<Utc>,
 ) -> oppty_router::engine::Decision {
-    let mapped =
-        ["province", "segment", "source", "score", "amount", "product", "category", "company_owner", "last_owner"];
+    let mapped = example_fields();
+    let mapped: Vec<&str> = mapped.iter().map(String::as_str).collect();
     let v = values(&mapped, given);
     let opp = Opportunity { id: "o", pipeline: Some(pipeline), fields: &v, waiting_since: now, exclude: &[] };
     let mut rng = SmallRng::seed_from_u64(1);

@@ -491,14 +491,25 @@ when_full = "hold"
     assert_eq!(db.wait_owned(&first, Duration::from_secs(3)).await.0, 301);
     let second = db.insert_opportunity("second", "DN", "retail").await;
     let started = Instant::now();
-    while db.count(&format!("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{second}' AND outcome = 'held'")).await == 0 {
+    while db
+        .count(&format!("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{second}' AND outcome = 'held'"))
+        .await
+        == 0
+    {
         assert!(started.elapsed() < Duration::from_secs(3), "the second one is held: 301 is at its cap");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(db.owner_of(&second).await, 1, "held, not given to the fallback owner");
-    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events WHERE kind = 'route'").await, 1, "queued again for later");
+    assert_eq!(
+        db.count("SELECT count(*) FROM oppty_router.events WHERE kind = 'route'").await,
+        1,
+        "queued again for later"
+    );
     // 301 wins the first deal: capacity frees, and the held one goes to 301 at its next try.
-    db.client.execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&first]).await.expect("won");
+    db.client
+        .execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&first])
+        .await
+        .expect("won");
     let (owner, _) = db.wait_owned(&second, Duration::from_secs(5)).await;
     daemon.stop().await;
     assert_eq!(owner, 301);

@@ -71,6 +71,10 @@ CREATE TABLE crm.opportunity (
 );
 CREATE INDEX opportunity_owner ON crm.opportunity ("accountOwnerId");
 CREATE INDEX opportunity_account ON crm.opportunity ("accountId", "createdAt");
+-- The router's "last owner" and "last team" fields look for a customer's latest owned deal:
+-- partial indexes keep that lookup short however many unowned deals pile up.
+CREATE INDEX opportunity_account_owned ON crm.opportunity ("accountId", "createdAt") WHERE "accountOwnerId" <> 1;
+CREATE INDEX opportunity_account_team ON crm.opportunity ("accountId", "createdAt") WHERE "salesTeamId" IS NOT NULL;
 
 CREATE TABLE crm.activity (
     id              bigserial PRIMARY KEY,

@@ -92,6 +92,8 @@ struct RawRouter {
     reconnect_max_backoff: Duration,
     #[serde(with = "humantime_serde")]
     shutdown_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    reload_debounce: Duration,
 }
 
 impl Default for RawRouter {
@@ -106,6 +108,7 @@ impl Default for RawRouter {
             retry_backoff: Duration::from_secs(1),
             reconnect_max_backoff: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(20),
+            reload_debounce: Duration::from_millis(100),
         }
     }
 }
@@ -288,6 +291,8 @@ pub struct RouterConfig {
     pub retry_backoff: Duration,
     pub reconnect_max_backoff: Duration,
     pub shutdown_timeout: Duration,
+    /// Quiet time after a change in the rules directory before the rules are reloaded.
+    pub reload_debounce: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -449,6 +454,9 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     if router.max_attempts == 0 {
         p.add("router.max_attempts", "is 0; use at least 1");
     }
+    if router.reload_debounce < Duration::from_millis(10) || router.reload_debounce > Duration::from_secs(10) {
+        p.add("router.reload_debounce", "use 10ms to 10s (100ms is a good start)");
+    }
     if router.poll_interval < Duration::from_millis(10) {
         p.add("router.poll_interval", "is below 10ms; use e.g. \"500ms\"");
     }
@@ -582,6 +590,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             retry_backoff: router.retry_backoff,
             reconnect_max_backoff: router.reconnect_max_backoff,
             shutdown_timeout: router.shutdown_timeout,
+            reload_debounce: router.reload_debounce,
         },
         opportunity: OpportunityMap {
             table: table?,

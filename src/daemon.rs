@@ -39,6 +39,8 @@ pub struct RunOptions {
     /// What the CRM says about members (`[directory]`), shared with whoever recompiles the rules
     /// (the SIGHUP handler); the daemon refreshes it every `directory.refresh`.
     pub directory: Arc<ArcSwap<Directory>>,
+    /// When set, rule sets are recompiled through it (so `status` sees every reload).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// Run the directory queries and recompile the rules with them. A failing query or a rule set
@@ -48,10 +50,22 @@ async fn refresh_directory(
     cfg: &Config,
     rules: &ArcSwap<Engine>,
     directory: &ArcSwap<Directory>,
+    reloader: Option<&crate::reload::Reloader>,
 ) -> Result<(), String> {
     let Some(d) = &cfg.directory else { return Ok(()) };
     let dir = crm::load_directory(client, d).await.map_err(|p| p.to_string())?;
+    if let Some(r) = reloader {
+        let counts = (dir.active.as_ref().map(|a| a.len()), dir.memberships.len(), dir.kpi.len());
+        directory.store(Arc::new(dir));
+        r.reload("directory refresh").map_err(|e| e.to_string())?;
+        tracing::info!(active = counts.0, memberships = counts.1, kpis = counts.2, "directory loaded from the CRM");
+        return Ok(());
+    }
     let engine = crate::load_rules_with(cfg, &dir).map_err(|e| e.to_string())?;
+    if engine.hash == rules.load().hash {
+        directory.store(Arc::new(dir));
+        return Ok(());
+    }
     tracing::info!(
         active = dir.active.as_ref().map(|a| a.len()),
         memberships = dir.memberships.len(),
@@ -128,7 +142,7 @@ async fn session(
         Err(crm::CrmError::Sql(e)) => return Ok(SessionEnd::Lost(e.to_string())),
         Err(e) => return Err(DaemonError::Mapping(e)),
     };
-    if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory).await {
+    if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_deref()).await {
         if client.is_closed() {
             return Ok(SessionEnd::Lost(e));
         }
@@ -181,7 +195,8 @@ async fn session(
     loop {
         if let Some(at) = next_refresh {
             if tokio::time::Instant::now() >= at {
-                if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory).await {
+                if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_deref()).await
+                {
                     tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
                 }
                 next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
@@ -189,7 +204,7 @@ async fn session(
         }
         // A newer rule set: check its member ids against the CRM, then use it from the next batch.
         let latest = rules.load_full();
-        if latest.version != engine.version {
+        if !Arc::ptr_eq(&latest, &engine) {
             match crm::check_owner_ids(&client, drain.crm_sql(), &owner_ids(&latest)).await {
                 Ok(()) => {
                     tracing::info!(from = %engine.version, to = %latest.version, "rules swapped in");

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod explain;
 pub mod ident;
 pub mod install;
+pub mod reload;
 pub mod rules;
 pub mod throwaway;
 

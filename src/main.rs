@@ -259,15 +259,23 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
     };
     tracing::info!(config = %cfg.path.display(), database = %cfg.redacted_url(), rules = %engine.version, "starting");
     let rules = Arc::new(ArcSwap::from_pointee(engine));
-    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory::default()));
+    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory {
+        memberships_from_crm: cfg.directory.as_ref().is_some_and(|d| d.team_members.is_some()),
+        ..Default::default()
+    }));
+    let reloader = Arc::new(oppty_router::reload::Reloader::new(cfg.clone(), rules.clone(), directory.clone()));
     let shutdown = CancellationToken::new();
+    let watcher = tokio::spawn(oppty_router::reload::watch(
+        reloader.clone(),
+        cfg.router.rules_dir.clone(),
+        cfg.router.reload_debounce,
+        shutdown.clone(),
+    ));
 
     // Signals: SIGTERM/SIGINT stop (finish the batch, commit, exit 0); SIGHUP reloads the rules.
     let signals = {
         let shutdown = shutdown.clone();
-        let rules = rules.clone();
-        let cfg = cfg.clone();
-        let directory = directory.clone();
+        let reloader = reloader.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
@@ -281,13 +289,10 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
                 tokio::select! {
                     _ = term.recv() => { tracing::info!("SIGTERM: finishing the batch, then exiting"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: finishing the batch, then exiting"); break; }
-                    _ = hup.recv() => match oppty_router::load_rules_with(&cfg, &directory.load()) {
-                        Ok(e) => {
-                            tracing::info!(version = %e.version, "SIGHUP: rules reloaded");
-                            rules.store(Arc::new(e));
-                        }
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: rules refused; the last good rules stay in force"),
-                    },
+                    _ = hup.recv() => {
+                        // Logged by the reloader, with what changed or every problem.
+                        let _ = reloader.reload("SIGHUP");
+                    }
                 }
             }
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -299,7 +304,7 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
         cfg.clone(),
         rules,
         shutdown.clone(),
-        daemon::RunOptions { notify_systemd: true, directory, ..Default::default() },
+        daemon::RunOptions { notify_systemd: true, directory, reloader: Some(reloader), ..Default::default() },
     );
     tokio::pin!(run);
     let result = tokio::select! {
@@ -314,6 +319,7 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
         }
     };
     signals.abort();
+    watcher.abort();
     match result {
         Ok(()) => exit::OK,
         Err(e) => {

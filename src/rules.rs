@@ -564,6 +564,9 @@ impl Ctx<'_> {
 
 use crate::engine::cond;
 
+/// Rule set versions: a sequence that only grows within this process.
+static NEXT_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 const DEFAULT_TEST_NOW: &str = "2030-01-07T03:00:00Z";
 
 fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory) -> Result<Engine, RulesError> {
@@ -583,7 +586,29 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
     if !problems.is_empty() {
         return Err(RulesError { problems });
     }
-    let version: String = hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    // The CRM's directory is part of what the set was compiled from.
+    let mut active: Vec<&String> = directory.active.iter().flatten().collect();
+    active.sort();
+    for a in active {
+        hasher.update(a);
+        hasher.update([1]);
+    }
+    let mut memberships = directory.memberships.clone();
+    memberships.sort();
+    for (t, m) in &memberships {
+        hasher.update(t);
+        hasher.update([2]);
+        hasher.update(m);
+        hasher.update([3]);
+    }
+    let mut kpis: Vec<(&String, &f64)> = directory.kpi.iter().collect();
+    kpis.sort_by(|a, b| a.0.cmp(b.0));
+    for (m, k) in kpis {
+        hasher.update(m);
+        hasher.update(k.to_le_bytes());
+    }
+    let hash: String = hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let version = format!("{}-{hash}", NEXT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let mut cx = Ctx {
         files: &files,
         fields: fields.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect(),
@@ -1257,6 +1282,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         sym.intern(&t.tag);
     }
     let engine = Engine {
+        hash,
         sorted_ids,
         schedules: all_schedules,
         symbols: sym.map,

@@ -329,7 +329,11 @@ pub struct TagRule {
 /// A compiled, checked rule set. Built only by `rules::compile`.
 #[derive(Debug, Clone)]
 pub struct Engine {
+    /// `<sequence>-<content hash>`: recorded with every decision; the sequence grows with every
+    /// rule set this process compiles, so versions only move forward.
     pub version: String,
+    /// Hash of the rule files and the CRM directory data the set was compiled from.
+    pub hash: String,
     pub members: Vec<Member>,
     pub member_index: FxHashMap<String, usize>,
     /// Member ids in id order (`rank` indexes it).

@@ -1,0 +1,297 @@
+//! Rule files edited on a live system, the way files really change, against the real watcher on a
+//! real directory: each pattern ends with the new rules in force, or the old ones kept with the
+//! error reported for a broken save.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use oppty_router::config::Config;
+use oppty_router::reload::{self, Reloader};
+use oppty_router::rules::Directory;
+use tokio_util::sync::CancellationToken;
+
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules");
+
+struct Live {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    reloader: Arc<Reloader>,
+    shutdown: CancellationToken,
+}
+
+fn copy_rules(to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(RULES).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copy");
+    }
+}
+
+async fn live(layout: impl FnOnce(&Path) -> PathBuf) -> Live {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = layout(tmp.path());
+    let mut cfg = Config::parse(oppty_router::demo::EXAMPLE_CONFIG, Path::new("oppty-router.toml")).expect("config");
+    cfg.router.rules_dir = dir.clone();
+    cfg.directory = None;
+    let cfg = Arc::new(cfg);
+    let engine = oppty_router::load_rules(&cfg).expect("rules load");
+    let reloader = Arc::new(Reloader::new(
+        cfg.clone(),
+        Arc::new(ArcSwap::from_pointee(engine)),
+        Arc::new(ArcSwap::from_pointee(Directory::default())),
+    ));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(reload::watch(reloader.clone(), dir.clone(), Duration::from_millis(100), shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await; // the watch is in place
+    Live { _tmp: tmp, dir, reloader, shutdown }
+}
+
+impl Live {
+    /// Lan's weight (no rule-file test depends on it, so any value is accepted).
+    fn max_open_of_101(&self) -> Option<u32> {
+        let e = self.reloader.rules.load();
+        Some(e.members[e.member_index("402")?].weight)
+    }
+
+    async fn wait_for(&self, what: &str, ok: impl Fn(&Live) -> bool) {
+        let started = Instant::now();
+        while !ok(self) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{what}: not in force after 5 s (status {:?})",
+                self.reloader.status.load()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn people(dir: &Path) -> PathBuf {
+    dir.join("01-people.toml")
+}
+
+fn edited(dir: &Path, weight: u32) -> String {
+    std::fs::read_to_string(people(dir)).expect("read").replacen("weight = 2 ", &format!("weight = {weight} "), 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_write_is_picked_up() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    assert_eq!(l.max_open_of_101(), Some(2));
+    std::fs::write(people(&l.dir), edited(&l.dir, 77)).expect("write");
+    l.wait_for("in-place write", |l| l.max_open_of_101() == Some(77)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vim_save_with_4913_swp_and_backup_files_is_picked_up() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    let new = edited(&l.dir, 66);
+    let d = &l.dir;
+    // What vim does: probe file 4913, swap file, rename the original to a backup, write, clean up.
+    std::fs::write(d.join("4913"), "").expect("4913");
+    std::fs::remove_file(d.join("4913")).expect("rm 4913");
+    std::fs::write(d.join(".01-people.toml.swp"), "binary swap").expect("swp");
+    std::fs::rename(people(d), d.join("01-people.toml~")).expect("backup");
+    std::fs::write(people(d), new).expect("write");
+    std::fs::remove_file(d.join("01-people.toml~")).expect("rm backup");
+    std::fs::remove_file(d.join(".01-people.toml.swp")).expect("rm swp");
+    l.wait_for("vim save", |l| l.max_open_of_101() == Some(66)).await;
+    assert_eq!(l.reloader.status.load().refused, 0, "the temp files never made a reload fail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sed_in_place_and_cp_and_mv_of_new_files_are_picked_up() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    let status = std::process::Command::new("sed")
+        .args(["-i", "0,/weight = 2 /s//weight = 55 /"])
+        .arg(people(&l.dir))
+        .status()
+        .expect("sed");
+    assert!(status.success());
+    l.wait_for("sed -i", |l| l.max_open_of_101() == Some(55)).await;
+
+    // cp a new file in: a new pipeline appears.
+    let extra = "[[pipeline]]\nid = \"leasing\"\nfallback_owner = \"100\"\n[[pipeline.rule]]\nid = \"any\"\nteam = { id = \"wealth\" }\nmember = \"fewest_open\"\n";
+    let outside = l.dir.parent().expect("parent").join("40-leasing.toml");
+    std::fs::write(
+        &outside,
+        extra
+            .replace(
+                "[[pipeline]]",
+                "[[team]]\nid = \"leasing\"\npipelines = [\"leasing\"]\nmembers = [\"101\"]\n[[pipeline]]",
+            )
+            .replace("wealth", "leasing"),
+    )
+    .expect("write");
+    std::fs::copy(&outside, l.dir.join("40-leasing.toml")).expect("cp");
+    l.wait_for("cp of a new file", |l| l.reloader.rules.load().pipelines.contains_key("leasing")).await;
+
+    // mv a new file in (and delete one): pipelines change again.
+    let moved = l.dir.parent().expect("parent").join("50-more.toml");
+    std::fs::write(&moved, "[[team]]\nid = \"more\"\npipelines = [\"more\"]\nmembers = [\"101\"]\n[[pipeline]]\nid = \"more\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"random\"\n").expect("write");
+    std::fs::rename(&moved, l.dir.join("50-more.toml")).expect("mv");
+    std::fs::remove_file(l.dir.join("40-leasing.toml")).expect("rm");
+    l.wait_for("mv in and rm", |l| {
+        let e = l.reloader.rules.load();
+        e.pipelines.contains_key("more") && !e.pipelines.contains_key("leasing")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_changing_many_files_at_once_is_one_reload() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    let before = l.reloader.status.load().reloads;
+    // A branch where Lan's weight is 33, Instagram leads go to the least loaded, and the wealth file is gone.
+    std::fs::write(people(&l.dir), edited(&l.dir, 33)).expect("write");
+    let retail = std::fs::read_to_string(l.dir.join("10-retail.toml")).expect("read").replacen(
+        "member = \"round_robin\"",
+        "member = \"fewest_open\"",
+        1,
+    );
+    std::fs::write(l.dir.join("10-retail.toml"), retail).expect("write");
+    std::fs::remove_file(l.dir.join("30-wealth.toml")).expect("rm");
+    l.wait_for("checkout", |l| {
+        let e = l.reloader.rules.load();
+        l.max_open_of_101() == Some(33)
+            && !e.pipelines.contains_key("wealth")
+            && format!("{:?}", e.pipelines["retail"].rules[1].pick) == "FewestOpen"
+    })
+    .await;
+    assert_eq!(l.reloader.status.load().reloads - before, 1, "debounced into one reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_configmap_swap_of_its_data_symlink_is_picked_up() {
+    let l = live(|t| {
+        // The layout kubelet makes: ..<timestamp>/ holds the files, ..data points at it, and each
+        // file is a symlink through ..data.
+        let dir = t.join("rules");
+        copy_rules(&dir.join("..2026_11_23_01"));
+        std::os::unix::fs::symlink("..2026_11_23_01", dir.join("..data")).expect("..data");
+        for e in std::fs::read_dir(dir.join("..2026_11_23_01")).expect("ts dir") {
+            let name = e.expect("entry").file_name();
+            std::os::unix::fs::symlink(Path::new("..data").join(&name), dir.join(&name)).expect("file link");
+        }
+        dir
+    })
+    .await;
+    assert_eq!(l.max_open_of_101(), Some(2));
+    let d = &l.dir;
+    copy_rules(&d.join("..2026_11_23_02"));
+    let new = std::fs::read_to_string(d.join("..2026_11_23_02/01-people.toml")).expect("read").replacen(
+        "weight = 2 ",
+        "weight = 44 ",
+        1,
+    );
+    std::fs::write(d.join("..2026_11_23_02/01-people.toml"), new).expect("write");
+    std::os::unix::fs::symlink("..2026_11_23_02", d.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).expect("atomic swap");
+    std::fs::remove_dir_all(d.join("..2026_11_23_01")).expect("old data");
+    l.wait_for("ConfigMap swap", |l| l.max_open_of_101() == Some(44)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_two_steps_is_not_loaded_half_written() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    let full = edited(&l.dir, 22);
+    let cut = full.find("[[member]]\nid = \"203\"").expect("a member to cut at");
+    // The first half alone is valid TOML (members 203… missing: the teams would then fail).
+    let mut f = std::fs::File::create(people(&l.dir)).expect("open");
+    std::io::Write::write_all(&mut f, &full.as_bytes()[..cut]).expect("first half");
+    std::io::Write::flush(&mut f).expect("flush");
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    std::io::Write::write_all(&mut f, &full.as_bytes()[cut..]).expect("second half");
+    drop(f);
+    l.wait_for("two-step write", |l| l.max_open_of_101() == Some(22)).await;
+    let st = l.reloader.status.load();
+    assert_eq!((st.reloads, st.refused), (1, 0), "one reload, of the whole file; the half was never tried: {st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_directory_replaced_by_another_is_picked_up() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    let parent = l.dir.parent().expect("parent").to_path_buf();
+    copy_rules(&parent.join("rules.new"));
+    let new = std::fs::read_to_string(parent.join("rules.new/01-people.toml")).expect("read").replacen(
+        "weight = 2 ",
+        "weight = 11 ",
+        1,
+    );
+    std::fs::write(parent.join("rules.new/01-people.toml"), new).expect("write");
+    std::fs::rename(&l.dir, parent.join("rules.old")).expect("move away");
+    std::fs::rename(parent.join("rules.new"), &l.dir).expect("move in");
+    l.wait_for("directory replaced", |l| l.max_open_of_101() == Some(11)).await;
+    // And edits inside the new directory are seen too.
+    std::fs::write(
+        people(&l.dir),
+        std::fs::read_to_string(people(&l.dir)).expect("read").replacen("weight = 11 ", "weight = 12 ", 1),
+    )
+    .expect("write");
+    l.wait_for("edit in the new directory", |l| l.max_open_of_101() == Some(12)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_save_keeps_the_last_good_rules_and_reports_where() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    let good = l.reloader.rules.load().version.clone();
+    std::fs::write(people(&l.dir), edited(&l.dir, 12).replacen("weight = 12 ", "weight = \"twelve\" ", 1))
+        .expect("write");
+    let started = Instant::now();
+    while l.reloader.status.load().last_error.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the broken save is reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(l.reloader.rules.load().version, good, "the last good rules stay in force");
+    assert_eq!(l.max_open_of_101(), Some(2));
+    let err = l.reloader.status.load().last_error.clone().expect("error").1;
+    let line = std::fs::read_to_string(people(&l.dir))
+        .expect("read")
+        .lines()
+        .position(|l| l.contains("twelve"))
+        .expect("line")
+        + 1;
+    assert!(err.contains(&format!("01-people.toml:{line}:10:")), "file:line:column of the bad value: {err}");
+    assert!(err.contains("invalid type: string \"twelve\", expected u32"), "{err}");
+    // Fixing it brings the new rules in.
+    let fixed =
+        std::fs::read_to_string(people(&l.dir)).expect("read").replacen("weight = \"twelve\" ", "weight = 13 ", 1);
+    std::fs::write(people(&l.dir), fixed).expect("write");
+    l.wait_for("fixed save", |l| l.max_open_of_101() == Some(13)).await;
+}

@@ -341,6 +341,27 @@ struct Source {
 }
 
 impl Source {
+    /// `file:line:column` of the `nth` (0-based) definition `id = "<id>"` (or `"id": "<id>"`).
+    fn locate_id(&self, id: &str, nth: usize) -> String {
+        let quoted = format!("\"{id}\"");
+        let mut found = 0;
+        for (off, _) in self.text.match_indices(&quoted) {
+            let before = self.text[..off].trim_end();
+            let is_def = before.strip_suffix('=').or_else(|| before.strip_suffix(':')).is_some_and(|b| {
+                let b = b.trim_end();
+                b.ends_with("id") && !b.ends_with("_id") || b.ends_with("\"id\"")
+            });
+            if is_def {
+                if found == nth {
+                    let (l, c) = line_col(&self.text, off);
+                    return format!("{}:{l}:{c}", self.path.display());
+                }
+                found += 1;
+            }
+        }
+        self.locate(id)
+    }
+
     /// `file:line:column` of the first occurrence of `needle` (a quoted value), else `file`.
     fn locate(&self, needle: &str) -> String {
         let quoted = format!("\"{needle}\"");
@@ -407,7 +428,11 @@ pub fn compile_texts(files: &[(&str, &str)], fields: &[String]) -> Result<Engine
 fn parse(src: &Source) -> Result<RawFile, String> {
     let file = src.path.display();
     if src.path.extension().and_then(|e| e.to_str()) == Some("json") {
-        serde_json::from_str(&src.text).map_err(|e| format!("{file}:{}:{}: {e}", e.line(), e.column()))
+        serde_json::from_str(&src.text).map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_string();
+            format!("{file}:{}:{}: {msg}", e.line(), e.column())
+        })
     } else {
         toml::from_str(&src.text).map_err(|e| {
             let (line, col) = line_col(&src.text, e.span().map(|s| s.start).unwrap_or(0));
@@ -642,16 +667,27 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         tests.extend(f.test.into_iter().map(|x| (fi, x)));
     }
     fn dupes<T>(cx: &mut Ctx<'_>, items: &[(usize, T)], id: impl Fn(&T) -> &str, what: &str) {
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut seen: HashMap<String, (usize, usize)> = HashMap::new(); // id -> (file, nth in file)
+        let mut per_file: HashMap<(usize, String), usize> = HashMap::new();
         for (fi, x) in items {
             let i = id(x);
             if i.trim().is_empty() {
                 cx.err(*fi, "", what, "an id is empty");
                 continue;
             }
-            if let Some(other) = seen.insert(i.to_string(), *fi) {
-                let other = cx.files[other].path.display().to_string();
-                cx.err(*fi, i, &format!("{what}.id"), format!("{what} `{i}` is defined twice (also in {other})"));
+            let nth = per_file.entry((*fi, i.to_string())).or_insert(0);
+            let here = *nth;
+            *nth += 1;
+            match seen.get(i) {
+                Some(&(ofi, onth)) => {
+                    let first = cx.files[ofi].locate_id(i, onth);
+                    let at = cx.files[*fi].locate_id(i, here);
+                    cx.problems
+                        .push(format!("{at}: {what}.id: {what} `{i}` is defined twice (first at {first}); keep one"));
+                }
+                None => {
+                    seen.insert(i.to_string(), (*fi, here));
+                }
             }
         }
     }
@@ -715,7 +751,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         while let Some(c) = cur {
             steps += 1;
             if c == start || steps > terr.codes.len() {
-                cx.err(*fi, &t.id, "territory.parent", format!("territory `{}` is its own ancestor (a cycle)", t.id));
+                let at = cx.files[*fi].locate_id(&t.id, 0);
+                cx.problems.push(format!("{at}: territory.parent: territory `{}` is its own ancestor (a cycle)", t.id));
                 break;
             }
             cur = terr.parent[c as usize];

@@ -1,0 +1,104 @@
+//! The mistakes an admin makes in a rule file, and the exact messages they get: file, line,
+//! column, the key, and what to do.
+
+use oppty_router::rules::compile_texts;
+
+const FIELDS: &[&str] = &["province", "score", "source"];
+
+const GOOD: &str = r#"[settings]
+fallback_owner = "100"
+hold_max = "4h"
+
+[[territory]]
+id = "VN"
+
+[[schedule]]
+id = "office"
+timezone = "Asia/Ho_Chi_Minh"
+week = { "mon-fri" = "08:00-17:00" }
+
+[[member]]
+id = "101"
+max_open = 10
+
+[[team]]
+id = "hanoi"
+pipelines = ["retail"]
+territories = ["VN"]
+members = ["101"]
+
+[[pipeline]]
+id = "retail"
+[[pipeline.rule]]
+id = "by-province"
+team = { territory = "province" }
+member = "fewest_open"
+"#;
+
+fn errors(files: &[(&str, &str)]) -> String {
+    let fields: Vec<String> = FIELDS.iter().map(|s| s.to_string()).collect();
+    match compile_texts(files, &fields) {
+        Ok(_) => String::from("(accepted)"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_good_file_is_accepted() {
+    assert_eq!(errors(&[("rules.toml", GOOD)]), "(accepted)");
+}
+
+#[test]
+fn every_kind_of_mistake_gets_a_precise_message() {
+    // (mistake, change GOOD from → to, the exact message expected)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("a typo in a key", "max_open = 10", "max_opn = 10",
+         "rules.toml:15:1: unknown field `max_opn`, expected one of `id`, `name`, `paused`, `max_open`, `caps`, `weight`, `kpi`, `attributes`, `products`, `categories`, `territories`, `tags`, `schedule`, `out_of_office`"),
+        ("a wrong type", "max_open = 10", "max_open = \"ten\"",
+         "rules.toml:15:12: invalid type: string \"ten\", expected u32"),
+        ("an unknown team", "team = { territory = \"province\" }", "team = { id = \"hanoi-retail\" }",
+         "rules.toml:27:15: pipeline `retail`.rule `by-province`.team.id: unknown team `hanoi-retail`"),
+        ("an unknown field", "territory = \"province\"", "territory = \"provnce\"",
+         "rules.toml:27:22: pipeline `retail`.rule `by-province`.team.territory: unknown field `provnce`; fields mapped in the daemon config: province, score, source"),
+        ("a duplicate id", "[[team]]", "[[member]]\nid = \"101\"\n\n[[team]]",
+         "rules.toml:18:6: member.id: member `101` is defined twice (first at rules.toml:14:6); keep one"),
+        ("a bad duration", "hold_max = \"4h\"", "hold_max = \"4 hourz\"",
+         "rules.toml:3:12: settings.hold_max: `4 hourz` is not a duration (unknown time unit \"hourz\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)); write e.g. \"30m\", \"48h\", \"3d 4h\""),
+        ("a bad time zone", "Asia/Ho_Chi_Minh", "Asia/Hanoi",
+         "rules.toml:10:12: schedule `office`.timezone: `Asia/Hanoi` is not a time zone; use an IANA name such as \"Asia/Ho_Chi_Minh\""),
+        ("an empty member list", "members = [\"101\"]", "members = []",
+         "rules.toml:18:6: team `hanoi`.members: the team has no members; list CRM user ids defined as [[member]]"),
+        ("a territory cycle", "[[territory]]\nid = \"VN\"", "[[territory]]\nid = \"VN\"\nparent = \"HN\"\n[[territory]]\nid = \"HN\"\nparent = \"VN\"",
+         "rules.toml:6:6: territory.parent: territory `VN` is its own ancestor (a cycle)\nrules.toml:9:6: territory.parent: territory `HN` is its own ancestor (a cycle)"),
+        ("invalid TOML", "max_open = 10", "max_open = 10 10",
+         "rules.toml:15:15: expected newline, `#`"),
+        ("a pick that does not exist", "member = \"fewest_open\"", "member = \"least_loaded\"",
+         "rules.toml:28:10: pipeline `retail`.rule `by-province`.member: `least_loaded` is not a way to pick a member; use random, fewest_open, round_robin, weighted_round_robin, best_kpi, or { pick = \"owner\", fields = [...] }"),
+        ("an unknown pipeline", "[[pipeline]]", "[[team]]\nid = \"other\"\npipelines = [\"corporate\"]\nmembers = [\"101\"]\n\n[[pipeline]]",
+         "rules.toml:25:14: team `other`.pipelines: unknown pipeline `corporate`"),
+    ];
+    for (mistake, from, to, expected) in cases {
+        assert!(GOOD.contains(from), "{mistake}: GOOD contains {from}");
+        let bad = GOOD.replacen(from, to, 1);
+        let got = errors(&[("rules.toml", &bad)]);
+        assert_eq!(&got, expected, "{mistake}");
+    }
+}
+
+#[test]
+fn invalid_json_and_a_duplicate_across_files_name_both_places() {
+    assert_eq!(errors(&[("a.json", "{\"member\": [{\"id\": \"1\",}]}")]), "a.json:1:24: trailing comma");
+    let other = "[[member]]\nid = \"101\"\n";
+    let got = errors(&[("a.toml", GOOD), ("b.toml", other)]);
+    assert_eq!(got, "b.toml:2:6: member.id: member `101` is defined twice (first at a.toml:14:6); keep one");
+}
+
+#[test]
+fn a_failing_rule_file_test_refuses_the_set_and_shows_the_decision() {
+    let with_test = format!("{GOOD}\n[[test]]\nname = \"goes to 102\"\npipeline = \"retail\"\nfields = {{ province = \"VN\" }}\nexpect = {{ member = \"102\" }}\n");
+    let got = errors(&[("rules.toml", &with_test)]);
+    assert!(
+        got.starts_with("rules.toml:31:8: test `goes to 102`: expected member 102; got member 101, team hanoi, outcome rule, rule by-province. Explanation: {"),
+        "{got}"
+    );
+}

@@ -156,6 +156,8 @@ async fn session(
         tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
     }
     let mut next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
+    let leading_since = chrono::Utc::now();
+    let mut next_heartbeat = tokio::time::Instant::now();
 
     // Leadership: one replica drains at a time; the others wait here as hot standbys. The lock is
     // held by the session, so it is released the moment this connection dies.
@@ -192,7 +194,19 @@ async fn session(
     let mut idle = false;
     lost!(drain.set_idle(&client, false).await);
     let mut first = true;
+    let mut reported: Option<Arc<crate::reload::ReloadStatus>> = None;
     loop {
+        let now_status = opts.reloader.as_ref().map(|r| r.status.load_full());
+        let status_changed = match (&now_status, &reported) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if status_changed || tokio::time::Instant::now() >= next_heartbeat {
+            reported = now_status;
+            lost!(write_status(&client, cfg, &engine, opts.reloader.as_deref(), leading_since).await);
+            next_heartbeat = tokio::time::Instant::now() + Duration::from_secs(10);
+        }
         if let Some(at) = next_refresh {
             if tokio::time::Instant::now() >= at {
                 if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_deref()).await
@@ -210,6 +224,7 @@ async fn session(
                     tracing::info!(from = %engine.version, to = %latest.version, "rules swapped in");
                     engine = latest.clone();
                     lost!(drain.swap_engine(&mut client, latest).await);
+                    next_heartbeat = tokio::time::Instant::now();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, rejected = %latest.version, kept = %engine.version, "new rules refused; the last good rules stay in force");
@@ -267,4 +282,45 @@ fn owner_ids(engine: &Engine) -> Vec<String> {
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// Report this leader's state in `<schema>.daemon_status` (read by `oppty-router status`).
+async fn write_status(
+    client: &tokio_postgres::Client,
+    cfg: &Config,
+    engine: &Engine,
+    reloader: Option<&crate::reload::Reloader>,
+    leading_since: chrono::DateTime<chrono::Utc>,
+) -> Result<(), tokio_postgres::Error> {
+    let st = reloader.map(|r| (**r.status.load()).clone()).unwrap_or_default();
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let s = cfg.router.schema.quoted();
+    let (err_at, err) = match &st.last_error {
+        Some((at, e)) => (Some(*at), Some(e.clone())),
+        None => (None, None),
+    };
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {s}.daemon_status (singleton, host, pid, leading_since, rules_version, rules_loaded_at, reloads, \
+                 refused_reloads, last_error, last_error_at, updated_at) VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp()) \
+                 ON CONFLICT (singleton) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, leading_since = EXCLUDED.leading_since, \
+                 rules_version = EXCLUDED.rules_version, rules_loaded_at = EXCLUDED.rules_loaded_at, reloads = EXCLUDED.reloads, \
+                 refused_reloads = EXCLUDED.refused_reloads, last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, \
+                 updated_at = EXCLUDED.updated_at"
+            ),
+            &[
+                &host,
+                &(std::process::id() as i32),
+                &leading_since,
+                &engine.version,
+                &st.loaded_at,
+                &(st.reloads as i64),
+                &(st.refused as i64),
+                &err,
+                &err_at,
+            ],
+        )
+        .await?;
+    Ok(())
 }

@@ -14,6 +14,7 @@ use crate::config::Config;
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "001_router.sql", include_str!("../sql/001_router.sql")),
     (2, "002_engine.sql", include_str!("../sql/002_engine.sql")),
+    (3, "003_status.sql", include_str!("../sql/003_status.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

@@ -15,6 +15,7 @@ pub mod ident;
 pub mod install;
 pub mod reload;
 pub mod rules;
+pub mod status;
 pub mod throwaway;
 
 /// Exit codes (sysexits), documented in the README.

@@ -75,6 +75,8 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Show the daemon's state: rules in force, the last refused reload, the queue.
+    Status,
     /// Show why the router assigned an opportunity the way it did.
     Explain {
         /// The opportunity's id, as text.
@@ -212,6 +214,33 @@ async fn real_main(cli: Cli) -> i32 {
                         eprintln!("{e}");
                         exit::FAILURE
                     }
+                }
+            }
+        }
+        Command::Status => {
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let client = match db::connect(&cfg.database, " status").await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return exit::UNAVAILABLE;
+                }
+            };
+            match oppty_router::status::status(&client, &cfg).await {
+                Ok((text, healthy)) => {
+                    print!("{text}");
+                    if healthy {
+                        exit::OK
+                    } else {
+                        exit::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit::FAILURE
                 }
             }
         }

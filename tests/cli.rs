@@ -115,3 +115,79 @@ async fn run_exits_78_when_the_mapping_does_not_match_the_database() {
     assert_eq!(out.status.code(), Some(78), "EX_CONFIG so systemd stops restarting: {stderr}");
     assert!(stderr.contains("opportunity.owner: column `ownerId` does not exist in crm.opportunity"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_is_wrong() {
+    let db = crm_db("status").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("mkdir");
+    for e in std::fs::read_dir(rules_dir()).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let cfg = example_config_with(dir.path(), &db.cfg.database.url, &[]);
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace(&rules_dir().display().to_string(), &rules.display().to_string());
+    std::fs::write(&cfg, text).expect("write");
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let first = db.insert_opportunity("before the edit", "DN", "retail").await;
+    db.wait_owned(&first, Duration::from_secs(10)).await;
+
+    // The admin saves a typo.
+    let people = rules.join("01-people.toml");
+    std::fs::write(
+        &people,
+        std::fs::read_to_string(&people).expect("read").replacen("max_open = 400", "max_opn = 400", 1),
+    )
+    .expect("save");
+    let status = || Command::new(BIN).args(["status", "-c"]).arg(&cfg).output().expect("status");
+    let started = Instant::now();
+    let out = loop {
+        let out = status();
+        if String::from_utf8_lossy(&out.stdout).contains("last refused reload") {
+            break out;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "status shows the refused reload: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("daemon: running"), "{text}");
+    assert!(text.contains("01-people.toml:12:1: unknown field `max_opn`"), "file:line:column and the key: {text}");
+
+    // Routing goes on with the last good rules.
+    let second = db.insert_opportunity("after the bad edit", "DN", "retail").await;
+    db.wait_owned(&second, Duration::from_secs(5)).await;
+
+    // The fix is picked up: one more reload, and the new version routes.
+    std::fs::write(
+        &people,
+        std::fs::read_to_string(&people).expect("read").replacen("max_opn = 400", "max_open = 399", 1),
+    )
+    .expect("fix");
+    let started = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&status().stdout).to_string();
+        if text.contains("1 reloads") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the fix is loaded: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    assert_eq!(child.wait().expect("exit").code(), Some(0));
+}

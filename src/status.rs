@@ -1,0 +1,79 @@
+//! `status`: what the leading daemon reports (rules in force, the last refused reload with its
+//! errors, its heartbeat) and the queue (backlog, held, dead letters), from the router's tables.
+//!
+//! Owns the text ops read. It reads only the router's own schema and changes nothing.
+
+use std::fmt::Write;
+
+use tokio_postgres::Client;
+
+use crate::config::Config;
+
+/// The status report as text, and whether a daemon is leading with a fresh heartbeat.
+pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tokio_postgres::Error> {
+    let s = cfg.router.schema.quoted();
+    let mut out = String::new();
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT host, pid, leading_since::text, rules_version, rules_loaded_at::text, reloads, refused_reloads, \
+                 last_error, last_error_at::text, extract(epoch FROM clock_timestamp() - updated_at)::float8 \
+                 FROM {s}.daemon_status"
+            ),
+            &[],
+        )
+        .await?;
+    let healthy = match &row {
+        None => {
+            let _ = writeln!(out, "daemon: none has led on this database yet");
+            false
+        }
+        Some(r) => {
+            let age: f64 = r.get(9);
+            let fresh = age < 60.0;
+            let _ = writeln!(
+                out,
+                "daemon: {} on {} (pid {}), leading since {}, last heartbeat {age:.0} s ago",
+                if fresh { "running" } else { "NOT RESPONDING" },
+                r.get::<_, String>(0),
+                r.get::<_, i32>(1),
+                r.get::<_, String>(2)
+            );
+            let _ = writeln!(
+                out,
+                "rules: version {} in force (loaded {}); {} reloads, {} refused",
+                r.get::<_, String>(3),
+                r.get::<_, Option<String>>(4).unwrap_or_else(|| "at start".into()),
+                r.get::<_, i64>(5),
+                r.get::<_, i64>(6)
+            );
+            if let (Some(err), Some(at)) = (r.get::<_, Option<String>>(7), r.get::<_, Option<String>>(8)) {
+                let _ = writeln!(out, "last refused reload, at {at} (the rules above stayed in force):");
+                for line in err.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+            fresh
+        }
+    };
+    let q = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE next_attempt_at <= now()), count(*) FILTER (WHERE next_attempt_at > now()), \
+                 extract(epoch FROM now() - min(created_at) FILTER (WHERE next_attempt_at <= now()))::float8, \
+                 (SELECT count(*) FROM {s}.dead_letter) FROM {s}.events"
+            ),
+            &[],
+        )
+        .await?;
+    let oldest: Option<f64> = q.get(2);
+    let _ = writeln!(
+        out,
+        "queue: {} events waiting{}, {} held or retrying later, {} dead-lettered",
+        q.get::<_, i64>(0),
+        oldest.map(|o| format!(" (oldest {o:.1} s)")).unwrap_or_default(),
+        q.get::<_, i64>(1),
+        q.get::<_, i64>(3)
+    );
+    Ok((out, healthy))
+}

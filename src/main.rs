@@ -77,6 +77,8 @@ enum Command {
     },
     /// Show the daemon's state: rules in force, the last refused reload, the queue.
     Status,
+    /// Print the JSON Schema of rule files (committed as config/rules.schema.json).
+    Schema,
     /// Show why the router assigned an opportunity the way it did.
     Explain {
         /// The opportunity's id, as text.
@@ -216,6 +218,10 @@ async fn real_main(cli: Cli) -> i32 {
                     }
                 }
             }
+        }
+        Command::Schema => {
+            print!("{}", oppty_router::rules::json_schema());
+            exit::OK
         }
         Command::Status => {
             let cfg = match load_config(&cli.config) {

@@ -40,9 +40,14 @@ pub struct Directory {
 
 // ---------- the files as written ----------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "oppty-router rule file")]
 struct RawFile {
+    /// The JSON Schema of this file, for editors (ignored).
+    #[serde(rename = "$schema", default)]
+    #[allow(dead_code)]
+    schema: Option<String>,
     settings: Option<RawSettings>,
     #[serde(default)]
     territory: Vec<RawTerritory>,
@@ -60,8 +65,9 @@ struct RawFile {
     test: Vec<RawTest>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Settings")]
 struct RawSettings {
     fallback_owner: Option<String>,
     hold_max: Option<String>,
@@ -69,8 +75,9 @@ struct RawSettings {
     reentry_ramp: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Territory")]
 struct RawTerritory {
     id: String,
     #[serde(default)]
@@ -79,8 +86,9 @@ struct RawTerritory {
     parent: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Schedule")]
 struct RawSchedule {
     id: String,
     timezone: String,
@@ -89,16 +97,18 @@ struct RawSchedule {
     out_of_office: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Cap")]
 struct RawCap {
     max: u32,
     per: String,
     timezone: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Member")]
 struct RawMember {
     id: String,
     #[serde(default)]
@@ -125,8 +135,9 @@ struct RawMember {
     out_of_office: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Team")]
 struct RawTeam {
     id: String,
     #[serde(default)]
@@ -144,15 +155,17 @@ struct RawTeam {
     schedule: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "TagRule")]
 struct RawTagRule {
     name: String,
     when: RawCond,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Pipeline")]
 struct RawPipeline {
     id: String,
     fallback_owner: Option<String>,
@@ -160,8 +173,9 @@ struct RawPipeline {
     rule: Vec<RawRule>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Rule")]
 struct RawRule {
     id: String,
     #[serde(default)]
@@ -176,7 +190,7 @@ struct RawRule {
     when_away: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Scalar {
     Text(String),
@@ -204,7 +218,7 @@ impl Scalar {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
@@ -220,8 +234,9 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Cond")]
 struct RawCond {
     all: Option<Vec<RawCond>>,
     any: Option<Vec<RawCond>>,
@@ -247,8 +262,9 @@ struct RawCond {
     is_set: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "TeamStage")]
 struct RawTeamStage {
     id: Option<String>,
     territory: Option<OneOrMany>,
@@ -256,8 +272,9 @@ struct RawTeamStage {
     tags: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Filter")]
 struct RawFilter {
     attribute: Option<String>,
     equals_field: Option<String>,
@@ -268,15 +285,17 @@ struct RawFilter {
     if_nobody: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
+#[schemars(rename = "Pick")]
 enum RawPick {
     Name(String),
     Spec(RawPickSpec),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PickSpec")]
 struct RawPickSpec {
     pick: String,
     #[serde(default)]
@@ -284,8 +303,9 @@ struct RawPickSpec {
     otherwise: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Test")]
 struct RawTest {
     name: String,
     pipeline: Option<String>,
@@ -301,8 +321,9 @@ struct RawTest {
     expect: RawExpect,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Expect")]
 struct RawExpect {
     member: Option<String>,
     team: Option<String>,
@@ -332,6 +353,13 @@ impl Symbols {
         out.dedup();
         out
     }
+}
+
+/// The JSON Schema of a rule file, generated from the types above (committed as
+/// `config/rules.schema.json`; `oppty-router schema` prints it).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(RawFile);
+    serde_json::to_string_pretty(&schema).map(|s| s + "\n").unwrap_or_default()
 }
 
 /// One file's text, kept for messages.

@@ -108,7 +108,7 @@ impl Default for RawRouter {
             retry_backoff: Duration::from_secs(1),
             reconnect_max_backoff: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(20),
-            reload_debounce: Duration::from_millis(100),
+            reload_debounce: Duration::from_millis(50),
         }
     }
 }
@@ -455,7 +455,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         p.add("router.max_attempts", "is 0; use at least 1");
     }
     if router.reload_debounce < Duration::from_millis(10) || router.reload_debounce > Duration::from_secs(10) {
-        p.add("router.reload_debounce", "use 10ms to 10s (100ms is a good start)");
+        p.add("router.reload_debounce", "use 10ms to 10s (50ms is a good start)");
     }
     if router.poll_interval < Duration::from_millis(10) {
         p.add("router.poll_interval", "is below 10ms; use e.g. \"500ms\"");

@@ -528,3 +528,106 @@ when_full = "hold"
     assert_eq!(outcomes.first().map(String::as_str), Some("held"));
     assert_eq!(outcomes.last().map(String::as_str), Some("rule"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_storm_while_opportunities_stream_in_routes_each_once_by_a_valid_set_and_versions_only_move_forward() {
+    use arc_swap::ArcSwap;
+    use oppty_router::reload::{self, Reloader};
+    use std::sync::Arc;
+
+    let mut db = crm_db("storm").await;
+    let rules = tempfile::tempdir().expect("tempdir");
+    for e in std::fs::read_dir(rules_dir()).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, rules.path().join(p.file_name().expect("name"))).expect("copy");
+    }
+    db.cfg.router.rules_dir = rules.path().to_path_buf();
+    db.cfg.directory = None;
+    db.cfg.router.reload_debounce = Duration::from_millis(20);
+    db.install().await;
+    let cfg = Arc::new(db.cfg.clone());
+    let engine = oppty_router::load_rules(&cfg).expect("rules");
+    let rules_swap = Arc::new(ArcSwap::from_pointee(engine));
+    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory::default()));
+    let reloader = Arc::new(Reloader::new(cfg.clone(), rules_swap.clone(), directory.clone()));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(reload::watch(
+        reloader.clone(),
+        rules.path().to_path_buf(),
+        cfg.router.reload_debounce,
+        shutdown.clone(),
+    ));
+    let daemon = tokio::spawn(oppty_router::daemon::run(
+        cfg.clone(),
+        rules_swap.clone(),
+        shutdown.clone(),
+        oppty_router::daemon::RunOptions { directory, reloader: Some(reloader.clone()), ..Default::default() },
+    ));
+
+    // Every version that was ever in force, watched closely.
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watcher = {
+        let (seen, rules_swap, shutdown) = (seen.clone(), rules_swap.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            while !shutdown.is_cancelled() {
+                if let Ok(mut s) = seen.lock() {
+                    s.insert(rules_swap.load().version.clone());
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+
+    let people = rules.path().join("01-people.toml");
+    let original = std::fs::read_to_string(&people).expect("read");
+    let started = Instant::now();
+    let mut inserted = 0i64;
+    let mut i = 0u32;
+    while started.elapsed() < Duration::from_secs(10) {
+        i += 1;
+        let text = if i % 2 == 0 {
+            original.replacen("weight = 2 ", &format!("weight = {} ", 2 + i % 7), 1)
+        // valid, and different
+        } else {
+            original.replacen("weight = 2 ", "weight = = 2 ", 1) // invalid TOML
+        };
+        std::fs::write(&people, text).expect("rewrite");
+        oppty_router::demo::insert_opportunities(&db.client, 5, if i % 3 == 0 { "corporate" } else { "retail" }, i, 0)
+            .await
+            .expect("insert");
+        inserted += 5;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&people, &original).expect("restore");
+    db.wait_drained(Duration::from_secs(20)).await;
+    shutdown.cancel();
+    let _ = daemon.await;
+    let _ = watcher.await;
+
+    let st = reloader.status.load();
+    assert!(st.reloads >= 20 && st.refused >= 20, "a real storm: {} reloads, {} refused", st.reloads, st.refused);
+    assert_eq!(
+        db.count("SELECT count(*) FROM crm.opportunity WHERE \"accountOwnerId\" = 1").await,
+        0,
+        "every opportunity routed"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, inserted, "each once");
+    let versions: Vec<String> = db
+        .client
+        .query("SELECT rules_version FROM oppty_router.assignments ORDER BY id", &[])
+        .await
+        .expect("audit")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let seen = seen.lock().expect("seen").clone();
+    let seq = |v: &str| v.split('-').next().and_then(|n| n.parse::<u64>().ok()).expect("version sequence");
+    let mut last = 0;
+    for v in &versions {
+        assert!(seen.contains(v), "decided by {v}, a set that was in force (valid)");
+        assert!(seq(v) >= last, "versions only move forward: {v} after {last}");
+        last = seq(v);
+    }
+    let distinct: std::collections::BTreeSet<&String> = versions.iter().collect();
+    assert!(distinct.len() >= 5, "the stream was routed by many successive sets: {}", distinct.len());
+}

@@ -43,12 +43,10 @@ fn main() {
         tokio::spawn(reload::watch(reloader.clone(), dir.clone(), debounce, shutdown.clone()));
         tokio::time::sleep(Duration::from_millis(200)).await;
         for i in 0..saves {
-            // An admin's edit: one member's cap changes; saved by writing a temp file and renaming
-            // it over the original, as editors do.
-            let edited = text
-                .replacen("\"id\":\"u0\",\"max_open\":", &format!("\"id\":\"u0\",\"max_open\":{}{}", 1000 + i, "0+"), 1)
-                .replacen("0+", "", 1);
-            let edited = if edited == text { text.replacen("\"u0\"", "\"u0\"", 1) } else { edited };
+            // An admin's edit: one member renamed; saved by writing a temp file and renaming it
+            // over the original, as editors do.
+            let edited = text.replacen("{\"id\":\"u0\",", &format!("{{\"id\":\"u0\",\"name\":\"renamed {i}\","), 1);
+            assert_ne!(edited, text, "the edit changes the file");
             let before = rules.load().hash.clone();
             std::fs::write(dir.join(".bank.json.tmp"), &edited).expect("write temp");
             let saved = Instant::now();

@@ -295,3 +295,30 @@ async fn a_broken_save_keeps_the_last_good_rules_and_reports_where() {
     std::fs::write(people(&l.dir), fixed).expect("write");
     l.wait_for("fixed save", |l| l.max_open_of_101() == Some(13)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reload_log_says_what_changed() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    let old = l.reloader.rules.load_full();
+    let people = std::fs::read_to_string(people(&l.dir)).expect("read").replacen(
+        "paused = true                # on leave",
+        "paused = false               # back",
+        1,
+    );
+    std::fs::write(people_path(&l.dir), people).expect("write");
+    std::fs::remove_file(l.dir.join("30-wealth.toml")).expect("rm");
+    l.wait_for("edit", |l| !l.reloader.rules.load().pipelines.contains_key("wealth")).await;
+    let summary = reload::summarize(&old, &l.reloader.rules.load());
+    assert_eq!(
+        summary,
+        "pipelines -wealth; rules -wealth/back-to-last-team -wealth/everyone-else -wealth/priority-clients; teams -wealth; members ~103"
+    );
+}
+
+fn people_path(dir: &Path) -> PathBuf {
+    people(dir)
+}

@@ -315,7 +315,7 @@ async fn the_reload_log_says_what_changed() {
     let summary = reload::summarize(&old, &l.reloader.rules.load());
     assert_eq!(
         summary,
-        "pipelines -wealth; rules -wealth/back-to-last-team -wealth/everyone-else -wealth/priority-clients; teams -wealth; members ~103"
+        "pipelines -wealth; rules -wealth/back-to-last-team -wealth/everyone-else -wealth/priority-clients; teams -wealth; members ~404"
     );
 }
 

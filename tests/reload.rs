@@ -304,11 +304,7 @@ async fn the_reload_log_says_what_changed() {
     })
     .await;
     let old = l.reloader.rules.load_full();
-    let people = std::fs::read_to_string(people(&l.dir)).expect("read").replacen(
-        "paused = true                # on leave",
-        "paused = false               # back",
-        1,
-    );
+    let people = std::fs::read_to_string(people(&l.dir)).expect("read").replacen("kpi = 78.5", "kpi = 79.5", 1);
     std::fs::write(people_path(&l.dir), people).expect("write");
     std::fs::remove_file(l.dir.join("30-wealth.toml")).expect("rm");
     l.wait_for("edit", |l| !l.reloader.rules.load().pipelines.contains_key("wealth")).await;

@@ -229,6 +229,9 @@ async fn session(
                 Err(e) => {
                     tracing::error!(error = %e, rejected = %latest.version, kept = %engine.version, "new rules refused; the last good rules stay in force");
                     rules.store(engine.clone());
+                    if let Some(r) = &opts.reloader {
+                        r.refused_by_database(&e, &engine);
+                    }
                 }
             }
         }

@@ -300,12 +300,15 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
     }));
     let reloader = Arc::new(oppty_router::reload::Reloader::new(cfg.clone(), rules.clone(), directory.clone()));
     let shutdown = CancellationToken::new();
-    let watcher = tokio::spawn(oppty_router::reload::watch(
-        reloader.clone(),
-        cfg.router.rules_dir.clone(),
-        cfg.router.reload_debounce,
-        shutdown.clone(),
-    ));
+    let watcher = {
+        let (reloader, dir, debounce, shutdown) =
+            (reloader.clone(), cfg.router.rules_dir.clone(), cfg.router.reload_debounce, shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = oppty_router::reload::watch(reloader, dir.clone(), debounce, shutdown).await {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot watch the rules directory; edits load on SIGHUP only");
+            }
+        })
+    };
 
     // Signals: SIGTERM/SIGINT stop (finish the batch, commit, exit 0); SIGHUP reloads the rules.
     let signals = {

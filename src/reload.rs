@@ -90,6 +90,18 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// The daemon refused the set in force (its member ids do not fit the CRM's owner column) and
+    /// put `kept` back: record it, so `status` tells the truth.
+    pub fn refused_by_database(&self, message: &str, kept: &Engine) {
+        let mut status = (**self.status.load()).clone();
+        status.version = kept.version.clone();
+        status.last_error = Some((Utc::now(), message.to_string()));
+        status.refused += 1;
+        self.status.store(Arc::new(status));
+    }
+}
+
 /// "pipelines +wealth ~retail; rules +retail/x; members -103 ~101" (added, removed, changed).
 pub fn summarize(old: &Engine, new: &Engine) -> String {
     fn diff(old: BTreeMap<String, String>, new: BTreeMap<String, String>, what: &str, out: &mut Vec<String>) {

@@ -115,3 +115,44 @@ impl Ledger {
         d
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> Ledger {
+        Ledger {
+            open: vec![0, 0],
+            recent: vec![VecDeque::new(), VecDeque::new()],
+            reentry: vec![None; 2],
+            away: vec![false; 2],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn undo_restores_load_history_and_the_round_robin_turn() {
+        let mut l = ledger();
+        l.cursors.insert("p/r".into(), "a".into());
+        l.assign(1, 100);
+        l.cursors.insert("p/r".into(), "b".into());
+        let u = Undo { member: 1, at: 100, cursor: Some(("p/r".into(), Some("a".into()))), weights: None };
+        l.undo(&u);
+        assert_eq!(l.open, vec![0, 0]);
+        assert!(l.recent[1].is_empty());
+        assert_eq!(l.cursors.get("p/r").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn windows_count_and_trim_recent_assignments() {
+        let mut l = ledger();
+        for t in [10, 20, 30, 40] {
+            l.assign(0, t);
+        }
+        assert_eq!(l.assigned_since(0, 25), 2);
+        l.trim(45, 20);
+        assert_eq!(l.recent[0].iter().copied().collect::<Vec<_>>(), vec![30, 40]);
+        l.unassign(0, 30);
+        assert_eq!((l.open[0], l.assigned_since(0, 0)), (3, 1));
+    }
+}

@@ -125,7 +125,14 @@ fn main() {
             q.clear();
         }
         for (pipeline, fields) in &opps {
-            let opp = Opportunity { id: "x", pipeline: Some(pipeline), fields, waiting_since: now, exclude: &[] };
+            let opp = Opportunity {
+                id: "x",
+                pipeline: Some(pipeline),
+                fields,
+                waiting_since: now,
+                exclude: &[],
+                only_team: None,
+            };
             let t = Instant::now();
             let d = engine.route(&opp, &mut ledger, now, &mut pick_rng);
             lat.push(t.elapsed().as_nanos() as u64);

@@ -94,6 +94,8 @@ struct RawRouter {
     shutdown_timeout: Duration,
     #[serde(with = "humantime_serde")]
     reload_debounce: Duration,
+    #[serde(with = "humantime_serde")]
+    reclaim_interval: Duration,
 }
 
 impl Default for RawRouter {
@@ -109,6 +111,7 @@ impl Default for RawRouter {
             reconnect_max_backoff: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(20),
             reload_debounce: Duration::from_millis(50),
+            reclaim_interval: Duration::from_secs(60),
         }
     }
 }
@@ -293,6 +296,8 @@ pub struct RouterConfig {
     pub shutdown_timeout: Duration,
     /// Quiet time after a change in the rules directory before the rules are reloaded.
     pub reload_debounce: Duration,
+    /// How often the reclaim sweeper looks for stale assignments.
+    pub reclaim_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -457,6 +462,9 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     if router.reload_debounce < Duration::from_millis(10) || router.reload_debounce > Duration::from_secs(10) {
         p.add("router.reload_debounce", "use 10ms to 10s (50ms is a good start)");
     }
+    if router.reclaim_interval < Duration::from_millis(100) {
+        p.add("router.reclaim_interval", "is below 100ms; use e.g. \"1m\"");
+    }
     if router.poll_interval < Duration::from_millis(10) {
         p.add("router.poll_interval", "is below 10ms; use e.g. \"500ms\"");
     }
@@ -591,6 +599,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             reconnect_max_backoff: router.reconnect_max_backoff,
             shutdown_timeout: router.shutdown_timeout,
             reload_debounce: router.reload_debounce,
+            reclaim_interval: router.reclaim_interval,
         },
         opportunity: OpportunityMap {
             table: table?,

@@ -48,6 +48,9 @@ pub struct CrmSql {
     /// `$1` text[] of ids → id, owner, is_open, is_deleted, pipeline, fields… (all text but flags).
     pub context: String,
     pub write: WriteSql,
+    /// Reclaim: `$1` ids, `$2` new owners, `$3` teams, `$4` the owners they must still have; returns
+    /// the ids written. `None` with a custom write-back statement (reclaim needs the batch form).
+    pub reassign: Option<String>,
     /// `$1` text[] of owners → owner, open count.
     pub recount: String,
     /// → owner, open count, for every owner.
@@ -329,6 +332,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     }
     context.push_str(&format!(" FROM {table} o WHERE o.{id} = ANY($1::text[]::{id_t}[])"));
 
+    let mut reassign = None;
     let write = match &cfg.write_back {
         WriteBack::Batch { set } => {
             let mut sets = vec![format!("{owner} = u.owner::{owner_t}")];
@@ -347,6 +351,13 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
                 sets.join(", ")
             );
             try_prepare(client, &sql, "write_back.set", &mut p).await;
+            let reassign_sql = format!(
+                "UPDATE {table} AS o SET {} FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, owner, team, old) \
+                 WHERE o.{id} = u.id::{id_t} AND o.{owner}::text = u.old RETURNING o.{id}::text",
+                sets.join(", ")
+            );
+            try_prepare(client, &reassign_sql, "write_back.set", &mut p).await;
+            reassign = Some(reassign_sql);
             WriteSql::Batch(sql)
         }
         WriteBack::Statement(s) => match bind_named(s, WRITE_PARAMS) {
@@ -380,6 +391,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     Ok(CrmSql {
         context,
         write,
+        reassign,
         recount,
         full_count,
         owner_cast,

@@ -157,6 +157,7 @@ async fn session(
     }
     let mut next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
     let leading_since = chrono::Utc::now();
+    let mut next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
     let mut next_heartbeat = tokio::time::Instant::now();
 
     // Leadership: one replica drains at a time; the others wait here as hot standbys. The lock is
@@ -234,6 +235,12 @@ async fn session(
                     }
                 }
             }
+        }
+        if tokio::time::Instant::now() >= next_sweep {
+            if let Err(DrainError::Connection(e)) = drain.sweep(&mut client).await {
+                return Ok(SessionEnd::Lost(e.to_string()));
+            }
+            next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
         }
         let report = match drain.drain_all(&mut client, shutdown).await {
             Ok(r) => r,

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "001_router.sql", include_str!("../sql/001_router.sql")),
     (2, "002_engine.sql", include_str!("../sql/002_engine.sql")),
     (3, "003_status.sql", include_str!("../sql/003_status.sql")),
+    (4, "004_reclaim.sql", include_str!("../sql/004_reclaim.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

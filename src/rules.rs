@@ -169,6 +169,7 @@ struct RawTagRule {
 struct RawPipeline {
     id: String,
     fallback_owner: Option<String>,
+    reclaim: Option<RawReclaim>,
     #[serde(default)]
     rule: Vec<RawRule>,
 }
@@ -188,6 +189,35 @@ struct RawRule {
     member: RawPick,
     when_full: Option<String>,
     when_away: Option<String>,
+}
+
+/// Take back an assignment whose owner did nothing in time, and give it to someone else.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Reclaim")]
+struct RawReclaim {
+    /// The inactivity window, e.g. "48h" or "3d 4h".
+    after: String,
+    /// What counts as an interaction: "owner" (an activity by the owner; the default) or "anyone".
+    interactions: Option<String>,
+    /// Reassign within the owner's team (default true).
+    within_team: Option<bool>,
+    /// Who must not get it back: "previous" (the owner losing it; the default) or "all_previous".
+    exclude: Option<String>,
+    /// How many times one opportunity may be reclaimed (default 3).
+    max_reclaims: Option<i32>,
+    /// After max_reclaims: "leave", or { owner = "<id>" }.
+    then: Option<RawReclaimElse>,
+    /// When nobody else is eligible: "leave", or { owner = "<id>" }.
+    when_nobody: Option<RawReclaimElse>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "ReclaimElse")]
+enum RawReclaimElse {
+    Word(String),
+    Owner { owner: String },
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -1328,9 +1358,85 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 });
             }
         }
+        let reclaim = p.reclaim.as_ref().and_then(|r| {
+            let key = format!("pipeline `{}`.reclaim", p.id);
+            let after = match duration(&r.after) {
+                Ok(d) if d > 0 => d,
+                Ok(_) => {
+                    cx.err(*fi, &r.after, &format!("{key}.after"), "must be longer than 0s");
+                    return None;
+                }
+                Err(e) => {
+                    cx.err(*fi, &r.after, &format!("{key}.after"), e);
+                    return None;
+                }
+            };
+            let anyone = match r.interactions.as_deref() {
+                None | Some("owner") => false,
+                Some("anyone") => true,
+                Some(o) => {
+                    cx.err(
+                        *fi,
+                        o,
+                        &format!("{key}.interactions"),
+                        format!("`{o}` is not a choice; use \"owner\" or \"anyone\""),
+                    );
+                    return None;
+                }
+            };
+            let exclude_all_previous = match r.exclude.as_deref() {
+                None | Some("previous") => false,
+                Some("all_previous") => true,
+                Some(o) => {
+                    cx.err(
+                        *fi,
+                        o,
+                        &format!("{key}.exclude"),
+                        format!("`{o}` is not a choice; use \"previous\" or \"all_previous\""),
+                    );
+                    return None;
+                }
+            };
+            let mut otherwise = |v: &Option<RawReclaimElse>, what: &str| match v {
+                None => Some(engine::ReclaimElse::Leave),
+                Some(RawReclaimElse::Word(w)) if w == "leave" => Some(engine::ReclaimElse::Leave),
+                Some(RawReclaimElse::Word(w)) => {
+                    cx.err(
+                        *fi,
+                        w,
+                        &format!("{key}.{what}"),
+                        format!("`{w}` is not a choice; use \"leave\" or {{ owner = \"<CRM user id>\" }}"),
+                    );
+                    None
+                }
+                Some(RawReclaimElse::Owner { owner }) => Some(engine::ReclaimElse::Owner(owner.clone())),
+            };
+            let then = otherwise(&r.then, "then")?;
+            let when_nobody = otherwise(&r.when_nobody, "when_nobody")?;
+            let max_reclaims = r.max_reclaims.unwrap_or(3);
+            if max_reclaims < 0 {
+                cx.err(*fi, &p.id, &format!("{key}.max_reclaims"), "must be 0 or more");
+                return None;
+            }
+            Some(engine::ReclaimPolicy {
+                after,
+                anyone,
+                within_team: r.within_team.unwrap_or(true),
+                exclude_all_previous,
+                max_reclaims,
+                then,
+                when_nobody,
+            })
+        });
         out_pipelines.insert(
             p.id.clone(),
-            engine::Pipeline { id: p.id.clone(), rules, fallback_owner: p.fallback_owner.clone(), teams: pteams },
+            engine::Pipeline {
+                id: p.id.clone(),
+                rules,
+                reclaim,
+                fallback_owner: p.fallback_owner.clone(),
+                teams: pteams,
+            },
         );
     }
 
@@ -1418,8 +1524,14 @@ fn run_test(engine: &Engine, fields: &[String], t: &RawTest) -> Result<(), Strin
             None => return Err(format!("open: unknown member `{m}`")),
         }
     }
-    let opp =
-        Opportunity { id: "test", pipeline: t.pipeline.as_deref(), fields: &values, waiting_since: now, exclude: &[] };
+    let opp = Opportunity {
+        id: "test",
+        pipeline: t.pipeline.as_deref(),
+        fields: &values,
+        waiting_since: now,
+        exclude: &[],
+        only_team: None,
+    };
     let mut rng = rand::rngs::mock::StepRng::new(0, 1);
     let d = e.route(&opp, &mut ledger, now, &mut rng);
     let explanation = serde_json::to_string(&d.explanation).unwrap_or_default();

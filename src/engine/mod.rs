@@ -36,6 +36,8 @@ pub struct Opportunity<'a> {
     pub waiting_since: DateTime<Utc>,
     /// Members this opportunity must not go to (reclaim: its previous owners).
     pub exclude: &'a [String],
+    /// Reclaim within a team: only this team's members are candidates (its rule-file id).
+    pub only_team: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,6 +51,10 @@ pub enum Outcome {
     Held,
     /// Nobody, and no fallback owner is configured.
     Unassigned,
+    /// Reclaim: taken from an owner who did nothing in time and given to another.
+    Reclaim,
+    /// Reclaim: stale, but left with its owner (maximum reached, or nobody else eligible).
+    Kept,
 }
 
 impl Outcome {
@@ -58,6 +64,8 @@ impl Outcome {
             Outcome::Fallback => "fallback",
             Outcome::Held => "held",
             Outcome::Unassigned => "unassigned",
+            Outcome::Reclaim => "reclaim",
+            Outcome::Kept => "kept",
         }
     }
 }
@@ -311,10 +319,38 @@ pub struct Rule {
     pub when_away: WhenAway,
 }
 
+/// What to do with a reclaimed opportunity when the normal path gives nobody, or after the maximum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReclaimElse {
+    /// Leave it with its owner (the clock restarts).
+    Leave,
+    /// Give it to this owner.
+    Owner(String),
+}
+
+/// The reclaim rule of a pipeline: take back what its owner left untouched.
+#[derive(Debug, Clone)]
+pub struct ReclaimPolicy {
+    /// Seconds without an interaction before an assignment is stale.
+    pub after: i64,
+    /// Any activity by anyone counts as an interaction (default: only the owner's).
+    pub anyone: bool,
+    /// Reassign within the owner's team.
+    pub within_team: bool,
+    /// Exclude every earlier owner of the opportunity, not only the one losing it.
+    pub exclude_all_previous: bool,
+    pub max_reclaims: i32,
+    /// After `max_reclaims`.
+    pub then: ReclaimElse,
+    /// When nobody else is eligible.
+    pub when_nobody: ReclaimElse,
+}
+
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub id: String,
     pub rules: Vec<Rule>,
+    pub reclaim: Option<ReclaimPolicy>,
     pub fallback_owner: Option<String>,
     /// Teams taking part, in file order.
     pub teams: Vec<usize>,

@@ -756,20 +756,33 @@ impl Drain {
         let mut total = 0;
         for (pipeline, policy) in pipelines {
             let mut ledger = std::mem::take(&mut self.ledger);
-            let mut journal = Vec::new();
-            let result =
-                self.sweep_pipeline(client, &engine, pipeline, policy, &reassign, &mut ledger, &mut journal).await;
-            if result.is_err() {
-                rollback_ledger(&mut ledger, journal);
-            }
-            self.ledger = ledger;
-            match result {
-                Ok(n) => total += n,
-                Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
-                Err(e) => {
-                    tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim sweep failed; it will run again")
+            // Batches of router.batch_size until a short one (or one where nothing could be done:
+            // rows a person is changing right now wait for the next sweep).
+            for _ in 0..10_000 {
+                let mut journal = Vec::new();
+                let result =
+                    self.sweep_pipeline(client, &engine, pipeline, policy, &reassign, &mut ledger, &mut journal).await;
+                if result.is_err() {
+                    rollback_ledger(&mut ledger, journal);
+                }
+                match result {
+                    Ok((stale, acted, reclaimed)) => {
+                        total += reclaimed;
+                        if stale < self.cfg.router.batch_size as usize || acted == 0 {
+                            break;
+                        }
+                    }
+                    Err(e) if is_transient(&e) => {
+                        self.ledger = ledger;
+                        return Err(DrainError::Connection(e));
+                    }
+                    Err(e) => {
+                        tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim sweep failed; it will run again");
+                        break;
+                    }
                 }
             }
+            self.ledger = ledger;
         }
         Ok(total)
     }
@@ -784,7 +797,7 @@ impl Drain {
         reassign: &str,
         ledger: &mut Ledger,
         journal: &mut Vec<Journal>,
-    ) -> Result<usize, tokio_postgres::Error> {
+    ) -> Result<(usize, usize, usize), tokio_postgres::Error> {
         use crate::engine::ReclaimElse;
         let s = self.cfg.router.schema.quoted();
         let now = Utc::now();
@@ -809,7 +822,7 @@ impl Drain {
             .await?;
         if stale.is_empty() {
             tx.rollback().await?;
-            return Ok(0);
+            return Ok((0, 0, 0));
         }
         let ids: Vec<String> = stale.iter().map(|r| r.get(0)).collect();
         let mut previous: HashMap<String, Vec<String>> = HashMap::new();
@@ -1028,8 +1041,10 @@ impl Drain {
             )
             .await?;
         }
-        let touched: Vec<usize> =
+        let mut touched: Vec<usize> =
             writes.iter().flat_map(|w| [engine.member_index(&w.1), engine.member_index(&w.3)]).flatten().collect();
+        touched.sort_unstable();
+        touched.dedup();
         if !touched.is_empty() {
             let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.to_string()).collect();
             let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
@@ -1038,8 +1053,9 @@ impl Drain {
         }
         tx.commit().await?;
         let reclaimed = writes.iter().filter(|w| written.contains(&w.0)).count();
+        let acted = reclaimed + restart.len() + finished.len();
         tracing::info!(pipeline, stale = stale.len(), reclaimed, kept = restart.len(), "reclaim sweep");
-        Ok(reclaimed)
+        Ok((stale.len(), acted, reclaimed))
     }
 
     /// Tell the triggers whether to NOTIFY (only while the daemon is idle).

@@ -174,3 +174,28 @@ async fn a_team_with_nobody_else_eligible_leaves_it_with_its_owner_never_the_sam
         .get(0);
     assert!(note.contains("nobody else in scope is eligible"), "{note}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_stale_opportunities_of_the_same_members_are_reclaimed_in_one_sweep() {
+    let (db, _rules) = setup("many", "after = \"1s\"", &["301", "302", "305"]).await;
+    let daemon = db.start();
+    let mut first = Vec::new();
+    for i in 0..9 {
+        let opp = db.insert_opportunity(&format!("stale {i}"), "DN", "retail").await;
+        first.push((opp.clone(), db.wait_owned(&opp, Duration::from_secs(3)).await.0));
+    }
+    for (opp, _) in &first {
+        wait_outcome(&db, opp, "reclaim", Duration::from_secs(6)).await;
+    }
+    daemon.stop().await;
+    for (opp, owner) in &first {
+        assert_ne!(db.owner_of(opp).await, *owner, "{opp} moved on");
+    }
+    let drift = db
+        .count(
+            "SELECT count(*) FROM oppty_router.member_state m LEFT JOIN (SELECT \"accountOwnerId\"::text AS o, count(*) AS n \
+             FROM crm.opportunity GROUP BY 1) c ON c.o = m.member_id WHERE m.open_count <> coalesce(c.n, 0)",
+        )
+        .await;
+    assert_eq!(drift, 0, "loads follow the reclaims");
+}

@@ -199,3 +199,34 @@ async fn many_stale_opportunities_of_the_same_members_are_reclaimed_in_one_sweep
         .await;
     assert_eq!(drift, 0, "loads follow the reclaims");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interaction_logged_just_before_the_sweep_writes_keeps_the_opportunity() {
+    let (db, _rules) = setup("lastsecond", "after = \"1s\"", &["301", "302"]).await;
+    let daemon = db.start();
+    let opp = db.insert_opportunity("last-second call", "DN", "retail").await;
+    let (owner, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
+    daemon.stop().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // stale now
+                                                           // The rep logs a call: its event is queued, not yet drained when the sweep runs.
+    db.client
+        .execute(
+            "INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") VALUES ($1::text::uuid, 'call', $2)",
+            &[&opp, &owner],
+        )
+        .await
+        .expect("call");
+    let cfg = std::sync::Arc::new(db.cfg.clone());
+    let mut client = oppty_router::db::connect(&cfg.database, "").await.expect("connect");
+    let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
+    let engine = std::sync::Arc::new(oppty_router::load_rules(&cfg).expect("rules"));
+    let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
+    drain.reconcile(&mut client).await.expect("loads");
+    assert_eq!(drain.sweep(&mut client).await.expect("sweep"), 0, "the queued call keeps it");
+    assert_eq!(db.owner_of(&opp).await, owner);
+    // Without that call it would have gone: drain the event (the clock restarts), wait, sweep.
+    drain.drain_all(&mut client, &tokio_util::sync::CancellationToken::new()).await.expect("drain");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(drain.sweep(&mut client).await.expect("sweep"), 1, "stale again after a quiet window");
+    assert_ne!(db.owner_of(&opp).await, owner);
+}

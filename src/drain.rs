@@ -502,22 +502,7 @@ impl Drain {
             report.phase_us[phase] += clock.elapsed().as_micros() as u64;
             clock = Instant::now();
         };
-        let mut ctx: HashMap<String, Context> = HashMap::new();
-        if !ids.is_empty() {
-            for r in tx.query(&self.sql.context, &[&ids]).await? {
-                let n = r.len();
-                ctx.insert(
-                    r.get(0),
-                    Context {
-                        owner: r.get(1),
-                        open: r.get(2),
-                        deleted: r.get(3),
-                        pipeline: r.get(4),
-                        fields: (5..n).map(|i| r.get(i)).collect(),
-                    },
-                );
-            }
-        }
+        let ctx = self.load_context(tx, &ids).await?;
 
         // Changed opportunities: forget ownership of what a person took over, closed or deleted.
         if !changed_ids.is_empty() {
@@ -837,20 +822,7 @@ impl Drain {
                 previous.insert(r.get(0), r.get(1));
             }
         }
-        let mut ctx: HashMap<String, Context> = HashMap::new();
-        for r in tx.query(&self.sql.context, &[&ids]).await? {
-            let n = r.len();
-            ctx.insert(
-                r.get(0),
-                Context {
-                    owner: r.get(1),
-                    open: r.get(2),
-                    deleted: r.get(3),
-                    pipeline: r.get(4),
-                    fields: (5..n).map(|i| r.get(i)).collect(),
-                },
-            );
-        }
+        let ctx = self.load_context(&tx, &ids).await?;
 
         // Decide.
         let mut writes: Vec<(String, String, Option<String>, String)> = Vec::new(); // id, new, team crm, old
@@ -1056,6 +1028,32 @@ impl Drain {
         let acted = reclaimed + restart.len() + finished.len();
         tracing::info!(pipeline, stale = stale.len(), reclaimed, kept = restart.len(), "reclaim sweep");
         Ok((stale.len(), acted, reclaimed))
+    }
+
+    /// The context of these opportunities (one query): owner, open, deleted, pipeline, fields.
+    async fn load_context(
+        &self,
+        tx: &Transaction<'_>,
+        ids: &[String],
+    ) -> Result<HashMap<String, Context>, tokio_postgres::Error> {
+        let mut ctx = HashMap::new();
+        if ids.is_empty() {
+            return Ok(ctx);
+        }
+        for r in tx.query(&self.sql.context, &[&ids]).await? {
+            let n = r.len();
+            ctx.insert(
+                r.get(0),
+                Context {
+                    owner: r.get(1),
+                    open: r.get(2),
+                    deleted: r.get(3),
+                    pipeline: r.get(4),
+                    fields: (5..n).map(|i| r.get(i)).collect(),
+                },
+            );
+        }
+        Ok(ctx)
     }
 
     /// Tell the triggers whether to NOTIFY (only while the daemon is idle).

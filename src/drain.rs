@@ -741,6 +741,18 @@ impl Drain {
         let mut total = 0;
         for (pipeline, policy) in pipelines {
             let mut ledger = std::mem::take(&mut self.ledger);
+            if let Some(f) = policy.warn_at {
+                match self.warn(client, pipeline, policy, f).await {
+                    Ok(_) => {}
+                    Err(e) if is_transient(&e) => {
+                        self.ledger = ledger;
+                        return Err(DrainError::Connection(e));
+                    }
+                    Err(e) => {
+                        tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim warnings failed; they will be tried again")
+                    }
+                }
+            }
             // Batches of router.batch_size until a short one (or one where nothing could be done:
             // rows a person is changing right now wait for the next sweep).
             for _ in 0..10_000 {
@@ -770,6 +782,44 @@ impl Drain {
             self.ledger = ledger;
         }
         Ok(total)
+    }
+
+    /// The first step of the reclaim ladder: warn owners whose assignment has been idle for
+    /// `fraction` of the window (once per idle spell): a row in `reclaim_warnings` and a NOTIFY
+    /// on `<channel>_reclaim_warning` carrying the opportunity id.
+    async fn warn(
+        &self,
+        client: &mut Client,
+        pipeline: &str,
+        policy: &crate::engine::ReclaimPolicy,
+        fraction: f64,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let s = self.cfg.router.schema.quoted();
+        let now = Utc::now();
+        let warn_before = now - chrono::Duration::milliseconds((policy.after as f64 * fraction * 1000.0) as i64);
+        let stale_before = now - chrono::Duration::seconds(policy.after);
+        let channel = format!("{}_reclaim_warning", self.cfg.router.channel.as_str());
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                &format!(
+                    "WITH w AS (UPDATE {s}.ownership SET warned_at = clock_timestamp() \
+                       WHERE pipeline = $1 AND last_owner_touch_at < $2 AND last_owner_touch_at >= $3 \
+                       AND (warned_at IS NULL OR warned_at < last_owner_touch_at) \
+                       RETURNING opp_id, owner_id, last_owner_touch_at), \
+                     i AS (INSERT INTO {s}.reclaim_warnings (opp_id, owner_id, idle_since, reclaim_at) \
+                       SELECT opp_id, owner_id, last_owner_touch_at, last_owner_touch_at + $4::int8 * interval '1 second' FROM w \
+                       RETURNING opp_id) \
+                     SELECT pg_notify($5, opp_id) FROM i"
+                ),
+                &[&pipeline, &warn_before, &stale_before, &policy.after, &channel],
+            )
+            .await?;
+        tx.commit().await?;
+        if n > 0 {
+            tracing::info!(pipeline, warned = n, channel = %channel, "reclaim warnings");
+        }
+        Ok(n)
     }
 
     #[allow(clippy::too_many_arguments)]

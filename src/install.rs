@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "002_engine.sql", include_str!("../sql/002_engine.sql")),
     (3, "003_status.sql", include_str!("../sql/003_status.sql")),
     (4, "004_reclaim.sql", include_str!("../sql/004_reclaim.sql")),
+    (5, "005_reclaim_warnings.sql", include_str!("../sql/005_reclaim_warnings.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

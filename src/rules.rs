@@ -206,6 +206,8 @@ struct RawReclaim {
     exclude: Option<String>,
     /// How many times one opportunity may be reclaimed (default 3).
     max_reclaims: Option<i32>,
+    /// Warn the owner when this fraction of the window has passed, e.g. 0.75.
+    warn_at: Option<f64>,
     /// After max_reclaims: "leave", or { owner = "<id>" }.
     then: Option<RawReclaimElse>,
     /// When nobody else is eligible: "leave", or { owner = "<id>" }.
@@ -1418,7 +1420,20 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 cx.err(*fi, &p.id, &format!("{key}.max_reclaims"), "must be 0 or more");
                 return None;
             }
+            let warn_at = match r.warn_at {
+                Some(f) if !(f > 0.0 && f < 1.0) => {
+                    cx.err(
+                        *fi,
+                        &p.id,
+                        &format!("{key}.warn_at"),
+                        format!("is {f}; use a fraction between 0 and 1, e.g. 0.75"),
+                    );
+                    return None;
+                }
+                other => other,
+            };
             Some(engine::ReclaimPolicy {
+                warn_at,
                 after,
                 anyone,
                 within_team: r.within_team.unwrap_or(true),

@@ -230,3 +230,45 @@ async fn an_interaction_logged_just_before_the_sweep_writes_keeps_the_opportunit
     assert_eq!(drain.sweep(&mut client).await.expect("sweep"), 1, "stale again after a quiet window");
     assert_ne!(db.owner_of(&opp).await, owner);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_is_warned_before_the_opportunity_is_taken_back() {
+    let (db, _rules) = setup("warn", "after = \"3s\"\nwarn_at = 0.5", &["301", "302"]).await;
+    let (listener, mut notes) =
+        oppty_router::db::connect_listener(&db.cfg.database, " test listener").await.expect("listen");
+    listener.batch_execute("LISTEN oppty_router_wakeup_reclaim_warning").await.expect("LISTEN");
+    let daemon = db.start();
+    let opp = db.insert_opportunity("going quiet", "DN", "retail").await;
+    let (owner, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
+    let started = Instant::now();
+    while db.count(&format!("SELECT count(*) FROM oppty_router.reclaim_warnings WHERE opp_id = '{opp}'")).await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(3), "a warning row appears after half the window");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() < Duration::from_millis(2900), "warned before the window ends");
+    assert_eq!(db.owner_of(&opp).await, owner, "still the owner's when warned");
+    tokio::time::timeout(Duration::from_secs(2), notes.recv())
+        .await
+        .expect("a NOTIFY on the documented channel")
+        .expect("listener alive");
+    let row = db
+        .client
+        .query_one(
+            "SELECT owner_id, reclaim_at > idle_since FROM oppty_router.reclaim_warnings WHERE opp_id = $1",
+            &[&opp],
+        )
+        .await
+        .expect("warning row");
+    assert_eq!(row.get::<_, String>(0), owner.to_string());
+    assert!(row.get::<_, bool>(1));
+    wait_outcome(&db, &opp, "reclaim", Duration::from_secs(6)).await;
+    daemon.stop().await;
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM oppty_router.reclaim_warnings WHERE opp_id = '{opp}' AND owner_id = '{owner}'"
+        ))
+        .await,
+        1,
+        "warned once per idle spell"
+    );
+}

@@ -340,6 +340,8 @@ pub struct ReclaimPolicy {
     /// Exclude every earlier owner of the opportunity, not only the one losing it.
     pub exclude_all_previous: bool,
     pub max_reclaims: i32,
+    /// Warn the owner when this fraction of the window has passed (0 < f < 1).
+    pub warn_at: Option<f64>,
     /// After `max_reclaims`.
     pub then: ReclaimElse,
     /// When nobody else is eligible.

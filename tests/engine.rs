@@ -43,6 +43,11 @@ fn at(t: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc)
 }
 
+/// An opportunity of pipeline `p` with these fields, waiting since `at`.
+fn plain(v: &[Option<String>], at: DateTime<Utc>) -> Opportunity<'_> {
+    Opportunity { id: "o", pipeline: Some("p"), fields: v, waiting_since: at, exclude: &[], only_team: None }
+}
+
 /// Monday 10:00 in Hanoi.
 fn monday_morning() -> DateTime<Utc> {
     at("2030-01-07T03:00:00Z")
@@ -292,7 +297,7 @@ proptest! {
             let before = l.clone();
             let anyone = (0..g.members.len()).any(|i| eligible(&g, &e, &before, i, now));
             let v = vec![None; FIELDS.len()];
-            let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[], only_team: None };
+            let opp = plain(&v, now);
             let d = e.route(&opp, &mut l, now, &mut rng);
             match d.outcome {
                 Outcome::Rule => {
@@ -327,7 +332,7 @@ proptest! {
         let mut count: HashMap<String, usize> = HashMap::new();
         for _ in 0..n {
             let v = vec![None; FIELDS.len()];
-            let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[], only_team: None };
+            let opp = plain(&v, now);
             let d = e.route(&opp, &mut l, now, &mut rng);
             *count.entry(d.owner.expect("owner")).or_default() += 1;
         }
@@ -352,7 +357,7 @@ proptest! {
         let (e, l) = build(&g);
         let now = monday_morning();
         let v = vec![None; FIELDS.len()];
-        let opp = Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[], only_team: None };
+        let opp = plain(&v, now);
         let (mut l1, mut l2) = (l.clone(), l);
         let d1 = e.route(&opp, &mut l1, now, &mut SmallRng::seed_from_u64(seed));
         let d2 = e.route(&opp, &mut l2, now, &mut SmallRng::seed_from_u64(seed));
@@ -371,14 +376,7 @@ fn loads_update_within_a_batch_so_fewest_open_spreads_a_burst_evenly() {
     let mut rng = SmallRng::seed_from_u64(0);
     for _ in 0..10 {
         let v = vec![None; FIELDS.len()];
-        let opp = Opportunity {
-            id: "o",
-            pipeline: Some("p"),
-            fields: &v,
-            waiting_since: monday_morning(),
-            exclude: &[],
-            only_team: None,
-        };
+        let opp = plain(&v, monday_morning());
         e.route(&opp, &mut l, monday_morning(), &mut rng);
     }
     let (min, max) = (l.open.iter().min().copied(), l.open.iter().max().copied());
@@ -393,14 +391,7 @@ fn round_robin_state_survives_membership_changes() {
     let e1 = compile_texts(&[("a.toml", &text("\"a\", \"b\", \"c\""))], &fields()).expect("rules");
     let mut l1 = Ledger::for_engine(&e1, None);
     let v = vec![None; FIELDS.len()];
-    let opp = Opportunity {
-        id: "o",
-        pipeline: Some("p"),
-        fields: &v,
-        waiting_since: monday_morning(),
-        exclude: &[],
-        only_team: None,
-    };
+    let opp = plain(&v, monday_morning());
     let mut rng = SmallRng::seed_from_u64(0);
     let first: Vec<String> =
         (0..2).map(|_| e1.route(&opp, &mut l1, monday_morning(), &mut rng).owner.expect("owner")).collect();
@@ -423,14 +414,7 @@ fn random_is_reproducible_with_the_same_seed() {
         let mut l = l.clone();
         let mut rng = SmallRng::seed_from_u64(seed);
         let v = vec![None; FIELDS.len()];
-        let opp = Opportunity {
-            id: "o",
-            pipeline: Some("p"),
-            fields: &v,
-            waiting_since: monday_morning(),
-            exclude: &[],
-            only_team: None,
-        };
+        let opp = plain(&v, monday_morning());
         (0..20).map(|_| e.route(&opp, &mut l, monday_morning(), &mut rng).owner.expect("owner")).collect::<Vec<_>>()
     };
     assert_eq!(run(42), run(42));
@@ -457,8 +441,7 @@ fn a_member_back_from_pause_neither_floods_nor_starves() {
     // 30 opportunities in the first hour: c gets about a third, not all 30.
     for i in 0..30 {
         let now = start + chrono::Duration::minutes(i * 2);
-        let opp =
-            Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[], only_team: None };
+        let opp = plain(&v, now);
         if back.route(&opp, &mut l, now, &mut rng).owner.as_deref() == Some("c") {
             to_c += 1;
         }
@@ -467,8 +450,7 @@ fn a_member_back_from_pause_neither_floods_nor_starves() {
     // Over the ramp the deficit fades: by the end c has caught up.
     for i in 0..200 {
         let now = start + chrono::Duration::hours(1) + chrono::Duration::minutes(i * 3);
-        let opp =
-            Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[], only_team: None };
+        let opp = plain(&v, now);
         back.route(&opp, &mut l, now, &mut rng);
     }
     assert!((l.open[c] - l.open[a]).abs() <= 2, "no starvation: loads {:?}", l.open);
@@ -482,8 +464,7 @@ fn when_every_candidate_is_full_the_rule_can_hold_and_retry() {
     l.open[0] = 1;
     let v = vec![None; FIELDS.len()];
     let now = monday_morning();
-    let opp =
-        Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[], only_team: None };
+    let opp = plain(&v, now);
     let d = e.route(&opp, &mut l, now, &mut SmallRng::seed_from_u64(0));
     assert_eq!(d.outcome, Outcome::Held);
     assert_eq!(d.retry_at, Some(now + chrono::Duration::minutes(10)));
@@ -504,8 +485,7 @@ fn a_team_outside_working_hours_waits_for_the_morning_or_falls_through() {
     };
     let evening = at("2030-01-07T12:00:00Z"); // 19:00 in Hanoi
     let v = vec![None; FIELDS.len()];
-    let opp =
-        Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: evening, exclude: &[], only_team: None };
+    let opp = plain(&v, evening);
     let wait = compile_texts(&[("a.toml", &text("wait"))], &fields()).expect("rules");
     let d = wait.route(&opp, &mut Ledger::for_engine(&wait, None), evening, &mut SmallRng::seed_from_u64(0));
     assert_eq!(d.outcome, Outcome::Held);
@@ -526,20 +506,12 @@ fn rolling_and_daily_caps_count_recent_assignments() {
     let mut owners = Vec::new();
     for i in 0..4 {
         let now = monday_morning() + chrono::Duration::minutes(i);
-        let opp =
-            Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[], only_team: None };
+        let opp = plain(&v, now);
         owners.push(e.route(&opp, &mut l, now, &mut rng).owner.expect("owner"));
     }
     assert_eq!(owners, ["a", "b", "b", "b"], "a's daily cap of 1 holds for the rest of the local day");
     // The next local day (00:00 in Hanoi = 17:00 UTC): a is back.
     let tomorrow = at("2030-01-07T17:30:00Z");
-    let opp = Opportunity {
-        id: "o",
-        pipeline: Some("p"),
-        fields: &v,
-        waiting_since: tomorrow,
-        exclude: &[],
-        only_team: None,
-    };
+    let opp = plain(&v, tomorrow);
     assert_eq!(e.route(&opp, &mut l, tomorrow, &mut rng).owner.as_deref(), Some("a"));
 }

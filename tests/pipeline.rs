@@ -65,10 +65,8 @@ async fn an_opportunity_a_person_assigned_before_the_daemon_saw_it_keeps_that_ow
     db.install().await;
     // Created unowned while the daemon is down, then a manager assigns it by hand.
     let opp = db.insert_opportunity("VIP client", "HN", "retail").await;
-    db.client
-        .execute("UPDATE crm.opportunity SET \"accountOwnerId\" = 202 WHERE \"oppId\" = $1::text::uuid", &[&opp])
-        .await
-        .expect("manual assignment");
+    db.on_opportunity("UPDATE crm.opportunity SET \"accountOwnerId\" = 202 WHERE \"oppId\" = $1::text::uuid", &opp)
+        .await;
     // And one created with an owner already.
     let owned = db
         .client
@@ -282,22 +280,13 @@ async fn activities_restart_the_owners_clock_and_a_closed_opportunity_frees_its_
         ))
         .await;
     assert_eq!(any, 1, "but it is recorded as an activity");
-    db.client
-        .execute(
-            "INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") VALUES ($1::text::uuid, 'call', $2)",
-            &[&opp, &owner],
-        )
-        .await
-        .expect("call");
+    db.log_call(&opp, owner).await;
     db.wait_drained(Duration::from_secs(5)).await;
     assert!(db.count(&touch).await > t0, "the owner's call restarts the clock");
 
     let load = format!("SELECT open_count::int8 FROM oppty_router.member_state WHERE member_id = '{owner}'");
     assert_eq!(db.count(&load).await, 1);
-    db.client
-        .execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&opp])
-        .await
-        .expect("won");
+    db.on_opportunity("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &opp).await;
     db.wait_drained(Duration::from_secs(5)).await;
     daemon.stop().await;
     assert_eq!(db.count(&load).await, 0, "a won opportunity is no longer open load");
@@ -315,10 +304,7 @@ async fn an_owner_cleared_by_a_person_is_routed_again() {
     let daemon = db.start();
     let opp = db.insert_opportunity("Savings", "HCM", "retail").await;
     let (first, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
-    db.client
-        .execute("UPDATE crm.opportunity SET \"accountOwnerId\" = 1 WHERE \"oppId\" = $1::text::uuid", &[&opp])
-        .await
-        .expect("clear");
+    db.on_opportunity("UPDATE crm.opportunity SET \"accountOwnerId\" = 1 WHERE \"oppId\" = $1::text::uuid", &opp).await;
     let (second, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
     daemon.stop().await;
     assert!([201, 202, 203].contains(&second), "routed again to the HCM team (first {first}, then {second})");
@@ -356,15 +342,9 @@ async fn odd_crm_rows_are_handled_a_deleted_row_is_skipped_and_one_without_accou
     let db = crm_db("odd").await;
     db.install().await;
     let gone = db.insert_opportunity("deleted under us", "HN", "retail").await;
-    db.client
-        .execute("DELETE FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid", &[&gone])
-        .await
-        .expect("hard delete");
+    db.on_opportunity("DELETE FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid", &gone).await;
     let soft = db.insert_opportunity("soft deleted", "HN", "retail").await;
-    db.client
-        .execute("UPDATE crm.opportunity SET \"deletedAt\" = now() WHERE \"oppId\" = $1::text::uuid", &[&soft])
-        .await
-        .expect("soft delete");
+    db.on_opportunity("UPDATE crm.opportunity SET \"deletedAt\" = now() WHERE \"oppId\" = $1::text::uuid", &soft).await;
     let orphan: String = db
         .client
         .query_one(
@@ -510,10 +490,7 @@ when_full = "hold"
         "queued again for later"
     );
     // 301 wins the first deal: capacity frees, and the held one goes to 301 at its next try.
-    db.client
-        .execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&first])
-        .await
-        .expect("won");
+    db.on_opportunity("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &first).await;
     let (owner, _) = db.wait_owned(&second, Duration::from_secs(5)).await;
     daemon.stop().await;
     assert_eq!(owner, 301);

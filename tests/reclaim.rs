@@ -90,13 +90,7 @@ async fn an_owner_who_keeps_working_on_it_keeps_it() {
     let opp = db.insert_opportunity("worked on", "DN", "retail").await;
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
     for _ in 0..8 {
-        db.client
-            .execute(
-                "INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") VALUES ($1::text::uuid, 'call', $2)",
-                &[&opp, &owner],
-            )
-            .await
-            .expect("call");
+        db.log_call(&opp, owner).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     daemon.stop().await;
@@ -112,14 +106,9 @@ async fn a_persons_reassignment_or_closing_in_the_meantime_is_left_alone() {
     let won = db.insert_opportunity("won", "DN", "retail").await;
     db.wait_owned(&moved, Duration::from_secs(3)).await;
     db.wait_owned(&won, Duration::from_secs(3)).await;
-    db.client
-        .execute("UPDATE crm.opportunity SET \"accountOwnerId\" = 305 WHERE \"oppId\" = $1::text::uuid", &[&moved])
-        .await
-        .expect("reassign");
-    db.client
-        .execute("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &[&won])
-        .await
-        .expect("won");
+    db.on_opportunity("UPDATE crm.opportunity SET \"accountOwnerId\" = 305 WHERE \"oppId\" = $1::text::uuid", &moved)
+        .await;
+    db.on_opportunity("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &won).await;
     let won_owner = db.owner_of(&won).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     daemon.stop().await;
@@ -209,13 +198,7 @@ async fn an_interaction_logged_just_before_the_sweep_writes_keeps_the_opportunit
     daemon.stop().await;
     tokio::time::sleep(Duration::from_millis(1500)).await; // stale now
                                                            // The rep logs a call: its event is queued, not yet drained when the sweep runs.
-    db.client
-        .execute(
-            "INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") VALUES ($1::text::uuid, 'call', $2)",
-            &[&opp, &owner],
-        )
-        .await
-        .expect("call");
+    db.log_call(&opp, owner).await;
     let cfg = std::sync::Arc::new(db.cfg.clone());
     let mut client = oppty_router::db::connect(&cfg.database, "").await.expect("connect");
     let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");

@@ -50,7 +50,7 @@ async fn live(layout: impl FnOnce(&Path) -> PathBuf) -> Live {
 
 impl Live {
     /// Lan's weight (no rule-file test depends on it, so any value is accepted).
-    fn max_open_of_101(&self) -> Option<u32> {
+    fn weight_of_402(&self) -> Option<u32> {
         let e = self.reloader.rules.load();
         Some(e.members[e.member_index("402")?].weight)
     }
@@ -89,9 +89,9 @@ async fn an_in_place_write_is_picked_up() {
         t.join("rules")
     })
     .await;
-    assert_eq!(l.max_open_of_101(), Some(2));
+    assert_eq!(l.weight_of_402(), Some(2));
     std::fs::write(people(&l.dir), edited(&l.dir, 77)).expect("write");
-    l.wait_for("in-place write", |l| l.max_open_of_101() == Some(77)).await;
+    l.wait_for("in-place write", |l| l.weight_of_402() == Some(77)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +111,7 @@ async fn a_vim_save_with_4913_swp_and_backup_files_is_picked_up() {
     std::fs::write(people(d), new).expect("write");
     std::fs::remove_file(d.join("01-people.toml~")).expect("rm backup");
     std::fs::remove_file(d.join(".01-people.toml.swp")).expect("rm swp");
-    l.wait_for("vim save", |l| l.max_open_of_101() == Some(66)).await;
+    l.wait_for("vim save", |l| l.weight_of_402() == Some(66)).await;
     assert_eq!(l.reloader.status.load().refused, 0, "the temp files never made a reload fail");
 }
 
@@ -128,7 +128,7 @@ async fn sed_in_place_and_cp_and_mv_of_new_files_are_picked_up() {
         .status()
         .expect("sed");
     assert!(status.success());
-    l.wait_for("sed -i", |l| l.max_open_of_101() == Some(55)).await;
+    l.wait_for("sed -i", |l| l.weight_of_402() == Some(55)).await;
 
     // cp a new file in: a new pipeline appears.
     let extra = "[[pipeline]]\nid = \"leasing\"\nfallback_owner = \"100\"\n[[pipeline.rule]]\nid = \"any\"\nteam = { id = \"wealth\" }\nmember = \"fewest_open\"\n";
@@ -177,7 +177,7 @@ async fn a_checkout_changing_many_files_at_once_is_one_reload() {
     std::fs::remove_file(l.dir.join("30-wealth.toml")).expect("rm");
     l.wait_for("checkout", |l| {
         let e = l.reloader.rules.load();
-        l.max_open_of_101() == Some(33)
+        l.weight_of_402() == Some(33)
             && !e.pipelines.contains_key("wealth")
             && format!("{:?}", e.pipelines["retail"].rules[1].pick) == "FewestOpen"
     })
@@ -200,7 +200,7 @@ async fn a_kubernetes_configmap_swap_of_its_data_symlink_is_picked_up() {
         dir
     })
     .await;
-    assert_eq!(l.max_open_of_101(), Some(2));
+    assert_eq!(l.weight_of_402(), Some(2));
     let d = &l.dir;
     copy_rules(&d.join("..2026_11_23_02"));
     let new = std::fs::read_to_string(d.join("..2026_11_23_02/01-people.toml")).expect("read").replacen(
@@ -212,7 +212,7 @@ async fn a_kubernetes_configmap_swap_of_its_data_symlink_is_picked_up() {
     std::os::unix::fs::symlink("..2026_11_23_02", d.join("..data_tmp")).expect("..data_tmp");
     std::fs::rename(d.join("..data_tmp"), d.join("..data")).expect("atomic swap");
     std::fs::remove_dir_all(d.join("..2026_11_23_01")).expect("old data");
-    l.wait_for("ConfigMap swap", |l| l.max_open_of_101() == Some(44)).await;
+    l.wait_for("ConfigMap swap", |l| l.weight_of_402() == Some(44)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +231,7 @@ async fn a_file_written_in_two_steps_is_not_loaded_half_written() {
     tokio::time::sleep(Duration::from_millis(40)).await;
     std::io::Write::write_all(&mut f, &full.as_bytes()[cut..]).expect("second half");
     drop(f);
-    l.wait_for("two-step write", |l| l.max_open_of_101() == Some(22)).await;
+    l.wait_for("two-step write", |l| l.weight_of_402() == Some(22)).await;
     let st = l.reloader.status.load();
     assert_eq!((st.reloads, st.refused), (1, 0), "one reload, of the whole file; the half was never tried: {st:?}");
 }
@@ -253,14 +253,14 @@ async fn the_rules_directory_replaced_by_another_is_picked_up() {
     std::fs::write(parent.join("rules.new/01-people.toml"), new).expect("write");
     std::fs::rename(&l.dir, parent.join("rules.old")).expect("move away");
     std::fs::rename(parent.join("rules.new"), &l.dir).expect("move in");
-    l.wait_for("directory replaced", |l| l.max_open_of_101() == Some(11)).await;
+    l.wait_for("directory replaced", |l| l.weight_of_402() == Some(11)).await;
     // And edits inside the new directory are seen too.
     std::fs::write(
         people(&l.dir),
         std::fs::read_to_string(people(&l.dir)).expect("read").replacen("weight = 11 ", "weight = 12 ", 1),
     )
     .expect("write");
-    l.wait_for("edit in the new directory", |l| l.max_open_of_101() == Some(12)).await;
+    l.wait_for("edit in the new directory", |l| l.weight_of_402() == Some(12)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +279,7 @@ async fn a_broken_save_keeps_the_last_good_rules_and_reports_where() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(l.reloader.rules.load().version, good, "the last good rules stay in force");
-    assert_eq!(l.max_open_of_101(), Some(2));
+    assert_eq!(l.weight_of_402(), Some(2));
     let err = l.reloader.status.load().last_error.clone().expect("error").1;
     let line = std::fs::read_to_string(people(&l.dir))
         .expect("read")
@@ -293,7 +293,7 @@ async fn a_broken_save_keeps_the_last_good_rules_and_reports_where() {
     let fixed =
         std::fs::read_to_string(people(&l.dir)).expect("read").replacen("weight = \"twelve\" ", "weight = 13 ", 1);
     std::fs::write(people(&l.dir), fixed).expect("write");
-    l.wait_for("fixed save", |l| l.max_open_of_101() == Some(13)).await;
+    l.wait_for("fixed save", |l| l.weight_of_402() == Some(13)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

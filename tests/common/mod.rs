@@ -144,6 +144,22 @@ impl TestDb {
         row.get(0)
     }
 
+    /// A user logs a call on the opportunity (an activity row, as the CRM writes it).
+    pub async fn log_call(&self, opp: &str, user: i32) {
+        self.client
+            .execute(
+                "INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") VALUES ($1::text::uuid, 'call', $2)",
+                &[&opp, &user],
+            )
+            .await
+            .expect("log a call");
+    }
+
+    /// Run a CRM statement whose `$1` is the opportunity id (text).
+    pub async fn on_opportunity(&self, sql: &str, opp: &str) {
+        self.client.execute(sql, &[&opp]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     pub async fn owner_of(&self, opp: &str) -> i32 {
         self.client
             .query_one("SELECT \"accountOwnerId\" FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid", &[&opp])

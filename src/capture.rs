@@ -23,7 +23,8 @@ pub fn install_sql(cfg: &Config) -> String {
     loop {
         let tag = if n == 0 { "$oppty$".to_string() } else { format!("$oppty{n}$") };
         let sql = install_sql_with_tag(cfg, &tag);
-        if sql.matches(tag.as_str()).count() == 2 * (1 + cfg.activities.len()) {
+        let functions = 1 + cfg.activities.len() + usize::from(cfg.opportunity.edited_by.is_some());
+        if sql.matches(tag.as_str()).count() == 2 * functions {
             return sql;
         }
         n += 1;
@@ -98,6 +99,25 @@ END
          CREATE TRIGGER {TRIGGER_PREFIX}capture_update AFTER UPDATE OF {of_cols} ON {table}\n    \
          FOR EACH ROW WHEN ({not_router} AND ({when})) EXECUTE FUNCTION {s}.capture_opportunity();\n"
     ));
+
+    // An edit by the owner (the CRM's "last changed by" column names the owner): an interaction
+    // for reclaim rules that count owner edits. Any update counts, whatever columns it changes.
+    if let Some(by) = &o.edited_by {
+        let by = by.quoted();
+        sql.push_str(&format!(
+            r#"CREATE OR REPLACE FUNCTION {s}.capture_edit() RETURNS trigger
+LANGUAGE plpgsql AS {tag}
+BEGIN
+    INSERT INTO {s}.events (kind, opp_id, actor) VALUES ('edit', NEW.{id}::text, NEW.{by}::text);
+    RETURN NULL;
+END
+{tag};
+CREATE TRIGGER {TRIGGER_PREFIX}capture_edit AFTER UPDATE ON {table}
+    FOR EACH ROW WHEN ({not_router} AND NEW.{by} IS NOT NULL AND NEW.{by}::text = NEW.{owner}::text)
+    EXECUTE FUNCTION {s}.capture_edit();
+"#
+        ));
+    }
 
     for (i, a) in cfg.activities.iter().enumerate() {
         let (link_col, extra_when) = match &a.link {

@@ -144,6 +144,7 @@ struct RawOpportunity {
     deleted_when: Option<String>,
     #[serde(default)]
     watch_columns: Vec<String>,
+    edited_by: Option<String>,
     #[serde(default)]
     fields: BTreeMap<String, RawField>,
 }
@@ -229,6 +230,9 @@ pub struct OpportunityMap {
     pub open_when: Option<String>,
     pub deleted_when: Option<String>,
     pub watch_columns: Vec<Ident>,
+    /// Who last changed the row (a user id column the CRM sets on every edit): an edit by the
+    /// owner is captured as an interaction, for reclaim rules that count owner edits.
+    pub edited_by: Option<Ident>,
     /// In the order they are fetched; rules refer to them by name.
     pub fields: Vec<FieldDef>,
 }
@@ -488,6 +492,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         .enumerate()
         .filter_map(|(i, c)| p.ident(&format!("opportunity.watch_columns[{i}]"), c))
         .collect();
+    let edited_by = o.edited_by.as_deref().and_then(|c| p.ident("opportunity.edited_by", c));
     let mut fields = Vec::new();
     for (name, f) in o.fields {
         let key = format!("opportunity.fields.{name}");
@@ -611,6 +616,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             open_when,
             deleted_when,
             watch_columns,
+            edited_by,
             fields,
         },
         activities,

@@ -241,6 +241,9 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     for (i, c) in o.watch_columns.iter().enumerate() {
         column_type(client, &o.table, c, &format!("opportunity.watch_columns[{i}]"), &mut p).await?;
     }
+    if let Some(c) = &o.edited_by {
+        column_type(client, &o.table, c, "opportunity.edited_by", &mut p).await?;
+    }
     let mut field_exprs = Vec::new();
     let mut sources: Vec<(String, &FieldSource)> = Vec::new();
     if let Some(pl) = &o.pipeline {
@@ -351,12 +354,24 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
                 sets.join(", ")
             );
             try_prepare(client, &sql, "write_back.set", &mut p).await;
+            // Reclaim: only where the CRM still shows the owner the router assigned, and no
+            // interaction that counts (u.anyone: any activity; u.edits: owner edits) is queued.
+            let rs = cfg.router.schema.quoted();
             let reassign_sql = format!(
-                "UPDATE {table} AS o SET {} FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, owner, team, old) \
-                 WHERE o.{id} = u.id::{id_t} AND o.{owner}::text = u.old RETURNING o.{id}::text",
+                "UPDATE {table} AS o SET {} \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[]) AS u(id, owner, team, old, anyone, edits) \
+                 WHERE o.{id} = u.id::{id_t} AND o.{owner}::text = u.old \
+                 AND NOT EXISTS (SELECT 1 FROM {rs}.events e WHERE e.opp_id = u.id \
+                   AND ((e.kind = 'activity' AND (u.anyone OR e.actor = u.old)) OR (e.kind = 'edit' AND u.edits AND e.actor = u.old))) \
+                 RETURNING o.{id}::text",
                 sets.join(", ")
             );
-            try_prepare(client, &reassign_sql, "write_back.set", &mut p).await;
+            // It reads the router's queue: checkable once `install` has created it.
+            let installed: bool =
+                client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("{rs}.events")]).await?.get(0);
+            if installed {
+                try_prepare(client, &reassign_sql, "write_back.set", &mut p).await;
+            }
             reassign = Some(reassign_sql);
             WriteSql::Batch(sql)
         }

@@ -21,6 +21,8 @@ use crate::engine::{Engine, Ledger, Opportunity, Outcome, Undo};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+mod reclaim;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
     /// The connection failed or the server said to go away: reconnect, nothing is lost.
@@ -152,6 +154,8 @@ pub struct Drain {
     member_state: String,
     retry: String,
     dead_letter: String,
+    /// Per pipeline, the reclaim fingerprint its stored due times were aligned with.
+    aligned: HashMap<String, String>,
 }
 
 impl Drain {
@@ -177,12 +181,13 @@ impl Drain {
                  $9::text[], $10::timestamptz[]) AS u(o, w, t, p, c, l, r, e, a)"
             ),
             own: format!(
-                "INSERT INTO {s}.ownership (opp_id, owner_id, team_id, pipeline, assigned_at, last_owner_touch_at) \
-                 SELECT u.o, u.w, u.t, u.p, clock_timestamp(), clock_timestamp() \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(o, w, t, p) \
+                "INSERT INTO {s}.ownership (opp_id, owner_id, team_id, pipeline, assigned_at, last_owner_touch_at, due_at) \
+                 SELECT u.o, u.w, u.t, u.p, clock_timestamp(), clock_timestamp(), clock_timestamp() + u.d * interval '1 second' \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) AS u(o, w, t, p, d) \
                  ON CONFLICT (opp_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, team_id = EXCLUDED.team_id, \
                  pipeline = EXCLUDED.pipeline, assigned_at = EXCLUDED.assigned_at, \
-                 last_owner_touch_at = EXCLUDED.last_owner_touch_at"
+                 last_owner_touch_at = EXCLUDED.last_owner_touch_at, due_at = EXCLUDED.due_at, stage = 'owner', \
+                 last_activity_at = NULL, last_owner_edit_at = NULL, warned_at = NULL"
             ),
             release: format!(
                 "DELETE FROM {s}.ownership w USING unnest($1::text[], $2::text[], $3::bool[]) AS u(o, w, open) \
@@ -190,9 +195,12 @@ impl Drain {
             ),
             touch: format!(
                 "UPDATE {s}.ownership w SET last_activity_at = greatest(w.last_activity_at, a.any_at), \
-                 last_owner_touch_at = greatest(w.last_owner_touch_at, a.owner_at) \
-                 FROM (SELECT u.o, max(u.at) AS any_at, max(u.at) FILTER (WHERE u.actor = x.owner_id) AS owner_at \
-                       FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(o, actor, at) \
+                 last_owner_touch_at = greatest(w.last_owner_touch_at, a.owner_at), \
+                 last_owner_edit_at = greatest(w.last_owner_edit_at, a.edit_at) \
+                 FROM (SELECT u.o, max(u.at) FILTER (WHERE NOT u.edit) AS any_at, \
+                       max(u.at) FILTER (WHERE NOT u.edit AND u.actor = x.owner_id) AS owner_at, \
+                       max(u.at) FILTER (WHERE u.edit AND u.actor = x.owner_id) AS edit_at \
+                       FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[]) AS u(o, actor, at, edit) \
                        JOIN {s}.ownership x ON x.opp_id = u.o GROUP BY u.o) a \
                  WHERE w.opp_id = a.o"
             ),
@@ -233,6 +241,7 @@ impl Drain {
             cfg,
             sql,
             decisions,
+            aligned: HashMap::new(),
         }
     }
 
@@ -283,6 +292,7 @@ impl Drain {
         let zeros = vec![0i64; members.len()];
         client.execute(&self.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::Connection)?;
         self.ledger = ledger;
+        self.refresh_pauses(client).await.map_err(DrainError::Connection)?;
         Ok(())
     }
 
@@ -603,7 +613,7 @@ impl Drain {
         lap(&mut report, 3);
         // Audit, ownership, loads: one statement each.
         let mut a = AuditCols::default();
-        let mut own = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut own = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut assigned: HashMap<String, i64> = HashMap::new();
         let mut held: (Vec<String>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = (Vec::new(), Vec::new(), Vec::new());
         let mut routed = Vec::new();
@@ -641,6 +651,11 @@ impl Drain {
                 own.1.push(o.clone());
                 own.2.push(d.team.clone());
                 own.3.push(d.pipeline.clone());
+                // The sweeper's first look: the shortest window (now, without a reclaim rule, so
+                // a rule added later finds it at once).
+                own.4.push(
+                    engine.pipelines.get(&d.pipeline).and_then(|p| p.reclaim.as_ref()).map_or(0, |r| r.earliest()),
+                );
                 *assigned.entry(o.clone()).or_default() += 1;
             }
             routed.push(Routed {
@@ -690,7 +705,7 @@ impl Drain {
             if own.0.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.own, &[&own.0, &own.1, &own.2, &own.3]).await
+            tx.execute(&self.own, &[&own.0, &own.1, &own.2, &own.3, &own.4]).await
         };
         let member_state = async {
             if members.is_empty() {
@@ -705,7 +720,8 @@ impl Drain {
             let ids: Vec<&str> = activities.iter().map(|e| e.opp_id.as_str()).collect();
             let actors: Vec<Option<&str>> = activities.iter().map(|e| e.actor.as_deref()).collect();
             let ats: Vec<DateTime<Utc>> = activities.iter().map(|e| e.at.unwrap_or(e.created_at)).collect();
-            tx.execute(&self.touch, &[&ids, &actors, &ats]).await
+            let edits: Vec<bool> = activities.iter().map(|e| e.kind == "edit").collect();
+            tx.execute(&self.touch, &[&ids, &actors, &ats, &edits]).await
         };
         let requeue = async {
             if held.0.is_empty() {
@@ -723,361 +739,6 @@ impl Drain {
         tokio::try_join!(audit, ownership, member_state, touch, requeue, picks)?;
         lap(&mut report, 4);
         Ok((report, routed))
-    }
-
-    /// Reclaim: for every pipeline with a reclaim rule, take back the assignments whose owner did
-    /// nothing in time and give them to someone else (or leave them, as the rule says), in one
-    /// transaction per pipeline. Only what the router assigned and still owns is touched: the write
-    /// is conditional on the CRM's owner still being the one we assigned, and an interaction queued
-    /// but not yet drained keeps the opportunity. Returns how many were reclaimed.
-    pub async fn sweep(&mut self, client: &mut Client) -> Result<usize, DrainError> {
-        let Some(reassign) = self.sql.reassign.clone() else {
-            return Ok(0); // a custom write-back statement: reclaim needs the batch form (documented)
-        };
-        let engine = self.engine.clone();
-        let mut pipelines: Vec<(&String, &crate::engine::ReclaimPolicy)> =
-            engine.pipelines.iter().filter_map(|(id, p)| p.reclaim.as_ref().map(|r| (id, r))).collect();
-        pipelines.sort_by_key(|(id, _)| id.as_str());
-        let mut total = 0;
-        for (pipeline, policy) in pipelines {
-            let mut ledger = std::mem::take(&mut self.ledger);
-            if let Some(f) = policy.warn_at {
-                match self.warn(client, pipeline, policy, f).await {
-                    Ok(_) => {}
-                    Err(e) if is_transient(&e) => {
-                        self.ledger = ledger;
-                        return Err(DrainError::Connection(e));
-                    }
-                    Err(e) => {
-                        tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim warnings failed; they will be tried again")
-                    }
-                }
-            }
-            // Batches of router.batch_size until a short one (or one where nothing could be done:
-            // rows a person is changing right now wait for the next sweep).
-            for _ in 0..10_000 {
-                let mut journal = Vec::new();
-                let result =
-                    self.sweep_pipeline(client, &engine, pipeline, policy, &reassign, &mut ledger, &mut journal).await;
-                if result.is_err() {
-                    rollback_ledger(&mut ledger, journal);
-                }
-                match result {
-                    Ok((stale, acted, reclaimed)) => {
-                        total += reclaimed;
-                        if stale < self.cfg.router.batch_size as usize || acted == 0 {
-                            break;
-                        }
-                    }
-                    Err(e) if is_transient(&e) => {
-                        self.ledger = ledger;
-                        return Err(DrainError::Connection(e));
-                    }
-                    Err(e) => {
-                        tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim sweep failed; it will run again");
-                        break;
-                    }
-                }
-            }
-            self.ledger = ledger;
-        }
-        Ok(total)
-    }
-
-    /// The first step of the reclaim ladder: warn owners whose assignment has been idle for
-    /// `fraction` of the window (once per idle spell): a row in `reclaim_warnings` and a NOTIFY
-    /// on `<channel>_reclaim_warning` carrying the opportunity id.
-    async fn warn(
-        &self,
-        client: &mut Client,
-        pipeline: &str,
-        policy: &crate::engine::ReclaimPolicy,
-        fraction: f64,
-    ) -> Result<u64, tokio_postgres::Error> {
-        let s = self.cfg.router.schema.quoted();
-        let now = Utc::now();
-        let warn_before = now - chrono::Duration::milliseconds((policy.after as f64 * fraction * 1000.0) as i64);
-        let stale_before = now - chrono::Duration::seconds(policy.after);
-        let channel = format!("{}_reclaim_warning", self.cfg.router.channel.as_str());
-        let tx = client.transaction().await?;
-        let n = tx
-            .execute(
-                &format!(
-                    "WITH w AS (UPDATE {s}.ownership SET warned_at = clock_timestamp() \
-                       WHERE pipeline = $1 AND last_owner_touch_at < $2 AND last_owner_touch_at >= $3 \
-                       AND (warned_at IS NULL OR warned_at < last_owner_touch_at) \
-                       RETURNING opp_id, owner_id, last_owner_touch_at), \
-                     i AS (INSERT INTO {s}.reclaim_warnings (opp_id, owner_id, idle_since, reclaim_at) \
-                       SELECT opp_id, owner_id, last_owner_touch_at, last_owner_touch_at + $4::int8 * interval '1 second' FROM w \
-                       RETURNING opp_id) \
-                     SELECT pg_notify($5, opp_id) FROM i"
-                ),
-                &[&pipeline, &warn_before, &stale_before, &policy.after, &channel],
-            )
-            .await?;
-        tx.commit().await?;
-        if n > 0 {
-            tracing::info!(pipeline, warned = n, channel = %channel, "reclaim warnings");
-        }
-        Ok(n)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn sweep_pipeline(
-        &self,
-        client: &mut Client,
-        engine: &Engine,
-        pipeline: &str,
-        policy: &crate::engine::ReclaimPolicy,
-        reassign: &str,
-        ledger: &mut Ledger,
-        journal: &mut Vec<Journal>,
-    ) -> Result<(usize, usize, usize), tokio_postgres::Error> {
-        use crate::engine::ReclaimElse;
-        let s = self.cfg.router.schema.quoted();
-        let now = Utc::now();
-        let cutoff = now - chrono::Duration::seconds(policy.after);
-        let limit = i64::from(self.cfg.router.batch_size);
-        let tx = client.transaction().await?;
-        tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await?;
-        // One range scan of (pipeline, last_owner_touch_at); rows being changed elsewhere are skipped.
-        let stale = tx
-            .query(
-                &format!(
-                    "SELECT w.opp_id, w.owner_id, w.team_id, w.reclaims, \
-                     extract(epoch FROM clock_timestamp() - w.last_owner_touch_at)::int8 \
-                     FROM {s}.ownership w WHERE w.pipeline = $1 AND w.last_owner_touch_at < $2 \
-                     AND (NOT $3 OR coalesce(w.last_activity_at, '-infinity') < $2) \
-                     AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.opp_id = w.opp_id AND e.kind = 'activity' \
-                                     AND ($3 OR e.actor = w.owner_id)) \
-                     ORDER BY w.last_owner_touch_at LIMIT $4 FOR UPDATE OF w SKIP LOCKED"
-                ),
-                &[&pipeline, &cutoff, &policy.anyone, &limit],
-            )
-            .await?;
-        if stale.is_empty() {
-            tx.rollback().await?;
-            return Ok((0, 0, 0));
-        }
-        let ids: Vec<String> = stale.iter().map(|r| r.get(0)).collect();
-        let mut previous: HashMap<String, Vec<String>> = HashMap::new();
-        if policy.exclude_all_previous {
-            for r in tx
-                .query(
-                    &format!("SELECT opp_id, array_agg(DISTINCT owner_id) FROM {s}.assignments WHERE opp_id = ANY($1) AND owner_id IS NOT NULL GROUP BY 1"),
-                    &[&ids],
-                )
-                .await?
-            {
-                previous.insert(r.get(0), r.get(1));
-            }
-        }
-        let ctx = self.load_context(&tx, &ids).await?;
-
-        // Decide.
-        let mut writes: Vec<(String, String, Option<String>, String)> = Vec::new(); // id, new, team crm, old
-        let mut audit = AuditCols::default();
-        let mut moved: Vec<(String, String, Option<String>)> = Vec::new(); // ownership rows that move on
-        let mut finished: Vec<String> = Vec::new(); // ownership rows the router stops tracking
-        let mut restart: Vec<String> = Vec::new(); // left with their owner: the clock restarts
-        let mut pending_undo: HashMap<String, Undo> = HashMap::new();
-        {
-            let mut rng = match self.rng.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            for r in &stale {
-                let (id, old, team, reclaims, idle): (String, String, Option<String>, i32, i64) =
-                    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-                let Some(c) = ctx.get(&id).filter(|c| c.open && !c.deleted && c.owner.as_deref() == Some(old.as_str()))
-                else {
-                    // Deleted, closed or reassigned by a person since: not ours to reclaim.
-                    finished.push(id);
-                    continue;
-                };
-                let note = |what: &str| {
-                    format!(
-                        "reclaimed from {old} after {idle} s without an interaction (reclaim {} of {}): {what}",
-                        reclaims + 1,
-                        policy.max_reclaims
-                    )
-                };
-                let give = |to: &ReclaimElse| match to {
-                    ReclaimElse::Owner(x) if *x != old => Some(x.clone()),
-                    _ => None,
-                };
-                if reclaims >= policy.max_reclaims {
-                    let mut d = crate::engine::Decision {
-                        owner: Some(old.clone()),
-                        team: team.clone(),
-                        team_crm_id: None,
-                        outcome: Outcome::Kept,
-                        pipeline: pipeline.to_string(),
-                        rule_id: None,
-                        tags: Vec::new(),
-                        retry_at: None,
-                        explanation: crate::engine::Explanation {
-                            pipeline: pipeline.to_string(),
-                            tags: Vec::new(),
-                            rules: Vec::new(),
-                            member: None,
-                            fallback: None,
-                            held: None,
-                            note: None,
-                        },
-                        undo: None,
-                    };
-                    match give(&policy.then) {
-                        Some(x) => {
-                            d.owner = Some(x.clone());
-                            d.outcome = Outcome::Reclaim;
-                            d.explanation.note = Some(note(&format!("the maximum of {} reclaims is reached: to {x}, as the rule says", policy.max_reclaims)));
-                            writes.push((id.clone(), x, None, old.clone()));
-                        }
-                        None => d.explanation.note = Some(format!("idle {idle} s, but the maximum of {} reclaims is reached: left with {old}, as the rule says", policy.max_reclaims)),
-                    }
-                    audit.push(&id, &d, Some(old.clone()), now);
-                    finished.push(id);
-                    continue;
-                }
-                let mut exclude = previous.remove(&id).unwrap_or_default();
-                if !exclude.contains(&old) {
-                    exclude.push(old.clone());
-                }
-                let only_team = if policy.within_team { team.as_deref() } else { None };
-                let opp = Opportunity {
-                    id: &id,
-                    pipeline: Some(pipeline),
-                    fields: &c.fields,
-                    waiting_since: now,
-                    exclude: &exclude,
-                    only_team,
-                };
-                let mut d = engine.route(&opp, ledger, now, &mut *rng);
-                if let Some(u) = &d.undo {
-                    journal.push(Journal::Assign(u.clone()));
-                    pending_undo.insert(id.clone(), u.clone());
-                }
-                if d.outcome == Outcome::Rule {
-                    let new = d.owner.clone().unwrap_or_default();
-                    d.outcome = Outcome::Reclaim;
-                    d.explanation.note = Some(note(&format!("to {new}")));
-                    writes.push((id.clone(), new.clone(), d.team_crm_id.clone(), old.clone()));
-                    moved.push((id.clone(), new, d.team.clone()));
-                    audit.push(&id, &d, Some(old.clone()), now);
-                    continue;
-                }
-                // Nobody else (the fallback owner is not a reclaim target): as the rule says.
-                d.team = team.clone();
-                match give(&policy.when_nobody) {
-                    Some(x) => {
-                        d.owner = Some(x.clone());
-                        d.outcome = Outcome::Reclaim;
-                        d.explanation.note =
-                            Some(note(&format!("nobody else in scope is eligible: to {x}, as the rule says")));
-                        writes.push((id.clone(), x, None, old.clone()));
-                        finished.push(id.clone());
-                    }
-                    None => {
-                        d.owner = Some(old.clone());
-                        d.outcome = Outcome::Kept;
-                        d.explanation.note = Some(format!(
-                            "idle {idle} s, but nobody else in scope is eligible: left with {old}; the clock restarts"
-                        ));
-                        restart.push(id.clone());
-                    }
-                }
-                d.explanation.fallback = None;
-                audit.push(&id, &d, Some(old.clone()), now);
-            }
-        }
-
-        // Write: only where the CRM still has the owner we assigned.
-        let mut written: HashSet<String> = HashSet::new();
-        if !writes.is_empty() {
-            let ids: Vec<&str> = writes.iter().map(|w| w.0.as_str()).collect();
-            let news: Vec<&str> = writes.iter().map(|w| w.1.as_str()).collect();
-            let teams: Vec<Option<&str>> = writes.iter().map(|w| w.2.as_deref()).collect();
-            let olds: Vec<&str> = writes.iter().map(|w| w.3.as_str()).collect();
-            for r in tx.query(reassign, &[&ids, &news, &teams, &olds]).await? {
-                written.insert(r.get(0));
-            }
-        }
-        // What was not written (a person changed it this instant) is not recorded as reclaimed.
-        let mut keep = vec![true; audit.opp.len()];
-        for (i, (opp, outcome)) in audit.opp.iter().zip(&audit.outcome).enumerate() {
-            if outcome == "reclaim" && !written.contains(opp) {
-                keep[i] = false;
-                if let Some(u) = pending_undo.get(opp) {
-                    ledger.unassign(u.member, u.at);
-                    journal.push(Journal::Unassigned(u.member, u.at));
-                }
-            }
-        }
-        let audit = audit.retain(&keep);
-        for (id, _, _, old) in &writes {
-            if written.contains(id) {
-                if let Some(m) = engine.member_index(old) {
-                    journal.push(Journal::Open(m, ledger.open[m]));
-                    ledger.open[m] = (ledger.open[m] - 1).max(0);
-                }
-            }
-        }
-        let moved: Vec<&(String, String, Option<String>)> = moved.iter().filter(|m| written.contains(&m.0)).collect();
-        let (m_ids, m_owners, m_teams): (Vec<&str>, Vec<&str>, Vec<Option<&str>>) = (
-            moved.iter().map(|m| m.0.as_str()).collect(),
-            moved.iter().map(|m| m.1.as_str()).collect(),
-            moved.iter().map(|m| m.2.as_deref()).collect(),
-        );
-        tx.execute(
-            &format!(
-                "UPDATE {s}.ownership w SET owner_id = u.w, team_id = coalesce(u.t, w.team_id), assigned_at = clock_timestamp(), \
-                 last_owner_touch_at = clock_timestamp(), last_activity_at = NULL, reclaims = w.reclaims + 1 \
-                 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(o, w, t) WHERE w.opp_id = u.o"
-            ),
-            &[&m_ids, &m_owners, &m_teams],
-        )
-        .await?;
-        tx.execute(&format!("DELETE FROM {s}.ownership WHERE opp_id = ANY($1)"), &[&finished]).await?;
-        tx.execute(
-            &format!("UPDATE {s}.ownership SET last_owner_touch_at = clock_timestamp() WHERE opp_id = ANY($1)"),
-            &[&restart],
-        )
-        .await?;
-        if !audit.opp.is_empty() {
-            let version = engine.version.clone();
-            tx.execute(
-                &self.audit,
-                &[
-                    &audit.opp,
-                    &audit.owner,
-                    &audit.team,
-                    &audit.previous,
-                    &audit.outcome,
-                    &audit.pipeline,
-                    &audit.rule,
-                    &version,
-                    &audit.explanation,
-                    &audit.event_at,
-                ],
-            )
-            .await?;
-        }
-        let mut touched: Vec<usize> =
-            writes.iter().flat_map(|w| [engine.member_index(&w.1), engine.member_index(&w.3)]).flatten().collect();
-        touched.sort_unstable();
-        touched.dedup();
-        if !touched.is_empty() {
-            let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.to_string()).collect();
-            let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
-            let zeros = vec![0i64; members.len()];
-            tx.execute(&self.member_state, &[&members, &counts, &zeros]).await?;
-        }
-        tx.commit().await?;
-        let reclaimed = writes.iter().filter(|w| written.contains(&w.0)).count();
-        let acted = reclaimed + restart.len() + finished.len();
-        tracing::info!(pipeline, stale = stale.len(), reclaimed, kept = restart.len(), "reclaim sweep");
-        Ok((stale.len(), acted, reclaimed))
     }
 
     /// The context of these opportunities (one query): owner, open, deleted, pipeline, fields.

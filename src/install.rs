@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "003_status.sql", include_str!("../sql/003_status.sql")),
     (4, "004_reclaim.sql", include_str!("../sql/004_reclaim.sql")),
     (5, "005_reclaim_warnings.sql", include_str!("../sql/005_reclaim_warnings.sql")),
+    (6, "006_reclaim_ladder.sql", include_str!("../sql/006_reclaim_ladder.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

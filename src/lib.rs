@@ -45,5 +45,10 @@ pub fn load_rules_with(
     directory: &rules::Directory,
 ) -> Result<engine::Engine, rules::RulesError> {
     let fields: Vec<String> = cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
+    if directory.owner_edits_unmapped != cfg.opportunity.edited_by.is_none() {
+        let mut d = directory.clone();
+        d.owner_edits_unmapped = cfg.opportunity.edited_by.is_none();
+        return rules::load_dir_with(&cfg.router.rules_dir, &fields, &d);
+    }
     rules::load_dir_with(&cfg.router.rules_dir, &fields, directory)
 }

@@ -79,6 +79,15 @@ enum Command {
     Status,
     /// Print the JSON Schema of rule files (committed as config/rules.schema.json).
     Schema,
+    /// Lift a member's pause for letting opportunities lapse (see `status`); the daemon gives them
+    /// work again from its next sweep.
+    Unpause {
+        /// The member's CRM user id.
+        member: String,
+        /// Who lifts it, recorded with the pause (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Show why the router assigned an opportunity the way it did.
     Explain {
         /// The opportunity's id, as text.
@@ -243,6 +252,34 @@ async fn real_main(cli: Cli) -> i32 {
                     } else {
                         exit::FAILURE
                     }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit::FAILURE
+                }
+            }
+        }
+        Command::Unpause { member, by } => {
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let client = match db::connect(&cfg.database, " unpause").await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return exit::UNAVAILABLE;
+                }
+            };
+            let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "admin".into());
+            match oppty_router::status::unpause(&client, &cfg, &member, &by).await {
+                Ok(true) => {
+                    println!("{member}: pause lifted by {by}; the daemon gives them work again from its next sweep");
+                    exit::OK
+                }
+                Ok(false) => {
+                    eprintln!("{member}: not paused for lapses (see `oppty-router status`)");
+                    exit::FAILURE
                 }
                 Err(e) => {
                     eprintln!("{e}");

@@ -36,6 +36,9 @@ pub struct Directory {
     pub kpi: HashMap<String, f64>,
     /// Team memberships come from the CRM: a team may list no members in the files.
     pub memberships_from_crm: bool,
+    /// The daemon config does not map `opportunity.edited_by`: rules counting owner edits are
+    /// refused (false when compiling without a config: nothing is known then).
+    pub owner_edits_unmapped: bool,
 }
 
 // ---------- the files as written ----------
@@ -153,6 +156,10 @@ struct RawTeam {
     members: Vec<String>,
     /// Members' default schedule.
     schedule: Option<String>,
+    /// The team lead (a CRM user id): where a reclaim ladder with `escalate.to = "team_lead"` goes.
+    lead: Option<String>,
+    /// This team's changes to its pipelines' reclaim rules.
+    reclaim: Option<RawReclaimOverride>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -198,20 +205,65 @@ struct RawRule {
 struct RawReclaim {
     /// The inactivity window, e.g. "48h" or "3d 4h".
     after: String,
-    /// What counts as an interaction: "owner" (an activity by the owner; the default) or "anyone".
-    interactions: Option<String>,
+    /// What counts as an interaction: "owner" (an activity by the owner; always counts), "anyone"
+    /// (an activity by anyone), "owner_edits" (an edit of the opportunity by its owner; needs
+    /// `opportunity.edited_by` in the daemon config). One word or a list.
+    interactions: Option<OneOrMany>,
+    /// Count only the owner's working hours (their schedule) towards the window (default false).
+    working_hours: Option<bool>,
     /// Reassign within the owner's team (default true).
     within_team: Option<bool>,
     /// Who must not get it back: "previous" (the owner losing it; the default) or "all_previous".
     exclude: Option<String>,
-    /// How many times one opportunity may be reclaimed (default 3).
+    /// Who must not get it back: the last k distinct owners (instead of `exclude`).
+    exclude_last: Option<u32>,
+    /// How many times one opportunity may be reassigned within the team (default 3).
     max_reclaims: Option<i32>,
     /// Warn the owner when this fraction of the window has passed, e.g. 0.75.
     warn_at: Option<f64>,
-    /// After max_reclaims: "leave", or { owner = "<id>" }.
+    /// After the reassignments: give it to the team lead (or a named user) for a window of its own.
+    escalate: Option<RawEscalate>,
+    /// At the end of the ladder: "leave", or { owner = "<id>" } (release to a pool owner).
     then: Option<RawReclaimElse>,
     /// When nobody else is eligible: "leave", or { owner = "<id>" }.
     when_nobody: Option<RawReclaimElse>,
+    /// Pause a member who lets this many opportunities lapse within a period, until an admin lifts it.
+    pause_after: Option<RawPauseAfter>,
+}
+
+/// A team's changes to the reclaim rule of its pipelines; what is not given is the pipeline's.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ReclaimOverride")]
+struct RawReclaimOverride {
+    after: Option<String>,
+    interactions: Option<OneOrMany>,
+    working_hours: Option<bool>,
+    warn_at: Option<f64>,
+    max_reclaims: Option<i32>,
+    escalate: Option<RawEscalate>,
+    then: Option<RawReclaimElse>,
+    pause_after: Option<RawPauseAfter>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Escalate")]
+struct RawEscalate {
+    /// "team_lead" (the team's `lead`), or a CRM user id.
+    to: String,
+    /// The lead's window (default: the reclaim window).
+    after: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "PauseAfter")]
+struct RawPauseAfter {
+    /// Opportunities reclaimed from the member …
+    lapses: u32,
+    /// … within this period, e.g. "7d".
+    within: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -422,6 +474,41 @@ impl Source {
         self.locate(id)
     }
 
+    /// `file:line:column` of the key `key` (TOML `key =` or JSON `"key":`) first written after the
+    /// definition `id = "<owner>"`; else of that definition.
+    fn locate_key(&self, owner: &str, key: &str) -> String {
+        let quoted = format!("\"{owner}\"");
+        let start = self
+            .text
+            .match_indices(&quoted)
+            .find(|(off, _)| {
+                let before = self.text[..*off].trim_end();
+                before.strip_suffix('=').or_else(|| before.strip_suffix(':')).is_some_and(|b| {
+                    let b = b.trim_end();
+                    b.ends_with("id") && !b.ends_with("_id") || b.ends_with("\"id\"")
+                })
+            })
+            .map(|(off, _)| off);
+        let Some(start) = start else { return self.locate(owner) };
+        let rest = &self.text[start..];
+        let found = rest.match_indices(key).find(|(off, _)| {
+            let before = rest[..*off].chars().next_back();
+            let after = rest[off + key.len()..].trim_start();
+            let toml = matches!(before, Some('\n' | ' ' | '{' | ',' | '\t')) && after.starts_with('=');
+            let json = before == Some('"')
+                && rest[off + key.len()..].starts_with('"')
+                && after[1..].trim_start().starts_with(':');
+            toml || json
+        });
+        match found {
+            Some((off, _)) => {
+                let (l, c) = line_col(&self.text, start + off);
+                format!("{}:{l}:{c}", self.path.display())
+            }
+            None => self.locate_id(owner, 0),
+        }
+    }
+
     /// `file:line:column` of the first occurrence of `needle` (a quoted value), else `file`.
     fn locate(&self, needle: &str) -> String {
         let quoted = format!("\"{needle}\"");
@@ -478,10 +565,19 @@ pub fn load_dir_with(dir: &Path, fields: &[String], directory: &Directory) -> Re
 
 /// Compile rule files given as (name, text) pairs; the name's extension picks the format.
 pub fn compile_texts(files: &[(&str, &str)], fields: &[String]) -> Result<Engine, RulesError> {
+    compile_texts_with(files, fields, &Directory::default())
+}
+
+/// [`compile_texts`] with what the CRM and the daemon config say.
+pub fn compile_texts_with(
+    files: &[(&str, &str)],
+    fields: &[String],
+    directory: &Directory,
+) -> Result<Engine, RulesError> {
     compile_sources(
         files.iter().map(|(p, t)| Source { path: PathBuf::from(p), text: (*t).to_string() }).collect(),
         fields,
-        &Directory::default(),
+        directory,
     )
 }
 
@@ -501,6 +597,221 @@ fn parse(src: &Source) -> Result<RawFile, String> {
     }
 }
 
+fn reclaim_else(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &Option<RawReclaimElse>) -> Option<engine::ReclaimElse> {
+    match v {
+        None => Some(engine::ReclaimElse::Leave),
+        Some(RawReclaimElse::Word(w)) if w == "leave" => Some(engine::ReclaimElse::Leave),
+        Some(RawReclaimElse::Word(w)) => {
+            cx.err(fi, w, key, format!("`{w}` is not a choice; use \"leave\" or {{ owner = \"<CRM user id>\" }}"));
+            None
+        }
+        Some(RawReclaimElse::Owner { owner }) if owner.trim().is_empty() => {
+            cx.err(fi, owner, key, "the owner is empty; give a CRM user id");
+            None
+        }
+        Some(RawReclaimElse::Owner { owner }) => Some(engine::ReclaimElse::Owner(owner.clone())),
+    }
+}
+
+fn reclaim_window(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &str) -> Option<i64> {
+    match duration(v) {
+        Ok(d) if d > 0 => Some(d),
+        Ok(_) => {
+            cx.err(fi, v, key, "must be longer than 0s");
+            None
+        }
+        Err(e) => {
+            cx.err(fi, v, key, e);
+            None
+        }
+    }
+}
+
+/// `(anyone, owner_edits)` from `interactions`.
+fn interactions(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &OneOrMany) -> Option<(bool, bool)> {
+    let (mut anyone, mut edits, mut ok) = (false, false, true);
+    for w in v.list() {
+        match w.as_str() {
+            "owner" => {}
+            "anyone" => anyone = true,
+            "owner_edits" => edits = true,
+            o => {
+                cx.err(fi, o, key, format!("`{o}` is not a choice; use \"owner\", \"anyone\" or \"owner_edits\""));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some((anyone, edits))
+}
+
+fn warn_fraction(cx: &mut Ctx<'_>, fi: usize, needle: &str, key: &str, v: Option<f64>) -> Result<Option<f64>, ()> {
+    match v {
+        Some(f) if !(f > 0.0 && f < 1.0) => {
+            cx.err_key(fi, needle, "warn_at", key, format!("is {f}; use a fraction between 0 and 1, e.g. 0.75"));
+            Err(())
+        }
+        other => Ok(other),
+    }
+}
+
+fn escalate(cx: &mut Ctx<'_>, fi: usize, key: &str, e: &RawEscalate, window: i64) -> Option<engine::Escalate> {
+    let to = match e.to.trim() {
+        "" => {
+            cx.err(fi, &e.to, &format!("{key}.to"), "is empty; use \"team_lead\" or a CRM user id");
+            return None;
+        }
+        "team_lead" => engine::EscalateTo::TeamLead,
+        x => engine::EscalateTo::Owner(x.to_string()),
+    };
+    let after = match &e.after {
+        Some(a) => reclaim_window(cx, fi, &format!("{key}.after"), a)?,
+        None => window,
+    };
+    Some(engine::Escalate { to, after })
+}
+
+fn pause_after(cx: &mut Ctx<'_>, fi: usize, needle: &str, key: &str, p: &RawPauseAfter) -> Option<engine::PauseAfter> {
+    if p.lapses == 0 {
+        cx.err_key(fi, needle, "lapses", &format!("{key}.lapses"), "is 0; use 1 or more (or remove pause_after)");
+        return None;
+    }
+    let within = reclaim_window(cx, fi, &format!("{key}.within"), &p.within)?;
+    Some(engine::PauseAfter { lapses: i64::from(p.lapses), within })
+}
+
+fn compile_reclaim(
+    cx: &mut Ctx<'_>,
+    fi: usize,
+    key: &str,
+    pipeline: &str,
+    r: &RawReclaim,
+) -> Option<engine::ReclaimPolicy> {
+    let after = reclaim_window(cx, fi, &format!("{key}.after"), &r.after);
+    let (anyone, owner_edits) = match &r.interactions {
+        Some(v) => interactions(cx, fi, &format!("{key}.interactions"), v)?,
+        None => (false, false),
+    };
+    if owner_edits && !cx.owner_edits_mapped {
+        cx.err(
+            fi,
+            "owner_edits",
+            &format!("{key}.interactions"),
+            "owner edits are not captured: map `opportunity.edited_by` (who last changed the row) in the daemon config, or remove \"owner_edits\"",
+        );
+        return None;
+    }
+    let exclude = match (r.exclude.as_deref(), r.exclude_last) {
+        (Some(_), Some(_)) => {
+            cx.err_key(
+                fi,
+                pipeline,
+                "exclude_last",
+                &format!("{key}.exclude_last"),
+                "give either `exclude` or `exclude_last`, not both",
+            );
+            return None;
+        }
+        (_, Some(0)) => {
+            cx.err_key(
+                fi,
+                pipeline,
+                "exclude_last",
+                &format!("{key}.exclude_last"),
+                "is 0; use 1 or more (1 = the owner losing it)",
+            );
+            return None;
+        }
+        (_, Some(k)) => engine::Exclude::Last(k),
+        (None | Some("previous"), None) => engine::Exclude::Previous,
+        (Some("all_previous"), None) => engine::Exclude::AllPrevious,
+        (Some(o), None) => {
+            cx.err(
+                fi,
+                o,
+                &format!("{key}.exclude"),
+                format!("`{o}` is not a choice; use \"previous\" or \"all_previous\""),
+            );
+            return None;
+        }
+    };
+    let then = reclaim_else(cx, fi, &format!("{key}.then"), &r.then);
+    let when_nobody = reclaim_else(cx, fi, &format!("{key}.when_nobody"), &r.when_nobody);
+    let max_reclaims = r.max_reclaims.unwrap_or(3);
+    if max_reclaims < 0 {
+        cx.err_key(fi, pipeline, "max_reclaims", &format!("{key}.max_reclaims"), "must be 0 or more");
+        return None;
+    }
+    let warn_at = warn_fraction(cx, fi, pipeline, &format!("{key}.warn_at"), r.warn_at).ok()?;
+    let after = after?;
+    let escalate = match &r.escalate {
+        Some(e) => Some(escalate(cx, fi, &format!("{key}.escalate"), e, after)?),
+        None => None,
+    };
+    let pause_after = match &r.pause_after {
+        Some(p) => Some(pause_after(cx, fi, pipeline, &format!("{key}.pause_after"), p)?),
+        None => None,
+    };
+    Some(engine::ReclaimPolicy {
+        after,
+        anyone,
+        owner_edits,
+        working_hours: r.working_hours.unwrap_or(false),
+        within_team: r.within_team.unwrap_or(true),
+        exclude,
+        max_reclaims,
+        warn_at,
+        then: then?,
+        when_nobody: when_nobody?,
+        escalate,
+        pause_after,
+        by_team: std::collections::BTreeMap::new(),
+    })
+}
+
+fn override_reclaim(
+    cx: &mut Ctx<'_>,
+    fi: usize,
+    key: &str,
+    team: &str,
+    base: &engine::ReclaimPolicy,
+    o: &RawReclaimOverride,
+) -> Option<engine::ReclaimPolicy> {
+    let mut p = base.clone();
+    if let Some(a) = &o.after {
+        p.after = reclaim_window(cx, fi, &format!("{key}.after"), a)?;
+    }
+    if let Some(v) = &o.interactions {
+        (p.anyone, p.owner_edits) = interactions(cx, fi, &format!("{key}.interactions"), v)?;
+        if p.owner_edits && !cx.owner_edits_mapped {
+            cx.err(fi, "owner_edits", &format!("{key}.interactions"), "owner edits are not captured: map `opportunity.edited_by` in the daemon config, or remove \"owner_edits\"");
+            return None;
+        }
+    }
+    if let Some(w) = o.working_hours {
+        p.working_hours = w;
+    }
+    if o.warn_at.is_some() {
+        p.warn_at = warn_fraction(cx, fi, team, &format!("{key}.warn_at"), o.warn_at).ok()?;
+    }
+    if let Some(m) = o.max_reclaims {
+        if m < 0 {
+            cx.err_key(fi, team, "max_reclaims", &format!("{key}.max_reclaims"), "must be 0 or more");
+            return None;
+        }
+        p.max_reclaims = m;
+    }
+    if let Some(e) = &o.escalate {
+        p.escalate = Some(escalate(cx, fi, &format!("{key}.escalate"), e, p.after)?);
+    }
+    if o.then.is_some() {
+        p.then = reclaim_else(cx, fi, &format!("{key}.then"), &o.then)?;
+    }
+    if let Some(x) = &o.pause_after {
+        p.pause_after = Some(pause_after(cx, fi, team, &format!("{key}.pause_after"), x)?);
+    }
+    Some(p)
+}
+
 fn duration(s: &str) -> Result<i64, String> {
     humantime::parse_duration(s)
         .map(|d| d.as_secs() as i64)
@@ -518,11 +829,19 @@ struct Ctx<'a> {
     fields: HashMap<&'a str, usize>,
     field_list: String,
     problems: Vec<String>,
+    /// `opportunity.edited_by` is mapped in the daemon config.
+    owner_edits_mapped: bool,
 }
 
 impl Ctx<'_> {
     fn err(&mut self, fi: usize, needle: &str, key: &str, msg: impl std::fmt::Display) {
         let at = self.files[fi].locate(needle);
+        self.problems.push(format!("{at}: {key}: {msg}"));
+    }
+
+    /// A problem with the value of `name`, a key written below the definition of `owner`.
+    fn err_key(&mut self, fi: usize, owner: &str, name: &str, key: &str, msg: impl std::fmt::Display) {
+        let at = self.files[fi].locate_key(owner, name);
         self.problems.push(format!("{at}: {key}: {msg}"));
     }
 
@@ -699,6 +1018,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         fields: fields.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect(),
         field_list: if fields.is_empty() { "none are mapped".into() } else { fields.join(", ") },
         problems: Vec::new(),
+        owner_edits_mapped: !directory.owner_edits_unmapped,
     };
 
     // Gather everything with the file it came from; duplicates are errors naming both files.
@@ -1054,6 +1374,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             id: t.id.as_str().into(),
             name: if t.name.is_empty() { t.id.clone() } else { t.name.clone() },
             crm_id: t.crm_id.clone(),
+            lead: t.lead.clone(),
             members: ms,
             territories: terrs,
             tags: sym.set(&t.tags),
@@ -1362,86 +1683,41 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         }
         let reclaim = p.reclaim.as_ref().and_then(|r| {
             let key = format!("pipeline `{}`.reclaim", p.id);
-            let after = match duration(&r.after) {
-                Ok(d) if d > 0 => d,
-                Ok(_) => {
-                    cx.err(*fi, &r.after, &format!("{key}.after"), "must be longer than 0s");
-                    return None;
+            let base = compile_reclaim(&mut cx, *fi, &key, &p.id, r)?;
+            let mut by_team = std::collections::BTreeMap::new();
+            let mut ok = true;
+            for &ti in &pteams {
+                let (tfi, t) = &teams[ti];
+                let tkey = format!("team `{}`.reclaim", t.id);
+                let policy = match &t.reclaim {
+                    Some(o) => match override_reclaim(&mut cx, *tfi, &tkey, &t.id, &base, o) {
+                        Some(x) => x,
+                        None => {
+                            ok = false;
+                            continue;
+                        }
+                    },
+                    None => base.clone(),
+                };
+                if let Some(engine::Escalate { to: engine::EscalateTo::TeamLead, .. }) = &policy.escalate {
+                    if t.lead.is_none() {
+                        cx.err(
+                            *tfi,
+                            &t.id,
+                            &format!("team `{}`.lead", t.id),
+                            format!(
+                                "pipeline `{}` escalates reclaims to the team lead, and this team has none; add lead = \"<CRM user id>\"",
+                                p.id
+                            ),
+                        );
+                        ok = false;
+                    }
                 }
-                Err(e) => {
-                    cx.err(*fi, &r.after, &format!("{key}.after"), e);
-                    return None;
+                if t.reclaim.is_some() {
+                    by_team.insert(t.id.clone(), policy);
                 }
-            };
-            let anyone = match r.interactions.as_deref() {
-                None | Some("owner") => false,
-                Some("anyone") => true,
-                Some(o) => {
-                    cx.err(
-                        *fi,
-                        o,
-                        &format!("{key}.interactions"),
-                        format!("`{o}` is not a choice; use \"owner\" or \"anyone\""),
-                    );
-                    return None;
-                }
-            };
-            let exclude_all_previous = match r.exclude.as_deref() {
-                None | Some("previous") => false,
-                Some("all_previous") => true,
-                Some(o) => {
-                    cx.err(
-                        *fi,
-                        o,
-                        &format!("{key}.exclude"),
-                        format!("`{o}` is not a choice; use \"previous\" or \"all_previous\""),
-                    );
-                    return None;
-                }
-            };
-            let mut otherwise = |v: &Option<RawReclaimElse>, what: &str| match v {
-                None => Some(engine::ReclaimElse::Leave),
-                Some(RawReclaimElse::Word(w)) if w == "leave" => Some(engine::ReclaimElse::Leave),
-                Some(RawReclaimElse::Word(w)) => {
-                    cx.err(
-                        *fi,
-                        w,
-                        &format!("{key}.{what}"),
-                        format!("`{w}` is not a choice; use \"leave\" or {{ owner = \"<CRM user id>\" }}"),
-                    );
-                    None
-                }
-                Some(RawReclaimElse::Owner { owner }) => Some(engine::ReclaimElse::Owner(owner.clone())),
-            };
-            let then = otherwise(&r.then, "then")?;
-            let when_nobody = otherwise(&r.when_nobody, "when_nobody")?;
-            let max_reclaims = r.max_reclaims.unwrap_or(3);
-            if max_reclaims < 0 {
-                cx.err(*fi, &p.id, &format!("{key}.max_reclaims"), "must be 0 or more");
-                return None;
             }
-            let warn_at = match r.warn_at {
-                Some(f) if !(f > 0.0 && f < 1.0) => {
-                    cx.err(
-                        *fi,
-                        &p.id,
-                        &format!("{key}.warn_at"),
-                        format!("is {f}; use a fraction between 0 and 1, e.g. 0.75"),
-                    );
-                    return None;
-                }
-                other => other,
-            };
-            Some(engine::ReclaimPolicy {
-                warn_at,
-                after,
-                anyone,
-                within_team: r.within_team.unwrap_or(true),
-                exclude_all_previous,
-                max_reclaims,
-                then,
-                when_nobody,
-            })
+            ok.then_some(engine::ReclaimPolicy { by_team, ..base })
         });
         out_pipelines.insert(
             p.id.clone(),

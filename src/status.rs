@@ -1,7 +1,8 @@
 //! `status`: what the leading daemon reports (rules in force, the last refused reload with its
 //! errors, its heartbeat) and the queue (backlog, held, dead letters), from the router's tables.
 //!
-//! Owns the text ops read. It reads only the router's own schema and changes nothing.
+//! Owns the text ops read, and lifting a member's pause for lapses (`unpause`, the one change an
+//! admin makes here). It reads only the router's own schema and changes nothing else.
 
 use std::fmt::Write;
 
@@ -75,5 +76,43 @@ pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tok
         q.get::<_, i64>(1),
         q.get::<_, i64>(3)
     );
+    let paused = client
+        .query(
+            &format!(
+                "SELECT member_id, reason, paused_at::text FROM {s}.member_pauses WHERE lifted_at IS NULL ORDER BY paused_at"
+            ),
+            &[],
+        )
+        .await?;
+    if paused.is_empty() {
+        let _ = writeln!(out, "paused for lapses: nobody");
+    } else {
+        let _ = writeln!(out, "paused for lapses ({}; lift with `oppty-router unpause <member>`):", paused.len());
+        for r in &paused {
+            let _ = writeln!(
+                out,
+                "  {}: {} (since {})",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2)
+            );
+        }
+    }
     Ok((out, healthy))
+}
+
+/// Lift a member's pause for lapses (an admin's decision; the daemon sees it at its next sweep).
+/// Returns whether there was a pause to lift.
+pub async fn unpause(client: &Client, cfg: &Config, member: &str, by: &str) -> Result<bool, tokio_postgres::Error> {
+    let s = cfg.router.schema.quoted();
+    let n = client
+        .execute(
+            &format!(
+                "UPDATE {s}.member_pauses SET lifted_at = clock_timestamp(), lifted_by = $2 \
+                 WHERE member_id = $1 AND lifted_at IS NULL"
+            ),
+            &[&member, &by],
+        )
+        .await?;
+    Ok(n > 0)
 }

@@ -47,6 +47,20 @@ async fn outcomes(db: &TestDb, opp: &str) -> Vec<(String, Option<String>, Option
         .collect()
 }
 
+/// The explanation notes of an opportunity's decisions with this outcome, oldest first.
+async fn notes(db: &TestDb, opp: &str, outcome: &str) -> Vec<String> {
+    db.client
+        .query(
+            "SELECT explanation->>'note' FROM oppty_router.assignments WHERE opp_id = $1 AND outcome = $2 ORDER BY id",
+            &[&opp, &outcome],
+        )
+        .await
+        .expect("notes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 async fn wait_outcome(db: &TestDb, opp: &str, outcome: &str, limit: Duration) {
     let started = Instant::now();
     while !outcomes(db, opp).await.iter().any(|o| o.0 == outcome) {
@@ -69,15 +83,7 @@ async fn an_untouched_opportunity_is_reclaimed_to_another_member_of_the_team() {
     let o = outcomes(&db, &opp).await;
     let reclaim = o.iter().find(|x| x.0 == "reclaim").expect("reclaim row");
     assert_eq!(reclaim.2.as_deref(), Some(first.to_string().as_str()), "the audit names the previous owner");
-    let why: String = db
-        .client
-        .query_one(
-            "SELECT explanation->>'note' FROM oppty_router.assignments WHERE opp_id = $1 AND outcome = 'reclaim'",
-            &[&opp],
-        )
-        .await
-        .expect("note")
-        .get(0);
+    let why = notes(&db, &opp, "reclaim").await.remove(0);
     assert!(why.contains(&format!("reclaimed from {first} after")) && why.contains("without an interaction"), "{why}");
     let text = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
     assert!(text.contains("2 decision(s)") && text.contains("reclaim: owner"), "the whole ownership history: {text}");
@@ -152,15 +158,7 @@ async fn a_team_with_nobody_else_eligible_leaves_it_with_its_owner_never_the_sam
     assert_eq!(db.owner_of(&opp).await, 301);
     let o = outcomes(&db, &opp).await;
     assert!(!o.iter().any(|x| x.0 == "reclaim"), "not reassigned to the same owner: {o:?}");
-    let note: String = db
-        .client
-        .query_one(
-            "SELECT explanation->>'note' FROM oppty_router.assignments WHERE opp_id = $1 AND outcome = 'kept' LIMIT 1",
-            &[&opp],
-        )
-        .await
-        .expect("note")
-        .get(0);
+    let note = notes(&db, &opp, "kept").await.remove(0);
     assert!(note.contains("nobody else in scope is eligible"), "{note}");
 }
 
@@ -254,4 +252,280 @@ async fn the_owner_is_warned_before_the_opportunity_is_taken_back() {
         1,
         "warned once per idle spell"
     );
+}
+
+/// A rule set with two teams in the `retail` pipeline: `dn` (Da Nang) and `hn` (Hanoi), the text
+/// after `[pipeline.reclaim]` given, and extra keys for each team.
+async fn setup_teams(
+    label: &str,
+    reclaim: &str,
+    dn: (&[&str], &str),
+    hn: (&[&str], &str),
+) -> (TestDb, tempfile::TempDir) {
+    let mut db = crm_db(label).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = |ms: &[&str]| ms.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ");
+    let mut all: Vec<&str> = dn.0.iter().chain(hn.0.iter()).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    let member_defs: String = all.iter().map(|m| format!("[[member]]\nid = \"{m}\"\n")).collect();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        format!(
+            "[settings]\nfallback_owner = \"100\"\n[[territory]]\nid = \"DN\"\n[[territory]]\nid = \"HN\"\n{member_defs}\
+             [[team]]\nid = \"dn\"\ncrm_id = \"13\"\npipelines = [\"retail\"]\nterritories = [\"DN\"]\nmembers = [{}]\n{}\n\
+             [[team]]\nid = \"hn\"\ncrm_id = \"11\"\npipelines = [\"retail\"]\nterritories = [\"HN\"]\nmembers = [{}]\n{}\n\
+             [[pipeline]]\nid = \"retail\"\n[pipeline.reclaim]\n{reclaim}\n\
+             [[pipeline.rule]]\nid = \"province\"\nteam = {{ territory = \"province\" }}\nmember = \"fewest_open\"\n",
+            list(dn.0),
+            dn.1,
+            list(hn.0),
+            hn.1
+        ),
+    )
+    .expect("write rules");
+    db.cfg.router.rules_dir = dir.path().to_path_buf();
+    db.cfg.directory = None;
+    db.cfg.router.reclaim_interval = Duration::from_millis(200);
+    db.install().await;
+    (db, dir)
+}
+
+/// A drain of our own, to sweep with an injected clock.
+async fn manual_drain(db: &TestDb) -> (oppty_router::drain::Drain, tokio_postgres::Client) {
+    let cfg = std::sync::Arc::new(db.cfg.clone());
+    let mut client = oppty_router::db::connect(&cfg.database, "").await.expect("connect");
+    let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
+    let engine = std::sync::Arc::new(oppty_router::load_rules(&cfg).expect("rules"));
+    let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
+    drain.reconcile(&mut client).await.expect("loads");
+    (drain, client)
+}
+
+fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&chrono::Utc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_time_outside_the_owners_working_hours_does_not_count() {
+    let mut db = crm_db("hours").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        "[settings]\nfallback_owner = \"100\"\n[[territory]]\nid = \"DN\"\n\
+         [[schedule]]\nid = \"office\"\ntimezone = \"Asia/Ho_Chi_Minh\"\nweek = { \"mon-fri\" = \"08:00-17:00\" }\n\
+         [[member]]\nid = \"301\"\n[[member]]\nid = \"302\"\n\
+         [[team]]\nid = \"dn\"\ncrm_id = \"13\"\npipelines = [\"retail\"]\nterritories = [\"DN\"]\nmembers = [\"301\", \"302\"]\nschedule = \"office\"\n\
+         [[pipeline]]\nid = \"retail\"\n[pipeline.reclaim]\nafter = \"2h\"\nworking_hours = true\n\
+         [[pipeline.rule]]\nid = \"province\"\nteam = { territory = \"province\" }\nmember = \"fewest_open\"\n\n",
+    )
+    .expect("rules");
+    db.cfg.router.rules_dir = dir.path().to_path_buf();
+    db.cfg.directory = None;
+    db.install().await;
+    // The router assigned it to 301 on a Friday afternoon, 30 working minutes before the weekend
+    // (set in the CRM and in the router's ownership, as the router would have; routing now could
+    // fall outside office hours).
+    let (mut drain, mut client) = manual_drain(&db).await;
+    let opp = db.insert_opportunity("Friday afternoon", "DN", "retail").await;
+    db.on_opportunity("UPDATE crm.opportunity SET \"accountOwnerId\" = 301 WHERE \"oppId\" = $1::text::uuid", &opp)
+        .await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    drain.drain_all(&mut client, &cancel).await.expect("drain");
+    let owner = 301;
+    db.on_opportunity(
+        "INSERT INTO oppty_router.ownership (opp_id, owner_id, team_id, pipeline, assigned_at, last_owner_touch_at, due_at) \
+         VALUES ($1, '301', 'dn', 'retail', '2026-11-27T16:30:00+07:00', '2026-11-27T16:30:00+07:00', '2026-11-27T16:30:00+07:00')",
+        &opp,
+    )
+    .await;
+    // Saturday noon, Sunday night, Monday 09:00: 64 hours on the wall clock, 1.5 working hours.
+    for now in ["2026-11-28T12:00:00+07:00", "2026-11-29T23:00:00+07:00", "2026-11-30T09:00:00+07:00"] {
+        assert_eq!(drain.sweep_at(&mut client, at(now)).await.expect("sweep"), 0, "kept at {now}");
+        assert_eq!(db.owner_of(&opp).await, owner);
+    }
+    let due: String = db
+        .client
+        .query_one(
+            "SELECT to_char(due_at AT TIME ZONE 'Asia/Ho_Chi_Minh', 'Dy HH24:MI') FROM oppty_router.ownership WHERE opp_id = $1",
+            &[&opp],
+        )
+        .await
+        .expect("due")
+        .get(0);
+    assert_eq!(due, "Mon 09:30", "the sweeper looks again when two working hours have passed");
+    assert_eq!(drain.sweep_at(&mut client, at("2026-11-30T09:31:00+07:00")).await.expect("sweep"), 1);
+    assert_ne!(db.owner_of(&opp).await, owner, "reclaimed once the owner's working hours add up");
+    let note = notes(&db, &opp, "reclaim").await.remove(0);
+    assert!(note.contains("of working hours"), "{note}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_edit_counts_as_an_interaction_when_the_rule_says_so() {
+    let (db, _rules) =
+        setup("edits", "after = \"1s\"\ninteractions = [\"owner\", \"owner_edits\"]", &["301", "302"]).await;
+    let daemon = db.start();
+    let edited = db.insert_opportunity("the owner edits it", "DN", "retail").await;
+    let meddled = db.insert_opportunity("someone else edits it", "DN", "retail").await;
+    let (owner, _) = db.wait_owned(&edited, Duration::from_secs(3)).await;
+    db.wait_owned(&meddled, Duration::from_secs(3)).await;
+    // Each edits the amount, as the CRM's form would, stamping who changed the row.
+    let edit = |opp: String, by: &'static str| {
+        let sql = format!(
+            "UPDATE crm.opportunity SET amount = amount + 1, \"lastModifiedBy\" = {by} WHERE \"oppId\" = $1::text::uuid"
+        );
+        let db = &db;
+        async move { db.on_opportunity(&sql, &opp).await }
+    };
+    for _ in 0..8 {
+        edit(edited.clone(), "\"accountOwnerId\"").await;
+        edit(meddled.clone(), "100").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    daemon.stop().await;
+    assert_eq!(db.owner_of(&edited).await, owner, "the owner's edits keep it");
+    assert!(!outcomes(&db, &edited).await.iter().any(|o| o.0 == "reclaim"), "{:?}", outcomes(&db, &edited).await);
+    assert!(
+        outcomes(&db, &meddled).await.iter().any(|o| o.0 == "reclaim"),
+        "another user's edits are not the owner's interaction: {:?}",
+        outcomes(&db, &meddled).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teams_override_gives_its_opportunities_a_shorter_window() {
+    let (db, _rules) = setup_teams(
+        "override",
+        "after = \"1h\"",
+        (&["301", "302"], "[team.reclaim]\nafter = \"1s\""),
+        (&["101", "102"], ""),
+    )
+    .await;
+    let daemon = db.start();
+    let fast = db.insert_opportunity("Da Nang: a 1 s window", "DN", "retail").await;
+    let slow = db.insert_opportunity("Hanoi: the pipeline's hour", "HN", "retail").await;
+    db.wait_owned(&fast, Duration::from_secs(3)).await;
+    let (slow_owner, _) = db.wait_owned(&slow, Duration::from_secs(3)).await;
+    wait_outcome(&db, &fast, "reclaim", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    daemon.stop().await;
+    assert_eq!(db.owner_of(&slow).await, slow_owner);
+    assert_eq!(
+        outcomes(&db, &slow).await.len(),
+        1,
+        "Hanoi keeps the pipeline's window: {:?}",
+        outcomes(&db, &slow).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ladder_reassigns_then_escalates_to_the_team_lead_then_releases_to_the_pool() {
+    let (db, _rules) = setup_teams(
+        "ladder",
+        "after = \"1s\"\nmax_reclaims = 1\nescalate = { to = \"team_lead\", after = \"1s\" }\nthen = { owner = \"100\" }",
+        (&["301", "302"], "lead = \"305\""),
+        (&["101"], "lead = \"103\""),
+    )
+    .await;
+    let daemon = db.start();
+    let opp = db.insert_opportunity("nobody acts on it", "DN", "retail").await;
+    let (first, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
+    let started = Instant::now();
+    while db.owner_of(&opp).await != 100 {
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", outcomes(&db, &opp).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.stop().await;
+    let o = outcomes(&db, &opp).await;
+    let steps: Vec<(&str, Option<&str>)> = o.iter().map(|x| (x.0.as_str(), x.1.as_deref())).collect();
+    let second = if first == 301 { "302" } else { "301" };
+    let first = first.to_string();
+    assert_eq!(
+        steps,
+        [("rule", Some(first.as_str())), ("reclaim", Some(second)), ("reclaim", Some("305")), ("reclaim", Some("100"))],
+        "routed, reassigned within the team, escalated to Da Nang's lead, released to the pool"
+    );
+    let notes = notes(&db, &opp, "reclaim").await;
+    assert!(notes[1].contains("escalated to the team lead 305"), "{}", notes[1]);
+    assert!(notes[2].contains("the team lead did not act either: released to 100"), "{}", notes[2]);
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}'")).await,
+        0,
+        "released: no longer swept"
+    );
+    let history = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
+    assert!(history.contains("4 decision(s)"), "explain shows the whole ownership history: {history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excluding_the_last_two_owners_hands_it_to_someone_new() {
+    let (db, _rules) =
+        setup("lastk", "after = \"1s\"\nmax_reclaims = 2\nexclude_last = 2", &["301", "302", "305"]).await;
+    let daemon = db.start();
+    let opp = db.insert_opportunity("passed around", "DN", "retail").await;
+    db.wait_owned(&opp, Duration::from_secs(3)).await;
+    let started = Instant::now();
+    while outcomes(&db, &opp).await.iter().filter(|o| o.0 == "reclaim").count() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", outcomes(&db, &opp).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.stop().await;
+    let owners: Vec<String> = outcomes(&db, &opp).await.into_iter().filter_map(|o| o.1).collect();
+    assert_eq!(owners.len(), 3, "{owners:?}");
+    let mut distinct = owners.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "neither of the last two owners gets it back: {owners:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_lets_opportunities_lapse_is_paused_until_an_admin_lifts_it() {
+    let (db, _rules) = setup(
+        "pause",
+        "after = \"1s\"\nmax_reclaims = 1\nthen = \"leave\"\npause_after = { lapses = 1, within = \"1h\" }",
+        &["301", "302"],
+    )
+    .await;
+    let daemon = db.start();
+    let first = db.insert_opportunity("lapses", "DN", "retail").await;
+    let (lapser, _) = db.wait_owned(&first, Duration::from_secs(3)).await;
+    let other = if lapser == 301 { 302 } else { 301 };
+    let started = Instant::now();
+    while db.count("SELECT count(*) FROM oppty_router.member_pauses WHERE lifted_at IS NULL").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", outcomes(&db, &first).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let paused: String =
+        db.client.query_one("SELECT member_id FROM oppty_router.member_pauses", &[]).await.expect("pause").get(0);
+    assert_eq!(paused, lapser.to_string(), "the member who let it lapse is paused");
+    let (status, _) = oppty_router::status::status(&db.client, &db.cfg).await.expect("status");
+    assert!(status.contains(&format!("  {lapser}: let 1 opportunities lapse within 1h")), "visible: {status}");
+
+    // Paused: a new opportunity goes to the other member, though the paused one has fewer open.
+    let next = db.insert_opportunity("while paused", "DN", "retail").await;
+    assert_eq!(db.wait_owned(&next, Duration::from_secs(3)).await.0, other, "nothing new for a paused member");
+    let why: String = db
+        .client
+        .query_one(
+            "SELECT explanation::text FROM oppty_router.assignments WHERE opp_id = $1 AND outcome = 'rule'",
+            &[&next],
+        )
+        .await
+        .expect("explanation")
+        .get(0);
+    assert!(why.contains("paused for letting opportunities lapse"), "{why}");
+
+    // An admin lifts it; from the next sweep the member gets work again.
+    assert!(oppty_router::status::unpause(&db.client, &db.cfg, &lapser.to_string(), "test admin")
+        .await
+        .expect("unpause"));
+    assert!(!oppty_router::status::unpause(&db.client, &db.cfg, &lapser.to_string(), "test admin")
+        .await
+        .expect("again"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = db.insert_opportunity("after the pause", "DN", "retail").await;
+    db.wait_owned(&after, Duration::from_secs(3)).await;
+    daemon.stop().await;
+    let first_owner = outcomes(&db, &after).await.into_iter().find(|o| o.0 == "rule").and_then(|o| o.1);
+    assert_eq!(first_owner, Some(lapser.to_string()), "back in rotation with the fewest open");
 }

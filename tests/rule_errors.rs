@@ -102,3 +102,50 @@ fn a_failing_rule_file_test_refuses_the_set_and_shows_the_decision() {
         "{got}"
     );
 }
+
+#[test]
+fn reclaim_mistakes_name_the_key_and_the_fix() {
+    // (mistake, the [pipeline.reclaim] text, the exact message expected)
+    let cases: &[(&str, &str, &str)] = &[
+        ("escalating to a lead the team does not have", "after = \"48h\"\nescalate = { to = \"team_lead\" }",
+         "rules.toml:18:6: team `hanoi`.lead: pipeline `retail` escalates reclaims to the team lead, and this team has none; add lead = \"<CRM user id>\""),
+        ("an interaction that does not exist", "after = \"48h\"\ninteractions = \"calls\"",
+         "rules.toml:27:16: pipeline `retail`.reclaim.interactions: `calls` is not a choice; use \"owner\", \"anyone\" or \"owner_edits\""),
+        ("both exclusions", "after = \"48h\"\nexclude = \"all_previous\"\nexclude_last = 2",
+         "rules.toml:28:1: pipeline `retail`.reclaim.exclude_last: give either `exclude` or `exclude_last`, not both"),
+        ("a pause that never triggers", "after = \"48h\"\npause_after = { lapses = 0, within = \"7d\" }",
+         "rules.toml:27:17: pipeline `retail`.reclaim.pause_after.lapses: is 0; use 1 or more (or remove pause_after)"),
+        ("a bad escalation window", "after = \"48h\"\nescalate = { to = \"110\", after = \"soon\" }",
+         "rules.toml:27:34: pipeline `retail`.reclaim.escalate.after: `soon` is not a duration (expected number at 0); write e.g. \"30m\", \"48h\", \"3d 4h\""),
+    ];
+    for (mistake, reclaim, expected) in cases {
+        let bad = GOOD.replacen("[[pipeline.rule]]", &format!("[pipeline.reclaim]\n{reclaim}\n[[pipeline.rule]]"), 1);
+        assert_eq!(&errors(&[("rules.toml", &bad)]), expected, "{mistake}");
+    }
+    // Owner edits count only where the daemon config captures them.
+    let edits = GOOD.replacen(
+        "[[pipeline.rule]]",
+        "[pipeline.reclaim]\nafter = \"48h\"\ninteractions = [\"owner\", \"owner_edits\"]\n[[pipeline.rule]]",
+        1,
+    );
+    let fields: Vec<String> = FIELDS.iter().map(|s| s.to_string()).collect();
+    let unmapped = oppty_router::rules::Directory { owner_edits_unmapped: true, ..Default::default() };
+    let got = oppty_router::rules::compile_texts_with(&[("rules.toml", &edits)], &fields, &unmapped)
+        .map(|_| "(accepted)".to_string())
+        .unwrap_or_else(|e| e.to_string());
+    assert_eq!(
+        got,
+        "rules.toml:27:26: pipeline `retail`.reclaim.interactions: owner edits are not captured: map `opportunity.edited_by` (who last changed the row) in the daemon config, or remove \"owner_edits\""
+    );
+    assert_eq!(errors(&[("rules.toml", &edits)]), "(accepted)", "mapped (or no config to say otherwise)");
+    // A team's override is checked like the pipeline's, under the team's key.
+    let bad = GOOD.replacen("[[pipeline.rule]]", "[pipeline.reclaim]\nafter = \"48h\"\n[[pipeline.rule]]", 1).replacen(
+        "members = [\"101\"]",
+        "members = [\"101\"]\nreclaim = { warn_at = 1.5 }",
+        1,
+    );
+    assert_eq!(
+        errors(&[("rules.toml", &bad)]),
+        "rules.toml:22:13: team `hanoi`.reclaim.warn_at: is 1.5; use a fraction between 0 and 1, e.g. 0.75"
+    );
+}

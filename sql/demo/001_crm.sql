@@ -67,7 +67,8 @@ CREATE TABLE crm.opportunity (
     "leadScore"      integer,
     amount           numeric(14, 2),
     "createdAt"      timestamptz NOT NULL DEFAULT clock_timestamp(),
-    "deletedAt"      timestamptz
+    "deletedAt"      timestamptz,
+    "lastModifiedBy" integer REFERENCES crm.users (id)
 );
 CREATE INDEX opportunity_owner ON crm.opportunity ("accountOwnerId");
 CREATE INDEX opportunity_account ON crm.opportunity ("accountId", "createdAt");

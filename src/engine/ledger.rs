@@ -17,6 +17,9 @@ pub struct Ledger {
     pub reentry: Vec<Option<(i64, i64)>>,
     /// Whether the member was away (paused, inactive, out of office) when last considered.
     pub away: Vec<bool>,
+    /// Members paused by the reclaim ladder for letting opportunities lapse (the router's
+    /// `member_pauses`), until an admin lifts it.
+    pub paused: Vec<bool>,
     /// Round robin: the member id last picked, per rule key.
     pub cursors: HashMap<String, String>,
     /// Smooth weighted round robin: current weight per member id, per rule key.
@@ -43,6 +46,7 @@ impl Ledger {
             recent: vec![VecDeque::new(); n],
             reentry: vec![None; n],
             away: vec![false; n],
+            paused: vec![false; n],
             ..Default::default()
         };
         if let Some((oe, ol)) = old {
@@ -51,6 +55,7 @@ impl Ledger {
                     l.open[i] = ol.open[j];
                     l.recent[i] = ol.recent[j].clone();
                     l.reentry[i] = ol.reentry[j];
+                    l.paused[i] = ol.paused.get(j).copied().unwrap_or(false);
                     // A member paused in the old rules and not in the new ones is coming back.
                     l.away[i] = ol.away[j] || (oe.members[j].paused && !m.paused);
                 }
@@ -59,6 +64,21 @@ impl Ledger {
             l.weights = ol.weights.clone();
         }
         l
+    }
+
+    /// Mark exactly these members (CRM user ids) as paused for lapses; unknown ids are ignored.
+    /// Returns the members whose state changed.
+    pub fn set_paused<'a>(&mut self, engine: &Engine, ids: impl IntoIterator<Item = &'a str>) -> usize {
+        let mut now = vec![false; engine.members.len()];
+        for id in ids {
+            if let Some(m) = engine.member_index(id) {
+                now[m] = true;
+            }
+        }
+        self.paused.resize(engine.members.len(), false);
+        let changed = self.paused.iter().zip(&now).filter(|(a, b)| a != b).count();
+        self.paused = now;
+        changed
     }
 
     /// Forget assignments older than `horizon` seconds before `now`.

@@ -8,6 +8,7 @@
 
 pub mod cond;
 pub mod ledger;
+pub mod reclaim;
 pub mod schedule;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 pub use cond::{Cond, Facts, Op};
 pub use ledger::{Ledger, Undo};
+pub use reclaim::{Due, Escalate, EscalateTo, Exclude, PauseAfter, ReclaimElse, ReclaimPolicy, Stage};
 pub use schedule::Schedule;
 
 /// The pipeline used for opportunities whose pipeline is not mapped or is empty.
@@ -190,6 +192,8 @@ pub struct Team {
     pub id: Arc<str>,
     pub name: String,
     pub crm_id: Option<String>,
+    /// The team lead (a CRM user id): where the reclaim ladder escalates.
+    pub lead: Option<String>,
     pub members: Vec<usize>,
     pub territories: Vec<u32>,
     /// Sorted tag symbols.
@@ -319,35 +323,6 @@ pub struct Rule {
     pub when_away: WhenAway,
 }
 
-/// What to do with a reclaimed opportunity when the normal path gives nobody, or after the maximum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReclaimElse {
-    /// Leave it with its owner (the clock restarts).
-    Leave,
-    /// Give it to this owner.
-    Owner(String),
-}
-
-/// The reclaim rule of a pipeline: take back what its owner left untouched.
-#[derive(Debug, Clone)]
-pub struct ReclaimPolicy {
-    /// Seconds without an interaction before an assignment is stale.
-    pub after: i64,
-    /// Any activity by anyone counts as an interaction (default: only the owner's).
-    pub anyone: bool,
-    /// Reassign within the owner's team.
-    pub within_team: bool,
-    /// Exclude every earlier owner of the opportunity, not only the one losing it.
-    pub exclude_all_previous: bool,
-    pub max_reclaims: i32,
-    /// Warn the owner when this fraction of the window has passed (0 < f < 1).
-    pub warn_at: Option<f64>,
-    /// After `max_reclaims`.
-    pub then: ReclaimElse,
-    /// When nobody else is eligible.
-    pub when_nobody: ReclaimElse,
-}
-
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub id: String,
@@ -398,6 +373,7 @@ pub struct Engine {
 enum Excl {
     Inactive,
     Paused,
+    PausedForLapses,
     Excluded,
     OutOfOffice,
     OutsideHours,
@@ -409,6 +385,7 @@ impl Excl {
         match self {
             Excl::Inactive => "inactive in the CRM",
             Excl::Paused => "paused",
+            Excl::PausedForLapses => "paused for letting opportunities lapse (until an admin lifts it)",
             Excl::Excluded => "previous owner (excluded)",
             Excl::OutOfOffice => "out of office",
             Excl::OutsideHours => "outside working hours",
@@ -502,6 +479,9 @@ impl Engine {
         }
         if member.paused {
             return Some(Excl::Paused);
+        }
+        if ledger.paused.get(m).copied().unwrap_or(false) {
+            return Some(Excl::PausedForLapses);
         }
         if opp.exclude.iter().any(|x| **x == *member.id) {
             return Some(Excl::Excluded);
@@ -644,7 +624,7 @@ impl Engine {
                             }
                             _ => other += 1,
                         }
-                        if matches!(e, Excl::Paused | Excl::Inactive | Excl::OutOfOffice) {
+                        if matches!(e, Excl::Paused | Excl::PausedForLapses | Excl::Inactive | Excl::OutOfOffice) {
                             ledger.away[m] = true;
                         }
                         let label = match &e {

@@ -29,6 +29,22 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                 e.teams.len(),
                 e.members.len()
             ));
+            let reclaiming: Vec<&str> =
+                e.pipelines.iter().filter(|(_, p)| p.reclaim.is_some()).map(|(id, _)| id.as_str()).collect();
+            if matches!(cfg.write_back, crate::config::WriteBack::Statement { reclaim: None, .. })
+                && !reclaiming.is_empty()
+            {
+                ok = false;
+                let mut reclaiming = reclaiming;
+                reclaiming.sort_unstable();
+                lines.push(format!(
+                    "{}: write_back.reclaim_statement: the rules reclaim in pipeline(s) {}, and owners are written by \
+                     write_back.statement: add the statement that hands an opportunity on (parameters :opportunity_id, \
+                     :owner, :team, :previous_owner; write only while the owner is still :previous_owner)",
+                    cfg.path.display(),
+                    reclaiming.join(", ")
+                ));
+            }
             Some(e)
         }
         Err(e) => {
@@ -76,10 +92,7 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                         }
                     }
                     if let Some(e) = &engine {
-                        let mut ids: Vec<String> = e.member_ids().map(str::to_string).collect();
-                        ids.extend(e.global_fallback.iter().cloned());
-                        ids.extend(e.pipelines.values().filter_map(|p| p.fallback_owner.clone()));
-                        if let Err(msg) = crm::check_owner_ids(&client, &sql, &ids).await {
+                        if let Err(msg) = crm::check_owner_ids(&client, &sql, &e.owner_ids()).await {
                             ok = false;
                             lines.push(format!("{}: {msg}", cfg.router.rules_dir.display()));
                         }

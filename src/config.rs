@@ -167,6 +167,7 @@ struct RawWriteBack {
     #[serde(default)]
     set: BTreeMap<String, String>,
     statement: Option<String>,
+    reclaim_statement: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,8 +263,10 @@ pub enum WriteBack {
     /// these extra columns to these SQL expressions.
     Batch { set: Vec<(Ident, String)> },
     /// An ops-written statement run once per assignment with named parameters
-    /// `:opportunity_id`, `:owner`, `:team`, `:previous_owner` (all text).
-    Statement(String),
+    /// `:opportunity_id`, `:owner`, `:team`, `:previous_owner` (all text), and optionally the one
+    /// the reclaim sweeper runs to hand an opportunity on (same parameters; it must write only
+    /// while the owner is still `:previous_owner`).
+    Statement { sql: String, reclaim: Option<String> },
 }
 
 /// What the CRM says about members, by ops-written queries (all optional).
@@ -545,9 +548,21 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             if s.trim().is_empty() {
                 p.add("write_back.statement", "is empty");
             }
-            WriteBack::Statement(s.trim().trim_end_matches(';').to_string())
+            let reclaim = write_back.reclaim_statement.map(|r| {
+                if r.trim().is_empty() {
+                    p.add("write_back.reclaim_statement", "is empty; remove it, or write the reclaim statement");
+                }
+                r.trim().trim_end_matches(';').to_string()
+            });
+            WriteBack::Statement { sql: s.trim().trim_end_matches(';').to_string(), reclaim }
         }
         None => {
+            if write_back.reclaim_statement.is_some() {
+                p.add(
+                    "write_back.reclaim_statement",
+                    "goes with `write_back.statement`; with `write_back.set` the router builds the reclaim write itself",
+                );
+            }
             let mut set = Vec::new();
             for (col, expr) in write_back.set {
                 let key = format!("write_back.set.{col}");

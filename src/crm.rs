@@ -42,15 +42,25 @@ pub enum WriteSql {
     PerRow { sql: String, params: Vec<usize> },
 }
 
+/// The reclaim write, conditional on the CRM still showing the owner the router assigned.
+#[derive(Debug, Clone)]
+pub enum Reassign {
+    /// `$1` ids, `$2` new owners, `$3` teams, `$4` the owners they must still have, `$5`/`$6`
+    /// whether any activity / owner edits count as interactions; returns the ids written.
+    Batch(String),
+    /// `write_back.reclaim_statement`, once per opportunity; `params` as in [`WriteSql::PerRow`].
+    PerRow { sql: String, params: Vec<usize> },
+}
+
 /// The statements of one mapping on one database.
 #[derive(Debug, Clone)]
 pub struct CrmSql {
     /// `$1` text[] of ids → id, owner, is_open, is_deleted, pipeline, fields… (all text but flags).
     pub context: String,
     pub write: WriteSql,
-    /// Reclaim: `$1` ids, `$2` new owners, `$3` teams, `$4` the owners they must still have; returns
-    /// the ids written. `None` with a custom write-back statement (reclaim needs the batch form).
-    pub reassign: Option<String>,
+    /// Reclaim: how an opportunity is handed on; `None` with a custom write-back statement and no
+    /// `write_back.reclaim_statement` (the sweeper then reclaims nothing, and says so).
+    pub reassign: Option<Reassign>,
     /// `$1` text[] of owners → owner, open count.
     pub recount: String,
     /// → owner, open count, for every owner.
@@ -372,19 +382,30 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             if installed {
                 try_prepare(client, &reassign_sql, "write_back.set", &mut p).await;
             }
-            reassign = Some(reassign_sql);
+            reassign = Some(Reassign::Batch(reassign_sql));
             WriteSql::Batch(sql)
         }
-        WriteBack::Statement(s) => match bind_named(s, WRITE_PARAMS) {
-            Ok((sql, params)) => {
-                try_prepare(client, &sql, "write_back.statement", &mut p).await;
-                WriteSql::PerRow { sql, params }
+        WriteBack::Statement { sql: s, reclaim } => {
+            if let Some(r) = reclaim {
+                match bind_named(r, WRITE_PARAMS) {
+                    Ok((sql, params)) => {
+                        try_prepare(client, &sql, "write_back.reclaim_statement", &mut p).await;
+                        reassign = Some(Reassign::PerRow { sql, params });
+                    }
+                    Err(e) => p.push(MappingProblem { key: "write_back.reclaim_statement".into(), message: e }),
+                }
             }
-            Err(e) => {
-                p.push(MappingProblem { key: "write_back.statement".into(), message: e });
-                WriteSql::PerRow { sql: String::new(), params: Vec::new() }
+            match bind_named(s, WRITE_PARAMS) {
+                Ok((sql, params)) => {
+                    try_prepare(client, &sql, "write_back.statement", &mut p).await;
+                    WriteSql::PerRow { sql, params }
+                }
+                Err(e) => {
+                    p.push(MappingProblem { key: "write_back.statement".into(), message: e });
+                    WriteSql::PerRow { sql: String::new(), params: Vec::new() }
+                }
             }
-        },
+        }
     };
 
     let recount = format!(

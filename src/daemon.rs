@@ -180,7 +180,7 @@ async fn session(
     }
 
     let mut engine = rules.load_full();
-    if let Err(e) = crm::check_owner_ids(&client, &sql, &owner_ids(&engine)).await {
+    if let Err(e) = crm::check_owner_ids(&client, &sql, &engine.owner_ids()).await {
         // The initial rule set was already compiled; an id that the CRM cannot hold is a config error.
         return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
             key: "rules".into(),
@@ -220,7 +220,7 @@ async fn session(
         // A newer rule set: check its member ids against the CRM, then use it from the next batch.
         let latest = rules.load_full();
         if !Arc::ptr_eq(&latest, &engine) {
-            match crm::check_owner_ids(&client, drain.crm_sql(), &owner_ids(&latest)).await {
+            match crm::check_owner_ids(&client, drain.crm_sql(), &latest.owner_ids()).await {
                 Ok(()) => {
                     tracing::info!(from = %engine.version, to = %latest.version, "rules swapped in");
                     engine = latest.clone();
@@ -283,15 +283,6 @@ async fn session(
             _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
         }
     }
-}
-
-fn owner_ids(engine: &Engine) -> Vec<String> {
-    let mut ids: Vec<String> = engine.member_ids().map(str::to_string).collect();
-    ids.extend(engine.global_fallback.iter().cloned());
-    ids.extend(engine.pipelines.values().filter_map(|p| p.fallback_owner.clone()));
-    ids.sort();
-    ids.dedup();
-    ids
 }
 
 /// Report this leader's state in `<schema>.daemon_status` (read by `oppty-router status`).

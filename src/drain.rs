@@ -156,6 +156,8 @@ pub struct Drain {
     dead_letter: String,
     /// Per pipeline, the reclaim fingerprint its stored due times were aligned with.
     aligned: HashMap<String, String>,
+    /// The rule set for which the sweeper said it cannot reclaim (no reclaim write configured).
+    said_no_reclaim: Option<String>,
 }
 
 impl Drain {
@@ -242,6 +244,7 @@ impl Drain {
             sql,
             decisions,
             aligned: HashMap::new(),
+            said_no_reclaim: None,
         }
     }
 

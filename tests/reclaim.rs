@@ -25,7 +25,10 @@ fn rules(reclaim: &str, members: &[&str]) -> tempfile::TempDir {
 }
 
 async fn setup(label: &str, reclaim: &str, members: &[&str]) -> (TestDb, tempfile::TempDir) {
-    let mut db = crm_db(label).await;
+    setup_on(crm_db(label).await, reclaim, members).await
+}
+
+async fn setup_on(mut db: TestDb, reclaim: &str, members: &[&str]) -> (TestDb, tempfile::TempDir) {
     let dir = rules(reclaim, members);
     db.cfg.router.rules_dir = dir.path().to_path_buf();
     db.cfg.directory = None;
@@ -528,4 +531,56 @@ async fn a_member_who_lets_opportunities_lapse_is_paused_until_an_admin_lifts_it
     daemon.stop().await;
     let first_owner = outcomes(&db, &after).await.into_iter().find(|o| o.0 == "rule").and_then(|o| o.1);
     assert_eq!(first_owner, Some(lapser.to_string()), "back in rotation with the fewest open");
+}
+
+/// The example config with owners written by ops statements instead of `write_back.set`.
+fn custom_write_back(text: &mut String, reclaim_statement: bool) {
+    let start = text.find("[write_back.set]").expect("write_back section");
+    let end = text.find("[directory]").expect("directory section");
+    let mut section = String::from(
+        "[write_back]\nstatement = \"\"\"\nUPDATE crm.opportunity SET \"accountOwnerId\" = :owner::int, \"assignedAt\" = now()\n\
+         WHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = 1\n\"\"\"\n",
+    );
+    if reclaim_statement {
+        section.push_str(
+            "reclaim_statement = \"\"\"\nUPDATE crm.opportunity SET \"accountOwnerId\" = :owner::int, \"assignedAt\" = now(), title = title || ' (reclaimed)'\n\
+             WHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = :previous_owner::int\n\"\"\"\n",
+        );
+    }
+    text.replace_range(start..end, &format!("{section}\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ops_write_statements_the_reclaim_statement_hands_it_on() {
+    let db = crm_db_with("stmt", |t| custom_write_back(t, true)).await;
+    let (db, _rules) = setup_on(db, "after = \"1s\"", &["301", "302"]).await;
+    let daemon = db.start();
+    let opp = db.insert_opportunity("custom writes", "DN", "retail").await;
+    let (first, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
+    wait_outcome(&db, &opp, "reclaim", Duration::from_secs(5)).await;
+    daemon.stop().await;
+    assert_ne!(db.owner_of(&opp).await, first);
+    let title: String = db
+        .client
+        .query_one("SELECT title FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid", &[&opp])
+        .await
+        .expect("title")
+        .get(0);
+    assert_eq!(title, "custom writes (reclaimed)", "the ops statement did the write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_says_when_reclaim_rules_have_no_way_to_write() {
+    let db = crm_db_with("nostmt", |t| custom_write_back(t, false)).await;
+    let (db, _rules) = setup_on(db, "after = \"1s\"", &["301", "302"]).await;
+    let report = oppty_router::check::check(&db.cfg, false).await;
+    assert!(!report.ok, "{:?}", report.lines);
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.contains("write_back.reclaim_statement: the rules reclaim in pipeline(s) retail")),
+        "{:?}",
+        report.lines
+    );
 }

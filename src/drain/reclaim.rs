@@ -16,6 +16,7 @@ use tokio_postgres::Client;
 
 use super::{clamp_i32, db_message, is_transient, rollback_ledger, AuditCols, Drain, DrainError, Journal};
 use crate::capture::ORIGIN_SETTING;
+use crate::crm::Reassign;
 use crate::engine::{
     Decision, Due, Engine, EscalateTo, Exclude, Explanation, Ledger, Opportunity, Outcome, ReclaimElse, ReclaimPolicy,
     Stage, Undo,
@@ -95,15 +96,24 @@ impl Drain {
 
     /// [`Drain::sweep`] as of `now` (the daemon passes the present; tests inject a clock).
     pub async fn sweep_at(&mut self, client: &mut Client, now: DateTime<Utc>) -> Result<usize, DrainError> {
+        let engine = self.engine.clone();
         let Some(reassign) = self.sql.reassign.clone() else {
-            return Ok(0); // a custom write-back statement: reclaim needs the batch form (documented)
+            if engine.pipelines.values().any(|p| p.reclaim.is_some())
+                && self.said_no_reclaim.as_deref() != Some(&*engine.version)
+            {
+                tracing::warn!(
+                    "reclaim rules are not applied: the daemon config writes owners with write_back.statement and has no \
+                     write_back.reclaim_statement (see `oppty-router check`)"
+                );
+                self.said_no_reclaim = Some(engine.version.clone()); // once per rule set
+            }
+            return Ok(0);
         };
         match self.refresh_pauses(client).await {
             Ok(()) => {}
             Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
             Err(e) => tracing::error!(error = %db_message(&e), "reading member pauses failed; kept as they were"),
         }
-        let engine = self.engine.clone();
         let mut pipelines: Vec<(&String, &ReclaimPolicy)> =
             engine.pipelines.iter().filter_map(|(id, p)| p.reclaim.as_ref().map(|r| (id, r))).collect();
         pipelines.sort_by_key(|(id, _)| id.as_str());
@@ -218,7 +228,7 @@ impl Drain {
         engine: &Engine,
         pipeline: &str,
         policy: &ReclaimPolicy,
-        reassign: &str,
+        reassign: &Reassign,
         ledger: &mut Ledger,
         journal: &mut Vec<Journal>,
         now: DateTime<Utc>,
@@ -494,8 +504,47 @@ impl Drain {
             let olds: Vec<&str> = writes.iter().map(|w| w.old.as_str()).collect();
             let anyone: Vec<bool> = writes.iter().map(|w| w.anyone).collect();
             let edits: Vec<bool> = writes.iter().map(|w| w.edits).collect();
-            for r in tx.query(reassign, &[&ids, &news, &teams, &olds, &anyone, &edits]).await? {
-                written.insert(r.get(0));
+            match reassign {
+                Reassign::Batch(sql) => {
+                    for r in tx.query(sql, &[&ids, &news, &teams, &olds, &anyone, &edits]).await? {
+                        written.insert(r.get(0));
+                    }
+                }
+                Reassign::PerRow { sql, params } => {
+                    // The ops statement checks the owner; the interactions are checked here, just
+                    // before it runs.
+                    let touched: HashSet<String> = tx
+                        .query(
+                            &format!(
+                                "SELECT u.id FROM unnest($1::text[], $2::text[], $3::bool[], $4::bool[]) AS u(id, old, anyone, edits) \
+                                 WHERE EXISTS (SELECT 1 FROM {s}.events e WHERE e.opp_id = u.id \
+                                   AND ((e.kind = 'activity' AND (u.anyone OR e.actor = u.old)) OR (e.kind = 'edit' AND u.edits AND e.actor = u.old)))"
+                            ),
+                            &[&ids, &olds, &anyone, &edits],
+                        )
+                        .await?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    let stmt = tx.prepare(sql).await?;
+                    let futs = writes.iter().filter(|w| !touched.contains(&w.opp)).map(|w| {
+                        let stmt = stmt.clone();
+                        let all = [Some(w.opp.clone()), Some(w.new.clone()), w.team_crm.clone(), Some(w.old.clone())];
+                        let values: Vec<Option<String>> = params.iter().map(|k| all[*k].clone()).collect();
+                        let tx = &tx;
+                        async move {
+                            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                                values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                            let n = tx.execute(&stmt, &refs).await?;
+                            Ok::<_, tokio_postgres::Error>((w.opp.clone(), n))
+                        }
+                    });
+                    for (id, n) in futures_util::future::try_join_all(futs).await? {
+                        if n > 0 {
+                            written.insert(id);
+                        }
+                    }
+                }
             }
         }
         // What was not written (a person changed it this instant) is not recorded as reclaimed.

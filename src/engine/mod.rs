@@ -402,6 +402,33 @@ impl Engine {
         self.member_index.get(id).copied()
     }
 
+    /// Every CRM user id these rules can write as an owner: members, fallback owners, team leads,
+    /// and the reclaim ladder's named owners (escalation, release, nobody-else). Checked against the
+    /// CRM's owner column before a set goes live.
+    pub fn owner_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.member_ids().map(str::to_string).collect();
+        ids.extend(self.global_fallback.iter().cloned());
+        ids.extend(self.teams.iter().filter_map(|t| t.lead.clone()));
+        for p in self.pipelines.values() {
+            ids.extend(p.fallback_owner.iter().cloned());
+            if let Some(r) = &p.reclaim {
+                for policy in std::iter::once(r).chain(r.by_team.values()) {
+                    for e in [&policy.then, &policy.when_nobody] {
+                        if let ReclaimElse::Owner(x) = e {
+                            ids.push(x.clone());
+                        }
+                    }
+                    if let Some(Escalate { to: EscalateTo::Owner(x), .. }) = &policy.escalate {
+                        ids.push(x.clone());
+                    }
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Ids of every member, for load bookkeeping.
     pub fn member_ids(&self) -> impl Iterator<Item = &str> {
         self.members.iter().map(|m| &*m.id)

@@ -591,24 +591,15 @@ impl Drain {
                     }
                 }
                 WriteSql::PerRow { sql, params } => {
-                    let stmt = tx.prepare(sql).await?;
-                    let futs = to_write.iter().map(|p| {
-                        let stmt = stmt.clone();
-                        let opp = Some(p.opp.clone());
-                        let all: [&Option<String>; 4] = [&opp, &p.decision.owner, &p.decision.team_crm_id, &p.previous];
-                        let values: Vec<Option<String>> = params.iter().map(|k| all[*k].clone()).collect();
-                        async move {
-                            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                                values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                            let n = tx.execute(&stmt, &refs).await?;
-                            Ok::<_, tokio_postgres::Error>((p.opp.clone(), n))
-                        }
+                    let rows = to_write.iter().map(|p| {
+                        [
+                            Some(p.opp.clone()),
+                            p.decision.owner.clone(),
+                            p.decision.team_crm_id.clone(),
+                            p.previous.clone(),
+                        ]
                     });
-                    for (id, n) in futures_util::future::try_join_all(futs).await? {
-                        if n > 0 {
-                            written.insert(id);
-                        }
-                    }
+                    written.extend(write_per_row(tx, sql, params, rows).await?);
                 }
             }
         }
@@ -845,6 +836,34 @@ impl AuditCols {
         self.explanation.push(serde_json::to_string(&d.explanation).unwrap_or_else(|_| "{}".into()));
         self.event_at.push(event_at);
     }
+}
+
+/// Run an ops write statement once per row, pipelined; `row` holds the values of
+/// [`crate::crm::WRITE_PARAMS`] (opportunity id first), `params` which of them each `$n` takes.
+/// Returns the opportunity ids the statement wrote.
+async fn write_per_row(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[usize],
+    rows: impl Iterator<Item = [Option<String>; 4]>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let stmt = tx.prepare(sql).await?;
+    let futs = rows.map(|row| {
+        let stmt = stmt.clone();
+        let values: Vec<Option<String>> = params.iter().map(|k| row[*k].clone()).collect();
+        async move {
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+            let n = tx.execute(&stmt, &refs).await?;
+            Ok::<_, tokio_postgres::Error>((row[0].clone(), n))
+        }
+    });
+    Ok(futures_util::future::try_join_all(futs)
+        .await?
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .filter_map(|(id, _)| id)
+        .collect())
 }
 
 fn clamp_i32(v: i64) -> i32 {

@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use sha2::Digest;
 use tokio_postgres::Client;
 
-use super::{clamp_i32, db_message, is_transient, rollback_ledger, AuditCols, Drain, DrainError, Journal};
+use super::{
+    clamp_i32, db_message, is_transient, rollback_ledger, write_per_row, AuditCols, Drain, DrainError, Journal,
+};
 use crate::capture::ORIGIN_SETTING;
 use crate::crm::Reassign;
 use crate::engine::{
@@ -526,24 +528,11 @@ impl Drain {
                         .iter()
                         .map(|r| r.get(0))
                         .collect();
-                    let stmt = tx.prepare(sql).await?;
-                    let futs = writes.iter().filter(|w| !touched.contains(&w.opp)).map(|w| {
-                        let stmt = stmt.clone();
-                        let all = [Some(w.opp.clone()), Some(w.new.clone()), w.team_crm.clone(), Some(w.old.clone())];
-                        let values: Vec<Option<String>> = params.iter().map(|k| all[*k].clone()).collect();
-                        let tx = &tx;
-                        async move {
-                            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                                values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-                            let n = tx.execute(&stmt, &refs).await?;
-                            Ok::<_, tokio_postgres::Error>((w.opp.clone(), n))
-                        }
-                    });
-                    for (id, n) in futures_util::future::try_join_all(futs).await? {
-                        if n > 0 {
-                            written.insert(id);
-                        }
-                    }
+                    let rows = writes
+                        .iter()
+                        .filter(|w| !touched.contains(&w.opp))
+                        .map(|w| [Some(w.opp.clone()), Some(w.new.clone()), w.team_crm.clone(), Some(w.old.clone())]);
+                    written.extend(write_per_row(&tx, sql, params, rows).await?);
                 }
             }
         }

@@ -198,12 +198,16 @@ impl Drain {
             .await?
             .map(|r| r.get(0));
         if stored.as_deref() != Some(fp.as_str()) {
+            // Brought forward where later than the new lower bound. The first time a pipeline is
+            // seen (a new rule, or rows from before due times existed) every row is set to it, so
+            // rows that would all look due at once are not refined one batch at a time.
+            let cond = if stored.is_none() { "IS DISTINCT FROM" } else { ">" };
             let tx = client.transaction().await?;
             let n = tx
                 .execute(
                     &format!(
                         "UPDATE {s}.ownership SET due_at = last_owner_touch_at + $2::int8 * interval '1 second' \
-                         WHERE pipeline = $1 AND (due_at IS NULL OR due_at > last_owner_touch_at + $2::int8 * interval '1 second')"
+                         WHERE pipeline = $1 AND (due_at IS NULL OR due_at {cond} last_owner_touch_at + $2::int8 * interval '1 second')"
                     ),
                     &[&pipeline, &policy.earliest()],
                 )

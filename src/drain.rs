@@ -154,8 +154,9 @@ pub struct Drain {
     member_state: String,
     retry: String,
     dead_letter: String,
-    /// Per pipeline, the reclaim fingerprint its stored due times were aligned with.
-    aligned: HashMap<String, String>,
+    /// Per pipeline, the rule set version and reclaim fingerprint its stored due times were
+    /// last aligned with.
+    aligned: HashMap<String, (String, String)>,
     /// The rule set for which the sweeper said it cannot reclaim (no reclaim write configured).
     said_no_reclaim: Option<String>,
 }

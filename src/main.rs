@@ -112,6 +112,19 @@ fn load_config(path: &std::path::Path) -> Result<Config, i32> {
     })
 }
 
+/// The config and a connection to the database it names, for the one-shot commands; the exit code
+/// to return otherwise (78 for a bad config, 69 for an unreachable database).
+async fn connect_with_config(path: &std::path::Path, label: &str) -> Result<(Config, tokio_postgres::Client), i32> {
+    let cfg = load_config(path)?;
+    match db::connect(&cfg.database, label).await {
+        Ok(client) => Ok((cfg, client)),
+        Err(e) => {
+            eprintln!("{e}");
+            Err(exit::UNAVAILABLE)
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let code = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("oppty-router").build() {
@@ -233,16 +246,9 @@ async fn real_main(cli: Cli) -> i32 {
             exit::OK
         }
         Command::Status => {
-            let cfg = match load_config(&cli.config) {
-                Ok(c) => c,
+            let (cfg, client) = match connect_with_config(&cli.config, " status").await {
+                Ok(x) => x,
                 Err(code) => return code,
-            };
-            let client = match db::connect(&cfg.database, " status").await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return exit::UNAVAILABLE;
-                }
             };
             match oppty_router::status::status(&client, &cfg).await {
                 Ok((text, healthy)) => {
@@ -260,16 +266,9 @@ async fn real_main(cli: Cli) -> i32 {
             }
         }
         Command::Unpause { member, by } => {
-            let cfg = match load_config(&cli.config) {
-                Ok(c) => c,
+            let (cfg, client) = match connect_with_config(&cli.config, " unpause").await {
+                Ok(x) => x,
                 Err(code) => return code,
-            };
-            let client = match db::connect(&cfg.database, " unpause").await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return exit::UNAVAILABLE;
-                }
             };
             let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "admin".into());
             match oppty_router::status::unpause(&client, &cfg, &member, &by).await {
@@ -288,16 +287,9 @@ async fn real_main(cli: Cli) -> i32 {
             }
         }
         Command::Explain { opportunity_id } => {
-            let cfg = match load_config(&cli.config) {
-                Ok(c) => c,
+            let (cfg, client) = match connect_with_config(&cli.config, " explain").await {
+                Ok(x) => x,
                 Err(code) => return code,
-            };
-            let client = match db::connect(&cfg.database, " explain").await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return exit::UNAVAILABLE;
-                }
             };
             match explain::explain(&client, &cfg, &opportunity_id).await {
                 Ok(text) => {

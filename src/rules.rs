@@ -453,70 +453,52 @@ struct Source {
 }
 
 impl Source {
-    /// `file:line:column` of the `nth` (0-based) definition `id = "<id>"` (or `"id": "<id>"`).
-    fn locate_id(&self, id: &str, nth: usize) -> String {
+    /// Byte offsets of the definitions `id = "<id>"` (or `"id": "<id>"`), in order.
+    fn definitions<'a>(&'a self, id: &str) -> impl Iterator<Item = usize> + 'a {
         let quoted = format!("\"{id}\"");
-        let mut found = 0;
-        for (off, _) in self.text.match_indices(&quoted) {
-            let before = self.text[..off].trim_end();
-            let is_def = before.strip_suffix('=').or_else(|| before.strip_suffix(':')).is_some_and(|b| {
+        let text = self.text.as_str();
+        text.match_indices(&quoted).map(|(off, _)| off).collect::<Vec<_>>().into_iter().filter(move |off| {
+            let before = text[..*off].trim_end();
+            before.strip_suffix('=').or_else(|| before.strip_suffix(':')).is_some_and(|b| {
                 let b = b.trim_end();
                 b.ends_with("id") && !b.ends_with("_id") || b.ends_with("\"id\"")
-            });
-            if is_def {
-                if found == nth {
-                    let (l, c) = line_col(&self.text, off);
-                    return format!("{}:{l}:{c}", self.path.display());
-                }
-                found += 1;
-            }
+            })
+        })
+    }
+
+    fn at(&self, off: usize) -> String {
+        let (l, c) = line_col(&self.text, off);
+        format!("{}:{l}:{c}", self.path.display())
+    }
+
+    /// `file:line:column` of the `nth` (0-based) definition `id = "<id>"` (or `"id": "<id>"`).
+    fn locate_id(&self, id: &str, nth: usize) -> String {
+        match self.definitions(id).nth(nth) {
+            Some(off) => self.at(off),
+            None => self.locate(id),
         }
-        self.locate(id)
     }
 
     /// `file:line:column` of the key `key` (TOML `key =` or JSON `"key":`) first written after the
     /// definition `id = "<owner>"`; else of that definition.
     fn locate_key(&self, owner: &str, key: &str) -> String {
-        let quoted = format!("\"{owner}\"");
-        let start = self
-            .text
-            .match_indices(&quoted)
-            .find(|(off, _)| {
-                let before = self.text[..*off].trim_end();
-                before.strip_suffix('=').or_else(|| before.strip_suffix(':')).is_some_and(|b| {
-                    let b = b.trim_end();
-                    b.ends_with("id") && !b.ends_with("_id") || b.ends_with("\"id\"")
-                })
-            })
-            .map(|(off, _)| off);
-        let Some(start) = start else { return self.locate(owner) };
+        let Some(start) = self.definitions(owner).next() else { return self.locate(owner) };
         let rest = &self.text[start..];
-        let found = rest.match_indices(key).find(|(off, _)| {
+        let found = rest.match_indices(key).map(|(off, _)| off).find(|off| {
             let before = rest[..*off].chars().next_back();
-            let after = rest[off + key.len()..].trim_start();
-            let toml = matches!(before, Some('\n' | ' ' | '{' | ',' | '\t')) && after.starts_with('=');
-            let json = before == Some('"')
-                && rest[off + key.len()..].starts_with('"')
-                && after[1..].trim_start().starts_with(':');
+            let after = &rest[off + key.len()..];
+            let toml = matches!(before, Some('\n' | ' ' | '{' | ',' | '\t')) && after.trim_start().starts_with('=');
+            let json = before == Some('"') && after.strip_prefix('"').is_some_and(|a| a.trim_start().starts_with(':'));
             toml || json
         });
-        match found {
-            Some((off, _)) => {
-                let (l, c) = line_col(&self.text, start + off);
-                format!("{}:{l}:{c}", self.path.display())
-            }
-            None => self.locate_id(owner, 0),
-        }
+        self.at(start + found.unwrap_or(0))
     }
 
     /// `file:line:column` of the first occurrence of `needle` (a quoted value), else `file`.
     fn locate(&self, needle: &str) -> String {
         let quoted = format!("\"{needle}\"");
         match self.text.find(&quoted) {
-            Some(off) => {
-                let (l, c) = line_col(&self.text, off);
-                format!("{}:{l}:{c}", self.path.display())
-            }
+            Some(off) => self.at(off),
             None => self.path.display().to_string(),
         }
     }
@@ -627,7 +609,7 @@ fn reclaim_window(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &str) -> Option<i64
     }
 }
 
-/// `(anyone, owner_edits)` from `interactions`.
+/// `(anyone, owner_edits)` from `interactions`; owner edits only where the config captures them.
 fn interactions(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &OneOrMany) -> Option<(bool, bool)> {
     let (mut anyone, mut edits, mut ok) = (false, false, true);
     for w in v.list() {
@@ -640,6 +622,15 @@ fn interactions(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &OneOrMany) -> Option
                 ok = false;
             }
         }
+    }
+    if edits && !cx.owner_edits_mapped {
+        cx.err(
+            fi,
+            "owner_edits",
+            key,
+            "owner edits are not captured: map `opportunity.edited_by` (who last changed the row) in the daemon config, or remove \"owner_edits\"",
+        );
+        ok = false;
     }
     ok.then_some((anyone, edits))
 }
@@ -691,15 +682,6 @@ fn compile_reclaim(
         Some(v) => interactions(cx, fi, &format!("{key}.interactions"), v)?,
         None => (false, false),
     };
-    if owner_edits && !cx.owner_edits_mapped {
-        cx.err(
-            fi,
-            "owner_edits",
-            &format!("{key}.interactions"),
-            "owner edits are not captured: map `opportunity.edited_by` (who last changed the row) in the daemon config, or remove \"owner_edits\"",
-        );
-        return None;
-    }
     let exclude = match (r.exclude.as_deref(), r.exclude_last) {
         (Some(_), Some(_)) => {
             cx.err_key(
@@ -782,10 +764,6 @@ fn override_reclaim(
     }
     if let Some(v) = &o.interactions {
         (p.anyone, p.owner_edits) = interactions(cx, fi, &format!("{key}.interactions"), v)?;
-        if p.owner_edits && !cx.owner_edits_mapped {
-            cx.err(fi, "owner_edits", &format!("{key}.interactions"), "owner edits are not captured: map `opportunity.edited_by` in the daemon config, or remove \"owner_edits\"");
-            return None;
-        }
     }
     if let Some(w) = o.working_hours {
         p.working_hours = w;

@@ -7,34 +7,35 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn rules(reclaim: &str, members: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// One team `dn` (Da Nang) of these members in the `retail` pipeline, with this reclaim rule.
+fn rules(reclaim: &str, members: &[&str]) -> String {
     let member_defs: String = members.iter().map(|m| format!("[[member]]\nid = \"{m}\"\n")).collect();
     let list = members.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ");
-    std::fs::write(
-        dir.path().join("rules.toml"),
-        format!(
-            "[settings]\nfallback_owner = \"100\"\n[[territory]]\nid = \"DN\"\n{member_defs}\
-             [[team]]\nid = \"dn\"\ncrm_id = \"13\"\npipelines = [\"retail\"]\nterritories = [\"DN\"]\nmembers = [{list}]\n\
-             [[pipeline]]\nid = \"retail\"\n[pipeline.reclaim]\n{reclaim}\n\
-             [[pipeline.rule]]\nid = \"province\"\nteam = {{ territory = \"province\" }}\nmember = \"fewest_open\"\n"
-        ),
+    format!(
+        "[settings]\nfallback_owner = \"100\"\n[[territory]]\nid = \"DN\"\n{member_defs}\
+         [[team]]\nid = \"dn\"\ncrm_id = \"13\"\npipelines = [\"retail\"]\nterritories = [\"DN\"]\nmembers = [{list}]\n\
+         [[pipeline]]\nid = \"retail\"\n[pipeline.reclaim]\n{reclaim}\n\
+         [[pipeline.rule]]\nid = \"province\"\nteam = {{ territory = \"province\" }}\nmember = \"fewest_open\"\n"
     )
-    .expect("write rules");
-    dir
+}
+
+/// The database routes with this rule file only (no CRM directory) and sweeps every 200 ms.
+async fn with_rules(mut db: TestDb, text: &str) -> (TestDb, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("rules.toml"), text).expect("write rules");
+    db.cfg.router.rules_dir = dir.path().to_path_buf();
+    db.cfg.directory = None;
+    db.cfg.router.reclaim_interval = Duration::from_millis(200);
+    db.install().await;
+    (db, dir)
 }
 
 async fn setup(label: &str, reclaim: &str, members: &[&str]) -> (TestDb, tempfile::TempDir) {
     setup_on(crm_db(label).await, reclaim, members).await
 }
 
-async fn setup_on(mut db: TestDb, reclaim: &str, members: &[&str]) -> (TestDb, tempfile::TempDir) {
-    let dir = rules(reclaim, members);
-    db.cfg.router.rules_dir = dir.path().to_path_buf();
-    db.cfg.directory = None;
-    db.cfg.router.reclaim_interval = Duration::from_millis(200);
-    db.install().await;
-    (db, dir)
+async fn setup_on(db: TestDb, reclaim: &str, members: &[&str]) -> (TestDb, tempfile::TempDir) {
+    with_rules(db, &rules(reclaim, members)).await
 }
 
 async fn outcomes(db: &TestDb, opp: &str) -> Vec<(String, Option<String>, Option<String>)> {
@@ -200,12 +201,7 @@ async fn an_interaction_logged_just_before_the_sweep_writes_keeps_the_opportunit
     tokio::time::sleep(Duration::from_millis(1500)).await; // stale now
                                                            // The rep logs a call: its event is queued, not yet drained when the sweep runs.
     db.log_call(&opp, owner).await;
-    let cfg = std::sync::Arc::new(db.cfg.clone());
-    let mut client = oppty_router::db::connect(&cfg.database, "").await.expect("connect");
-    let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
-    let engine = std::sync::Arc::new(oppty_router::load_rules(&cfg).expect("rules"));
-    let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
-    drain.reconcile(&mut client).await.expect("loads");
+    let (mut drain, mut client) = manual_drain(&db).await;
     assert_eq!(drain.sweep(&mut client).await.expect("sweep"), 0, "the queued call keeps it");
     assert_eq!(db.owner_of(&opp).await, owner);
     // Without that call it would have gone: drain the event (the clock restarts), wait, sweep.
@@ -265,33 +261,23 @@ async fn setup_teams(
     dn: (&[&str], &str),
     hn: (&[&str], &str),
 ) -> (TestDb, tempfile::TempDir) {
-    let mut db = crm_db(label).await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let list = |ms: &[&str]| ms.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ");
     let mut all: Vec<&str> = dn.0.iter().chain(hn.0.iter()).copied().collect();
     all.sort_unstable();
     all.dedup();
     let member_defs: String = all.iter().map(|m| format!("[[member]]\nid = \"{m}\"\n")).collect();
-    std::fs::write(
-        dir.path().join("rules.toml"),
-        format!(
-            "[settings]\nfallback_owner = \"100\"\n[[territory]]\nid = \"DN\"\n[[territory]]\nid = \"HN\"\n{member_defs}\
-             [[team]]\nid = \"dn\"\ncrm_id = \"13\"\npipelines = [\"retail\"]\nterritories = [\"DN\"]\nmembers = [{}]\n{}\n\
-             [[team]]\nid = \"hn\"\ncrm_id = \"11\"\npipelines = [\"retail\"]\nterritories = [\"HN\"]\nmembers = [{}]\n{}\n\
-             [[pipeline]]\nid = \"retail\"\n[pipeline.reclaim]\n{reclaim}\n\
-             [[pipeline.rule]]\nid = \"province\"\nteam = {{ territory = \"province\" }}\nmember = \"fewest_open\"\n",
-            list(dn.0),
-            dn.1,
-            list(hn.0),
-            hn.1
-        ),
-    )
-    .expect("write rules");
-    db.cfg.router.rules_dir = dir.path().to_path_buf();
-    db.cfg.directory = None;
-    db.cfg.router.reclaim_interval = Duration::from_millis(200);
-    db.install().await;
-    (db, dir)
+    let text = format!(
+        "[settings]\nfallback_owner = \"100\"\n[[territory]]\nid = \"DN\"\n[[territory]]\nid = \"HN\"\n{member_defs}\
+         [[team]]\nid = \"dn\"\ncrm_id = \"13\"\npipelines = [\"retail\"]\nterritories = [\"DN\"]\nmembers = [{}]\n{}\n\
+         [[team]]\nid = \"hn\"\ncrm_id = \"11\"\npipelines = [\"retail\"]\nterritories = [\"HN\"]\nmembers = [{}]\n{}\n\
+         [[pipeline]]\nid = \"retail\"\n[pipeline.reclaim]\n{reclaim}\n\
+         [[pipeline.rule]]\nid = \"province\"\nteam = {{ territory = \"province\" }}\nmember = \"fewest_open\"\n",
+        list(dn.0),
+        dn.1,
+        list(hn.0),
+        hn.1
+    );
+    with_rules(crm_db(label).await, &text).await
 }
 
 /// A drain of our own, to sweep with an injected clock.
@@ -311,10 +297,8 @@ fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_time_outside_the_owners_working_hours_does_not_count() {
-    let mut db = crm_db("hours").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("rules.toml"),
+    let (db, _rules) = with_rules(
+        crm_db("hours").await,
         "[settings]\nfallback_owner = \"100\"\n[[territory]]\nid = \"DN\"\n\
          [[schedule]]\nid = \"office\"\ntimezone = \"Asia/Ho_Chi_Minh\"\nweek = { \"mon-fri\" = \"08:00-17:00\" }\n\
          [[member]]\nid = \"301\"\n[[member]]\nid = \"302\"\n\
@@ -322,10 +306,7 @@ async fn idle_time_outside_the_owners_working_hours_does_not_count() {
          [[pipeline]]\nid = \"retail\"\n[pipeline.reclaim]\nafter = \"2h\"\nworking_hours = true\n\
          [[pipeline.rule]]\nid = \"province\"\nteam = { territory = \"province\" }\nmember = \"fewest_open\"\n\n",
     )
-    .expect("rules");
-    db.cfg.router.rules_dir = dir.path().to_path_buf();
-    db.cfg.directory = None;
-    db.install().await;
+    .await;
     // The router assigned it to 301 on a Friday afternoon, 30 working minutes before the weekend
     // (set in the CRM and in the router's ownership, as the router would have; routing now could
     // fall outside office hours).

@@ -35,20 +35,17 @@ struct Swept {
 }
 
 /// A write of a new owner to the CRM, and how the router tracks it afterwards.
-struct Write {
+struct Write<'a> {
     opp: String,
     new: String,
     team_crm: Option<String>,
     old: String,
-    /// Counting rules for the "no interaction since" condition.
-    anyone: bool,
-    edits: bool,
+    /// The rule it is written under: which interactions count, whether a lapse pauses.
+    policy: &'a ReclaimPolicy,
     /// The engine picked the new owner (its load is already in the ledger).
     by_engine: bool,
     /// `Some((team, stage))`: the router keeps tracking it; `None`: it stops (released).
     track: Option<(Option<String>, Stage)>,
-    /// The member losing it may be paused for lapses under this rule.
-    pause: Option<crate::engine::PauseAfter>,
 }
 
 fn blank_decision(pipeline: &str, owner: &str, team: Option<String>) -> Decision {
@@ -188,8 +185,14 @@ impl Drain {
         pipeline: &str,
         policy: &ReclaimPolicy,
     ) -> Result<(), tokio_postgres::Error> {
+        // Computed once per rule set; a set whose edit left this pipeline's rule alone moves nothing.
+        let known = self.aligned.get(pipeline);
+        if known.is_some_and(|(version, _)| *version == engine.version) {
+            return Ok(());
+        }
         let fp = fingerprint(engine, policy);
-        if self.aligned.get(pipeline) == Some(&fp) {
+        if known.is_some_and(|(_, f)| *f == fp) {
+            self.aligned.insert(pipeline.to_string(), (engine.version.clone(), fp));
             return Ok(());
         }
         let s = self.cfg.router.schema.quoted();
@@ -223,7 +226,7 @@ impl Drain {
             tx.commit().await?;
             tracing::info!(pipeline, brought_forward = n, "reclaim rule changed: due times brought forward");
         }
-        self.aligned.insert(pipeline.to_string(), fp);
+        self.aligned.insert(pipeline.to_string(), (engine.version.clone(), fp));
         Ok(())
     }
 
@@ -385,11 +388,9 @@ impl Drain {
                     new: new.to_string(),
                     team_crm: None,
                     old: old.clone(),
-                    anyone: p.anyone,
-                    edits: p.owner_edits,
+                    policy: p,
                     by_engine: false,
                     track,
-                    pause: p.pause_after,
                 };
                 let mut d = blank_decision(pipeline, old, team.clone());
                 // The end of the ladder: the lead's window has passed, or the reassignments are
@@ -430,11 +431,11 @@ impl Drain {
                         }
                         _ => {
                             d.explanation.note =
-                                Some(format!("idle {idle} s{hours}, but {why}: left with {old}, as the rule says"))
+                                Some(format!("idle {idle} s{hours}, but {why}: left with {old}, as the rule says"));
+                            finished.push(id.clone());
                         }
                     }
                     audit.push(id, &d, Some(old.clone()), now);
-                    finished.push(id.clone());
                     continue;
                 }
                 let mut exclude: Vec<String> = match p.exclude {
@@ -485,7 +486,6 @@ impl Drain {
                         d.explanation.note =
                             Some(note(&format!("nobody else in scope is eligible: to {x}, as the rule says")));
                         writes.push(write(x, None));
-                        finished.push(id.clone());
                     }
                     _ => {
                         d.owner = Some(old.clone());
@@ -508,8 +508,8 @@ impl Drain {
             let news: Vec<&str> = writes.iter().map(|w| w.new.as_str()).collect();
             let teams: Vec<Option<&str>> = writes.iter().map(|w| w.team_crm.as_deref()).collect();
             let olds: Vec<&str> = writes.iter().map(|w| w.old.as_str()).collect();
-            let anyone: Vec<bool> = writes.iter().map(|w| w.anyone).collect();
-            let edits: Vec<bool> = writes.iter().map(|w| w.edits).collect();
+            let anyone: Vec<bool> = writes.iter().map(|w| w.policy.anyone).collect();
+            let edits: Vec<bool> = writes.iter().map(|w| w.policy.owner_edits).collect();
             match reassign {
                 Reassign::Batch(sql) => {
                     for r in tx.query(sql, &[&ids, &news, &teams, &olds, &anyone, &edits]).await? {
@@ -591,13 +591,13 @@ impl Drain {
             )
             .await?;
         }
-        let released: Vec<&str> = done.iter().filter(|w| w.track.is_none()).map(|w| w.opp.as_str()).collect();
-        let unwritten: Vec<&str> =
-            writes.iter().filter(|w| !written.contains(&w.opp) && w.track.is_none()).map(|w| w.opp.as_str()).collect();
-        // A release that did not happen (a person's change, or a last-second interaction) is not
-        // a reason to stop tracking; a person's change goes away with its own event.
-        let finished: Vec<&str> =
-            finished.iter().map(String::as_str).filter(|f| !unwritten.contains(f)).chain(released).collect();
+        // Released ones stop being tracked once written; one that was not written (a person's
+        // change, or a last-second interaction) stays, and a person's change goes with its event.
+        let finished: Vec<&str> = finished
+            .iter()
+            .map(String::as_str)
+            .chain(done.iter().filter(|w| w.track.is_none()).map(|w| w.opp.as_str()))
+            .collect();
         if !finished.is_empty() {
             tx.execute(&format!("DELETE FROM {s}.ownership WHERE opp_id = ANY($1)"), &[&finished]).await?;
         }
@@ -654,7 +654,7 @@ impl Drain {
         }
         // Members who keep letting opportunities lapse: paused until an admin lifts it.
         let lapsed: Vec<(&str, crate::engine::PauseAfter)> =
-            done.iter().filter_map(|w| w.pause.map(|p| (w.old.as_str(), p))).collect();
+            done.iter().filter_map(|w| w.policy.pause_after.map(|p| (w.old.as_str(), p))).collect();
         let mut paused: Vec<String> = Vec::new();
         if !lapsed.is_empty() {
             let members: Vec<&str> = lapsed.iter().map(|l| l.0).collect();

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::Schedule;
 
@@ -154,7 +154,7 @@ impl ReclaimPolicy {
     /// owner's working hours when the policy says so and the owner has a schedule.
     pub fn after_counted(&self, from: DateTime<Utc>, seconds: i64, schedule: Option<&Schedule>) -> DateTime<Utc> {
         match schedule {
-            Some(s) if self.working_hours => after_working(s, from, seconds),
+            Some(s) if self.working_hours => s.after_working(from, seconds),
             _ => from + Duration::seconds(seconds),
         }
     }
@@ -186,41 +186,6 @@ impl ReclaimPolicy {
             _ => Due::NotBefore(stale_at),
         }
     }
-}
-
-/// The moment `seconds` of working time have passed since `from` under `schedule` (out-of-office
-/// days do not count). A schedule with no working hours at all counts wall-clock time, so an
-/// assignment is never kept forever by a schedule typo.
-pub fn after_working(schedule: &Schedule, from: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
-    if schedule.week.iter().all(Option::is_none) {
-        return from + Duration::seconds(seconds);
-    }
-    let mut left = seconds.max(0);
-    let start_day = from.with_timezone(&schedule.tz).date_naive() - Duration::days(1);
-    // Ten years of days at most: a schedule whose every day is out of office ends the search.
-    for offset in 0..3660 {
-        let date = start_day + Duration::days(offset);
-        let Some((a, b)) = schedule.week[date.weekday().num_days_from_monday() as usize] else { continue };
-        if schedule.out_of_office.iter().any(|(x, y)| date >= *x && date <= *y) {
-            continue;
-        }
-        let at = |minute: u32| {
-            date.and_hms_opt(0, 0, 0)
-                .and_then(|midnight| schedule.tz.from_local_datetime(&midnight).earliest())
-                .map(|m| m.with_timezone(&Utc) + Duration::minutes(i64::from(minute)))
-        };
-        let (Some(open), Some(close)) = (at(a), at(b)) else { continue };
-        let open = open.max(from);
-        if close <= open {
-            continue;
-        }
-        let span = (close - open).num_seconds();
-        if left <= span {
-            return open + Duration::seconds(left);
-        }
-        left -= span;
-    }
-    from + Duration::seconds(seconds)
 }
 
 #[cfg(test)]
@@ -265,15 +230,15 @@ mod tests {
     fn working_time_skips_nights_weekends_and_holidays() {
         let s = office();
         // Friday 16:30 in Hanoi + 2 working hours = Monday 09:30.
-        assert_eq!(after_working(&s, at("2026-11-27T16:30:00+07:00"), 7200), at("2026-11-30T09:30:00+07:00"));
+        assert_eq!(s.after_working(at("2026-11-27T16:30:00+07:00"), 7200), at("2026-11-30T09:30:00+07:00"));
         // Saturday: the clock starts Monday 08:00.
-        assert_eq!(after_working(&s, at("2026-11-28T12:00:00+07:00"), 3600), at("2026-11-30T09:00:00+07:00"));
+        assert_eq!(s.after_working(at("2026-11-28T12:00:00+07:00"), 3600), at("2026-11-30T09:00:00+07:00"));
         // Within a day.
-        assert_eq!(after_working(&s, at("2026-11-23T09:00:00+07:00"), 1800), at("2026-11-23T09:30:00+07:00"));
+        assert_eq!(s.after_working(at("2026-11-23T09:00:00+07:00"), 1800), at("2026-11-23T09:30:00+07:00"));
         // Wednesday 23 Dec 16:00 + 2 h: the 24th and 25th are out of office, the 26th-27th a weekend.
-        assert_eq!(after_working(&s, at("2026-12-23T16:00:00+07:00"), 7200), at("2026-12-28T09:00:00+07:00"));
+        assert_eq!(s.after_working(at("2026-12-23T16:00:00+07:00"), 7200), at("2026-12-28T09:00:00+07:00"));
         // A whole working day is 9 hours: 48 working hours from Monday 08:00 is the next Monday 11:00.
-        assert_eq!(after_working(&s, at("2026-11-23T08:00:00+07:00"), 48 * 3600), at("2026-11-30T11:00:00+07:00"));
+        assert_eq!(s.after_working(at("2026-11-23T08:00:00+07:00"), 48 * 3600), at("2026-11-30T11:00:00+07:00"));
     }
 
     #[test]

@@ -32,20 +32,47 @@ impl Schedule {
 
     /// The next moment working hours start, within two weeks (for "wait").
     pub fn next_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = now.with_timezone(&self.tz);
-        for offset in 0..15 {
-            let date = local.date_naive() + Duration::days(offset);
-            let Some((from, _)) = self.week[date.weekday().num_days_from_monday() as usize] else { continue };
-            if self.out_of_office.iter().any(|(a, b)| date >= *a && date <= *b) {
-                continue;
-            }
-            let naive = date.and_hms_opt(from / 60, from % 60, 0)?;
-            let start = self.tz.from_local_datetime(&naive).earliest()?.with_timezone(&Utc);
-            if start > now {
-                return Some(start);
+        self.spans(now, 15).map(|(open, _)| open).find(|open| *open > now)
+    }
+
+    /// The moment `seconds` of working time have passed since `from` (out-of-office days do not
+    /// count). A schedule with no working hours at all, or none in ten years, counts wall-clock
+    /// time, so nothing waits forever on a schedule typo.
+    pub fn after_working(&self, from: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+        let mut left = seconds.max(0);
+        if self.week.iter().any(Option::is_some) {
+            for (open, close) in self.spans(from, 3660) {
+                let open = open.max(from);
+                if close <= open {
+                    continue;
+                }
+                let span = (close - open).num_seconds();
+                if left <= span {
+                    return open + Duration::seconds(left);
+                }
+                left -= span;
             }
         }
-        None
+        from + Duration::seconds(seconds)
+    }
+
+    /// Working spans `[open, close)` in UTC, day by day from the local day of `from` for `days`
+    /// days, skipping days without hours and out-of-office dates.
+    fn spans(&self, from: DateTime<Utc>, days: i64) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
+        let first = from.with_timezone(&self.tz).date_naive();
+        (0..days).filter_map(move |offset| {
+            let date = first + Duration::days(offset);
+            let (a, b) = self.week[date.weekday().num_days_from_monday() as usize]?;
+            if self.out_of_office.iter().any(|(x, y)| date >= *x && date <= *y) {
+                return None;
+            }
+            let at = |minute: u32| {
+                let naive =
+                    date.and_hms_opt(minute / 60 % 24, minute % 60, 0)? + Duration::days(i64::from(minute / (24 * 60)));
+                Some(self.tz.from_local_datetime(&naive).earliest()?.with_timezone(&Utc))
+            };
+            Some((at(a)?, at(b)?))
+        })
     }
 
     /// Parse `"08:00-17:30"`.

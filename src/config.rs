@@ -345,28 +345,10 @@ impl Config {
         Err(ConfigError { problems: p.list })
     }
 
-    /// The database URL with any password removed, for logs and messages.
+    /// The database URL without any password (rebuilt from its parsed form), for logs and messages.
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.database.url)
+        crate::db::redacted(&self.database.url)
     }
-}
-
-/// Removes `password=…` and the password of `postgres://user:pass@host` from a connection string.
-pub fn redact_url(url: &str) -> String {
-    if let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
-        let scheme = &url[..url.len() - rest.len()];
-        if let Some(at) = rest.find('@') {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_string() };
-            return format!("{scheme}{masked}{}", &rest[at..]);
-        }
-        return url.to_string();
-    }
-    url.split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -454,8 +436,10 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
 
     if database.url.trim().is_empty() {
         p.add("database.url", "is empty; write e.g. `host=/var/run/postgresql dbname=crm user=oppty_router`");
-    } else if let Err(e) = database.url.parse::<tokio_postgres::Config>() {
-        p.add("database.url", format!("is not a PostgreSQL connection string: {e}"));
+    } else if let Err(e) = crate::db::parse_url(&database.url) {
+        // The message never holds the string itself (it may hold a password).
+        let e = e.to_string();
+        p.add("database.url", e.strip_prefix("database.url: ").unwrap_or(&e));
     }
 
     let schema = p.ident("router.schema", &router.schema);
@@ -690,7 +674,23 @@ owner = "accountOwnerId"
 
     #[test]
     fn passwords_are_redacted_from_urls() {
-        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact_url("postgresql://u@h/db"), "postgresql://u@h/db");
+        let c = Config::parse(
+            &MIN.replace("host=/tmp dbname=crm user=router password=s3cret", "postgres://u:pw@h/db"),
+            Path::new("x.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.redacted_url(), "user=u password=*** host=h dbname=db");
+    }
+
+    #[test]
+    fn a_bad_connection_string_is_named_without_echoing_it() {
+        let text = MIN.replace("password=s3cret", "password='s3cret");
+        let err = Config::parse(&text, Path::new("x.toml")).expect_err("bad");
+        let s = err.to_string();
+        assert!(s.contains("database.url: unterminated quoted value for `password`"), "{s}");
+        assert!(!s.contains("s3cret"), "{s}");
+        let text = MIN.replace("password=s3cret", "password=s3cret sslmode=verify-full");
+        let err = Config::parse(&text, Path::new("x.toml")).expect_err("bad");
+        assert!(err.to_string().contains("sslrootcert="), "{err}");
     }
 }

@@ -12,6 +12,12 @@ use crate::ident::literal;
 /// The GUC the daemon sets (`SET LOCAL`) in its own transactions so the triggers skip them.
 pub const ORIGIN_SETTING: &str = "oppty_router.origin";
 
+/// Trigger functions run with the rights of their owner (the role that ran `install`, owner of the
+/// router's tables), never of whoever writes to the CRM: a CRM role with no rights on the router's
+/// schema still inserts its opportunities. The search path is pinned so nothing the caller puts on
+/// it can stand in for a function or table the body names (every name in the bodies is qualified).
+const DEFINER: &str = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp";
+
 /// Trigger names all start with this, so `uninstall` finds exactly what `install` added.
 pub const TRIGGER_PREFIX: &str = "oppty_router_";
 
@@ -46,7 +52,7 @@ fn install_sql_with_tag(cfg: &Config, tag: &str) -> String {
 
     let mut sql = format!(
         r#"CREATE OR REPLACE FUNCTION {s}.capture_opportunity() RETURNS trigger
-LANGUAGE plpgsql AS {tag}
+LANGUAGE plpgsql {DEFINER} AS {tag}
 BEGIN
     IF current_setting('{ORIGIN_SETTING}', true) = 'router' THEN
         RETURN NULL;
@@ -75,6 +81,7 @@ BEGIN
     RETURN NULL;
 END
 {tag};
+REVOKE ALL ON FUNCTION {s}.capture_opportunity() FROM PUBLIC;
 "#
     );
 
@@ -106,12 +113,13 @@ END
         let by = by.quoted();
         sql.push_str(&format!(
             r#"CREATE OR REPLACE FUNCTION {s}.capture_edit() RETURNS trigger
-LANGUAGE plpgsql AS {tag}
+LANGUAGE plpgsql {DEFINER} AS {tag}
 BEGIN
     INSERT INTO {s}.events (kind, opp_id, actor) VALUES ('edit', NEW.{id}::text, NEW.{by}::text);
     RETURN NULL;
 END
 {tag};
+REVOKE ALL ON FUNCTION {s}.capture_edit() FROM PUBLIC;
 CREATE TRIGGER {TRIGGER_PREFIX}capture_edit AFTER UPDATE ON {table}
     FOR EACH ROW WHEN ({not_router} AND NEW.{by} IS NOT NULL AND NEW.{by}::text = NEW.{owner}::text)
     EXECUTE FUNCTION {s}.capture_edit();
@@ -134,12 +142,13 @@ CREATE TRIGGER {TRIGGER_PREFIX}capture_edit AFTER UPDATE ON {table}
         let atable = a.table.quoted();
         sql.push_str(&format!(
             r#"CREATE OR REPLACE FUNCTION {s}.capture_activity_{i}() RETURNS trigger
-LANGUAGE plpgsql AS {tag}
+LANGUAGE plpgsql {DEFINER} AS {tag}
 BEGIN
     INSERT INTO {s}.events (kind, opp_id, actor, at) VALUES ('activity', NEW.{link_col}::text, NEW.{actor}::text, {at});
     RETURN NULL;
 END
 {tag};
+REVOKE ALL ON FUNCTION {s}.capture_activity_{i}() FROM PUBLIC;
 CREATE TRIGGER {TRIGGER_PREFIX}activity_{i} AFTER INSERT ON {atable}
     FOR EACH ROW WHEN (NEW.{link_col} IS NOT NULL{extra_when}) EXECUTE FUNCTION {s}.capture_activity_{i}();
 "#

@@ -12,6 +12,21 @@ pub struct CheckReport {
     pub lines: Vec<String>,
     pub ok: bool,
     pub database_checked: bool,
+    /// The database could not be reached (exit 69): nothing was wrong with what could be checked.
+    pub unreachable: bool,
+}
+
+impl CheckReport {
+    /// The exit code: 0, 69 (the database could not be reached), or 78 (something is wrong).
+    pub fn exit_code(&self) -> i32 {
+        if !self.ok {
+            crate::exit::CONFIG
+        } else if self.unreachable {
+            crate::exit::UNAVAILABLE
+        } else {
+            crate::exit::OK
+        }
+    }
 }
 
 /// Check a loaded config: its rules, and its mapping against the database unless `offline`.
@@ -54,10 +69,38 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
         }
     };
     let mut database_checked = false;
+    let mut unreachable = false;
     if !offline {
-        match db::connect(&cfg.database, " check").await {
-            Err(e) => lines.push(format!("database not reachable, live checks skipped: {e}")),
-            Ok(client) => match crm::prepare(&client, cfg).await {
+        let client = match db::connect(&cfg.database, " check").await {
+            Err(e) if e.kind() == db::ErrorKind::Unreachable => {
+                unreachable = true;
+                lines.push(format!("the database cannot be reached, live checks not run: {e}"));
+                None
+            }
+            Err(e) => {
+                ok = false;
+                lines.push(format!("the database refuses the connection: {e}"));
+                None
+            }
+            Ok(client) => Some(client),
+        };
+        let client = match client {
+            Some(c) => match live_preliminaries(&c, cfg, &mut lines).await {
+                Ok(true) => Some(c),
+                Ok(false) => {
+                    ok = false;
+                    None
+                }
+                Err(e) => {
+                    ok = false;
+                    lines.push(format!("database error while checking: {}", db::describe(&e)));
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(client) = client {
+            match crm::prepare(&client, cfg).await {
                 Ok(sql) => {
                     database_checked = true;
                     lines.push(format!(
@@ -92,7 +135,7 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                         }
                     }
                     if let Some(e) = &engine {
-                        if let Err(msg) = crm::check_owner_ids(&client, &sql, &e.owner_ids()).await {
+                        if let Err(msg) = crm::check_rule_values(&client, &sql, e).await {
                             ok = false;
                             lines.push(format!("{}: {msg}", cfg.router.rules_dir.display()));
                         }
@@ -107,10 +150,32 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                 }
                 Err(crm::CrmError::Sql(e)) => {
                     ok = false;
-                    lines.push(format!("database error while checking: {e}"));
+                    lines.push(format!("database error while checking: {}", db::describe(&e)));
                 }
-            },
+            }
         }
     }
-    CheckReport { lines, ok, database_checked }
+    CheckReport { lines, ok, database_checked, unreachable }
+}
+
+/// Before the mapping: is the router installed at this binary's version, and who are we.
+/// `Ok(false)` when the router's schema is missing or of another version (a line says why).
+async fn live_preliminaries(
+    client: &tokio_postgres::Client,
+    cfg: &Config,
+    lines: &mut Vec<String>,
+) -> Result<bool, tokio_postgres::Error> {
+    if let Some(role) = db::is_superuser(client).await? {
+        lines.push(format!(
+            "warning: connected as the superuser `{role}`: run the daemon with its own narrow role \
+             (`oppty-router grants ROLE` prints what it needs)"
+        ));
+    }
+    match crate::install::check_installed(client, cfg).await? {
+        Ok(()) => Ok(true),
+        Err(why) => {
+            lines.push(format!("{}: router.schema: {why}", cfg.path.display()));
+            Ok(false)
+        }
+    }
 }

@@ -323,8 +323,7 @@ pub struct Config {
 impl Config {
     /// Read and check a config file. Every problem is reported, not just the first.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::one(unreadable(path, &e)))?;
         Self::parse(&text, path)
     }
 
@@ -349,6 +348,21 @@ impl Config {
     pub fn redacted_url(&self) -> String {
         crate::db::redacted(&self.database.url)
     }
+}
+
+/// Why a file cannot be read, and for a permission problem, who needs to read it and how.
+pub fn unreadable(path: &Path, e: &std::io::Error) -> String {
+    if e.kind() != std::io::ErrorKind::PermissionDenied {
+        return format!("{}: cannot read: {e}", path.display());
+    }
+    let uid = nix::unistd::geteuid();
+    let user = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string());
+    let group = nix::unistd::Group::from_gid(nix::unistd::getegid()).ok().flatten().map(|g| g.name).unwrap_or(user.clone());
+    format!(
+        "{p}: cannot read: {e}; this process runs as user `{user}`: make the file (and its directories) readable \
+         by it, e.g. `chgrp {group} {p} && chmod 0640 {p}`",
+        p = path.display()
+    )
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -25,6 +25,65 @@ pub enum DaemonError {
     /// The mapping does not fit the database: retrying will not help (exit 78).
     #[error(transparent)]
     Mapping(crm::CrmError),
+    /// The server refuses the daemon for a reason a retry will not fix (credentials, an unknown
+    /// database, missing grants, a certificate that does not verify), or the router's schema is
+    /// missing or of another version (exit 78).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// An error met while a session runs: refused (stop: a retry will not help) or anything else
+/// (the session is lost: reconnect).
+trait Fault: std::fmt::Display {
+    fn refused(&self) -> bool;
+}
+
+impl Fault for tokio_postgres::Error {
+    fn refused(&self) -> bool {
+        db::kind_of(self) == db::ErrorKind::Refused
+    }
+}
+
+impl Fault for db::DbError {
+    fn refused(&self) -> bool {
+        self.kind() == db::ErrorKind::Refused
+    }
+}
+
+impl Fault for DrainError {
+    fn refused(&self) -> bool {
+        matches!(self, DrainError::Refused(_))
+    }
+}
+
+impl Fault for String {
+    fn refused(&self) -> bool {
+        false
+    }
+}
+
+fn end_for(e: impl Fault, cfg: &Config) -> Result<SessionEnd, DaemonError> {
+    if e.refused() {
+        let hint = refusal_hint(&e.to_string(), cfg);
+        return Err(DaemonError::Refused(format!("{e}{hint}")));
+    }
+    Ok(SessionEnd::Lost(e.to_string()))
+}
+
+/// What to do about a refusal, for the common ones.
+fn refusal_hint(msg: &str, cfg: &Config) -> String {
+    let schema = cfg.router.schema.as_str();
+    if msg.contains("(28P01)") || msg.contains("(28000)") {
+        " (check database.url's user and password, database.password_file, and the server's pg_hba.conf)".into()
+    } else if msg.contains("(42501)") {
+        " (the daemon's role lacks a grant: print what it needs with `oppty-router grants ROLE` and run it as the \
+         database owner)"
+            .into()
+    } else if msg.contains("(3F000)") || msg.contains("(42P01)") && msg.contains(schema) {
+        format!(" (the router's schema `{schema}` is not installed in this database: run `oppty-router install`)")
+    } else {
+        String::new()
+    }
 }
 
 /// What the caller wants besides routing.
@@ -129,22 +188,28 @@ async fn session(
         ($e:expr) => {
             match $e {
                 Ok(v) => v,
-                Err(e) => return Ok(SessionEnd::Lost(e.to_string())),
+                Err(e) => return end_for(e, cfg),
             }
         };
     }
     let mut client = lost!(db::connect(&cfg.database, "").await);
     let (listener, mut wakeups) = lost!(db::connect_listener(&cfg.database, " listener").await);
     lost!(listener.batch_execute(&format!("LISTEN {}", cfg.router.channel.quoted())).await);
+    if let Err(why) = lost!(crate::install::check_installed(&client, cfg).await) {
+        return Err(DaemonError::Refused(why));
+    }
+    if let Some(role) = lost!(db::is_superuser(&client).await) {
+        tracing::warn!(role = %role, "connected as a superuser: give the daemon its own narrow role (`oppty-router grants ROLE` prints what it needs)");
+    }
 
     let sql = match crm::prepare(&client, cfg).await {
         Ok(s) => s,
-        Err(crm::CrmError::Sql(e)) => return Ok(SessionEnd::Lost(e.to_string())),
+        Err(crm::CrmError::Sql(e)) => return end_for(e, cfg),
         Err(e) => return Err(DaemonError::Mapping(e)),
     };
     if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_deref()).await {
         if client.is_closed() {
-            return Ok(SessionEnd::Lost(e));
+            return end_for(e, cfg);
         }
         if !*notified && opts.directory.load().active.is_none() && opts.directory.load().memberships.is_empty() {
             // Never loaded: a wrong query or a rule set that cannot take the CRM's teams is a config error.
@@ -180,7 +245,7 @@ async fn session(
     }
 
     let mut engine = rules.load_full();
-    if let Err(e) = crm::check_owner_ids(&client, &sql, &engine.owner_ids()).await {
+    if let Err(e) = crm::check_rule_values(&client, &sql, &engine).await {
         // The initial rule set was already compiled; an id that the CRM cannot hold is a config error.
         return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
             key: "rules".into(),
@@ -220,7 +285,7 @@ async fn session(
         // A newer rule set: check its member ids against the CRM, then use it from the next batch.
         let latest = rules.load_full();
         if !Arc::ptr_eq(&latest, &engine) {
-            match crm::check_owner_ids(&client, drain.crm_sql(), &latest.owner_ids()).await {
+            match crm::check_rule_values(&client, drain.crm_sql(), &latest).await {
                 Ok(()) => {
                     tracing::info!(from = %engine.version, to = %latest.version, "rules swapped in");
                     engine = latest.clone();
@@ -237,14 +302,14 @@ async fn session(
             }
         }
         if tokio::time::Instant::now() >= next_sweep {
-            if let Err(DrainError::Connection(e)) = drain.sweep(&mut client).await {
-                return Ok(SessionEnd::Lost(e.to_string()));
+            if let Err(e) = drain.sweep(&mut client).await {
+                return end_for(e, cfg);
             }
             next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
         }
         let report = match drain.drain_all(&mut client, shutdown).await {
             Ok(r) => r,
-            Err(DrainError::Connection(e)) => return Ok(SessionEnd::Lost(e.to_string())),
+            Err(e) => return end_for(e, cfg),
         };
         if first {
             first = false;

@@ -26,13 +26,32 @@ mod reclaim;
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
     /// The connection failed or the server said to go away: reconnect, nothing is lost.
-    #[error("database connection problem: {0}")]
+    #[error("database connection problem: {}", crate::db::describe(.0))]
     Connection(tokio_postgres::Error),
+    /// The server refused the daemon something no retry fixes (a missing grant, the router's
+    /// schema gone): stop, and say so; no event is charged for it.
+    #[error("the database refused the daemon: {}", crate::db::describe(.0))]
+    Refused(tokio_postgres::Error),
 }
 
-/// SQLSTATE classes that say nothing about the rows being processed: the connection, the server's
-/// resources, a deadlock or serialization failure, an operator intervention.
+impl DrainError {
+    /// An error that is not about the rows: refused (stop) or anything else (reconnect).
+    pub fn from_pg(e: tokio_postgres::Error) -> DrainError {
+        match crate::db::kind_of(&e) {
+            crate::db::ErrorKind::Refused => DrainError::Refused(e),
+            _ => DrainError::Connection(e),
+        }
+    }
+}
+
+/// Errors that say nothing about the rows being processed: the connection, the server's
+/// resources, a deadlock or serialization failure, an operator intervention (SQLSTATE classes),
+/// and refusals no retry fixes (a missing grant, the router's schema gone: see `db::kind_of`).
+/// None of them is charged to an event.
 fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if crate::db::kind_of(e) == crate::db::ErrorKind::Refused {
+        return true;
+    }
     match e.as_db_error() {
         // No server error: a broken connection is transient; a client-side error (a value that
         // cannot be sent as the parameter's type) is about the rows.
@@ -264,12 +283,12 @@ impl Drain {
     pub async fn reconcile(&mut self, client: &mut Client) -> Result<(), DrainError> {
         let engine = self.engine.clone();
         let mut ledger = Ledger::for_engine(&engine, None);
-        for r in client.query(&self.sql.full_count, &[]).await.map_err(DrainError::Connection)? {
+        for r in client.query(&self.sql.full_count, &[]).await.map_err(DrainError::from_pg)? {
             if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
                 ledger.open[m] = r.get(1);
             }
         }
-        for r in client.query(&self.history, &[&engine.history]).await.map_err(DrainError::Connection)? {
+        for r in client.query(&self.history, &[&engine.history]).await.map_err(DrainError::from_pg)? {
             if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
                 ledger.recent[m].push_back(r.get(1));
             }
@@ -278,7 +297,7 @@ impl Drain {
         for r in client
             .query(&format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"), &[])
             .await
-            .map_err(DrainError::Connection)?
+            .map_err(DrainError::from_pg)?
         {
             let key: String = r.get(0);
             if let Some(c) = r.get::<_, Option<String>>(1) {
@@ -294,9 +313,9 @@ impl Drain {
         let members: Vec<String> = engine.member_ids().map(str::to_string).collect();
         let counts: Vec<i32> = ledger.open.iter().map(|v| clamp_i32(*v)).collect();
         let zeros = vec![0i64; members.len()];
-        client.execute(&self.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::Connection)?;
+        client.execute(&self.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::from_pg)?;
         self.ledger = ledger;
-        self.refresh_pauses(client).await.map_err(DrainError::Connection)?;
+        self.refresh_pauses(client).await.map_err(DrainError::from_pg)?;
         Ok(())
     }
 
@@ -307,7 +326,7 @@ impl Drain {
         let new: Vec<String> =
             engine.member_ids().filter(|id| self.engine.member_index(id).is_none()).map(str::to_string).collect();
         if !new.is_empty() {
-            for r in client.query(&self.sql.recount, &[&new]).await.map_err(DrainError::Connection)? {
+            for r in client.query(&self.sql.recount, &[&new]).await.map_err(DrainError::from_pg)? {
                 if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
                     ledger.open[m] = r.get(1);
                 }
@@ -327,12 +346,12 @@ impl Drain {
     pub async fn batch(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
         let limit = i64::from(self.cfg.router.batch_size);
-        let tx = client.transaction().await.map_err(DrainError::Connection)?;
-        tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await.map_err(DrainError::Connection)?;
-        let rows = tx.query(&self.claim, &[&limit]).await.map_err(DrainError::Connection)?;
+        let tx = client.transaction().await.map_err(DrainError::from_pg)?;
+        tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await.map_err(DrainError::from_pg)?;
+        let rows = tx.query(&self.claim, &[&limit]).await.map_err(DrainError::from_pg)?;
         let claim_us = started.elapsed().as_micros() as u64;
         if rows.is_empty() {
-            tx.rollback().await.map_err(DrainError::Connection)?;
+            tx.rollback().await.map_err(DrainError::from_pg)?;
             return Ok(BatchReport::default());
         }
         let events: Vec<Event> = rows.iter().map(event_from_row).collect();
@@ -362,7 +381,7 @@ impl Drain {
                 rollback_ledger(&mut ledger, journal);
                 self.ledger = ledger;
                 if is_transient(&e) {
-                    return Err(DrainError::Connection(e));
+                    return Err(DrainError::from_pg(e));
                 }
                 tracing::warn!(error = %db_message(&e), events = events.len(), "batch failed; isolating its events");
                 self.isolate(client, &events).await?
@@ -432,17 +451,19 @@ impl Drain {
                     total.add(&report);
                     total.claimed = claimed;
                 }
-                Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
+                Err(e) if is_transient(&e) => {
+                    return Err(DrainError::from_pg(e))
+                }
                 Err(e) => {
                     let msg = db_message(&e);
                     let attempts = ev.attempts + 1;
                     if attempts >= self.cfg.router.max_attempts as i32 {
-                        client.execute(&self.dead_letter, &[&ev.id, &msg]).await.map_err(DrainError::Connection)?;
+                        client.execute(&self.dead_letter, &[&ev.id, &msg]).await.map_err(DrainError::from_pg)?;
                         tracing::error!(event = ev.id, opportunity = %ev.opp_id, attempts, error = %msg, "event moved to dead letter");
                         total.dead_lettered += 1;
                     } else {
                         let backoff = self.cfg.router.retry_backoff.as_millis() as f64 * 2f64.powi(attempts - 1);
-                        client.query(&self.retry, &[&ev.id, &msg, &backoff]).await.map_err(DrainError::Connection)?;
+                        client.query(&self.retry, &[&ev.id, &msg, &backoff]).await.map_err(DrainError::from_pg)?;
                         tracing::warn!(event = ev.id, opportunity = %ev.opp_id, attempts, retry_in_ms = backoff as u64, error = %msg, "event failed; will retry");
                         total.retried += 1;
                     }
@@ -768,7 +789,7 @@ impl Drain {
         client
             .execute(&format!("UPDATE {s}.wakeup SET idle = $1 WHERE idle IS DISTINCT FROM $1"), &[&idle])
             .await
-            .map_err(DrainError::Connection)?;
+            .map_err(DrainError::from_pg)?;
         Ok(())
     }
 
@@ -885,13 +906,7 @@ fn event_from_row(r: &tokio_postgres::Row) -> Event {
     }
 }
 
-/// The server's message (and detail) without the driver's prefix.
+/// The server's message (SQLSTATE, detail, hint) without the driver's prefix.
 pub fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(d) => format!("{} ({}): {d}", db.message(), db.code().code()),
-            None => format!("{} ({})", db.message(), db.code().code()),
-        },
-        None => e.to_string(),
-    }
+    crate::db::describe(e)
 }

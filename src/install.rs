@@ -25,12 +25,51 @@ const INSTALL_LOCK: i64 = 0x6f70_7074_795f_7231;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("install failed: {0}")]
+    #[error("install failed: {}{}", crate::db::describe(.0), install_hint(.0))]
     Sql(#[from] tokio_postgres::Error),
     #[error(
         "the database has router schema version {found}, newer than this binary knows ({known}); upgrade oppty-router"
     )]
     TooNew { found: i32, known: i32 },
+}
+
+fn install_hint(e: &tokio_postgres::Error) -> &'static str {
+    match e.as_db_error().map(|d| d.code().code()) {
+        Some("42501") => {
+            " (install needs CREATE on the database and ownership of the CRM tables it puts triggers on: \
+             run it as the CRM's owner or a DBA; the daemon itself runs with a narrower role, see `oppty-router grants`)"
+        }
+        _ => "",
+    }
+}
+
+/// Whether the router's schema is installed here at the version this binary knows: `Ok(Err(why))`
+/// when it is not (a config error: run `install`, or upgrade the binary), `Err` when asking failed.
+pub async fn check_installed(client: &Client, cfg: &Config) -> Result<Result<(), String>, tokio_postgres::Error> {
+    let schema = cfg.router.schema.as_str();
+    let table = format!("{}.schema_version", cfg.router.schema.quoted());
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(Err(format!(
+            "the router's schema `{schema}` is not installed in this database (or this role cannot see it): \
+             run `oppty-router install` as the database owner, then grant the daemon's role what \
+             `oppty-router grants ROLE` prints"
+        )));
+    }
+    let found: i32 = client.query_one(&format!("SELECT coalesce(max(version), 0) FROM {table}"), &[]).await?.get(0);
+    let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
+    Ok(match found.cmp(&known) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(format!(
+            "the router's schema `{schema}` is at version {found}; this binary needs {known}: run `oppty-router install` to upgrade it"
+        )),
+        std::cmp::Ordering::Greater => Err(format!(
+            "the router's schema `{schema}` is at version {found}, newer than this binary knows ({known}): upgrade oppty-router"
+        )),
+    })
 }
 
 /// What an install did.

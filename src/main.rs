@@ -120,8 +120,34 @@ async fn connect_with_config(path: &std::path::Path, label: &str) -> Result<(Con
         Ok(client) => Ok((cfg, client)),
         Err(e) => {
             eprintln!("{e}");
-            Err(exit::UNAVAILABLE)
+            Err(connect_exit_code(&e))
         }
+    }
+}
+
+/// 78 when the server refuses us for a reason a retry will not fix, 69 when it cannot be reached.
+fn connect_exit_code(e: &db::DbError) -> i32 {
+    match e.kind() {
+        db::ErrorKind::Refused => exit::CONFIG,
+        _ => exit::UNAVAILABLE,
+    }
+}
+
+/// Print a failed statement as the server said it; the exit code by its kind (78 for a refusal
+/// such as a missing router schema or grant, 69 for a lost connection, 1 otherwise).
+fn db_failure(e: &tokio_postgres::Error, cfg: &Config) -> i32 {
+    eprintln!("{}", db::describe(e));
+    match db::kind_of(e) {
+        db::ErrorKind::Refused => {
+            eprintln!(
+                "hint: is the router installed in this database (`oppty-router install`), and does this role have \
+                 its grants (`oppty-router grants ROLE`)? schema: {}",
+                cfg.router.schema.as_str()
+            );
+            exit::CONFIG
+        }
+        db::ErrorKind::Unreachable => exit::UNAVAILABLE,
+        db::ErrorKind::Other => exit::FAILURE,
     }
 }
 
@@ -162,11 +188,7 @@ async fn real_main(cli: Cli) -> i32 {
             for l in &report.lines {
                 println!("{l}");
             }
-            if report.ok {
-                exit::OK
-            } else {
-                exit::CONFIG
-            }
+            report.exit_code()
         }
         Command::Install { dry_run } | Command::Uninstall { dry_run }
             if dry_run && matches!(cli.command, Command::Install { .. }) =>
@@ -190,7 +212,7 @@ async fn real_main(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
-                    return exit::UNAVAILABLE;
+                    return connect_exit_code(&e);
                 }
             };
             if uninstall {
@@ -259,10 +281,7 @@ async fn real_main(cli: Cli) -> i32 {
                         exit::FAILURE
                     }
                 }
-                Err(e) => {
-                    eprintln!("{e}");
-                    exit::FAILURE
-                }
+                Err(e) => db_failure(&e, &cfg),
             }
         }
         Command::Unpause { member, by } => {
@@ -280,10 +299,7 @@ async fn real_main(cli: Cli) -> i32 {
                     eprintln!("{member}: not paused for lapses (see `oppty-router status`)");
                     exit::FAILURE
                 }
-                Err(e) => {
-                    eprintln!("{e}");
-                    exit::FAILURE
-                }
+                Err(e) => db_failure(&e, &cfg),
             }
         }
         Command::Explain { opportunity_id } => {
@@ -296,10 +312,7 @@ async fn real_main(cli: Cli) -> i32 {
                     print!("{text}");
                     exit::OK
                 }
-                Err(e) => {
-                    eprintln!("{e}");
-                    exit::FAILURE
-                }
+                Err(e) => db_failure(&e, &cfg),
             }
         }
         Command::Run => {
@@ -391,7 +404,14 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("{}: {e}", cfg.path.display());
-            tracing::error!(error = %e, "stopping: the mapping does not match the database");
+            match &e {
+                daemon::DaemonError::Mapping(_) => {
+                    tracing::error!(error = %e, "stopping: the mapping does not match the database")
+                }
+                daemon::DaemonError::Refused(_) => {
+                    tracing::error!(error = %e, "stopping: the database refuses the daemon, and retrying will not help")
+                }
+            }
             exit::CONFIG
         }
     }

@@ -25,8 +25,8 @@ use tls::TlsSettings;
 pub enum DbError {
     #[error("database.url: {0}")]
     BadUrl(String),
-    #[error("database.password_file {path}: {source}")]
-    PasswordFile { path: String, source: std::io::Error },
+    #[error("database.password_file: {0}")]
+    PasswordFile(String),
     #[error("database.url: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("cannot connect to {target}: {}", describe(.source))]
@@ -49,7 +49,7 @@ pub enum ErrorKind {
 impl DbError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            DbError::BadUrl(_) | DbError::PasswordFile { .. } | DbError::Tls(_) => ErrorKind::Refused,
+            DbError::BadUrl(_) | DbError::PasswordFile(_) | DbError::Tls(_) => ErrorKind::Refused,
             DbError::Connect { source, .. } => match kind_of(source) {
                 ErrorKind::Other => ErrorKind::Unreachable,
                 k => k,
@@ -167,7 +167,7 @@ pub fn target(db: &DatabaseConfig, app_suffix: &str) -> Result<Target, DbError> 
     let (mut pg, tls, shown) = parse_url(&db.url)?;
     if let Some(path) = &db.password_file {
         let pw = std::fs::read_to_string(path)
-            .map_err(|source| DbError::PasswordFile { path: path.display().to_string(), source })?;
+            .map_err(|e| DbError::PasswordFile(crate::config::unreadable(path, &e)))?;
         pg.password(pw.trim_end_matches(['\n', '\r']));
     }
     pg.application_name(format!("{}{}", db.application_name, app_suffix));

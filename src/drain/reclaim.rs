@@ -110,7 +110,7 @@ impl Drain {
         };
         match self.refresh_pauses(client).await {
             Ok(()) => {}
-            Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
+            Err(e) if is_transient(&e) => return Err(DrainError::from_pg(e)),
             Err(e) => tracing::error!(error = %db_message(&e), "reading member pauses failed; kept as they were"),
         }
         let mut pipelines: Vec<(&String, &ReclaimPolicy)> =
@@ -120,7 +120,7 @@ impl Drain {
         for (pipeline, policy) in pipelines {
             match self.align_due(client, &engine, pipeline, policy).await {
                 Ok(()) => {}
-                Err(e) if is_transient(&e) => return Err(DrainError::Connection(e)),
+                Err(e) if is_transient(&e) => return Err(DrainError::from_pg(e)),
                 Err(e) => {
                     tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim: bringing due times forward failed; it will run again");
                     continue;
@@ -146,7 +146,7 @@ impl Drain {
                     }
                     Err(e) if is_transient(&e) => {
                         self.ledger = ledger;
-                        return Err(DrainError::Connection(e));
+                        return Err(DrainError::from_pg(e));
                     }
                     Err(e) => {
                         tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim sweep failed; it will run again");

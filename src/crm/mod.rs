@@ -8,6 +8,9 @@
 
 use tokio_postgres::Client;
 
+mod fit;
+pub use fit::check_rule_values;
+
 use crate::config::{ActivityLink, Config, FieldSource, WriteBack};
 use crate::ident::{Ident, TableName};
 
@@ -28,7 +31,7 @@ impl std::fmt::Display for MappingProblem {
 pub enum CrmError {
     #[error("the mapping does not match the database:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Mapping(Vec<MappingProblem>),
-    #[error(transparent)]
+    #[error("{}", crate::db::describe(.0))]
     Sql(#[from] tokio_postgres::Error),
 }
 
@@ -67,6 +70,8 @@ pub struct CrmSql {
     pub full_count: String,
     /// `$1` text[] → the same array cast to the owner column's type (fails on a bad id).
     pub owner_cast: String,
+    /// `$1` text[] → the same array cast to the team column's type, when a team column is mapped.
+    pub team_cast: Option<String>,
     pub unowned_values: Vec<String>,
     pub field_names: Vec<String>,
 }
@@ -300,21 +305,21 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
         }
     }
 
+    let mut activity_types = Vec::new();
     for (i, a) in cfg.activities.iter().enumerate() {
         let key = format!("activity[{i}]");
         if !table_exists(client, &a.table, &format!("{key}.table"), &mut p).await? {
             continue;
         }
-        match &a.link {
-            ActivityLink::Column(c) => {
-                column_type(client, &a.table, c, &format!("{key}.opportunity"), &mut p).await?;
-            }
+        let link_t = match &a.link {
+            ActivityLink::Column(c) => column_type(client, &a.table, c, &format!("{key}.opportunity"), &mut p).await?,
             ActivityLink::Polymorphic { type_column, id_column, .. } => {
                 column_type(client, &a.table, type_column, &format!("{key}.type_column"), &mut p).await?;
-                column_type(client, &a.table, id_column, &format!("{key}.opportunity"), &mut p).await?;
+                column_type(client, &a.table, id_column, &format!("{key}.opportunity"), &mut p).await?
             }
-        }
-        column_type(client, &a.table, &a.actor, &format!("{key}.actor"), &mut p).await?;
+        };
+        let actor_t = column_type(client, &a.table, &a.actor, &format!("{key}.actor"), &mut p).await?;
+        activity_types.push((key.clone(), link_t, actor_t));
         if let Some(at) = &a.at {
             if let Some(t) = column_type(client, &a.table, at, &format!("{key}.at"), &mut p).await? {
                 if !t.starts_with("timestamp") && t != "date" {
@@ -330,6 +335,8 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     let (Some(id_t), Some(owner_t)) = (id_t, owner_t) else {
         return Err(CrmError::Mapping(p));
     };
+    let types = fit::MappedTypes { id: &id_t, owner: &owner_t, activities: &activity_types };
+    fit::check(client, cfg, &types, &mut p).await?;
     if o.team.is_some() && team_t.is_none() {
         return Err(CrmError::Mapping(p));
     }
@@ -417,6 +424,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
          AND coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) GROUP BY 1"
     );
     let owner_cast = format!("SELECT $1::text[]::{owner_t}[]");
+    let team_cast = team_t.as_ref().map(|t| format!("SELECT $1::text[]::{t}[]"));
     if p.is_empty() {
         try_prepare(client, &context, "opportunity (context query)", &mut p).await;
         try_prepare(client, &recount, "opportunity (load recount)", &mut p).await;
@@ -431,25 +439,10 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
         recount,
         full_count,
         owner_cast,
+        team_cast,
         unowned_values: o.unowned_values.clone(),
         field_names: o.fields.iter().map(|f| f.name.clone()).collect(),
     })
-}
-
-/// Check that every member id of a rule set (and fallback owners) is a valid value for the owner
-/// column, e.g. that `"abc"` is not used where the CRM's user ids are integers.
-pub async fn check_owner_ids(client: &Client, sql: &CrmSql, ids: &[String]) -> Result<(), String> {
-    // One query for the whole set; only when it fails, one per id to name the culprit.
-    if client.query_one(&sql.owner_cast, &[&ids]).await.is_ok() {
-        return Ok(());
-    }
-    for id in ids {
-        if let Err(e) = client.query_one(&sql.owner_cast, &[&vec![id.clone()]]).await {
-            let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-            return Err(format!("member or owner id `{id}` is not a valid value of the CRM's owner column: {msg}"));
-        }
-    }
-    Ok(())
 }
 
 /// Run the directory queries of the daemon config: who is active, who is in which team, KPIs.

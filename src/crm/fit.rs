@@ -1,0 +1,183 @@
+//! Whether the CRM's columns can hold what the router will put in them or compare them with:
+//! checked by `check` and at the daemon's start, so that nothing of this fails at run time.
+//!
+//! Owns the checks on keys (the id is the primary key, or unique and not null), on types (a team
+//! column that can hold every team's `crm_id`, actor and link columns comparable with the owner
+//! and the id, `unowned_values` the owner column can hold) and on the rules' owners (every member
+//! and fallback id fits the owner column; no fallback owner is itself an "unowned" value). It
+//! reads the catalog and casts values; it must not change anything.
+
+use tokio_postgres::Client;
+
+use super::{CrmSql, MappingProblem};
+use crate::config::Config;
+use crate::engine::Engine;
+
+/// The catalog types of the mapped columns (`format_type` text), as `prepare` found them.
+pub struct MappedTypes<'a> {
+    pub id: &'a str,
+    pub owner: &'a str,
+    /// Per activity table: its config key, the link column's type, the actor column's type.
+    pub activities: &'a [(String, Option<String>, Option<String>)],
+}
+
+/// What kind of value a column holds, for telling whether two columns can hold the same ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Integer,
+    Uuid,
+    /// Text of any kind holds the text form of any id.
+    Text,
+    Other,
+}
+
+fn family(t: &str) -> Family {
+    let base = t.split('(').next().unwrap_or(t).trim();
+    match base {
+        "smallint" | "integer" | "bigint" | "numeric" => Family::Integer,
+        "uuid" => Family::Uuid,
+        "text" | "character varying" | "character" | "name" | "citext" => Family::Text,
+        _ => Family::Other,
+    }
+}
+
+fn comparable(a: &str, b: &str) -> bool {
+    let (fa, fb) = (family(a), family(b));
+    fa == fb || fa == Family::Text || fb == Family::Text
+}
+
+/// Key and type checks of the mapping; problems are added under their config keys.
+pub async fn check(
+    client: &Client,
+    cfg: &Config,
+    types: &MappedTypes<'_>,
+    p: &mut Vec<MappingProblem>,
+) -> Result<(), tokio_postgres::Error> {
+    let o = &cfg.opportunity;
+    let mut add = |key: &str, message: String| p.push(MappingProblem { key: key.into(), message });
+    if family(types.id) == Family::Other {
+        add(
+            "opportunity.id",
+            format!(
+                "column `{}` is {}; the id must be an integer, bigint, uuid, char(36), varchar or text column",
+                o.id.as_str(),
+                types.id
+            ),
+        );
+    }
+    let row = client
+        .query_one(
+            "SELECT a.attnotnull, \
+               coalesce(bool_or(i.indisprimary), false), \
+               coalesce(bool_or(i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL), false) \
+             FROM pg_attribute a \
+             LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indnatts = 1 AND i.indkey[0] = a.attnum \
+             WHERE a.attrelid = to_regclass($1) AND a.attname = $2 GROUP BY a.attnotnull",
+            &[&o.table.quoted(), &o.id.as_str()],
+        )
+        .await?;
+    let (not_null, primary, unique): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    if !primary && !(unique && not_null) {
+        let what = if !not_null {
+            "is nullable and not the primary key"
+        } else {
+            "is neither the primary key nor unique"
+        };
+        add(
+            "opportunity.id",
+            format!(
+                "column `{}` {what} of {}: the router finds each opportunity by it; map the primary key \
+                 (or a NOT NULL column with a unique index)",
+                o.id.as_str(),
+                o.table.plain()
+            ),
+        );
+    }
+    for (key, link_t, actor_t) in types.activities {
+        if let Some(t) = link_t.as_deref().filter(|t| !comparable(t, types.id)) {
+            add(
+                &format!("{key}.opportunity"),
+                format!("is {t} but opportunity.id is {}: its values cannot name an opportunity", types.id),
+            );
+        }
+        if let Some(t) = actor_t.as_deref().filter(|t| !comparable(t, types.owner)) {
+            add(
+                &format!("{key}.actor"),
+                format!(
+                    "is {t} but opportunity.owner is {}: an actor could never be the owner, so no owner's \
+                     activity would count; map the column holding the user id",
+                    types.owner
+                ),
+            );
+        }
+    }
+    if let Some(by) = &o.edited_by {
+        let t = super::column_type(client, &o.table, by, "opportunity.edited_by", &mut Vec::new()).await?;
+        if let Some(t) = t.filter(|t| !comparable(t, types.owner)) {
+            add("opportunity.edited_by", format!("is {t} but opportunity.owner is {}: map the user id column", types.owner));
+        }
+    }
+    let cast = format!("SELECT $1::text[]::{}[]", types.owner);
+    for (i, v) in o.unowned_values.iter().enumerate() {
+        if let Err(msg) = cast_one(client, &cast, v).await {
+            add(
+                &format!("opportunity.unowned_values[{i}]"),
+                format!("`{v}` cannot be a value of the owner column ({}): {msg}", types.owner),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn cast_one(client: &Client, cast_sql: &str, value: &str) -> Result<(), String> {
+    match client.query_one(cast_sql, &[&vec![value.to_string()]]).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| crate::db::describe(&e))),
+    }
+}
+
+/// The first of `values` that the cast refuses, with the server's reason.
+async fn first_misfit(client: &Client, cast_sql: &str, values: &[String]) -> Option<(String, String)> {
+    // One query for the whole set; only when it fails, one per value to name the culprit.
+    if client.query_one(cast_sql, &[&values]).await.is_ok() {
+        return None;
+    }
+    for v in values {
+        if let Err(msg) = cast_one(client, cast_sql, v).await {
+            return Some((v.clone(), msg));
+        }
+    }
+    None
+}
+
+/// Check a rule set against the CRM: every member and owner id fits the owner column, every
+/// team's `crm_id` fits the team column, and no fallback owner is one of `unowned_values`.
+pub async fn check_rule_values(client: &Client, sql: &CrmSql, engine: &Engine) -> Result<(), String> {
+    if let Some((id, msg)) = first_misfit(client, &sql.owner_cast, &engine.owner_ids()).await {
+        return Err(format!("member or owner id `{id}` is not a valid value of the CRM's owner column: {msg}"));
+    }
+    if let Some(team_cast) = &sql.team_cast {
+        let ids: Vec<String> = engine.teams.iter().filter_map(|t| t.crm_id.clone()).collect();
+        if let Some((id, msg)) = first_misfit(client, team_cast, &ids).await {
+            let team = engine.teams.iter().find(|t| t.crm_id.as_deref() == Some(&id)).map(|t| t.id.clone());
+            return Err(format!(
+                "team `{}`: crm_id `{id}` is not a valid value of the CRM's team column (opportunity.team): {msg}",
+                team.unwrap_or_default()
+            ));
+        }
+    }
+    let fallbacks = engine
+        .global_fallback
+        .iter()
+        .map(|f| ("settings", f))
+        .chain(engine.pipelines.iter().filter_map(|(id, p)| p.fallback_owner.as_ref().map(|f| (id.as_str(), f))));
+    for (pipeline, owner) in fallbacks {
+        if sql.unowned_values.iter().any(|u| u == owner) {
+            return Err(format!(
+                "fallback_owner `{owner}` (pipeline `{pipeline}`) is one of opportunity.unowned_values: an opportunity \
+                 given to it would still count as unowned; name a real person or queue owner"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -85,11 +85,11 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
             Ok(client) => Some(client),
         };
         let client = match client {
+            // Not installed is a failure, and the mapping is still checked: every problem at once.
             Some(c) => match live_preliminaries(&c, cfg, &mut lines).await {
-                Ok(true) => Some(c),
-                Ok(false) => {
-                    ok = false;
-                    None
+                Ok(installed) => {
+                    ok &= installed;
+                    Some(c)
                 }
                 Err(e) => {
                     ok = false;

@@ -357,7 +357,8 @@ pub fn unreadable(path: &Path, e: &std::io::Error) -> String {
     }
     let uid = nix::unistd::geteuid();
     let user = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string());
-    let group = nix::unistd::Group::from_gid(nix::unistd::getegid()).ok().flatten().map(|g| g.name).unwrap_or(user.clone());
+    let group =
+        nix::unistd::Group::from_gid(nix::unistd::getegid()).ok().flatten().map(|g| g.name).unwrap_or(user.clone());
     format!(
         "{p}: cannot read: {e}; this process runs as user `{user}`: make the file (and its directories) readable \
          by it, e.g. `chgrp {group} {p} && chmod 0640 {p}`",

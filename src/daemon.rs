@@ -56,12 +56,6 @@ impl Fault for DrainError {
     }
 }
 
-impl Fault for String {
-    fn refused(&self) -> bool {
-        false
-    }
-}
-
 fn end_for(e: impl Fault, cfg: &Config) -> Result<SessionEnd, DaemonError> {
     if e.refused() {
         let hint = refusal_hint(&e.to_string(), cfg);
@@ -102,6 +96,37 @@ pub struct RunOptions {
     pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
+/// Why the directory could not be refreshed: a query the server failed (with that error's kind),
+/// or rules that do not compile with what the CRM said.
+#[derive(Debug)]
+struct RefreshError {
+    message: String,
+    kind: Option<db::ErrorKind>,
+}
+
+impl RefreshError {
+    fn rules(message: String) -> Self {
+        RefreshError { message, kind: None }
+    }
+
+    /// Not about the queries or the rules: the connection went, or the server refuses us.
+    fn is_session_fault(&self) -> bool {
+        matches!(self.kind, Some(db::ErrorKind::Unreachable | db::ErrorKind::Refused))
+    }
+}
+
+impl std::fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Fault for RefreshError {
+    fn refused(&self) -> bool {
+        self.kind == Some(db::ErrorKind::Refused)
+    }
+}
+
 /// Run the directory queries and recompile the rules with them. A failing query or a rule set
 /// that no longer compiles leaves the last good ones in force.
 async fn refresh_directory(
@@ -110,17 +135,18 @@ async fn refresh_directory(
     rules: &ArcSwap<Engine>,
     directory: &ArcSwap<Directory>,
     reloader: Option<&crate::reload::Reloader>,
-) -> Result<(), String> {
+) -> Result<(), RefreshError> {
     let Some(d) = &cfg.directory else { return Ok(()) };
-    let dir = crm::load_directory(client, d).await.map_err(|p| p.to_string())?;
+    let dir =
+        crm::load_directory(client, d).await.map_err(|e| RefreshError { message: e.to_string(), kind: e.kind })?;
     if let Some(r) = reloader {
         let counts = (dir.active.as_ref().map(|a| a.len()), dir.memberships.len(), dir.kpi.len());
         directory.store(Arc::new(dir));
-        r.reload("directory refresh").map_err(|e| e.to_string())?;
+        r.reload("directory refresh").map_err(|e| RefreshError::rules(e.to_string()))?;
         tracing::info!(active = counts.0, memberships = counts.1, kpis = counts.2, "directory loaded from the CRM");
         return Ok(());
     }
-    let engine = crate::load_rules_with(cfg, &dir).map_err(|e| e.to_string())?;
+    let engine = crate::load_rules_with(cfg, &dir).map_err(|e| RefreshError::rules(e.to_string()))?;
     if engine.hash == rules.load().hash {
         directory.store(Arc::new(dir));
         return Ok(());
@@ -195,27 +221,26 @@ async fn session(
     let mut client = lost!(db::connect(&cfg.database, "").await);
     let (listener, mut wakeups) = lost!(db::connect_listener(&cfg.database, " listener").await);
     lost!(listener.batch_execute(&format!("LISTEN {}", cfg.router.channel.quoted())).await);
-    if let Err(why) = lost!(crate::install::check_installed(&client, cfg).await) {
-        return Err(DaemonError::Refused(why));
-    }
     if let Some(role) = lost!(db::is_superuser(&client).await) {
         tracing::warn!(role = %role, "connected as a superuser: give the daemon its own narrow role (`oppty-router grants ROLE` prints what it needs)");
     }
-
     let sql = match crm::prepare(&client, cfg).await {
         Ok(s) => s,
         Err(crm::CrmError::Sql(e)) => return end_for(e, cfg),
         Err(e) => return Err(DaemonError::Mapping(e)),
     };
+    if let Err(why) = lost!(crate::install::check_installed(&client, cfg).await) {
+        return Err(DaemonError::Refused(why));
+    }
     if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_deref()).await {
-        if client.is_closed() {
+        if client.is_closed() || e.is_session_fault() {
             return end_for(e, cfg);
         }
         if !*notified && opts.directory.load().active.is_none() && opts.directory.load().memberships.is_empty() {
             // Never loaded: a wrong query or a rule set that cannot take the CRM's teams is a config error.
             return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
                 key: "directory".into(),
-                message: e,
+                message: e.to_string(),
             }])));
         }
         tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");

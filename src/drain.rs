@@ -451,9 +451,7 @@ impl Drain {
                     total.add(&report);
                     total.claimed = claimed;
                 }
-                Err(e) if is_transient(&e) => {
-                    return Err(DrainError::from_pg(e))
-                }
+                Err(e) if is_transient(&e) => return Err(DrainError::from_pg(e)),
                 Err(e) => {
                     let msg = db_message(&e);
                     let attempts = ev.attempts + 1;

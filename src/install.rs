@@ -48,10 +48,7 @@ fn install_hint(e: &tokio_postgres::Error) -> &'static str {
 pub async fn check_installed(client: &Client, cfg: &Config) -> Result<Result<(), String>, tokio_postgres::Error> {
     let schema = cfg.router.schema.as_str();
     let table = format!("{}.schema_version", cfg.router.schema.quoted());
-    let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
-        .await?
-        .get(0);
+    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).await?.get(0);
     if !exists {
         return Ok(Err(format!(
             "the router's schema `{schema}` is not installed in this database (or this role cannot see it): \

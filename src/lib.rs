@@ -11,6 +11,7 @@ pub mod demo;
 pub mod drain;
 pub mod engine;
 pub mod explain;
+pub mod grants;
 pub mod ident;
 pub mod install;
 pub mod reload;

@@ -26,6 +26,10 @@ struct Cli {
         default_value = "/etc/oppty-router/oppty-router.toml"
     )]
     config: PathBuf,
+    /// Connect with this connection string instead of the config's `database.url` (and without its
+    /// `database.password_file`): for a DBA running `install` or `grants` as the database owner.
+    #[arg(long, global = true, env = "OPPTY_ROUTER_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +79,11 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Print the GRANT statements a dedicated daemon role needs (run them as the database owner).
+    Grants {
+        /// The daemon's role (as it will log in: `user=` in database.url).
+        role: String,
+    },
     /// Show the daemon's state: rules in force, the last refused reload, the queue.
     Status,
     /// Print the JSON Schema of rule files (committed as config/rules.schema.json).
@@ -105,17 +114,30 @@ fn init_tracing(format: LogFormat, level: &str) {
     }
 }
 
-fn load_config(path: &std::path::Path) -> Result<Config, i32> {
-    Config::load(path).map_err(|e| {
+fn load_config(path: &std::path::Path, url: Option<&str>) -> Result<Config, i32> {
+    let mut cfg = Config::load(path).map_err(|e| {
         eprintln!("{e}");
         exit::CONFIG
-    })
+    })?;
+    if let Some(url) = url {
+        if let Err(e) = db::parse_url(url) {
+            eprintln!("--database-url: {}", e.to_string().trim_start_matches("database.url: "));
+            return Err(exit::CONFIG);
+        }
+        cfg.database.url = url.to_string();
+        cfg.database.password_file = None;
+    }
+    Ok(cfg)
 }
 
 /// The config and a connection to the database it names, for the one-shot commands; the exit code
 /// to return otherwise (78 for a bad config, 69 for an unreachable database).
-async fn connect_with_config(path: &std::path::Path, label: &str) -> Result<(Config, tokio_postgres::Client), i32> {
-    let cfg = load_config(path)?;
+async fn connect_with_config(
+    path: &std::path::Path,
+    url: Option<&str>,
+    label: &str,
+) -> Result<(Config, tokio_postgres::Client), i32> {
+    let cfg = load_config(path, url)?;
     match db::connect(&cfg.database, label).await {
         Ok(client) => Ok((cfg, client)),
         Err(e) => {
@@ -176,7 +198,7 @@ async fn real_main(cli: Cli) -> i32 {
             }
         }
         Command::Check { offline, rules } => {
-            let mut cfg = match load_config(&cli.config) {
+            let mut cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -193,7 +215,7 @@ async fn real_main(cli: Cli) -> i32 {
         Command::Install { dry_run } | Command::Uninstall { dry_run }
             if dry_run && matches!(cli.command, Command::Install { .. }) =>
         {
-            let cfg = match load_config(&cli.config) {
+            let cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -203,7 +225,7 @@ async fn real_main(cli: Cli) -> i32 {
         Command::Install { .. } | Command::Uninstall { .. } => {
             let uninstall = matches!(cli.command, Command::Uninstall { .. });
             let dry_run = matches!(cli.command, Command::Uninstall { dry_run: true });
-            let cfg = match load_config(&cli.config) {
+            let cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -263,12 +285,30 @@ async fn real_main(cli: Cli) -> i32 {
                 }
             }
         }
+        Command::Grants { role } => {
+            let (cfg, mut client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " grants").await
+            {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            match oppty_router::grants::grants(&mut client, &cfg, &role).await {
+                Ok(script) => {
+                    print!("{script}");
+                    exit::OK
+                }
+                Err(oppty_router::grants::GrantsError::Sql(e)) => db_failure(&e, &cfg),
+                Err(e) => {
+                    eprintln!("{}: {e}", cfg.path.display());
+                    exit::CONFIG
+                }
+            }
+        }
         Command::Schema => {
             print!("{}", oppty_router::rules::json_schema());
             exit::OK
         }
         Command::Status => {
-            let (cfg, client) = match connect_with_config(&cli.config, " status").await {
+            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " status").await {
                 Ok(x) => x,
                 Err(code) => return code,
             };
@@ -285,7 +325,7 @@ async fn real_main(cli: Cli) -> i32 {
             }
         }
         Command::Unpause { member, by } => {
-            let (cfg, client) = match connect_with_config(&cli.config, " unpause").await {
+            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " unpause").await {
                 Ok(x) => x,
                 Err(code) => return code,
             };
@@ -303,7 +343,7 @@ async fn real_main(cli: Cli) -> i32 {
             }
         }
         Command::Explain { opportunity_id } => {
-            let (cfg, client) = match connect_with_config(&cli.config, " explain").await {
+            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " explain").await {
                 Ok(x) => x,
                 Err(code) => return code,
             };
@@ -316,7 +356,7 @@ async fn real_main(cli: Cli) -> i32 {
             }
         }
         Command::Run => {
-            let cfg = match load_config(&cli.config) {
+            let cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
                 Ok(c) => Arc::new(c),
                 Err(code) => return code,
             };

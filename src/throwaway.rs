@@ -17,6 +17,26 @@ pub enum ClusterError {
     Step { step: String, detail: String },
 }
 
+/// How a throwaway cluster listens, beyond its private Unix socket (always there, `trust`).
+#[derive(Default, Clone)]
+pub struct ClusterOptions {
+    /// PostgreSQL's defaults for durability (the demo); tests turn fsync off.
+    pub durable: bool,
+    /// Also listen on 127.0.0.1, on a free port.
+    pub tcp: bool,
+    /// Serve TLS with this certificate and key (PEM); `ca` verifies client certificates.
+    pub tls: Option<ServerTls>,
+    /// The whole `pg_hba.conf` (keep a `local all all trust` line for the harness).
+    pub hba: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: Option<String>,
+}
+
 /// A running throwaway cluster.
 pub struct Cluster {
     pub dir: PathBuf,
@@ -68,6 +88,12 @@ impl Cluster {
     /// Create and start a cluster in a new temporary directory. `durable = false` turns fsync
     /// off (tests); the demo keeps PostgreSQL's defaults so its figures mean something.
     pub fn start(durable: bool) -> Result<Cluster, ClusterError> {
+        Self::start_with(ClusterOptions { durable, ..Default::default() })
+    }
+
+    /// [`Cluster::start`] with TCP, TLS and an authentication file of the caller's.
+    pub fn start_with(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
+        let durable = opts.durable;
         let bin = find_bin_dir().ok_or(ClusterError::NoBinaries)?;
         let run_as = if nix::unistd::geteuid().is_root() {
             let user = nix::unistd::User::from_name("postgres").ok().flatten().ok_or(ClusterError::NoUser)?;
@@ -82,7 +108,7 @@ impl Cluster {
             nix::unistd::chown(&base, Some(uid.into()), Some(gid.into()))
                 .map_err(|e| ClusterError::Step { step: "chown".into(), detail: e.to_string() })?;
         }
-        let port = 5432;
+        let port = if opts.tcp { free_port()? } else { 5432 };
         let c = Cluster { dir: base, port, bin, run_as, stopped: false, keep: false };
         let data = c.data_dir();
         step_err(
@@ -93,13 +119,31 @@ impl Cluster {
                 .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
                 .output(),
         )?;
-        let mut opts = format!(
-            "-k {} -p {port} -c listen_addresses='' -c max_connections=200 -c shared_buffers=256MB",
+        let listen = if opts.tcp { "127.0.0.1" } else { "" };
+        let mut server_opts = format!(
+            "-k {} -p {port} -c listen_addresses='{listen}' -c max_connections=200 -c shared_buffers=256MB",
             c.dir.display()
         );
         if !durable {
-            opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
+        if let Some(tls) = &opts.tls {
+            c.write_owned("server.crt", &tls.cert_pem)?;
+            c.write_owned("server.key", &tls.key_pem)?;
+            server_opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                c.dir.join("server.crt").display(),
+                c.dir.join("server.key").display()
+            ));
+            if let Some(ca) = &tls.ca_pem {
+                c.write_owned("ca.crt", ca)?;
+                server_opts.push_str(&format!(" -c ssl_ca_file={}", c.dir.join("ca.crt").display()));
+            }
+        }
+        if let Some(hba) = &opts.hba {
+            c.write_owned("data/pg_hba.conf", hba)?;
+        }
+        let opts = server_opts;
         step_err(
             "pg_ctl start",
             c.cmd("pg_ctl")
@@ -112,6 +156,26 @@ impl Cluster {
                 .output(),
         )?;
         Ok(c)
+    }
+
+    /// Write a file under the cluster's directory, owned by the server's user, readable only by it
+    /// (the server refuses a key file others can read).
+    fn write_owned(&self, rel: &str, text: &str) -> Result<(), ClusterError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(rel);
+        let err = |e: String| ClusterError::Step { step: format!("write {rel}"), detail: e };
+        std::fs::write(&path, text).map_err(|e| err(e.to_string()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| err(e.to_string()))?;
+        if let Some((uid, gid)) = self.run_as {
+            nix::unistd::chown(&path, Some(uid.into()), Some(gid.into())).map_err(|e| err(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A TCP connection string (`host=localhost hostaddr=127.0.0.1`) for database `db` as `user`;
+    /// only for a cluster started with `tcp`.
+    pub fn tcp_url(&self, db: &str, user: &str) -> String {
+        format!("host=localhost hostaddr=127.0.0.1 port={} user={user} dbname={db}", self.port)
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -182,6 +246,15 @@ impl Drop for Cluster {
             self.stop();
         }
     }
+}
+
+/// A port nobody listens on right now, for the cluster's TCP listener.
+fn free_port() -> Result<u16, ClusterError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| ClusterError::Step { step: "find a free port".into(), detail: e.to_string() })?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| ClusterError::Step { step: "find a free port".into(), detail: e.to_string() })
 }
 
 fn nanos() -> u128 {

@@ -112,6 +112,7 @@ async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
     }
     assert!(saw_batch && saw_decision, "a batch line at info and a decision line at debug:\n{stderr}");
     assert!(stderr.contains("shut down cleanly"), "{stderr}");
+    assert!(stderr.contains("connected as a superuser"), "the daemon warns when it runs as a superuser: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -187,6 +187,7 @@ async fn check_names_the_config_key_of_whatever_does_not_match_the_database() {
     }
     // And the example config, unchanged, passes.
     let db = crm_db("check_ok").await;
+    db.install().await;
     let report = oppty_router::check::check(&db.cfg, false).await;
     assert!(report.ok, "{}", report.lines.join("\n"));
 }

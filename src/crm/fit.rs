@@ -77,12 +77,10 @@ pub async fn check(
         )
         .await?;
     let (not_null, primary, unique): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
-    if !primary && !(unique && not_null) {
-        let what = if !not_null {
-            "is nullable and not the primary key"
-        } else {
-            "is neither the primary key nor unique"
-        };
+    let keyed = primary || (unique && not_null);
+    if !keyed {
+        let what =
+            if !not_null { "is nullable and not the primary key" } else { "is neither the primary key nor unique" };
         add(
             "opportunity.id",
             format!(
@@ -114,7 +112,10 @@ pub async fn check(
     if let Some(by) = &o.edited_by {
         let t = super::column_type(client, &o.table, by, "opportunity.edited_by", &mut Vec::new()).await?;
         if let Some(t) = t.filter(|t| !comparable(t, types.owner)) {
-            add("opportunity.edited_by", format!("is {t} but opportunity.owner is {}: map the user id column", types.owner));
+            add(
+                "opportunity.edited_by",
+                format!("is {t} but opportunity.owner is {}: map the user id column", types.owner),
+            );
         }
     }
     let cast = format!("SELECT $1::text[]::{}[]", types.owner);

@@ -445,21 +445,39 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     })
 }
 
+/// A directory query that failed: what the admin reads, and, when the server failed it, the kind
+/// of that error (a lost connection is not a wrong query).
+#[derive(Debug, thiserror::Error)]
+#[error("{problem}")]
+pub struct DirectoryError {
+    pub problem: MappingProblem,
+    pub kind: Option<crate::db::ErrorKind>,
+}
+
 /// Run the directory queries of the daemon config: who is active, who is in which team, KPIs.
 pub async fn load_directory(
     client: &Client,
     d: &crate::config::DirectoryConfig,
-) -> Result<crate::rules::Directory, MappingProblem> {
+) -> Result<crate::rules::Directory, DirectoryError> {
     let run = |key: &'static str, sql: &str| {
         let sql = sql.to_string();
         async move {
-            client.query(&sql, &[]).await.map_err(|e| MappingProblem {
-                key: key.into(),
-                message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+            client.query(&sql, &[]).await.map_err(|e| DirectoryError {
+                problem: MappingProblem {
+                    key: key.into(),
+                    message: e
+                        .as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| crate::db::describe(&e)),
+                },
+                kind: Some(crate::db::kind_of(&e)),
             })
         }
     };
-    let bad = |key: &str, want: &str| MappingProblem { key: key.into(), message: format!("must return {want}") };
+    let bad = |key: &str, want: &str| DirectoryError {
+        problem: MappingProblem { key: key.into(), message: format!("must return {want}") },
+        kind: None,
+    };
     let mut out = crate::rules::Directory { memberships_from_crm: d.team_members.is_some(), ..Default::default() };
     if let Some(sql) = &d.active_members {
         let mut set = std::collections::HashSet::new();

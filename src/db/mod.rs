@@ -78,7 +78,9 @@ pub fn kind_of(e: &tokio_postgres::Error) -> ErrorKind {
     }
     let mut source = e.source();
     while let Some(s) = source {
-        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+        // tokio-rustls hands rustls errors over inside an io::Error, whose `source` skips them.
+        let inner = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &dyn std::error::Error);
+        if let Some(tls) = inner.unwrap_or(s).downcast_ref::<rustls::Error>() {
             return match tls {
                 rustls::Error::InvalidCertificate(_)
                 | rustls::Error::NoCertificatesPresented
@@ -155,7 +157,7 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings, Stri
     let mut pg: tokio_postgres::Config = info
         .to_pairs_string()
         .parse()
-        .map_err(|e: tokio_postgres::Error| DbError::BadUrl(format!("{}", describe(&e))))?;
+        .map_err(|e: tokio_postgres::Error| DbError::BadUrl(describe(&e)))?;
     let unix_only =
         !pg.get_hosts().is_empty() && pg.get_hosts().iter().all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
     pg.ssl_mode(tls.tokio_mode(unix_only));
@@ -166,8 +168,8 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings, Stri
 pub fn target(db: &DatabaseConfig, app_suffix: &str) -> Result<Target, DbError> {
     let (mut pg, tls, shown) = parse_url(&db.url)?;
     if let Some(path) = &db.password_file {
-        let pw = std::fs::read_to_string(path)
-            .map_err(|e| DbError::PasswordFile(crate::config::unreadable(path, &e)))?;
+        let pw =
+            std::fs::read_to_string(path).map_err(|e| DbError::PasswordFile(crate::config::unreadable(path, &e)))?;
         pg.password(pw.trim_end_matches(['\n', '\r']));
     }
     pg.application_name(format!("{}{}", db.application_name, app_suffix));

@@ -73,7 +73,8 @@ pub fn rules_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules"))
 }
 
-fn db_config(url: &str) -> oppty_router::config::DatabaseConfig {
+/// A database config for `url`, as the tests connect.
+pub fn db_config(url: &str) -> oppty_router::config::DatabaseConfig {
     oppty_router::config::DatabaseConfig {
         url: url.to_string(),
         password_file: None,

@@ -760,3 +760,34 @@ reclaim_statement = """
     let empty = oppty_router::grants::grants(&mut c, &db.cfg, "").await;
     assert!(matches!(empty, Err(oppty_router::grants::GrantsError::BadRole(..))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_grant_stops_the_daemon_with_the_servers_words_and_charges_no_event() {
+    let db = crm_db("nogrant").await;
+    db.install().await;
+    let role = format!("router_{}", db.name);
+    db.client.batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN")).await.expect("create role");
+    let mut c = db::connect(&db.cfg.database, "").await.expect("connect");
+    let script = oppty_router::grants::grants(&mut c, &db.cfg, &role).await.expect("grants");
+    // The DBA forgot one line: the write-back's UPDATE.
+    let forgot: String = script.lines().filter(|l| !l.starts_with("GRANT UPDATE (")).collect::<Vec<_>>().join("\n");
+    assert_ne!(forgot.len(), script.len(), "{script}");
+    db.client.batch_execute(&forgot).await.expect("the other grants");
+    let mut cfg = db.cfg.clone();
+    cfg.database.url = format!("{} user={role}", db.cfg.database.url);
+    let daemon = Daemon::start(Arc::new(cfg.clone()), load_rules(&cfg));
+    let opp = db.insert_opportunity("Needs an owner", "HN", "retail").await;
+    let ended = tokio::time::timeout(Duration::from_secs(20), daemon.task).await.expect("the daemon stops by itself");
+    let err = ended.expect("no panic").expect_err("a refusal");
+    let msg = err.to_string();
+    assert!(matches!(err, oppty_router::daemon::DaemonError::Refused(_)), "{msg}");
+    assert!(msg.contains("permission denied for table opportunity (42501)"), "{msg}");
+    assert!(msg.contains("oppty-router grants ROLE"), "the hint names the fix: {msg}");
+    assert_eq!(db.owner_of(&opp).await, 1, "nothing written");
+    assert_eq!(
+        db.count("SELECT count(*) FROM oppty_router.events WHERE kind = 'route' AND attempts = 0").await,
+        1,
+        "still queued, not charged"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.dead_letter").await, 0);
+}

@@ -154,10 +154,8 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings, Stri
     let mut info = ConnInfo::parse(url).map_err(|e| DbError::BadUrl(e.to_string()))?;
     let shown = info.redacted();
     let tls = TlsSettings::take_from(&mut info)?;
-    let mut pg: tokio_postgres::Config = info
-        .to_pairs_string()
-        .parse()
-        .map_err(|e: tokio_postgres::Error| DbError::BadUrl(describe(&e)))?;
+    let mut pg: tokio_postgres::Config =
+        info.to_pairs_string().parse().map_err(|e: tokio_postgres::Error| DbError::BadUrl(describe(&e)))?;
     let unix_only =
         !pg.get_hosts().is_empty() && pg.get_hosts().iter().all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
     pg.ssl_mode(tls.tokio_mode(unix_only));

@@ -114,7 +114,7 @@ fn main() {
     let s = cfg.router.schema.quoted();
     rt.block_on(async {
         let mut c = db::connect(&cfg.database, "").await.expect("connect");
-        install::install(&mut c, &cfg).await.expect("install");
+        install::install_with(&mut c, &cfg, false).await.expect("install");
         c.batch_execute(&format!("UPDATE {s}.wakeup SET idle = false")).await.expect("busy");
     });
     let busy = pgbench(&cluster, "crm", &["-n", "-c", "8", "-j", "2", "-T", &secs, "-f", &insert]);

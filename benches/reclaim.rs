@@ -47,7 +47,7 @@ fn main() {
         cfg.directory = None;
         let cfg = Arc::new(cfg);
         let mut client = db::connect(&cfg.database, " bench").await.expect("connect");
-        install::install(&mut client, &cfg).await.expect("install");
+        install::install_with(&mut client, &cfg, false).await.expect("install");
         let started = Instant::now();
         client
             .batch_execute(&format!(

@@ -6,7 +6,7 @@
 //! The triggers write one event row per change (the truth) and NOTIFY only while the daemon has
 //! said it is idle (a hint), and ignore the router's own writes (`oppty_router.origin`).
 
-use crate::config::{ActivityLink, Config};
+use crate::config::{ActivityLink, Config, RelatedMap, RowValue};
 use crate::ident::literal;
 
 /// The GUC the daemon sets (`SET LOCAL`) in its own transactions so the triggers skip them.
@@ -29,7 +29,7 @@ pub fn install_sql(cfg: &Config) -> String {
     loop {
         let tag = if n == 0 { "$oppty$".to_string() } else { format!("$oppty{n}$") };
         let sql = install_sql_with_tag(cfg, &tag);
-        let functions = 1 + cfg.activities.len() + usize::from(cfg.opportunity.edited_by.is_some());
+        let functions = 1 + cfg.activities.len() + cfg.related.len() + usize::from(cfg.opportunity.edited_by.is_some());
         if sql.matches(tag.as_str()).count() == 2 * functions {
             return sql;
         }
@@ -67,7 +67,9 @@ BEGIN
         ELSIF OLD.{owner} IS DISTINCT FROM NEW.{owner} THEN
             INSERT INTO {s}.events (kind, opp_id, old_owner) VALUES ('route', NEW.{id}::text, OLD.{owner}::text);
         ELSE
-            RETURN NULL;
+            -- Still unowned, and a watched column changed: it may have become routable (reopened,
+            -- restored, converted to an opportunity). The daemon routes it if it now is.
+            INSERT INTO {s}.events (kind, opp_id) VALUES ('route', NEW.{id}::text);
         END IF;
         IF (SELECT idle FROM {s}.wakeup) THEN
             PERFORM pg_notify({channel}, '');
@@ -150,11 +152,54 @@ END
 {tag};
 REVOKE ALL ON FUNCTION {s}.capture_activity_{i}() FROM PUBLIC;
 CREATE TRIGGER {TRIGGER_PREFIX}activity_{i} AFTER INSERT ON {atable}
-    FOR EACH ROW WHEN (NEW.{link_col} IS NOT NULL{extra_when}) EXECUTE FUNCTION {s}.capture_activity_{i}();
+    FOR EACH ROW WHEN ({not_router} AND NEW.{link_col} IS NOT NULL{extra_when}) EXECUTE FUNCTION {s}.capture_activity_{i}();
 "#
         ));
     }
+    for (i, r) in cfg.related.iter().enumerate() {
+        sql.push_str(&related_sql(cfg, i, r, tag, &not_router));
+    }
     sql
+}
+
+/// A related table's trigger: an insert or update there re-queues the opportunity it belongs to
+/// (the daemon routes it if it is still unowned and routable; owned ones are skipped cheaply).
+fn related_sql(cfg: &Config, i: usize, r: &RelatedMap, tag: &str, not_router: &str) -> String {
+    let s = cfg.router.schema.quoted();
+    let channel = literal(cfg.router.channel.as_str());
+    let (insert, mut when) = match &r.opportunity {
+        RowValue::Column(c) => (
+            format!("INSERT INTO {s}.events (kind, opp_id) VALUES ('route', NEW.{}::text);", c.quoted()),
+            format!(" AND NEW.{} IS NOT NULL", c.quoted()),
+        ),
+        RowValue::Sql(q) => (
+            format!(
+                "INSERT INTO {s}.events (kind, opp_id)
+        SELECT 'route', q.id::text FROM (SELECT NEW.*) AS r, LATERAL ({q}) AS q(id) WHERE q.id IS NOT NULL;"
+            ),
+            String::new(),
+        ),
+    };
+    if let Some((col, value)) = &r.filter {
+        when.push_str(&format!(" AND NEW.{} = {}", col.quoted(), literal(value)));
+    }
+    let table = r.table.quoted();
+    format!(
+        r#"CREATE OR REPLACE FUNCTION {s}.capture_related_{i}() RETURNS trigger
+LANGUAGE plpgsql {DEFINER} AS {tag}
+BEGIN
+    {insert}
+    IF FOUND AND (SELECT idle FROM {s}.wakeup) THEN
+        PERFORM pg_notify({channel}, '');
+    END IF;
+    RETURN NULL;
+END
+{tag};
+REVOKE ALL ON FUNCTION {s}.capture_related_{i}() FROM PUBLIC;
+CREATE TRIGGER {TRIGGER_PREFIX}related_{i} AFTER INSERT OR UPDATE ON {table}
+    FOR EACH ROW WHEN ({not_router}{when}) EXECUTE FUNCTION {s}.capture_related_{i}();
+"#
+    )
 }
 
 /// Lists `(table, trigger)` for every trigger whose function lives in the router's schema:

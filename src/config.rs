@@ -38,6 +38,8 @@ struct RawConfig {
     #[serde(default)]
     activity: Vec<RawActivity>,
     #[serde(default)]
+    related: Vec<RawRelated>,
+    #[serde(default)]
     write_back: RawWriteBack,
     directory: Option<RawDirectory>,
     #[serde(default)]
@@ -140,11 +142,14 @@ struct RawOpportunity {
     #[serde(default)]
     unowned_values: Vec<String>,
     pipeline: Option<RawField>,
+    #[serde(rename = "where")]
+    where_: Option<String>,
     open_when: Option<String>,
     deleted_when: Option<String>,
     #[serde(default)]
     watch_columns: Vec<String>,
     edited_by: Option<String>,
+    created_at: Option<String>,
     #[serde(default)]
     fields: BTreeMap<String, RawField>,
 }
@@ -159,6 +164,24 @@ struct RawActivity {
     type_value: Option<String>,
     actor: String,
     at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelated {
+    name: Option<String>,
+    table: String,
+    opportunity: RawRowValue,
+    type_column: Option<String>,
+    type_value: Option<String>,
+}
+
+/// A value of a related row: a column, or `{ sql = "…" }` (a query over the row `r`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRowValue {
+    Column(String),
+    Sql { sql: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,12 +251,17 @@ pub struct OpportunityMap {
     pub team: Option<Ident>,
     pub unowned_values: Vec<String>,
     pub pipeline: Option<FieldSource>,
+    /// Which rows of the table are opportunities at all (`opportunity.where`, over `o`): a table
+    /// holding leads and opportunities routes and counts only these.
+    pub where_: Option<String>,
     pub open_when: Option<String>,
     pub deleted_when: Option<String>,
     pub watch_columns: Vec<Ident>,
     /// Who last changed the row (a user id column the CRM sets on every edit): an edit by the
     /// owner is captured as an interaction, for reclaim rules that count owner edits.
     pub edited_by: Option<Ident>,
+    /// When the row was created (a timestamp column): `backfill --since` reads it.
+    pub created_at: Option<Ident>,
     /// In the order they are fetched; rules refer to them by name.
     pub fields: Vec<FieldDef>,
 }
@@ -254,6 +282,27 @@ pub struct ActivityMap {
     pub link: ActivityLink,
     pub actor: Ident,
     pub at: Option<Ident>,
+}
+
+/// A table whose rows complete an opportunity after it is saved (an account link, a product line,
+/// an address): an insert or update there re-queues the opportunity while it is unowned.
+#[derive(Debug, Clone)]
+pub struct RelatedMap {
+    pub name: String,
+    pub table: TableName,
+    pub opportunity: RowValue,
+    /// Polymorphic links: only rows whose `type_column` holds `type_value`.
+    pub filter: Option<(Ident, String)>,
+}
+
+/// Which opportunity a related row belongs to.
+#[derive(Debug, Clone)]
+pub enum RowValue {
+    /// A column holding the opportunity id.
+    Column(Ident),
+    /// A query over the related row `r` returning opportunity ids (one column), for links that
+    /// go through another table; names in it must be schema-qualified.
+    Sql(String),
 }
 
 /// How the owner is written back.
@@ -314,6 +363,7 @@ pub struct Config {
     pub router: RouterConfig,
     pub opportunity: OpportunityMap,
     pub activities: Vec<ActivityMap>,
+    pub related: Vec<RelatedMap>,
     pub write_back: WriteBack,
     pub directory: Option<DirectoryConfig>,
     pub log_format: LogFormat,
@@ -447,7 +497,7 @@ impl Problems<'_> {
 }
 
 fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
-    let RawConfig { database, router, opportunity, activity, write_back, directory, log } = raw;
+    let RawConfig { database, router, opportunity, activity, related, write_back, directory, log } = raw;
 
     if database.url.trim().is_empty() {
         p.add("database.url", "is empty; write e.g. `host=/var/run/postgresql dbname=crm user=oppty_router`");
@@ -486,6 +536,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     let owner = p.ident("opportunity.owner", &o.owner);
     let team = o.team.as_deref().and_then(|t| p.ident("opportunity.team", t));
     let pipeline = o.pipeline.and_then(|f| p.field("opportunity.pipeline", f));
+    let where_ = o.where_.as_deref().and_then(|s| p.sql("opportunity.where", s));
     let open_when = o.open_when.as_deref().and_then(|s| p.sql("opportunity.open_when", s));
     let deleted_when = o.deleted_when.as_deref().and_then(|s| p.sql("opportunity.deleted_when", s));
     let watch_columns: Vec<Ident> = o
@@ -495,6 +546,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         .filter_map(|(i, c)| p.ident(&format!("opportunity.watch_columns[{i}]"), c))
         .collect();
     let edited_by = o.edited_by.as_deref().and_then(|c| p.ident("opportunity.edited_by", c));
+    let created_at = o.created_at.as_deref().and_then(|c| p.ident("opportunity.created_at", c));
     let mut fields = Vec::new();
     for (name, f) in o.fields {
         let key = format!("opportunity.fields.{name}");
@@ -535,6 +587,8 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             activities.push(ActivityMap { name, table, link, actor, at });
         }
     }
+
+    let related = related.into_iter().enumerate().filter_map(|(i, r)| build_related(i, r, p)).collect();
 
     let write_back = match write_back.statement {
         Some(s) => {
@@ -627,18 +681,48 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             team,
             unowned_values: o.unowned_values,
             pipeline,
+            where_,
             open_when,
             deleted_when,
             watch_columns,
             edited_by,
+            created_at,
             fields,
         },
         activities,
+        related,
         write_back,
         directory,
         log_format: log.format,
         log_level: log.level,
     })
+}
+
+fn build_related(i: usize, r: RawRelated, p: &mut Problems<'_>) -> Option<RelatedMap> {
+    let key = format!("related[{i}]");
+    let table = p.table(&format!("{key}.table"), &r.table);
+    let opportunity = match r.opportunity {
+        RawRowValue::Column(c) => p.ident(&format!("{key}.opportunity"), &c).map(RowValue::Column),
+        RawRowValue::Sql { sql } => {
+            if sql.trim().is_empty() || sql.contains(';') {
+                p.add(&format!("{key}.opportunity.sql"), "write one SELECT over the related row `r`, without `;`");
+                None
+            } else {
+                Some(RowValue::Sql(sql.trim().to_string()))
+            }
+        }
+    };
+    let filter = match (r.type_column, r.type_value) {
+        (None, None) => Some(None),
+        (Some(c), Some(v)) => p.ident(&format!("{key}.type_column"), &c).map(|c| Some((c, v))),
+        _ => {
+            p.add(&key, "a polymorphic link needs both `type_column` and `type_value`");
+            None
+        }
+    };
+    let (table, opportunity, filter) = (table?, opportunity?, filter?);
+    let name = r.name.unwrap_or_else(|| table.plain());
+    Some(RelatedMap { name, table, opportunity, filter })
 }
 
 #[cfg(test)]

@@ -149,6 +149,8 @@ struct Context {
     owner: Option<String>,
     open: bool,
     deleted: bool,
+    /// The row is an opportunity at all (`opportunity.where`); leads in a shared table are not.
+    opportunity: bool,
     pipeline: Option<String>,
     fields: Vec<Option<String>>,
 }
@@ -542,7 +544,7 @@ impl Drain {
             let owners: Vec<Option<String>> =
                 changed_ids.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
             let open: Vec<bool> =
-                changed_ids.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted)).collect();
+                changed_ids.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted && c.opportunity)).collect();
             tx.execute(&self.release, &[&changed_ids, &owners, &open]).await?;
         }
 
@@ -569,6 +571,11 @@ impl Drain {
                     continue;
                 };
                 let unowned = c.owner.as_ref().is_none_or(|o| self.sql.unowned_values.contains(o));
+                if !c.opportunity {
+                    tracing::debug!(opportunity = %ev.opp_id, "skipped: not an opportunity (opportunity.where)");
+                    report.skipped += 1;
+                    continue;
+                }
                 if !unowned || !c.open || c.deleted {
                     tracing::debug!(opportunity = %ev.opp_id, owner = ?c.owner, open = c.open, deleted = c.deleted,
                     "skipped: already owned, closed or deleted");
@@ -773,8 +780,9 @@ impl Drain {
                     owner: r.get(1),
                     open: r.get(2),
                     deleted: r.get(3),
-                    pipeline: r.get(4),
-                    fields: (5..n).map(|i| r.get(i)).collect(),
+                    opportunity: r.get(4),
+                    pipeline: r.get(5),
+                    fields: (6..n).map(|i| r.get(i)).collect(),
                 },
             );
         }

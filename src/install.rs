@@ -31,6 +31,8 @@ pub enum InstallError {
         "the database has router schema version {found}, newer than this binary knows ({known}); upgrade oppty-router"
     )]
     TooNew { found: i32, known: i32 },
+    #[error(transparent)]
+    Backfill(#[from] crate::backfill::BackfillError),
 }
 
 fn install_hint(e: &tokio_postgres::Error) -> &'static str {
@@ -74,6 +76,8 @@ pub async fn check_installed(client: &Client, cfg: &Config) -> Result<Result<(),
 pub struct InstallReport {
     pub applied: Vec<String>,
     pub triggers: Vec<String>,
+    /// Open, unowned opportunities that were already there, queued for routing.
+    pub backfilled: u64,
 }
 
 fn render(cfg: &Config, text: &str) -> String {
@@ -100,12 +104,20 @@ pub fn dry_run_sql(cfg: &Config) -> String {
     }
     out.push_str("\n-- capture triggers, generated from the mapping\n");
     out.push_str(&capture::install_sql(cfg));
+    out.push_str("\n-- the opportunities already open and unowned, queued for routing (not with --no-backfill)\n");
+    out.push_str(&crate::backfill::dry_run_sql(cfg));
     out.push_str("COMMIT;\n");
     out
 }
 
-/// Apply missing schema versions and (re)create the capture triggers. Safe to run again.
+/// Apply missing schema versions, (re)create the capture triggers, and queue the open, unowned
+/// opportunities already there. Safe to run again (nothing already queued is queued twice).
 pub async fn install(client: &mut Client, cfg: &Config) -> Result<InstallReport, InstallError> {
+    install_with(client, cfg, true).await
+}
+
+/// [`install`], with or without queuing the opportunities already there (`--no-backfill`).
+pub async fn install_with(client: &mut Client, cfg: &Config, backfill: bool) -> Result<InstallReport, InstallError> {
     let s = cfg.router.schema.quoted();
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
@@ -134,6 +146,11 @@ pub async fn install(client: &mut Client, cfg: &Config) -> Result<InstallReport,
     }
     tx.batch_execute(&capture::install_sql(cfg)).await?;
     report.triggers = find_triggers(&tx, cfg).await?.into_iter().map(|(t, n)| format!("{n} on {t}")).collect();
+    // In the same transaction as the triggers (whose creation locks the CRM's writers out until
+    // commit): every row is either seen here or captured by a trigger, none falls in between.
+    if backfill {
+        report.backfilled = crate::backfill::backfill(&tx, cfg, None, false).await?;
+    }
     tx.commit().await?;
     Ok(report)
 }

@@ -52,6 +52,19 @@ enum Command {
         /// Print the SQL instead of running it.
         #[arg(long)]
         dry_run: bool,
+        /// Do not queue the open, unowned opportunities already in the CRM (see `backfill`).
+        #[arg(long)]
+        no_backfill: bool,
+    },
+    /// Queue every open, unowned opportunity for routing (those from before `install`, or left
+    /// behind); prints how many. Nothing already queued is queued twice.
+    Backfill {
+        /// Only those created this recently (`2h`, `7d`; needs opportunity.created_at).
+        #[arg(long)]
+        since: Option<humantime::Duration>,
+        /// Count them, queue nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Remove the capture triggers and the router's schema; the CRM's tables are untouched.
     Uninstall {
@@ -212,7 +225,7 @@ async fn real_main(cli: Cli) -> i32 {
             }
             report.exit_code()
         }
-        Command::Install { dry_run } | Command::Uninstall { dry_run }
+        Command::Install { dry_run, .. } | Command::Uninstall { dry_run }
             if dry_run && matches!(cli.command, Command::Install { .. }) =>
         {
             let cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
@@ -265,7 +278,8 @@ async fn real_main(cli: Cli) -> i32 {
                     eprintln!("{}: {e}", cfg.path.display());
                     return exit::CONFIG;
                 }
-                match install::install(&mut client, &cfg).await {
+                let backfill = !matches!(cli.command, Command::Install { no_backfill: true, .. });
+                match install::install_with(&mut client, &cfg, backfill).await {
                     Ok(r) => {
                         if r.applied.is_empty() {
                             println!("schema {} is up to date", cfg.router.schema.as_str());
@@ -275,6 +289,9 @@ async fn real_main(cli: Cli) -> i32 {
                         }
                         for t in r.triggers {
                             println!("trigger {t}");
+                        }
+                        if backfill {
+                            println!("queued {} open, unowned opportunities already in the CRM", r.backfilled);
                         }
                         exit::OK
                     }
@@ -297,6 +314,28 @@ async fn real_main(cli: Cli) -> i32 {
                     exit::OK
                 }
                 Err(oppty_router::grants::GrantsError::Sql(e)) => db_failure(&e, &cfg),
+                Err(e) => {
+                    eprintln!("{}: {e}", cfg.path.display());
+                    exit::CONFIG
+                }
+            }
+        }
+        Command::Backfill { since, dry_run } => {
+            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " backfill").await {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let since = since.and_then(|d| chrono::Duration::from_std(d.into()).ok()).map(|d| chrono::Utc::now() - d);
+            match oppty_router::backfill::backfill(&client, &cfg, since, dry_run).await {
+                Ok(n) if dry_run => {
+                    println!("{n} open, unowned opportunities would be queued (dry run: nothing queued)");
+                    exit::OK
+                }
+                Ok(n) => {
+                    println!("queued {n} open, unowned opportunities for routing");
+                    exit::OK
+                }
+                Err(oppty_router::backfill::BackfillError::Sql(e)) => db_failure(&e, &cfg),
                 Err(e) => {
                     eprintln!("{}: {e}", cfg.path.display());
                     exit::CONFIG

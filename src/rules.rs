@@ -176,6 +176,14 @@ struct RawTagRule {
 struct RawPipeline {
     id: String,
     fallback_owner: Option<String>,
+    /// Fields an opportunity must have before it is routed: CRMs often save its relations (the
+    /// account link, the product line) a moment after the row. Missing one, it is held, not sent to
+    /// the fallback owner, until the field is set or `wait_up_to` has passed.
+    #[serde(default)]
+    require: Vec<String>,
+    /// How long an opportunity waits for its required fields, then it is routed with what it has
+    /// (default "10m").
+    wait_up_to: Option<String>,
     reclaim: Option<RawReclaim>,
     #[serde(default)]
     rule: Vec<RawRule>,
@@ -788,6 +796,35 @@ fn override_reclaim(
         p.pause_after = Some(pause_after(cx, fi, team, &format!("{key}.pause_after"), x)?);
     }
     Some(p)
+}
+
+/// `require` and `wait_up_to`: the fields (by index) an opportunity waits for, and how long.
+fn compile_require(cx: &mut Ctx<'_>, fi: usize, p: &RawPipeline) -> Option<engine::Require> {
+    let key = format!("pipeline `{}`", p.id);
+    if p.require.is_empty() {
+        if p.wait_up_to.is_some() {
+            cx.err_key(fi, &p.id, "wait_up_to", &format!("{key}.wait_up_to"), "goes with `require = [\"field\", …]`");
+        }
+        return None;
+    }
+    let fields: Vec<(usize, String)> = p
+        .require
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| cx.field(fi, &format!("{key}.require[{i}]"), name).map(|f| (f, name.clone())))
+        .collect();
+    let wait = match p.wait_up_to.as_deref().map(duration).unwrap_or(Ok(600)) {
+        Ok(w) if w > 0 => w,
+        Ok(_) => {
+            cx.err_key(fi, &p.id, "wait_up_to", &format!("{key}.wait_up_to"), "must be longer than 0s, e.g. \"10m\"");
+            return None;
+        }
+        Err(e) => {
+            cx.err_key(fi, &p.id, "wait_up_to", &format!("{key}.wait_up_to"), e);
+            return None;
+        }
+    };
+    (fields.len() == p.require.len()).then_some(engine::Require { fields, wait_secs: wait })
 }
 
 fn duration(s: &str) -> Result<i64, String> {
@@ -1697,6 +1734,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             }
             ok.then_some(engine::ReclaimPolicy { by_team, ..base })
         });
+        let require = compile_require(&mut cx, *fi, p);
         out_pipelines.insert(
             p.id.clone(),
             engine::Pipeline {
@@ -1705,6 +1743,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 reclaim,
                 fallback_owner: p.fallback_owner.clone(),
                 teams: pteams,
+                require,
             },
         );
     }

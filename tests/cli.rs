@@ -86,21 +86,28 @@ async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the daemon");
+    // Read the logs while it runs: a full pipe would block the daemon's writes.
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
+        s
+    });
+    let mut child = Child(child);
     let opp = db.insert_opportunity("Mortgage", "DN", "retail").await;
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(10)).await;
     assert!([301, 302].contains(&owner));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM");
     let started = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
+        if let Some(s) = child.0.try_wait().expect("wait") {
             break s;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "the daemon exits promptly on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read logs");
+    let stderr = reader.join().expect("read logs");
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("hunter2-secret"), "the password never reaches the logs:\n{stderr}");
     let mut saw_batch = false;

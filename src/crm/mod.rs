@@ -58,7 +58,8 @@ pub enum Reassign {
 /// The statements of one mapping on one database.
 #[derive(Debug, Clone)]
 pub struct CrmSql {
-    /// `$1` text[] of ids → id, owner, is_open, is_deleted, pipeline, fields… (all text but flags).
+    /// `$1` text[] of ids → id, owner, is_open, is_deleted, is_opportunity, pipeline, fields… (all
+    /// text but flags).
     pub context: String,
     pub write: WriteSql,
     /// Reclaim: how an opportunity is handed on; `None` with a custom write-back statement and no
@@ -160,11 +161,55 @@ async fn try_prepare(client: &Client, sql: &str, key: &str, problems: &mut Vec<M
     }
 }
 
-fn open_pred(cfg: &Config) -> String {
+/// `[[related]]` tables: they exist, their link column (typed like the id: checked with the
+/// activity links) or query over `r` returns one column, their type column exists.
+async fn check_related(
+    client: &Client,
+    cfg: &Config,
+    links: &mut Vec<(String, Option<String>, Option<String>)>,
+    p: &mut Vec<MappingProblem>,
+) -> Result<(), tokio_postgres::Error> {
+    for (i, r) in cfg.related.iter().enumerate() {
+        let key = format!("related[{i}]");
+        if !table_exists(client, &r.table, &format!("{key}.table"), p).await? {
+            continue;
+        }
+        if let Some((col, _)) = &r.filter {
+            column_type(client, &r.table, col, &format!("{key}.type_column"), p).await?;
+        }
+        match &r.opportunity {
+            crate::config::RowValue::Column(c) => {
+                let t = column_type(client, &r.table, c, &format!("{key}.opportunity"), p).await?;
+                links.push((key, t, None));
+            }
+            crate::config::RowValue::Sql(q) => {
+                let sql = format!("SELECT q.* FROM {} r, LATERAL ({q}) AS q LIMIT 0", r.table.quoted());
+                match client.prepare(&sql).await {
+                    Ok(stmt) if stmt.columns().len() == 1 => {}
+                    Ok(stmt) => p.push(MappingProblem {
+                        key: format!("{key}.opportunity.sql"),
+                        message: format!("returns {} columns; return one: the opportunity id", stmt.columns().len()),
+                    }),
+                    Err(e) => p.push(MappingProblem {
+                        key: format!("{key}.opportunity.sql"),
+                        message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+                    }),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn open_pred(cfg: &Config) -> String {
     cfg.opportunity.open_when.as_ref().map(|s| format!("({s})")).unwrap_or_else(|| "true".into())
 }
 
-fn deleted_pred(cfg: &Config) -> String {
+pub(crate) fn where_pred(cfg: &Config) -> String {
+    cfg.opportunity.where_.as_ref().map(|s| format!("({s})")).unwrap_or_else(|| "true".into())
+}
+
+pub(crate) fn deleted_pred(cfg: &Config) -> String {
     cfg.opportunity.deleted_when.as_ref().map(|s| format!("({s})")).unwrap_or_else(|| "false".into())
 }
 
@@ -259,6 +304,16 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     if let Some(c) = &o.edited_by {
         column_type(client, &o.table, c, "opportunity.edited_by", &mut p).await?;
     }
+    if let Some(c) = &o.created_at {
+        if let Some(t) = column_type(client, &o.table, c, "opportunity.created_at", &mut p).await? {
+            if !t.starts_with("timestamp") && t != "date" {
+                p.push(MappingProblem {
+                    key: "opportunity.created_at".into(),
+                    message: format!("column `{}` is {t}; it must be a timestamp or date", c.as_str()),
+                });
+            }
+        }
+    }
     let mut field_exprs = Vec::new();
     let mut sources: Vec<(String, &FieldSource)> = Vec::new();
     if let Some(pl) = &o.pipeline {
@@ -283,7 +338,10 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     }
     let open = open_pred(cfg);
     let deleted = deleted_pred(cfg);
-    for (pred, key) in [(&open, "opportunity.open_when"), (&deleted, "opportunity.deleted_when")] {
+    let is_opp = where_pred(cfg);
+    for (pred, key) in
+        [(&open, "opportunity.open_when"), (&deleted, "opportunity.deleted_when"), (&is_opp, "opportunity.where")]
+    {
         match client.prepare(&format!("SELECT {pred} FROM {table} o LIMIT 0")).await {
             Ok(stmt) => {
                 if let Some(col) = stmt.columns().first() {
@@ -335,6 +393,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     let (Some(id_t), Some(owner_t)) = (id_t, owner_t) else {
         return Err(CrmError::Mapping(p));
     };
+    check_related(client, cfg, &mut activity_types, &mut p).await?;
     let types = fit::MappedTypes { id: &id_t, owner: &owner_t, activities: &activity_types };
     fit::check(client, cfg, &types, &mut p).await?;
     if o.team.is_some() && team_t.is_none() {
@@ -344,7 +403,8 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     let owner = o.owner.quoted();
     let pipeline = o.pipeline.as_ref().map(|f| format!("({})::text", f.expr())).unwrap_or_else(|| "NULL::text".into());
     let mut context = format!(
-        "SELECT o.{id}::text, o.{owner}::text, coalesce(({open})::bool, false), coalesce(({deleted})::bool, false), {pipeline}"
+        "SELECT o.{id}::text, o.{owner}::text, coalesce(({open})::bool, false), coalesce(({deleted})::bool, false), \
+         coalesce(({is_opp})::bool, false), {pipeline}"
     );
     for f in &field_exprs {
         context.push_str(", ");
@@ -417,11 +477,13 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
 
     let recount = format!(
         "SELECT o.{owner}::text, count(*)::int8 FROM {table} o WHERE o.{owner} = ANY($1::text[]::{owner_t}[]) \
-         AND coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) GROUP BY 1"
+         AND coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) \
+         AND coalesce(({is_opp})::bool, false) GROUP BY 1"
     );
     let full_count = format!(
         "SELECT o.{owner}::text, count(*)::int8 FROM {table} o WHERE o.{owner} IS NOT NULL \
-         AND coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) GROUP BY 1"
+         AND coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) \
+         AND coalesce(({is_opp})::bool, false) GROUP BY 1"
     );
     let owner_cast = format!("SELECT $1::text[]::{owner_t}[]");
     let team_cast = team_t.as_ref().map(|t| format!("SELECT $1::text[]::{t}[]"));

@@ -374,7 +374,9 @@ impl Drain {
                 let Row { id, old, team, reclaims, stage, idle } = row;
                 let (reclaims, stage, idle) = (*reclaims, *stage, *idle);
                 let p = policy.for_team(team.as_deref());
-                let Some(c) = ctx.get(id).filter(|c| c.open && !c.deleted && c.owner.as_deref() == Some(old.as_str()))
+                let Some(c) = ctx
+                    .get(id)
+                    .filter(|c| c.open && !c.deleted && c.opportunity && c.owner.as_deref() == Some(old.as_str()))
                 else {
                     // Deleted, closed or reassigned by a person since: not ours to reclaim.
                     finished.push(id.clone());

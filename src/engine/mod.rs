@@ -331,6 +331,15 @@ pub struct Pipeline {
     pub fallback_owner: Option<String>,
     /// Teams taking part, in file order.
     pub teams: Vec<usize>,
+    /// Fields an opportunity waits for before it is routed (`require`, `wait_up_to`).
+    pub require: Option<Require>,
+}
+
+/// A pipeline's required fields: `(field index, name)`, and how long to wait for them.
+#[derive(Debug, Clone)]
+pub struct Require {
+    pub fields: Vec<(usize, String)>,
+    pub wait_secs: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -559,6 +568,9 @@ impl Engine {
             ex.note = Some(format!("pipeline `{pipeline_id}` has no rules"));
             return self.fallback(pipeline_id, None, ex, facts.tags);
         };
+        if let Some(held) = self.wait_for_fields(pipeline, &facts, opp, now, &mut ex) {
+            return held;
+        }
         let nows = now.timestamp();
         let mut hold: Option<(DateTime<Utc>, String)> = None;
         let mut cache: Vec<(u32, bool, bool)> = Vec::new();
@@ -758,6 +770,50 @@ impl Engine {
             ex.note = Some(format!("{why}, and it has waited longer than the hold limit"));
         }
         self.fallback(pipeline_id, pipeline.fallback_owner.as_deref(), ex, facts.tags)
+    }
+
+    /// Held while a required field is missing and the wait is not over; past it, a note says
+    /// what it waited for and routing goes on with what it has.
+    fn wait_for_fields(
+        &self,
+        pipeline: &Pipeline,
+        facts: &Facts<'_>,
+        opp: &Opportunity<'_>,
+        now: DateTime<Utc>,
+        ex: &mut Explanation,
+    ) -> Option<Decision> {
+        let req = pipeline.require.as_ref()?;
+        let missing: Vec<&str> =
+            req.fields.iter().filter(|(f, _)| facts.text(*f).is_none()).map(|(_, n)| n.as_str()).collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let until = opp.waiting_since + chrono::Duration::seconds(req.wait_secs);
+        let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+        if now < until {
+            ex.held = Some(format!(
+                "waiting for required field(s) {list} (pipeline `{}` requires them); held until {}",
+                pipeline.id,
+                until.to_rfc3339()
+            ));
+            return Some(Decision {
+                owner: None,
+                team: None,
+                team_crm_id: None,
+                outcome: Outcome::Held,
+                pipeline: pipeline.id.clone(),
+                rule_id: None,
+                tags: facts.tags.clone(),
+                retry_at: Some(until),
+                explanation: ex.clone(),
+                undo: None,
+            });
+        }
+        ex.note = Some(format!(
+            "waited {} for required field(s) {list}; routed with what it has",
+            humantime::format_duration(std::time::Duration::from_secs(req.wait_secs.max(0) as u64))
+        ));
+        None
     }
 
     fn team_stage(

@@ -1,0 +1,83 @@
+//! Backfill: queue the opportunities that were already in the CRM before the capture triggers,
+//! so that `install` + `run` leaves no open, unowned opportunity behind.
+//!
+//! Owns the one statement that queues a `route` event for every row that is an opportunity
+//! (`opportunity.where`), open, not deleted and unowned, and not already queued; `install` runs it
+//! in its own transaction (right after creating the triggers, so no row falls between the two),
+//! `oppty-router backfill` later. It must not decide anything: the daemon routes what is queued.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+
+use crate::config::Config;
+use crate::crm::{deleted_pred, open_pred, where_pred};
+use crate::ident::literal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(
+        "--since needs to know when an opportunity was created: set opportunity.created_at to its creation time column"
+    )]
+    NoCreatedAt,
+    #[error("backfill failed: {}", crate::db::describe(.0))]
+    Sql(#[from] tokio_postgres::Error),
+}
+
+/// The rows to queue, as a `FROM … WHERE …` over the opportunity table `o`; `$1` the oldest
+/// creation time wanted (or NULL), and `unowned` the SQL for the unowned placeholders (text[]).
+fn candidates(cfg: &Config, unowned: &str) -> String {
+    let o = &cfg.opportunity;
+    let s = cfg.router.schema.quoted();
+    let (id, owner) = (o.id.quoted(), o.owner.quoted());
+    let since = match &o.created_at {
+        Some(c) => format!(" AND ($1::timestamptz IS NULL OR o.{} >= $1::timestamptz)", c.quoted()),
+        None => " AND $1::timestamptz IS NULL".to_string(),
+    };
+    format!(
+        "FROM {table} o WHERE coalesce(({is_opp})::bool, false) AND coalesce(({open})::bool, false) \
+         AND NOT coalesce(({deleted})::bool, false) AND (o.{owner} IS NULL OR o.{owner}::text = ANY ({unowned})){since} \
+         AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.kind = 'route' AND e.opp_id = o.{id}::text)",
+        table = o.table.quoted(),
+        is_opp = where_pred(cfg),
+        open = open_pred(cfg),
+        deleted = deleted_pred(cfg),
+    )
+}
+
+fn queue_sql(cfg: &Config, unowned: &str) -> String {
+    format!(
+        "INSERT INTO {}.events (kind, opp_id) SELECT 'route', o.{}::text {}",
+        cfg.router.schema.quoted(),
+        cfg.opportunity.id.quoted(),
+        candidates(cfg, unowned)
+    )
+}
+
+/// The statement as `install --dry-run` prints it (values inline; no `--since`).
+pub fn dry_run_sql(cfg: &Config) -> String {
+    let unowned = format!(
+        "ARRAY[{}]::text[]",
+        cfg.opportunity.unowned_values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", ")
+    );
+    format!("{};\n", queue_sql(cfg, &unowned).replace("$1::timestamptz", "NULL::timestamptz"))
+}
+
+/// Queue every open, unowned opportunity not already queued (created since `since`, when given);
+/// with `dry_run`, only count them. Returns how many.
+pub async fn backfill<C: GenericClient>(
+    client: &C,
+    cfg: &Config,
+    since: Option<DateTime<Utc>>,
+    dry_run: bool,
+) -> Result<u64, BackfillError> {
+    if since.is_some() && cfg.opportunity.created_at.is_none() {
+        return Err(BackfillError::NoCreatedAt);
+    }
+    let unowned = &cfg.opportunity.unowned_values;
+    if dry_run {
+        let sql = format!("SELECT count(*) {}", candidates(cfg, "$2::text[]"));
+        let n: i64 = client.query_one(&sql, &[&since, unowned]).await?.get(0);
+        return Ok(n.max(0) as u64);
+    }
+    Ok(client.execute(&queue_sql(cfg, "$2::text[]"), &[&since, unowned]).await?)
+}

@@ -1,0 +1,387 @@
+//! No opportunity left behind, on CRM shapes other than the sample's: rows from before `install`,
+//! rows that become routable later (a lead converted, a deal reopened, a row restored), a table
+//! holding leads and opportunities together.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use oppty_router::config::Config;
+use oppty_router::{db, install};
+use tokio_postgres::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
+
+/// An Odoo-like CRM: integer keys, leads and opportunities in one table (`type`), stages as text,
+/// archiving instead of deleting, naive timestamps.
+const SHARED_TABLE_CRM: &str = r#"
+CREATE SCHEMA sales;
+CREATE TABLE sales.users (id integer PRIMARY KEY, name text NOT NULL);
+INSERT INTO sales.users VALUES (1, 'Queue'), (10, 'An'), (11, 'Bình'), (99, 'Sales admin');
+CREATE TABLE sales.crm_lead (
+    id          serial PRIMARY KEY,
+    type        text NOT NULL DEFAULT 'lead' CHECK (type IN ('lead', 'opportunity')),
+    name        text NOT NULL,
+    user_id     integer NOT NULL DEFAULT 1 REFERENCES sales.users (id),
+    team_id     integer,
+    province    text,
+    stage       text NOT NULL DEFAULT 'new',
+    active      boolean NOT NULL DEFAULT true,
+    create_date timestamp NOT NULL DEFAULT now()
+);
+"#;
+
+const SHARED_TABLE_CONFIG: &str = r#"
+[database]
+url = "set by the test"
+[router]
+rules_dir = "set by the test"
+[opportunity]
+table = "sales.crm_lead"
+id = "id"
+owner = "user_id"
+team = "team_id"
+unowned_values = ["1"]
+where = "o.type = 'opportunity'"
+open_when = "o.stage NOT IN ('won', 'lost')"
+deleted_when = "NOT o.active"
+watch_columns = ["type", "stage", "active"]
+created_at = "create_date"
+[opportunity.fields]
+province = "province"
+"#;
+
+const RULES: &str = r#"
+[settings]
+fallback_owner = "99"
+[[territory]]
+id = "VN"
+name = "Việt Nam"
+[[territory]]
+id = "HN"
+name = "Hà Nội"
+parent = "VN"
+[[member]]
+id = "10"
+name = "An"
+[[member]]
+id = "11"
+name = "Bình"
+[[team]]
+id = "north"
+name = "North"
+crm_id = "5"
+pipelines = ["default"]
+territories = ["HN"]
+members = ["10", "11"]
+[[pipeline]]
+id = "default"
+[[pipeline.rule]]
+id = "by-province"
+team = { territory = "province" }
+member = "fewest_open"
+"#;
+
+struct Shape {
+    cfg: Config,
+    client: Client,
+    _dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+async fn shape(label: &str, crm_sql: &str, config: &str, rules: &str) -> Shape {
+    let (_, url, client) = empty_db(label).await;
+    client.batch_execute(crm_sql).await.expect("load the CRM");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("rules")).expect("rules dir");
+    std::fs::write(dir.path().join("rules/rules.toml"), rules).expect("rules");
+    let text = config
+        .replace("url = \"set by the test\"", &format!("url = \"{url}\""))
+        .replace("rules_dir = \"set by the test\"", "rules_dir = \"rules\"\npoll_interval = \"100ms\"");
+    let file = dir.path().join("oppty-router.toml");
+    std::fs::write(&file, &text).expect("config");
+    let cfg = Config::load(&file).expect("the shape's config is valid");
+    Shape { cfg, client, _dir: dir, file }
+}
+
+impl Shape {
+    async fn insert(&self, sql: &str) -> i32 {
+        self.client.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    }
+
+    async fn owner(&self, id: i32) -> i32 {
+        self.client.query_one("SELECT user_id FROM sales.crm_lead WHERE id = $1", &[&id]).await.expect("owner").get(0)
+    }
+
+    async fn drained(&self) {
+        oppty_router::demo::wait_until_drained(&self.client, &self.cfg, Duration::from_secs(20))
+            .await
+            .expect("drained in time");
+    }
+
+    fn start(&self) -> Daemon {
+        Daemon::start(Arc::new(self.cfg.clone()), oppty_router::load_rules(&self.cfg).expect("rules load"))
+    }
+
+    fn cli(&self, args: &[&str]) -> (Option<i32>, String) {
+        cli(args, &self.file)
+    }
+}
+
+fn cli(args: &[&str], file: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .arg("-c")
+        .arg(file)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the binary");
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+const NEW_OPP: &str =
+    "INSERT INTO sales.crm_lead (type, name, province) VALUES ('opportunity', 'x', 'HN') RETURNING id";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_shared_lead_table_opportunities_from_before_install_and_those_that_become_routable_later_are_routed() {
+    let s = shape("shared", SHARED_TABLE_CRM, SHARED_TABLE_CONFIG, RULES).await;
+    // Before install: an open unowned opportunity, an owned one, a lead, a won deal, an archived one.
+    let waiting = s.insert(NEW_OPP).await;
+    let owned = s.insert("INSERT INTO sales.crm_lead (type, name, province, user_id) VALUES ('opportunity', 'x', 'HN', 10) RETURNING id").await;
+    let lead = s.insert("INSERT INTO sales.crm_lead (name, province) VALUES ('a lead', 'HN') RETURNING id").await;
+    let won = s.insert("INSERT INTO sales.crm_lead (type, name, province, stage) VALUES ('opportunity', 'x', 'HN', 'won') RETURNING id").await;
+    let archived = s.insert("INSERT INTO sales.crm_lead (type, name, province, active) VALUES ('opportunity', 'x', 'HN', false) RETURNING id").await;
+    let owned_lead =
+        s.insert("INSERT INTO sales.crm_lead (name, province, user_id) VALUES ('a lead', 'HN', 11) RETURNING id").await;
+
+    let mut c = db::connect(&s.cfg.database, "").await.expect("connect");
+    let report = install::install(&mut c, &s.cfg).await.expect("install");
+    assert_eq!(report.backfilled, 1, "only the open, unowned opportunity is queued");
+    let again = install::install(&mut c, &s.cfg).await.expect("install again");
+    assert_eq!(again.backfilled, 0, "nothing queued twice");
+
+    let daemon = s.start();
+    s.drained().await;
+    assert!([10, 11].contains(&s.owner(waiting).await), "the opportunity from before install is routed");
+    assert_eq!(s.owner(owned).await, 10, "a person's choice stays");
+    for (id, what) in [(lead, "a lead"), (won, "a won deal"), (archived, "an archived deal")] {
+        assert_eq!(s.owner(id).await, 1, "{what} is not routed");
+    }
+
+    // Later: the lead is converted, the won deal reopened, the archived one restored; an edit of
+    // a column the router does not watch changes nothing.
+    s.client
+        .batch_execute(&format!(
+            "UPDATE sales.crm_lead SET type = 'opportunity' WHERE id = {lead};
+         UPDATE sales.crm_lead SET stage = 'proposal' WHERE id = {won};
+         UPDATE sales.crm_lead SET active = true WHERE id = {archived};"
+        ))
+        .await
+        .expect("the CRM's edits");
+    s.drained().await;
+    for (id, what) in [(lead, "the converted lead"), (won, "the reopened deal"), (archived, "the restored deal")] {
+        assert!([10, 11].contains(&s.owner(id).await), "{what} is routed");
+    }
+    let decisions = |id: i32| format!("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{id}'");
+    for id in [waiting, lead, won, archived] {
+        assert_eq!(
+            s.client.query_one(&decisions(id), &[]).await.expect("count").get::<_, i64>(0),
+            1,
+            "{id}: routed once"
+        );
+    }
+    // Loads count opportunities only: 11's lead is not in 11's load.
+    let open_of = |m: &str| format!("SELECT open_count FROM oppty_router.member_state WHERE member_id = '{m}'");
+    let owned_by = |m: i32| {
+        format!("SELECT count(*)::int FROM sales.crm_lead WHERE user_id = {m} AND type = 'opportunity' AND active AND stage NOT IN ('won', 'lost')")
+    };
+    for m in [10, 11] {
+        let load: i32 = s.client.query_one(&open_of(&m.to_string()), &[]).await.expect("load").get(0);
+        let opps: i32 = s.client.query_one(&owned_by(m), &[]).await.expect("count").get(0);
+        assert_eq!(load, opps, "member {m}: the load counts opportunities, not leads");
+    }
+    assert_eq!(s.owner(owned_lead).await, 11);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_queues_what_install_did_not_once_with_since_and_dry_run() {
+    let s = shape("backfill", SHARED_TABLE_CRM, SHARED_TABLE_CONFIG, RULES).await;
+    let recent = s.insert(NEW_OPP).await;
+    let old = s.insert(
+        "INSERT INTO sales.crm_lead (type, name, province, create_date) VALUES ('opportunity', 'x', 'HN', '2020-01-01') RETURNING id",
+    )
+    .await;
+    let (code, out) = s.cli(&["install", "--no-backfill"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("queued"), "{out}");
+    let (code, out) = s.cli(&["backfill", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("2 open, unowned opportunities would be queued (dry run: nothing queued)"), "{out}");
+    let (code, out) = s.cli(&["backfill", "--since", "1h"]);
+    assert!(code == Some(0) && out.contains("queued 1 open, unowned opportunities"), "{out}");
+    let queued = |id: i32| format!("SELECT count(*) FROM oppty_router.events WHERE opp_id = '{id}'");
+    assert_eq!(s.client.query_one(&queued(recent), &[]).await.expect("q").get::<_, i64>(0), 1);
+    assert_eq!(s.client.query_one(&queued(old), &[]).await.expect("q").get::<_, i64>(0), 0);
+    let (_, out) = s.cli(&["backfill"]);
+    assert!(out.contains("queued 1 open, unowned opportunities"), "only the old one is new to the queue: {out}");
+    let daemon = s.start();
+    s.drained().await;
+    for id in [recent, old] {
+        assert!([10, 11].contains(&s.owner(id).await), "{id} routed");
+    }
+    daemon.stop().await;
+    let (_, out) = s.cli(&["backfill"]);
+    assert!(out.contains("queued 0 open, unowned opportunities"), "{out}");
+}
+
+/// A SuiteCRM-like CRM: char(36) keys, a deal saved first and its account link row in a later
+/// transaction, soft deletes as a smallint.
+const LINK_TABLE_CRM: &str = r#"
+CREATE SCHEMA app;
+CREATE TABLE app.users (id char(36) PRIMARY KEY, user_name text NOT NULL);
+INSERT INTO app.users VALUES ('a0000000-0000-0000-0000-000000000010', 'an'), ('a0000000-0000-0000-0000-000000000011', 'binh'),
+    ('a0000000-0000-0000-0000-000000000099', 'admin');
+CREATE TABLE app.accounts (id char(36) PRIMARY KEY, name text, billing_state text);
+INSERT INTO app.accounts VALUES ('b0000000-0000-0000-0000-000000000001', 'Hanoi Bakery', 'HN');
+CREATE TABLE app.opportunities (
+    id               char(36) PRIMARY KEY,
+    name             text NOT NULL,
+    assigned_user_id char(36) REFERENCES app.users (id),
+    sales_stage      text NOT NULL DEFAULT 'Prospecting',
+    deleted          smallint NOT NULL DEFAULT 0,
+    date_entered     timestamp NOT NULL DEFAULT now()
+);
+CREATE TABLE app.accounts_opportunities (
+    id              char(36) PRIMARY KEY,
+    opportunity_id  char(36) NOT NULL,
+    account_id      char(36) NOT NULL,
+    deleted         smallint NOT NULL DEFAULT 0
+);
+"#;
+
+const LINK_TABLE_CONFIG: &str = r#"
+[database]
+url = "set by the test"
+[router]
+rules_dir = "set by the test"
+[opportunity]
+table = "app.opportunities"
+id = "id"
+owner = "assigned_user_id"
+open_when = "o.sales_stage NOT IN ('Closed Won', 'Closed Lost')"
+deleted_when = "o.deleted = 1"
+watch_columns = ["sales_stage", "deleted"]
+created_at = "date_entered"
+[opportunity.fields]
+province = { sql = "SELECT a.billing_state FROM app.accounts_opportunities l JOIN app.accounts a ON a.id = l.account_id WHERE l.opportunity_id = o.id AND l.deleted = 0 LIMIT 1" }
+
+[[related]]
+name = "account link"
+table = "app.accounts_opportunities"
+opportunity = "opportunity_id"
+"#;
+
+const LINK_TABLE_RULES: &str = r#"
+[settings]
+fallback_owner = "a0000000-0000-0000-0000-000000000099"
+[[territory]]
+id = "HN"
+name = "Hà Nội"
+[[member]]
+id = "a0000000-0000-0000-0000-000000000010"
+name = "An"
+[[member]]
+id = "a0000000-0000-0000-0000-000000000011"
+name = "Bình"
+[[team]]
+id = "north"
+name = "North"
+pipelines = ["default"]
+territories = ["HN"]
+members = ["a0000000-0000-0000-0000-000000000010", "a0000000-0000-0000-0000-000000000011"]
+[[pipeline]]
+id = "default"
+require = ["province"]
+wait_up_to = "2s"
+[[pipeline.rule]]
+id = "by-province"
+team = { territory = "province" }
+member = "fewest_open"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_the_right_team() {
+    let s = shape("linked", LINK_TABLE_CRM, LINK_TABLE_CONFIG, LINK_TABLE_RULES).await;
+    let mut c = db::connect(&s.cfg.database, "").await.expect("connect");
+    install::install(&mut c, &s.cfg).await.expect("install");
+    let daemon = s.start();
+    let owner = |id: &'static str| {
+        let client = &s.client;
+        async move {
+            client
+                .query_one("SELECT assigned_user_id::text FROM app.opportunities WHERE id = $1::text::char(36)", &[&id])
+                .await
+                .expect("owner")
+                .get::<_, Option<String>>(0)
+        }
+    };
+    // The CRM saves the deal, then (another transaction, 50 ms on) its account link.
+    let linked = "c0000000-0000-0000-0000-000000000001";
+    let lonely = "c0000000-0000-0000-0000-000000000002";
+    s.client
+        .batch_execute(&format!(
+            "INSERT INTO app.opportunities (id, name) VALUES ('{linked}', 'Bread oven'), ('{lonely}', 'No account yet')"
+        ))
+        .await
+        .expect("save the deals");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.client
+        .batch_execute(&format!(
+            "INSERT INTO app.accounts_opportunities VALUES ('d0000000-0000-0000-0000-000000000001', '{linked}', 'b0000000-0000-0000-0000-000000000001', 0)"
+        ))
+        .await
+        .expect("save the link");
+    let started = std::time::Instant::now();
+    let routed = loop {
+        if let Some(o) = owner(linked).await {
+            break o;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the linked deal is routed once its link is saved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(routed.ends_with("10") || routed.ends_with("11"), "the Hanoi team, not the fallback: {routed}");
+    assert!(started.elapsed() < Duration::from_millis(1500), "routed when the link came, not at the end of the wait");
+    let explanations: Vec<(String, serde_json::Value)> = s
+        .client
+        .query("SELECT outcome, explanation FROM oppty_router.assignments WHERE opp_id = $1 ORDER BY id", &[&linked])
+        .await
+        .expect("audit")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(explanations.first().map(|e| e.0.as_str()), Some("held"), "{explanations:?}");
+    assert!(explanations[0].1.to_string().contains("waiting for required field(s) `province`"), "{explanations:?}");
+    assert_eq!(explanations.last().map(|e| e.0.as_str()), Some("rule"), "{explanations:?}");
+
+    // The deal whose link never comes: after wait_up_to, routed with what it has (the fallback).
+    while owner(lonely).await.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(15), "the lonely deal is routed after its wait");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(owner(lonely).await.as_deref(), Some("a0000000-0000-0000-0000-000000000099"));
+    let note: String = s
+        .client
+        .query_one(
+            "SELECT explanation::text FROM oppty_router.assignments WHERE opp_id = $1 AND owner_id IS NOT NULL",
+            &[&lonely],
+        )
+        .await
+        .expect("audit")
+        .get(0);
+    assert!(note.contains("waited 2s for required field(s) `province`; routed with what it has"), "{note}");
+    daemon.stop().await;
+}

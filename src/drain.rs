@@ -175,6 +175,7 @@ pub struct Drain {
     member_state: String,
     retry: String,
     dead_letter: String,
+    unrouted: String,
     /// Per pipeline, the rule set version and reclaim fingerprint its stored due times were
     /// last aligned with.
     aligned: HashMap<String, (String, String)>,
@@ -244,6 +245,14 @@ impl Drain {
                 "WITH d AS (DELETE FROM {s}.events WHERE id = $1 RETURNING *) \
                  INSERT INTO {s}.dead_letter (id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, error) \
                  SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, $2 FROM d"
+            ),
+            // Park what was left unowned (with why); clear what is owned, closed or gone.
+            unrouted: format!(
+                "WITH gone AS (DELETE FROM {s}.unrouted WHERE opp_id = ANY($1::text[])) \
+                 INSERT INTO {s}.unrouted AS r (opp_id, outcome, reason, pipeline) \
+                 SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
+                 ON CONFLICT (opp_id) DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, \
+                 pipeline = EXCLUDED.pipeline, decided_at = clock_timestamp()"
             ),
             requeue: format!(
                 "INSERT INTO {s}.events (kind, opp_id, created_at, next_attempt_at) \
@@ -557,6 +566,18 @@ impl Drain {
             event_at: DateTime<Utc>,
         }
         let mut pending: Vec<Pending> = Vec::new();
+        let mut unrouted = Unrouted::default();
+        for id in &changed_ids {
+            let routable = ctx.get(id).is_some_and(|c| {
+                c.opportunity
+                    && c.open
+                    && !c.deleted
+                    && c.owner.as_ref().is_none_or(|o| self.sql.unowned_values.contains(o))
+            });
+            if !routable {
+                unrouted.clear(id);
+            }
+        }
         let now = Utc::now();
         ledger.trim(now.timestamp(), engine.history);
         {
@@ -568,18 +589,21 @@ impl Drain {
                 let Some(c) = ctx.get(&ev.opp_id) else {
                     tracing::debug!(opportunity = %ev.opp_id, "skipped: deleted before it was routed");
                     report.skipped += 1;
+                    unrouted.clear(&ev.opp_id);
                     continue;
                 };
                 let unowned = c.owner.as_ref().is_none_or(|o| self.sql.unowned_values.contains(o));
                 if !c.opportunity {
                     tracing::debug!(opportunity = %ev.opp_id, "skipped: not an opportunity (opportunity.where)");
                     report.skipped += 1;
+                    unrouted.clear(&ev.opp_id);
                     continue;
                 }
                 if !unowned || !c.open || c.deleted {
                     tracing::debug!(opportunity = %ev.opp_id, owner = ?c.owner, open = c.open, deleted = c.deleted,
                     "skipped: already owned, closed or deleted");
                     report.skipped += 1;
+                    unrouted.clear(&ev.opp_id);
                     continue;
                 }
                 let opp = Opportunity {
@@ -648,8 +672,10 @@ impl Drain {
                 }
                 tracing::debug!(opportunity = %p.opp, "skipped: owned by someone else before the write");
                 report.skipped += 1;
+                unrouted.clear(&p.opp);
                 continue;
             }
+            unrouted.note(&p.opp, d);
             match d.outcome {
                 Outcome::Rule => report.routed += 1,
                 Outcome::Fallback => report.fallback += 1,
@@ -756,8 +782,15 @@ impl Drain {
             }
             tx.execute(&self.pick_state, &[&keys, &cursors, &weights]).await
         };
+        let parked = async {
+            if unrouted.is_empty() {
+                return Ok(0);
+            }
+            let (clear, park) = unrouted.into_columns();
+            tx.execute(&self.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
+        };
         // Pipelined: sent together, one round trip's wait.
-        tokio::try_join!(audit, ownership, member_state, touch, requeue, picks)?;
+        tokio::try_join!(audit, ownership, member_state, touch, requeue, picks, parked)?;
         lap(&mut report, 4);
         Ok((report, routed))
     }
@@ -818,6 +851,60 @@ impl Drain {
     /// How long to wait between polls.
     pub fn poll_interval(&self) -> Duration {
         self.cfg.router.poll_interval
+    }
+}
+
+/// What a batch left unowned (with why), and what it owned, saw closed or gone: the `unrouted`
+/// table's changes. The last word about an opportunity in the batch wins.
+#[derive(Default)]
+struct Unrouted {
+    clear: Vec<String>,
+    park: HashMap<String, (&'static str, String, String)>,
+}
+
+impl Unrouted {
+    fn clear(&mut self, id: &str) {
+        self.park.remove(id);
+        self.clear.push(id.to_string());
+    }
+
+    fn note(&mut self, id: &str, d: &crate::engine::Decision) {
+        let ex = &d.explanation;
+        let parked = match d.outcome {
+            Outcome::Held => {
+                let why = ex.held.as_deref().unwrap_or("held");
+                Some(("held", why.split("; held until").next().unwrap_or(why).to_string()))
+            }
+            Outcome::Unassigned => {
+                let why = ex.fallback.as_deref().unwrap_or("no rule yielded anybody");
+                Some(("unassigned", ex.note.as_ref().map_or_else(|| why.to_string(), |n| format!("{n}; {why}"))))
+            }
+            _ => None,
+        };
+        match parked {
+            Some((outcome, reason)) => {
+                self.park.insert(id.to_string(), (outcome, reason, d.pipeline.clone()));
+            }
+            None => self.clear(id),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.clear.is_empty() && self.park.is_empty()
+    }
+
+    /// `(ids to clear, (ids, outcomes, reasons, pipelines) to park)`, disjoint.
+    #[allow(clippy::type_complexity)]
+    fn into_columns(self) -> (Vec<String>, (Vec<String>, Vec<&'static str>, Vec<String>, Vec<String>)) {
+        let clear: Vec<String> = self.clear.into_iter().filter(|id| !self.park.contains_key(id)).collect();
+        let mut park = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (id, (outcome, reason, pipeline)) in self.park {
+            park.0.push(id);
+            park.1.push(outcome);
+            park.2.push(reason);
+            park.3.push(pipeline);
+        }
+        (clear, park)
     }
 }
 

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "004_reclaim.sql", include_str!("../sql/004_reclaim.sql")),
     (5, "005_reclaim_warnings.sql", include_str!("../sql/005_reclaim_warnings.sql")),
     (6, "006_reclaim_ladder.sql", include_str!("../sql/006_reclaim_ladder.sql")),
+    (7, "007_unrouted.sql", include_str!("../sql/007_unrouted.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

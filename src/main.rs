@@ -92,6 +92,19 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Put opportunities left behind back in the queue: those the router left unassigned, or
+    /// whose events were dead-lettered (after fixing the cause: see `status`).
+    Requeue {
+        /// The opportunities left unassigned (no rule yielded anybody, no fallback owner).
+        #[arg(long, required_unless_present = "dead_letter")]
+        unassigned: bool,
+        /// The dead-lettered events.
+        #[arg(long)]
+        dead_letter: bool,
+        /// Only those left (or failed) this recently (`2h`, `7d`).
+        #[arg(long)]
+        since: Option<humantime::Duration>,
+    },
     /// Print the GRANT statements a dedicated daemon role needs (run them as the database owner).
     Grants {
         /// The daemon's role (as it will log in: `user=` in database.url).
@@ -156,6 +169,16 @@ async fn connect_with_config(
         Err(e) => {
             eprintln!("{e}");
             Err(connect_exit_code(&e))
+        }
+    }
+}
+
+fn requeue_failure(e: oppty_router::backfill::BackfillError, cfg: &Config) -> i32 {
+    match e {
+        oppty_router::backfill::BackfillError::Sql(e) => db_failure(&e, cfg),
+        e => {
+            eprintln!("{}: {e}", cfg.path.display());
+            exit::CONFIG
         }
     }
 }
@@ -341,6 +364,27 @@ async fn real_main(cli: Cli) -> i32 {
                     exit::CONFIG
                 }
             }
+        }
+        Command::Requeue { unassigned, dead_letter, since } => {
+            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " requeue").await {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let since = since.and_then(|d| chrono::Duration::from_std(d.into()).ok()).map(|d| chrono::Utc::now() - d);
+            let mut code = exit::OK;
+            if unassigned {
+                match oppty_router::backfill::requeue_unassigned(&client, &cfg, since).await {
+                    Ok(n) => println!("queued {n} unassigned opportunities again"),
+                    Err(e) => code = requeue_failure(e, &cfg),
+                }
+            }
+            if dead_letter && code == exit::OK {
+                match oppty_router::backfill::requeue_dead_letters(&client, &cfg, since).await {
+                    Ok(n) => println!("moved {n} dead-lettered events back into the queue"),
+                    Err(e) => code = requeue_failure(e, &cfg),
+                }
+            }
+            code
         }
         Command::Schema => {
             print!("{}", oppty_router::rules::json_schema());

@@ -76,6 +76,7 @@ pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tok
         q.get::<_, i64>(1),
         q.get::<_, i64>(3)
     );
+    unowned_section(client, &s, &mut out).await?;
     let paused = client
         .query(
             &format!(
@@ -99,6 +100,61 @@ pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tok
         }
     }
     Ok((out, healthy))
+}
+
+/// Opportunities the router left unowned, grouped by why, and the dead letters grouped by error:
+/// every way an opportunity can be left behind shows here.
+async fn unowned_section(client: &Client, s: &str, out: &mut String) -> Result<(), tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT outcome, reason, count(*), min(since)::text FROM {s}.unrouted GROUP BY 1, 2 ORDER BY 1 DESC, 3 DESC, 2"
+            ),
+            &[],
+        )
+        .await?;
+    if rows.is_empty() {
+        let _ = writeln!(out, "left unowned: none");
+    }
+    for (outcome, what) in [
+        (
+            "unassigned",
+            "unassigned (no rule yielded anybody, no fallback owner; `oppty-router requeue --unassigned` retries)",
+        ),
+        ("held", "held (waiting; retried by the daemon)"),
+    ] {
+        let group: Vec<_> = rows.iter().filter(|r| r.get::<_, String>(0) == outcome).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let total: i64 = group.iter().map(|r| r.get::<_, i64>(2)).sum();
+        let oldest = group.iter().map(|r| r.get::<_, String>(3)).min().unwrap_or_default();
+        let _ = writeln!(out, "left unowned, {what}: {total}, the oldest since {oldest}");
+        for r in group {
+            let _ = writeln!(out, "  {:>6}  {}", r.get::<_, i64>(2), r.get::<_, String>(1));
+        }
+    }
+    let dead = client
+        .query(
+            &format!(
+                "SELECT error, count(*), min(failed_at)::text FROM {s}.dead_letter GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
+            ),
+            &[],
+        )
+        .await?;
+    if !dead.is_empty() {
+        let _ = writeln!(out, "dead letters by error (`oppty-router requeue --dead-letter` retries them):");
+        for r in dead {
+            let _ = writeln!(
+                out,
+                "  {:>6}  {} (first {})",
+                r.get::<_, i64>(1),
+                r.get::<_, String>(0),
+                r.get::<_, String>(2)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Lift a member's pause for lapses (an admin's decision; the daemon sees it at its next sweep).

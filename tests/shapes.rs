@@ -122,6 +122,24 @@ impl Shape {
             .expect("drained in time");
     }
 
+    /// Wait until no event is due (held ones wait for later).
+    async fn due_drained(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            let n: i64 = self
+                .client
+                .query_one("SELECT count(*) FROM oppty_router.events WHERE next_attempt_at <= now()", &[])
+                .await
+                .expect("count")
+                .get(0);
+            if n == 0 {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{n} events still due");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn start(&self) -> Daemon {
         Daemon::start(Arc::new(self.cfg.clone()), oppty_router::load_rules(&self.cfg).expect("rules load"))
     }
@@ -384,4 +402,72 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
         .get(0);
     assert!(note.contains("waited 2s for required field(s) `province`; routed with what it has"), "{note}");
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_every_opportunity_left_unowned_with_why_and_requeue_puts_them_back() {
+    let rules = RULES
+        .replace("fallback_owner = \"99\"\n", "")
+        .replace("id = \"default\"\n", "id = \"default\"\nrequire = [\"province\"]\nwait_up_to = \"10m\"\n");
+    let config = SHARED_TABLE_CONFIG
+        .replace(
+            "watch_columns = [\"type\", \"stage\", \"active\"]",
+            "watch_columns = [\"type\", \"stage\", \"active\", \"province\"]",
+        )
+        .replace("rules_dir = \"set by the test\"", "rules_dir = \"set by the test\"\nmax_attempts = 1");
+    let s = shape("unowned", SHARED_TABLE_CRM, &config, &rules).await;
+    let (code, out) = s.cli(&["install"]);
+    assert_eq!(code, Some(0), "{out}");
+    let daemon = s.start();
+    let nobody = s
+        .insert("INSERT INTO sales.crm_lead (type, name, province) VALUES ('opportunity', 'x', 'HCM') RETURNING id")
+        .await;
+    let waiting = s
+        .insert("INSERT INTO sales.crm_lead (type, name) VALUES ('opportunity', 'no province yet') RETURNING id")
+        .await;
+    s.client
+        .batch_execute("INSERT INTO oppty_router.events (kind, opp_id) VALUES ('route', 'not-a-number')")
+        .await
+        .expect("a poisoned event");
+    s.due_drained().await;
+    daemon.stop().await;
+    assert_eq!(s.owner(nobody).await, 1);
+    assert_eq!(s.owner(waiting).await, 1);
+
+    let (_, out) = s.cli(&["status"]);
+    for line in [
+        "left unowned, unassigned (no rule yielded anybody, no fallback owner; `oppty-router requeue --unassigned` retries): 1, the oldest since",
+        "1  no rule yielded anybody: no fallback owner is configured",
+        "left unowned, held (waiting; retried by the daemon): 1, the oldest since",
+        "1  waiting for required field(s) `province` (pipeline `default` requires them)",
+        "dead letters by error (`oppty-router requeue --dead-letter` retries them):",
+        "invalid input syntax for type integer: \"not-a-number\"",
+    ] {
+        assert!(out.contains(line), "expected `{line}` in:\n{out}");
+    }
+
+    // The admin covers HCM, requeues the unassigned one; the CRM fills the missing province.
+    std::fs::write(
+        s.cfg.router.rules_dir.join("rules.toml"),
+        rules.replace("territories = [\"HN\"]", "territories = [\"HN\", \"HCM\"]").replacen(
+            "[[member]]",
+            "[[territory]]\nid = \"HCM\"\nname = \"Hồ Chí Minh\"\nparent = \"VN\"\n[[member]]",
+            1,
+        ),
+    )
+    .expect("edit the rules");
+    let (code, out) = s.cli(&["requeue", "--unassigned"]);
+    assert!(code == Some(0) && out.contains("queued 1 unassigned opportunities again"), "{out}");
+    let (code, out) = s.cli(&["requeue", "--dead-letter", "--since", "1h"]);
+    assert!(code == Some(0) && out.contains("moved 1 dead-lettered events back into the queue"), "{out}");
+    s.client.execute("UPDATE sales.crm_lead SET province = 'HN' WHERE id = $1", &[&waiting]).await.expect("fill it");
+    let daemon = s.start();
+    s.due_drained().await;
+    daemon.stop().await;
+    assert!([10, 11].contains(&s.owner(nobody).await), "requeued and routed");
+    assert!([10, 11].contains(&s.owner(waiting).await), "routed once its province was set");
+    let (_, out) = s.cli(&["status"]);
+    assert!(out.contains("left unowned: none"), "{out}");
+    let (code, out) = s.cli(&["requeue"]);
+    assert_eq!(code, Some(2), "say what to requeue: {out}");
 }

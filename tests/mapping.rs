@@ -208,3 +208,30 @@ async fn check_refuses_member_ids_the_crm_owner_column_cannot_hold() {
     assert!(!report.ok, "{text}");
     assert!(text.contains("member or owner id `lan` is not a valid value of the CRM's owner column"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_member_ids_that_are_not_users_of_the_crm() {
+    let db = crm_db("nousers").await;
+    db.install().await;
+    let rules = tempfile::tempdir().expect("tempdir");
+    for f in std::fs::read_dir(rules_dir()).expect("rules dir") {
+        let f = f.expect("entry").path();
+        let text = std::fs::read_to_string(&f).expect("read").replace("\"402\"", "\"9402\"");
+        std::fs::write(rules.path().join(f.file_name().expect("name")), text).expect("write");
+    }
+    let mut cfg = db.cfg.clone();
+    cfg.router.rules_dir = rules.path().to_path_buf();
+    let report = oppty_router::check::check(&cfg, false).await;
+    let text = report.lines.join("\n");
+    assert!(!report.ok, "{text}");
+    assert!(
+        text.contains("member or owner id(s) `9402` are not users in crm.users (the owner column's foreign key)"),
+        "{text}"
+    );
+    // The daemon refuses the set too (exit 78: here the CRM's directory already says the user is
+    // not active), instead of dead-lettering every assignment to it.
+    let daemon = Daemon::start(std::sync::Arc::new(cfg.clone()), oppty_router::load_rules(&cfg).expect("rules"));
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), daemon.task).await.expect("stops");
+    let err = ended.expect("no panic").expect_err("refused");
+    assert!(err.to_string().contains("9402"), "{err}");
+}

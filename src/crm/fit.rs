@@ -151,11 +151,54 @@ async fn first_misfit(client: &Client, cast_sql: &str, values: &[String]) -> Opt
     None
 }
 
-/// Check a rule set against the CRM: every member and owner id fits the owner column, every
-/// team's `crm_id` fits the team column, and no fallback owner is one of `unowned_values`.
+/// The users table the owner column references (a single-column foreign key): `(table, query)`,
+/// the query returning which of `$1` (text[]) are not users there.
+pub async fn owner_reference(
+    client: &Client,
+    cfg: &Config,
+    owner_t: &str,
+) -> Result<Option<(String, String)>, tokio_postgres::Error> {
+    let o = &cfg.opportunity;
+    let row = client
+        .query_opt(
+            "SELECT format('%I.%I', n.nspname, c.relname), quote_ident(a.attname) \
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = k.confkey[1] \
+             WHERE k.conrelid = to_regclass($1) AND k.contype = 'f' AND cardinality(k.conkey) = 1 \
+               AND k.conkey[1] = (SELECT attnum FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2) \
+             ORDER BY k.conname LIMIT 1",
+            &[&o.table.quoted(), &o.owner.as_str()],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let (table, col): (String, String) = (r.get(0), r.get(1));
+        let sql = format!(
+            "SELECT x FROM unnest($1::text[]) AS x WHERE NOT EXISTS (SELECT 1 FROM {table} u WHERE u.{col} = x::{owner_t}) ORDER BY 1"
+        );
+        (table, sql)
+    }))
+}
+
+/// Check a rule set against the CRM: every member and owner id fits the owner column (and is a
+/// user of the table it references), every team's `crm_id` fits the team column, and no fallback
+/// owner is one of `unowned_values`.
 pub async fn check_rule_values(client: &Client, sql: &CrmSql, engine: &Engine) -> Result<(), String> {
-    if let Some((id, msg)) = first_misfit(client, &sql.owner_cast, &engine.owner_ids()).await {
+    let ids = engine.owner_ids();
+    if let Some((id, msg)) = first_misfit(client, &sql.owner_cast, &ids).await {
         return Err(format!("member or owner id `{id}` is not a valid value of the CRM's owner column: {msg}"));
+    }
+    if let Some((table, missing_sql)) = &sql.owner_users {
+        let missing: Vec<String> = match client.query(missing_sql, &[&ids]).await {
+            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+            Err(e) => return Err(format!("checking member ids against {table}: {}", crate::db::describe(&e))),
+        };
+        if !missing.is_empty() {
+            return Err(format!(
+                "member or owner id(s) {} are not users in {table} (the owner column's foreign key): an assignment to \
+                 them would fail; correct the id, or add the user in the CRM",
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
     }
     if let Some(team_cast) = &sql.team_cast {
         let ids: Vec<String> = engine.teams.iter().filter_map(|t| t.crm_id.clone()).collect();

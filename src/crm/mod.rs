@@ -73,6 +73,9 @@ pub struct CrmSql {
     pub owner_cast: String,
     /// `$1` text[] → the same array cast to the team column's type, when a team column is mapped.
     pub team_cast: Option<String>,
+    /// The users table the owner column references, and the query naming which of `$1` (text[])
+    /// are not users there.
+    pub owner_users: Option<(String, String)>,
     pub unowned_values: Vec<String>,
     pub field_names: Vec<String>,
 }
@@ -487,6 +490,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     );
     let owner_cast = format!("SELECT $1::text[]::{owner_t}[]");
     let team_cast = team_t.as_ref().map(|t| format!("SELECT $1::text[]::{t}[]"));
+    let owner_users = fit::owner_reference(client, cfg, &owner_t).await?;
     if p.is_empty() {
         try_prepare(client, &context, "opportunity (context query)", &mut p).await;
         try_prepare(client, &recount, "opportunity (load recount)", &mut p).await;
@@ -502,6 +506,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
         full_count,
         owner_cast,
         team_cast,
+        owner_users,
         unowned_values: o.unowned_values.clone(),
         field_names: o.fields.iter().map(|f| f.name.clone()).collect(),
     })

@@ -137,8 +137,9 @@ async fn refresh_directory(
     reloader: Option<&crate::reload::Reloader>,
 ) -> Result<(), RefreshError> {
     let Some(d) = &cfg.directory else { return Ok(()) };
-    let dir =
+    let mut dir =
         crm::load_directory(client, d).await.map_err(|e| RefreshError { message: e.to_string(), kind: e.kind })?;
+    dir.ids = directory.load().ids;
     if let Some(r) = reloader {
         let counts = (dir.active.as_ref().map(|a| a.len()), dir.memberships.len(), dir.kpi.len());
         directory.store(Arc::new(dir));
@@ -160,6 +161,29 @@ async fn refresh_directory(
     directory.store(Arc::new(dir));
     rules.store(Arc::new(engine));
     Ok(())
+}
+
+/// Read the rule files' user ids in the owner column's form from now on (recompiling once when
+/// it changes: an upper-case uuid in a file then names the CRM's lower-case user).
+fn use_id_form(
+    cfg: &Config,
+    rules: &ArcSwap<Engine>,
+    directory: &ArcSwap<Directory>,
+    reloader: Option<&crate::reload::Reloader>,
+    form: crate::rules::IdForm,
+) -> Result<(), String> {
+    if directory.load().ids == form {
+        return Ok(());
+    }
+    let dir = Directory { ids: form, ..(**directory.load()).clone() };
+    directory.store(Arc::new(dir.clone()));
+    match reloader {
+        Some(r) => r.reload("user ids in the CRM's form").map(|_| ()).map_err(|e| e.to_string()),
+        None => {
+            rules.store(Arc::new(crate::load_rules_with(cfg, &dir).map_err(|e| e.to_string())?));
+            Ok(())
+        }
+    }
 }
 
 enum SessionEnd {
@@ -231,6 +255,12 @@ async fn session(
     };
     if let Err(why) = lost!(crate::install::check_installed(&client, cfg).await) {
         return Err(DaemonError::Refused(why));
+    }
+    if let Err(e) = use_id_form(cfg, rules, &opts.directory, opts.reloader.as_deref(), sql.id_form) {
+        return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
+            key: "rules".into(),
+            message: e,
+        }])));
     }
     if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_deref()).await {
         if client.is_closed() || e.is_session_fault() {

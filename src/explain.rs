@@ -1,12 +1,36 @@
 //! `explain <opportunity-id>`: the router's decisions about one opportunity, readably.
 //!
-//! Owns turning stored explanations into text. Reads only the router's own tables.
+//! Owns turning stored explanations into text. Reads only the router's own tables (and the
+//! catalog, to read the id in the CRM's form).
 
 use std::fmt::Write;
 
 use tokio_postgres::Client;
 
 use crate::config::Config;
+
+/// The id as the router stored it: the CRM's text form of the id column's type (a uuid in lower
+/// case, a char(n) without its padding), whatever form it was typed or pasted in.
+async fn stored_id(client: &Client, cfg: &Config, opp_id: &str) -> Result<String, tokio_postgres::Error> {
+    let o = &cfg.opportunity;
+    let row = client
+        .query_opt(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+            &[&o.table.quoted(), &o.id.as_str()],
+        )
+        .await?;
+    let trimmed = opp_id.trim();
+    let Some(t) = row.map(|r| r.get::<_, String>(0)) else { return Ok(trimmed.to_string()) };
+    if !t.chars().all(|c| c.is_ascii_alphanumeric() || " _(),".contains(c)) {
+        return Ok(trimmed.to_string());
+    }
+    // A value that does not fit the type is looked up as typed.
+    match client.query_one(&format!("SELECT $1::text::{t}::text"), &[&trimmed]).await {
+        Ok(r) => Ok(r.get(0)),
+        Err(_) => Ok(trimmed.to_string()),
+    }
+}
 
 /// Every decision recorded for `opp_id`, oldest first, as text.
 pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<String, tokio_postgres::Error> {
@@ -17,7 +41,7 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<Stri
                 "SELECT decided_at::text, outcome, owner_id, team_id, previous_owner, pipeline, rule_id, rules_version, explanation \
                  FROM {s}.assignments WHERE opp_id = $1 ORDER BY id"
             ),
-            &[&opp_id],
+            &[&stored_id(client, cfg, opp_id).await?],
         )
         .await?;
     let mut out = String::new();

@@ -39,6 +39,87 @@ pub struct Directory {
     /// The daemon config does not map `opportunity.edited_by`: rules counting owner edits are
     /// refused (false when compiling without a config: nothing is known then).
     pub owner_edits_unmapped: bool,
+    /// How the CRM's owner column writes a user id as text; ids in the rule files are read in
+    /// that form (an upper-case uuid in a file is the same user as the CRM's lower-case one).
+    pub ids: IdForm,
+}
+
+/// The canonical text form of a user id, by the owner column's type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum IdForm {
+    /// A uuid column, or not known yet (offline): an id that is a uuid in any letter case (braces
+    /// and missing hyphens too) is read in lower case, hyphenated, as PostgreSQL writes a uuid;
+    /// anything else as written. Trailing blanks are dropped.
+    #[default]
+    Canonical,
+    /// A text column (text, varchar, char(n)): ids as written, case and all (trailing blanks
+    /// dropped: char(n) reads back without its padding).
+    Exact,
+}
+
+impl IdForm {
+    /// From the owner column's `format_type`.
+    pub fn of_type(t: &str) -> IdForm {
+        let base = t.split('(').next().unwrap_or(t).trim();
+        if matches!(base, "text" | "character varying" | "character" | "citext" | "name") {
+            IdForm::Exact
+        } else {
+            IdForm::Canonical
+        }
+    }
+
+    pub fn canon(self, id: &str) -> String {
+        let id = id.trim_end();
+        if self == IdForm::Exact {
+            return id.to_string();
+        }
+        let hex: String = id.chars().filter(|c| !matches!(c, '-' | '{' | '}')).collect();
+        if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) || id.len() > 38 {
+            return id.to_string();
+        }
+        let h = hex.to_ascii_lowercase();
+        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    }
+}
+
+/// Every user id of a file, in the CRM's form.
+fn canon_ids(f: &mut RawFile, form: IdForm) {
+    let c = |s: &mut String| *s = form.canon(s);
+    let else_owner = |e: &mut Option<RawReclaimElse>| {
+        if let Some(RawReclaimElse::Owner { owner }) = e {
+            *owner = form.canon(owner);
+        }
+    };
+    let escalate = |e: &mut Option<RawEscalate>| {
+        if let Some(x) = e.as_mut().filter(|x| x.to != "team_lead") {
+            x.to = form.canon(&x.to);
+        }
+    };
+    if let Some(fb) = f.settings.as_mut().and_then(|s| s.fallback_owner.as_mut()) {
+        c(fb);
+    }
+    f.member.iter_mut().for_each(|m| c(&mut m.id));
+    for t in &mut f.team {
+        t.members.iter_mut().for_each(c);
+        t.lead.iter_mut().for_each(c);
+        if let Some(r) = &mut t.reclaim {
+            else_owner(&mut r.then);
+            escalate(&mut r.escalate);
+        }
+    }
+    for p in &mut f.pipeline {
+        p.fallback_owner.iter_mut().for_each(c);
+        if let Some(r) = &mut p.reclaim {
+            else_owner(&mut r.then);
+            else_owner(&mut r.when_nobody);
+            escalate(&mut r.escalate);
+        }
+    }
+    for t in &mut f.test {
+        t.expect.member.iter_mut().for_each(c);
+        t.paused.iter_mut().for_each(c);
+        t.open = std::mem::take(&mut t.open).into_iter().map(|(k, v)| (form.canon(&k), v)).collect();
+    }
 }
 
 // ---------- the files as written ----------
@@ -1045,7 +1126,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
     let mut tags: Vec<(usize, RawTagRule)> = Vec::new();
     let mut pipelines: Vec<(usize, RawPipeline)> = Vec::new();
     let mut tests: Vec<(usize, RawTest)> = Vec::new();
-    for (fi, f) in parsed {
+    for (fi, mut f) in parsed {
+        canon_ids(&mut f, directory.ids);
         if let Some(s) = f.settings {
             if let Some((other, _)) = &settings {
                 let other = files[*other].path.display().to_string();

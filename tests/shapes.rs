@@ -357,6 +357,19 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
         .await
         .expect("save the deals");
     tokio::time::sleep(Duration::from_millis(50)).await;
+    // (and once the router has looked at the deal: the daemon may still be starting up)
+    let seen = std::time::Instant::now();
+    while s
+        .client
+        .query_one("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = $1", &[&linked])
+        .await
+        .expect("audit")
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(seen.elapsed() < Duration::from_secs(10), "the router looks at the new deal");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     s.client
         .batch_execute(&format!(
             "INSERT INTO app.accounts_opportunities VALUES ('d0000000-0000-0000-0000-000000000001', '{linked}', 'b0000000-0000-0000-0000-000000000001', 0)"
@@ -470,4 +483,123 @@ async fn status_shows_every_opportunity_left_unowned_with_why_and_requeue_puts_t
     assert!(out.contains("left unowned: none"), "{out}");
     let (code, out) = s.cli(&["requeue"]);
     assert_eq!(code, Some(2), "say what to requeue: {out}");
+}
+
+/// A uuid-keyed CRM in a quoted camelCase schema, whose rule files name users in upper case.
+const UUID_CRM: &str = r#"
+CREATE SCHEMA "SalesApp";
+CREATE TABLE "SalesApp"."User" ("userId" uuid PRIMARY KEY, "displayName" text NOT NULL);
+INSERT INTO "SalesApp"."User" VALUES ('a0000000-0000-0000-0000-0000000000aa', 'An'), ('a0000000-0000-0000-0000-0000000000bb', 'Bình'),
+    ('a0000000-0000-0000-0000-0000000000ff', 'Admin');
+CREATE TABLE "SalesApp"."Deal" (
+    "dealId"      uuid PRIMARY KEY,
+    "ownerUserId" uuid REFERENCES "SalesApp"."User" ("userId"),
+    "Region"      text,
+    "isClosed"    boolean NOT NULL DEFAULT false
+);
+CREATE TABLE "SalesApp"."Activity" (id bigserial PRIMARY KEY, "dealId" uuid NOT NULL, "byUserId" uuid, "at" timestamptz NOT NULL DEFAULT now());
+"#;
+
+const UUID_CONFIG: &str = r#"
+[database]
+url = "set by the test"
+[router]
+rules_dir = "set by the test"
+[opportunity]
+table = '"SalesApp"."Deal"'
+id = "dealId"
+owner = "ownerUserId"
+open_when = 'NOT o."isClosed"'
+watch_columns = ["isClosed"]
+[opportunity.fields]
+province = "Region"
+[[activity]]
+table = '"SalesApp"."Activity"'
+opportunity = "dealId"
+actor = "byUserId"
+at = "at"
+"#;
+
+const UUID_RULES: &str = r#"
+[settings]
+fallback_owner = "{A0000000-0000-0000-0000-0000000000FF}"
+[[territory]]
+id = "HN"
+name = "Hà Nội"
+[[member]]
+id = "A0000000-0000-0000-0000-0000000000AA"
+name = "An"
+[[member]]
+id = "A0000000-0000-0000-0000-0000000000BB"
+name = "Bình"
+paused = true
+[[team]]
+id = "north"
+name = "North"
+pipelines = ["default"]
+territories = ["HN"]
+members = ["A0000000-0000-0000-0000-0000000000AA", "a0000000-0000-0000-0000-0000000000bb"]
+[[pipeline]]
+id = "default"
+[[pipeline.rule]]
+id = "by-province"
+team = { territory = "province" }
+member = "fewest_open"
+[pipeline.reclaim]
+after = "1h"
+[[test]]
+name = "Hanoi goes to An"
+fields = { province = "HN" }
+expect = { member = "A0000000-0000-0000-0000-0000000000AA" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upper_case_uuids_in_the_rules_name_the_crms_users_with_one_load_each() {
+    let s = shape("uuidcase", UUID_CRM, UUID_CONFIG, UUID_RULES).await;
+    let (code, out) = s.cli(&["install"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = s.cli(&["check"]);
+    assert_eq!(code, Some(0), "upper-case ids are the CRM's users: {out}");
+    let daemon = s.start();
+    let deal = "C0000000-0000-0000-0000-000000000001";
+    s.client
+        .execute("INSERT INTO \"SalesApp\".\"Deal\" (\"dealId\", \"Region\") VALUES ($1::text::uuid, 'HN')", &[&deal])
+        .await
+        .expect("a deal");
+    s.drained().await;
+    let owner: String =
+        s.client.query_one("SELECT \"ownerUserId\"::text FROM \"SalesApp\".\"Deal\"", &[]).await.expect("owner").get(0);
+    assert_eq!(owner, "a0000000-0000-0000-0000-0000000000aa", "An (Bình is paused)");
+    // The owner's call counts for the reclaim clock: the ids match.
+    s.client
+        .execute(
+            "INSERT INTO \"SalesApp\".\"Activity\" (\"dealId\", \"byUserId\", at) VALUES ($1::text::uuid, $2::text::uuid, now() + interval '1 minute')",
+            &[&deal, &owner],
+        )
+        .await
+        .expect("a call");
+    s.drained().await;
+    daemon.stop().await;
+    let touched: i64 = s
+        .client
+        .query_one(
+            "SELECT count(*) FROM oppty_router.ownership WHERE owner_id = $1 AND last_owner_touch_at > assigned_at",
+            &[&owner],
+        )
+        .await
+        .expect("ownership")
+        .get(0);
+    assert_eq!(touched, 1, "the owner's activity moved the reclaim clock");
+    let loads: Vec<(String, i32)> = s
+        .client
+        .query("SELECT member_id, open_count FROM oppty_router.member_state WHERE open_count > 0", &[])
+        .await
+        .expect("loads")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(loads, vec![(owner.clone(), 1)], "one load counter, in the CRM's form");
+    let (code, out) = s.cli(&["explain", &format!("  {deal}  ")]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("1 decision(s)") && out.contains(&owner), "explain finds it however the id is written: {out}");
 }

@@ -78,6 +78,8 @@ pub struct CrmSql {
     pub owner_users: Option<(String, String)>,
     pub unowned_values: Vec<String>,
     pub field_names: Vec<String>,
+    /// How the owner column writes a user id as text (rule files' ids are read in that form).
+    pub id_form: crate::rules::IdForm,
 }
 
 /// Types are spliced as casts; they come from `format_type` in the catalog, and are checked anyway.
@@ -509,6 +511,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
         owner_users,
         unowned_values: o.unowned_values.clone(),
         field_names: o.fields.iter().map(|f| f.name.clone()).collect(),
+        id_form: crate::rules::IdForm::of_type(&owner_t),
     })
 }
 

@@ -174,5 +174,6 @@ fn demo_db(cluster: &Cluster, db: &str) -> oppty_router::config::DatabaseConfig 
         password_file: None,
         application_name: "oppty-router-bench".into(),
         connect_timeout: Duration::from_secs(5),
+        naive_timestamps: None,
     }
 }

@@ -18,6 +18,15 @@ pub const ORIGIN_SETTING: &str = "oppty_router.origin";
 /// it can stand in for a function or table the body names (every name in the bodies is qualified).
 const DEFINER: &str = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp";
 
+/// The functions' header: [`DEFINER`], and the zone naive timestamps are written in, so that an
+/// activity's time is read the same whatever zone the CRM's session has.
+fn definer(cfg: &Config) -> String {
+    match &cfg.database.naive_timestamps {
+        Some(zone) => format!("{DEFINER} SET TimeZone = {}", literal(zone)),
+        None => DEFINER.to_string(),
+    }
+}
+
 /// Trigger names all start with this, so `uninstall` finds exactly what `install` added.
 pub const TRIGGER_PREFIX: &str = "oppty_router_";
 
@@ -38,6 +47,7 @@ pub fn install_sql(cfg: &Config) -> String {
 }
 
 fn install_sql_with_tag(cfg: &Config, tag: &str) -> String {
+    let definer = definer(cfg);
     let s = cfg.router.schema.quoted();
     let o = &cfg.opportunity;
     let table = o.table.quoted();
@@ -52,7 +62,7 @@ fn install_sql_with_tag(cfg: &Config, tag: &str) -> String {
 
     let mut sql = format!(
         r#"CREATE OR REPLACE FUNCTION {s}.capture_opportunity() RETURNS trigger
-LANGUAGE plpgsql {DEFINER} AS {tag}
+LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
     IF current_setting('{ORIGIN_SETTING}', true) = 'router' THEN
         RETURN NULL;
@@ -115,7 +125,7 @@ REVOKE ALL ON FUNCTION {s}.capture_opportunity() FROM PUBLIC;
         let by = by.quoted();
         sql.push_str(&format!(
             r#"CREATE OR REPLACE FUNCTION {s}.capture_edit() RETURNS trigger
-LANGUAGE plpgsql {DEFINER} AS {tag}
+LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
     INSERT INTO {s}.events (kind, opp_id, actor) VALUES ('edit', NEW.{id}::text, NEW.{by}::text);
     RETURN NULL;
@@ -144,7 +154,7 @@ CREATE TRIGGER {TRIGGER_PREFIX}capture_edit AFTER UPDATE ON {table}
         let atable = a.table.quoted();
         sql.push_str(&format!(
             r#"CREATE OR REPLACE FUNCTION {s}.capture_activity_{i}() RETURNS trigger
-LANGUAGE plpgsql {DEFINER} AS {tag}
+LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
     INSERT INTO {s}.events (kind, opp_id, actor, at) VALUES ('activity', NEW.{link_col}::text, NEW.{actor}::text, {at});
     RETURN NULL;
@@ -165,6 +175,7 @@ CREATE TRIGGER {TRIGGER_PREFIX}activity_{i} AFTER INSERT ON {atable}
 /// A related table's trigger: an insert or update there re-queues the opportunity it belongs to
 /// (the daemon routes it if it is still unowned and routable; owned ones are skipped cheaply).
 fn related_sql(cfg: &Config, i: usize, r: &RelatedMap, tag: &str, not_router: &str) -> String {
+    let definer = definer(cfg);
     let s = cfg.router.schema.quoted();
     let channel = literal(cfg.router.channel.as_str());
     let (insert, mut when) = match &r.opportunity {
@@ -186,7 +197,7 @@ fn related_sql(cfg: &Config, i: usize, r: &RelatedMap, tag: &str, not_router: &s
     let table = r.table.quoted();
     format!(
         r#"CREATE OR REPLACE FUNCTION {s}.capture_related_{i}() RETURNS trigger
-LANGUAGE plpgsql {DEFINER} AS {tag}
+LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
     {insert}
     IF FOUND AND (SELECT idle FROM {s}.wakeup) THEN

@@ -69,6 +69,7 @@ struct RawDatabase {
     application_name: String,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     connect_timeout: Duration,
+    naive_timestamps: Option<String>,
 }
 
 fn default_app_name() -> String {
@@ -337,6 +338,9 @@ pub struct DatabaseConfig {
     pub password_file: Option<PathBuf>,
     pub application_name: String,
     pub connect_timeout: Duration,
+    /// The zone the CRM's `timestamp without time zone` columns are written in (an IANA name,
+    /// usually "UTC"): the router's sessions and capture triggers read them in it.
+    pub naive_timestamps: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -507,6 +511,14 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         p.add("database.url", e.strip_prefix("database.url: ").unwrap_or(&e));
     }
 
+    if let Some(z) = &database.naive_timestamps {
+        if z.parse::<chrono_tz::Tz>().is_err() {
+            p.add(
+                "database.naive_timestamps",
+                format!("`{z}` is not a time zone; use an IANA name such as \"UTC\" or \"Asia/Ho_Chi_Minh\""),
+            );
+        }
+    }
     let schema = p.ident("router.schema", &router.schema);
     let channel = p.ident("router.channel", &router.channel);
     if router.batch_size == 0 || router.batch_size > 10_000 {
@@ -660,6 +672,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             password_file: database.password_file,
             application_name: database.application_name,
             connect_timeout: database.connect_timeout,
+            naive_timestamps: database.naive_timestamps,
         },
         router: RouterConfig {
             schema: schema?,

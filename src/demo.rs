@@ -60,6 +60,7 @@ fn url_config(url: &str) -> crate::config::DatabaseConfig {
         password_file: None,
         application_name: "oppty-router".into(),
         connect_timeout: Duration::from_secs(5),
+        naive_timestamps: None,
     }
 }
 

@@ -603,3 +603,49 @@ async fn upper_case_uuids_in_the_rules_name_the_crms_users_with_one_load_each() 
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("1 decision(s)") && out.contains(&owner), "explain finds it however the id is written: {out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naive_timestamps_written_in_utc_are_read_in_utc_whatever_the_sessions_zone() {
+    let crm = format!(
+        "{SHARED_TABLE_CRM}
+         CREATE TABLE sales.mail_activity (id serial PRIMARY KEY, res_id integer NOT NULL, user_id integer, create_date timestamp NOT NULL);"
+    );
+    let config = SHARED_TABLE_CONFIG.replace("[database]\n", "[database]\nnaive_timestamps = \"UTC\"\n")
+        + "[[activity]]\ntable = \"sales.mail_activity\"\nopportunity = \"res_id\"\nactor = \"user_id\"\nat = \"create_date\"\n";
+    let s = shape("naive", &crm, &config, RULES).await;
+    let dbname: String = s.client.query_one("SELECT current_database()::text", &[]).await.expect("db").get(0);
+    // The database's (and the CRM's sessions') zone is Vietnam's, 7 hours from UTC.
+    s.client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{dbname}\" SET timezone = 'Asia/Ho_Chi_Minh'; SET TIME ZONE 'Asia/Ho_Chi_Minh'"
+        ))
+        .await
+        .expect("zone");
+    let (code, out) = s.cli(&["install"]);
+    assert_eq!(code, Some(0), "{out}");
+    let daemon = s.start();
+    let opp = s.insert(NEW_OPP).await;
+    s.drained().await;
+    let owner = s.owner(opp).await;
+    assert!([10, 11].contains(&owner));
+    // The CRM writes the call's time as naive UTC, from a session in Vietnam's zone.
+    s.client
+        .execute(
+            "INSERT INTO sales.mail_activity (res_id, user_id, create_date) VALUES ($1, $2, now() AT TIME ZONE 'UTC')",
+            &[&opp, &owner],
+        )
+        .await
+        .expect("a call");
+    s.drained().await;
+    daemon.stop().await;
+    let off: f64 = s
+        .client
+        .query_one(
+            "SELECT abs(extract(epoch FROM last_activity_at - now()))::float8 FROM oppty_router.ownership WHERE opp_id = $1",
+            &[&opp.to_string()],
+        )
+        .await
+        .expect("ownership")
+        .get(0);
+    assert!(off < 120.0, "the call is seen when it happened, not {off} s off");
+}

@@ -327,19 +327,40 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     for f in &o.fields {
         sources.push((format!("opportunity.fields.{}", f.name), &f.source));
     }
+    // Naive timestamps: a field of that type is read in the configured zone (the session's), and
+    // handed to the rules with its offset.
+    let mut naive: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (key, src) in &sources {
-        match src {
-            FieldSource::Column(c) => {
-                column_type(client, &o.table, c, key, &mut p).await?;
-            }
+        let t = match src {
+            FieldSource::Column(c) => column_type(client, &o.table, c, key, &mut p).await?,
             FieldSource::Sql(_) => {
-                let sql = format!("SELECT ({})::text FROM {table} o LIMIT 0", src.expr());
-                try_prepare(client, &sql, &format!("{key}.sql"), &mut p).await;
+                let sql = format!("SELECT ({}) FROM {table} o LIMIT 0", src.expr());
+                match client.prepare(&sql).await {
+                    Ok(stmt) => stmt.columns().first().map(|c| c.type_().name().to_string()),
+                    Err(_) => {
+                        try_prepare(
+                            client,
+                            &format!("SELECT ({})::text FROM {table} o LIMIT 0", src.expr()),
+                            &format!("{key}.sql"),
+                            &mut p,
+                        )
+                        .await;
+                        None
+                    }
+                }
             }
+        };
+        if matches!(t.as_deref(), Some("timestamp without time zone" | "timestamp")) {
+            naive.insert(key.clone());
         }
     }
     for f in &o.fields {
-        field_exprs.push(format!("({})::text", f.source.expr()));
+        let key = format!("opportunity.fields.{}", f.name);
+        if cfg.database.naive_timestamps.is_some() && naive.contains(&key) {
+            field_exprs.push(format!("(({})::timestamptz)::text", f.source.expr()));
+        } else {
+            field_exprs.push(format!("({})::text", f.source.expr()));
+        }
     }
     let open = open_pred(cfg);
     let deleted = deleted_pred(cfg);

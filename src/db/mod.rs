@@ -171,6 +171,11 @@ pub fn target(db: &DatabaseConfig, app_suffix: &str) -> Result<Target, DbError> 
         pg.password(pw.trim_end_matches(['\n', '\r']));
     }
     pg.application_name(format!("{}{}", db.application_name, app_suffix));
+    if let Some(zone) = &db.naive_timestamps {
+        // Naive timestamps are read in their zone in every statement of the router's sessions.
+        let options = pg.get_options().map(|o| format!("{o} ")).unwrap_or_default();
+        pg.options(format!("{options}-c TimeZone={zone}"));
+    }
     pg.connect_timeout(db.connect_timeout);
     pg.keepalives(true);
     pg.keepalives_idle(Duration::from_secs(30));

@@ -80,6 +80,7 @@ pub fn db_config(url: &str) -> oppty_router::config::DatabaseConfig {
         password_file: None,
         application_name: "oppty-router-test".into(),
         connect_timeout: Duration::from_secs(10),
+        naive_timestamps: None,
     }
 }
 

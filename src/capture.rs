@@ -6,7 +6,7 @@
 //! The triggers write one event row per change (the truth) and NOTIFY only while the daemon has
 //! said it is idle (a hint), and ignore the router's own writes (`oppty_router.origin`).
 
-use crate::config::{ActivityLink, Config, RelatedMap, RowValue};
+use crate::config::{ActivityLink, ActivityMap, Config, RelatedMap, RowValue};
 use crate::ident::literal;
 
 /// The GUC the daemon sets (`SET LOCAL`) in its own transactions so the triggers skip them.
@@ -140,29 +140,19 @@ CREATE TRIGGER {TRIGGER_PREFIX}capture_edit AFTER UPDATE ON {table}
     }
 
     for (i, a) in cfg.activities.iter().enumerate() {
-        let (link_col, extra_when) = match &a.link {
-            ActivityLink::Column(c) => (c.quoted(), String::new()),
-            ActivityLink::Polymorphic { type_column, type_value, id_column } => {
-                (id_column.quoted(), format!(" AND NEW.{} = {}", type_column.quoted(), literal(type_value)))
-            }
-        };
-        let actor = a.actor.quoted();
-        let at =
-            a.at.as_ref()
-                .map(|c| format!("NEW.{}::timestamptz", c.quoted()))
-                .unwrap_or_else(|| "clock_timestamp()".into());
+        let (insert, when) = activity_insert(&s, a);
         let atable = a.table.quoted();
         sql.push_str(&format!(
             r#"CREATE OR REPLACE FUNCTION {s}.capture_activity_{i}() RETURNS trigger
 LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
-    INSERT INTO {s}.events (kind, opp_id, actor, at) VALUES ('activity', NEW.{link_col}::text, NEW.{actor}::text, {at});
+    {insert}
     RETURN NULL;
 END
 {tag};
 REVOKE ALL ON FUNCTION {s}.capture_activity_{i}() FROM PUBLIC;
 CREATE TRIGGER {TRIGGER_PREFIX}activity_{i} AFTER INSERT ON {atable}
-    FOR EACH ROW WHEN ({not_router} AND NEW.{link_col} IS NOT NULL{extra_when}) EXECUTE FUNCTION {s}.capture_activity_{i}();
+    FOR EACH ROW WHEN ({not_router}{when}) EXECUTE FUNCTION {s}.capture_activity_{i}();
 "#
         ));
     }
@@ -170,6 +160,57 @@ CREATE TRIGGER {TRIGGER_PREFIX}activity_{i} AFTER INSERT ON {atable}
         sql.push_str(&related_sql(cfg, i, r, tag, &not_router));
     }
     sql
+}
+
+/// An activity's event insert, and the trigger's extra WHEN conditions. Plain columns take the
+/// fast path (one VALUES row); an SQL link or actor reads the row as `r`.
+fn activity_insert(s: &str, a: &ActivityMap) -> (String, String) {
+    let at_of = |row: &str| {
+        a.at.as_ref()
+            .map(|c| format!("{row}.{}::timestamptz", c.quoted()))
+            .unwrap_or_else(|| "clock_timestamp()".into())
+    };
+    let filter = |col: &crate::ident::Ident, value: &str| format!(" AND NEW.{} = {}", col.quoted(), literal(value));
+    match (&a.link, &a.actor) {
+        (ActivityLink::Column(link) | ActivityLink::Polymorphic { id_column: link, .. }, RowValue::Column(actor)) => {
+            let when = match &a.link {
+                ActivityLink::Polymorphic { type_column, type_value, .. } => filter(type_column, type_value),
+                _ => String::new(),
+            };
+            (
+                format!(
+                    "INSERT INTO {s}.events (kind, opp_id, actor, at) VALUES ('activity', NEW.{l}::text, NEW.{}::text, {});",
+                    actor.quoted(),
+                    at_of("NEW"),
+                    l = link.quoted()
+                ),
+                format!(" AND NEW.{} IS NOT NULL{when}", link.quoted()),
+            )
+        }
+        (link, actor) => {
+            let (ids, when) = match link {
+                ActivityLink::Column(c) => (format!("SELECT r.{}", c.quoted()), String::new()),
+                ActivityLink::Polymorphic { type_column, type_value, id_column } => {
+                    (format!("SELECT r.{}", id_column.quoted()), filter(type_column, type_value))
+                }
+                ActivityLink::Sql { sql, filter: f } => {
+                    (sql.clone(), f.as_ref().map(|(c, v)| filter(c, v)).unwrap_or_default())
+                }
+            };
+            let actor = match actor {
+                RowValue::Column(c) => format!("r.{}::text", c.quoted()),
+                RowValue::Sql(e) => format!("({e})::text"),
+            };
+            (
+                format!(
+                    "INSERT INTO {s}.events (kind, opp_id, actor, at)\n        SELECT 'activity', q.id::text, {actor}, {} \
+                     FROM (SELECT NEW.*) AS r, LATERAL ({ids}) AS q(id) WHERE q.id IS NOT NULL;",
+                    at_of("r")
+                ),
+                when,
+            )
+        }
+    }
 }
 
 /// A related table's trigger: an insert or update there re-queues the opportunity it belongs to

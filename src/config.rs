@@ -160,10 +160,10 @@ struct RawOpportunity {
 struct RawActivity {
     name: Option<String>,
     table: String,
-    opportunity: String,
+    opportunity: RawRowValue,
     type_column: Option<String>,
     type_value: Option<String>,
-    actor: String,
+    actor: RawRowValue,
     at: Option<String>,
 }
 
@@ -274,6 +274,9 @@ pub enum ActivityLink {
     Column(Ident),
     /// A type column plus an id column (`mail_message(model, res_id)`).
     Polymorphic { type_column: Ident, type_value: String, id_column: Ident },
+    /// A query over the activity row `r` returning the opportunity ids it belongs to (a task
+    /// linked through a link table), optionally only for rows whose type column holds a value.
+    Sql { sql: String, filter: Option<(Ident, String)> },
 }
 
 #[derive(Debug, Clone)]
@@ -281,7 +284,9 @@ pub struct ActivityMap {
     pub name: String,
     pub table: TableName,
     pub link: ActivityLink,
-    pub actor: Ident,
+    /// Who did it: a column, or an SQL expression over the activity row `r` (a partner id mapped
+    /// to a user: `(SELECT u.id FROM crm.users u WHERE u.partner_id = r.author_id)`).
+    pub actor: RowValue,
     pub at: Option<Ident>,
 }
 
@@ -575,24 +580,8 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     for (i, a) in activity.into_iter().enumerate() {
         let key = format!("activity[{i}]");
         let table = p.table(&format!("{key}.table"), &a.table);
-        let opp = p.ident(&format!("{key}.opportunity"), &a.opportunity);
-        let link = match (a.type_column, a.type_value) {
-            (None, None) => opp.map(ActivityLink::Column),
-            (Some(tc), Some(tv)) => {
-                let tc = p.ident(&format!("{key}.type_column"), &tc);
-                match (tc, opp) {
-                    (Some(type_column), Some(id_column)) => {
-                        Some(ActivityLink::Polymorphic { type_column, type_value: tv, id_column })
-                    }
-                    _ => None,
-                }
-            }
-            _ => {
-                p.add(&key, "a polymorphic link needs both `type_column` and `type_value`");
-                None
-            }
-        };
-        let actor = p.ident(&format!("{key}.actor"), &a.actor);
+        let link = activity_link(p, &key, a.opportunity, a.type_column, a.type_value);
+        let actor = row_value(p, &format!("{key}.actor"), a.actor);
         let at = a.at.as_deref().and_then(|c| p.ident(&format!("{key}.at"), c));
         if let (Some(table), Some(link), Some(actor)) = (table, link, actor) {
             let name = a.name.unwrap_or_else(|| table.plain());
@@ -601,44 +590,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     }
 
     let related = related.into_iter().enumerate().filter_map(|(i, r)| build_related(i, r, p)).collect();
-
-    let write_back = match write_back.statement {
-        Some(s) => {
-            if !write_back.set.is_empty() {
-                p.add(
-                    "write_back.set",
-                    "cannot be combined with `write_back.statement`; put those columns in your statement",
-                );
-            }
-            if s.trim().is_empty() {
-                p.add("write_back.statement", "is empty");
-            }
-            let reclaim = write_back.reclaim_statement.map(|r| {
-                if r.trim().is_empty() {
-                    p.add("write_back.reclaim_statement", "is empty; remove it, or write the reclaim statement");
-                }
-                r.trim().trim_end_matches(';').to_string()
-            });
-            WriteBack::Statement { sql: s.trim().trim_end_matches(';').to_string(), reclaim }
-        }
-        None => {
-            if write_back.reclaim_statement.is_some() {
-                p.add(
-                    "write_back.reclaim_statement",
-                    "goes with `write_back.statement`; with `write_back.set` the router builds the reclaim write itself",
-                );
-            }
-            let mut set = Vec::new();
-            for (col, expr) in write_back.set {
-                let key = format!("write_back.set.{col}");
-                if let (Some(c), Some(e)) = (p.ident(&key, &col), p.sql(&key, &expr)) {
-                    set.push((c, e));
-                }
-            }
-            WriteBack::Batch { set }
-        }
-    };
-
+    let write_back = write_back_of(p, write_back);
     let directory = directory.map(|d| {
         let q = |p: &mut Problems<'_>, key: &str, v: Option<String>| {
             v.and_then(|s| {
@@ -709,6 +661,86 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         log_format: log.format,
         log_level: log.level,
     })
+}
+
+fn write_back_of(p: &mut Problems<'_>, write_back: RawWriteBack) -> WriteBack {
+    match write_back.statement {
+        Some(s) => {
+            if !write_back.set.is_empty() {
+                p.add(
+                    "write_back.set",
+                    "cannot be combined with `write_back.statement`; put those columns in your statement",
+                );
+            }
+            if s.trim().is_empty() {
+                p.add("write_back.statement", "is empty");
+            }
+            let reclaim = write_back.reclaim_statement.map(|r| {
+                if r.trim().is_empty() {
+                    p.add("write_back.reclaim_statement", "is empty; remove it, or write the reclaim statement");
+                }
+                r.trim().trim_end_matches(';').to_string()
+            });
+            WriteBack::Statement { sql: s.trim().trim_end_matches(';').to_string(), reclaim }
+        }
+        None => {
+            if write_back.reclaim_statement.is_some() {
+                p.add(
+                    "write_back.reclaim_statement",
+                    "goes with `write_back.statement`; with `write_back.set` the router builds the reclaim write itself",
+                );
+            }
+            let mut set = Vec::new();
+            for (col, expr) in write_back.set {
+                let key = format!("write_back.set.{col}");
+                if let (Some(c), Some(e)) = (p.ident(&key, &col), p.sql(&key, &expr)) {
+                    set.push((c, e));
+                }
+            }
+            WriteBack::Batch { set }
+        }
+    }
+}
+
+/// How an activity row names its opportunity: a column, a type column plus an id column, or a
+/// query over the row `r`.
+fn activity_link(
+    p: &mut Problems<'_>,
+    key: &str,
+    opportunity: RawRowValue,
+    type_column: Option<String>,
+    type_value: Option<String>,
+) -> Option<ActivityLink> {
+    let filter = match (type_column, type_value) {
+        (None, None) => None,
+        (Some(tc), Some(tv)) => Some((p.ident(&format!("{key}.type_column"), &tc)?, tv)),
+        _ => {
+            p.add(key, "a polymorphic link needs both `type_column` and `type_value`");
+            return None;
+        }
+    };
+    match (row_value(p, &format!("{key}.opportunity"), opportunity)?, filter) {
+        (RowValue::Column(c), None) => Some(ActivityLink::Column(c)),
+        (RowValue::Column(id_column), Some((type_column, type_value))) => {
+            Some(ActivityLink::Polymorphic { type_column, type_value, id_column })
+        }
+        (RowValue::Sql(sql), filter) => Some(ActivityLink::Sql { sql, filter }),
+    }
+}
+
+/// A column, or `{ sql = "…" }` over the row `r` (one statement, no `;`).
+fn row_value(p: &mut Problems<'_>, key: &str, raw: RawRowValue) -> Option<RowValue> {
+    match raw {
+        RawRowValue::Column(c) => p.ident(key, &c).map(RowValue::Column),
+        RawRowValue::Sql { sql } => {
+            if sql.trim().is_empty() || sql.contains(';') {
+                p.add(&format!("{key}.sql"), "write one SQL query or expression over the row `r`, without `;`");
+                None
+            } else {
+                Some(RowValue::Sql(sql.trim().to_string()))
+            }
+        }
+    }
 }
 
 fn build_related(i: usize, r: RawRelated, p: &mut Problems<'_>) -> Option<RelatedMap> {

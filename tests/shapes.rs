@@ -649,3 +649,70 @@ async fn naive_timestamps_written_in_utc_are_read_in_utc_whatever_the_sessions_z
         .get(0);
     assert!(off < 120.0, "the call is seen when it happened, not {off} s off");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_found_through_sql_count_and_the_routers_own_chatter_line_does_not() {
+    let db = crm_db_with("sqlactivity", |text| {
+        *text = text.replace(
+            "[write_back.set]\nassignedAt = \"now()\"\n",
+            r#"[write_back]
+statement = """
+  WITH note AS (INSERT INTO crm.mail_message (model, res_id, author_id, body)
+                VALUES ('crm.opportunity', :opportunity_id, :owner::int, 'Assigned by the router'))
+  UPDATE crm.opportunity SET "accountOwnerId" = :owner::int WHERE "oppId" = :opportunity_id::uuid AND "accountOwnerId" = 1
+"""
+[[activity]]
+name = "tasks"
+table = "crm.task"
+opportunity = { sql = "SELECT l.opp_id FROM crm.task_link l WHERE l.task_id = r.id" }
+actor = { sql = "SELECT p.user_id FROM crm.partner p WHERE p.id = r.partner_id" }
+"#,
+        );
+    })
+    .await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE crm.partner (id integer PRIMARY KEY, user_id integer);
+             CREATE TABLE crm.task (id integer PRIMARY KEY, partner_id integer, note text);
+             CREATE TABLE crm.task_link (task_id integer NOT NULL, opp_id uuid NOT NULL);
+             INSERT INTO crm.partner SELECT 5000 + id, id FROM crm.users;",
+        )
+        .await
+        .expect("the CRM's task tables");
+    let report = oppty_router::check::check(&db.cfg, false).await;
+    assert!(
+        !report.lines.iter().any(|l| l.contains("activity[2]")),
+        "the SQL link and actor are prepared and fit: {:?}",
+        report.lines
+    );
+    db.install().await;
+    let daemon = db.start();
+    let opp = db.insert_opportunity("Mortgage", "DN", "retail").await;
+    let (owner, _) = db.wait_owned(&opp, Duration::from_secs(10)).await;
+    db.wait_drained(Duration::from_secs(10)).await;
+    let activity = |opp: &str| {
+        format!("SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}' AND last_activity_at IS NOT NULL")
+    };
+    assert_eq!(db.count(&activity(&opp)).await, 0, "the router's own chatter line is not an interaction");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM crm.mail_message WHERE res_id = '{opp}' AND body = 'Assigned by the router'"
+        ))
+        .await,
+        1
+    );
+    // The owner logs a task, linked through the link table, written by their partner record.
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO crm.task_link VALUES (1, '{opp}'); INSERT INTO crm.task VALUES (1, {}, 'called back');",
+            5000 + owner
+        ))
+        .await
+        .expect("a task");
+    db.wait_drained(Duration::from_secs(10)).await;
+    daemon.stop().await;
+    let touched = format!(
+        "SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}' AND last_activity_at IS NOT NULL AND last_owner_touch_at >= last_activity_at"
+    );
+    assert_eq!(db.count(&touched).await, 1, "the task counts as the owner's interaction");
+}

@@ -34,9 +34,9 @@ enum Family {
 fn family(t: &str) -> Family {
     let base = t.split('(').next().unwrap_or(t).trim();
     match base {
-        "smallint" | "integer" | "bigint" | "numeric" => Family::Integer,
+        "smallint" | "integer" | "bigint" | "numeric" | "int2" | "int4" | "int8" => Family::Integer,
         "uuid" => Family::Uuid,
-        "text" | "character varying" | "character" | "name" | "citext" => Family::Text,
+        "text" | "character varying" | "character" | "name" | "citext" | "varchar" | "bpchar" => Family::Text,
         _ => Family::Other,
     }
 }

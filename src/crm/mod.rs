@@ -166,6 +166,27 @@ async fn try_prepare(client: &Client, sql: &str, key: &str, problems: &mut Vec<M
     }
 }
 
+/// The type of the one column `sql` returns (`None` with a problem under `key` otherwise).
+async fn row_sql_type(client: &Client, sql: &str, key: &str, p: &mut Vec<MappingProblem>) -> Option<String> {
+    match client.prepare(sql).await {
+        Ok(stmt) if stmt.columns().len() == 1 => stmt.columns().first().map(|c| c.type_().name().to_string()),
+        Ok(stmt) => {
+            p.push(MappingProblem {
+                key: key.into(),
+                message: format!("returns {} columns; return one", stmt.columns().len()),
+            });
+            None
+        }
+        Err(e) => {
+            p.push(MappingProblem {
+                key: key.into(),
+                message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+            });
+            None
+        }
+    }
+}
+
 /// `[[related]]` tables: they exist, their link column (typed like the id: checked with the
 /// activity links) or query over `r` returns one column, their type column exists.
 async fn check_related(
@@ -401,8 +422,23 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
                 column_type(client, &a.table, type_column, &format!("{key}.type_column"), &mut p).await?;
                 column_type(client, &a.table, id_column, &format!("{key}.opportunity"), &mut p).await?
             }
+            ActivityLink::Sql { sql, filter } => {
+                if let Some((c, _)) = filter {
+                    column_type(client, &a.table, c, &format!("{key}.type_column"), &mut p).await?;
+                }
+                let q = format!("SELECT q.* FROM {} r, LATERAL ({sql}) AS q LIMIT 0", a.table.quoted());
+                row_sql_type(client, &q, &format!("{key}.opportunity.sql"), &mut p).await
+            }
         };
-        let actor_t = column_type(client, &a.table, &a.actor, &format!("{key}.actor"), &mut p).await?;
+        let actor_t = match &a.actor {
+            crate::config::RowValue::Column(c) => {
+                column_type(client, &a.table, c, &format!("{key}.actor"), &mut p).await?
+            }
+            crate::config::RowValue::Sql(e) => {
+                let q = format!("SELECT ({e}) FROM {} r LIMIT 0", a.table.quoted());
+                row_sql_type(client, &q, &format!("{key}.actor.sql"), &mut p).await
+            }
+        };
         activity_types.push((key.clone(), link_t, actor_t));
         if let Some(at) = &a.at {
             if let Some(t) = column_type(client, &a.table, at, &format!("{key}.at"), &mut p).await? {

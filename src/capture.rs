@@ -2,7 +2,9 @@
 //!
 //! Owns the SQL text of the trigger functions and triggers. Every identifier comes quoted from
 //! `ident`, every value (unowned placeholders, polymorphic type values, the channel) as an escaped
-//! literal; no SQL fragment from the config and nothing from a rule file is spliced in here.
+//! literal; the only SQL fragments are the ops-written `{ sql = … }` links and actors of activity
+//! and `[[related]]` tables (the daemon config is ops-owned, and `check` prepares them); nothing
+//! from a rule file is spliced in here.
 //! The triggers write one event row per change (the truth) and NOTIFY only while the daemon has
 //! said it is idle (a hint), and ignore the router's own writes (`oppty_router.origin`).
 

@@ -127,6 +127,10 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                         {
                             Ok(dir) => match crate::load_rules_with(cfg, &dir) {
                                 Ok(e) => {
+                                    if let Err(msg) = crm::check_directory_users(&e, &dir) {
+                                        ok = false;
+                                        lines.push(format!("{}: {msg}", cfg.router.rules_dir.display()));
+                                    }
                                     lines.push(format!(
                                         "{}: directory OK ({} active, {} memberships, {} KPIs); rules OK with it",
                                         cfg.path.display(),

@@ -597,6 +597,12 @@ const MISFITS: &[MisfitCase] = &[
         expect: "fallback_owner `100` (pipeline `settings`) is one of opportunity.unowned_values",
     },
     MisfitCase {
+        story: "the fallback owner has left the company",
+        crm_sql: "UPDATE crm.users SET active = false WHERE id = 100",
+        config: &[],
+        expect: "owner id(s) `100` named by the rules (fallback owner, team lead or reclaim owner) are not active users",
+    },
+    MisfitCase {
         story: "an actor column that can never hold an owner",
         crm_sql: "ALTER TABLE crm.mail_message DROP CONSTRAINT mail_message_author_id_fkey, ALTER COLUMN author_id TYPE uuid USING NULL",
         config: &[],

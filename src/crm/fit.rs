@@ -151,6 +151,25 @@ async fn first_misfit(client: &Client, cast_sql: &str, values: &[String]) -> Opt
     None
 }
 
+/// With the CRM's directory (`directory.active_members`): the owners the rules name outright
+/// (fallback owners, team leads, the reclaim ladder's owners) must be active users, since they
+/// get opportunities without the members' scope checks. Members who are not active are only
+/// skipped (on leave), never an error.
+pub fn check_directory_users(engine: &Engine, directory: &crate::rules::Directory) -> Result<(), String> {
+    let Some(active) = &directory.active else { return Ok(()) };
+    let members: std::collections::HashSet<&str> = engine.member_ids().collect();
+    let mut named: Vec<String> = engine.owner_ids().into_iter().filter(|id| !members.contains(id.as_str())).collect();
+    named.retain(|id| !active.contains(id));
+    if named.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "owner id(s) {} named by the rules (fallback owner, team lead or reclaim owner) are not active users of the CRM \
+         (directory.active_members): opportunities would go to nobody who can work them; name an active user",
+        named.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+    ))
+}
+
 /// The users table the owner column references (a single-column foreign key): `(table, query)`,
 /// the query returning which of `$1` (text[]) are not users there.
 pub async fn owner_reference(

@@ -9,7 +9,7 @@
 use tokio_postgres::Client;
 
 mod fit;
-pub use fit::check_rule_values;
+pub use fit::{check_directory_users, check_rule_values};
 
 use crate::config::{ActivityLink, Config, FieldSource, WriteBack};
 use crate::ident::{Ident, TableName};

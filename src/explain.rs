@@ -35,16 +35,20 @@ async fn stored_id(client: &Client, cfg: &Config, opp_id: &str) -> Result<String
 /// Every decision recorded for `opp_id`, oldest first, as text.
 pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<String, tokio_postgres::Error> {
     let s = cfg.router.schema.quoted();
-    let rows = client
-        .query(
-            &format!(
-                "SELECT decided_at::text, outcome, owner_id, team_id, previous_owner, pipeline, rule_id, rules_version, explanation \
-                 FROM {s}.assignments WHERE opp_id = $1 ORDER BY id"
-            ),
-            &[&stored_id(client, cfg, opp_id).await?],
-        )
-        .await?;
+    let opp_id = stored_id(client, cfg, opp_id).await?;
+    let select = format!(
+        "SELECT decided_at::text, outcome, owner_id, team_id, previous_owner, pipeline, rule_id, rules_version, explanation, opp_id \
+         FROM {s}.assignments"
+    );
+    let mut rows = client.query(&format!("{select} WHERE opp_id = $1 ORDER BY id"), &[&opp_id]).await?;
     let mut out = String::new();
+    if rows.is_empty() {
+        // A text-like key typed in another letter case: found by a case-insensitive look, and said so.
+        rows = client.query(&format!("{select} WHERE lower(opp_id) = lower($1) ORDER BY id"), &[&opp_id]).await?;
+        if let Some(found) = rows.first().map(|r| r.get::<_, String>(9)) {
+            let _ = writeln!(out, "(no opportunity `{opp_id}`; showing `{found}`, the same id in another letter case)");
+        }
+    }
     if rows.is_empty() {
         let _ = writeln!(out, "opportunity {opp_id}: the router has made no decision about it");
         return Ok(out);

@@ -415,6 +415,11 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
         .get(0);
     assert!(note.contains("waited 2s for required field(s) `province`; routed with what it has"), "{note}");
     daemon.stop().await;
+    // A char(36) id pasted with its padding, in upper case, is still found by explain.
+    let (code, out) = s.cli(&["explain", &format!("{}          ", linked.to_uppercase())]);
+    assert!(code == Some(0) && out.contains("decision(s)"), "{out}");
+    let (code, out) = s.cli(&["explain", &format!("{linked}          ")]);
+    assert!(code == Some(0) && out.contains(&format!("opportunity {linked}: 2 decision(s)")), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

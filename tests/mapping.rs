@@ -195,12 +195,7 @@ async fn check_names_the_config_key_of_whatever_does_not_match_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_refuses_member_ids_the_crm_owner_column_cannot_hold() {
     let db = crm_db("badids").await;
-    let rules = tempfile::tempdir().expect("tempdir");
-    for f in std::fs::read_dir(rules_dir()).expect("rules dir") {
-        let f = f.expect("entry").path();
-        let text = std::fs::read_to_string(&f).expect("read").replace("\"402\"", "\"lan\"");
-        std::fs::write(rules.path().join(f.file_name().expect("name")), text).expect("write");
-    }
+    let rules = example_rules_with_member_402_as("lan");
     let mut cfg = db.cfg.clone();
     cfg.router.rules_dir = rules.path().to_path_buf();
     let report = oppty_router::check::check(&cfg, false).await;
@@ -213,12 +208,7 @@ async fn check_refuses_member_ids_the_crm_owner_column_cannot_hold() {
 async fn check_refuses_member_ids_that_are_not_users_of_the_crm() {
     let db = crm_db("nousers").await;
     db.install().await;
-    let rules = tempfile::tempdir().expect("tempdir");
-    for f in std::fs::read_dir(rules_dir()).expect("rules dir") {
-        let f = f.expect("entry").path();
-        let text = std::fs::read_to_string(&f).expect("read").replace("\"402\"", "\"9402\"");
-        std::fs::write(rules.path().join(f.file_name().expect("name")), text).expect("write");
-    }
+    let rules = example_rules_with_member_402_as("9402");
     let mut cfg = db.cfg.clone();
     cfg.router.rules_dir = rules.path().to_path_buf();
     let report = oppty_router::check::check(&cfg, false).await;
@@ -234,4 +224,15 @@ async fn check_refuses_member_ids_that_are_not_users_of_the_crm() {
     let ended = tokio::time::timeout(std::time::Duration::from_secs(20), daemon.task).await.expect("stops");
     let err = ended.expect("no panic").expect_err("refused");
     assert!(err.to_string().contains("9402"), "{err}");
+}
+
+/// The example rules, with member 402 renamed everywhere.
+fn example_rules_with_member_402_as(id: &str) -> tempfile::TempDir {
+    let rules = tempfile::tempdir().expect("tempdir");
+    for f in std::fs::read_dir(rules_dir()).expect("rules dir") {
+        let f = f.expect("entry").path();
+        let text = std::fs::read_to_string(&f).expect("read").replace("\"402\"", &format!("\"{id}\""));
+        std::fs::write(rules.path().join(f.file_name().expect("name")), text).expect("write");
+    }
+    rules
 }

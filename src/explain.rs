@@ -32,8 +32,8 @@ async fn stored_id(client: &Client, cfg: &Config, opp_id: &str) -> Result<String
     }
 }
 
-/// Every decision recorded for `opp_id`, oldest first, as text.
-pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<String, tokio_postgres::Error> {
+/// Every decision recorded for `opp_id`, oldest first, as text; and whether there was any.
+pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(String, bool), tokio_postgres::Error> {
     let s = cfg.router.schema.quoted();
     let opp_id = stored_id(client, cfg, opp_id).await?;
     let select = format!(
@@ -51,7 +51,7 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<Stri
     }
     if rows.is_empty() {
         let _ = writeln!(out, "opportunity {opp_id}: the router has made no decision about it");
-        return Ok(out);
+        return Ok((out, false));
     }
     let _ = writeln!(out, "opportunity {opp_id}: {} decision(s)", rows.len());
     for r in rows {
@@ -79,7 +79,7 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<Stri
         );
         let _ = render(&mut out, &ex);
     }
-    Ok(out)
+    Ok((out, true))
 }
 
 /// One stored explanation as indented text.

@@ -133,7 +133,9 @@ enum Command {
 fn init_tracing(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -431,9 +433,13 @@ async fn real_main(cli: Cli) -> i32 {
                 Err(code) => return code,
             };
             match explain::explain(&client, &cfg, &opportunity_id).await {
-                Ok(text) => {
+                Ok((text, found)) => {
                     print!("{text}");
-                    exit::OK
+                    if found {
+                        exit::OK
+                    } else {
+                        exit::FAILURE
+                    }
                 }
                 Err(e) => db_failure(&e, &cfg),
             }

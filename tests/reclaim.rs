@@ -89,7 +89,7 @@ async fn an_untouched_opportunity_is_reclaimed_to_another_member_of_the_team() {
     assert_eq!(reclaim.2.as_deref(), Some(first.to_string().as_str()), "the audit names the previous owner");
     let why = notes(&db, &opp, "reclaim").await.remove(0);
     assert!(why.contains(&format!("reclaimed from {first} after")) && why.contains("without an interaction"), "{why}");
-    let text = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
+    let (text, _) = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
     assert!(text.contains("2 decision(s)") && text.contains("reclaim: owner"), "the whole ownership history: {text}");
 }
 
@@ -437,7 +437,7 @@ async fn the_ladder_reassigns_then_escalates_to_the_team_lead_then_releases_to_t
         0,
         "released: no longer swept"
     );
-    let history = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
+    let (history, _) = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
     assert!(history.contains("4 decision(s)"), "explain shows the whole ownership history: {history}");
 }
 

@@ -607,6 +607,9 @@ async fn upper_case_uuids_in_the_rules_name_the_crms_users_with_one_load_each() 
     let (code, out) = s.cli(&["explain", &format!("  {deal}  ")]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("1 decision(s)") && out.contains(&owner), "explain finds it however the id is written: {out}");
+    let (code, out) = s.cli(&["explain", "c0000000-0000-0000-0000-0000000000ee"]);
+    assert_eq!(code, Some(1), "an opportunity the router never decided about: {out}");
+    assert!(out.contains("the router has made no decision about it"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,10 +164,14 @@ struct RawSettings {
 #[schemars(rename = "Territory")]
 struct RawTerritory {
     id: String,
+    /// Its name; a field holding the name (any letter case) matches it like the id does, unless
+    /// another territory has the same name (then give aliases).
     #[serde(default)]
-    #[allow(dead_code)]
     name: String,
     parent: Option<String>,
+    /// Other ways the CRM writes it ("United States", "USA", "US"): matched like the id.
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -879,6 +883,45 @@ fn override_reclaim(
     Some(p)
 }
 
+/// Names and aliases as other keys of the territory index (values are matched in lower case).
+/// An alias that is already another territory's id, name or alias is an error; a name two
+/// territories share matches neither (wards repeat across districts): ids and aliases still do.
+fn territory_names(cx: &mut Ctx<'_>, territories: &[(usize, RawTerritory)], terr: &mut Territories) {
+    let mut names: HashMap<String, Vec<u32>> = HashMap::new();
+    for (_, t) in territories {
+        let node = terr.index[&t.id.trim().to_lowercase()];
+        let name = t.name.trim().to_lowercase();
+        if !name.is_empty() && !terr.index.contains_key(&name) {
+            names.entry(name).or_default().push(node);
+        }
+    }
+    for (name, nodes) in names {
+        if let [node] = nodes[..] {
+            terr.index.insert(name, node);
+        }
+    }
+    for (fi, t) in territories {
+        let node = terr.index[&t.id.trim().to_lowercase()];
+        for a in &t.aliases {
+            let key = a.trim().to_lowercase();
+            match terr.index.get(&key) {
+                Some(other) if *other != node => {
+                    let other = terr.codes[*other as usize].clone();
+                    cx.err(
+                        *fi,
+                        a,
+                        &format!("territory `{}`.aliases", t.id),
+                        format!("`{a}` already names territory `{other}`; an alias names one territory"),
+                    );
+                }
+                _ => {
+                    terr.index.insert(key, node);
+                }
+            }
+        }
+    }
+}
+
 /// `require` and `wait_up_to`: the fields (by index) an opportunity waits for, and how long.
 fn compile_require(cx: &mut Ctx<'_>, fi: usize, p: &RawPipeline) -> Option<engine::Require> {
     let key = format!("pipeline `{}`", p.id);
@@ -1235,6 +1278,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             cur = terr.parent[c as usize];
         }
     }
+    territory_names(&mut cx, &territories, &mut terr);
     let territory_ref = |cx: &mut Ctx<'_>, fi: usize, key: &str, code: &str| -> Option<u32> {
         match terr.index.get(&code.trim().to_lowercase()) {
             Some(n) => Some(*n),

@@ -515,3 +515,60 @@ fn rolling_and_daily_caps_count_recent_assignments() {
     let opp = plain(&v, tomorrow);
     assert_eq!(e.route(&opp, &mut l, tomorrow, &mut rng).owner.as_deref(), Some("a"));
 }
+
+#[test]
+fn a_crm_storing_country_names_or_codes_matches_territories_by_name_and_alias() {
+    let rules = r#"
+[[territory]]
+id = "US"
+name = "United States"
+aliases = ["USA", "U.S."]
+[[territory]]
+id = "VN"
+name = "Việt Nam"
+aliases = ["Vietnam"]
+[[territory]]
+id = "VN-HN"
+name = "Hà Nội"
+parent = "VN"
+[[member]]
+id = "1"
+[[member]]
+id = "2"
+[[team]]
+id = "americas"
+pipelines = ["p"]
+territories = ["united states"]
+members = ["1"]
+[[team]]
+id = "vietnam"
+pipelines = ["p"]
+territories = ["VN"]
+members = ["2"]
+[[pipeline]]
+id = "p"
+[[pipeline.rule]]
+id = "by-country"
+team = { territory = "province" }
+member = "fewest_open"
+"#;
+    let e = compile_texts(&[("t.toml", rules)], &fields()).expect("rules");
+    for (written, team) in [
+        ("US", "americas"),
+        ("usa", "americas"),
+        ("United States", "americas"),
+        ("U.S.", "americas"),
+        ("Vietnam", "vietnam"),
+        ("VIỆT NAM", "vietnam"),
+        ("hà nội", "vietnam"),
+    ] {
+        let mut l = Ledger::for_engine(&e, None);
+        let v = values(FIELDS, &[("province", written)]);
+        let opp = plain(&v, monday_morning());
+        let d = e.route(&opp, &mut l, monday_morning(), &mut SmallRng::seed_from_u64(0));
+        assert_eq!(d.team.as_deref(), Some(team), "`{written}`");
+    }
+    let clash = rules.replace("aliases = [\"Vietnam\"]", "aliases = [\"Vietnam\", \"USA\"]");
+    let err = compile_texts(&[("t.toml", &clash)], &fields()).expect_err("an alias names one territory");
+    assert!(err.to_string().contains("`USA` already names territory `us`"), "{err}");
+}

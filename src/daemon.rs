@@ -276,7 +276,6 @@ async fn session(
         tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
     }
     let mut next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
-    let leading_since = chrono::Utc::now();
     let mut next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
     let mut next_heartbeat = tokio::time::Instant::now();
 
@@ -299,6 +298,7 @@ async fn session(
         }
     }
 
+    let leading_since = chrono::Utc::now();
     let mut engine = rules.load_full();
     if let Err(e) = crm::check_rule_values(&client, &sql, &engine).await {
         // The initial rule set was already compiled; an id that the CRM cannot hold is a config error.
@@ -377,7 +377,7 @@ async fn session(
             }
         }
         if shutdown.is_cancelled() {
-            return Ok(SessionEnd::Shutdown);
+            return Ok(stopped(&client, cfg).await);
         }
         if report.claimed > 0 {
             if idle {
@@ -400,9 +400,19 @@ async fn session(
                 }
             }
             _ = tokio::time::sleep(drain.poll_interval()) => {}
-            _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+            _ = shutdown.cancelled() => return Ok(stopped(&client, cfg).await),
         }
     }
+}
+
+/// A clean stop, recorded for `status` (best effort: the stop goes on if the write fails).
+async fn stopped(client: &tokio_postgres::Client, cfg: &Config) -> SessionEnd {
+    let s = cfg.router.schema.quoted();
+    let sql = format!("UPDATE {s}.daemon_status SET stopped_at = clock_timestamp() WHERE pid = $1");
+    if let Err(e) = client.execute(&sql, &[&(std::process::id() as i32)]).await {
+        tracing::warn!(error = %db::describe(&e), "could not record the stop for `status`");
+    }
+    SessionEnd::Shutdown
 }
 
 /// Report this leader's state in `<schema>.daemon_status` (read by `oppty-router status`).
@@ -428,7 +438,7 @@ async fn write_status(
                  ON CONFLICT (singleton) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, leading_since = EXCLUDED.leading_since, \
                  rules_version = EXCLUDED.rules_version, rules_loaded_at = EXCLUDED.rules_loaded_at, reloads = EXCLUDED.reloads, \
                  refused_reloads = EXCLUDED.refused_reloads, last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, \
-                 updated_at = EXCLUDED.updated_at"
+                 updated_at = EXCLUDED.updated_at, stopped_at = NULL"
             ),
             &[
                 &host,

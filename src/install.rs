@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "005_reclaim_warnings.sql", include_str!("../sql/005_reclaim_warnings.sql")),
     (6, "006_reclaim_ladder.sql", include_str!("../sql/006_reclaim_ladder.sql")),
     (7, "007_unrouted.sql", include_str!("../sql/007_unrouted.sql")),
+    (8, "008_daemon_stopped.sql", include_str!("../sql/008_daemon_stopped.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

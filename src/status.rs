@@ -14,11 +14,15 @@ use crate::config::Config;
 pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tokio_postgres::Error> {
     let s = cfg.router.schema.quoted();
     let mut out = String::new();
+    if let Err(why) = crate::install::check_installed(client, cfg).await? {
+        let _ = writeln!(out, "router: {why}");
+        return Ok((out, false));
+    }
     let row = client
         .query_opt(
             &format!(
                 "SELECT host, pid, leading_since::text, rules_version, rules_loaded_at::text, reloads, refused_reloads, \
-                 last_error, last_error_at::text, extract(epoch FROM clock_timestamp() - updated_at)::float8 \
+                 last_error, last_error_at::text, extract(epoch FROM clock_timestamp() - updated_at)::float8, stopped_at::text \
                  FROM {s}.daemon_status"
             ),
             &[],
@@ -31,15 +35,29 @@ pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tok
         }
         Some(r) => {
             let age: f64 = r.get(9);
-            let fresh = age < 60.0;
-            let _ = writeln!(
-                out,
-                "daemon: {} on {} (pid {}), leading since {}, last heartbeat {age:.0} s ago",
-                if fresh { "running" } else { "NOT RESPONDING" },
-                r.get::<_, String>(0),
-                r.get::<_, i32>(1),
-                r.get::<_, String>(2)
-            );
+            let stopped: Option<String> = r.get(10);
+            let fresh = age < 60.0 && stopped.is_none();
+            match &stopped {
+                Some(at) => {
+                    let _ = writeln!(
+                        out,
+                        "daemon: stopped cleanly at {at} (it ran on {}, pid {}, leading since {}); none is leading",
+                        r.get::<_, String>(0),
+                        r.get::<_, i32>(1),
+                        r.get::<_, String>(2)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "daemon: {} on {} (pid {}), leading since {}, last heartbeat {age:.0} s ago",
+                        if fresh { "running" } else { "NOT RESPONDING" },
+                        r.get::<_, String>(0),
+                        r.get::<_, i32>(1),
+                        r.get::<_, String>(2)
+                    );
+                }
+            }
             let _ = writeln!(
                 out,
                 "rules: version {} in force (loaded {}); {} reloads, {} refused",

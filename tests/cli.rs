@@ -120,6 +120,23 @@ async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
     assert!(saw_batch && saw_decision, "a batch line at info and a decision line at debug:\n{stderr}");
     assert!(stderr.contains("shut down cleanly"), "{stderr}");
     assert!(stderr.contains("connected as a superuser"), "the daemon warns when it runs as a superuser: {stderr}");
+    // `status` says it stopped, not "running" until the heartbeat goes stale.
+    let out = Command::new(BIN).args(["status", "-c"]).arg(&cfg).output().expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "nobody is leading: {text}");
+    assert!(text.contains("daemon: stopped cleanly at"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_on_a_database_without_the_router_says_not_installed() {
+    let db = crm_db("statusnone").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = example_config_with(dir.path(), &db.cfg.database.url, &[]);
+    let out = Command::new(BIN).args(["status", "-c"]).arg(&cfg).output().expect("status");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("router: the router's schema `oppty_router` is not installed in this database"), "{text}");
+    assert!(!text.contains("db error"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,8 +204,20 @@ pub async fn watch(
     shutdown: CancellationToken,
 ) -> Result<(), notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let parent =
+        dir.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+    let (rules_entry, parent_dir) = (dir.clone(), parent.clone());
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         use notify::event::{AccessKind, AccessMode, EventKind};
+        // The parent folder is watched only for the rules directory (or symlink) being replaced:
+        // anything else there (a log file) is not a change of the rules.
+        if let Ok(e) = &res {
+            let elsewhere = |p: &PathBuf| p.parent() == Some(parent_dir.as_path()) && *p != rules_entry;
+            if !e.paths.is_empty() && e.paths.iter().all(elsewhere) {
+                return;
+            }
+        }
         match res.map(|e| e.kind) {
             // Reading the files (our own reload among them) is not a change.
             Ok(EventKind::Access(AccessKind::Close(AccessMode::Write))) => {
@@ -218,8 +230,6 @@ pub async fn watch(
             Err(e) => tracing::warn!(error = %e, "rules directory watch error"),
         }
     })?;
-    let parent =
-        dir.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
     watcher.watch(&parent, RecursiveMode::NonRecursive)?;
     let mut watched = rewatch(&mut watcher, &dir, None);
     loop {

@@ -318,3 +318,27 @@ async fn the_reload_log_says_what_changed() {
 fn people_path(dir: &Path) -> PathBuf {
     people(dir)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_file_written_beside_the_rules_directory_does_not_reload_the_rules() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    // One bad file: every reload is refused, so each one shows in the count.
+    std::fs::write(l.dir.join("99-broken.toml"), "[[member]]\nid = ").expect("a broken save");
+    l.wait_for("the broken save is refused", |l| l.reloader.status.load().refused >= 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let refused = l.reloader.status.load().refused;
+    let log = l.dir.parent().expect("parent").join("router.log");
+    for i in 0..20 {
+        std::fs::write(&log, format!("line {i}\n")).expect("write the log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(l.reloader.status.load().refused, refused, "writes beside the rules directory are not rule changes");
+    // A change inside still is.
+    std::fs::write(l.dir.join("99-broken.toml"), "[[member]]\nid = \"x\"\nnope = 1\n").expect("another broken save");
+    l.wait_for("the new save is looked at", |l| l.reloader.status.load().refused > refused).await;
+}

@@ -111,7 +111,7 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                     let mut engine = engine;
                     if cfg.directory.is_none() && sql.id_form != crate::rules::IdForm::default() {
                         // Read the files' user ids as the CRM writes them (a text owner column: as written).
-                        let dir = crate::rules::Directory { ids: sql.id_form, ..directory_flags(cfg) };
+                        let dir = crate::rules::Directory { ids: sql.id_form, ..crate::directory_flags(cfg) };
                         match crate::load_rules_with(cfg, &dir) {
                             Ok(e) => engine = Some(e),
                             Err(e) => {
@@ -195,13 +195,5 @@ async fn live_preliminaries(
             lines.push(format!("{}: router.schema: {why}", cfg.path.display()));
             Ok(false)
         }
-    }
-}
-
-/// The directory flags the config implies, before anything is read from the CRM.
-fn directory_flags(cfg: &Config) -> crate::rules::Directory {
-    crate::rules::Directory {
-        memberships_from_crm: cfg.directory.as_ref().is_some_and(|d| d.team_members.is_some()),
-        ..Default::default()
     }
 }

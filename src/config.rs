@@ -711,20 +711,31 @@ fn activity_link(
     type_column: Option<String>,
     type_value: Option<String>,
 ) -> Option<ActivityLink> {
-    let filter = match (type_column, type_value) {
-        (None, None) => None,
-        (Some(tc), Some(tv)) => Some((p.ident(&format!("{key}.type_column"), &tc)?, tv)),
-        _ => {
-            p.add(key, "a polymorphic link needs both `type_column` and `type_value`");
-            return None;
-        }
-    };
+    let filter = type_filter(p, key, type_column, type_value)?;
     match (row_value(p, &format!("{key}.opportunity"), opportunity)?, filter) {
         (RowValue::Column(c), None) => Some(ActivityLink::Column(c)),
         (RowValue::Column(id_column), Some((type_column, type_value))) => {
             Some(ActivityLink::Polymorphic { type_column, type_value, id_column })
         }
         (RowValue::Sql(sql), filter) => Some(ActivityLink::Sql { sql, filter }),
+    }
+}
+
+/// A polymorphic link's `type_column = type_value` filter: `Some(None)` without one, `None` when
+/// it is wrong (both or neither must be given).
+fn type_filter(
+    p: &mut Problems<'_>,
+    key: &str,
+    type_column: Option<String>,
+    type_value: Option<String>,
+) -> Option<Option<(Ident, String)>> {
+    match (type_column, type_value) {
+        (None, None) => Some(None),
+        (Some(c), Some(v)) => p.ident(&format!("{key}.type_column"), &c).map(|c| Some((c, v))),
+        _ => {
+            p.add(key, "a polymorphic link needs both `type_column` and `type_value`");
+            None
+        }
     }
 }
 
@@ -746,25 +757,8 @@ fn row_value(p: &mut Problems<'_>, key: &str, raw: RawRowValue) -> Option<RowVal
 fn build_related(i: usize, r: RawRelated, p: &mut Problems<'_>) -> Option<RelatedMap> {
     let key = format!("related[{i}]");
     let table = p.table(&format!("{key}.table"), &r.table);
-    let opportunity = match r.opportunity {
-        RawRowValue::Column(c) => p.ident(&format!("{key}.opportunity"), &c).map(RowValue::Column),
-        RawRowValue::Sql { sql } => {
-            if sql.trim().is_empty() || sql.contains(';') {
-                p.add(&format!("{key}.opportunity.sql"), "write one SELECT over the related row `r`, without `;`");
-                None
-            } else {
-                Some(RowValue::Sql(sql.trim().to_string()))
-            }
-        }
-    };
-    let filter = match (r.type_column, r.type_value) {
-        (None, None) => Some(None),
-        (Some(c), Some(v)) => p.ident(&format!("{key}.type_column"), &c).map(|c| Some((c, v))),
-        _ => {
-            p.add(&key, "a polymorphic link needs both `type_column` and `type_value`");
-            None
-        }
-    };
+    let opportunity = row_value(p, &format!("{key}.opportunity"), r.opportunity);
+    let filter = type_filter(p, &key, r.type_column, r.type_value);
     let (table, opportunity, filter) = (table?, opportunity?, filter?);
     let name = r.name.unwrap_or_else(|| table.plain());
     Some(RelatedMap { name, table, opportunity, filter })

@@ -13,18 +13,10 @@ use crate::config::Config;
 /// case, a char(n) without its padding), whatever form it was typed or pasted in.
 async fn stored_id(client: &Client, cfg: &Config, opp_id: &str) -> Result<String, tokio_postgres::Error> {
     let o = &cfg.opportunity;
-    let row = client
-        .query_opt(
-            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-             WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
-            &[&o.table.quoted(), &o.id.as_str()],
-        )
-        .await?;
     let trimmed = opp_id.trim();
-    let Some(t) = row.map(|r| r.get::<_, String>(0)) else { return Ok(trimmed.to_string()) };
-    if !t.chars().all(|c| c.is_ascii_alphanumeric() || " _(),".contains(c)) {
+    let Some(t) = crate::crm::catalog_type(client, &o.table, &o.id).await?.filter(|t| crate::crm::safe_type(t)) else {
         return Ok(trimmed.to_string());
-    }
+    };
     // A value that does not fit the type is looked up as typed.
     match client.query_one(&format!("SELECT $1::text::{t}::text"), &[&trimmed]).await {
         Ok(r) => Ok(r.get(0)),

@@ -36,6 +36,8 @@ struct Uses {
     columns: BTreeMap<String, BTreeSet<String>>,
     functions: BTreeSet<String>,
     schemas: BTreeSet<String>,
+    /// How many parameters the statement takes.
+    params: usize,
 }
 
 /// A statement the daemon runs, with the config key it comes from.
@@ -88,7 +90,7 @@ pub async fn grants(client: &mut Client, cfg: &Config, role: &str) -> Result<Str
     for (i, probe) in probes(cfg, &sql).iter().enumerate() {
         let uses = probe_uses(&tx, i, probe).await?;
         if probe.custom_write {
-            for (op, rel) in modified(&tx, probe).await? {
+            for (op, rel) in modified(&tx, probe, uses.params).await? {
                 let rel = canonical(&tx, &rel).await?;
                 let cols = uses.columns.get(&rel).cloned().unwrap_or_default();
                 writes.entry((op, rel)).or_default().extend(cols);
@@ -133,10 +135,8 @@ async fn canonical(tx: &Transaction<'_>, rel: &str) -> Result<String, tokio_post
 
 /// Wrap the statement in a temporary function and read what PostgreSQL recorded it depends on.
 async fn probe_uses(tx: &Transaction<'_>, i: usize, probe: &Probe) -> Result<Uses, GrantsError> {
-    let fail = |e: tokio_postgres::Error| GrantsError::Probe {
-        key: probe.key.clone(),
-        message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| crate::db::describe(&e)),
-    };
+    let fail =
+        |e: tokio_postgres::Error| GrantsError::Probe { key: probe.key.clone(), message: crate::db::message(&e) };
     let stmt = tx.prepare(&probe.sql).await.map_err(fail)?;
     let oids: Vec<u32> = stmt.params().iter().map(|t| t.oid()).collect();
     let types: Vec<String> = tx
@@ -154,7 +154,7 @@ async fn probe_uses(tx: &Transaction<'_>, i: usize, probe: &Probe) -> Result<Use
     .await
     .map_err(fail)?;
     let oid: u32 = tx.query_one(&format!("SELECT '{name}'::regproc::oid"), &[]).await?.get(0);
-    let mut uses = Uses::default();
+    let mut uses = Uses { params: oids.len(), ..Uses::default() };
     let rows = tx
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname), n.nspname::text, \
@@ -192,9 +192,8 @@ async fn probe_uses(tx: &Transaction<'_>, i: usize, probe: &Probe) -> Result<Use
 
 /// `(operation, relation)` for every table an ops-written statement inserts into, updates or
 /// deletes from, from its plan (run with NULL parameters; nothing is executed).
-async fn modified(tx: &Transaction<'_>, probe: &Probe) -> Result<Vec<(String, String)>, GrantsError> {
-    let stmt = tx.prepare(&probe.sql).await?;
-    let nulls: Vec<Option<String>> = vec![None; stmt.params().len()];
+async fn modified(tx: &Transaction<'_>, probe: &Probe, params: usize) -> Result<Vec<(String, String)>, GrantsError> {
+    let nulls: Vec<Option<String>> = vec![None; params];
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         nulls.iter().map(|n| n as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
     let row = tx.query_one(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {}", probe.sql), &params).await?;

@@ -34,11 +34,15 @@ pub mod exit {
 
 /// Load the rule set named by the config, compiled against the config's mapped fields.
 pub fn load_rules(cfg: &config::Config) -> Result<engine::Engine, rules::RulesError> {
-    let dir = rules::Directory {
+    load_rules_with(cfg, &directory_flags(cfg))
+}
+
+/// What the config says about the CRM's directory before anything is read from it.
+pub fn directory_flags(cfg: &config::Config) -> rules::Directory {
+    rules::Directory {
         memberships_from_crm: cfg.directory.as_ref().is_some_and(|d| d.team_members.is_some()),
         ..Default::default()
-    };
-    load_rules_with(cfg, &dir)
+    }
 }
 
 /// [`load_rules`] with what the CRM says about members (the config's `[directory]` queries).

@@ -465,10 +465,7 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
     };
     tracing::info!(config = %cfg.path.display(), database = %cfg.redacted_url(), rules = %engine.version, "starting");
     let rules = Arc::new(ArcSwap::from_pointee(engine));
-    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory {
-        memberships_from_crm: cfg.directory.as_ref().is_some_and(|d| d.team_members.is_some()),
-        ..Default::default()
-    }));
+    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::directory_flags(&cfg)));
     let reloader = Arc::new(oppty_router::reload::Reloader::new(cfg.clone(), rules.clone(), directory.clone()));
     let shutdown = CancellationToken::new();
     let watcher = {

@@ -17,6 +17,7 @@ use crate::engine::Engine;
 pub struct MappedTypes<'a> {
     pub id: &'a str,
     pub owner: &'a str,
+    pub edited_by: Option<&'a str>,
     /// Per activity table: its config key, the link column's type, the actor column's type.
     pub activities: &'a [(String, Option<String>, Option<String>)],
 }
@@ -109,14 +110,11 @@ pub async fn check(
             );
         }
     }
-    if let Some(by) = &o.edited_by {
-        let t = super::column_type(client, &o.table, by, "opportunity.edited_by", &mut Vec::new()).await?;
-        if let Some(t) = t.filter(|t| !comparable(t, types.owner)) {
-            add(
-                "opportunity.edited_by",
-                format!("is {t} but opportunity.owner is {}: map the user id column", types.owner),
-            );
-        }
+    if let Some(t) = types.edited_by.filter(|t| !comparable(t, types.owner)) {
+        add(
+            "opportunity.edited_by",
+            format!("is {t} but opportunity.owner is {}: map the user id column", types.owner),
+        );
     }
     let cast = format!("SELECT $1::text[]::{}[]", types.owner);
     for (i, v) in o.unowned_values.iter().enumerate() {
@@ -133,7 +131,7 @@ pub async fn check(
 async fn cast_one(client: &Client, cast_sql: &str, value: &str) -> Result<(), String> {
     match client.query_one(cast_sql, &[&vec![value.to_string()]]).await {
         Ok(_) => Ok(()),
-        Err(e) => Err(e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| crate::db::describe(&e))),
+        Err(e) => Err(crate::db::message(&e)),
     }
 }
 

@@ -83,16 +83,15 @@ pub struct CrmSql {
 }
 
 /// Types are spliced as casts; they come from `format_type` in the catalog, and are checked anyway.
-fn safe_type(t: &str) -> bool {
+pub fn safe_type(t: &str) -> bool {
     !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || " _(),.\"[]".contains(c))
 }
 
-async fn column_type(
+/// A column's type as `format_type` writes it (`None` when there is no such column).
+pub async fn catalog_type(
     client: &Client,
     table: &TableName,
     col: &Ident,
-    key: &str,
-    problems: &mut Vec<MappingProblem>,
 ) -> Result<Option<String>, tokio_postgres::Error> {
     let row = client
         .query_opt(
@@ -101,9 +100,20 @@ async fn column_type(
             &[&table.quoted(), &col.as_str()],
         )
         .await?;
-    match row {
-        Some(r) => {
-            let t: String = r.get(0);
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// [`catalog_type`], checked safe to splice as a cast; a missing column or an odd type becomes a
+/// problem under `key`.
+async fn column_type(
+    client: &Client,
+    table: &TableName,
+    col: &Ident,
+    key: &str,
+    problems: &mut Vec<MappingProblem>,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    match catalog_type(client, table, col).await? {
+        Some(t) => {
             if safe_type(&t) {
                 Ok(Some(t))
             } else {
@@ -159,7 +169,7 @@ async fn try_prepare(client: &Client, sql: &str, key: &str, problems: &mut Vec<M
     match client.prepare(sql).await {
         Ok(_) => true,
         Err(e) => {
-            let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            let msg = crate::db::message(&e);
             problems.push(MappingProblem { key: key.into(), message: msg });
             false
         }
@@ -178,10 +188,7 @@ async fn row_sql_type(client: &Client, sql: &str, key: &str, p: &mut Vec<Mapping
             None
         }
         Err(e) => {
-            p.push(MappingProblem {
-                key: key.into(),
-                message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
-            });
+            p.push(MappingProblem { key: key.into(), message: crate::db::message(&e) });
             None
         }
     }
@@ -210,17 +217,8 @@ async fn check_related(
             }
             crate::config::RowValue::Sql(q) => {
                 let sql = format!("SELECT q.* FROM {} r, LATERAL ({q}) AS q LIMIT 0", r.table.quoted());
-                match client.prepare(&sql).await {
-                    Ok(stmt) if stmt.columns().len() == 1 => {}
-                    Ok(stmt) => p.push(MappingProblem {
-                        key: format!("{key}.opportunity.sql"),
-                        message: format!("returns {} columns; return one: the opportunity id", stmt.columns().len()),
-                    }),
-                    Err(e) => p.push(MappingProblem {
-                        key: format!("{key}.opportunity.sql"),
-                        message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
-                    }),
-                }
+                let t = row_sql_type(client, &sql, &format!("{key}.opportunity.sql"), p).await;
+                links.push((key, t, None));
             }
         }
     }
@@ -327,9 +325,10 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     for (i, c) in o.watch_columns.iter().enumerate() {
         column_type(client, &o.table, c, &format!("opportunity.watch_columns[{i}]"), &mut p).await?;
     }
-    if let Some(c) = &o.edited_by {
-        column_type(client, &o.table, c, "opportunity.edited_by", &mut p).await?;
-    }
+    let edited_by_t = match &o.edited_by {
+        Some(c) => column_type(client, &o.table, c, "opportunity.edited_by", &mut p).await?,
+        None => None,
+    };
     if let Some(c) = &o.created_at {
         if let Some(t) = column_type(client, &o.table, c, "opportunity.created_at", &mut p).await? {
             if !t.starts_with("timestamp") && t != "date" {
@@ -356,19 +355,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             FieldSource::Column(c) => column_type(client, &o.table, c, key, &mut p).await?,
             FieldSource::Sql(_) => {
                 let sql = format!("SELECT ({}) FROM {table} o LIMIT 0", src.expr());
-                match client.prepare(&sql).await {
-                    Ok(stmt) => stmt.columns().first().map(|c| c.type_().name().to_string()),
-                    Err(_) => {
-                        try_prepare(
-                            client,
-                            &format!("SELECT ({})::text FROM {table} o LIMIT 0", src.expr()),
-                            &format!("{key}.sql"),
-                            &mut p,
-                        )
-                        .await;
-                        None
-                    }
-                }
+                row_sql_type(client, &sql, &format!("{key}.sql"), &mut p).await
             }
         };
         if matches!(t.as_deref(), Some("timestamp without time zone" | "timestamp")) {
@@ -404,7 +391,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
                 }
             }
             Err(e) => {
-                let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+                let msg = crate::db::message(&e);
                 p.push(MappingProblem { key: key.into(), message: msg });
             }
         }
@@ -456,7 +443,8 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
         return Err(CrmError::Mapping(p));
     };
     check_related(client, cfg, &mut activity_types, &mut p).await?;
-    let types = fit::MappedTypes { id: &id_t, owner: &owner_t, activities: &activity_types };
+    let types =
+        fit::MappedTypes { id: &id_t, owner: &owner_t, edited_by: edited_by_t.as_deref(), activities: &activity_types };
     fit::check(client, cfg, &types, &mut p).await?;
     if o.team.is_some() && team_t.is_none() {
         return Err(CrmError::Mapping(p));

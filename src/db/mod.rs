@@ -132,6 +132,12 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     s
 }
 
+/// The server's message alone (no SQLSTATE), for problems already named by a config key; for an
+/// error that is not the server's, the whole chain as [`describe`] gives it.
+pub fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| describe(e))
+}
+
 /// A connection string read as libpq reads it, split into what tokio-postgres takes and TLS.
 pub struct Target {
     pub pg: tokio_postgres::Config,

@@ -1877,11 +1877,11 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
     if !cx.problems.is_empty() {
         return Err(RulesError { problems: cx.problems });
     }
-    // Round-robin turns go by member id.
+    // Round-robin turns go by member id, in the id column's natural order.
     let mut sorted_ids: Vec<std::sync::Arc<str>> = out_members.iter().map(|m| m.id.clone()).collect();
-    sorted_ids.sort();
+    sorted_ids.sort_by(|a, b| crate::engine::id_order(a, b));
     for m in out_members.iter_mut() {
-        m.rank = sorted_ids.partition_point(|id| *id < m.id) as u32;
+        m.rank = sorted_ids.partition_point(|id| crate::engine::id_order(id, &m.id).is_lt()) as u32;
     }
     for t in &tag_rules {
         sym.intern(&t.tag);

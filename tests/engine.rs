@@ -572,3 +572,128 @@ member = "fewest_open"
     let err = compile_texts(&[("t.toml", &clash)], &fields()).expect_err("an alias names one territory");
     assert!(err.to_string().contains("`USA` already names territory `us`"), "{err}");
 }
+
+/// A generated organisation for the per-team fairness property: teams each covering one
+/// territory (plus, sometimes, a team covering the country above them all), members with numeric
+/// ids (so "10" sorts after "6"), some in two teams.
+#[derive(Debug, Clone)]
+struct Org {
+    /// Per team: (member number, weight) pairs; a member in two teams has one weight.
+    teams: Vec<Vec<(u32, u32)>>,
+    /// Whether the first rule's team stage is the whole pipeline (every team) for opportunities
+    /// from no known territory.
+    all_teams_rule: bool,
+    /// Territory (team) index of each opportunity, in creation order; `None`: no known territory.
+    opportunities: Vec<Option<usize>>,
+}
+
+fn gen_org() -> impl Strategy<Value = Org> {
+    let team = prop::collection::vec(1u32..14, 1..5);
+    let weights = prop::collection::vec(1u32..5, 14);
+    (prop::collection::vec(team, 2..5), weights, any::<bool>()).prop_flat_map(|(teams, weights, all_teams_rule)| {
+        let teams: Vec<Vec<(u32, u32)>> = teams
+            .into_iter()
+            .map(|mut t| {
+                t.sort();
+                t.dedup();
+                t.into_iter().map(|m| (m, weights[m as usize])).collect()
+            })
+            .collect();
+        let k = teams.len();
+        let opp = prop::option::weighted(0.85, 0..k);
+        (Just(teams), Just(all_teams_rule), prop::collection::vec(opp, 1..250))
+            .prop_map(|(teams, all_teams_rule, opportunities)| Org { teams, all_teams_rule, opportunities })
+    })
+}
+
+fn org_rules(org: &Org, pick: &str) -> String {
+    let mut text = String::from("[settings]\nfallback_owner = \"fb\"\n[[territory]]\nid = \"C\"\n");
+    let mut weight: HashMap<u32, u32> = HashMap::new();
+    for t in &org.teams {
+        for (m, w) in t {
+            weight.insert(*m, *w);
+        }
+    }
+    for (m, w) in &weight {
+        text.push_str(&format!("[[member]]\nid = \"{m}\"\nweight = {w}\n"));
+    }
+    for (i, t) in org.teams.iter().enumerate() {
+        let ms: Vec<String> = t.iter().map(|(m, _)| format!("\"{m}\"")).collect();
+        text.push_str(&format!(
+            "[[territory]]\nid = \"T{i}\"\nparent = \"C\"\n[[team]]\nid = \"team{i}\"\npipelines = [\"p\"]\nterritories = [\"T{i}\"]\nmembers = [{}]\n",
+            ms.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"by-territory\"\nteam = {{ territory = \"province\" }}\nmember = \"{pick}\"\n"
+    ));
+    if org.all_teams_rule {
+        text.push_str(&format!("[[pipeline.rule]]\nid = \"anyone\"\nmember = \"{pick}\"\n"));
+    }
+    text
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Round robin is per team: whatever the mix of teams, territories and creation orders, the
+    /// equal members of a team end within one of each other (weighted round robin: within one of
+    /// their weighted share of what the team received), also when a rule picks among every team.
+    #[test]
+    fn round_robin_is_fair_within_each_team_across_teams_and_creation_orders(
+        org in gen_org(),
+        weighted in any::<bool>(),
+    ) {
+        let pick = if weighted { "weighted_round_robin" } else { "round_robin" };
+        let text = org_rules(&org, pick);
+        let e = compile_texts(&[("org.toml", &text)], &fields()).unwrap_or_else(|err| panic!("{err}\n{text}"));
+        let mut l = Ledger::for_engine(&e, None);
+        let mut rng = SmallRng::seed_from_u64(0);
+        let now = monday_morning();
+        let province = FIELDS.iter().position(|f| *f == "province").expect("province");
+        // (rule, team) → member → picks.
+        let mut got: HashMap<(String, String), HashMap<String, usize>> = HashMap::new();
+        for o in &org.opportunities {
+            let mut v = vec![None; FIELDS.len()];
+            v[province] = Some(o.map_or("nowhere".to_string(), |t| format!("T{t}")));
+            let d = e.route(&plain(&v, now), &mut l, now, &mut rng);
+            if d.outcome != Outcome::Rule {
+                prop_assert!(o.is_none() && !org.all_teams_rule, "{:?}", d.explanation);
+                continue;
+            }
+            let key = (d.rule_id.clone().expect("rule"), d.team.clone().expect("team"));
+            *got.entry(key).or_default().entry(d.owner.clone().expect("owner")).or_default() += 1;
+        }
+        for ((rule, team), picks) in &got {
+            let t: usize = team.trim_start_matches("team").parse().expect("team no");
+            // A rule picking among every team counts a member in several once, through the first.
+            let members: Vec<(u32, u32)> = org.teams[t]
+                .iter()
+                .copied()
+                .filter(|(m, _)| rule != "anyone" || !org.teams[..t].iter().any(|e| e.iter().any(|(x, _)| x == m)))
+                .collect();
+            let n: usize = picks.values().sum();
+            let total_w: u32 = members.iter().map(|(_, w)| if weighted { *w } else { 1 }).sum();
+            for (m, w) in &members {
+                let w = if weighted { *w } else { 1 };
+                let c = picks.get(&m.to_string()).copied().unwrap_or(0) as f64;
+                let share = n as f64 * f64::from(w) / f64::from(total_w);
+                prop_assert!((c - share).abs() < 1.0 + 1e-9,
+                    "rule {rule}, team {team}: member {m} (weight {w}) got {c} of {n}, share {share:.2}; all: {picks:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn round_robin_turns_go_in_the_id_columns_natural_order() {
+    let text = "[[member]]\nid = \"6\"\n[[member]]\nid = \"10\"\n[[member]]\nid = \"9\"\n[[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [\"10\", \"6\", \"9\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"round_robin\"\n";
+    let e = compile_texts(&[("a.toml", text)], &fields()).expect("rules");
+    let mut l = Ledger::for_engine(&e, None);
+    let v = vec![None; FIELDS.len()];
+    let opp = plain(&v, monday_morning());
+    let mut rng = SmallRng::seed_from_u64(0);
+    let order: Vec<String> =
+        (0..4).map(|_| e.route(&opp, &mut l, monday_morning(), &mut rng).owner.expect("owner")).collect();
+    assert_eq!(order, ["6", "9", "10", "6"], "numeric ids take turns in numeric order");
+}

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::Engine;
+use super::{Engine, PickUndo};
 
 /// Per-member counters, aligned with an [`Engine`]'s member order, plus pick state by rule key.
 #[derive(Debug, Clone, Default)]
@@ -20,9 +20,10 @@ pub struct Ledger {
     /// Members paused by the reclaim ladder for letting opportunities lapse (the router's
     /// `member_pauses`), until an admin lifts it.
     pub paused: Vec<bool>,
-    /// Round robin: the member id last picked, per rule key.
+    /// Round robin: the member id last picked, per `rule key@team`.
     pub cursors: HashMap<String, String>,
-    /// Smooth weighted round robin: current weight per member id, per rule key.
+    /// Smooth weighted round robin: current weight per member id, per `rule key@team` (and per
+    /// team id, per `rule key@team+team…`, for the team whose turn it is among several).
     pub weights: HashMap<String, HashMap<String, i64>>,
     /// Rule keys whose cursor or weights changed since the last [`Ledger::take_dirty`].
     pub dirty: Vec<String>,
@@ -33,8 +34,8 @@ pub struct Ledger {
 pub struct Undo {
     pub member: usize,
     pub at: i64,
-    pub cursor: Option<(String, Option<String>)>,
-    pub weights: Option<(String, HashMap<String, i64>)>,
+    /// The pick state it changed (turns per rule and team).
+    pub picks: Vec<PickUndo>,
 }
 
 impl Ledger {
@@ -116,14 +117,18 @@ impl Ledger {
     /// Undo an assignment whose transaction rolled back, pick state included.
     pub fn undo(&mut self, u: &Undo) {
         self.unassign(u.member, u.at);
-        if let Some((key, prev)) = &u.cursor {
-            match prev {
-                Some(p) => self.cursors.insert(key.clone(), p.clone()),
-                None => self.cursors.remove(key),
-            };
-        }
-        if let Some((key, prev)) = &u.weights {
-            self.weights.insert(key.clone(), prev.clone());
+        for p in u.picks.iter().rev() {
+            match p {
+                PickUndo::Cursor { key, prev: Some(prev) } => {
+                    self.cursors.insert(key.clone(), prev.clone());
+                }
+                PickUndo::Cursor { key, prev: None } => {
+                    self.cursors.remove(key);
+                }
+                PickUndo::Weights { key, prev } => {
+                    self.weights.insert(key.clone(), prev.clone());
+                }
+            }
         }
     }
 
@@ -156,7 +161,8 @@ mod tests {
         l.cursors.insert("p/r".into(), "a".into());
         l.assign(1, 100);
         l.cursors.insert("p/r".into(), "b".into());
-        let u = Undo { member: 1, at: 100, cursor: Some(("p/r".into(), Some("a".into()))), weights: None };
+        let u =
+            Undo { member: 1, at: 100, picks: vec![PickUndo::Cursor { key: "p/r".into(), prev: Some("a".into()) }] };
         l.undo(&u);
         assert_eq!(l.open, vec![0, 0]);
         assert!(l.recent[1].is_empty());

@@ -8,6 +8,7 @@
 
 pub mod cond;
 pub mod ledger;
+mod pick;
 pub mod reclaim;
 pub mod schedule;
 
@@ -22,6 +23,7 @@ use serde::Serialize;
 
 pub use cond::{Cond, Facts, Op};
 pub use ledger::{Ledger, Undo};
+pub use pick::{id_order, PickUndo};
 pub use reclaim::{Due, Escalate, EscalateTo, Exclude, PauseAfter, ReclaimElse, ReclaimPolicy, Stage};
 pub use schedule::Schedule;
 
@@ -724,7 +726,7 @@ impl Engine {
             }
             // Pick.
             match self.pick(&rule.pick, rule, &eligible, &facts, ledger, nows, rng) {
-                Ok((m, t, why, undo_pick)) => {
+                Ok(pick::Picked { m, t, why, undo: picks }) => {
                     trace.result = "matched";
                     ex.rules.push(trace);
                     let member = &self.members[m];
@@ -741,7 +743,7 @@ impl Engine {
                         tags: facts.tags,
                         retry_at: None,
                         explanation: ex,
-                        undo: Some(Undo { member: m, at: nows, cursor: undo_pick.0, weights: undo_pick.1 }),
+                        undo: Some(Undo { member: m, at: nows, picks }),
                     };
                 }
                 Err(why) => {
@@ -934,138 +936,6 @@ impl Engine {
                     keep(&|m| tag_syms.iter().any(|g| m.tags.binary_search(g).is_ok()))
                 };
                 (kept, label)
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    fn pick(
-        &self,
-        pick: &Pick,
-        rule: &Rule,
-        eligible: &Cands,
-        facts: &Facts<'_>,
-        ledger: &mut Ledger,
-        now: i64,
-        rng: &mut dyn RngCore,
-    ) -> Result<
-        (usize, usize, String, (Option<(String, Option<String>)>, Option<(String, HashMap<String, i64>)>)),
-        String,
-    > {
-        let n = eligible.len();
-        match pick {
-            Pick::Random => {
-                let (m, t) = eligible[(rng.next_u64() % n as u64) as usize];
-                Ok((m, t, format!("random among {n} eligible"), (None, None)))
-            }
-            Pick::FewestOpen => {
-                let mut best: Option<(i64, i64, usize, usize)> = None; // (load, last assigned, m, t)
-                for &(m, t) in eligible {
-                    let load = self.effective_load(m, ledger, now);
-                    let last = ledger.recent[m].back().copied().unwrap_or(i64::MIN);
-                    if best.is_none_or(|(l, la, _, _)| (load, last) < (l, la)) {
-                        best = Some((load, last, m, t));
-                    }
-                }
-                let (load, _, m, t) = best.ok_or("no candidate")?;
-                let extra =
-                    if load != ledger.open[m] { format!(", {} with the re-entry ramp", load) } else { String::new() };
-                Ok((
-                    m,
-                    t,
-                    format!("fewest open opportunities ({}{extra}) among {n} eligible", ledger.open[m]),
-                    (None, None),
-                ))
-            }
-            Pick::RoundRobin => {
-                let prev = ledger.cursors.get(&rule.key).cloned();
-                // Turns go by member id: the next one after the last picked, wrapping around.
-                let threshold = prev.as_deref().map_or(0, |p| self.sorted_ids.partition_point(|id| &**id <= p) as u32);
-                let rank = |&(m, _): &(usize, usize)| self.members[m].rank;
-                let next = eligible
-                    .iter()
-                    .filter(|c| rank(c) >= threshold)
-                    .min_by_key(|c| rank(c))
-                    .or_else(|| eligible.iter().min_by_key(|c| rank(c)))
-                    .copied()
-                    .ok_or("no candidate")?;
-                let id = self.members[next.0].id.to_string();
-                ledger.cursors.insert(rule.key.clone(), id);
-                ledger.dirty.push(rule.key.clone());
-                Ok((
-                    next.0,
-                    next.1,
-                    format!("round robin: next after `{}` among {n} eligible", prev.as_deref().unwrap_or("-")),
-                    (Some((rule.key.clone(), prev)), None),
-                ))
-            }
-            Pick::WeightedRoundRobin => {
-                let state = ledger.weights.entry(rule.key.clone()).or_default();
-                let before = state.clone();
-                let total: i64 = eligible.iter().map(|(m, _)| i64::from(self.members[*m].weight)).sum();
-                let mut best: Option<(i64, &str, usize, usize)> = None;
-                for &(m, t) in eligible {
-                    let member = &self.members[m];
-                    let cw = state.entry(member.id.to_string()).or_insert(0);
-                    *cw += i64::from(member.weight);
-                    if best.is_none_or(|(b, id, _, _)| *cw > b || (*cw == b && &*member.id < id)) {
-                        best = Some((*cw, &*member.id, m, t));
-                    }
-                }
-                let (_, _, m, t) = best.ok_or("no candidate")?;
-                if let Some(cw) = state.get_mut(&*self.members[m].id) {
-                    *cw -= total;
-                }
-                ledger.dirty.push(rule.key.clone());
-                let w = self.members[m].weight;
-                Ok((
-                    m,
-                    t,
-                    format!("weighted round robin (weight {w} of {total})"),
-                    (None, Some((rule.key.clone(), before))),
-                ))
-            }
-            Pick::BestKpi => {
-                let mut best: Option<(f64, i64, usize, usize)> = None;
-                for &(m, t) in eligible {
-                    let k = self.members[m].kpi.unwrap_or(f64::NEG_INFINITY);
-                    let load = ledger.open[m];
-                    if best.is_none_or(|(bk, bl, _, _)| k > bk || (k == bk && load < bl)) {
-                        best = Some((k, load, m, t));
-                    }
-                }
-                let (k, _, m, t) = best.ok_or("no candidate")?;
-                let shown = if k.is_finite() { format!("{k}") } else { "none".into() };
-                Ok((m, t, format!("best KPI score ({shown}) among {n} eligible"), (None, None)))
-            }
-            Pick::Owner { fields, otherwise } => {
-                let mut notes = Vec::new();
-                for (f, name) in fields {
-                    let Some(v) = facts.original(*f) else {
-                        notes.push(format!("{name} is empty"));
-                        continue;
-                    };
-                    match self.member_index(v) {
-                        None => notes.push(format!("{name} `{v}` is not a member")),
-                        Some(m) => match eligible.iter().find(|(c, _)| *c == m) {
-                            Some(&(m, t)) => {
-                                let mut why = format!("{name} `{v}` is eligible");
-                                if !notes.is_empty() {
-                                    why = format!("{why} ({})", notes.join("; "));
-                                }
-                                return Ok((m, t, why, (None, None)));
-                            }
-                            None => notes.push(format!("{name} `{v}` is not eligible (paused, at cap, away, or outside this rule's team and filters)")),
-                        },
-                    }
-                }
-                match otherwise {
-                    Some(p) => {
-                        let (m, t, why, undo) = self.pick(p, rule, eligible, facts, ledger, now, rng)?;
-                        Ok((m, t, format!("{why} ({})", notes.join("; ")), undo))
-                    }
-                    None => Err(notes.join("; ")),
-                }
             }
         }
     }

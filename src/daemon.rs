@@ -131,10 +131,10 @@ impl Fault for RefreshError {
 /// that no longer compiles leaves the last good ones in force.
 async fn refresh_directory(
     client: &tokio_postgres::Client,
-    cfg: &Config,
+    cfg: &Arc<Config>,
     rules: &ArcSwap<Engine>,
     directory: &ArcSwap<Directory>,
-    reloader: Option<&crate::reload::Reloader>,
+    reloader: Option<&Arc<crate::reload::Reloader>>,
 ) -> Result<(), RefreshError> {
     let Some(d) = &cfg.directory else { return Ok(()) };
     let mut dir =
@@ -143,13 +143,16 @@ async fn refresh_directory(
     if let Some(r) = reloader {
         let counts = (dir.active.as_ref().map(|a| a.len()), dir.memberships.len(), dir.kpi.len());
         directory.store(Arc::new(dir));
-        r.reload("directory refresh").map_err(|e| RefreshError::rules(e.to_string()))?;
+        r.reload_in_background(crate::reload::DIRECTORY_REFRESH)
+            .await
+            .map_err(|e| RefreshError::rules(e.to_string()))?;
         tracing::info!(active = counts.0, memberships = counts.1, kpis = counts.2, "directory loaded from the CRM");
         return Ok(());
     }
-    let engine = crate::load_rules_with(cfg, &dir).map_err(|e| RefreshError::rules(e.to_string()))?;
+    let dir = Arc::new(dir);
+    let engine = compile_in_background(cfg, &dir).await.map_err(RefreshError::rules)?;
     if engine.hash == rules.load().hash {
-        directory.store(Arc::new(dir));
+        directory.store(dir);
         return Ok(());
     }
     tracing::info!(
@@ -158,29 +161,38 @@ async fn refresh_directory(
         kpis = dir.kpi.len(),
         "directory loaded from the CRM"
     );
-    directory.store(Arc::new(dir));
+    directory.store(dir);
     rules.store(Arc::new(engine));
     Ok(())
 }
 
+/// Compile the rule files with `dir` on a blocking thread (never on the routing task).
+async fn compile_in_background(cfg: &Arc<Config>, dir: &Arc<Directory>) -> Result<Engine, String> {
+    let (cfg, dir) = (cfg.clone(), dir.clone());
+    match tokio::task::spawn_blocking(move || crate::load_rules_with(&cfg, &dir)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the rules compile stopped unexpectedly: {e}")),
+    }
+}
+
 /// Read the rule files' user ids in the owner column's form from now on (recompiling once when
 /// it changes: an upper-case uuid in a file then names the CRM's lower-case user).
-fn use_id_form(
-    cfg: &Config,
+async fn use_id_form(
+    cfg: &Arc<Config>,
     rules: &ArcSwap<Engine>,
     directory: &ArcSwap<Directory>,
-    reloader: Option<&crate::reload::Reloader>,
+    reloader: Option<&Arc<crate::reload::Reloader>>,
     form: crate::rules::IdForm,
 ) -> Result<(), String> {
     if directory.load().ids == form {
         return Ok(());
     }
-    let dir = Directory { ids: form, ..(**directory.load()).clone() };
-    directory.store(Arc::new(dir.clone()));
+    let dir = Arc::new(Directory { ids: form, ..(**directory.load()).clone() });
+    directory.store(dir.clone());
     match reloader {
-        Some(r) => r.reload("user ids in the CRM's form").map(|_| ()).map_err(|e| e.to_string()),
+        Some(r) => r.reload_in_background("user ids in the CRM's form").await.map(|_| ()).map_err(|e| e.to_string()),
         None => {
-            rules.store(Arc::new(crate::load_rules_with(cfg, &dir).map_err(|e| e.to_string())?));
+            rules.store(Arc::new(compile_in_background(cfg, &dir).await?));
             Ok(())
         }
     }
@@ -256,13 +268,13 @@ async fn session(
     if let Err(why) = lost!(crate::install::check_installed(&client, cfg).await) {
         return Err(DaemonError::Refused(why));
     }
-    if let Err(e) = use_id_form(cfg, rules, &opts.directory, opts.reloader.as_deref(), sql.id_form) {
+    if let Err(e) = use_id_form(cfg, rules, &opts.directory, opts.reloader.as_ref(), sql.id_form).await {
         return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
             key: "rules".into(),
             message: e,
         }])));
     }
-    if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_deref()).await {
+    if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_ref()).await {
         if client.is_closed() || e.is_session_fault() {
             return end_for(e, cfg);
         }
@@ -299,6 +311,7 @@ async fn session(
     }
 
     let leading_since = chrono::Utc::now();
+    lost!(continue_versions(&client, cfg, rules, opts.reloader.as_deref()).await);
     let mut engine = rules.load_full();
     if let Err(e) = crm::check_rule_values(&client, &sql, &engine).await {
         // The initial rule set was already compiled; an id that the CRM cannot hold is a config error.
@@ -330,8 +343,7 @@ async fn session(
         }
         if let Some(at) = next_refresh {
             if tokio::time::Instant::now() >= at {
-                if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_deref()).await
-                {
+                if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_ref()).await {
                     tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
                 }
                 next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
@@ -415,6 +427,36 @@ async fn stopped(client: &tokio_postgres::Client, cfg: &Config) -> SessionEnd {
     SessionEnd::Shutdown
 }
 
+/// Rule set versions never repeat, across restarts and replicas: the sequence goes on after the
+/// last version the previous leader recorded (unless that was this very process).
+async fn continue_versions(
+    client: &tokio_postgres::Client,
+    cfg: &Config,
+    rules: &ArcSwap<Engine>,
+    reloader: Option<&crate::reload::Reloader>,
+) -> Result<(), tokio_postgres::Error> {
+    let s = cfg.router.schema.quoted();
+    let sql = format!("SELECT rules_version, host, pid FROM {s}.daemon_status WHERE singleton");
+    let Some(row) = client.query_opt(&sql, &[]).await? else { return Ok(()) };
+    let (version, host, pid): (Option<String>, Option<String>, Option<i32>) = (row.get(0), row.get(1), row.get(2));
+    let ours = pid == Some(std::process::id() as i32) && host == this_host().into();
+    let Some(last) = version.as_deref().and_then(crate::rules::version_sequence).filter(|_| !ours) else {
+        return Ok(());
+    };
+    if let Some(next) = crate::rules::continue_versions_after(last, &rules.load()) {
+        tracing::info!(previous = version.as_deref().unwrap_or(""), now = %next.version, "rules version continues after the last one recorded");
+        if let Some(r) = reloader {
+            r.renamed(&next.version);
+        }
+        rules.store(Arc::new(next));
+    }
+    Ok(())
+}
+
+fn this_host() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+}
+
 /// Report this leader's state in `<schema>.daemon_status` (read by `oppty-router status`).
 async fn write_status(
     client: &tokio_postgres::Client,
@@ -424,7 +466,7 @@ async fn write_status(
     leading_since: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), tokio_postgres::Error> {
     let st = reloader.map(|r| (**r.status.load()).clone()).unwrap_or_default();
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let host = this_host();
     let s = cfg.router.schema.quoted();
     let (err_at, err) = match &st.last_error {
         Some((at, e)) => (Some(*at), Some(e.clone())),

@@ -496,8 +496,10 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
                     _ = term.recv() => { tracing::info!("SIGTERM: finishing the batch, then exiting"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: finishing the batch, then exiting"); break; }
                     _ = hup.recv() => {
-                        // Logged by the reloader, with what changed or every problem.
-                        let _ = reloader.reload("SIGHUP");
+                        // Logged by the reloader, with what changed or every problem. Not awaited
+                        // here, so a SIGTERM is heard at once.
+                        let reloader = reloader.clone();
+                        tokio::spawn(async move { reloader.reload_in_background("SIGHUP").await });
                     }
                 }
             }

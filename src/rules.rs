@@ -610,6 +610,10 @@ pub fn load_dir(dir: &Path, fields: &[String]) -> Result<Engine, RulesError> {
     load_dir_with(dir, fields, &Directory::default())
 }
 
+/// The largest rule file read: a bigger one is refused unread (its reading and compiling would
+/// hold up reloads, and it is not something an admin edits by hand).
+pub const MAX_RULE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// [`load_dir`] with what the CRM says about members.
 pub fn load_dir_with(dir: &Path, fields: &[String], directory: &Directory) -> Result<Engine, RulesError> {
     let entries = std::fs::read_dir(dir).map_err(|e| RulesError {
@@ -624,9 +628,9 @@ pub fn load_dir_with(dir: &Path, fields: &[String], directory: &Directory) -> Re
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
-        match std::fs::read_to_string(&path) {
+        match read_rule_file(&path) {
             Ok(text) => files.push(Source { path, text }),
-            Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
         }
     }
     if files.is_empty() && problems.is_empty() {
@@ -636,6 +640,61 @@ pub fn load_dir_with(dir: &Path, fields: &[String], directory: &Directory) -> Re
         return Err(RulesError { problems });
     }
     compile_sources(files, fields, directory)
+}
+
+/// Read one rule file: a regular file (a FIFO or a device named `x.toml` is refused without
+/// waiting on it), at most [`MAX_RULE_FILE_BYTES`], in UTF-8.
+fn read_rule_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = "is not a regular file (a FIFO, socket or device?); rule files must be regular files";
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular.into());
+    }
+    let too_big = |n: u64| {
+        format!(
+            "is {:.1} MiB; rule files are limited to {} MiB (split it into several files)",
+            n as f64 / 1048576.0,
+            MAX_RULE_FILE_BYTES / 1048576
+        )
+    };
+    if meta.len() > MAX_RULE_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    // Opened without blocking, and checked again: it may have been swapped since.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if !file.metadata().map_err(|e| format!("cannot read: {e}"))?.is_file() {
+        return Err(not_regular.into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_RULE_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_RULE_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let (line, col) = line_col_bytes(e.as_bytes(), e.utf8_error().valid_up_to());
+        format!("{line}:{col}: is not UTF-8 text; save the file as UTF-8")
+    })
+}
+
+fn line_col_bytes(bytes: &[u8], off: usize) -> (usize, usize) {
+    let before = &bytes[..off.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let col = before.iter().rposition(|b| *b == b'\n').map_or(off + 1, |i| off - i);
+    (line, col)
+}
+
+/// A file with nothing in it but blanks (and, in TOML, comments): most often a save in progress
+/// (an editor that truncates, then writes). It is refused, so the set never loses that file's
+/// definitions mid-save.
+fn is_empty_rule_file(src: &Source) -> bool {
+    let json = src.path.extension().and_then(|e| e.to_str()) == Some("json");
+    src.text.lines().map(str::trim).all(|l| l.is_empty() || (!json && l.starts_with('#')))
 }
 
 /// Compile rule files given as (name, text) pairs; the name's extension picks the format.
@@ -1020,7 +1079,7 @@ impl Ctx<'_> {
         let name = c.field.clone().unwrap_or_default();
         let field = self.field(fi, &format!("{key}.field"), &name);
         let lower = |s: &Scalar| s.text().trim().to_lowercase();
-        let set = |v: &Vec<Scalar>| v.iter().map(lower).collect::<HashSet<String>>();
+        let set = |v: &Vec<Scalar>| v.iter().map(lower).collect::<std::collections::BTreeSet<String>>();
         let mut ops: Vec<Result<Op, String>> = Vec::new();
         let num =
             |s: &Scalar, what: &str| s.num().ok_or_else(|| format!("`{what}` needs a number, not `{}`", s.text()));
@@ -1107,8 +1166,26 @@ impl Ctx<'_> {
 
 use crate::engine::cond;
 
-/// Rule set versions: a sequence that only grows within this process.
+/// Rule set versions: a sequence that only grows within this process, and continues after the
+/// last version the database recorded (see [`continue_versions_after`]).
 static NEXT_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The sequence number of a version (`<sequence>-<hash>`).
+pub fn version_sequence(version: &str) -> Option<u64> {
+    version.split_once('-')?.0.parse().ok()
+}
+
+/// Versions never repeat across restarts: continue the sequence after `last` (the last version
+/// recorded by a previous process) and, when `current` is not newer, give it the next number.
+pub fn continue_versions_after(last: u64, current: &Engine) -> Option<Engine> {
+    use std::sync::atomic::Ordering::SeqCst;
+    NEXT_SEQUENCE.fetch_max(last.saturating_add(1), SeqCst);
+    if version_sequence(&current.version).is_some_and(|s| s > last) {
+        return None;
+    }
+    let version = format!("{}-{}", NEXT_SEQUENCE.fetch_add(1, SeqCst), current.hash);
+    Some(Engine { version, ..current.clone() })
+}
 
 const DEFAULT_TEST_NOW: &str = "2030-01-07T03:00:00Z";
 
@@ -1121,6 +1198,14 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         hasher.update([0]);
         hasher.update(&src.text);
         hasher.update([0]);
+        if is_empty_rule_file(src) {
+            problems.push(format!(
+                "{}: the file is empty (no definitions); if it is being saved, the saved version is read \
+                 next; to remove its rules, delete the file",
+                src.path.display()
+            ));
+            continue;
+        }
         match parse(src) {
             Ok(f) => parsed.push((i, f)),
             Err(e) => problems.push(e),

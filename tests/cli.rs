@@ -78,27 +78,12 @@ async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
         &url,
         &[("format = \"text\"", "format = \"json\""), ("level = \"info\"", "level = \"debug\"")],
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
     // Read the logs while it runs: a full pipe would block the daemon's writes.
-    let mut pipe = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
-        s
-    });
-    let mut child = Child(child);
+    let (mut child, reader) = start_daemon(&cfg);
     let opp = db.insert_opportunity("Mortgage", "DN", "retail").await;
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(10)).await;
     assert!([301, 302].contains(&owner));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .expect("SIGTERM");
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.0.try_wait().expect("wait") {
@@ -234,4 +219,69 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM");
     assert_eq!(child.0.wait().expect("exit").code(), Some(0));
+}
+
+/// Start `run` with text logs; the logs are collected until it exits.
+fn start_daemon(cfg: &std::path::Path) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(cfg)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
+        s
+    });
+    (Child(child), reader)
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), sig).expect("signal");
+}
+
+/// The rules version the daemon with this pid reports, once it does.
+async fn version_reported_by(db: &TestDb, pid: u32) -> String {
+    let started = Instant::now();
+    loop {
+        let row = db
+            .client
+            .query_opt("SELECT rules_version FROM oppty_router.daemon_status WHERE pid = $1", &[&(pid as i32)])
+            .await
+            .expect("daemon_status");
+        if let Some(v) = row.and_then(|r| r.get::<_, Option<String>>(0)) {
+            return v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the daemon reports its rules");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_never_repeats_a_rules_version_and_a_sighup_without_change_says_so() {
+    let db = crm_db("versions").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = example_config_with(dir.path(), &db.cfg.database.url, &[]);
+    let (child, logs) = start_daemon(&cfg);
+    let first = version_reported_by(&db, child.0.id()).await;
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let logs = logs.join().expect("logs");
+    assert!(logs.contains("rules reloaded: no change") && logs.contains("cause=\"SIGHUP\""), "{logs}");
+    drop(child);
+
+    // The same files, a new process: the version moves on, the content hash stays.
+    let (child, logs) = start_daemon(&cfg);
+    let second = version_reported_by(&db, child.0.id()).await;
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let logs = logs.join().expect("logs");
+    let seq = |v: &str| v.split_once('-').map(|(s, h)| (s.parse::<u64>().expect("sequence"), h.to_string()));
+    let ((a, ha), (b, hb)) = (seq(&first).expect("version"), seq(&second).expect("version"));
+    assert!(b > a && ha == hb, "{first} then {second}:\n{logs}");
 }

@@ -310,7 +310,7 @@ async fn the_reload_log_says_what_changed() {
     l.wait_for("edit", |l| !l.reloader.rules.load().pipelines.contains_key("wealth")).await;
     let summary = reload::summarize(&old, &l.reloader.rules.load());
     assert_eq!(
-        summary,
+        summary.as_deref().unwrap_or("no change"),
         "pipelines -wealth; rules -wealth/back-to-last-team -wealth/everyone-else -wealth/priority-clients; teams -wealth; members ~404"
     );
 }
@@ -341,4 +341,105 @@ async fn a_log_file_written_beside_the_rules_directory_does_not_reload_the_rules
     // A change inside still is.
     std::fs::write(l.dir.join("99-broken.toml"), "[[member]]\nid = \"x\"\nnope = 1\n").expect("another broken save");
     l.wait_for("the new save is looked at", |l| l.reloader.status.load().refused > refused).await;
+}
+
+/// Watches the rules in force every few milliseconds while `during` runs; returns whether a set
+/// without the `wealth` pipeline (all of 30-wealth.toml) was ever live.
+async fn ever_without_wealth(l: &Live, during: impl std::future::Future<Output = ()>) -> bool {
+    let rules = l.reloader.rules.clone();
+    let stop = CancellationToken::new();
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut missing = false;
+            while !stop.is_cancelled() {
+                missing |= !rules.load().pipelines.contains_key("wealth");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            missing
+        })
+    };
+    during.await;
+    stop.cancel();
+    watcher.await.expect("watcher")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_two_step_save_never_puts_the_emptied_file_live() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    let wealth = l.dir.join("30-wealth.toml");
+    // Without this file the set is still valid (its pipeline is simply gone): nothing but the
+    // emptiness says the save is unfinished.
+    let full = std::fs::read_to_string(&wealth).expect("read").replace("[[pipeline]]", "# saved\n[[pipeline]]");
+    let missing = ever_without_wealth(&l, async {
+        // An editor that truncates, then writes the new text: far slower than the debounce.
+        std::fs::File::create(&wealth).expect("truncate");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        std::fs::write(&wealth, &full).expect("write");
+        l.wait_for("the saved file", |l| l.reloader.status.load().last_error.is_none()).await;
+    })
+    .await;
+    assert!(!missing, "the emptied file's pipeline was never missing from the rules in force");
+    let st = l.reloader.status.load();
+    assert!(st.refused >= 1, "the empty file was refused: {st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_or_a_huge_file_is_refused_without_holding_anything_up() {
+    let l = live(|t| {
+        copy_rules(&t.join("rules"));
+        t.join("rules")
+    })
+    .await;
+    nix::unistd::mkfifo(&l.dir.join("50-pipe.toml"), nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+        .expect("mkfifo");
+    let r = l.reloader.clone();
+    let got = tokio::time::timeout(Duration::from_secs(5), r.reload_in_background("test")).await;
+    let err = got.expect("a FIFO is not waited on").expect_err("refused").to_string();
+    assert!(err.contains("50-pipe.toml: is not a regular file"), "{err}");
+    std::fs::remove_file(l.dir.join("50-pipe.toml")).expect("rm fifo");
+
+    // 6 MB of one TOML string: refused unread, and nothing long is logged or kept.
+    let huge = format!("[settings]\nfallback_owner = \"{}\"\n", "x".repeat(6 << 20));
+    std::fs::write(l.dir.join("60-huge.toml"), huge).expect("huge");
+    let started = Instant::now();
+    let err = l.reloader.reload_in_background("test").await.expect_err("refused").to_string();
+    assert!(started.elapsed() < Duration::from_secs(2), "refused at once: {:?}", started.elapsed());
+    assert!(err.contains("60-huge.toml: is 6.0 MiB; rule files are limited to 4 MiB"), "{err}");
+    let kept = l.reloader.status.load().last_error.clone().expect("kept for status").1;
+    assert!(kept.len() < 1000, "the kept error is short: {} bytes", kept.len());
+    assert_eq!(l.weight_of_402(), Some(2), "the last good rules stay in force");
+}
+
+#[test]
+fn a_comment_or_a_reordered_list_is_no_change() {
+    let fields: Vec<String> = ["province", "segment"].iter().map(|s| s.to_string()).collect();
+    let text = "[[member]]\nid = \"a\"\n[[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [\"a\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nwhen = { field = \"segment\", in = [\"vip\", \"gold\", \"silver\"] }\nmember = \"fewest_open\"\n";
+    let a = oppty_router::rules::compile_texts(&[("a.toml", text)], &fields).expect("rules");
+    let b = oppty_router::rules::compile_texts(&[("a.toml", &format!("# a comment\n{text}"))], &fields).expect("rules");
+    assert_ne!(a.hash, b.hash, "the files differ");
+    assert_eq!(reload::summarize(&a, &b), None, "but they route alike");
+    let c = oppty_router::rules::compile_texts(&[("a.toml", &text.replace("\"silver\"", "\"bronze\""))], &fields)
+        .expect("rules");
+    assert_eq!(reload::summarize(&a, &c).as_deref(), Some("rules ~p/r"));
+}
+
+#[test]
+fn a_huge_change_summary_names_a_few_and_counts_the_rest() {
+    let fields: Vec<String> = vec!["province".into()];
+    let set = |n: usize| {
+        let mut t = String::new();
+        for i in 0..n {
+            t.push_str(&format!("[[member]]\nid = \"m{i}\"\n"));
+        }
+        t.push_str("[[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [\"m0\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"fewest_open\"\n");
+        oppty_router::rules::compile_texts(&[("a.toml", &t)], &fields).expect("rules")
+    };
+    let summary = reload::summarize(&set(1), &set(5000)).expect("a change");
+    assert!(summary.ends_with("… and 4987 more"), "{summary}");
+    assert!(summary.len() < 300, "{} bytes: {summary}", summary.len());
 }

@@ -2,7 +2,7 @@
 //! parsed once. Text comparisons ignore case; numeric and date comparisons parse the field's text
 //! and are false when it is not a number or a date.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
@@ -41,8 +41,8 @@ impl<'a> Facts<'a> {
 pub enum Op {
     Equals(String),
     NotEquals(String),
-    In(HashSet<String>),
-    NotIn(HashSet<String>),
+    In(BTreeSet<String>),
+    NotIn(BTreeSet<String>),
     Contains(String),
     StartsWith(String),
     Above(f64),
@@ -155,9 +155,8 @@ impl Cond {
     }
 }
 
-fn show_set(xs: &HashSet<String>) -> String {
-    let mut v: Vec<&str> = xs.iter().map(String::as_str).collect();
-    v.sort_unstable();
+fn show_set(xs: &BTreeSet<String>) -> String {
+    let v: Vec<&str> = xs.iter().map(String::as_str).collect();
     format!("[{}]", v.join(", "))
 }
 

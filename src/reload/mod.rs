@@ -6,7 +6,6 @@
 //! written in two steps), the reload status, and the "what changed" summary. It must not touch the
 //! database, and it never stops routing: the worst a bad save does is leave the old rules running.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,6 +19,20 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::rules::Directory;
+
+mod summary;
+pub use summary::{bounded, digest, summarize};
+
+/// A refused set's problems as logged and kept for `status`: the first few, each cut to a
+/// readable length, and how many more there were.
+fn bounded_problems(e: &crate::rules::RulesError) -> String {
+    const MAX_PROBLEMS: usize = 50;
+    let mut lines: Vec<String> = e.problems.iter().take(MAX_PROBLEMS).map(|p| bounded(p, 400)).collect();
+    if e.problems.len() > MAX_PROBLEMS {
+        lines.push(format!("… and {} more problems", e.problems.len() - MAX_PROBLEMS));
+    }
+    lines.join("\n")
+}
 
 /// What `status` shows about the rules.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -39,6 +52,8 @@ pub struct Reloader {
     pub rules: Arc<ArcSwap<Engine>>,
     pub directory: Arc<ArcSwap<Directory>>,
     pub status: ArcSwap<ReloadStatus>,
+    /// One reload at a time (the watcher, SIGHUP and the directory refresh may ask together).
+    serial: std::sync::Mutex<()>,
 }
 
 /// The outcome of one reload.
@@ -54,22 +69,32 @@ impl Reloader {
     pub fn new(cfg: Arc<Config>, rules: Arc<ArcSwap<Engine>>, directory: Arc<ArcSwap<Directory>>) -> Reloader {
         let status =
             ReloadStatus { version: rules.load().version.clone(), loaded_at: Some(Utc::now()), ..Default::default() };
-        Reloader { cfg, rules, directory, status: ArcSwap::from_pointee(status) }
+        Reloader { cfg, rules, directory, status: ArcSwap::from_pointee(status), serial: std::sync::Mutex::new(()) }
     }
 
-    /// Parse, check, compile and test the whole set; swap it in if it differs from the one in
-    /// force. On failure nothing changes but the recorded error.
+    /// Parse, check, compile and test the whole set; swap it in if it routes differently from the
+    /// one in force. On failure nothing changes but the recorded error. Reads files and compiles:
+    /// call it from a blocking thread ([`Reloader::reload_in_background`] does).
     pub fn reload(&self, why: &str) -> Result<Reloaded, crate::rules::RulesError> {
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = self.directory.load();
         let result = crate::load_rules_with(&self.cfg, &dir);
         let mut status = (**self.status.load()).clone();
         match result {
             Ok(engine) => {
                 let old = self.rules.load_full();
-                if engine.hash == old.hash {
+                // Good files again: a refusal before this is history.
+                status.last_error = None;
+                let changes = if engine.hash == old.hash { None } else { summarize(&old, &engine) };
+                let Some(changes) = changes else {
+                    if why == DIRECTORY_REFRESH {
+                        tracing::debug!(cause = why, version = %old.version, "rules reloaded: no change");
+                    } else {
+                        tracing::info!(cause = why, version = %old.version, "rules reloaded: no change");
+                    }
+                    self.status.store(Arc::new(status));
                     return Ok(Reloaded::Unchanged);
-                }
-                let changes = summarize(&old, &engine);
+                };
                 tracing::info!(from = %old.version, to = %engine.version, cause = why, changes = %changes, "rules reloaded");
                 let version = engine.version.clone();
                 self.rules.store(Arc::new(engine));
@@ -80,17 +105,42 @@ impl Reloader {
                 Ok(Reloaded::Swapped(version))
             }
             Err(e) => {
-                tracing::error!(cause = why, kept = %self.rules.load().version, problems = %e, "rules refused; the last good rules stay in force");
-                status.last_error = Some((Utc::now(), e.to_string()));
+                let problems = bounded_problems(&e);
+                tracing::error!(cause = why, kept = %self.rules.load().version, problems = %problems, "rules refused; the last good rules stay in force");
+                status.last_error = Some((Utc::now(), problems));
                 status.refused += 1;
                 self.status.store(Arc::new(status));
                 Err(e)
             }
         }
     }
+
+    /// [`Reloader::reload`] on a blocking thread, so reading and compiling never hold up the
+    /// task that routes (or the one that watches signals).
+    pub async fn reload_in_background(
+        self: &Arc<Self>,
+        why: &'static str,
+    ) -> Result<Reloaded, crate::rules::RulesError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.reload(why)).await.unwrap_or_else(|e| {
+            Err(crate::rules::RulesError { problems: vec![format!("the rules reload stopped unexpectedly: {e}")] })
+        })
+    }
 }
 
+/// The cause given by the daemon's periodic directory refresh (its "no change" is not news).
+pub const DIRECTORY_REFRESH: &str = "directory refresh";
+
 impl Reloader {
+    /// The set in force was given a new version number (the sequence continues after the one a
+    /// previous process recorded).
+    pub fn renamed(&self, version: &str) {
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut status = (**self.status.load()).clone();
+        status.version = version.to_string();
+        self.status.store(Arc::new(status));
+    }
+
     /// The daemon refused the set in force (its member ids do not fit the CRM's owner column) and
     /// put `kept` back: record it, so `status` tells the truth.
     pub fn refused_by_database(&self, message: &str, kept: &Engine) {
@@ -99,80 +149,6 @@ impl Reloader {
         status.last_error = Some((Utc::now(), message.to_string()));
         status.refused += 1;
         self.status.store(Arc::new(status));
-    }
-}
-
-/// "pipelines +wealth ~retail; rules +retail/x; members -103 ~101" (added, removed, changed).
-pub fn summarize(old: &Engine, new: &Engine) -> String {
-    fn diff(old: BTreeMap<String, String>, new: BTreeMap<String, String>, what: &str, out: &mut Vec<String>) {
-        let mut parts = Vec::new();
-        for (k, v) in &new {
-            match old.get(k) {
-                None => parts.push(format!("+{k}")),
-                Some(o) if o != v => parts.push(format!("~{k}")),
-                _ => {}
-            }
-        }
-        for k in old.keys().filter(|k| !new.contains_key(*k)) {
-            parts.push(format!("-{k}"));
-        }
-        if !parts.is_empty() {
-            out.push(format!("{what} {}", parts.join(" ")));
-        }
-    }
-    let pipelines = |e: &Engine| {
-        e.pipelines.iter().map(|(k, p)| (k.clone(), format!("{:?}{:?}", p.fallback_owner, p.rules.len()))).collect()
-    };
-    let rules = |e: &Engine| {
-        e.pipelines
-            .values()
-            .flat_map(|p| {
-                p.rules.iter().map(|r| {
-                    (
-                        r.key.clone(),
-                        format!(
-                            "{:?}{:?}{:?}{:?}{:?}{:?}",
-                            r.when, r.team, r.filters, r.pick, r.when_full, r.when_away
-                        ),
-                    )
-                })
-            })
-            .collect()
-    };
-    let members = |e: &Engine| {
-        e.members
-            .iter()
-            .map(|m| {
-                (
-                    m.id.to_string(),
-                    format!("{:?}", (m.paused, m.active, &m.caps, m.weight, m.kpi, &m.products, &m.tags, m.schedule)),
-                )
-            })
-            .collect()
-    };
-    let teams = |e: &Engine| {
-        e.teams
-            .iter()
-            .map(|t| {
-                (
-                    t.id.to_string(),
-                    format!(
-                        "{:?}",
-                        (&t.crm_id, t.members.iter().map(|m| &e.members[*m].id).collect::<Vec<_>>(), &t.territories)
-                    ),
-                )
-            })
-            .collect()
-    };
-    let mut out = Vec::new();
-    diff(pipelines(old), pipelines(new), "pipelines", &mut out);
-    diff(rules(old), rules(new), "rules", &mut out);
-    diff(teams(old), teams(new), "teams", &mut out);
-    diff(members(old), members(new), "members", &mut out);
-    if out.is_empty() {
-        "settings or tests only".into()
-    } else {
-        out.join("; ")
     }
 }
 
@@ -249,11 +225,11 @@ pub async fn watch(
         // The directory may have been replaced, or the symlink to it swapped: watch what is there now.
         watched = rewatch(&mut watcher, &dir, watched);
         let before = fingerprint(&dir);
-        let _ = reloader.reload("rule files changed");
+        let _ = reloader.reload_in_background("rule files changed").await;
         if fingerprint(&dir) != before {
             // Written while we read it (a save in two steps): look again after the next quiet spell.
             tokio::time::sleep(debounce).await;
-            let _ = reloader.reload("rule files changed while being read");
+            let _ = reloader.reload_in_background("rule files changed while being read").await;
         }
     }
 }

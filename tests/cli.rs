@@ -193,7 +193,7 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
         std::fs::read_to_string(&people).expect("read").lines().position(|l| l.starts_with("max_opn")).expect("line")
             + 1;
     assert!(
-        text.contains(&format!("01-people.toml:{line}:1: unknown field `max_opn`")),
+        text.contains(&format!("01-people.toml:{line}:1: member[0].max_opn: unknown field `max_opn`")),
         "file:line:column and the key: {text}"
     );
 

@@ -288,7 +288,7 @@ async fn a_broken_save_keeps_the_last_good_rules_and_reports_where() {
         .expect("line")
         + 1;
     assert!(err.contains(&format!("01-people.toml:{line}:10:")), "file:line:column of the bad value: {err}");
-    assert!(err.contains("invalid type: string \"twelve\", expected u32"), "{err}");
+    assert!(err.contains(".weight: expected a non-negative integer, found the string \"twelve\""), "{err}");
     // Fixing it brings the new rules in.
     let fixed =
         std::fs::read_to_string(people(&l.dir)).expect("read").replacen("weight = \"twelve\" ", "weight = 13 ", 1);

@@ -53,9 +53,9 @@ fn every_kind_of_mistake_gets_a_precise_message() {
     // (mistake, change GOOD from → to, the exact message expected)
     let cases: &[(&str, &str, &str, &str)] = &[
         ("a typo in a key", "max_open = 10", "max_opn = 10",
-         "rules.toml:15:1: unknown field `max_opn`, expected one of `id`, `name`, `paused`, `max_open`, `caps`, `weight`, `kpi`, `attributes`, `products`, `categories`, `territories`, `tags`, `schedule`, `out_of_office`"),
+         "rules.toml:15:1: member[0].max_opn: unknown field `max_opn`, expected one of `id`, `name`, `paused`, `max_open`, `caps`, `weight`, `kpi`, `attributes`, `products`, `categories`, `territories`, `tags`, `schedule`, `out_of_office`"),
         ("a wrong type", "max_open = 10", "max_open = \"ten\"",
-         "rules.toml:15:12: invalid type: string \"ten\", expected u32"),
+         "rules.toml:15:12: member[0].max_open: expected a non-negative integer, found the string \"ten\""),
         ("an unknown team", "team = { territory = \"province\" }", "team = { id = \"hanoi-retail\" }",
          "rules.toml:27:15: pipeline `retail`.rule `by-province`.team.id: unknown team `hanoi-retail`"),
         ("an unknown field", "territory = \"province\"", "territory = \"provnce\"",
@@ -69,7 +69,7 @@ fn every_kind_of_mistake_gets_a_precise_message() {
         ("an empty member list", "members = [\"101\"]", "members = []",
          "rules.toml:18:6: team `hanoi`.members: the team has no members; list CRM user ids defined as [[member]]"),
         ("a territory cycle", "[[territory]]\nid = \"VN\"", "[[territory]]\nid = \"VN\"\nparent = \"HN\"\n[[territory]]\nid = \"HN\"\nparent = \"VN\"",
-         "rules.toml:6:6: territory.parent: territory `VN` is its own ancestor (a cycle)\nrules.toml:9:6: territory.parent: territory `HN` is its own ancestor (a cycle)"),
+         "rules.toml:6:6: territory.parent: territories `VN` → `HN` → `VN` form a cycle; give one of them another parent (or none)"),
         ("invalid TOML", "max_open = 10", "max_open = 10 10",
          "rules.toml:15:15: expected newline, `#`"),
         ("a pick that does not exist", "member = \"fewest_open\"", "member = \"least_loaded\"",
@@ -83,6 +83,57 @@ fn every_kind_of_mistake_gets_a_precise_message() {
         let got = errors(&[("rules.toml", &bad)]);
         assert_eq!(&got, expected, "{mistake}");
     }
+}
+
+#[test]
+fn every_mistake_of_a_file_is_reported_at_once_with_its_key_path() {
+    let toml = GOOD
+        .replacen("max_open = 10", "max_open = \"ten\"\nweight = -1", 1)
+        .replacen("pipelines = [\"retail\"]", "pipelines = \"retail\"", 1)
+        .replacen("member = \"fewest_open\"", "member = \"fewest_open\"\nwhen_full = 3", 1);
+    assert_eq!(
+        errors(&[("rules.toml", &toml)]),
+        "rules.toml:15:12: member[0].max_open: expected a non-negative integer, found the string \"ten\"\n\
+         rules.toml:16:10: member[0].weight: expected a non-negative integer, found -1\n\
+         rules.toml:20:13: team[0].pipelines: expected a list, found the string \"retail\"\n\
+         rules.toml:30:13: pipeline[0].rule[0].when_full: expected a string, found 3"
+    );
+    let json = r#"{
+  "member": [{"id": "1", "max_open": "ten"}, {"id": "2", "kpi": "high"}],
+  "pipeline": [{"id": "p", "rule": [{"id": "r"}]}],
+  "membres": []
+}"#;
+    assert_eq!(
+        errors(&[("a.json", json)]),
+        "a.json:2:42: member[0].max_open: expected a non-negative integer, found the string \"ten\"\n\
+         a.json:2:70: member[1].kpi: expected a number, found the string \"high\"\n\
+         a.json:3:47: pipeline[0].rule[0]: missing field `member`\n\
+         a.json:4:14: unknown field `membres`, expected one of `$schema`, `settings`, `territory`, `schedule`, `member`, `team`, `tag`, `pipeline`, `test`"
+    );
+}
+
+#[test]
+fn one_root_cause_gives_one_error() {
+    // A bad time zone: the schedule is still known to the members who use it.
+    let tz = GOOD.replacen("Asia/Ho_Chi_Minh", "Asia/Hanoi", 1).replacen(
+        "max_open = 10",
+        "max_open = 10\nschedule = \"office\"",
+        1,
+    );
+    assert_eq!(
+        errors(&[("rules.toml", &tz)]),
+        "rules.toml:10:12: schedule `office`.timezone: `Asia/Hanoi` is not a time zone; use an IANA name such as \"Asia/Ho_Chi_Minh\""
+    );
+    // A cycle of three territories is one error naming the loop.
+    let cycle = GOOD.replacen(
+        "[[territory]]\nid = \"VN\"",
+        "[[territory]]\nid = \"VN\"\nparent = \"HCM\"\n[[territory]]\nid = \"HN\"\nparent = \"VN\"\n[[territory]]\nid = \"HCM\"\nparent = \"HN\"",
+        1,
+    );
+    assert_eq!(
+        errors(&[("rules.toml", &cycle)]),
+        "rules.toml:6:6: territory.parent: territories `VN` → `HCM` → `HN` → `VN` form a cycle; give one of them another parent (or none)"
+    );
 }
 
 #[test]

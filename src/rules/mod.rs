@@ -258,7 +258,7 @@ struct RawTagRule {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Pipeline")]
-struct RawPipeline {
+struct RawPipeline<R = RawRule> {
     id: String,
     fallback_owner: Option<String>,
     /// Fields an opportunity must have before it is routed: CRMs often save its relations (the
@@ -270,8 +270,9 @@ struct RawPipeline {
     /// (default "10m").
     wait_up_to: Option<String>,
     reclaim: Option<RawReclaim>,
-    #[serde(default)]
-    rule: Vec<RawRule>,
+    // The pipeline's rules (`R` is other than `RawRule` only to check the other keys alone).
+    #[serde(default = "Vec::<R>::new")]
+    rule: Vec<R>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -715,19 +716,36 @@ pub fn compile_texts_with(
     )
 }
 
-fn parse(src: &Source) -> Result<RawFile, String> {
-    let file = src.path.display();
-    if src.path.extension().and_then(|e| e.to_str()) == Some("json") {
-        serde_json::from_str(&src.text).map_err(|e| {
-            let msg = e.to_string();
-            let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m).to_string();
-            format!("{file}:{}:{}: {msg}", e.line(), e.column())
-        })
-    } else {
-        toml::from_str(&src.text).map_err(|e| {
-            let (line, col) = line_col(&src.text, e.span().map(|s| s.start).unwrap_or(0));
-            format!("{file}:{line}:{col}: {}", e.message().trim())
-        })
+/// Each cycle of territory parents is one error, naming the whole loop once (not once per member
+/// of it); the loop is then cut, so nothing else reports it again.
+fn territory_cycles(cx: &mut Ctx<'_>, territories: &[(usize, RawTerritory)], terr: &mut Territories) {
+    let mut done = vec![false; terr.codes.len()];
+    let mut names: Vec<&str> = terr.codes.iter().map(String::as_str).collect();
+    for (_, t) in territories {
+        names[terr.index[&t.id.trim().to_lowercase()] as usize] = t.id.trim();
+    }
+    for (fi, t) in territories {
+        let start = terr.index[&t.id.trim().to_lowercase()];
+        let mut path = vec![start];
+        let mut cur = terr.parent[start as usize];
+        while let Some(c) = cur {
+            if done[c as usize] {
+                break;
+            }
+            if let Some(pos) = path.iter().position(|p| *p == c) {
+                let lp: Vec<&str> = path[pos..].iter().chain([&c]).map(|n| names[*n as usize]).collect();
+                let at = cx.files[*fi].locate_id(&t.id, 0);
+                cx.problems.push(format!(
+                    "{at}: territory.parent: territories {} form a cycle; give one of them another parent (or none)",
+                    lp.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" → ")
+                ));
+                terr.parent[c as usize] = None;
+                break;
+            }
+            path.push(c);
+            cur = terr.parent[c as usize];
+        }
+        path.iter().for_each(|n| done[*n as usize] = true);
     }
 }
 
@@ -1166,6 +1184,8 @@ impl Ctx<'_> {
 
 use crate::engine::cond;
 
+mod parse;
+
 /// Rule set versions: a sequence that only grows within this process, and continues after the
 /// last version the database recorded (see [`continue_versions_after`]).
 static NEXT_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -1206,9 +1226,9 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             ));
             continue;
         }
-        match parse(src) {
+        match parse::parse(src) {
             Ok(f) => parsed.push((i, f)),
-            Err(e) => problems.push(e),
+            Err(e) => problems.extend(e),
         }
     }
     if !problems.is_empty() {
@@ -1349,20 +1369,7 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             }
         }
     }
-    for (fi, t) in &territories {
-        let start = terr.index[&t.id.trim().to_lowercase()];
-        let mut cur = terr.parent[start as usize];
-        let mut steps = 0;
-        while let Some(c) = cur {
-            steps += 1;
-            if c == start || steps > terr.codes.len() {
-                let at = cx.files[*fi].locate_id(&t.id, 0);
-                cx.problems.push(format!("{at}: territory.parent: territory `{}` is its own ancestor (a cycle)", t.id));
-                break;
-            }
-            cur = terr.parent[c as usize];
-        }
-    }
+    territory_cycles(&mut cx, &territories, &mut terr);
     territory_names(&mut cx, &territories, &mut terr);
     let territory_ref = |cx: &mut Ctx<'_>, fi: usize, key: &str, code: &str| -> Option<u32> {
         match terr.index.get(&code.trim().to_lowercase()) {
@@ -1383,13 +1390,11 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
     let mut schedule_by_id: HashMap<String, u32> = HashMap::new();
     let mut all_schedules: Vec<Schedule> = Vec::new();
     for (fi, s) in &schedules {
-        let tz = match timezone(&s.timezone) {
-            Ok(t) => t,
-            Err(e) => {
-                cx.err(*fi, &s.timezone, &format!("schedule `{}`.timezone", s.id), e);
-                continue;
-            }
-        };
+        // A bad time zone is one error: the schedule still exists for what refers to it.
+        let tz = timezone(&s.timezone).unwrap_or_else(|e| {
+            cx.err(*fi, &s.timezone, &format!("schedule `{}`.timezone", s.id), e);
+            chrono_tz::UTC
+        });
         let mut week = [None; 7];
         for (days, span) in &s.week {
             match (Schedule::parse_days(days), Schedule::parse_span(span)) {

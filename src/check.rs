@@ -44,6 +44,14 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                 e.teams.len(),
                 e.members.len()
             ));
+            if e.tests_waiting > 0 && offline {
+                lines.push(format!(
+                    "{}: {} rule-file test(s) not run: they run against the rules with the CRM's directory \
+                     (`[directory]` in the config); run `check` without --offline",
+                    cfg.router.rules_dir.display(),
+                    e.tests_waiting
+                ));
+            }
             let reclaiming: Vec<&str> =
                 e.pipelines.iter().filter(|(_, p)| p.reclaim.is_some()).map(|(id, _)| id.as_str()).collect();
             if matches!(cfg.write_back, crate::config::WriteBack::Statement { reclaim: None, .. })
@@ -132,7 +140,7 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
                                         lines.push(format!("{}: {msg}", cfg.router.rules_dir.display()));
                                     }
                                     lines.push(format!(
-                                        "{}: directory OK ({} active, {} memberships, {} KPIs); rules OK with it",
+                                        "{}: directory OK ({} active, {} memberships, {} KPIs); rules OK with it, rule-file tests included",
                                         cfg.path.display(),
                                         dir.active.as_ref().map_or(0, |a| a.len()),
                                         dir.memberships.len(),

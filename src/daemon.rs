@@ -278,8 +278,9 @@ async fn session(
         if client.is_closed() || e.is_session_fault() {
             return end_for(e, cfg);
         }
-        if !*notified && opts.directory.load().active.is_none() && opts.directory.load().memberships.is_empty() {
-            // Never loaded: a wrong query or a rule set that cannot take the CRM's teams is a config error.
+        if rules.load().provisional {
+            // Never compiled with the directory: a wrong query, or rules (their tests included)
+            // that fail with the CRM's teams, is a config error; a provisional set never routes.
             return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
                 key: "directory".into(),
                 message: e.to_string(),

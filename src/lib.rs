@@ -41,6 +41,7 @@ pub fn load_rules(cfg: &config::Config) -> Result<engine::Engine, rules::RulesEr
 pub fn directory_flags(cfg: &config::Config) -> rules::Directory {
     rules::Directory {
         memberships_from_crm: cfg.directory.as_ref().is_some_and(|d| d.team_members.is_some()),
+        unread: cfg.directory.is_some(),
         ..Default::default()
     }
 }

@@ -285,3 +285,76 @@ async fn a_restarted_daemon_never_repeats_a_rules_version_and_a_sighup_without_c
     let ((a, ha), (b, hb)) = (seq(&first).expect("version"), seq(&second).expect("version"));
     assert!(b > a && ha == hb, "{first} then {second}:\n{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_file_tests_run_against_the_members_the_crm_adds() {
+    let db = crm_db("dirtests").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("mkdir");
+    for e in std::fs::read_dir(rules_dir()).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy");
+    }
+    // 305 is in Đà Nẵng's team in the CRM only (`directory.team_members`), not in the files.
+    let test = |member: &str| {
+        format!(
+            "[[test]]\nname = \"Đà Nẵng's third member takes the next one\"\npipeline = \"retail\"\n\
+             fields = {{ province = \"DN\" }}\nopen = {{ \"301\" = 9, \"302\" = 9 }}\nexpect = {{ member = \"{member}\" }}\n"
+        )
+    };
+    std::fs::write(rules.join("90-crm-members.toml"), test("305")).expect("write the test");
+    let cfg = example_config_with(dir.path(), &db.cfg.database.url, &[]);
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace(&rules_dir().display().to_string(), &rules.display().to_string());
+    std::fs::write(&cfg, text).expect("write");
+    let check = |offline: bool| {
+        let mut c = Command::new(BIN);
+        c.arg("check");
+        if offline {
+            c.arg("--offline");
+        }
+        let out = c.arg("-c").arg(&cfg).output().expect("check");
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, text) = check(true);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("rule-file test(s) not run: they run against the rules with the CRM's directory"), "{text}");
+    let (code, text) = check(false);
+    assert_eq!(code, Some(0), "the test passes with the CRM's members: {text}");
+    assert!(text.contains("rules OK with it, rule-file tests included"), "{text}");
+
+    // The daemon starts with them too.
+    let (child, logs) = start_daemon(&cfg);
+    version_reported_by(&db, child.0.id()).await;
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let logs = logs.join().expect("logs");
+    assert!(logs.contains("shut down cleanly"), "{logs}");
+    drop(child);
+
+    // A test that really fails says so, in one readable line, and the daemon refuses to start.
+    std::fs::write(rules.join("90-crm-members.toml"), test("302")).expect("write the test");
+    let (code, text) = check(false);
+    assert_eq!(code, Some(78), "{text}");
+    assert!(
+        text.contains("90-crm-members.toml:2:8: test `Đà Nẵng's third member takes the next one`: member: expected 302, got 305 ("),
+        "{text}"
+    );
+    let (mut child, logs) = start_daemon(&cfg);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            signal(&child, nix::sys::signal::Signal::SIGTERM);
+            panic!("the daemon did not refuse the rules: {}", logs.join().expect("logs"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let logs = logs.join().expect("logs");
+    assert_eq!(status.code(), Some(78), "a provisional set never routes: {logs}");
+    assert!(logs.contains("member: expected 302, got 305"), "{logs}");
+}

@@ -145,13 +145,25 @@ fn invalid_json_and_a_duplicate_across_files_name_both_places() {
 }
 
 #[test]
-fn a_failing_rule_file_test_refuses_the_set_and_shows_the_decision() {
+fn a_failing_rule_file_test_refuses_the_set_with_one_readable_line_per_difference() {
     let with_test = format!("{GOOD}\n[[test]]\nname = \"goes to 102\"\npipeline = \"retail\"\nfields = {{ province = \"VN\" }}\nexpect = {{ member = \"102\" }}\n");
-    let got = errors(&[("rules.toml", &with_test)]);
-    assert!(
-        got.starts_with("rules.toml:31:8: test `goes to 102`: expected member 102; got member 101, team hanoi, outcome rule, rule by-province. Explanation: {"),
-        "{got}"
+    assert_eq!(
+        errors(&[("rules.toml", &with_test)]),
+        "rules.toml:31:8: test `goes to 102`: member: expected 102, got 101 (rule `by-province` matched; picked 101: fewest open opportunities (0) among 1 eligible)"
     );
+    // The admin pauses the member a test expects: each difference on its own line, no JSON.
+    let paused = format!("{}\n[[test]]\nname = \"Hanoi goes to 101\"\npipeline = \"retail\"\nfields = {{ province = \"VN\" }}\nexpect = {{ member = \"101\", team = \"hanoi\", rule = \"by-province\" }}\n", GOOD.replacen("max_open = 10", "max_open = 10\npaused = true", 1));
+    let got = errors(&[("rules.toml", &paused)]);
+    let why = "(rule `by-province` nobody eligible, 101 paused; no rule yielded anybody: the global fallback owner)";
+    assert_eq!(
+        got,
+        format!(
+            "rules.toml:32:8: test `Hanoi goes to 101`: member: expected 101, got 100 {why}\n\
+             rules.toml:32:8: test `Hanoi goes to 101`: team: expected hanoi, got nobody {why}\n\
+             rules.toml:32:8: test `Hanoi goes to 101`: rule: expected by-province, got nobody {why}"
+        )
+    );
+    assert!(!got.contains('{'), "no JSON: {got}");
 }
 
 #[test]

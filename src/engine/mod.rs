@@ -111,6 +111,32 @@ pub struct PickTrace {
     pub why: String,
 }
 
+impl Explanation {
+    /// The decision in one line, for a rule-file test that failed: each rule tried and how it
+    /// went (who was excluded and why), then who was picked or what happened instead.
+    pub fn brief(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for r in &self.rules {
+            let mut p = format!("rule `{}` {}", r.rule, r.result);
+            if let Some(why) = r.why.as_deref().filter(|_| r.result != "matched") {
+                p.push_str(&format!(" ({why})"));
+            }
+            for (why, who) in &r.excluded {
+                let who: Vec<&str> = who.iter().map(|w| &**w).collect();
+                p.push_str(&format!(", {} {why}", who.join(", ")));
+            }
+            parts.push(p);
+        }
+        if let Some(m) = &self.member {
+            parts.push(format!("picked {}: {}", m.id, m.why));
+        }
+        for what in [&self.held, &self.fallback, &self.note].into_iter().flatten() {
+            parts.push(what.clone());
+        }
+        parts.join("; ")
+    }
+}
+
 /// Everything that explains one decision; stored as JSON with the assignment.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
@@ -358,6 +384,11 @@ pub struct Engine {
     pub version: String,
     /// Hash of the rule files and the CRM directory data the set was compiled from.
     pub hash: String,
+    /// Compiled before the CRM's directory was read (`[directory]` in the config): it must never
+    /// route; the daemon compiles the set again with the directory first.
+    pub provisional: bool,
+    /// Rule-file tests not run yet: they run when the set is compiled with the CRM's directory.
+    pub tests_waiting: usize,
     pub members: Vec<Member>,
     pub member_index: FxHashMap<String, usize>,
     /// Member ids in id order (`rank` indexes it).

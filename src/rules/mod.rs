@@ -42,6 +42,10 @@ pub struct Directory {
     /// How the CRM's owner column writes a user id as text; ids in the rule files are read in
     /// that form (an upper-case uuid in a file is the same user as the CRM's lower-case one).
     pub ids: IdForm,
+    /// The daemon config has `[directory]` queries that have not been read yet: a set compiled
+    /// now is provisional (it never routes), and the files' `[[test]]`s wait until the set is
+    /// compiled with the directory, as it will route.
+    pub unread: bool,
 }
 
 /// The canonical text form of a user id, by the owner column's type.
@@ -1978,6 +1982,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
     }
     let engine = Engine {
         hash,
+        provisional: directory.unread,
+        tests_waiting: if directory.unread { tests.len() } else { 0 },
         sorted_ids,
         schedules: all_schedules,
         symbols: sym.map,
@@ -1996,10 +2002,14 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         history: history.max(86_400 * 2),
     };
 
-    // The files' own tests run at every load; a failing one refuses the set like a syntax error.
-    for (fi, t) in &tests {
-        if let Err(e) = run_test(&engine, fields, t) {
-            cx.err(*fi, &t.name, &format!("test `{}`", t.name), e);
+    // The files' own tests run at every load, against the set as it will route (with the CRM's
+    // directory, once read); a failing one refuses the set like a syntax error.
+    let tests: &[(usize, RawTest)] = if directory.unread { &[] } else { &tests };
+    for (fi, t) in tests {
+        if let Err(differences) = run_test(&engine, fields, t) {
+            for d in differences {
+                cx.err(*fi, &t.name, &format!("test `{}`", t.name), d);
+            }
         }
     }
     if !cx.problems.is_empty() {
@@ -2017,35 +2027,36 @@ fn collect_tags(c: &Cond, out: &mut Vec<String>) {
     }
 }
 
-fn run_test(engine: &Engine, fields: &[String], t: &RawTest) -> Result<(), String> {
+/// Run one rule-file test; every difference from what it expects, one line each.
+fn run_test(engine: &Engine, fields: &[String], t: &RawTest) -> Result<(), Vec<String>> {
     let mut values: Vec<Option<String>> = vec![None; fields.len()];
     for (k, v) in &t.fields {
         match fields.iter().position(|f| f == k) {
             Some(i) => values[i] = Some(v.text()),
             None => {
-                return Err(format!(
+                return Err(vec![format!(
                     "fields.{k}: unknown field; fields mapped in the daemon config: {}",
                     fields.join(", ")
-                ))
+                )])
             }
         }
     }
     let now_text = t.now.as_deref().unwrap_or(DEFAULT_TEST_NOW);
     let now = DateTime::parse_from_rfc3339(now_text)
         .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| format!("now: `{now_text}` is not an RFC 3339 time ({e})"))?;
+        .map_err(|e| vec![format!("now: `{now_text}` is not an RFC 3339 time ({e})")])?;
     let mut e = engine.clone();
     for p in &t.paused {
         match e.member_index(p) {
             Some(i) => e.members[i].paused = true,
-            None => return Err(format!("paused: unknown member `{p}`")),
+            None => return Err(vec![format!("paused: unknown member `{p}`")]),
         }
     }
     let mut ledger = Ledger::for_engine(&e, None);
     for (m, n) in &t.open {
         match e.member_index(m) {
             Some(i) => ledger.open[i] = *n,
-            None => return Err(format!("open: unknown member `{m}`")),
+            None => return Err(vec![format!("open: unknown member `{m}`")]),
         }
     }
     let opp = Opportunity {
@@ -2058,49 +2069,39 @@ fn run_test(engine: &Engine, fields: &[String], t: &RawTest) -> Result<(), Strin
     };
     let mut rng = rand::rngs::mock::StepRng::new(0, 1);
     let d = e.route(&opp, &mut ledger, now, &mut rng);
-    let explanation = serde_json::to_string(&d.explanation).unwrap_or_default();
-    let got = format!(
-        "got member {}, team {}, outcome {}, rule {}",
-        d.owner.as_deref().unwrap_or("-"),
-        d.team.as_deref().unwrap_or("-"),
-        d.outcome.as_str(),
-        d.rule_id.as_deref().unwrap_or("-")
-    );
     let x = &t.expect;
-    let mut wrong = Vec::new();
-    if let Some(m) = &x.member {
-        if d.owner.as_deref() != Some(m.as_str()) {
-            wrong.push(format!("expected member {m}"));
+    let shown = |v: Option<&str>| v.unwrap_or("nobody").to_string();
+    let mut wrong: Vec<String> = Vec::new();
+    let mut differs = |what: &str, want: &str, got: String| {
+        if !want.eq_ignore_ascii_case(&got) {
+            wrong.push(format!("{what}: expected {want}, got {got}"));
         }
+    };
+    if let Some(m) = &x.member {
+        differs("member", m, shown(d.owner.as_deref()));
     }
     if let Some(tm) = &x.team {
-        if d.team.as_deref() != Some(tm.as_str()) {
-            wrong.push(format!("expected team {tm}"));
-        }
+        differs("team", tm, shown(d.team.as_deref()));
     }
     if let Some(o) = &x.outcome {
-        if d.outcome.as_str() != o {
-            wrong.push(format!("expected outcome {o}"));
-        }
+        differs("outcome", o, d.outcome.as_str().to_string());
     }
     if let Some(r) = &x.rule {
-        if d.rule_id.as_deref() != Some(r.as_str()) {
-            wrong.push(format!("expected rule {r}"));
-        }
+        differs("rule", r, shown(d.rule_id.as_deref()));
     }
-    for tag in &x.tags {
-        if !d.tags.contains(&tag.to_lowercase()) {
-            wrong.push(format!("expected tag {tag}"));
-        }
+    for tag in x.tags.iter().filter(|tag| !d.tags.contains(&tag.to_lowercase())) {
+        let got = if d.tags.is_empty() { "none".to_string() } else { d.tags.join(", ") };
+        wrong.push(format!("tags: expected {tag} among them, got {got}"));
     }
     if let Some(s) = &x.explanation_contains {
+        let explanation = serde_json::to_string(&d.explanation).unwrap_or_default();
         if !explanation.contains(s.as_str()) {
-            wrong.push(format!("expected the explanation to contain `{s}`"));
+            wrong.push(format!("explanation: expected it to contain `{s}`, it does not"));
         }
     }
     if wrong.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{}; {got}. Explanation: {explanation}", wrong.join(", ")))
+        return Ok(());
     }
+    let why = crate::reload::bounded(&d.explanation.brief(), 300);
+    Err(wrong.into_iter().map(|w| format!("{w} ({why})")).collect())
 }

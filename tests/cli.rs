@@ -20,6 +20,17 @@ impl Drop for Child {
     }
 }
 
+/// A copy of the example rules in `dir/rules`, for a test that edits them.
+fn own_rules(dir: &std::path::Path) -> std::path::PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir(&rules).expect("mkdir");
+    for e in std::fs::read_dir(rules_dir()).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy");
+    }
+    rules
+}
+
 fn example_config_with(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> std::path::PathBuf {
     let mut text = oppty_router::demo::EXAMPLE_CONFIG
         .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
@@ -141,12 +152,7 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
     let db = crm_db("status").await;
     db.install().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).expect("mkdir");
-    for e in std::fs::read_dir(rules_dir()).expect("rules") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy");
-    }
+    let rules = own_rules(dir.path());
     let cfg = example_config_with(dir.path(), &db.cfg.database.url, &[]);
     let text = std::fs::read_to_string(&cfg)
         .expect("read")
@@ -291,12 +297,7 @@ async fn rule_file_tests_run_against_the_members_the_crm_adds() {
     let db = crm_db("dirtests").await;
     db.install().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).expect("mkdir");
-    for e in std::fs::read_dir(rules_dir()).expect("rules") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy");
-    }
+    let rules = own_rules(dir.path());
     // 305 is in Đà Nẵng's team in the CRM only (`directory.team_members`), not in the files.
     let test = |member: &str| {
         format!(

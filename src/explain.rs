@@ -46,6 +46,7 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
         return Ok((out, false));
     }
     let _ = writeln!(out, "opportunity {opp_id}: {} decision(s)", rows.len());
+    let names = member_names(cfg);
     for r in rows {
         let at: String = r.get(0);
         let outcome: String = r.get(1);
@@ -69,14 +70,34 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
             pipeline.as_deref().unwrap_or("-"),
             rule.as_deref().unwrap_or("-")
         );
-        let _ = render(&mut out, &ex);
+        let _ = render(&mut out, &ex, &names);
     }
     Ok((out, true))
 }
 
-/// One stored explanation as indented text.
-fn render(out: &mut String, ex: &serde_json::Value) -> std::fmt::Result {
+/// Member names by id, from the rule files as they are now (none when they do not load: ids alone
+/// still explain).
+fn member_names(cfg: &Config) -> std::collections::HashMap<String, String> {
+    match crate::load_rules(cfg) {
+        Ok(e) => e.members.iter().filter(|m| m.name != m.id).map(|m| (m.id.to_string(), m.name.to_string())).collect(),
+        Err(_) => Default::default(),
+    }
+}
+
+/// One stored explanation as indented text; every member named.
+fn render(
+    out: &mut String,
+    ex: &serde_json::Value,
+    names: &std::collections::HashMap<String, String>,
+) -> std::fmt::Result {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let who = |v: &serde_json::Value| {
+        let id = s(v);
+        match names.get(&id) {
+            Some(n) => format!("{id} ({n})"),
+            None => id,
+        }
+    };
     if let Some(tags) = ex.get("tags").and_then(|t| t.as_array()) {
         writeln!(out, "  tags: {}", tags.iter().map(s).collect::<Vec<_>>().join(", "))?;
     }
@@ -91,13 +112,16 @@ fn render(out: &mut String, ex: &serde_json::Value) -> std::fmt::Result {
             let note = f.get("note").map(|n| format!(" ({})", s(n))).unwrap_or_default();
             writeln!(out, "    filter {}: kept {} of {}{note}", s(&f["filter"]), f["kept"], f["of"])?;
         }
-        for (why, who) in t.get("excluded").and_then(|v| v.as_object()).into_iter().flatten() {
-            let who: Vec<String> = who.as_array().into_iter().flatten().map(s).collect();
-            writeln!(out, "    excluded ({why}): {}", who.join(", "))?;
+        for (why, ids) in t.get("excluded").and_then(|v| v.as_object()).into_iter().flatten() {
+            let listed: Vec<String> = ids.as_array().into_iter().flatten().map(who).collect();
+            writeln!(out, "    excluded ({why}): {}", listed.join(", "))?;
         }
     }
     if let Some(m) = ex.get("member") {
-        writeln!(out, "  member {} {}: {}", s(&m["id"]), s(&m["name"]), s(&m["why"]))?;
+        let name = s(&m["name"]);
+        let id = s(&m["id"]);
+        let named = if name.is_empty() || name == id { who(&m["id"]) } else { format!("{id} ({name})") };
+        writeln!(out, "  member {named}: {}", s(&m["why"]))?;
     }
     for key in ["fallback", "held", "note"] {
         if let Some(v) = ex.get(key) {

@@ -111,7 +111,11 @@ enum Command {
         role: String,
     },
     /// Show the daemon's state: rules in force, the last refused reload, the queue.
-    Status,
+    Status {
+        /// Print the report as JSON (for scripts and monitoring).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of rule files (committed as config/rules.schema.json).
     Schema,
     /// Lift a member's pause for letting opportunities lapse (see `status`); the daemon gives them
@@ -392,15 +396,22 @@ async fn real_main(cli: Cli) -> i32 {
             print!("{}", oppty_router::rules::json_schema());
             exit::OK
         }
-        Command::Status => {
+        Command::Status { json } => {
             let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " status").await {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            match oppty_router::status::status(&client, &cfg).await {
-                Ok((text, healthy)) => {
-                    print!("{text}");
-                    if healthy {
+            match oppty_router::status::report(&client, &cfg).await {
+                Ok(report) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                        );
+                    } else {
+                        print!("{}", report.text());
+                    }
+                    if report.healthy {
                         exit::OK
                     } else {
                         exit::FAILURE

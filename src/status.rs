@@ -10,71 +10,89 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 
+/// Everything `status` shows, for the text and for `status --json`.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// Why the router cannot be read here (not installed, another schema version); nothing else
+    /// is filled in then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_installed: Option<String>,
+    /// The leading daemon as it last reported; `None` when none has led on this database.
+    pub daemon: Option<DaemonReport>,
+    /// A daemon is leading with a fresh heartbeat (the exit code of `status`).
+    pub healthy: bool,
+    pub queue: QueueReport,
+    /// Opportunities the router left unowned, by outcome and reason.
+    pub unowned: Vec<UnownedGroup>,
+    /// Dead letters by error (the ten most common).
+    pub dead_letters: Vec<DeadLetterGroup>,
+    /// Members paused by the reclaim ladder for letting opportunities lapse.
+    pub paused_for_lapses: Vec<LapsePause>,
+    /// Members paused in the rule files (they get nothing new).
+    pub paused_in_rules: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct DaemonReport {
+    pub host: String,
+    pub pid: i32,
+    pub leading_since: String,
+    pub last_heartbeat_secs: f64,
+    /// When it stopped cleanly (SIGTERM); `None` while it runs.
+    pub stopped_at: Option<String>,
+    pub rules_version: String,
+    pub rules_loaded_at: Option<String>,
+    pub reloads: i64,
+    pub refused_reloads: i64,
+    /// The last refused reload while its rules are still on disk: when, and every problem.
+    pub last_refused: Option<(String, String)>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct QueueReport {
+    pub waiting: i64,
+    pub oldest_waiting_secs: Option<f64>,
+    pub held_or_retrying: i64,
+    pub dead_lettered: i64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct UnownedGroup {
+    pub outcome: String,
+    pub reason: String,
+    pub count: i64,
+    pub since: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct DeadLetterGroup {
+    pub error: String,
+    pub count: i64,
+    pub first: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct LapsePause {
+    pub member: String,
+    pub reason: String,
+    pub since: String,
+}
+
 /// The status report as text, and whether a daemon is leading with a fresh heartbeat.
 pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tokio_postgres::Error> {
+    let r = report(client, cfg).await?;
+    Ok((r.text(), r.healthy))
+}
+
+/// Read everything `status` shows from the router's tables (and the rule files, for who is paused
+/// there).
+pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postgres::Error> {
     let s = cfg.router.schema.quoted();
-    let mut out = String::new();
     if let Err(why) = crate::install::check_installed(client, cfg).await? {
-        let _ = writeln!(out, "router: {why}");
-        return Ok((out, false));
+        return Ok(Report { not_installed: Some(why), ..Default::default() });
     }
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT host, pid, leading_since::text, rules_version, rules_loaded_at::text, reloads, refused_reloads, \
-                 last_error, last_error_at::text, extract(epoch FROM clock_timestamp() - updated_at)::float8, stopped_at::text \
-                 FROM {s}.daemon_status"
-            ),
-            &[],
-        )
-        .await?;
-    let healthy = match &row {
-        None => {
-            let _ = writeln!(out, "daemon: none has led on this database yet");
-            false
-        }
-        Some(r) => {
-            let age: f64 = r.get(9);
-            let stopped: Option<String> = r.get(10);
-            let fresh = age < 60.0 && stopped.is_none();
-            match &stopped {
-                Some(at) => {
-                    let _ = writeln!(
-                        out,
-                        "daemon: stopped cleanly at {at} (it ran on {}, pid {}, leading since {}); none is leading",
-                        r.get::<_, String>(0),
-                        r.get::<_, i32>(1),
-                        r.get::<_, String>(2)
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "daemon: {} on {} (pid {}), leading since {}, last heartbeat {age:.0} s ago",
-                        if fresh { "running" } else { "NOT RESPONDING" },
-                        r.get::<_, String>(0),
-                        r.get::<_, i32>(1),
-                        r.get::<_, String>(2)
-                    );
-                }
-            }
-            let _ = writeln!(
-                out,
-                "rules: version {} in force (loaded {}); {} reloads, {} refused",
-                r.get::<_, String>(3),
-                r.get::<_, Option<String>>(4).unwrap_or_else(|| "at start".into()),
-                r.get::<_, i64>(5),
-                r.get::<_, i64>(6)
-            );
-            if let (Some(err), Some(at)) = (r.get::<_, Option<String>>(7), r.get::<_, Option<String>>(8)) {
-                let _ = writeln!(out, "last refused reload, at {at} (the rules above stayed in force):");
-                for line in err.lines() {
-                    let _ = writeln!(out, "  {line}");
-                }
-            }
-            fresh
-        }
-    };
+    let mut r = Report { daemon: daemon(client, &s).await?, ..Default::default() };
+    r.healthy = r.daemon.as_ref().is_some_and(|d| d.last_heartbeat_secs < 60.0 && d.stopped_at.is_none());
     let q = client
         .query_one(
             &format!(
@@ -85,94 +103,190 @@ pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tok
             &[],
         )
         .await?;
-    let oldest: Option<f64> = q.get(2);
-    let _ = writeln!(
-        out,
-        "queue: {} events waiting{}, {} held or retrying later, {} dead-lettered",
-        q.get::<_, i64>(0),
-        oldest.map(|o| format!(" (oldest {o:.1} s)")).unwrap_or_default(),
-        q.get::<_, i64>(1),
-        q.get::<_, i64>(3)
+    r.queue = QueueReport {
+        waiting: q.get(0),
+        held_or_retrying: q.get(1),
+        oldest_waiting_secs: q.get(2),
+        dead_lettered: q.get(3),
+    };
+    let sql = format!(
+        "SELECT outcome, reason, count(*), min(since)::text FROM {s}.unrouted GROUP BY 1, 2 ORDER BY 1 DESC, 3 DESC, 2"
     );
-    unowned_section(client, &s, &mut out).await?;
-    let paused = client
-        .query(
-            &format!(
-                "SELECT member_id, reason, paused_at::text FROM {s}.member_pauses WHERE lifted_at IS NULL ORDER BY paused_at"
-            ),
-            &[],
-        )
-        .await?;
-    if paused.is_empty() {
-        let _ = writeln!(out, "paused for lapses: nobody");
-    } else {
-        let _ = writeln!(out, "paused for lapses ({}; lift with `oppty-router unpause <member>`):", paused.len());
-        for r in &paused {
-            let _ = writeln!(
-                out,
-                "  {}: {} (since {})",
-                r.get::<_, String>(0),
-                r.get::<_, String>(1),
-                r.get::<_, String>(2)
-            );
-        }
+    r.unowned = client
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(|x| UnownedGroup { outcome: x.get(0), reason: x.get(1), count: x.get(2), since: x.get(3) })
+        .collect();
+    let sql = format!(
+        "SELECT error, count(*), min(failed_at)::text FROM {s}.dead_letter GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
+    );
+    r.dead_letters = client
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(|x| DeadLetterGroup { error: x.get(0), count: x.get(1), first: x.get(2) })
+        .collect();
+    let sql = format!(
+        "SELECT member_id, reason, paused_at::text FROM {s}.member_pauses WHERE lifted_at IS NULL ORDER BY paused_at"
+    );
+    r.paused_for_lapses = client
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(|x| LapsePause { member: x.get(0), reason: x.get(1), since: x.get(2) })
+        .collect();
+    // Who the rule files pause (the rules as on disk now; nothing when they do not load).
+    if let Ok(e) = crate::load_rules(cfg) {
+        r.paused_in_rules = e.members.iter().filter(|m| m.paused).map(|m| named(&m.id, &m.name)).collect();
     }
-    Ok((out, healthy))
+    Ok(r)
 }
 
-/// Opportunities the router left unowned, grouped by why, and the dead letters grouped by error:
-/// every way an opportunity can be left behind shows here.
-async fn unowned_section(client: &Client, s: &str, out: &mut String) -> Result<(), tokio_postgres::Error> {
-    let rows = client
-        .query(
+fn named(id: &str, name: &str) -> String {
+    if name == id || name.is_empty() {
+        id.to_string()
+    } else {
+        format!("{id} ({name})")
+    }
+}
+
+async fn daemon(client: &Client, s: &str) -> Result<Option<DaemonReport>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
             &format!(
-                "SELECT outcome, reason, count(*), min(since)::text FROM {s}.unrouted GROUP BY 1, 2 ORDER BY 1 DESC, 3 DESC, 2"
+                "SELECT host, pid, leading_since::text, rules_version, rules_loaded_at::text, reloads, refused_reloads, \
+                 last_error, last_error_at::text, extract(epoch FROM clock_timestamp() - updated_at)::float8, stopped_at::text \
+                 FROM {s}.daemon_status"
             ),
             &[],
         )
         .await?;
-    if rows.is_empty() {
-        let _ = writeln!(out, "left unowned: none");
-    }
-    for (outcome, what) in [
-        (
-            "unassigned",
-            "unassigned (no rule yielded anybody, no fallback owner; `oppty-router requeue --unassigned` retries)",
-        ),
-        ("held", "held (waiting; retried by the daemon)"),
-    ] {
-        let group: Vec<_> = rows.iter().filter(|r| r.get::<_, String>(0) == outcome).collect();
-        if group.is_empty() {
-            continue;
+    Ok(row.map(|r| DaemonReport {
+        host: r.get(0),
+        pid: r.get(1),
+        leading_since: r.get(2),
+        rules_version: r.get(3),
+        rules_loaded_at: r.get(4),
+        reloads: r.get(5),
+        refused_reloads: r.get(6),
+        last_refused: match (r.get::<_, Option<String>>(8), r.get::<_, Option<String>>(7)) {
+            (Some(at), Some(err)) => Some((at, err)),
+            _ => None,
+        },
+        last_heartbeat_secs: r.get(9),
+        stopped_at: r.get(10),
+    }))
+}
+
+impl Report {
+    /// The report as ops read it.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        if let Some(why) = &self.not_installed {
+            let _ = writeln!(out, "router: {why}");
+            return out;
         }
-        let total: i64 = group.iter().map(|r| r.get::<_, i64>(2)).sum();
-        let oldest = group.iter().map(|r| r.get::<_, String>(3)).min().unwrap_or_default();
-        let _ = writeln!(out, "left unowned, {what}: {total}, the oldest since {oldest}");
-        for r in group {
-            let _ = writeln!(out, "  {:>6}  {}", r.get::<_, i64>(2), r.get::<_, String>(1));
-        }
-    }
-    let dead = client
-        .query(
-            &format!(
-                "SELECT error, count(*), min(failed_at)::text FROM {s}.dead_letter GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
-            ),
-            &[],
-        )
-        .await?;
-    if !dead.is_empty() {
-        let _ = writeln!(out, "dead letters by error (`oppty-router requeue --dead-letter` retries them):");
-        for r in dead {
+        self.daemon_text(&mut out);
+        let q = &self.queue;
+        let _ = writeln!(
+            out,
+            "queue: {} events waiting{}, {} held or retrying later, {} dead-lettered",
+            q.waiting,
+            q.oldest_waiting_secs.map(|o| format!(" (oldest {o:.1} s)")).unwrap_or_default(),
+            q.held_or_retrying,
+            q.dead_lettered
+        );
+        self.unowned_text(&mut out);
+        if self.paused_for_lapses.is_empty() {
+            let _ = writeln!(out, "paused for lapses: nobody");
+        } else {
             let _ = writeln!(
                 out,
-                "  {:>6}  {} (first {})",
-                r.get::<_, i64>(1),
-                r.get::<_, String>(0),
-                r.get::<_, String>(2)
+                "paused for lapses ({}; lift with `oppty-router unpause <member>`):",
+                self.paused_for_lapses.len()
             );
+            for p in &self.paused_for_lapses {
+                let _ = writeln!(out, "  {}: {} (since {})", p.member, p.reason, p.since);
+            }
+        }
+        if !self.paused_in_rules.is_empty() {
+            let _ = writeln!(out, "paused in the rule files: {}", self.paused_in_rules.join(", "));
+        }
+        out
+    }
+
+    fn daemon_text(&self, out: &mut String) {
+        let Some(d) = &self.daemon else {
+            let _ = writeln!(out, "daemon: none has led on this database yet");
+            return;
+        };
+        match &d.stopped_at {
+            Some(at) => {
+                let _ = writeln!(
+                    out,
+                    "daemon: stopped cleanly at {at} (it ran on {}, pid {}, leading since {}); none is leading",
+                    d.host, d.pid, d.leading_since
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "daemon: {} on {} (pid {}), leading since {}, last heartbeat {:.0} s ago",
+                    if self.healthy { "running" } else { "NOT RESPONDING" },
+                    d.host,
+                    d.pid,
+                    d.leading_since,
+                    d.last_heartbeat_secs
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "rules: version {} in force (loaded {}); {} reloads, {} refused",
+            d.rules_version,
+            d.rules_loaded_at.as_deref().unwrap_or("at start"),
+            d.reloads,
+            d.refused_reloads
+        );
+        if let Some((at, err)) = &d.last_refused {
+            let _ = writeln!(out, "last refused reload, at {at} (the rules above stayed in force):");
+            for line in err.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
         }
     }
-    Ok(())
+
+    /// Every way an opportunity can be left behind shows here.
+    fn unowned_text(&self, out: &mut String) {
+        if self.unowned.is_empty() {
+            let _ = writeln!(out, "left unowned: none");
+        }
+        for (outcome, what) in [
+            (
+                "unassigned",
+                "unassigned (no rule yielded anybody, no fallback owner; `oppty-router requeue --unassigned` retries)",
+            ),
+            ("held", "held (waiting; retried by the daemon)"),
+        ] {
+            let group: Vec<&UnownedGroup> = self.unowned.iter().filter(|g| g.outcome == outcome).collect();
+            if group.is_empty() {
+                continue;
+            }
+            let total: i64 = group.iter().map(|g| g.count).sum();
+            let oldest = group.iter().map(|g| g.since.as_str()).min().unwrap_or_default();
+            let _ = writeln!(out, "left unowned, {what}: {total}, the oldest since {oldest}");
+            for g in group {
+                let _ = writeln!(out, "  {:>6}  {}", g.count, g.reason);
+            }
+        }
+        if !self.dead_letters.is_empty() {
+            let _ = writeln!(out, "dead letters by error (`oppty-router requeue --dead-letter` retries them):");
+            for g in &self.dead_letters {
+                let _ = writeln!(out, "  {:>6}  {} (first {})", g.count, g.error, g.first);
+            }
+        }
+    }
 }
 
 /// Lift a member's pause for lapses (an admin's decision; the daemon sees it at its next sweep).

@@ -213,15 +213,28 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
         std::fs::read_to_string(&people).expect("read").replacen("max_opn = 400", "max_open = 399", 1),
     )
     .expect("fix");
+    let json = || {
+        let out = Command::new(BIN).args(["status", "--json", "-c"]).arg(&cfg).output().expect("status --json");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("status --json prints JSON")
+    };
+    let reloads_before = json()["daemon"]["reloads"].as_i64().expect("reloads");
     let started = Instant::now();
     loop {
-        let text = String::from_utf8_lossy(&status().stdout).to_string();
-        if text.contains("1 reloads") {
+        let report = json();
+        if report["daemon"]["reloads"].as_i64() > Some(reloads_before) {
+            assert!(
+                report["daemon"]["last_refused"].is_null(),
+                "the refusal is history once good rules are in force: {report}"
+            );
+            assert_eq!(report["healthy"], true, "{report}");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the fix is loaded: {text}");
+        assert!(started.elapsed() < Duration::from_secs(10), "the fix is loaded: {report}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let text = String::from_utf8_lossy(&status().stdout).to_string();
+    assert!(!text.contains("last refused reload"), "{text}");
+    assert!(text.contains("paused in the rule files: 103 (Lê Văn Cường)"), "a paused member shows as paused: {text}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM");
     assert_eq!(child.0.wait().expect("exit").code(), Some(0));

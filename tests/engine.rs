@@ -697,3 +697,42 @@ fn round_robin_turns_go_in_the_id_columns_natural_order() {
         (0..4).map(|_| e.route(&opp, &mut l, monday_morning(), &mut rng).owner.expect("owner")).collect();
     assert_eq!(order, ["6", "9", "10", "6"], "numeric ids take turns in numeric order");
 }
+
+#[test]
+fn an_explanation_says_which_part_of_a_condition_failed_with_the_crms_own_values() {
+    let text = r#"
+[settings]
+fallback_owner = "100"
+[[member]]
+id = "1"
+[[team]]
+id = "t"
+pipelines = ["p"]
+members = ["1"]
+[[pipeline]]
+id = "p"
+[[pipeline.rule]]
+id = "big-instagram"
+when = { all = [{ field = "source", equals = "instagram" }, { field = "amount", at_least = 50000000 }] }
+member = "fewest_open"
+[[pipeline.rule]]
+id = "vip-or-hanoi"
+when = { any = [{ field = "segment", in = ["vip", "gold"] }, { field = "province", equals = "HN" }] }
+member = "fewest_open"
+"#;
+    let e = compile_texts(&[("t.toml", text)], &fields()).expect("rules");
+    let v = values(
+        FIELDS,
+        &[("source", "Instagram"), ("amount", "12,500,000"), ("segment", "Mass"), ("province", "Đà Nẵng")],
+    );
+    let mut l = Ledger::for_engine(&e, None);
+    let d = e.route(&plain(&v, monday_morning()), &mut l, monday_morning(), &mut SmallRng::seed_from_u64(0));
+    let whys: Vec<String> = d.explanation.rules.iter().map(|r| r.why.as_deref().unwrap_or("").to_string()).collect();
+    assert_eq!(
+        whys,
+        [
+            "amount ≥ 50000000: it is `12,500,000`",
+            "none of these holds: segment in [gold, vip]: it is `Mass`; province = `hn`: it is `Đà Nẵng`",
+        ]
+    );
+}

@@ -53,7 +53,14 @@ async fn an_opportunity_from_hanoi_is_owned_within_a_second_and_the_audit_explai
     assert_eq!(row.get::<_, Option<String>>(6).as_deref(), Some("1"), "the queue user was the previous owner");
 
     let (text, _) = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
-    assert!(text.contains("rule province-team: matched") && text.contains("excluded (paused): 103"), "{text}");
+    assert!(
+        text.contains("rule province-team: matched") && text.contains("excluded (paused): 103 (Lê Văn Cường)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("member 101 (Nguyễn Văn An)") || text.contains("member 102 (Trần Thị Bình)"),
+        "every member named: {text}"
+    );
     assert!(text.contains("team hanoi-retail: its territory covers province = `HN`"), "{text}");
     daemon.stop().await;
     eprintln!("owned in {took:?}");

@@ -123,6 +123,33 @@ impl Cond {
         }
     }
 
+    /// Why the condition is false for these facts: the part that failed, with the value as the
+    /// CRM has it ("amount ≥ 50000000: it is `12,500,000`"; "any of (…): none holds").
+    pub fn why_false(&self, f: &Facts<'_>) -> String {
+        match self {
+            Cond::All(cs) => match cs.iter().find(|c| !c.eval(f)) {
+                Some(c) => c.why_false(f),
+                None => self.describe(),
+            },
+            Cond::Any(cs) => {
+                let parts: Vec<String> = cs.iter().map(|c| c.why_false(f)).collect();
+                format!("none of these holds: {}", parts.join("; "))
+            }
+            Cond::Not(c) => format!("{} holds", c.describe()),
+            Cond::Tagged(t) => {
+                let tags = if f.tags.is_empty() { "none".to_string() } else { f.tags.join(", ") };
+                format!("not tagged `{t}` (its tags: {tags})")
+            }
+            Cond::Field { field, .. } => {
+                let value = match f.original(*field) {
+                    Some(v) => format!("it is `{v}`"),
+                    None => "it is empty".to_string(),
+                };
+                format!("{}: {value}", self.describe())
+            }
+        }
+    }
+
     /// A short human description, for explanations.
     pub fn describe(&self) -> String {
         match self {

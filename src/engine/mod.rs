@@ -339,8 +339,6 @@ pub enum WhenAway {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: Arc<str>,
-    /// The conditions in words, for explanations.
-    pub when_text: Option<Arc<str>>,
     /// `pipeline/rule`: the key of its round-robin state.
     pub key: String,
     pub when: Option<Cond>,
@@ -624,7 +622,7 @@ impl Engine {
             if let Some(c) = &rule.when {
                 if !c.eval(&facts) {
                     trace.result = "conditions not met";
-                    trace.why = rule.when_text.clone();
+                    trace.why = Some(c.why_false(&facts).into());
                     ex.rules.push(trace);
                     continue;
                 }
@@ -882,7 +880,7 @@ impl Engine {
                 Err(format!("no team of the pipeline covers {what}"))
             }
             TeamStage::FromField { field, name } => {
-                let Some(v) = facts.text(*field) else { return Err(format!("field `{name}` is empty")) };
+                let Some(v) = facts.original(*field) else { return Err(format!("field `{name}` is empty")) };
                 let found = pipeline.teams.iter().copied().find(|t| {
                     let team = &self.teams[*t];
                     team.id.eq_ignore_ascii_case(v) || team.crm_id.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(v))
@@ -924,7 +922,8 @@ impl Engine {
         match &f.kind {
             FilterKind::Attribute { attribute, symbol, field, field_name } => {
                 let v = facts.text(*field);
-                let label = format!("attribute `{attribute}` = {field_name} (`{}`)", v.unwrap_or(""));
+                let label =
+                    format!("attribute `{attribute}` = {field_name} (`{}`)", facts.original(*field).unwrap_or(""));
                 let kept = match v.and_then(|v| self.symbol(v)) {
                     Some(v) => keep(&|m| m.attributes.iter().any(|(a, x)| a == symbol && *x == v)),
                     None => Vec::new(),
@@ -938,7 +937,7 @@ impl Engine {
                 let label = format!(
                     "{} of {field_name} [{}]",
                     if is_products { "products" } else { "categories" },
-                    names.join(", ")
+                    facts.original(*field).unwrap_or("")
                 );
                 let kept = keep(&|m| {
                     let set = if is_products { &m.products } else { &m.categories };

@@ -1906,7 +1906,6 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
                 rules.push(engine::Rule {
                     key: format!("{}/{}", p.id, r.id),
                     id: r.id.as_str().into(),
-                    when_text: when.as_ref().map(|c| c.describe().into()),
                     when,
                     team,
                     filters,

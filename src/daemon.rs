@@ -263,6 +263,8 @@ async fn session(
     let sql = match crm::prepare(&client, cfg).await {
         Ok(s) => s,
         Err(crm::CrmError::Sql(e)) => return end_for(e, cfg),
+        // What looked like a mapping problem came from a connection that went: retry.
+        Err(e) if client.is_closed() => return Ok(SessionEnd::Lost(e.to_string())),
         Err(e) => return Err(DaemonError::Mapping(e)),
     };
     if let Err(why) = lost!(crate::install::check_installed(&client, cfg).await) {
@@ -315,6 +317,9 @@ async fn session(
     lost!(continue_versions(&client, cfg, rules, opts.reloader.as_deref()).await);
     let mut engine = rules.load_full();
     if let Err(e) = crm::check_rule_values(&client, &sql, &engine).await {
+        if client.is_closed() {
+            return Ok(SessionEnd::Lost(e));
+        }
         // The initial rule set was already compiled; an id that the CRM cannot hold is a config error.
         return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
             key: "rules".into(),

@@ -264,7 +264,7 @@ impl Drain {
                  ON CONFLICT (rule_key) DO UPDATE SET cursor = EXCLUDED.cursor, weights = EXCLUDED.weights, updated_at = EXCLUDED.updated_at"
             ),
             history: format!(
-                "SELECT owner_id, extract(epoch FROM decided_at)::int8 FROM {s}.assignments \
+                "SELECT owner_id, extract(epoch FROM decided_at)::int8, team_id FROM {s}.assignments \
                  WHERE owner_id IS NOT NULL AND outcome IN ('rule', 'fallback') \
                  AND decided_at > clock_timestamp() - $1::int8 * interval '1 second' ORDER BY decided_at"
             ),
@@ -301,7 +301,14 @@ impl Drain {
         }
         for r in client.query(&self.history, &[&engine.history]).await.map_err(DrainError::from_pg)? {
             if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
-                ledger.recent[m].push_back(r.get(1));
+                let at: i64 = r.get(1);
+                ledger.recent[m].push_back(at);
+                // Also against the caps a team keeps for this member (the CRM's per-membership caps).
+                let team = r.get::<_, Option<String>>(2).and_then(|t| engine.team_index.get(&t).copied());
+                if let Some(team) = team.map(|t| &engine.teams[t]).filter(|t| t.caps_here.iter().any(|(x, _)| *x == m))
+                {
+                    ledger.assign_here(&engine.members[m].id, &team.id, at);
+                }
             }
         }
         let s = self.cfg.router.schema.quoted();

@@ -30,6 +30,8 @@ pub struct Report {
     pub paused_for_lapses: Vec<LapsePause>,
     /// Members paused in the rule files (they get nothing new).
     pub paused_in_rules: Vec<String>,
+    /// Members the CRM pauses in one team (`directory.team_members`' `paused` column).
+    pub paused_in_teams: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -136,11 +138,26 @@ pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postg
         .iter()
         .map(|x| LapsePause { member: x.get(0), reason: x.get(1), since: x.get(2) })
         .collect();
-    // Who the rule files pause (the rules as on disk now; nothing when they do not load).
-    if let Ok(e) = crate::load_rules(cfg) {
-        r.paused_in_rules = e.members.iter().filter(|m| m.paused).map(|m| named(&m.id, &m.name)).collect();
-    }
+    paused(client, cfg, &mut r).await;
     Ok(r)
+}
+
+/// Who is paused: in the rule files as on disk now, and per team by the CRM's directory (nothing
+/// when the rules do not load; the rule files alone when the directory cannot be read).
+async fn paused(client: &Client, cfg: &Config, r: &mut Report) {
+    let mut dir = crate::directory_flags(cfg);
+    if let Some(d) = &cfg.directory {
+        if let Ok(loaded) = crate::crm::load_directory(client, d).await {
+            dir = loaded;
+        }
+    }
+    let Ok(e) = crate::load_rules_with(cfg, &dir) else { return };
+    r.paused_in_rules = e.members.iter().filter(|m| m.paused).map(|m| named(&m.id, &m.name)).collect();
+    for t in &e.teams {
+        for m in t.paused_here.iter().map(|m| &e.members[*m]) {
+            r.paused_in_teams.push(format!("{} in team {}", named(&m.id, &m.name), t.id));
+        }
+    }
 }
 
 fn named(id: &str, name: &str) -> String {
@@ -212,6 +229,9 @@ impl Report {
         }
         if !self.paused_in_rules.is_empty() {
             let _ = writeln!(out, "paused in the rule files: {}", self.paused_in_rules.join(", "));
+        }
+        if !self.paused_in_teams.is_empty() {
+            let _ = writeln!(out, "paused in one team by the CRM: {}", self.paused_in_teams.join(", "));
         }
         out
     }

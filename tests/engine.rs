@@ -161,7 +161,7 @@ fn scenarios_from_the_product_documents() {
             paused: &["201", "202", "203"],
             expect_owner: "100",
             expect_team: None,
-            explanation_has: "\"paused\":[\"201\",\"202\",\"203\"]",
+            explanation_has: "\"paused (rule files)\":[\"201\",\"202\",\"203\"]",
         },
         Case {
             story: "a last owner who is paused is not kept",

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -54,7 +55,8 @@ async fn an_opportunity_from_hanoi_is_owned_within_a_second_and_the_audit_explai
 
     let (text, _) = oppty_router::explain::explain(&db.client, &db.cfg, &opp).await.expect("explain");
     assert!(
-        text.contains("rule province-team: matched") && text.contains("excluded (paused): 103 (Lê Văn Cường)"),
+        text.contains("rule province-team: matched")
+            && text.contains("excluded (paused (rule files)): 103 (Lê Văn Cường)"),
         "{text}"
     );
     assert!(
@@ -440,6 +442,69 @@ async fn membership_and_activeness_come_from_the_crm_when_the_config_says_so() {
         .expect("audit")
         .get(0);
     assert!(why.contains("inactive in the CRM") && why.contains("301"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_or_a_cap_the_crm_keeps_per_team_membership_holds_in_that_team() {
+    let db = crm_db("membership").await;
+    db.install().await;
+    // In Đà Nẵng's team (CRM id 13): Quang (305) opted out of automatic assignment there, Hải (301)
+    // takes at most 2 per 30 days through it; Dũng (302) has no limit.
+    db.client
+        .batch_execute(
+            "UPDATE crm.sales_team_member SET \"autoAssign\" = false WHERE \"teamId\" = 13 AND \"userId\" = 305; \
+             UPDATE crm.sales_team_member SET \"maxPer30Days\" = 2 WHERE \"teamId\" = 13 AND \"userId\" = 301",
+        )
+        .await
+        .expect("membership settings");
+    let daemon = {
+        let cfg = std::sync::Arc::new(db.cfg.clone());
+        let engine = oppty_router::load_rules(&cfg).expect("rules");
+        Daemon::start(cfg, engine)
+    };
+    let mut owners: HashMap<i32, usize> = HashMap::new();
+    let mut last = String::new();
+    for i in 0..8i64 {
+        let opp: String = db
+            .client
+            .query_one(
+                "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
+                 SELECT 'Đà Nẵng', (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = 'DN' AND \"ownerId\" IS NULL \
+                 ORDER BY 1 OFFSET $1 LIMIT 1), 'retail', 1 RETURNING \"oppId\"::text",
+                &[&i],
+            )
+            .await
+            .expect("insert")
+            .get(0);
+        *owners.entry(db.wait_owned(&opp, Duration::from_secs(3)).await.0).or_default() += 1;
+        last = opp;
+    }
+    daemon.stop().await;
+    assert_eq!(owners.get(&305), None, "paused in this team by the CRM: {owners:?}");
+    assert_eq!(owners.get(&301), Some(&2), "two through this team in 30 days, then no more: {owners:?}");
+    assert_eq!(owners.get(&302), Some(&6), "{owners:?}");
+    let (text, _) = oppty_router::explain::explain(&db.client, &db.cfg, &last).await.expect("explain");
+    assert!(
+        text.contains("excluded (paused in this team (the CRM)): 305"),
+        "explain says which source applied: {text}"
+    );
+    assert!(text.contains("excluded (at cap in this team (the CRM)): 301"), "{text}");
+    let (status, _) = oppty_router::status::status(&db.client, &db.cfg).await.expect("status");
+    assert!(
+        status.contains("paused in one team by the CRM: 305 in team danang-retail"),
+        "a paused member shows as paused: {status}"
+    );
+
+    // A restart counts what was already given through the team: Hải stays at his cap.
+    let daemon = {
+        let cfg = std::sync::Arc::new(db.cfg.clone());
+        let engine = oppty_router::load_rules(&cfg).expect("rules");
+        Daemon::start(cfg, engine)
+    };
+    let opp = db.insert_opportunity("after a restart", "DN", "retail").await;
+    let (owner, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
+    daemon.stop().await;
+    assert_eq!(owner, 302, "the cap held across the restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,7 +154,7 @@ fn a_failing_rule_file_test_refuses_the_set_with_one_readable_line_per_differenc
     // The admin pauses the member a test expects: each difference on its own line, no JSON.
     let paused = format!("{}\n[[test]]\nname = \"Hanoi goes to 101\"\npipeline = \"retail\"\nfields = {{ province = \"VN\" }}\nexpect = {{ member = \"101\", team = \"hanoi\", rule = \"by-province\" }}\n", GOOD.replacen("max_open = 10", "max_open = 10\npaused = true", 1));
     let got = errors(&[("rules.toml", &paused)]);
-    let why = "(rule `by-province` nobody eligible, 101 paused; no rule yielded anybody: the global fallback owner)";
+    let why = "(rule `by-province` nobody eligible, 101 paused (rule files); no rule yielded anybody: the global fallback owner)";
     assert_eq!(
         got,
         format!(

@@ -18,10 +18,14 @@ CREATE TABLE crm.sales_team (
     name text NOT NULL
 );
 
--- Who is in which sales team, as the CRM's admin screens keep it (the router can load it).
+-- Who is in which sales team, as the CRM's admin screens keep it (the router can load it), with
+-- the membership's own settings: opted out of automatic assignment in this team, and a maximum of
+-- assignments per 30 days through this team.
 CREATE TABLE crm.sales_team_member (
     "teamId" integer NOT NULL REFERENCES crm.sales_team (id),
     "userId" integer NOT NULL REFERENCES crm.users (id),
+    "autoAssign" boolean NOT NULL DEFAULT true,
+    "maxPer30Days" integer,
     PRIMARY KEY ("teamId", "userId")
 );
 

@@ -176,20 +176,28 @@ async fn try_prepare(client: &Client, sql: &str, key: &str, problems: &mut Vec<M
     }
 }
 
-/// The type of the one column `sql` returns (`None` with a problem under `key` otherwise).
-async fn row_sql_type(client: &Client, sql: &str, key: &str, p: &mut Vec<MappingProblem>) -> Option<String> {
+/// The one column an ops-written query returns: its type, or a problem with it. A lost
+/// connection or a refusal is not a problem of the query: it is returned as an error (the
+/// session is retried, not stopped as misconfigured).
+async fn row_sql_type(
+    client: &Client,
+    sql: &str,
+    key: &str,
+    p: &mut Vec<MappingProblem>,
+) -> Result<Option<String>, tokio_postgres::Error> {
     match client.prepare(sql).await {
-        Ok(stmt) if stmt.columns().len() == 1 => stmt.columns().first().map(|c| c.type_().name().to_string()),
+        Ok(stmt) if stmt.columns().len() == 1 => Ok(stmt.columns().first().map(|c| c.type_().name().to_string())),
         Ok(stmt) => {
             p.push(MappingProblem {
                 key: key.into(),
                 message: format!("returns {} columns; return one", stmt.columns().len()),
             });
-            None
+            Ok(None)
         }
+        Err(e) if client.is_closed() || crate::db::kind_of(&e) != crate::db::ErrorKind::Other => Err(e),
         Err(e) => {
             p.push(MappingProblem { key: key.into(), message: crate::db::message(&e) });
-            None
+            Ok(None)
         }
     }
 }
@@ -217,7 +225,7 @@ async fn check_related(
             }
             crate::config::RowValue::Sql(q) => {
                 let sql = format!("SELECT q.* FROM {} r, LATERAL ({q}) AS q LIMIT 0", r.table.quoted());
-                let t = row_sql_type(client, &sql, &format!("{key}.opportunity.sql"), p).await;
+                let t = row_sql_type(client, &sql, &format!("{key}.opportunity.sql"), p).await?;
                 links.push((key, t, None));
             }
         }
@@ -355,7 +363,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             FieldSource::Column(c) => column_type(client, &o.table, c, key, &mut p).await?,
             FieldSource::Sql(_) => {
                 let sql = format!("SELECT ({}) FROM {table} o LIMIT 0", src.expr());
-                row_sql_type(client, &sql, &format!("{key}.sql"), &mut p).await
+                row_sql_type(client, &sql, &format!("{key}.sql"), &mut p).await?
             }
         };
         if matches!(t.as_deref(), Some("timestamp without time zone" | "timestamp")) {
@@ -414,7 +422,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
                     column_type(client, &a.table, c, &format!("{key}.type_column"), &mut p).await?;
                 }
                 let q = format!("SELECT q.* FROM {} r, LATERAL ({sql}) AS q LIMIT 0", a.table.quoted());
-                row_sql_type(client, &q, &format!("{key}.opportunity.sql"), &mut p).await
+                row_sql_type(client, &q, &format!("{key}.opportunity.sql"), &mut p).await?
             }
         };
         let actor_t = match &a.actor {
@@ -423,7 +431,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             }
             crate::config::RowValue::Sql(e) => {
                 let q = format!("SELECT ({e}) FROM {} r LIMIT 0", a.table.quoted());
-                row_sql_type(client, &q, &format!("{key}.actor.sql"), &mut p).await
+                row_sql_type(client, &q, &format!("{key}.actor.sql"), &mut p).await?
             }
         };
         activity_types.push((key.clone(), link_t, actor_t));
@@ -610,6 +618,12 @@ pub async fn load_directory(
                 r.try_get(1).map_err(|_| bad("directory.team_members", "two text columns (team crm id, member id)"))?,
             );
             if let (Some(t), Some(m)) = (t, m) {
+                if let Some(rule) = membership_rule(&r, &t, &m).map_err(|message| DirectoryError {
+                    problem: MappingProblem { key: "directory.team_members".into(), message },
+                    kind: None,
+                })? {
+                    out.membership_rules.push(rule);
+                }
                 out.memberships.push((t, m));
             }
         }
@@ -628,6 +642,52 @@ pub async fn load_directory(
         }
     }
     Ok(out)
+}
+
+/// The optional columns of a `directory.team_members` row: `paused` (boolean: opted out of
+/// automatic assignment in this team), `max_assignments` (integer) and `per` (a duration such as
+/// '30d', or an interval): a cap on assignments through this team.
+fn membership_rule(
+    r: &tokio_postgres::Row,
+    team: &str,
+    member: &str,
+) -> Result<Option<crate::rules::MembershipRule>, String> {
+    let col = |name: &str| r.columns().iter().position(|c| c.name() == name);
+    let paused = match col("paused") {
+        Some(i) => r.try_get::<_, Option<bool>>(i).map_err(|_| "column `paused` must be a boolean".to_string())?,
+        None => None,
+    }
+    .unwrap_or(false);
+    let max = match col("max_assignments") {
+        Some(i) => r
+            .try_get::<_, Option<i32>>(i)
+            .map(|v| v.map(i64::from))
+            .or_else(|_| r.try_get::<_, Option<i64>>(i))
+            .map_err(|_| "column `max_assignments` must be an integer".to_string())?,
+        None => None,
+    };
+    let per: Option<String> = match col("per") {
+        Some(i) => r.try_get(i).map_err(|_| "column `per` must be text (e.g. '30d'; cast an interval with ::text)")?,
+        None => None,
+    };
+    let cap = match (max, per) {
+        (None, _) => None,
+        (Some(m), _) if m < 0 => return Err(format!("`max_assignments` is {m} for member {member} in team {team}")),
+        (Some(_), None) => {
+            return Err(format!(
+                "member {member} in team {team} has `max_assignments` and no `per`: add a `per` column (e.g. '30d')"
+            ))
+        }
+        (Some(m), Some(p)) => {
+            let secs = crate::rules::parse_window(&p)
+                .map_err(|e| format!("`per` = '{p}' for member {member} in team {team}: {e}"))?;
+            Some((u32::try_from(m).unwrap_or(u32::MAX), secs))
+        }
+    };
+    if !paused && cap.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(crate::rules::MembershipRule { team: team.into(), member: member.into(), paused, cap }))
 }
 
 #[cfg(test)]

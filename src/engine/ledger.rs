@@ -2,6 +2,7 @@
 //! (restored from the router's tables on start), handed to the engine by `&mut`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use super::{Engine, PickUndo};
 
@@ -27,6 +28,9 @@ pub struct Ledger {
     pub weights: HashMap<String, HashMap<String, i64>>,
     /// Rule keys whose cursor or weights changed since the last [`Ledger::take_dirty`].
     pub dirty: Vec<String>,
+    /// Epoch seconds of recent assignments per (member id, team id), oldest first, for the caps
+    /// that hold in one team only (kept for memberships with such a cap).
+    pub recent_here: HashMap<(Arc<str>, Arc<str>), VecDeque<i64>>,
 }
 
 /// What one assignment changed, so it can be undone if its transaction does not commit.
@@ -36,6 +40,8 @@ pub struct Undo {
     pub at: i64,
     /// The pick state it changed (turns per rule and team).
     pub picks: Vec<PickUndo>,
+    /// (member id, team id) when it counted against a cap of that team.
+    pub here: Option<(Arc<str>, Arc<str>)>,
 }
 
 impl Ledger {
@@ -63,6 +69,7 @@ impl Ledger {
             }
             l.cursors = ol.cursors.clone();
             l.weights = ol.weights.clone();
+            l.recent_here = ol.recent_here.clone();
         }
         l
     }
@@ -84,7 +91,7 @@ impl Ledger {
 
     /// Forget assignments older than `horizon` seconds before `now`.
     pub fn trim(&mut self, now: i64, horizon: i64) {
-        for q in &mut self.recent {
+        for q in self.recent.iter_mut().chain(self.recent_here.values_mut()) {
             while q.front().is_some_and(|t| *t < now - horizon) {
                 q.pop_front();
             }
@@ -95,6 +102,19 @@ impl Ledger {
     pub fn assigned_since(&self, m: usize, since: i64) -> usize {
         let q = &self.recent[m];
         q.len() - q.partition_point(|t| *t < since)
+    }
+
+    /// Assignments of `member` through `team` at or after `since`.
+    pub fn assigned_here(&self, member: &str, team: &str, since: i64) -> usize {
+        let key: (Arc<str>, Arc<str>) = (member.into(), team.into());
+        self.recent_here.get(&key).map_or(0, |q| q.len() - q.partition_point(|t| *t < since))
+    }
+
+    /// Record an assignment through a team with a cap of its own for this member.
+    pub fn assign_here(&mut self, member: &Arc<str>, team: &Arc<str>, at: i64) {
+        let q = self.recent_here.entry((member.clone(), team.clone())).or_default();
+        let pos = q.partition_point(|t| *t <= at);
+        q.insert(pos, at);
     }
 
     /// Record an assignment (the engine calls this for every decision it makes).
@@ -117,6 +137,11 @@ impl Ledger {
     /// Undo an assignment whose transaction rolled back, pick state included.
     pub fn undo(&mut self, u: &Undo) {
         self.unassign(u.member, u.at);
+        if let Some(q) = u.here.as_ref().and_then(|k| self.recent_here.get_mut(k)) {
+            if let Some(pos) = q.iter().rposition(|t| *t == u.at) {
+                q.remove(pos);
+            }
+        }
         for p in u.picks.iter().rev() {
             match p {
                 PickUndo::Cursor { key, prev: Some(prev) } => {
@@ -161,8 +186,12 @@ mod tests {
         l.cursors.insert("p/r".into(), "a".into());
         l.assign(1, 100);
         l.cursors.insert("p/r".into(), "b".into());
-        let u =
-            Undo { member: 1, at: 100, picks: vec![PickUndo::Cursor { key: "p/r".into(), prev: Some("a".into()) }] };
+        let u = Undo {
+            member: 1,
+            at: 100,
+            picks: vec![PickUndo::Cursor { key: "p/r".into(), prev: Some("a".into()) }],
+            here: None,
+        };
         l.undo(&u);
         assert_eq!(l.open, vec![0, 0]);
         assert!(l.recent[1].is_empty());

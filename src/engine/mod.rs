@@ -226,6 +226,11 @@ pub struct Team {
     pub territories: Vec<u32>,
     /// Sorted tag symbols.
     pub tags: Vec<u32>,
+    /// Members paused in this team only (the CRM's per-membership opt-out), sorted.
+    pub paused_here: Vec<usize>,
+    /// Caps that hold in this team only (the CRM's per-membership maximum): assignments made
+    /// through this team in a rolling window.
+    pub caps_here: Vec<(usize, Cap)>,
 }
 
 /// Territories as a tree (country › province › district › ward); codes are lower-cased.
@@ -413,6 +418,8 @@ pub struct Engine {
 enum Excl {
     Inactive,
     Paused,
+    PausedHere,
+    AtCapHere,
     PausedForLapses,
     Excluded,
     OutOfOffice,
@@ -424,7 +431,9 @@ impl Excl {
     fn label(&self) -> &'static str {
         match self {
             Excl::Inactive => "inactive in the CRM",
-            Excl::Paused => "paused",
+            Excl::Paused => "paused (rule files)",
+            Excl::PausedHere => "paused in this team (the CRM)",
+            Excl::AtCapHere => "at cap in this team (the CRM)",
             Excl::PausedForLapses => "paused for letting opportunities lapse (until an admin lifts it)",
             Excl::Excluded => "previous owner (excluded)",
             Excl::OutOfOffice => "out of office",
@@ -511,6 +520,28 @@ impl Engine {
             };
             used >= i64::from(cap.max)
         })
+    }
+
+    /// What the CRM says about the member within team `t`: paused there, or at that team's cap.
+    fn team_exclusion(&self, m: usize, t: usize, ledger: &Ledger, now: DateTime<Utc>, caps: bool) -> Option<Excl> {
+        let team = &self.teams[t];
+        if team.paused_here.binary_search(&m).is_ok() {
+            return Some(Excl::PausedHere);
+        }
+        if !caps {
+            return None;
+        }
+        let full = team.caps_here.iter().any(|(x, cap)| {
+            *x == m
+                && match cap.window {
+                    Window::Rolling(secs) => {
+                        ledger.assigned_here(&self.members[m].id, &team.id, now.timestamp() - secs) as i64
+                            >= i64::from(cap.max)
+                    }
+                    _ => false,
+                }
+        });
+        full.then_some(Excl::AtCapHere)
     }
 
     /// A symbol's id, if any rule or member uses it.
@@ -679,11 +710,14 @@ impl Engine {
             let (mut full, mut away, mut other) = (0usize, 0usize, 0usize);
             let mut next_start: Option<DateTime<Utc>> = None;
             for &(m, t) in &cands {
-                match self.exclusion(m, opp, ledger, now, true, &mut cache) {
+                let excl = self
+                    .exclusion(m, opp, ledger, now, true, &mut cache)
+                    .or_else(|| self.team_exclusion(m, t, ledger, now, true));
+                match excl {
                     None => eligible.push((m, t)),
                     Some(e) => {
                         match &e {
-                            Excl::AtCap(_) => full += 1,
+                            Excl::AtCap(_) | Excl::AtCapHere => full += 1,
                             Excl::OutOfOffice | Excl::OutsideHours => {
                                 away += 1;
                                 if let Some(s) =
@@ -717,7 +751,10 @@ impl Engine {
                         eligible = cands
                             .iter()
                             .copied()
-                            .filter(|(m, _)| self.exclusion(*m, opp, ledger, now, false, &mut cache).is_none())
+                            .filter(|&(m, t)| {
+                                self.exclusion(m, opp, ledger, now, false, &mut cache).is_none()
+                                    && self.team_exclusion(m, t, ledger, now, false).is_none()
+                            })
                             .collect();
                         if !eligible.is_empty() {
                             trace.why = Some("every candidate is at a cap: caps ignored by this rule".into());
@@ -761,6 +798,11 @@ impl Engine {
                     let member = &self.members[m];
                     let team = &self.teams[t];
                     ledger.assign(m, nows);
+                    let here =
+                        team.caps_here.iter().any(|(x, _)| *x == m).then(|| (member.id.clone(), team.id.clone()));
+                    if let Some((mid, tid)) = &here {
+                        ledger.assign_here(mid, tid, nows);
+                    }
                     ex.member = Some(PickTrace { id: member.id.clone(), name: member.name.clone(), why });
                     return Decision {
                         owner: Some(member.id.to_string()),
@@ -772,7 +814,7 @@ impl Engine {
                         tags: facts.tags,
                         retry_at: None,
                         explanation: ex,
-                        undo: Some(Undo { member: m, at: nows, picks }),
+                        undo: Some(Undo { member: m, at: nows, picks, here }),
                     };
                 }
                 Err(why) => {

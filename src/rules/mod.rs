@@ -32,6 +32,9 @@ pub struct Directory {
     pub active: Option<HashSet<String>>,
     /// (team crm id, member id) pairs added to the teams with that `crm_id`.
     pub memberships: Vec<(String, String)>,
+    /// What the CRM says about a member within one team (`paused`, `max_assignments` and `per`
+    /// columns of `directory.team_members`): a pause or a cap that holds in that team only.
+    pub membership_rules: Vec<MembershipRule>,
     /// KPI score per member id.
     pub kpi: HashMap<String, f64>,
     /// Team memberships come from the CRM: a team may list no members in the files.
@@ -46,6 +49,18 @@ pub struct Directory {
     /// now is provisional (it never routes), and the files' `[[test]]`s wait until the set is
     /// compiled with the directory, as it will route.
     pub unread: bool,
+}
+
+/// A member's pause or cap within one team, as the CRM keeps it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MembershipRule {
+    /// The team's CRM id.
+    pub team: String,
+    pub member: String,
+    /// Opted out of automatic assignment in this team.
+    pub paused: bool,
+    /// At most this many assignments through this team per window (seconds).
+    pub cap: Option<(u32, i64)>,
 }
 
 /// The canonical text form of a user id, by the owner column's type.
@@ -1038,6 +1053,22 @@ fn duration(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"30m\", \"48h\", \"3d 4h\""))
 }
 
+/// A window the CRM gives for a cap: a duration ("30d", "720h") or an interval as PostgreSQL
+/// prints it ("30 days", "1 mon"); longer than zero.
+pub fn parse_window(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    // PostgreSQL's own words for an interval: "1 mon" is 30 days, as interval arithmetic has it.
+    let t = t.replace(" mons", "months").replace(" mon", "month");
+    let secs = humantime::parse_duration(&t)
+        .or_else(|_| humantime::parse_duration(&t.replace(' ', "")))
+        .map(|d| d.as_secs() as i64)
+        .map_err(|e| format!("not a duration ({e}); write e.g. '30d' or an interval"))?;
+    if secs <= 0 {
+        return Err("must be longer than 0s".into());
+    }
+    Ok(secs)
+}
+
 fn timezone(s: &str) -> Result<chrono_tz::Tz, String> {
     s.parse::<chrono_tz::Tz>()
         .map_err(|_| format!("`{s}` is not a time zone; use an IANA name such as \"Asia/Ho_Chi_Minh\""))
@@ -1244,6 +1275,10 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
     for a in active {
         hasher.update(a);
         hasher.update([1]);
+    }
+    for m in &directory.membership_rules {
+        hasher.update(format!("{m:?}"));
+        hasher.update([4]);
     }
     let mut memberships = directory.memberships.clone();
     memberships.sort();
@@ -1605,6 +1640,13 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             .iter()
             .filter_map(|x| territory_ref(&mut cx, *fi, &format!("{key}.territories"), x))
             .collect();
+        let (paused_here, caps_here) =
+            membership_rules(t.crm_id.as_deref(), &directory.membership_rules, &member_index);
+        for (_, c) in &caps_here {
+            if let Window::Rolling(secs) = c.window {
+                history = history.max(secs);
+            }
+        }
         out_teams.push(engine::Team {
             id: t.id.as_str().into(),
             name: if t.name.is_empty() { t.id.clone() } else { t.name.clone() },
@@ -1613,6 +1655,8 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
             members: ms,
             territories: terrs,
             tags: sym.set(&t.tags),
+            paused_here,
+            caps_here,
         });
         team_pipelines.push(t.pipelines.clone());
     }
@@ -2015,6 +2059,30 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         return Err(RulesError { problems: cx.problems });
     }
     Ok(engine)
+}
+
+/// The CRM's pauses and caps for the members of the team with this CRM id: (paused member
+/// indexes, sorted; (member index, cap) pairs).
+fn membership_rules(
+    crm_id: Option<&str>,
+    rules: &[MembershipRule],
+    member_index: &HashMap<String, usize>,
+) -> (Vec<usize>, Vec<(usize, Cap)>) {
+    let (mut paused, mut caps) = (Vec::new(), Vec::new());
+    let Some(crm_id) = crm_id else { return (paused, caps) };
+    for r in rules.iter().filter(|r| r.team == crm_id) {
+        let Some(&m) = member_index.get(&r.member) else { continue };
+        if r.paused {
+            paused.push(m);
+        }
+        if let Some((max, per)) = r.cap {
+            let label = humantime::format_duration(std::time::Duration::from_secs(per.max(0) as u64)).to_string();
+            caps.push((m, Cap { window: Window::Rolling(per), max, label }));
+        }
+    }
+    paused.sort_unstable();
+    paused.dedup();
+    (paused, caps)
 }
 
 fn collect_tags(c: &Cond, out: &mut Vec<String>) {

@@ -396,6 +396,21 @@ async fn odd_crm_rows_are_handled_a_deleted_row_is_skipped_and_one_without_accou
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.assignments").await, 2);
 }
 
+/// An opportunity of the `i`th Đà Nẵng customer nobody owns yet (a repeat customer would go back
+/// to their last owner).
+async fn new_customer_in_da_nang(db: &TestDb, i: i64) -> String {
+    db.client
+        .query_one(
+            "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
+             SELECT 'Đà Nẵng', (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = 'DN' AND \"ownerId\" IS NULL \
+             ORDER BY 1 OFFSET $1 LIMIT 1), 'retail', 1 RETURNING \"oppId\"::text",
+            &[&i],
+        )
+        .await
+        .expect("insert")
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_and_activeness_come_from_the_crm_when_the_config_says_so() {
     let db = crm_db("directory").await;
@@ -410,17 +425,7 @@ async fn membership_and_activeness_come_from_the_crm_when_the_config_says_so() {
     let mut owners = std::collections::HashSet::new();
     for i in 0..6i64 {
         // Six different customers (a repeat customer would go back to their last owner).
-        let opp: String = db
-            .client
-            .query_one(
-                "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
-                 SELECT 'Đà Nẵng', (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = 'DN' AND \"ownerId\" IS NULL \
-                 ORDER BY 1 OFFSET $1 LIMIT 1), 'retail', 1 RETURNING \"oppId\"::text",
-                &[&i],
-            )
-            .await
-            .expect("insert")
-            .get(0);
+        let opp = new_customer_in_da_nang(&db, i).await;
         owners.insert(db.wait_owned(&opp, Duration::from_secs(3)).await.0);
     }
     daemon.stop().await;
@@ -465,17 +470,7 @@ async fn a_pause_or_a_cap_the_crm_keeps_per_team_membership_holds_in_that_team()
     let mut owners: HashMap<i32, usize> = HashMap::new();
     let mut last = String::new();
     for i in 0..8i64 {
-        let opp: String = db
-            .client
-            .query_one(
-                "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
-                 SELECT 'Đà Nẵng', (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = 'DN' AND \"ownerId\" IS NULL \
-                 ORDER BY 1 OFFSET $1 LIMIT 1), 'retail', 1 RETURNING \"oppId\"::text",
-                &[&i],
-            )
-            .await
-            .expect("insert")
-            .get(0);
+        let opp = new_customer_in_da_nang(&db, i).await;
         *owners.entry(db.wait_owned(&opp, Duration::from_secs(3)).await.0).or_default() += 1;
         last = opp;
     }

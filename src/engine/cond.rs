@@ -62,7 +62,13 @@ pub enum Cond {
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
-    Field { field: usize, name: String, op: Op },
+    /// Build with [`Cond::field`]: `text` is its description, made once.
+    Field {
+        field: usize,
+        name: String,
+        op: Op,
+        text: std::sync::Arc<str>,
+    },
     Tagged(String),
 }
 
@@ -91,6 +97,12 @@ pub fn show_instant(t: i64) -> String {
 }
 
 impl Cond {
+    /// A condition on one field, with its description made once (explanations reuse it).
+    pub fn field(field: usize, name: String, op: Op) -> Cond {
+        let text = field_text(&name, &op).into();
+        Cond::Field { field, name, op, text }
+    }
+
     pub fn eval(&self, f: &Facts<'_>) -> bool {
         match self {
             Cond::All(cs) => cs.iter().all(|c| c.eval(f)),
@@ -140,13 +152,10 @@ impl Cond {
                 let tags = if f.tags.is_empty() { "none".to_string() } else { f.tags.join(", ") };
                 format!("not tagged `{t}` (its tags: {tags})")
             }
-            Cond::Field { field, .. } => {
-                let value = match f.original(*field) {
-                    Some(v) => format!("it is `{v}`"),
-                    None => "it is empty".to_string(),
-                };
-                format!("{}: {value}", self.describe())
-            }
+            Cond::Field { field, text, .. } => match f.original(*field) {
+                Some(v) => format!("{text}: it is `{v}`"),
+                None => format!("{text}: it is empty"),
+            },
         }
     }
 
@@ -157,29 +166,31 @@ impl Cond {
             Cond::Any(cs) => format!("any of ({})", cs.iter().map(Cond::describe).collect::<Vec<_>>().join("; ")),
             Cond::Not(c) => format!("not ({})", c.describe()),
             Cond::Tagged(t) => format!("tagged `{t}`"),
-            Cond::Field { name, op, .. } => {
-                let o = match op {
-                    Op::Equals(x) => format!("= `{x}`"),
-                    Op::NotEquals(x) => format!("≠ `{x}`"),
-                    Op::In(xs) => format!("in {}", show_set(xs)),
-                    Op::NotIn(xs) => format!("not in {}", show_set(xs)),
-                    Op::Contains(x) => format!("contains `{x}`"),
-                    Op::StartsWith(x) => format!("starts with `{x}`"),
-                    Op::Above(x) => format!("> {x}"),
-                    Op::AtLeast(x) => format!("≥ {x}"),
-                    Op::Below(x) => format!("< {x}"),
-                    Op::AtMost(x) => format!("≤ {x}"),
-                    Op::Between(a, b) => format!("between {a} and {b}"),
-                    Op::After(t) => format!("after {}", show_instant(*t)),
-                    Op::Before(t) => format!("before {}", show_instant(*t)),
-                    Op::DatesBetween(a, b) => format!("between {} and {}", show_instant(*a), show_instant(*b)),
-                    Op::IsEmpty => "is empty".into(),
-                    Op::IsSet => "is set".into(),
-                };
-                format!("{name} {o}")
-            }
+            Cond::Field { text, .. } => text.to_string(),
         }
     }
+}
+
+fn field_text(name: &str, op: &Op) -> String {
+    let o = match op {
+        Op::Equals(x) => format!("= `{x}`"),
+        Op::NotEquals(x) => format!("≠ `{x}`"),
+        Op::In(xs) => format!("in {}", show_set(xs)),
+        Op::NotIn(xs) => format!("not in {}", show_set(xs)),
+        Op::Contains(x) => format!("contains `{x}`"),
+        Op::StartsWith(x) => format!("starts with `{x}`"),
+        Op::Above(x) => format!("> {x}"),
+        Op::AtLeast(x) => format!("≥ {x}"),
+        Op::Below(x) => format!("< {x}"),
+        Op::AtMost(x) => format!("≤ {x}"),
+        Op::Between(a, b) => format!("between {a} and {b}"),
+        Op::After(t) => format!("after {}", show_instant(*t)),
+        Op::Before(t) => format!("before {}", show_instant(*t)),
+        Op::DatesBetween(a, b) => format!("between {} and {}", show_instant(*a), show_instant(*b)),
+        Op::IsEmpty => "is empty".into(),
+        Op::IsSet => "is set".into(),
+    };
+    format!("{name} {o}")
 }
 
 fn show_set(xs: &BTreeSet<String>) -> String {
@@ -200,7 +211,7 @@ mod tests {
             None,
         ];
         let f = Facts::new(&raw);
-        let t = |field, op| Cond::Field { field, name: "x".into(), op }.eval(&f);
+        let t = |field, op| Cond::field(field, "x".into(), op).eval(&f);
         assert!(t(0, Op::Equals("instagram".into())));
         assert!(t(0, Op::StartsWith("insta".into())));
         assert!(t(1, Op::AtLeast(100.0)) && !t(1, Op::Below(100.0)));

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 pub use cond::{Cond, Facts, Op};
 pub use ledger::{Ledger, Undo};
-pub use pick::{id_order, PickUndo};
+pub use pick::{id_key, id_order, PickUndo};
 pub use reclaim::{Due, Escalate, EscalateTo, Exclude, PauseAfter, ReclaimElse, ReclaimPolicy, Stage};
 pub use schedule::Schedule;
 

@@ -33,11 +33,14 @@ pub(super) struct Picked {
 /// The id column's natural order: integer ids by value (before any other id), everything else as
 /// text. So "6" comes before "10", and uuids and char(36) keys go in their text order.
 pub fn id_order(a: &str, b: &str) -> Ordering {
-    match (a.trim().parse::<i128>(), b.trim().parse::<i128>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y).then_with(|| a.cmp(b)),
-        (Ok(_), Err(_)) => Ordering::Less,
-        (Err(_), Ok(_)) => Ordering::Greater,
-        (Err(_), Err(_)) => a.cmp(b),
+    id_key(a).cmp(&id_key(b))
+}
+
+/// The sort key of [`id_order`], to compute once per id.
+pub fn id_key(id: &str) -> (bool, i128, &str) {
+    match id.trim().parse::<i128>() {
+        Ok(n) => (false, n, id),
+        Err(_) => (true, 0, id),
     }
 }
 
@@ -145,9 +148,10 @@ impl Engine {
         } else {
             let prev = ledger.cursors.get(&key).cloned();
             // The next member after the last one picked, in id order, wrapping around.
-            let after = prev
-                .as_deref()
-                .map_or(0, |p| self.sorted_ids.partition_point(|id| id_order(id, p) != Ordering::Greater) as u32);
+            let after = prev.as_deref().map_or(0, |p| {
+                let p = id_key(p);
+                self.sorted_ids.partition_point(|id| id_key(id) <= p) as u32
+            });
             let rank = |m: &usize| self.members[*m].rank;
             let m = in_team
                 .iter()

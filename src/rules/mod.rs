@@ -1207,7 +1207,7 @@ impl Ctx<'_> {
             return None;
         }
         match ops.pop() {
-            Some(Ok(op)) => field.map(|field| Cond::Field { field, name, op }),
+            Some(Ok(op)) => field.map(|field| Cond::field(field, name, op)),
             Some(Err(e)) => {
                 self.err(fi, &name, key, e);
                 None
@@ -2015,10 +2015,11 @@ fn compile_sources(files: Vec<Source>, fields: &[String], directory: &Directory)
         return Err(RulesError { problems: cx.problems });
     }
     // Round-robin turns go by member id, in the id column's natural order.
-    let mut sorted_ids: Vec<std::sync::Arc<str>> = out_members.iter().map(|m| m.id.clone()).collect();
-    sorted_ids.sort_by(|a, b| crate::engine::id_order(a, b));
-    for m in out_members.iter_mut() {
-        m.rank = sorted_ids.partition_point(|id| crate::engine::id_order(id, &m.id).is_lt()) as u32;
+    let mut order: Vec<usize> = (0..out_members.len()).collect();
+    order.sort_by_cached_key(|i| crate::engine::id_key(&out_members[*i].id));
+    let sorted_ids: Vec<std::sync::Arc<str>> = order.iter().map(|i| out_members[*i].id.clone()).collect();
+    for (rank, i) in order.into_iter().enumerate() {
+        out_members[i].rank = rank as u32;
     }
     for t in &tag_rules {
         sym.intern(&t.tag);

@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::rules::Directory;
 
 mod summary;
-pub use summary::{bounded, digest, summarize};
+pub use summary::{bounded, digest, summarize, summarize_digests, Digest};
 
 /// A refused set's problems as logged and kept for `status`: the first few, each cut to a
 /// readable length, and how many more there were.
@@ -52,8 +52,9 @@ pub struct Reloader {
     pub rules: Arc<ArcSwap<Engine>>,
     pub directory: Arc<ArcSwap<Directory>>,
     pub status: ArcSwap<ReloadStatus>,
-    /// One reload at a time (the watcher, SIGHUP and the directory refresh may ask together).
-    serial: std::sync::Mutex<()>,
+    /// One reload at a time (the watcher, SIGHUP and the directory refresh may ask together);
+    /// it keeps the digest of the set in force, by content hash, so a reload digests only the new.
+    serial: std::sync::Mutex<Option<(String, Digest)>>,
 }
 
 /// The outcome of one reload.
@@ -69,14 +70,14 @@ impl Reloader {
     pub fn new(cfg: Arc<Config>, rules: Arc<ArcSwap<Engine>>, directory: Arc<ArcSwap<Directory>>) -> Reloader {
         let status =
             ReloadStatus { version: rules.load().version.clone(), loaded_at: Some(Utc::now()), ..Default::default() };
-        Reloader { cfg, rules, directory, status: ArcSwap::from_pointee(status), serial: std::sync::Mutex::new(()) }
+        Reloader { cfg, rules, directory, status: ArcSwap::from_pointee(status), serial: std::sync::Mutex::new(None) }
     }
 
     /// Parse, check, compile and test the whole set; swap it in if it routes differently from the
     /// one in force. On failure nothing changes but the recorded error. Reads files and compiles:
     /// call it from a blocking thread ([`Reloader::reload_in_background`] does).
     pub fn reload(&self, why: &str) -> Result<Reloaded, crate::rules::RulesError> {
-        let _one_at_a_time = self.serial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut in_force = self.serial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = self.directory.load();
         let result = crate::load_rules_with(&self.cfg, &dir);
         let mut status = (**self.status.load()).clone();
@@ -85,7 +86,22 @@ impl Reloader {
                 let old = self.rules.load_full();
                 // Good files again: a refusal before this is history.
                 status.last_error = None;
-                let changes = if engine.hash == old.hash { None } else { summarize(&old, &engine) };
+                let changes = if engine.hash == old.hash {
+                    None
+                } else {
+                    let old_digest = match in_force.take() {
+                        Some((hash, d)) if hash == old.hash => d,
+                        _ => digest(&old),
+                    };
+                    let new_digest = digest(&engine);
+                    let changes = summarize_digests(&old_digest, &new_digest);
+                    *in_force = Some(if changes.is_some() {
+                        (engine.hash.clone(), new_digest)
+                    } else {
+                        (old.hash.clone(), old_digest)
+                    });
+                    changes
+                };
                 let Some(changes) = changes else {
                     if why == DIRECTORY_REFRESH {
                         tracing::debug!(cause = why, version = %old.version, "rules reloaded: no change");

@@ -10,9 +10,12 @@ use crate::engine::Engine;
 /// At most this many names per kind of thing in a summary.
 const NAMES_PER_KIND: usize = 12;
 
-/// The rule set as it routes: per kind, one readable entry per thing (by id). Symbols are resolved
-/// to their names and every collection is ordered, so equal entries mean equal behaviour.
-pub fn digest(e: &Engine) -> BTreeMap<&'static str, BTreeMap<String, String>> {
+/// The rule set as it routes: per kind, one readable entry per thing (by id).
+pub type Digest = BTreeMap<&'static str, BTreeMap<String, String>>;
+
+/// The [`Digest`] of a set. Symbols are resolved to their names and every collection is ordered,
+/// so equal entries mean equal behaviour.
+pub fn digest(e: &Engine) -> Digest {
     let mut names: Vec<&str> = vec![""; e.symbols.len()];
     for (s, i) in &e.symbols {
         if let Some(slot) = names.get_mut(*i as usize) {
@@ -36,12 +39,17 @@ pub fn digest(e: &Engine) -> BTreeMap<&'static str, BTreeMap<String, String>> {
         (&e.global_fallback, e.hold_max, e.hold_retry, e.reentry_ramp, e.history, &e.tag_rules, &e.schedules)
     );
     out.entry("settings").or_default().insert("settings".into(), settings);
+    // Every name a territory answers to, gathered in one pass over the index.
+    let mut aliases: Vec<Vec<&str>> = vec![Vec::new(); e.territories.codes.len()];
+    for (name, n) in &e.territories.index {
+        if let Some(a) = aliases.get_mut(*n as usize) {
+            a.push(name);
+        }
+    }
     for (i, code) in e.territories.codes.iter().enumerate() {
         let parent = e.territories.parent[i].and_then(|p| e.territories.codes.get(p as usize));
-        let mut aliases: Vec<&str> =
-            e.territories.index.iter().filter(|(_, n)| **n as usize == i).map(|(k, _)| k.as_str()).collect();
-        aliases.sort_unstable();
-        out.entry("territories").or_default().insert(code.clone(), format!("{parent:?}{aliases:?}"));
+        aliases[i].sort_unstable();
+        out.entry("territories").or_default().insert(code.clone(), format!("{parent:?}{:?}", aliases[i]));
     }
     for (id, p) in &e.pipelines {
         let teams: Vec<&str> = p.teams.iter().map(|t| &*e.teams[*t].id).collect();
@@ -98,7 +106,11 @@ pub fn digest(e: &Engine) -> BTreeMap<&'static str, BTreeMap<String, String>> {
 /// "pipelines +wealth ~retail; rules +retail/x; members -103 ~101" (added, removed, changed), or
 /// `None` when the two sets route alike.
 pub fn summarize(old: &Engine, new: &Engine) -> Option<String> {
-    let (old, new) = (digest(old), digest(new));
+    summarize_digests(&digest(old), &digest(new))
+}
+
+/// [`summarize`] from digests already made.
+pub fn summarize_digests(old: &Digest, new: &Digest) -> Option<String> {
     let empty = BTreeMap::new();
     let mut out = Vec::new();
     for kind in ["settings", "territories", "pipelines", "rules", "teams", "members"] {

@@ -244,7 +244,7 @@ impl Drain {
             dead_letter: format!(
                 "WITH d AS (DELETE FROM {s}.events WHERE id = $1 RETURNING *) \
                  INSERT INTO {s}.dead_letter (id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, error) \
-                 SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, $2 FROM d"
+                 SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts + 1, $2 FROM d"
             ),
             // Park what was left unowned (with why); clear what is owned, closed or gone.
             unrouted: format!(

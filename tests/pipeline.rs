@@ -258,7 +258,7 @@ async fn a_poisoned_event_lands_in_dead_letter_while_the_rest_of_its_batch_is_ro
         .await
         .expect("one dead letter");
     assert_eq!(row.get::<_, String>(0), poison);
-    assert_eq!(row.get::<_, i32>(1), 1, "attempts before the last: max_attempts = 2");
+    assert_eq!(row.get::<_, i32>(1), 2, "the attempts made, the last one included (max_attempts = 2)");
     let error: String = row.get(2);
     assert!(error.contains("no_owner_for_poison"), "the error names the constraint: {error}");
 }

@@ -61,7 +61,10 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
         }
         Some(db) => {
             let code = db.code().code();
-            ["08", "40", "53", "55", "57", "58"].iter().any(|c| code.starts_with(c))
+            // A statement timeout (57014) is about the rows of the batch, not the connection: the
+            // batch is replayed event by event, and the slow one is retried alone, then
+            // dead-lettered; counting it as a lost connection would replay the same batch for ever.
+            code != "57014" && ["08", "40", "53", "55", "57", "58"].iter().any(|c| code.starts_with(c))
         }
     }
 }

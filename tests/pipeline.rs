@@ -675,3 +675,47 @@ async fn a_reload_storm_while_opportunities_stream_in_routes_each_once_by_a_vali
     let distinct: std::collections::BTreeSet<&String> = versions.iter().collect();
     assert!(distinct.len() >= 5, "the stream was routed by many successive sets: {}", distinct.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_whose_field_query_times_out_is_isolated_and_dead_lettered_not_retried_for_ever() {
+    let mut db = crm_db_with("slowrow", |text| {
+        let from = "segment = { sql = \"SELECT a.segment FROM crm.account a WHERE a.\\\"accountId\\\" = o.\\\"accountId\\\"\" }";
+        assert!(text.contains(from), "the example config maps segment by a query");
+        *text = text.replace(
+            from,
+            "segment = { sql = \"SELECT a.segment FROM crm.account a WHERE a.\\\"accountId\\\" = o.\\\"accountId\\\" AND (o.title <> 'slow' OR pg_sleep(0.8) IS NOT NULL)\" }",
+        );
+    })
+    .await;
+    db.cfg.router.max_attempts = 2;
+    db.cfg.router.retry_backoff = Duration::from_millis(50);
+    db.install().await;
+    // The daemon's statements time out after 300 ms (as a DBA would set for its role).
+    db.client
+        .batch_execute(&format!("ALTER DATABASE {} SET statement_timeout = '300ms'", db.name))
+        .await
+        .expect("statement_timeout");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(db.insert_opportunity(&format!("good {i}"), "HCM", "retail").await);
+    }
+    let slow = db.insert_opportunity("slow", "HCM", "retail").await;
+    for i in 5..10 {
+        ids.push(db.insert_opportunity(&format!("good {i}"), "DN", "retail").await);
+    }
+    let daemon = db.start();
+    let started = Instant::now();
+    while db.count("SELECT count(*) FROM oppty_router.dead_letter").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the slow row reaches the dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    db.wait_drained(Duration::from_secs(10)).await;
+    daemon.stop().await;
+    for id in &ids {
+        assert_ne!(db.owner_of(id).await, 1, "every other opportunity of the batch is routed");
+    }
+    let row = db.client.query_one("SELECT opp_id, error FROM oppty_router.dead_letter", &[]).await.expect("one");
+    assert_eq!(row.get::<_, String>(0), slow);
+    let error: String = row.get(1);
+    assert!(error.contains("statement timeout"), "{error}");
+}

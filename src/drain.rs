@@ -308,8 +308,7 @@ impl Drain {
                 ledger.recent[m].push_back(at);
                 // Also against the caps a team keeps for this member (the CRM's per-membership caps).
                 let team = r.get::<_, Option<String>>(2).and_then(|t| engine.team_index.get(&t).copied());
-                if let Some(team) = team.map(|t| &engine.teams[t]).filter(|t| t.caps_here.iter().any(|(x, _)| *x == m))
-                {
+                if let Some(team) = team.map(|t| &engine.teams[t]).filter(|t| t.caps_member(m)) {
                     ledger.assign_here(&engine.members[m].id, &team.id, at);
                 }
             }

@@ -221,6 +221,38 @@ async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_b
     db.insert_opportunity("after uninstall", "HN", "retail").await;
 }
 
+/// Ten good opportunities around one titled `bad`, routed by a daemon until the bad one is
+/// dead-lettered; every good one must be routed. Returns the bad one's id and its dead letter
+/// (opportunity, attempts, error).
+async fn one_dead_letter_among_routed_ones(db: &TestDb, bad: &str) -> (String, (String, i32, String)) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(db.insert_opportunity(&format!("good {i}"), "HCM", "retail").await);
+    }
+    let bad_id = db.insert_opportunity(bad, "HCM", "retail").await;
+    for i in 5..10 {
+        ids.push(db.insert_opportunity(&format!("good {i}"), "DN", "retail").await);
+    }
+    let daemon = db.start();
+    let started = Instant::now();
+    while db.count("SELECT count(*) FROM oppty_router.dead_letter").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the {bad} event reaches the dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.wait_drained(Duration::from_secs(10)).await;
+    daemon.stop().await;
+    for id in &ids {
+        assert_ne!(db.owner_of(id).await, 1, "every other opportunity of the batch is routed");
+    }
+    assert_eq!(db.owner_of(&bad_id).await, 1, "the {bad} one keeps the queue owner");
+    let row = db
+        .client
+        .query_one("SELECT opp_id, attempts, error FROM oppty_router.dead_letter", &[])
+        .await
+        .expect("one dead letter");
+    (bad_id, (row.get(0), row.get(1), row.get(2)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_event_lands_in_dead_letter_while_the_rest_of_its_batch_is_routed() {
     let mut db = crm_db("poison").await;
@@ -232,34 +264,9 @@ async fn a_poisoned_event_lands_in_dead_letter_while_the_rest_of_its_batch_is_ro
         .batch_execute("ALTER TABLE crm.opportunity ADD CONSTRAINT no_owner_for_poison CHECK (title <> 'poison' OR \"accountOwnerId\" = 1)")
         .await
         .expect("constraint");
-    let mut ids = Vec::new();
-    for i in 0..9 {
-        ids.push(db.insert_opportunity(&format!("good {i}"), "HCM", "retail").await);
-    }
-    let poison = db.insert_opportunity("poison", "HCM", "retail").await;
-    for i in 9..19 {
-        ids.push(db.insert_opportunity(&format!("good {i}"), "DN", "retail").await);
-    }
-    let daemon = db.start();
-    let started = Instant::now();
-    while db.count("SELECT count(*) FROM oppty_router.dead_letter").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "the poisoned event reaches the dead letter");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    db.wait_drained(Duration::from_secs(5)).await;
-    daemon.stop().await;
-    for id in &ids {
-        assert_ne!(db.owner_of(id).await, 1, "every other opportunity of the batch is routed");
-    }
-    assert_eq!(db.owner_of(&poison).await, 1);
-    let row = db
-        .client
-        .query_one("SELECT opp_id, attempts, error FROM oppty_router.dead_letter", &[])
-        .await
-        .expect("one dead letter");
-    assert_eq!(row.get::<_, String>(0), poison);
-    assert_eq!(row.get::<_, i32>(1), 2, "the attempts made, the last one included (max_attempts = 2)");
-    let error: String = row.get(2);
+    let (poison, (opp, attempts, error)) = one_dead_letter_among_routed_ones(&db, "poison").await;
+    assert_eq!(opp, poison);
+    assert_eq!(attempts, 2, "the attempts made, the last one included (max_attempts = 2)");
     assert!(error.contains("no_owner_for_poison"), "the error names the constraint: {error}");
 }
 
@@ -695,27 +702,7 @@ async fn a_row_whose_field_query_times_out_is_isolated_and_dead_lettered_not_ret
         .batch_execute(&format!("ALTER DATABASE {} SET statement_timeout = '300ms'", db.name))
         .await
         .expect("statement_timeout");
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        ids.push(db.insert_opportunity(&format!("good {i}"), "HCM", "retail").await);
-    }
-    let slow = db.insert_opportunity("slow", "HCM", "retail").await;
-    for i in 5..10 {
-        ids.push(db.insert_opportunity(&format!("good {i}"), "DN", "retail").await);
-    }
-    let daemon = db.start();
-    let started = Instant::now();
-    while db.count("SELECT count(*) FROM oppty_router.dead_letter").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(20), "the slow row reaches the dead letter");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    db.wait_drained(Duration::from_secs(10)).await;
-    daemon.stop().await;
-    for id in &ids {
-        assert_ne!(db.owner_of(id).await, 1, "every other opportunity of the batch is routed");
-    }
-    let row = db.client.query_one("SELECT opp_id, error FROM oppty_router.dead_letter", &[]).await.expect("one");
-    assert_eq!(row.get::<_, String>(0), slow);
-    let error: String = row.get(1);
+    let (slow, (opp, _, error)) = one_dead_letter_among_routed_ones(&db, "slow").await;
+    assert_eq!(opp, slow);
     assert!(error.contains("statement timeout"), "{error}");
 }

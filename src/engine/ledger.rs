@@ -105,8 +105,9 @@ impl Ledger {
     }
 
     /// Assignments of `member` through `team` at or after `since`.
-    pub fn assigned_here(&self, member: &str, team: &str, since: i64) -> usize {
-        let key: (Arc<str>, Arc<str>) = (member.into(), team.into());
+    pub fn assigned_here(&self, member: &Arc<str>, team: &Arc<str>, since: i64) -> usize {
+        // Keyed by the engine's own ids: a lookup clones two reference counts, allocates nothing.
+        let key = (member.clone(), team.clone());
         self.recent_here.get(&key).map_or(0, |q| q.len() - q.partition_point(|t| *t < since))
     }
 

@@ -233,6 +233,13 @@ pub struct Team {
     pub caps_here: Vec<(usize, Cap)>,
 }
 
+impl Team {
+    /// Whether member `m` has a cap of this team's own (its assignments through it are counted).
+    pub fn caps_member(&self, m: usize) -> bool {
+        self.caps_here.iter().any(|(x, _)| *x == m)
+    }
+}
+
 /// Territories as a tree (country › province › district › ward); codes are lower-cased.
 #[derive(Debug, Clone, Default)]
 pub struct Territories {
@@ -798,8 +805,7 @@ impl Engine {
                     let member = &self.members[m];
                     let team = &self.teams[t];
                     ledger.assign(m, nows);
-                    let here =
-                        team.caps_here.iter().any(|(x, _)| *x == m).then(|| (member.id.clone(), team.id.clone()));
+                    let here = team.caps_member(m).then(|| (member.id.clone(), team.id.clone()));
                     if let Some((mid, tid)) = &here {
                         ledger.assign_here(mid, tid, nows);
                     }

@@ -54,7 +54,7 @@ pub struct Reloader {
     pub status: ArcSwap<ReloadStatus>,
     /// One reload at a time (the watcher, SIGHUP and the directory refresh may ask together);
     /// it keeps the digest of the set in force, by content hash, so a reload digests only the new.
-    serial: std::sync::Mutex<Option<(String, Digest)>>,
+    in_force: std::sync::Mutex<Option<(String, Digest)>>,
 }
 
 /// The outcome of one reload.
@@ -70,14 +70,14 @@ impl Reloader {
     pub fn new(cfg: Arc<Config>, rules: Arc<ArcSwap<Engine>>, directory: Arc<ArcSwap<Directory>>) -> Reloader {
         let status =
             ReloadStatus { version: rules.load().version.clone(), loaded_at: Some(Utc::now()), ..Default::default() };
-        Reloader { cfg, rules, directory, status: ArcSwap::from_pointee(status), serial: std::sync::Mutex::new(None) }
+        Reloader { cfg, rules, directory, status: ArcSwap::from_pointee(status), in_force: std::sync::Mutex::new(None) }
     }
 
     /// Parse, check, compile and test the whole set; swap it in if it routes differently from the
     /// one in force. On failure nothing changes but the recorded error. Reads files and compiles:
     /// call it from a blocking thread ([`Reloader::reload_in_background`] does).
     pub fn reload(&self, why: &str) -> Result<Reloaded, crate::rules::RulesError> {
-        let mut in_force = self.serial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut in_force = self.in_force.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = self.directory.load();
         let result = crate::load_rules_with(&self.cfg, &dir);
         let mut status = (**self.status.load()).clone();
@@ -151,7 +151,7 @@ impl Reloader {
     /// The set in force was given a new version number (the sequence continues after the one a
     /// previous process recorded).
     pub fn renamed(&self, version: &str) {
-        let _one_at_a_time = self.serial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _one_at_a_time = self.in_force.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut status = (**self.status.load()).clone();
         status.version = version.to_string();
         self.status.store(Arc::new(status));

@@ -93,7 +93,8 @@ fn whole_file<N: Node>(root: &N) -> Result<RawFile, Vec<Problem>> {
 
 /// A part of a parsed file that knows where it is.
 trait Node: Sized {
-    fn keys(&self) -> Vec<String>;
+    /// The keys of a table and what each holds, in one pass.
+    fn entries(&self) -> Vec<(String, Self)>;
     fn get(&self, key: &str) -> Option<Self>;
     /// The elements when it is a list (or an array of tables).
     fn items(&self) -> Option<Vec<Self>>;
@@ -137,8 +138,7 @@ fn first_key(path: &serde_path_to_error::Path) -> Option<String> {
 
 /// Check every definition on its own, so one bad member does not hide the next one's mistake.
 fn walk<N: Node>(root: &N, out: &mut Vec<Problem>) {
-    for key in root.keys() {
-        let Some(v) = root.get(&key) else { continue };
+    for (key, v) in root.entries() {
         match key.as_str() {
             "$schema" => drop(v.check::<String>(&key, out)),
             "settings" => drop(v.check::<RawSettings>(&key, out)),
@@ -197,8 +197,9 @@ fn join_path(prefix: &str, inner: &serde_path_to_error::Path) -> String {
 struct TomlNode(toml_edit::Item);
 
 impl Node for TomlNode {
-    fn keys(&self) -> Vec<String> {
-        self.0.as_table_like().map(|t| t.iter().map(|(k, _)| k.to_string()).collect()).unwrap_or_default()
+    fn entries(&self) -> Vec<(String, Self)> {
+        let Some(t) = self.0.as_table_like() else { return Vec::new() };
+        t.iter().map(|(k, v)| (k.to_string(), TomlNode(v.clone()))).collect()
     }
 
     fn get(&self, key: &str) -> Option<Self> {
@@ -248,15 +249,10 @@ struct JsonNode<'a> {
 }
 
 impl<'a> Node for JsonNode<'a> {
-    fn keys(&self) -> Vec<String> {
-        serde_json::from_str::<Vec<(String, IgnoredAny)>>(self.raw.get()).map_or_else(
-            |_| {
-                serde_json::from_str::<std::collections::BTreeMap<String, IgnoredAny>>(self.raw.get())
-                    .map(|m| m.into_keys().collect())
-                    .unwrap_or_default()
-            },
-            |v| v.into_iter().map(|(k, _)| k).collect(),
-        )
+    fn entries(&self) -> Vec<(String, Self)> {
+        let map: std::collections::BTreeMap<String, &'a RawValue> =
+            serde_json::from_str(self.raw.get()).unwrap_or_default();
+        map.into_iter().map(|(k, raw)| (k, JsonNode { raw, origin: self.origin })).collect()
     }
 
     fn get(&self, key: &str) -> Option<Self> {

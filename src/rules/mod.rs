@@ -2173,3 +2173,18 @@ fn run_test(engine: &Engine, fields: &[String], t: &RawTest) -> Result<(), Vec<S
     let why = crate::reload::bounded(&d.explanation.brief(), 300);
     Err(wrong.into_iter().map(|w| format!("{w} ({why})")).collect())
 }
+
+#[cfg(test)]
+mod window_tests {
+    use super::parse_window;
+
+    #[test]
+    fn a_cap_window_from_the_crm_reads_as_a_duration_or_an_interval() {
+        assert_eq!(parse_window("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_window("30 days"), Ok(30 * 86_400));
+        assert_eq!(parse_window(" 720h "), Ok(720 * 3_600));
+        assert!(parse_window("1 mon").is_ok_and(|s| s > 29 * 86_400 && s < 32 * 86_400));
+        assert!(parse_window("0s").is_err_and(|e| e.contains("longer than 0s")));
+        assert!(parse_window("monthly").is_err_and(|e| e.contains("write e.g. '30d' or an interval")));
+    }
+}

@@ -196,9 +196,12 @@ impl Drain {
         let s = cfg.router.schema.quoted();
         let cols = "id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts";
         Drain {
+            // The ids are collected into an array first (an InitPlan, run once): with `id IN
+            // (SELECT … LIMIT)` a nested-loop plan re-runs the LIMIT subquery per row and one
+            // statement takes the whole backlog.
             claim: format!(
-                "DELETE FROM {s}.events WHERE id IN (SELECT id FROM {s}.events WHERE next_attempt_at <= now() \
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING {cols}"
+                "DELETE FROM {s}.events WHERE id = ANY(ARRAY(SELECT id FROM {s}.events WHERE next_attempt_at <= now() \
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING {cols}"
             ),
             claim_one: format!("DELETE FROM {s}.events WHERE id = $1 RETURNING {cols}"),
             audit: format!(

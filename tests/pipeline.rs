@@ -706,3 +706,40 @@ async fn a_row_whose_field_query_times_out_is_isolated_and_dead_lettered_not_ret
     assert_eq!(opp, slow);
     assert!(error.contains("statement timeout"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_never_takes_more_than_batch_size_events_whatever_plan_the_server_picks() {
+    let mut db = crm_db("bounded").await;
+    db.cfg.router.batch_size = 100;
+    db.install().await;
+    // Statistics taken while the event table was empty (its normal idle state), and a planner
+    // steered to the nested loop that re-runs a `LIMIT` subquery once per row.
+    db.client.batch_execute("ANALYZE oppty_router.events").await.expect("analyze");
+    for setting in ["enable_hashjoin", "enable_mergejoin", "enable_hashagg", "enable_material", "enable_sort"] {
+        db.client.batch_execute(&format!("ALTER DATABASE {} SET {setting} = off", db.name)).await.expect(setting);
+    }
+    db.client
+        .batch_execute(
+            "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
+             SELECT 'backlog ' || g, (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = 'HCM' \
+             AND \"ownerId\" IS NULL ORDER BY 1 LIMIT 1), 'retail', 1 FROM generate_series(1, 1000) g",
+        )
+        .await
+        .expect("a backlog of 1,000");
+    let cfg = std::sync::Arc::new(db.cfg.clone());
+    let mut client = oppty_router::db::connect(&cfg.database, "").await.expect("connect");
+    let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
+    let engine = std::sync::Arc::new(db.engine());
+    let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
+    drain.reconcile(&mut client).await.expect("loads");
+    let mut sizes = Vec::new();
+    loop {
+        let report = drain.batch(&mut client).await.expect("batch");
+        if report.claimed == 0 {
+            break;
+        }
+        sizes.push(report.claimed);
+    }
+    assert_eq!(sizes.iter().sum::<usize>(), 1000, "every event drained: {sizes:?}");
+    assert!(sizes.iter().all(|n| *n <= 100), "no batch exceeds batch_size = 100: {sizes:?}");
+}

@@ -80,7 +80,7 @@ pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
     let mut unreachable = false;
     if !offline {
         let client = match db::connect(&cfg.database, " check").await {
-            Err(e) if e.kind() == db::ErrorKind::Unreachable => {
+            Err(e) if e.kind() == db::ErrorKind::Connection => {
                 unreachable = true;
                 lines.push(format!("the database cannot be reached, live checks not run: {e}"));
                 None

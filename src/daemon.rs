@@ -109,9 +109,10 @@ impl RefreshError {
         RefreshError { message, kind: None }
     }
 
-    /// Not about the queries or the rules: the connection went, or the server refuses us.
+    /// Not about the queries or the rules: the connection went, the server was busy (a retry
+    /// fixes these), or it refuses us.
     fn is_session_fault(&self) -> bool {
-        matches!(self.kind, Some(db::ErrorKind::Unreachable | db::ErrorKind::Refused))
+        self.kind.is_some_and(|k| k.passes() || k == db::ErrorKind::Refused)
     }
 }
 
@@ -316,15 +317,16 @@ async fn session(
     let leading_since = chrono::Utc::now();
     lost!(continue_versions(&client, cfg, rules, opts.reloader.as_deref()).await);
     let mut engine = rules.load_full();
-    if let Err(e) = crm::check_rule_values(&client, &sql, &engine).await {
-        if client.is_closed() {
-            return Ok(SessionEnd::Lost(e));
-        }
+    match crm::check_rule_values(&client, &sql, &engine).await {
+        Ok(()) => {}
+        Err(crm::RuleValuesError::Db(e)) => return end_for(e, cfg),
         // The initial rule set was already compiled; an id that the CRM cannot hold is a config error.
-        return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
-            key: "rules".into(),
-            message: e,
-        }])));
+        Err(e) => {
+            return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
+                key: "rules".into(),
+                message: e.to_string(),
+            }])))
+        }
     }
     let mut drain = Drain::new(cfg.clone(), sql, engine.clone(), opts.decisions.clone());
     lost!(drain.reconcile(&mut client).await);
@@ -365,11 +367,12 @@ async fn session(
                     lost!(drain.swap_engine(&mut client, latest).await);
                     next_heartbeat = tokio::time::Instant::now();
                 }
+                Err(crm::RuleValuesError::Db(e)) => return end_for(e, cfg),
                 Err(e) => {
                     tracing::error!(error = %e, rejected = %latest.version, kept = %engine.version, "new rules refused; the last good rules stay in force");
                     rules.store(engine.clone());
                     if let Some(r) = &opts.reloader {
-                        r.refused_by_database(&e, &engine);
+                        r.refused_by_database(&e.to_string(), &engine);
                     }
                 }
             }

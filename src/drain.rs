@@ -32,42 +32,34 @@ pub enum DrainError {
     /// schema gone): stop, and say so; no event is charged for it.
     #[error("the database refused the daemon: {}", crate::db::describe(.0))]
     Refused(tokio_postgres::Error),
+    /// A statement of the mapping no longer fits the CRM (a column or function gone): end the
+    /// session; the mapping is checked again on reconnect. No event is charged for it.
+    #[error("the CRM no longer fits the mapping: {}", crate::db::describe(.0))]
+    Mapping(tokio_postgres::Error),
 }
 
 impl DrainError {
-    /// An error that is not about the rows: refused (stop) or anything else (reconnect).
+    /// An error that ends the session: refused (stop), the mapping (check it again), or the
+    /// connection (reconnect).
     pub fn from_pg(e: tokio_postgres::Error) -> DrainError {
         match crate::db::kind_of(&e) {
             crate::db::ErrorKind::Refused => DrainError::Refused(e),
+            crate::db::ErrorKind::Mapping => DrainError::Mapping(e),
             _ => DrainError::Connection(e),
         }
     }
 }
 
-/// Errors that say nothing about the rows being processed: the connection, the server's
-/// resources, a deadlock or serialization failure, an operator intervention (SQLSTATE classes),
-/// and refusals no retry fixes (a missing grant, the router's schema gone: see `db::kind_of`).
-/// None of them is charged to an event.
-fn is_transient(e: &tokio_postgres::Error) -> bool {
-    if crate::db::kind_of(e) == crate::db::ErrorKind::Refused {
-        return true;
-    }
-    match e.as_db_error() {
-        // No server error: a broken connection is transient; a client-side error (a value that
-        // cannot be sent as the parameter's type) is about the rows.
-        None => {
-            let msg = e.to_string();
-            e.is_closed() || msg.contains("communicating") || msg.contains("closed") || msg.contains("timed out")
-        }
-        Some(db) => {
-            let code = db.code().code();
-            // A statement timeout (57014) is about the rows of the batch, not the connection: the
-            // batch is replayed event by event, and the slow one is retried alone, then
-            // dead-lettered; counting it as a lost connection would replay the same batch for ever.
-            code != "57014" && ["08", "40", "53", "55", "57", "58"].iter().any(|c| code.starts_with(c))
-        }
-    }
+/// Whether an error ends the session (see `db::ErrorKind` for each kind's reaction): the
+/// connection, the mapping, a refusal. Contention is retried on the spot; timeouts and row errors
+/// are charged to their events.
+fn ends_session(e: &tokio_postgres::Error) -> bool {
+    use crate::db::ErrorKind::*;
+    matches!(crate::db::kind_of(e), Connection | Mapping | Refused)
 }
+
+/// At most this many failed events are retried (each alone) before each fresh batch.
+const RETRIES_PER_BATCH: i64 = 20;
 
 /// A captured change, as claimed from the event table.
 #[derive(Debug, Clone)]
@@ -108,6 +100,13 @@ pub struct BatchReport {
     pub changes: usize,
     pub retried: usize,
     pub dead_lettered: usize,
+    /// Events of a fresh batch that failed as a whole, processed one by one instead.
+    pub isolated: usize,
+    /// Opportunities a CRM transaction held locked: left for a moment, routed again shortly.
+    pub locked: usize,
+    /// Events whose transaction met another one (a deadlock, a serialization failure): rolled
+    /// back, not charged, claimed again.
+    pub contended: usize,
     /// Where the time went, in microseconds: claim, context, route, write, record, commit.
     pub phase_us: [u64; 6],
 }
@@ -124,6 +123,9 @@ impl BatchReport {
         self.changes += o.changes;
         self.retried += o.retried;
         self.dead_lettered += o.dead_lettered;
+        self.isolated += o.isolated;
+        self.locked += o.locked;
+        self.contended += o.contended;
         for (a, b) in self.phase_us.iter_mut().zip(o.phase_us) {
             *a += b;
         }
@@ -156,6 +158,8 @@ struct Context {
     opportunity: bool,
     pipeline: Option<String>,
     fields: Vec<Option<String>>,
+    /// Read without its fields because a CRM transaction holds the row: not routed now.
+    locked: bool,
 }
 
 /// The drain's state for one leader session.
@@ -170,6 +174,7 @@ pub struct Drain {
     pick_state: String,
     history: String,
     claim: String,
+    claim_retries: String,
     claim_one: String,
     audit: String,
     own: String,
@@ -200,8 +205,12 @@ impl Drain {
             // (SELECT … LIMIT)` a nested-loop plan re-runs the LIMIT subquery per row and one
             // statement takes the whole backlog.
             claim: format!(
-                "DELETE FROM {s}.events WHERE id = ANY(ARRAY(SELECT id FROM {s}.events WHERE next_attempt_at <= now() \
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING {cols}"
+                "DELETE FROM {s}.events WHERE id = ANY(ARRAY(SELECT id FROM {s}.events WHERE attempts = 0 \
+                 AND next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING {cols}"
+            ),
+            // Read only: each is then claimed by id in its own transaction (`claim_one`).
+            claim_retries: format!(
+                "SELECT {cols} FROM {s}.events WHERE attempts > 0 AND next_attempt_at <= now() ORDER BY id LIMIT $1"
             ),
             claim_one: format!("DELETE FROM {s}.events WHERE id = $1 RETURNING {cols}"),
             audit: format!(
@@ -365,8 +374,33 @@ impl Drain {
         self.engine.member_index(member).map_or(0, |m| self.ledger.open[m])
     }
 
-    /// Claim and process one batch. Returns how many events were claimed (0 = nothing to do).
+    /// Process the retries that are due, each alone, then claim and process one batch of fresh
+    /// events. Returns how many events were claimed (0 = nothing to do).
     pub async fn batch(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
+        let started = Instant::now();
+        let mut report = self.retries(client).await?;
+        let fresh = self.fresh(client).await?;
+        report.add(&fresh);
+        if report.claimed + report.contended > 0 {
+            self.log_batch(&report, started);
+        }
+        Ok(report)
+    }
+
+    /// Events that failed before and are due again, each in a transaction of its own: a failing
+    /// event never again takes a batch of healthy ones down with it.
+    async fn retries(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
+        let rows = client.query(&self.claim_retries, &[&RETRIES_PER_BATCH]).await.map_err(DrainError::from_pg)?;
+        if rows.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        let events: Vec<Event> = rows.iter().map(event_from_row).collect();
+        self.isolate(client, &events).await
+    }
+
+    /// Claim a batch of fresh events (never tried before) and process them in one transaction;
+    /// if it fails for something about the rows, process them one by one.
+    async fn fresh(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
         let limit = i64::from(self.cfg.router.batch_size);
         let tx = client.transaction().await.map_err(DrainError::from_pg)?;
@@ -403,13 +437,23 @@ impl Drain {
             Err(e) => {
                 rollback_ledger(&mut ledger, journal);
                 self.ledger = ledger;
-                if is_transient(&e) {
+                if ends_session(&e) {
                     return Err(DrainError::from_pg(e));
                 }
+                if crate::db::kind_of(&e) == crate::db::ErrorKind::Contention {
+                    // Rolled back, nothing charged: the same events are claimed again at once.
+                    tracing::warn!(error = %db_message(&e), events = events.len(), "batch met another transaction; trying again");
+                    return Ok(BatchReport { contended: events.len(), ..Default::default() });
+                }
                 tracing::warn!(error = %db_message(&e), events = events.len(), "batch failed; isolating its events");
-                self.isolate(client, &events).await?
+                BatchReport { isolated: events.len(), ..self.isolate(client, &events).await? }
             }
         };
+        Ok(report)
+    }
+
+    /// The one line per batch, at info.
+    fn log_batch(&self, report: &BatchReport, started: Instant) {
         tracing::info!(
             events = report.claimed,
             routed = report.routed,
@@ -421,6 +465,9 @@ impl Drain {
             changes = report.changes,
             retried = report.retried,
             dead_lettered = report.dead_lettered,
+            isolated = report.isolated,
+            locked = report.locked,
+            contended = report.contended,
             rules = %self.engine.version,
             ms = started.elapsed().as_millis() as u64,
             claim_us = report.phase_us[0],
@@ -431,7 +478,6 @@ impl Drain {
             commit_us = report.phase_us[5],
             "batch"
         );
-        Ok(report)
     }
 
     fn publish(&self, routed: Vec<Routed>) {
@@ -474,7 +520,12 @@ impl Drain {
                     total.add(&report);
                     total.claimed = claimed;
                 }
-                Err(e) if is_transient(&e) => return Err(DrainError::from_pg(e)),
+                Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
+                Err(e) if crate::db::kind_of(&e) == crate::db::ErrorKind::Contention => {
+                    // Not charged: claimed again by a later batch (or retry).
+                    tracing::warn!(event = ev.id, opportunity = %ev.opp_id, error = %db_message(&e), "event met another transaction; it stays queued");
+                    total.contended += 1;
+                }
                 Err(e) => {
                     let msg = db_message(&e);
                     let attempts = ev.attempts + 1;
@@ -549,16 +600,20 @@ impl Drain {
             }
         }
 
+        // Opportunities to route need their fields; those that only changed, their state alone.
         let mut ids: Vec<String> = route.iter().map(|e| e.opp_id.clone()).collect();
-        ids.extend(changed_ids.iter().cloned());
         ids.sort();
         ids.dedup();
+        let mut state_ids: Vec<String> =
+            changed_ids.iter().filter(|i| ids.binary_search(i).is_err()).cloned().collect();
+        state_ids.sort();
+        state_ids.dedup();
         let mut clock = Instant::now();
         let mut lap = |report: &mut BatchReport, phase: usize| {
             report.phase_us[phase] += clock.elapsed().as_micros() as u64;
             clock = Instant::now();
         };
-        let ctx = self.load_context(tx, &ids).await?;
+        let ctx = self.load_context(tx, &ids, &state_ids, true).await?;
 
         // Changed opportunities: forget ownership of what a person took over, closed or deleted.
         if !changed_ids.is_empty() {
@@ -591,6 +646,9 @@ impl Drain {
             }
         }
         let now = Utc::now();
+        // Opportunities to route again later (held for capacity, locked by a CRM transaction):
+        // id, waiting since, when.
+        let mut held: (Vec<String>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = (Vec::new(), Vec::new(), Vec::new());
         ledger.trim(now.timestamp(), engine.history);
         {
             let mut rng = match self.rng.lock() {
@@ -616,6 +674,16 @@ impl Drain {
                     "skipped: already owned, closed or deleted");
                     report.skipped += 1;
                     unrouted.clear(&ev.opp_id);
+                    continue;
+                }
+                if c.locked {
+                    let again = now + chrono::Duration::from_std(self.cfg.router.retry_backoff).unwrap_or_default();
+                    tracing::info!(opportunity = %ev.opp_id, retry_at = %again,
+                        "locked by a CRM transaction; routing it again shortly");
+                    report.locked += 1;
+                    held.0.push(ev.opp_id.clone());
+                    held.1.push(ev.created_at);
+                    held.2.push(again);
                     continue;
                 }
                 let opp = Opportunity {
@@ -672,7 +740,6 @@ impl Drain {
         let mut a = AuditCols::default();
         let mut own = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut assigned: HashMap<String, i64> = HashMap::new();
-        let mut held: (Vec<String>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = (Vec::new(), Vec::new(), Vec::new());
         let mut routed = Vec::new();
         for p in &pending {
             let d = &p.decision;
@@ -801,23 +868,43 @@ impl Drain {
             let (clear, park) = unrouted.into_columns();
             tx.execute(&self.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
         };
-        // Pipelined: sent together, one round trip's wait.
-        tokio::try_join!(audit, ownership, member_state, touch, requeue, picks, parked)?;
+        // Pipelined: sent together, one round trip's wait. All are awaited, so that the error
+        // reported is the one that failed the transaction, not a later statement's "aborted".
+        let done = tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
+        first_cause([done.0, done.1, done.2, done.3, done.4, done.5, done.6])?;
         lap(&mut report, 4);
         Ok((report, routed))
     }
 
-    /// The context of these opportunities (one query): owner, open, deleted, pipeline, fields.
+    /// The context of these opportunities: owner, open, deleted, pipeline, fields for those to
+    /// route (one query), and the state alone for those that only changed (one more). With
+    /// `lock`, the rows to route are locked, and those a CRM transaction holds come back with
+    /// their state alone, marked `locked`.
     async fn load_context(
         &self,
         tx: &Transaction<'_>,
         ids: &[String],
+        state_ids: &[String],
+        lock: bool,
     ) -> Result<HashMap<String, Context>, tokio_postgres::Error> {
-        let mut ctx = HashMap::new();
-        if ids.is_empty() {
-            return Ok(ctx);
-        }
-        for r in tx.query(&self.sql.context, &[&ids]).await? {
+        let locking = self.sql.context_locking.as_ref().filter(|_| lock);
+        let full = async {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            tx.query(locking.unwrap_or(&self.sql.context), &[&ids]).await
+        };
+        let state = async {
+            if state_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            tx.query(&self.sql.state, &[&state_ids]).await
+        };
+        let (full, state) = tokio::join!(full, state);
+        let mut both = first_cause([full, state])?.into_iter();
+        let (full, state) = (both.next().unwrap_or_default(), both.next().unwrap_or_default());
+        let mut ctx = HashMap::with_capacity(full.len() + state.len());
+        for r in full.iter().chain(&state) {
             let n = r.len();
             ctx.insert(
                 r.get(0),
@@ -826,10 +913,27 @@ impl Drain {
                     open: r.get(2),
                     deleted: r.get(3),
                     opportunity: r.get(4),
-                    pipeline: r.get(5),
+                    pipeline: if n > 5 { r.get(5) } else { None },
                     fields: (6..n).map(|i| r.get(i)).collect(),
+                    locked: false,
                 },
             );
+        }
+        let skipped: Vec<&String> = ids.iter().filter(|i| !ctx.contains_key(*i)).collect();
+        if locking.is_some() && !skipped.is_empty() {
+            // Not returned: deleted, or locked by a CRM transaction (then its state says so).
+            for r in tx.query(&self.sql.state, &[&skipped]).await? {
+                let c = Context {
+                    owner: r.get(1),
+                    open: r.get(2),
+                    deleted: r.get(3),
+                    opportunity: r.get(4),
+                    pipeline: None,
+                    fields: Vec::new(),
+                    locked: true,
+                };
+                ctx.insert(r.get(0), c);
+            }
         }
         Ok(ctx)
     }
@@ -854,7 +958,8 @@ impl Drain {
         loop {
             let r = self.batch(client).await?;
             total.add(&r);
-            if r.claimed < self.cfg.router.batch_size as usize || stop.is_cancelled() {
+            let again = r.claimed >= self.cfg.router.batch_size as usize || r.contended > 0;
+            if !again || stop.is_cancelled() {
                 return Ok(total);
             }
         }
@@ -985,12 +1090,32 @@ async fn write_per_row(
             Ok::<_, tokio_postgres::Error>((row[0].clone(), n))
         }
     });
-    Ok(futures_util::future::try_join_all(futs)
-        .await?
+    Ok(first_cause(futures_util::future::join_all(futs).await)?
         .into_iter()
         .filter(|(_, n)| *n > 0)
         .filter_map(|(id, _)| id)
         .collect())
+}
+
+/// The results of pipelined statements, or the error that failed their transaction: the first
+/// one that is not 25P02 (`current transaction is aborted`, which only follows another
+/// statement's failure, and may be seen first).
+fn first_cause<T>(
+    results: impl IntoIterator<Item = Result<T, tokio_postgres::Error>>,
+) -> Result<Vec<T>, tokio_postgres::Error> {
+    let aborted =
+        |e: &tokio_postgres::Error| e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION);
+    let (mut oks, mut errors) = (Vec::new(), Vec::new());
+    for r in results {
+        match r {
+            Ok(v) => oks.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.iter().position(|e| !aborted(e)) {
+        Some(i) => Err(errors.swap_remove(i)),
+        None => errors.into_iter().next().map_or(Ok(oks), Err),
+    }
 }
 
 fn clamp_i32(v: i64) -> i32 {

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "006_reclaim_ladder.sql", include_str!("../sql/006_reclaim_ladder.sql")),
     (7, "007_unrouted.sql", include_str!("../sql/007_unrouted.sql")),
     (8, "008_daemon_stopped.sql", include_str!("../sql/008_daemon_stopped.sql")),
+    (9, "009_retries.sql", include_str!("../sql/009_retries.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

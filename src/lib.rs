@@ -28,6 +28,8 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// The database could not be reached (install, uninstall, explain).
     pub const UNAVAILABLE: i32 = 69;
+    /// The database was busy (a deadlock, a lock held elsewhere, a statement timeout): run again.
+    pub const TEMPFAIL: i32 = 75;
     /// The daemon config or the rules are wrong: fix them; systemd does not restart on this code.
     pub const CONFIG: i32 = 78;
 }

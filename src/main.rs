@@ -198,7 +198,8 @@ fn connect_exit_code(e: &db::DbError) -> i32 {
 }
 
 /// Print a failed statement as the server said it; the exit code by its kind (78 for a refusal
-/// such as a missing router schema or grant, 69 for a lost connection, 1 otherwise).
+/// such as a missing router schema or grant or a mapping that does not fit, 69 for a lost
+/// connection, 75 for a deadlock, a lock or a timeout, 1 for a row's data).
 fn db_failure(e: &tokio_postgres::Error, cfg: &Config) -> i32 {
     eprintln!("{}", db::describe(e));
     match db::kind_of(e) {
@@ -210,8 +211,10 @@ fn db_failure(e: &tokio_postgres::Error, cfg: &Config) -> i32 {
             );
             exit::CONFIG
         }
-        db::ErrorKind::Unreachable => exit::UNAVAILABLE,
-        db::ErrorKind::Other => exit::FAILURE,
+        db::ErrorKind::Connection => exit::UNAVAILABLE,
+        db::ErrorKind::Contention | db::ErrorKind::Timeout => exit::TEMPFAIL,
+        db::ErrorKind::Mapping => exit::CONFIG,
+        db::ErrorKind::Row => exit::FAILURE,
     }
 }
 

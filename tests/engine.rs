@@ -316,7 +316,9 @@ proptest! {
     }
 
     /// Round robin over N opportunities gives each of k eligible members ⌊N/k⌋ or ⌈N/k⌉; weighted
-    /// round robin gives shares proportional to weights within ±1.
+    /// round robin gives shares proportional to weights, off by fewer than two (smooth weighted
+    /// round robin strays past one now and then: weights 1,1,1,5,5,5 give 17 after 65 picks for
+    /// a share of 18.06).
     #[test]
     fn round_robin_is_fair_and_weighted_round_robin_proportional(
         weights in prop::collection::vec(1u32..6, 1..7),
@@ -341,7 +343,7 @@ proptest! {
             let got = count.get(&format!("m{i}")).copied().unwrap_or(0) as f64;
             if weighted {
                 let share = n as f64 * f64::from(*w) / f64::from(total_w);
-                prop_assert!((got - share).abs() <= 1.0 + 1e-9, "m{i} weight {w}: got {got}, share {share:.2}");
+                prop_assert!((got - share).abs() < 2.0, "m{i} weight {w}: got {got}, share {share:.2}");
             } else {
                 prop_assert!(got as usize == n / k || got as usize == n.div_ceil(k), "m{i}: got {got} of {n} over {k}");
             }

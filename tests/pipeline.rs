@@ -208,7 +208,7 @@ async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_b
     let once = db.count(objects).await;
     db.install().await;
     assert_eq!(db.count(objects).await, once, "the same triggers, functions and tables");
-    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 8);
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 9);
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup").await, 1);
     assert_eq!(once, 5 * 1000 + 4 * 100 + 13, "5 triggers (one for owner edits), 4 functions, 13 tables");
 
@@ -683,17 +683,20 @@ async fn a_reload_storm_while_opportunities_stream_in_routes_each_once_by_a_vali
     assert!(distinct.len() >= 5, "the stream was routed by many successive sets: {}", distinct.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_whose_field_query_times_out_is_isolated_and_dead_lettered_not_retried_for_ever() {
-    let mut db = crm_db_with("slowrow", |text| {
+/// The sample CRM with one more condition on the `segment` field's query (over `o`, the row).
+async fn with_segment_condition(label: &str, condition: &str) -> TestDb {
+    crm_db_with(label, |text| {
         let from = "segment = { sql = \"SELECT a.segment FROM crm.account a WHERE a.\\\"accountId\\\" = o.\\\"accountId\\\"\" }";
         assert!(text.contains(from), "the example config maps segment by a query");
-        *text = text.replace(
-            from,
-            "segment = { sql = \"SELECT a.segment FROM crm.account a WHERE a.\\\"accountId\\\" = o.\\\"accountId\\\" AND (o.title <> 'slow' OR pg_sleep(0.8) IS NOT NULL)\" }",
-        );
+        let to = from.replace("\" }", &format!(" AND ({})\" }}", condition.replace('"', "\\\"")));
+        *text = text.replace(from, &to);
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_whose_field_query_times_out_is_isolated_and_dead_lettered_not_retried_for_ever() {
+    let mut db = with_segment_condition("slowrow", "o.title <> 'slow' OR pg_sleep(0.8) IS NOT NULL").await;
     db.cfg.router.max_attempts = 2;
     db.cfg.router.retry_backoff = Duration::from_millis(50);
     db.install().await;
@@ -726,12 +729,7 @@ async fn a_batch_never_takes_more_than_batch_size_events_whatever_plan_the_serve
         )
         .await
         .expect("a backlog of 1,000");
-    let cfg = std::sync::Arc::new(db.cfg.clone());
-    let mut client = oppty_router::db::connect(&cfg.database, "").await.expect("connect");
-    let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
-    let engine = std::sync::Arc::new(db.engine());
-    let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
-    drain.reconcile(&mut client).await.expect("loads");
+    let (mut drain, mut client) = db.manual_drain().await;
     let mut sizes = Vec::new();
     loop {
         let report = drain.batch(&mut client).await.expect("batch");
@@ -742,4 +740,87 @@ async fn a_batch_never_takes_more_than_batch_size_events_whatever_plan_the_serve
     }
     assert_eq!(sizes.iter().sum::<usize>(), 1000, "every event drained: {sizes:?}");
     assert!(sizes.iter().all(|n| *n <= 100), "no batch exceeds batch_size = 100: {sizes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_whose_field_fails_is_retried_alone_and_never_again_fails_a_batch_or_its_owners_changes() {
+    // Division by zero for an opportunity titled with six letters (`poison`).
+    let mut db = with_segment_condition("retryalone", "1 / (length(o.title) - 6) IS NOT NULL").await;
+    db.cfg.router.max_attempts = 3;
+    db.cfg.router.retry_backoff = Duration::from_millis(1);
+    db.install().await;
+    let (mut drain, mut client) = db.manual_drain().await;
+    let poison = db.insert_opportunity("poison", "HCM", "retail").await;
+    let closed = db.insert_opportunity("Poison", "HCM", "retail").await;
+    let mut healthy = Vec::new();
+    for i in 0..4 {
+        healthy.push(db.insert_opportunity(&format!("healthy {i}"), "HCM", "retail").await);
+    }
+    let first = drain.batch(&mut client).await.expect("first batch");
+    assert_eq!((first.isolated, first.retried, first.routed), (6, 2, 4), "the first failure isolates its batch once");
+
+    // A person closes one of the two (nothing left to route there, nothing to fail); more arrive.
+    db.on_opportunity("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &closed).await;
+    for round in 0..2 {
+        for i in 0..3 {
+            healthy.push(db.insert_opportunity(&format!("healthy {round}.{i}"), "DN", "retail").await);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let r = drain.batch(&mut client).await.expect("batch");
+        assert_eq!(r.isolated, 0, "round {round}: the retry ran alone; the fresh batch was not failed by it: {r:?}");
+        assert_eq!(r.routed, 3, "round {round}: {r:?}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events").await, 0, "nothing left queued");
+    let dead: Vec<(String, String, i32)> = db
+        .client
+        .query("SELECT kind, opp_id, attempts FROM oppty_router.dead_letter", &[])
+        .await
+        .expect("dead letter")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(dead, vec![("route".to_string(), poison.clone(), 3)], "only the failing event, after its 3 attempts");
+    assert_eq!(db.owner_of(&closed).await, 1, "the closed one is left alone");
+    for id in &healthy {
+        assert_ne!(db.owner_of(id).await, 1, "every healthy opportunity is routed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opportunity_a_crm_transaction_holds_locked_waits_alone_while_the_rest_are_routed() {
+    let mut db = crm_db("rowlock").await;
+    db.cfg.router.retry_backoff = Duration::from_millis(200);
+    db.install().await;
+    let held = db.insert_opportunity("held by a person's open transaction", "HCM", "retail").await;
+    // A CRM screen holds the row (SELECT … FOR UPDATE) and stays open.
+    let mut crm = oppty_router::db::connect(&db.cfg.database, " crm").await.expect("connect");
+    let lock = crm.transaction().await.expect("begin");
+    lock.query("SELECT 1 FROM crm.opportunity WHERE \"oppId\" = $1::text::uuid FOR UPDATE", &[&held])
+        .await
+        .expect("lock the row");
+    let mut others = Vec::new();
+    for i in 0..5 {
+        others.push(db.insert_opportunity(&format!("other {i}"), "DN", "retail").await);
+    }
+    let daemon = db.start();
+    for id in &others {
+        db.wait_owned(id, Duration::from_secs(3)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.owner_of(&held).await, 1, "the locked one is not written while it is held");
+    // A stop while the row is still held is clean and quick (no batch waits on it).
+    let stopping = Instant::now();
+    daemon.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(3), "stopped in {:?}", stopping.elapsed());
+    let daemon = db.start();
+    lock.commit().await.expect("the person's transaction ends");
+    let (_, waited) = db.wait_owned(&held, Duration::from_secs(5)).await;
+    daemon.stop().await;
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.dead_letter").await, 0, "nothing dead-lettered: {waited:?}");
+    let routed = db
+        .count(&format!(
+            "SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{held}' AND owner_id IS NOT NULL"
+        ))
+        .await;
+    assert_eq!(routed, 1, "routed once");
 }

@@ -201,7 +201,7 @@ async fn an_interaction_logged_just_before_the_sweep_writes_keeps_the_opportunit
     tokio::time::sleep(Duration::from_millis(1500)).await; // stale now
                                                            // The rep logs a call: its event is queued, not yet drained when the sweep runs.
     db.log_call(&opp, owner).await;
-    let (mut drain, mut client) = manual_drain(&db).await;
+    let (mut drain, mut client) = db.manual_drain().await;
     assert_eq!(drain.sweep(&mut client).await.expect("sweep"), 0, "the queued call keeps it");
     assert_eq!(db.owner_of(&opp).await, owner);
     // Without that call it would have gone: drain the event (the clock restarts), wait, sweep.
@@ -280,17 +280,6 @@ async fn setup_teams(
     with_rules(crm_db(label).await, &text).await
 }
 
-/// A drain of our own, to sweep with an injected clock.
-async fn manual_drain(db: &TestDb) -> (oppty_router::drain::Drain, tokio_postgres::Client) {
-    let cfg = std::sync::Arc::new(db.cfg.clone());
-    let mut client = oppty_router::db::connect(&cfg.database, "").await.expect("connect");
-    let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
-    let engine = std::sync::Arc::new(oppty_router::load_rules(&cfg).expect("rules"));
-    let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
-    drain.reconcile(&mut client).await.expect("loads");
-    (drain, client)
-}
-
 fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&chrono::Utc)
 }
@@ -310,7 +299,7 @@ async fn idle_time_outside_the_owners_working_hours_does_not_count() {
     // The router assigned it to 301 on a Friday afternoon, 30 working minutes before the weekend
     // (set in the CRM and in the router's ownership, as the router would have; routing now could
     // fall outside office hours).
-    let (mut drain, mut client) = manual_drain(&db).await;
+    let (mut drain, mut client) = db.manual_drain().await;
     let opp = db.insert_opportunity("Friday afternoon", "DN", "retail").await;
     db.on_opportunity("UPDATE crm.opportunity SET \"accountOwnerId\" = 301 WHERE \"oppId\" = $1::text::uuid", &opp)
         .await;

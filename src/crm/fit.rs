@@ -118,7 +118,7 @@ pub async fn check(
     }
     let cast = format!("SELECT $1::text[]::{}[]", types.owner);
     for (i, v) in o.unowned_values.iter().enumerate() {
-        if let Err(msg) = cast_one(client, &cast, v).await {
+        if let Some(msg) = cast_one(client, &cast, v).await? {
             add(
                 &format!("opportunity.unowned_values[{i}]"),
                 format!("`{v}` cannot be a value of the owner column ({}): {msg}", types.owner),
@@ -128,25 +128,43 @@ pub async fn check(
     Ok(())
 }
 
-async fn cast_one(client: &Client, cast_sql: &str, value: &str) -> Result<(), String> {
+/// Why a rule set does not fit the CRM: a value it names (a person must fix the rules), or the
+/// database failing the check itself (its kind says what to do: see `db::ErrorKind`).
+#[derive(Debug, thiserror::Error)]
+pub enum RuleValuesError {
+    #[error("{0}")]
+    Misfit(String),
+    #[error("checking the rules' ids against the CRM: {}", crate::db::describe(.0))]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// A value the cast refuses: `Ok(Some(reason))`; an error about anything but the value: `Err`.
+async fn cast_one(client: &Client, cast_sql: &str, value: &str) -> Result<Option<String>, tokio_postgres::Error> {
     match client.query_one(cast_sql, &[&vec![value.to_string()]]).await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(crate::db::message(&e)),
+        Ok(_) => Ok(None),
+        Err(e) if crate::db::kind_of(&e) == crate::db::ErrorKind::Row => Ok(Some(crate::db::message(&e))),
+        Err(e) => Err(e),
     }
 }
 
 /// The first of `values` that the cast refuses, with the server's reason.
-async fn first_misfit(client: &Client, cast_sql: &str, values: &[String]) -> Option<(String, String)> {
-    // One query for the whole set; only when it fails, one per value to name the culprit.
-    if client.query_one(cast_sql, &[&values]).await.is_ok() {
-        return None;
+async fn first_misfit(
+    client: &Client,
+    cast_sql: &str,
+    values: &[String],
+) -> Result<Option<(String, String)>, tokio_postgres::Error> {
+    // One query for the whole set; only when it fails for a value, one per value to name it.
+    match client.query_one(cast_sql, &[&values]).await {
+        Ok(_) => return Ok(None),
+        Err(e) if crate::db::kind_of(&e) != crate::db::ErrorKind::Row => return Err(e),
+        Err(_) => {}
     }
     for v in values {
-        if let Err(msg) = cast_one(client, cast_sql, v).await {
-            return Some((v.clone(), msg));
+        if let Some(msg) = cast_one(client, cast_sql, v).await? {
+            return Ok(Some((v.clone(), msg)));
         }
     }
-    None
+    Ok(None)
 }
 
 /// With the CRM's directory (`directory.active_members`): the owners the rules name outright
@@ -199,32 +217,30 @@ pub async fn owner_reference(
 /// Check a rule set against the CRM: every member and owner id fits the owner column (and is a
 /// user of the table it references), every team's `crm_id` fits the team column, and no fallback
 /// owner is one of `unowned_values`.
-pub async fn check_rule_values(client: &Client, sql: &CrmSql, engine: &Engine) -> Result<(), String> {
+pub async fn check_rule_values(client: &Client, sql: &CrmSql, engine: &Engine) -> Result<(), RuleValuesError> {
+    use RuleValuesError::Misfit;
     let ids = engine.owner_ids();
-    if let Some((id, msg)) = first_misfit(client, &sql.owner_cast, &ids).await {
-        return Err(format!("member or owner id `{id}` is not a valid value of the CRM's owner column: {msg}"));
+    if let Some((id, msg)) = first_misfit(client, &sql.owner_cast, &ids).await? {
+        return Err(Misfit(format!("member or owner id `{id}` is not a valid value of the CRM's owner column: {msg}")));
     }
     if let Some((table, missing_sql)) = &sql.owner_users {
-        let missing: Vec<String> = match client.query(missing_sql, &[&ids]).await {
-            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
-            Err(e) => return Err(format!("checking member ids against {table}: {}", crate::db::describe(&e))),
-        };
+        let missing: Vec<String> = client.query(missing_sql, &[&ids]).await?.iter().map(|r| r.get(0)).collect();
         if !missing.is_empty() {
-            return Err(format!(
+            return Err(Misfit(format!(
                 "member or owner id(s) {} are not users in {table} (the owner column's foreign key): an assignment to \
                  them would fail; correct the id, or add the user in the CRM",
                 missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-            ));
+            )));
         }
     }
     if let Some(team_cast) = &sql.team_cast {
         let ids: Vec<String> = engine.teams.iter().filter_map(|t| t.crm_id.clone()).collect();
-        if let Some((id, msg)) = first_misfit(client, team_cast, &ids).await {
+        if let Some((id, msg)) = first_misfit(client, team_cast, &ids).await? {
             let team = engine.teams.iter().find(|t| t.crm_id.as_deref() == Some(&id)).map(|t| t.id.clone());
-            return Err(format!(
+            return Err(Misfit(format!(
                 "team `{}`: crm_id `{id}` is not a valid value of the CRM's team column (opportunity.team): {msg}",
                 team.unwrap_or_default()
-            ));
+            )));
         }
     }
     let fallbacks = engine
@@ -234,10 +250,10 @@ pub async fn check_rule_values(client: &Client, sql: &CrmSql, engine: &Engine) -
         .chain(engine.pipelines.iter().filter_map(|(id, p)| p.fallback_owner.as_ref().map(|f| (id.as_str(), f))));
     for (pipeline, owner) in fallbacks {
         if sql.unowned_values.iter().any(|u| u == owner) {
-            return Err(format!(
+            return Err(Misfit(format!(
                 "fallback_owner `{owner}` (pipeline `{pipeline}`) is one of opportunity.unowned_values: an opportunity \
                  given to it would still count as unowned; name a real person or queue owner"
-            ));
+            )));
         }
     }
     Ok(())

@@ -9,7 +9,7 @@
 use tokio_postgres::Client;
 
 mod fit;
-pub use fit::{check_directory_users, check_rule_values};
+pub use fit::{check_directory_users, check_rule_values, RuleValuesError};
 
 use crate::config::{ActivityLink, Config, FieldSource, WriteBack};
 use crate::ident::{Ident, TableName};
@@ -61,6 +61,12 @@ pub struct CrmSql {
     /// `$1` text[] of ids → id, owner, is_open, is_deleted, is_opportunity, pipeline, fields… (all
     /// text but flags).
     pub context: String,
+    /// The first five columns of `context` alone (no pipeline, no fields): what a change needs,
+    /// so a field expression that fails for a row does not fail its owner's changes too.
+    pub state: String,
+    /// `context` locking the rows it returns and skipping those locked elsewhere; `None` when
+    /// the daemon's role may not lock them (no UPDATE privilege: it writes through a function).
+    pub context_locking: Option<String>,
     pub write: WriteSql,
     /// Reclaim: how an opportunity is handed on; `None` with a custom write-back statement and no
     /// `write_back.reclaim_statement` (the sweeper then reclaims nothing, and says so).
@@ -165,13 +171,21 @@ async fn table_exists(
 }
 
 /// Prepare `sql`; a failure becomes a problem under `key`.
-async fn try_prepare(client: &Client, sql: &str, key: &str, problems: &mut Vec<MappingProblem>) -> bool {
+/// Prepare a statement of the mapping: a failure is a problem of `key`, unless it is about the
+/// session (a lost connection, a busy server, a refusal): that is returned, and retried or
+/// reported as such, never as a wrong mapping.
+async fn try_prepare(
+    client: &Client,
+    sql: &str,
+    key: &str,
+    problems: &mut Vec<MappingProblem>,
+) -> Result<(), tokio_postgres::Error> {
     match client.prepare(sql).await {
-        Ok(_) => true,
+        Ok(_) => Ok(()),
+        Err(e) if client.is_closed() || crate::db::kind_of(&e).passes() => Err(e),
         Err(e) => {
-            let msg = crate::db::message(&e);
-            problems.push(MappingProblem { key: key.into(), message: msg });
-            false
+            problems.push(MappingProblem { key: key.into(), message: crate::db::message(&e) });
+            Ok(())
         }
     }
 }
@@ -194,7 +208,13 @@ async fn row_sql_type(
             });
             Ok(None)
         }
-        Err(e) if client.is_closed() || crate::db::kind_of(&e) != crate::db::ErrorKind::Other => Err(e),
+        Err(e)
+            if client.is_closed()
+                || crate::db::kind_of(&e).passes()
+                || crate::db::kind_of(&e) == crate::db::ErrorKind::Refused =>
+        {
+            Err(e)
+        }
         Err(e) => {
             p.push(MappingProblem { key: key.into(), message: crate::db::message(&e) });
             Ok(None)
@@ -398,6 +418,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
                     }
                 }
             }
+            Err(e) if client.is_closed() || crate::db::kind_of(&e).passes() => return Err(e.into()),
             Err(e) => {
                 let msg = crate::db::message(&e);
                 p.push(MappingProblem { key: key.into(), message: msg });
@@ -460,15 +481,30 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     let id = o.id.quoted();
     let owner = o.owner.quoted();
     let pipeline = o.pipeline.as_ref().map(|f| format!("({})::text", f.expr())).unwrap_or_else(|| "NULL::text".into());
-    let mut context = format!(
-        "SELECT o.{id}::text, o.{owner}::text, coalesce(({open})::bool, false), coalesce(({deleted})::bool, false), \
-         coalesce(({is_opp})::bool, false), {pipeline}"
+    let flags = format!(
+        "coalesce(({open})::bool, false) AS open, coalesce(({deleted})::bool, false) AS deleted, \
+         coalesce(({is_opp})::bool, false) AS opp"
     );
+    let wanted = format!("o.{id} = ANY($1::text[]::{id_t}[])");
+    // The pipeline and fields only of rows that could be routed (open, not deleted, an
+    // opportunity): a field failing for a row does not fail its closing. `OFFSET 0` keeps the
+    // flags computed once per row (not copied into each CASE).
+    let mut context =
+        format!("SELECT o.{id}::text, o.{owner}::text, s.open, s.deleted, s.opp, CASE WHEN s.live THEN {pipeline} END");
     for f in &field_exprs {
-        context.push_str(", ");
-        context.push_str(f);
+        context.push_str(&format!(", CASE WHEN s.live THEN {f} END"));
     }
-    context.push_str(&format!(" FROM {table} o WHERE o.{id} = ANY($1::text[]::{id_t}[])"));
+    context.push_str(&format!(
+        " FROM {table} o CROSS JOIN LATERAL (SELECT f.*, f.open AND NOT f.deleted AND f.opp AS live \
+         FROM (SELECT {flags} OFFSET 0) f) s WHERE {wanted}"
+    ));
+    let state = format!("SELECT o.{id}::text, o.{owner}::text, {flags} FROM {table} o WHERE {wanted}");
+    // Rows to route are locked as they are read, skipping any a CRM transaction holds: routing
+    // never waits on a person's open transaction (those rows are routed again shortly). Locking
+    // needs UPDATE on a column; a role writing through a function may have none.
+    let may_lock: bool =
+        client.query_one("SELECT has_any_column_privilege($1::text::regclass, 'UPDATE')", &[&table]).await?.get(0);
+    let context_locking = may_lock.then(|| format!("{context} ORDER BY o.{id} FOR NO KEY UPDATE OF o SKIP LOCKED"));
 
     let mut reassign = None;
     let write = match &cfg.write_back {
@@ -488,7 +524,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
                  RETURNING o.{id}::text",
                 sets.join(", ")
             );
-            try_prepare(client, &sql, "write_back.set", &mut p).await;
+            try_prepare(client, &sql, "write_back.set", &mut p).await?;
             // Reclaim: only where the CRM still shows the owner the router assigned, and no
             // interaction that counts (u.anyone: any activity; u.edits: owner edits) is queued.
             let rs = cfg.router.schema.quoted();
@@ -505,7 +541,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             let installed: bool =
                 client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("{rs}.events")]).await?.get(0);
             if installed {
-                try_prepare(client, &reassign_sql, "write_back.set", &mut p).await;
+                try_prepare(client, &reassign_sql, "write_back.set", &mut p).await?;
             }
             reassign = Some(Reassign::Batch(reassign_sql));
             WriteSql::Batch(sql)
@@ -514,7 +550,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             if let Some(r) = reclaim {
                 match bind_named(r, WRITE_PARAMS) {
                     Ok((sql, params)) => {
-                        try_prepare(client, &sql, "write_back.reclaim_statement", &mut p).await;
+                        try_prepare(client, &sql, "write_back.reclaim_statement", &mut p).await?;
                         reassign = Some(Reassign::PerRow { sql, params });
                     }
                     Err(e) => p.push(MappingProblem { key: "write_back.reclaim_statement".into(), message: e }),
@@ -522,7 +558,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             }
             match bind_named(s, WRITE_PARAMS) {
                 Ok((sql, params)) => {
-                    try_prepare(client, &sql, "write_back.statement", &mut p).await;
+                    try_prepare(client, &sql, "write_back.statement", &mut p).await?;
                     WriteSql::PerRow { sql, params }
                 }
                 Err(e) => {
@@ -547,14 +583,20 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     let team_cast = team_t.as_ref().map(|t| format!("SELECT $1::text[]::{t}[]"));
     let owner_users = fit::owner_reference(client, cfg, &owner_t).await?;
     if p.is_empty() {
-        try_prepare(client, &context, "opportunity (context query)", &mut p).await;
-        try_prepare(client, &recount, "opportunity (load recount)", &mut p).await;
+        try_prepare(client, &context, "opportunity (context query)", &mut p).await?;
+        try_prepare(client, &state, "opportunity (state query)", &mut p).await?;
+        if let Some(c) = &context_locking {
+            try_prepare(client, c, "opportunity (context query)", &mut p).await?;
+        }
+        try_prepare(client, &recount, "opportunity (load recount)", &mut p).await?;
     }
     if !p.is_empty() {
         return Err(CrmError::Mapping(p));
     }
     Ok(CrmSql {
         context,
+        context_locking,
+        state,
         write,
         reassign,
         recount,

@@ -33,17 +33,51 @@ pub enum DbError {
     Connect { target: String, source: tokio_postgres::Error },
 }
 
-/// What an error asks of the caller.
+/// What an error asks of the caller. Every database error the router meets is sorted into one
+/// of these (`kind_of`), from its SQLSTATE, else from the driver's own account of it; each kind
+/// has one reaction, the same wherever it is met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The server could not be reached, or said "not now": try again later (exit 69 for one-shot
-    /// commands; the daemon reconnects).
-    Unreachable,
-    /// The server refused us for a reason a retry will not fix: credentials, a missing database
-    /// or schema, missing grants, a certificate that does not verify (exit 78).
+    /// The connection is gone, or the server cannot serve now (class 08, shutdown or crash
+    /// 57P01–57P03, out of resources 53, I/O 58, a standby after a failover 25006, the driver's
+    /// closed connection or I/O error). The daemon reconnects with backoff and rebuilds its
+    /// state; nothing is charged to an event. One-shot commands exit 69.
+    Connection,
+    /// Another transaction was in the way: a deadlock or serialization failure (class 40), a lock
+    /// not available (55P03), an object in use (55006). The same work is tried again at once on
+    /// the same connection; nothing is charged to an event. One-shot commands exit 75.
+    Contention,
+    /// A statement ran past its timeout or was cancelled (57014): about the rows of that
+    /// statement. A batch is processed event by event; the slow event is retried alone with
+    /// backoff, then dead-lettered. One-shot commands exit 75.
+    Timeout,
+    /// The data of a row: a bad value (class 22), a constraint of the CRM (23), an exception its
+    /// triggers or functions raise (P0), a value the driver cannot send. Handled like `Timeout`;
+    /// one-shot commands exit 1.
+    Row,
+    /// The daemon config's mapping does not fit the database: an unknown column or function,
+    /// a syntax error, a type that does not match (class 42 but the ones under `Refused`, 0A),
+    /// or a result the driver cannot read as expected. At start-up: exit 78 naming the key. In a
+    /// batch (the CRM's schema changed under the daemon): the session ends and the mapping is
+    /// checked again on reconnect, events stay queued.
+    Mapping,
+    /// The server refuses the daemon for a reason a retry will not fix: credentials (class 28),
+    /// an unknown database (3D000) or schema (3F000), a missing grant (42501) or table (42P01: the
+    /// router is not installed), a certificate that does not verify. Stop: exit 78.
     Refused,
-    /// Anything else: about the statement or the rows.
-    Other,
+}
+
+impl ErrorKind {
+    /// Whether waiting and trying again can fix it, without a person.
+    pub fn passes(self) -> bool {
+        matches!(self, ErrorKind::Connection | ErrorKind::Contention | ErrorKind::Timeout)
+    }
+
+    /// Whether it is about the rows being processed (charged to their events) rather than the
+    /// session or the config.
+    pub fn about_rows(self) -> bool {
+        matches!(self, ErrorKind::Timeout | ErrorKind::Row)
+    }
 }
 
 impl DbError {
@@ -51,30 +85,38 @@ impl DbError {
         match self {
             DbError::BadUrl(_) | DbError::PasswordFile(_) | DbError::Tls(_) => ErrorKind::Refused,
             DbError::Connect { source, .. } => match kind_of(source) {
-                ErrorKind::Other => ErrorKind::Unreachable,
-                k => k,
+                ErrorKind::Refused => ErrorKind::Refused,
+                _ => ErrorKind::Connection,
             },
         }
     }
 }
 
-/// SQLSTATEs that no retry fixes: authorization (class 28), an unknown database (3D000) or
-/// schema (3F000), missing privileges (42501), a missing table (42P01, the router's not installed).
-fn refused_code(code: &str) -> bool {
-    code.starts_with("28") || matches!(code, "3D000" | "3F000" | "42501" | "42P01")
+/// The kind of a server error, from its SQLSTATE.
+pub fn kind_of_code(code: &str) -> ErrorKind {
+    let class = code.get(..2).unwrap_or("");
+    if class == "28" || matches!(code, "3D000" | "3F000" | "42501" | "42P01") {
+        ErrorKind::Refused
+    } else if code == "57014" {
+        ErrorKind::Timeout
+    } else if class == "40" || matches!(code, "55P03" | "55006" | "72000") {
+        ErrorKind::Contention
+    } else if matches!(class, "08" | "53" | "57" | "58") || matches!(code, "25006" | "25P03") {
+        ErrorKind::Connection
+    } else if matches!(class, "42" | "0A") {
+        ErrorKind::Mapping
+    } else {
+        ErrorKind::Row
+    }
 }
 
-/// Sort an error by what to do about it.
+/// Sort an error by what to do about it (see [`ErrorKind`]).
 pub fn kind_of(e: &tokio_postgres::Error) -> ErrorKind {
-    if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        if refused_code(code) {
-            return ErrorKind::Refused;
-        }
-        if ["08", "53", "57"].iter().any(|c| code.starts_with(c)) {
-            return ErrorKind::Unreachable;
-        }
-        return ErrorKind::Other;
+    if let Some(code) = e.code() {
+        return kind_of_code(code.code());
+    }
+    if e.is_closed() {
+        return ErrorKind::Connection;
     }
     let mut source = e.source();
     while let Some(s) = source {
@@ -85,26 +127,38 @@ pub fn kind_of(e: &tokio_postgres::Error) -> ErrorKind {
                 rustls::Error::InvalidCertificate(_)
                 | rustls::Error::NoCertificatesPresented
                 | rustls::Error::AlertReceived(_) => ErrorKind::Refused,
-                _ => ErrorKind::Unreachable,
+                _ => ErrorKind::Connection,
             };
         }
-        source = s.source();
-    }
-    if e.to_string().contains("server does not support TLS") {
-        return ErrorKind::Refused;
-    }
-    let mut source = e.source();
-    while let Some(s) = source {
         if s.is::<std::io::Error>() {
-            return ErrorKind::Unreachable;
+            return ErrorKind::Connection;
+        }
+        if s.is::<tokio_postgres::types::WasNull>() {
+            return ErrorKind::Row;
+        }
+        if s.is::<tokio_postgres::types::WrongType>() {
+            return ErrorKind::Mapping;
         }
         source = s.source();
     }
-    let msg = e.to_string();
-    if e.is_closed() || msg.contains("communicating") || msg.contains("closed") || msg.contains("timed out") {
-        return ErrorKind::Unreachable;
-    }
-    ErrorKind::Other
+    driver_kind(&e.to_string())
+}
+
+/// The kind of an error the driver raised itself (no SQLSTATE, no I/O cause), from its own
+/// account of it: tokio-postgres does not expose its error kinds as a type.
+fn driver_kind(msg: &str) -> ErrorKind {
+    const KINDS: &[(&str, ErrorKind)] = &[
+        ("server does not support TLS", ErrorKind::Refused),
+        ("authentication error", ErrorKind::Refused),
+        ("invalid connection string", ErrorKind::Refused),
+        ("invalid configuration", ErrorKind::Refused),
+        ("error serializing parameter", ErrorKind::Row),
+        ("error deserializing column", ErrorKind::Mapping),
+        ("invalid column", ErrorKind::Mapping),
+        ("parameters but got", ErrorKind::Mapping),
+        ("unexpected number of rows", ErrorKind::Mapping),
+    ];
+    KINDS.iter().find(|(text, _)| msg.contains(text)).map_or(ErrorKind::Connection, |(_, k)| *k)
 }
 
 /// An error as the server said it: `message (SQLSTATE)`, then its detail and hint; for errors that
@@ -232,4 +286,81 @@ pub async fn is_superuser(client: &Client) -> Result<Option<String>, tokio_postg
     let row =
         client.query_one("SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await?;
     Ok(row.get::<_, bool>(1).then(|| row.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sqlstate_has_the_kind_whose_reaction_fits_it() {
+        use ErrorKind::*;
+        let cases = [
+            ("08006", Connection, "connection failure"),
+            ("08P01", Connection, "protocol violation"),
+            ("57P01", Connection, "admin shutdown (pg_terminate_backend, a fast restart)"),
+            ("57P03", Connection, "cannot connect now (starting up)"),
+            ("53300", Connection, "too many connections"),
+            ("58030", Connection, "I/O error"),
+            ("25006", Connection, "read-only transaction: a standby after a failover"),
+            ("40P01", Contention, "deadlock"),
+            ("40001", Contention, "serialization failure"),
+            ("55P03", Contention, "lock not available"),
+            ("57014", Timeout, "statement timeout or cancel"),
+            ("22012", Row, "division by zero in a field expression"),
+            ("22P02", Row, "a value that is not a uuid"),
+            ("23514", Row, "a CRM check constraint"),
+            ("23503", Row, "a CRM foreign key"),
+            ("P0001", Row, "a CRM trigger raised"),
+            ("XX000", Row, "an internal error on one row"),
+            ("42703", Mapping, "undefined column"),
+            ("42883", Mapping, "undefined function"),
+            ("42601", Mapping, "syntax error"),
+            ("0A000", Mapping, "feature not supported"),
+            ("28P01", Refused, "wrong password"),
+            ("28000", Refused, "no pg_hba.conf entry"),
+            ("3D000", Refused, "unknown database"),
+            ("3F000", Refused, "unknown schema"),
+            ("42501", Refused, "missing grant"),
+            ("42P01", Refused, "missing table: the router not installed"),
+        ];
+        for (code, kind, what) in cases {
+            assert_eq!(kind_of_code(code), kind, "{code} ({what})");
+        }
+    }
+
+    #[test]
+    fn only_connection_contention_and_timeout_pass_and_only_timeout_and_row_are_charged_to_events() {
+        use ErrorKind::*;
+        let all = [Connection, Contention, Timeout, Row, Mapping, Refused];
+        let passes: Vec<_> = all.iter().filter(|k| k.passes()).collect();
+        assert_eq!(passes, [&Connection, &Contention, &Timeout]);
+        let rows: Vec<_> = all.iter().filter(|k| k.about_rows()).collect();
+        assert_eq!(rows, [&Timeout, &Row]);
+    }
+
+    #[test]
+    fn the_drivers_own_errors_are_sorted_by_its_account_of_them() {
+        use ErrorKind::*;
+        let cases = [
+            ("connection closed", Connection),
+            ("error communicating with the server: Broken pipe", Connection),
+            ("timeout waiting for server", Connection),
+            ("error connecting to server: Connection refused", Connection),
+            ("error parsing response from server", Connection),
+            ("server does not support TLS", Refused),
+            ("authentication error: password missing", Refused),
+            ("error serializing parameter 2: value too large to transmit", Row),
+            (
+                "error deserializing column 1: cannot convert between the Rust type `i64` and the Postgres type `int4`",
+                Mapping,
+            ),
+            ("invalid column `x`", Mapping),
+            ("expected 2 parameters but got 1", Mapping),
+            ("query returned an unexpected number of rows", Mapping),
+        ];
+        for (msg, kind) in cases {
+            assert_eq!(driver_kind(msg), kind, "{msg}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ use sha2::Digest;
 use tokio_postgres::Client;
 
 use super::{
-    clamp_i32, db_message, is_transient, rollback_ledger, write_per_row, AuditCols, Drain, DrainError, Journal,
+    clamp_i32, db_message, ends_session, rollback_ledger, write_per_row, AuditCols, Drain, DrainError, Journal,
 };
 use crate::capture::ORIGIN_SETTING;
 use crate::crm::Reassign;
@@ -110,7 +110,7 @@ impl Drain {
         };
         match self.refresh_pauses(client).await {
             Ok(()) => {}
-            Err(e) if is_transient(&e) => return Err(DrainError::from_pg(e)),
+            Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
             Err(e) => tracing::error!(error = %db_message(&e), "reading member pauses failed; kept as they were"),
         }
         let mut pipelines: Vec<(&String, &ReclaimPolicy)> =
@@ -120,7 +120,7 @@ impl Drain {
         for (pipeline, policy) in pipelines {
             match self.align_due(client, &engine, pipeline, policy).await {
                 Ok(()) => {}
-                Err(e) if is_transient(&e) => return Err(DrainError::from_pg(e)),
+                Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
                 Err(e) => {
                     tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim: bringing due times forward failed; it will run again");
                     continue;
@@ -144,7 +144,7 @@ impl Drain {
                             break;
                         }
                     }
-                    Err(e) if is_transient(&e) => {
+                    Err(e) if ends_session(&e) => {
                         self.ledger = ledger;
                         return Err(DrainError::from_pg(e));
                     }
@@ -357,7 +357,7 @@ impl Drain {
             }
         }
         let stale_ids: Vec<String> = stale.iter().map(|r| r.id.clone()).collect();
-        let ctx = self.load_context(&tx, &stale_ids).await?;
+        let ctx = self.load_context(&tx, &stale_ids, &[], false).await?;
 
         // Decide.
         let mut writes: Vec<Write> = Vec::new();

@@ -130,6 +130,17 @@ impl TestDb {
         Daemon::start(Arc::new(self.cfg.clone()), self.engine())
     }
 
+    /// A drain of the test's own (not a daemon): batches run when the test says, with its clock.
+    pub async fn manual_drain(&self) -> (oppty_router::drain::Drain, Client) {
+        let cfg = Arc::new(self.cfg.clone());
+        let mut client = db::connect(&cfg.database, "").await.expect("connect");
+        let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
+        let engine = Arc::new(load_rules(&cfg).expect("rules"));
+        let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
+        drain.reconcile(&mut client).await.expect("loads");
+        (drain, client)
+    }
+
     /// Insert one opportunity of the sample CRM; returns its id.
     pub async fn insert_opportunity(&self, title: &str, province: &str, pipeline: &str) -> String {
         let stage = if pipeline == "corporate" { 11 } else { 1 };

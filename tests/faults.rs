@@ -1,0 +1,272 @@
+//! Faults: every database error is sorted by what to do about it, with real errors from a real
+//! server; and a connection cut at any step of the daemon's start-up is retried, never taken for a
+//! config error (an exit 78 would stop the service for good under systemd).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use common::*;
+use oppty_router::daemon::{self, RunOptions};
+use oppty_router::db::{self, ErrorKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+async fn kind_of(client: &tokio_postgres::Client, sql: &str) -> ErrorKind {
+    let e = client.batch_execute(sql).await.expect_err(sql);
+    db::kind_of(&e)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_errors_are_sorted_by_what_to_do_about_them() {
+    let db = crm_db("kinds").await;
+    let c = &db.client;
+    assert_eq!(kind_of(c, "SELECT 1 / 0").await, ErrorKind::Row, "a bad value");
+    assert_eq!(kind_of(c, "SELECT 'not a uuid'::uuid").await, ErrorKind::Row, "a value of the wrong form");
+    assert_eq!(kind_of(c, "SELECT nothing_here FROM crm.opportunity").await, ErrorKind::Mapping, "a column gone");
+    assert_eq!(kind_of(c, "SELECT * FROM crm.no_such_table").await, ErrorKind::Refused, "a table missing");
+    assert_eq!(
+        kind_of(c, "SET statement_timeout = '50ms'; SELECT pg_sleep(1)").await,
+        ErrorKind::Timeout,
+        "a statement timeout"
+    );
+    c.batch_execute("RESET statement_timeout").await.expect("reset");
+
+    // A row lock someone else holds, asked for without waiting.
+    let other = Arc::new(db::connect(&db.cfg.database, " other").await.expect("connect"));
+    other.batch_execute("BEGIN; SELECT * FROM crm.stage WHERE id = 1 FOR UPDATE").await.expect("lock");
+    assert_eq!(
+        kind_of(c, "SELECT * FROM crm.stage WHERE id = 1 FOR UPDATE NOWAIT").await,
+        ErrorKind::Contention,
+        "a lock not available"
+    );
+    // A deadlock: each holds what the other wants.
+    c.batch_execute("SET deadlock_timeout = '50ms'; BEGIN; UPDATE crm.stage SET seq = seq WHERE id = 2")
+        .await
+        .expect("lock 2");
+    let theirs = other.clone();
+    let blocked =
+        tokio::spawn(async move { theirs.batch_execute("UPDATE crm.stage SET seq = seq WHERE id = 2").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mine = c.batch_execute("UPDATE crm.stage SET seq = seq WHERE id = 1").await;
+    let theirs = blocked.await.expect("join");
+    let victim = mine.err().or(theirs.err()).expect("one of the two is chosen as the deadlock's victim");
+    assert_eq!(db::kind_of(&victim), ErrorKind::Contention, "a deadlock: {}", db::describe(&victim));
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    other.batch_execute("ROLLBACK").await.expect("rollback");
+
+    // The connection killed under the client.
+    let pid: i32 = other.query_one("SELECT pg_backend_pid()", &[]).await.expect("pid").get(0);
+    c.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.expect("terminate");
+    let e = other.query_one("SELECT 1", &[]).await.expect_err("the connection is gone");
+    assert_eq!(db::kind_of(&e), ErrorKind::Connection, "{}", db::describe(&e));
+
+    // An unknown database: refused (no retry fixes it).
+    let mut cfg = db.cfg.database.clone();
+    cfg.url = cfg.url.replace(&db.name, "no_such_database");
+    let Err(e) = db::connect(&cfg, "").await else { panic!("an unknown database is refused") };
+    assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+}
+
+/// A proxy on a Unix socket in front of the test server that, once armed, cuts every
+/// connection through it when the client has sent `budget` more chunks; after that it passes
+/// everything through.
+struct CutProxy {
+    dir: tempfile::TempDir,
+    port: u16,
+    budget: Arc<AtomicI64>,
+    cut: CancellationToken,
+    chunks: Arc<AtomicI64>,
+}
+
+enum Upstream {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl CutProxy {
+    fn start(upstream_url: &str, budget: i64) -> CutProxy {
+        let pg: tokio_postgres::Config = upstream_url.parse().expect("the test server's url");
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        let upstream = match pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Unix(dir)) => Upstream::Unix(dir.join(format!(".s.PGSQL.{port}"))),
+            Some(tokio_postgres::config::Host::Tcp(h)) => Upstream::Tcp(format!("{h}:{port}")),
+            None => Upstream::Unix(PathBuf::from(format!("/var/run/postgresql/.s.PGSQL.{port}"))),
+        };
+        let upstream = Arc::new(upstream);
+        let dir = tempfile::tempdir().expect("a socket dir");
+        let listener = UnixListener::bind(dir.path().join(format!(".s.PGSQL.{port}"))).expect("listen");
+        let proxy = CutProxy {
+            dir,
+            port,
+            budget: Arc::new(AtomicI64::new(budget)),
+            cut: CancellationToken::new(),
+            chunks: Arc::new(AtomicI64::new(0)),
+        };
+        let (budget, cut, chunks) = (proxy.budget.clone(), proxy.cut.clone(), proxy.chunks.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (budget, cut, chunks, upstream) = (budget.clone(), cut.clone(), chunks.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let _ = pipe(client, &upstream, &budget, &cut, &chunks).await;
+                });
+            }
+        });
+        proxy
+    }
+
+    /// The url of database `name` through this proxy, as `url` (the server's) would reach it.
+    fn url(&self, url: &str, name: &str) -> String {
+        let pg: tokio_postgres::Config = url.parse().expect("url");
+        let mut s = format!("host={} port={} dbname={name}", self.dir.path().display(), self.port);
+        if let Some(u) = pg.get_user() {
+            s.push_str(&format!(" user={u}"));
+        }
+        if let Some(p) = pg.get_password() {
+            s.push_str(&format!(" password={}", String::from_utf8_lossy(p)));
+        }
+        s
+    }
+}
+
+async fn pipe(
+    mut client: UnixStream,
+    upstream: &Upstream,
+    budget: &AtomicI64,
+    cut: &CancellationToken,
+    chunks: &AtomicI64,
+) -> std::io::Result<()> {
+    let server: Box<dyn Duplex> = match upstream {
+        Upstream::Unix(p) => Box::new(UnixStream::connect(p).await?),
+        Upstream::Tcp(a) => Box::new(tokio::net::TcpStream::connect(a).await?),
+    };
+    let (mut sr, mut sw) = tokio::io::split(server);
+    let (mut cr, mut cw) = client.split();
+    let up = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = cr.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            chunks.fetch_add(1, Ordering::SeqCst);
+            if budget.fetch_sub(1, Ordering::SeqCst) == 1 {
+                cut.cancel(); // this chunk is never delivered; every connection goes
+                return Ok(());
+            }
+            sw.write_all(&buf[..n]).await?;
+        }
+    };
+    let down = tokio::io::copy(&mut sr, &mut cw);
+    let already_cut = cut.is_cancelled();
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+        _ = cut.cancelled(), if !already_cut => {}
+    }
+    Ok(())
+}
+
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// Start the daemon through `proxy`; returns its task, shutdown token and ready flag.
+fn start_through(
+    db: &TestDb,
+    proxy: &CutProxy,
+) -> (tokio::task::JoinHandle<Result<(), daemon::DaemonError>>, CancellationToken, Arc<AtomicBool>) {
+    let mut cfg = db.cfg.clone();
+    cfg.database.url = proxy.url(&db.cfg.database.url, &db.name);
+    cfg.router.reconnect_max_backoff = Duration::from_millis(200);
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
+    let opts = RunOptions { ready: Some(ready.clone()), ..Default::default() };
+    let rules = Arc::new(ArcSwap::from_pointee(db.engine()));
+    let task = tokio::spawn(daemon::run(Arc::new(cfg), rules, shutdown.clone(), opts));
+    (task, shutdown, ready)
+}
+
+async fn wait_ready(ready: &AtomicBool, task: &tokio::task::JoinHandle<Result<(), daemon::DaemonError>>, what: &str) {
+    let started = Instant::now();
+    while !ready.load(Ordering::SeqCst) {
+        assert!(!task.is_finished(), "{what}: the daemon ended instead of retrying");
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}: not ready in 20 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_at_any_step_of_the_start_up_is_retried_and_routing_follows() {
+    // How many chunks the start-up sends, up to ready (connect, LISTEN, the mapping's checks,
+    // the install check, the directory, leadership, the rules' ids, the loads, the first drain).
+    let probe = crm_db("cutprobe").await;
+    probe.install().await;
+    let proxy = CutProxy::start(&probe.cfg.database.url, i64::MAX);
+    let (task, shutdown, ready) = start_through(&probe, &proxy);
+    wait_ready(&ready, &task, "without a cut").await;
+    let steps = proxy.chunks.load(Ordering::SeqCst);
+    shutdown.cancel();
+    task.await.expect("join").expect("clean stop");
+    assert!(steps > 10, "the start-up sends more than 10 chunks: {steps}");
+
+    // Cut at each of them in turn (a few at a time, each with its own database).
+    let ks: Vec<i64> = (1..=steps).collect();
+    for group in ks.chunks(6) {
+        let runs = group.iter().map(|&k| async move {
+            let db = crm_db("cut").await;
+            db.install().await;
+            let proxy = CutProxy::start(&db.cfg.database.url, k);
+            let (task, shutdown, ready) = start_through(&db, &proxy);
+            wait_ready(&ready, &task, &format!("cut at chunk {k} of {steps}")).await;
+            // (The last few chunks before ready vary from run to run: those may come after it.)
+            assert!(proxy.cut.is_cancelled() || k > steps - 10, "cut at chunk {k} of {steps}: the cut happened");
+            let opp = db.insert_opportunity(&format!("after a cut at {k}"), "HCM", "retail").await;
+            db.wait_owned(&opp, Duration::from_secs(10)).await;
+            shutdown.cancel();
+            let r = tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops in time");
+            r.expect("join").unwrap_or_else(|e| panic!("cut at chunk {k}: the daemon ended with {e}"));
+        });
+        futures_util::future::join_all(runs).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_migration_locking_the_table_at_start_up_is_waited_out_not_taken_for_a_bad_mapping() {
+    let db = crm_db("migration").await;
+    db.install().await;
+    // The DBA gives the daemon's sessions a short lock_timeout; a CRM migration holds the table.
+    db.client.batch_execute(&format!("ALTER DATABASE {} SET lock_timeout = '100ms'", db.name)).await.expect("set");
+    let migration = db::connect(&db.cfg.database, " migration").await.expect("connect");
+    migration.batch_execute("BEGIN; LOCK TABLE crm.opportunity IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let daemon = db.start();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!daemon.task.is_finished(), "the daemon waits for the table (lock not available is contention)");
+    migration.batch_execute("COMMIT").await.expect("the migration ends");
+    let opp = db.insert_opportunity("after the migration", "HCM", "retail").await;
+    db.wait_owned(&opp, Duration::from_secs(10)).await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_meets_a_lock_is_rolled_back_and_tried_again_on_the_same_connection_charging_nothing() {
+    let db = crm_db("contention").await;
+    db.install().await;
+    let (mut drain, mut client) = db.manual_drain().await;
+    client.batch_execute("SET lock_timeout = '100ms'").await.expect("lock_timeout");
+    for i in 0..3 {
+        db.insert_opportunity(&format!("contended {i}"), "HCM", "retail").await;
+    }
+    let other = db::connect(&db.cfg.database, " other").await.expect("connect");
+    other.batch_execute("BEGIN; LOCK TABLE oppty_router.assignments IN EXCLUSIVE MODE").await.expect("lock");
+    let r = drain.batch(&mut client).await.expect("contention does not end the session");
+    assert_eq!((r.contended, r.routed, r.retried, r.dead_lettered), (3, 0, 0, 0), "{r:?}");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events WHERE attempts = 0").await, 3, "queued, uncharged");
+    other.batch_execute("COMMIT").await.expect("release");
+    let r = drain.batch(&mut client).await.expect("batch");
+    assert_eq!(r.routed, 3, "{r:?}");
+}

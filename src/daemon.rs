@@ -228,12 +228,15 @@ pub async fn run(
             }
             Ok(SessionEnd::Lost(why)) => {
                 tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "database session lost; reconnecting");
+                crate::systemd::status(&format!(
+                    "waiting for the database (retry in {} ms): {why}",
+                    backoff.as_millis()
+                ));
             }
             Err(e) => return Err(e),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => return Ok(()),
+        if !sleep_alive(backoff, &shutdown).await {
+            return Ok(());
         }
         backoff = (backoff * 2).min(cfg.router.reconnect_max_backoff);
     }
@@ -306,8 +309,10 @@ async fn session(
         }
         if !waiting_logged {
             tracing::info!("another replica is draining; standing by");
+            crate::systemd::status("standing by: another replica is draining");
             waiting_logged = true;
         }
+        crate::systemd::watchdog();
         tokio::select! {
             _ = tokio::time::sleep(cfg.router.poll_interval) => {}
             _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
@@ -337,7 +342,9 @@ async fn session(
     lost!(drain.set_idle(&client, false).await);
     let mut first = true;
     let mut reported: Option<Arc<crate::reload::ReloadStatus>> = None;
+    crate::systemd::status(&format!("routing with rules {}", engine.version));
     loop {
+        crate::systemd::watchdog();
         let now_status = opts.reloader.as_ref().map(|r| r.status.load_full());
         let status_changed = match (&now_status, &reported) {
             (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
@@ -363,6 +370,7 @@ async fn session(
             match crm::check_rule_values(&client, drain.crm_sql(), &latest).await {
                 Ok(()) => {
                     tracing::info!(from = %engine.version, to = %latest.version, "rules swapped in");
+                    crate::systemd::status(&format!("routing with rules {}", latest.version));
                     engine = latest.clone();
                     lost!(drain.swap_engine(&mut client, latest).await);
                     next_heartbeat = tokio::time::Instant::now();
@@ -393,7 +401,7 @@ async fn session(
                 r.store(true, Ordering::SeqCst);
             }
             if opts.notify_systemd && !*notified {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                crate::systemd::ready(&format!("routing with rules {}", engine.version));
                 *notified = true;
             }
         }
@@ -420,8 +428,28 @@ async fn session(
                     return Ok(SessionEnd::Lost("the LISTEN connection closed".into()));
                 }
             }
-            _ = tokio::time::sleep(drain.poll_interval()) => {}
+            // Never longer than the watchdog allows between two pings.
+            _ = tokio::time::sleep(drain.poll_interval().min(ALIVE_EVERY)) => {}
             _ = shutdown.cancelled() => return Ok(stopped(&client, cfg).await),
+        }
+    }
+}
+
+/// The longest the daemon waits without telling systemd's watchdog it is alive.
+const ALIVE_EVERY: Duration = Duration::from_secs(10);
+
+/// Sleep `d` (pinging the watchdog at least every [`ALIVE_EVERY`]); false if shut down meanwhile.
+async fn sleep_alive(d: Duration, shutdown: &CancellationToken) -> bool {
+    let until = tokio::time::Instant::now() + d;
+    loop {
+        crate::systemd::watchdog();
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep((until - now).min(ALIVE_EVERY)) => {}
+            _ = shutdown.cancelled() => return false,
         }
     }
 }

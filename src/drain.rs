@@ -695,9 +695,9 @@ impl Drain {
                     only_team: None,
                 };
                 let decision = engine.route(&opp, ledger, now, &mut *rng);
-                if let Some(u) = &decision.undo {
-                    journal.push(Journal::Assign(u.clone()));
-                    touched.insert(u.member);
+                journal.push(Journal::Assign(decision.undo.clone()));
+                if let Some((m, _)) = decision.undo.assigned {
+                    touched.insert(m);
                 }
                 pending.push(Pending {
                     opp: ev.opp_id.clone(),
@@ -745,9 +745,9 @@ impl Drain {
             let d = &p.decision;
             if d.owner.is_some() && !written.contains(&p.opp) {
                 // A person (or another writer) owned it between our read and our write.
-                if let Some(u) = &d.undo {
-                    ledger.unassign(u.member, u.at);
-                    journal.push(Journal::Unassigned(u.member, u.at));
+                if let Some((m, at)) = d.undo.assigned {
+                    ledger.unassign(m, at);
+                    journal.push(Journal::Unassigned(m, at));
                 }
                 tracing::debug!(opportunity = %p.opp, "skipped: owned by someone else before the write");
                 report.skipped += 1;
@@ -956,6 +956,7 @@ impl Drain {
     ) -> Result<BatchReport, DrainError> {
         let mut total = BatchReport::default();
         loop {
+            crate::systemd::watchdog();
             let r = self.batch(client).await?;
             total.add(&r);
             let again = r.claimed >= self.cfg.router.batch_size as usize || r.contended > 0;

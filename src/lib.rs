@@ -18,6 +18,7 @@ pub mod install;
 pub mod reload;
 pub mod rules;
 pub mod status;
+pub mod systemd;
 pub mod throwaway;
 
 /// Exit codes (sysexits), documented in the README.

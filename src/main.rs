@@ -513,11 +513,19 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
                         // Logged by the reloader, with what changed or every problem. Not awaited
                         // here, so a SIGTERM is heard at once.
                         let reloader = reloader.clone();
-                        tokio::spawn(async move { reloader.reload_in_background("SIGHUP").await });
+                        tokio::spawn(async move {
+                            oppty_router::systemd::reloading();
+                            let r = reloader.reload_in_background("SIGHUP").await;
+                            let version = reloader.status.load().version.clone();
+                            oppty_router::systemd::reloaded(&match r {
+                                Ok(_) => format!("routing with rules {version}"),
+                                Err(_) => format!("routing with rules {version}; the last edit was refused (see the log)"),
+                            });
+                        });
                     }
                 }
             }
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            oppty_router::systemd::stopping();
             shutdown.cancel();
         })
     };

@@ -67,7 +67,7 @@ fn blank_decision(pipeline: &str, owner: &str, team: Option<String>) -> Decision
             held: None,
             note: None,
         },
-        undo: None,
+        undo: Undo::default(),
     }
 }
 
@@ -130,6 +130,7 @@ impl Drain {
             // Batches of router.batch_size until a short one (or one where nothing could be done:
             // rows a person is changing right now wait for the next sweep).
             for _ in 0..10_000 {
+                crate::systemd::watchdog();
                 let mut journal = Vec::new();
                 let result = self
                     .sweep_pipeline(client, &engine, pipeline, policy, &reassign, &mut ledger, &mut journal, now)
@@ -364,7 +365,7 @@ impl Drain {
         let mut audit = AuditCols::default();
         let mut finished: Vec<String> = Vec::new(); // ownership rows the router stops tracking
         let mut restart: Vec<String> = Vec::new(); // left with their owner: the clock restarts
-        let mut pending_undo: HashMap<String, Undo> = HashMap::new();
+        let mut pending_undo: HashMap<String, (usize, i64)> = HashMap::new();
         {
             let mut rng = match self.rng.lock() {
                 Ok(g) => g,
@@ -462,9 +463,9 @@ impl Drain {
                     only_team,
                 };
                 let mut d = engine.route(&opp, ledger, now, &mut *rng);
-                if let Some(u) = &d.undo {
-                    journal.push(Journal::Assign(u.clone()));
-                    pending_undo.insert(id.clone(), u.clone());
+                journal.push(Journal::Assign(d.undo.clone()));
+                if let Some(a) = d.undo.assigned {
+                    pending_undo.insert(id.clone(), a);
                 }
                 if d.outcome == Outcome::Rule {
                     let new = d.owner.clone().unwrap_or_default();
@@ -547,9 +548,9 @@ impl Drain {
         for (i, (opp, outcome)) in audit.opp.iter().zip(&audit.outcome).enumerate() {
             if outcome == "reclaim" && !written.contains(opp) {
                 keep[i] = false;
-                if let Some(u) = pending_undo.get(opp) {
-                    ledger.unassign(u.member, u.at);
-                    journal.push(Journal::Unassigned(u.member, u.at));
+                if let Some(&(m, at)) = pending_undo.get(opp) {
+                    ledger.unassign(m, at);
+                    journal.push(Journal::Unassigned(m, at));
                 }
             }
         }

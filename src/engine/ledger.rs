@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Engine, PickUndo};
 
 /// Per-member counters, aligned with an [`Engine`]'s member order, plus pick state by rule key.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ledger {
     /// Open opportunities per member.
     pub open: Vec<i64>,
@@ -33,15 +33,26 @@ pub struct Ledger {
     pub recent_here: HashMap<(Arc<str>, Arc<str>), VecDeque<i64>>,
 }
 
-/// What one assignment changed, so it can be undone if its transaction does not commit.
-#[derive(Debug, Clone)]
-pub struct Undo {
+/// A member's away flag and re-entry ramp as they were before a decision changed them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagUndo {
     pub member: usize,
-    pub at: i64,
+    pub away: bool,
+    pub reentry: Option<(i64, i64)>,
+}
+
+/// Everything one decision changed in the ledger, so it can be undone if its transaction does
+/// not commit.
+#[derive(Debug, Clone, Default)]
+pub struct Undo {
+    /// The assignment made: the member and when (epoch seconds).
+    pub assigned: Option<(usize, i64)>,
     /// The pick state it changed (turns per rule and team).
     pub picks: Vec<PickUndo>,
     /// (member id, team id) when it counted against a cap of that team.
     pub here: Option<(Arc<str>, Arc<str>)>,
+    /// Away flags and re-entry ramps it changed, as they were before.
+    pub flags: Vec<FlagUndo>,
 }
 
 impl Ledger {
@@ -135,12 +146,20 @@ impl Ledger {
         }
     }
 
-    /// Undo an assignment whose transaction rolled back, pick state included.
+    /// Undo a decision whose transaction rolled back: its assignment, pick state, away flags and
+    /// re-entry ramps, as if it had never been made.
     pub fn undo(&mut self, u: &Undo) {
-        self.unassign(u.member, u.at);
-        if let Some(q) = u.here.as_ref().and_then(|k| self.recent_here.get_mut(k)) {
-            if let Some(pos) = q.iter().rposition(|t| *t == u.at) {
-                q.remove(pos);
+        if let Some((m, at)) = u.assigned {
+            self.unassign(m, at);
+        }
+        if let Some(k) = &u.here {
+            if let Some(q) = self.recent_here.get_mut(k) {
+                if let Some(pos) = q.iter().rposition(|t| Some(*t) == u.assigned.map(|a| a.1)) {
+                    q.remove(pos);
+                }
+                if q.is_empty() {
+                    self.recent_here.remove(k);
+                }
             }
         }
         for p in u.picks.iter().rev() {
@@ -151,10 +170,17 @@ impl Ledger {
                 PickUndo::Cursor { key, prev: None } => {
                     self.cursors.remove(key);
                 }
+                PickUndo::Weights { key, prev } if prev.is_empty() => {
+                    self.weights.remove(key);
+                }
                 PickUndo::Weights { key, prev } => {
                     self.weights.insert(key.clone(), prev.clone());
                 }
             }
+        }
+        for f in u.flags.iter().rev() {
+            self.away[f.member] = f.away;
+            self.reentry[f.member] = f.reentry;
         }
     }
 
@@ -188,10 +214,9 @@ mod tests {
         l.assign(1, 100);
         l.cursors.insert("p/r".into(), "b".into());
         let u = Undo {
-            member: 1,
-            at: 100,
+            assigned: Some((1, 100)),
             picks: vec![PickUndo::Cursor { key: "p/r".into(), prev: Some("a".into()) }],
-            here: None,
+            ..Default::default()
         };
         l.undo(&u);
         assert_eq!(l.open, vec![0, 0]);

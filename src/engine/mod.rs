@@ -22,7 +22,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 pub use cond::{Cond, Facts, Op};
-pub use ledger::{Ledger, Undo};
+pub use ledger::{FlagUndo, Ledger, Undo};
 pub use pick::{id_key, id_order, PickUndo};
 pub use reclaim::{Due, Escalate, EscalateTo, Exclude, PauseAfter, ReclaimElse, ReclaimPolicy, Stage};
 pub use schedule::Schedule;
@@ -168,8 +168,8 @@ pub struct Decision {
     /// For [`Outcome::Held`]: when to try again.
     pub retry_at: Option<DateTime<Utc>>,
     pub explanation: Explanation,
-    /// How to take this assignment back out of the ledger.
-    pub undo: Option<Undo>,
+    /// How to take this decision back out of the ledger (its assignment, pick state, away flags).
+    pub undo: Undo,
 }
 
 /// A window a cap counts assignments in.
@@ -617,6 +617,21 @@ impl Engine {
         now: DateTime<Utc>,
         rng: &mut dyn RngCore,
     ) -> Decision {
+        let mut flags = Vec::new();
+        let mut d = self.route_noting(opp, ledger, now, rng, &mut flags);
+        d.undo.flags = flags;
+        d
+    }
+
+    /// [`Engine::route`], noting the away flags and re-entry ramps it changes in `flags`.
+    fn route_noting(
+        &self,
+        opp: &Opportunity<'_>,
+        ledger: &mut Ledger,
+        now: DateTime<Utc>,
+        rng: &mut dyn RngCore,
+        flags: &mut Vec<FlagUndo>,
+    ) -> Decision {
         let pipeline_id = opp.pipeline.map(str::trim).filter(|p| !p.is_empty()).unwrap_or(DEFAULT_PIPELINE);
         let mut facts = Facts::new(opp.fields);
         for t in &self.tag_rules {
@@ -735,7 +750,10 @@ impl Engine {
                             }
                             _ => other += 1,
                         }
-                        if matches!(e, Excl::Paused | Excl::PausedForLapses | Excl::Inactive | Excl::OutOfOffice) {
+                        if matches!(e, Excl::Paused | Excl::PausedForLapses | Excl::Inactive | Excl::OutOfOffice)
+                            && !ledger.away[m]
+                        {
+                            flags.push(FlagUndo { member: m, away: false, reentry: ledger.reentry[m] });
                             ledger.away[m] = true;
                         }
                         let label = match &e {
@@ -791,6 +809,7 @@ impl Engine {
             // loaded, and the deficit fades over the ramp.
             for &(m, _) in &eligible {
                 if ledger.away[m] {
+                    flags.push(FlagUndo { member: m, away: true, reentry: ledger.reentry[m] });
                     ledger.away[m] = false;
                     let min_other = eligible.iter().filter(|(o, _)| *o != m).map(|(o, _)| ledger.open[*o]).min();
                     let deficit = min_other.map_or(0, |o| (o - ledger.open[m]).max(0));
@@ -820,7 +839,7 @@ impl Engine {
                         tags: facts.tags,
                         retry_at: None,
                         explanation: ex,
-                        undo: Some(Undo { member: m, at: nows, picks, here }),
+                        undo: Undo { assigned: Some((m, nows)), picks, here, flags: Vec::new() },
                     };
                 }
                 Err(why) => {
@@ -843,7 +862,7 @@ impl Engine {
                     tags: facts.tags,
                     retry_at: Some(at),
                     explanation: ex,
-                    undo: None,
+                    undo: Undo::default(),
                 };
             }
             ex.note = Some(format!("{why}, and it has waited longer than the hold limit"));
@@ -885,7 +904,7 @@ impl Engine {
                 tags: facts.tags.clone(),
                 retry_at: Some(until),
                 explanation: ex.clone(),
-                undo: None,
+                undo: Undo::default(),
             });
         }
         ex.note = Some(format!(
@@ -1041,7 +1060,7 @@ impl Engine {
             rule_id: None,
             tags,
             retry_at: None,
-            undo: None,
+            undo: Undo::default(),
         }
     }
 }

@@ -1,0 +1,210 @@
+//! The systemd service: the shipped unit verifies and is hardened (`systemd-analyze`), the daemon
+//! tells systemd what it is doing (READY, STATUS, WATCHDOG, RELOADING, STOPPING), and it runs
+//! under the unit's restrictions: a read-only file system with a private /tmp and no home
+//! directories, an unprivileged user, no capabilities, no new privileges (emulated with a mount
+//! namespace and `setpriv`, as systemd would set them up; the system call filter and address
+//! family restrictions are systemd's own and are only checked by `systemd-analyze`).
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/oppty-router.service");
+
+/// A daemon child process that is killed if the test fails before stopping it.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), sig).expect("signal");
+}
+
+/// A fresh directory outside /tmp (hidden by PrivateTmp), readable by the service user.
+fn work_dir(label: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("service-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+fn config_at(dir: &Path, url: &str) -> PathBuf {
+    let text = oppty_router::demo::EXAMPLE_CONFIG
+        .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
+        .replace("/etc/oppty-router/rules", &rules_dir().display().to_string());
+    let path = dir.join("oppty-router.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn systemd_analyze(args: &[&str]) -> std::process::Output {
+    Command::new("systemd-analyze")
+        .args(args)
+        .output()
+        .expect("systemd-analyze is installed (.ci/run installs systemd)")
+}
+
+#[test]
+fn the_shipped_unit_verifies_and_systemd_rates_its_exposure_at_most_1_5() {
+    // `verify` checks the commands exist: point them at the binary under test.
+    let dir = work_dir("verify");
+    let unit = dir.join("oppty-router.service");
+    let text = std::fs::read_to_string(UNIT).expect("the unit").replace("/usr/local/bin/oppty-router", BIN);
+    std::fs::write(&unit, text).expect("write the unit");
+    let out = systemd_analyze(&["verify", &unit.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+
+    let out = systemd_analyze(&["security", "--offline=true", UNIT]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let level: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for oppty-router.service:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("an overall exposure level in:\n{text}{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(level <= 1.5, "exposure {level} > 1.5:\n{text}");
+    for setting in
+        ["WatchdogSec=", "TimeoutStartSec=5min", "RestartPreventExitStatus=78", "SystemCallFilter=@system-service"]
+    {
+        assert!(std::fs::read_to_string(UNIT).expect("unit").contains(setting), "the unit sets {setting}");
+    }
+}
+
+/// Everything sent to a notify socket, one message per datagram.
+fn notify_socket(dir: &Path) -> (PathBuf, mpsc::Receiver<String>) {
+    let path = dir.join("notify");
+    let sock = UnixDatagram::bind(&path).expect("bind the notify socket");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    (path, rx)
+}
+
+/// Wait for a message containing `want`; returns every message seen until then.
+fn expect_message(rx: &mpsc::Receiver<String>, want: &str, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(m) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(m.clone());
+            if m.contains(want) {
+                return;
+            }
+        }
+    }
+    panic!("no `{want}` from the daemon; it said: {seen:?}");
+}
+
+fn spawn_run(cfg: &Path, notify: &Path) -> Child {
+    Child(
+        Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(cfg)
+            .env("NOTIFY_SOCKET", notify)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the daemon"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_tells_systemd_it_is_ready_alive_reloading_and_stopping() {
+    let db = crm_db("notify").await;
+    db.install().await;
+    let dir = work_dir("notify");
+    let cfg = config_at(&dir, &db.cfg.database.url);
+    let (notify, rx) = notify_socket(&dir);
+    let mut child = spawn_run(&cfg, &notify);
+    let mut seen = Vec::new();
+    expect_message(&rx, "READY=1", &mut seen);
+    assert!(seen.last().is_some_and(|m| m.contains("STATUS=routing with rules ")), "READY with a status: {seen:?}");
+    expect_message(&rx, "WATCHDOG=1", &mut seen);
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    expect_message(&rx, "RELOADING=1", &mut seen);
+    expect_message(&rx, "READY=1", &mut seen);
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    expect_message(&rx, "STOPPING=1", &mut seen);
+    assert_eq!(child.0.wait().expect("exit").code(), Some(0));
+
+    // A database that cannot be reached: the status says so while it retries.
+    let cfg = config_at(&dir, "host=127.0.0.1 port=9 user=nobody dbname=nothing connect_timeout=1");
+    let child = spawn_run(&cfg, &notify);
+    let mut seen = Vec::new();
+    expect_message(&rx, "STATUS=waiting for the database", &mut seen);
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_routes_under_the_units_restrictions() {
+    assert!(nix::unistd::Uid::effective().is_root(), "this test sets up the unit's sandbox and must run as root");
+    let db = crm_db("sandbox").await;
+    db.install().await;
+    let dir = work_dir("sandbox");
+    // The server's socket lives under /tmp, which the sandbox replaces: bind it outside first.
+    let pg: tokio_postgres::Config = db.cfg.database.url.parse().expect("url");
+    let (url, bind) = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Unix(sock)) => {
+            let inside = dir.join("pg");
+            std::fs::create_dir(&inside).expect("mkdir");
+            let url = db.cfg.database.url.replace(&sock.display().to_string(), &inside.display().to_string());
+            (url, format!("mount --bind '{}' '{}'", sock.display(), inside.display()))
+        }
+        _ => (db.cfg.database.url.clone(), String::new()),
+    };
+    let cfg = config_at(&dir, &url);
+    let script = format!(
+        "set -e; mount --make-rprivate /; {bind}; \
+         mount -o remount,bind,ro /; \
+         mount -t tmpfs -o mode=1777 tmpfs /tmp; mount -t tmpfs tmpfs /root; mount -t tmpfs tmpfs /home; \
+         exec setpriv --reuid=postgres --regid=postgres --clear-groups --bounding-set=-all --inh-caps=-all \
+         --no-new-privs '{BIN}' run -c '{}'",
+        cfg.display()
+    );
+    let mut child = Child(
+        Command::new("unshare")
+            .args(["--mount", "sh", "-c", &script])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare"),
+    );
+    let mut pipe = child.0.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
+        s
+    });
+    let opp = db.insert_opportunity("routed from inside the sandbox", "HCM", "retail").await;
+    let owned = tokio::time::timeout(Duration::from_secs(20), db.wait_owned(&opp, Duration::from_secs(20))).await;
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let code = child.0.wait().expect("exit").code();
+    let logs = logs.join().expect("logs");
+    assert!(owned.is_ok(), "routed under the sandbox; the daemon said:\n{logs}");
+    assert_eq!(code, Some(0), "a clean stop; the daemon said:\n{logs}");
+    for bad in ["Read-only file system", "Permission denied", "Operation not permitted", "ERROR"] {
+        assert!(!logs.contains(bad), "`{bad}` under the sandbox:\n{logs}");
+    }
+}

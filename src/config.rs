@@ -99,6 +99,8 @@ struct RawRouter {
     reload_debounce: Duration,
     #[serde(with = "humantime_serde")]
     reclaim_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    leader_lease: Duration,
 }
 
 impl Default for RawRouter {
@@ -115,6 +117,7 @@ impl Default for RawRouter {
             shutdown_timeout: Duration::from_secs(20),
             reload_debounce: Duration::from_millis(50),
             reclaim_interval: Duration::from_secs(60),
+            leader_lease: Duration::from_secs(5),
         }
     }
 }
@@ -363,6 +366,8 @@ pub struct RouterConfig {
     pub reload_debounce: Duration,
     /// How often the reclaim sweeper looks for stale assignments.
     pub reclaim_interval: Duration,
+    /// A leader that has not renewed its lease for this long is taken over by a standby.
+    pub leader_lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -538,6 +543,9 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     if router.reclaim_interval < Duration::from_millis(100) {
         p.add("router.reclaim_interval", "is below 100ms; use e.g. \"1m\"");
     }
+    if router.leader_lease < Duration::from_secs(1) || router.leader_lease > Duration::from_secs(600) {
+        p.add("router.leader_lease", "use 1s to 10m (5s is a good start: a frozen leader is taken over after it)");
+    }
     if router.poll_interval < Duration::from_millis(10) {
         p.add("router.poll_interval", "is below 10ms; use e.g. \"500ms\"");
     }
@@ -638,6 +646,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             shutdown_timeout: router.shutdown_timeout,
             reload_debounce: router.reload_debounce,
             reclaim_interval: router.reclaim_interval,
+            leader_lease: router.leader_lease,
         },
         opportunity: OpportunityMap {
             table: table?,

@@ -309,17 +309,19 @@ impl Drain {
     pub async fn reconcile(&mut self, client: &mut Client) -> Result<(), DrainError> {
         let engine = self.engine.clone();
         let mut ledger = Ledger::for_engine(&engine, None);
-        for r in client.query(&self.sql.full_count, &[]).await.map_err(DrainError::from_pg)? {
-            if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
-                ledger.open[m] = r.get(1);
+        let pg = DrainError::from_pg;
+        for r in client.query(&self.sql.full_count, &[]).await.map_err(pg)? {
+            if let Some(m) = engine.member_index(&r.try_get::<_, String>(0).map_err(pg)?) {
+                ledger.open[m] = r.try_get(1).map_err(pg)?;
             }
         }
-        for r in client.query(&self.history, &[&engine.history]).await.map_err(DrainError::from_pg)? {
-            if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
-                let at: i64 = r.get(1);
+        for r in client.query(&self.history, &[&engine.history]).await.map_err(pg)? {
+            if let Some(m) = engine.member_index(&r.try_get::<_, String>(0).map_err(pg)?) {
+                let at: i64 = r.try_get(1).map_err(pg)?;
                 ledger.recent[m].push_back(at);
                 // Also against the caps a team keeps for this member (the CRM's per-membership caps).
-                let team = r.get::<_, Option<String>>(2).and_then(|t| engine.team_index.get(&t).copied());
+                let team: Option<String> = r.try_get(2).map_err(pg)?;
+                let team = team.and_then(|t| engine.team_index.get(&t).copied());
                 if let Some(team) = team.map(|t| &engine.teams[t]).filter(|t| t.caps_member(m)) {
                     ledger.assign_here(&engine.members[m].id, &team.id, at);
                 }
@@ -331,11 +333,11 @@ impl Drain {
             .await
             .map_err(DrainError::from_pg)?
         {
-            let key: String = r.get(0);
-            if let Some(c) = r.get::<_, Option<String>>(1) {
+            let key: String = r.try_get(0).map_err(pg)?;
+            if let Some(c) = r.try_get::<_, Option<String>>(1).map_err(pg)? {
                 ledger.cursors.insert(key.clone(), c);
             }
-            let w: serde_json::Value = r.get(2);
+            let w: serde_json::Value = r.try_get(2).map_err(pg)?;
             if let Ok(w) = serde_json::from_value::<HashMap<String, i64>>(w) {
                 if !w.is_empty() {
                     ledger.weights.insert(key, w);
@@ -359,8 +361,8 @@ impl Drain {
             engine.member_ids().filter(|id| self.engine.member_index(id).is_none()).map(str::to_string).collect();
         if !new.is_empty() {
             for r in client.query(&self.sql.recount, &[&new]).await.map_err(DrainError::from_pg)? {
-                if let Some(m) = engine.member_index(&r.get::<_, String>(0)) {
-                    ledger.open[m] = r.get(1);
+                if let Some(m) = engine.member_index(&r.try_get::<_, String>(0).map_err(DrainError::from_pg)?) {
+                    ledger.open[m] = r.try_get(1).map_err(DrainError::from_pg)?;
                 }
             }
         }
@@ -394,7 +396,8 @@ impl Drain {
         if rows.is_empty() {
             return Ok(BatchReport::default());
         }
-        let events: Vec<Event> = rows.iter().map(event_from_row).collect();
+        let events: Vec<Event> =
+            rows.iter().map(event_from_row).collect::<Result<_, _>>().map_err(DrainError::from_pg)?;
         self.isolate(client, &events).await
     }
 
@@ -411,7 +414,8 @@ impl Drain {
             tx.rollback().await.map_err(DrainError::from_pg)?;
             return Ok(BatchReport::default());
         }
-        let events: Vec<Event> = rows.iter().map(event_from_row).collect();
+        let events: Vec<Event> =
+            rows.iter().map(event_from_row).collect::<Result<_, _>>().map_err(DrainError::from_pg)?;
         let mut ledger = std::mem::take(&mut self.ledger);
         let mut journal = Vec::new();
         let result = self.process(&tx, &events, &mut ledger, &mut journal).await;
@@ -502,7 +506,7 @@ impl Drain {
                 let Some(row) = rows.first() else {
                     return Ok(None); // already gone
                 };
-                let one = [event_from_row(row)];
+                let one = [event_from_row(row)?];
                 let ok = self.process(&tx, &one, &mut ledger, &mut journal).await?;
                 tx.commit().await?;
                 Ok::<_, tokio_postgres::Error>(Some(ok))
@@ -590,7 +594,10 @@ impl Drain {
         if !recount.is_empty() {
             let owners: Vec<String> = recount.into_iter().collect();
             let rows = tx.query(&self.sql.recount, &[&owners]).await?;
-            let mut counts: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let mut counts: HashMap<String, i64> = rows
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()?;
             for o in &owners {
                 if let Some(m) = engine.member_index(o) {
                     journal.push(Journal::Open(m, ledger.open[m]));
@@ -1123,18 +1130,19 @@ fn clamp_i32(v: i64) -> i32 {
     v.clamp(0, i64::from(i32::MAX)) as i32
 }
 
-fn event_from_row(r: &tokio_postgres::Row) -> Event {
-    Event {
-        id: r.get(0),
-        kind: r.get(1),
-        opp_id: r.get(2),
-        old_owner: r.get(3),
-        new_owner: r.get(4),
-        actor: r.get(5),
-        at: r.get(6),
-        created_at: r.get(7),
-        attempts: r.get(8),
-    }
+/// An event row; a NULL or a type that does not match the router's schema is an error, never a panic.
+fn event_from_row(r: &tokio_postgres::Row) -> Result<Event, tokio_postgres::Error> {
+    Ok(Event {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        opp_id: r.try_get(2)?,
+        old_owner: r.try_get(3)?,
+        new_owner: r.try_get(4)?,
+        actor: r.try_get(5)?,
+        at: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+        attempts: r.try_get(8)?,
+    })
 }
 
 /// The server's message (SQLSTATE, detail, hint) without the driver's prefix.

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "007_unrouted.sql", include_str!("../sql/007_unrouted.sql")),
     (8, "008_daemon_stopped.sql", include_str!("../sql/008_daemon_stopped.sql")),
     (9, "009_retries.sql", include_str!("../sql/009_retries.sql")),
+    (10, "010_leader_lease.sql", include_str!("../sql/010_leader_lease.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

@@ -75,13 +75,15 @@ async fn real_server_errors_are_sorted_by_what_to_do_about_them() {
 
 /// A proxy on a Unix socket in front of the test server that, once armed, cuts every
 /// connection through it when the client has sent `budget` more chunks; after that it passes
-/// everything through.
+/// everything through. While `stall` is set it forwards nothing either way and closes nothing:
+/// a network partition neither end notices.
 struct CutProxy {
     dir: tempfile::TempDir,
     port: u16,
     budget: Arc<AtomicI64>,
     cut: CancellationToken,
     chunks: Arc<AtomicI64>,
+    stall: Arc<AtomicBool>,
 }
 
 enum Upstream {
@@ -107,13 +109,19 @@ impl CutProxy {
             budget: Arc::new(AtomicI64::new(budget)),
             cut: CancellationToken::new(),
             chunks: Arc::new(AtomicI64::new(0)),
+            stall: Arc::new(AtomicBool::new(false)),
         };
-        let (budget, cut, chunks) = (proxy.budget.clone(), proxy.cut.clone(), proxy.chunks.clone());
+        let counters = Counters {
+            budget: proxy.budget.clone(),
+            cut: proxy.cut.clone(),
+            chunks: proxy.chunks.clone(),
+            stall: proxy.stall.clone(),
+        };
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (budget, cut, chunks, upstream) = (budget.clone(), cut.clone(), chunks.clone(), upstream.clone());
+                let (counters, upstream) = (counters.clone(), upstream.clone());
                 tokio::spawn(async move {
-                    let _ = pipe(client, &upstream, &budget, &cut, &chunks).await;
+                    let _ = pipe(client, &upstream, &counters).await;
                 });
             }
         });
@@ -134,13 +142,22 @@ impl CutProxy {
     }
 }
 
-async fn pipe(
-    mut client: UnixStream,
-    upstream: &Upstream,
-    budget: &AtomicI64,
-    cut: &CancellationToken,
-    chunks: &AtomicI64,
-) -> std::io::Result<()> {
+#[derive(Clone)]
+struct Counters {
+    budget: Arc<AtomicI64>,
+    cut: CancellationToken,
+    chunks: Arc<AtomicI64>,
+    stall: Arc<AtomicBool>,
+}
+
+async fn while_stalled(stall: &AtomicBool) {
+    while stall.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn pipe(mut client: UnixStream, upstream: &Upstream, counters: &Counters) -> std::io::Result<()> {
+    let Counters { budget, cut, chunks, stall } = counters;
     let server: Box<dyn Duplex> = match upstream {
         Upstream::Unix(p) => Box::new(UnixStream::connect(p).await?),
         Upstream::Tcp(a) => Box::new(tokio::net::TcpStream::connect(a).await?),
@@ -152,6 +169,7 @@ async fn pipe(
         loop {
             let n = cr.read(&mut buf).await?;
             if n == 0 {
+                while_stalled(stall).await; // a close does not cross a partition either
                 return Ok::<_, std::io::Error>(());
             }
             chunks.fetch_add(1, Ordering::SeqCst);
@@ -159,10 +177,22 @@ async fn pipe(
                 cut.cancel(); // this chunk is never delivered; every connection goes
                 return Ok(());
             }
+            while_stalled(stall).await;
             sw.write_all(&buf[..n]).await?;
         }
     };
-    let down = tokio::io::copy(&mut sr, &mut cw);
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = sr.read(&mut buf).await?;
+            if n == 0 {
+                while_stalled(stall).await;
+                return Ok::<_, std::io::Error>(());
+            }
+            while_stalled(stall).await;
+            cw.write_all(&buf[..n]).await?;
+        }
+    };
     let already_cut = cut.is_cancelled();
     tokio::select! {
         _ = up => {}
@@ -269,4 +299,63 @@ async fn a_batch_that_meets_a_lock_is_rolled_back_and_tried_again_on_the_same_co
     other.batch_execute("COMMIT").await.expect("release");
     let r = drain.batch(&mut client).await.expect("batch");
     assert_eq!(r.routed, 3, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_table_altered_under_the_daemon_is_an_error_not_a_panic_and_loses_nothing() {
+    let db = crm_db("altered").await;
+    db.install().await;
+    let (mut drain, mut client) = db.manual_drain().await;
+    db.insert_opportunity("queued while a DBA alters the queue", "HCM", "retail").await;
+    db.client.batch_execute("ALTER TABLE oppty_router.events ALTER COLUMN attempts TYPE bigint").await.expect("alter");
+    let err = match drain.batch(&mut client).await {
+        Ok(r) => panic!("a batch over a column of another type: {r:?}"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, oppty_router::drain::DrainError::Mapping(_)), "{err}");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events").await, 1, "the event stays queued");
+}
+
+async fn lease_backend(db: &TestDb) -> i64 {
+    db.count("SELECT backend_pid::int8 FROM oppty_router.leader_lease").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_by_a_partition_is_taken_over_within_its_lease_and_routes_nothing_twice() {
+    let mut db = crm_db("partition").await;
+    db.cfg.router.leader_lease = Duration::from_secs(2);
+    db.install().await;
+    // Replica A reaches the server through a proxy that will go silent; replica B directly.
+    let proxy = CutProxy::start(&db.cfg.database.url, i64::MAX);
+    let (a_task, a_stop, a_ready) = start_through(&db, &proxy);
+    wait_ready(&a_ready, &a_task, "replica A").await;
+    let a_backend = lease_backend(&db).await;
+    let b = db.start();
+    let first = db.insert_opportunity("before the partition", "HCM", "retail").await;
+    db.wait_owned(&first, Duration::from_secs(5)).await;
+    assert_eq!(lease_backend(&db).await, a_backend, "A leads, B stands by");
+
+    // The partition: nothing crosses, nobody is told. B ends A's session once its lease runs out.
+    proxy.stall.store(true, Ordering::SeqCst);
+    let cut_at = Instant::now();
+    let during = db.insert_opportunity("during the partition", "HCM", "retail").await;
+    let (_, took) = db.wait_owned(&during, Duration::from_secs(10)).await;
+    assert_ne!(lease_backend(&db).await, a_backend, "B leads now");
+    println!("partition: routing resumed {:?} after the cut (lease 2 s)", cut_at.elapsed());
+    assert!(took < Duration::from_secs(6), "taken over within the lease and a few polls: {took:?}");
+
+    // The partition heals: A finds its session gone and stands by.
+    proxy.stall.store(false, Ordering::SeqCst);
+    let after = db.insert_opportunity("after the partition", "HCM", "retail").await;
+    db.wait_owned(&after, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    db.assert_routed_once(&[&first, &during, &after]).await;
+    assert!(!a_task.is_finished(), "A stands by, it did not exit");
+    a_stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), a_task)
+        .await
+        .expect("A stops")
+        .expect("join")
+        .expect("A ends cleanly");
+    b.stop().await;
 }

@@ -208,9 +208,9 @@ async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_b
     let once = db.count(objects).await;
     db.install().await;
     assert_eq!(db.count(objects).await, once, "the same triggers, functions and tables");
-    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 9);
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 10);
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup").await, 1);
-    assert_eq!(once, 5 * 1000 + 4 * 100 + 13, "5 triggers (one for owner edits), 4 functions, 13 tables");
+    assert_eq!(once, 5 * 1000 + 4 * 100 + 14, "5 triggers (one for owner edits), 4 functions, 14 tables");
 
     let mut c = oppty_router::db::connect(&db.cfg.database, "").await.expect("connect");
     oppty_router::install::uninstall(&mut c, &db.cfg).await.expect("uninstall");

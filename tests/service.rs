@@ -208,3 +208,73 @@ async fn the_daemon_routes_under_the_units_restrictions() {
         assert!(!logs.contains(bad), "`{bad}` under the sandbox:\n{logs}");
     }
 }
+
+fn spawn_replica(cfg: &Path) -> Child {
+    Child(
+        Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(cfg)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a replica"),
+    )
+}
+
+async fn leader_pid(db: &TestDb) -> Option<i32> {
+    let row = db.client.query_opt("SELECT pid FROM oppty_router.daemon_status WHERE stopped_at IS NULL", &[]).await;
+    row.expect("daemon_status").map(|r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_taken_over_by_a_standby_within_its_lease() {
+    let db = crm_db("frozen").await;
+    db.install().await;
+    let dir = work_dir("frozen");
+    let cfg = config_at(&dir, &db.cfg.database.url);
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let text = text
+        .replace("leader_lease = \"5s\"", "leader_lease = \"2s\"")
+        .replace("poll_interval = \"500ms\"", "poll_interval = \"100ms\"");
+    std::fs::write(&cfg, text).expect("config");
+    let a = spawn_replica(&cfg);
+    let first = db.insert_opportunity("for the first leader", "HCM", "retail").await;
+    db.wait_owned(&first, Duration::from_secs(15)).await;
+    let started = Instant::now();
+    while leader_pid(&db).await != Some(a.0.id() as i32) {
+        assert!(started.elapsed() < Duration::from_secs(15), "A reports itself as the leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = spawn_replica(&cfg);
+    tokio::time::sleep(Duration::from_secs(1)).await; // B connected and standing by
+
+    // Freeze the leader: its connections stay open (the kernel still answers for it).
+    signal(&a, nix::sys::signal::Signal::SIGSTOP);
+    let frozen_at = Instant::now();
+    let during = db.insert_opportunity("while the leader is frozen", "HCM", "retail").await;
+    let (_, took) = db.wait_owned(&during, Duration::from_secs(15)).await;
+    println!("SIGSTOP: routing resumed {:?} after the freeze (lease 2 s)", frozen_at.elapsed());
+    assert!(took < Duration::from_secs(6), "taken over within the lease and a few polls: {took:?}");
+    assert_eq!(leader_pid(&db).await, Some(b.0.id() as i32), "B leads now");
+
+    // The old leader wakes: its session is gone; it stands by and routes nothing twice.
+    signal(&a, nix::sys::signal::Signal::SIGCONT);
+    let after = db.insert_opportunity("after the thaw", "HCM", "retail").await;
+    db.wait_owned(&after, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    db.assert_routed_once(&[&first, &during, &after]).await;
+
+    // kill -9 of the leader: its connections close, the server releases the lock at once.
+    let mut b = b;
+    signal(&b, nix::sys::signal::Signal::SIGKILL);
+    let _ = b.0.wait();
+    let killed_at = Instant::now();
+    let last = db.insert_opportunity("after kill -9", "HCM", "retail").await;
+    db.wait_owned(&last, Duration::from_secs(10)).await;
+    println!("kill -9: routing resumed {:?} after the kill", killed_at.elapsed());
+    assert_eq!(leader_pid(&db).await, Some(a.0.id() as i32), "A leads again");
+    let mut a = a;
+    signal(&a, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.0.wait().expect("exit").code(), Some(0), "the thawed replica stops cleanly");
+}

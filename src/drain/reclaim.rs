@@ -168,7 +168,7 @@ impl Drain {
         let s = self.cfg.router.schema.quoted();
         let rows =
             client.query(&format!("SELECT member_id FROM {s}.member_pauses WHERE lifted_at IS NULL"), &[]).await?;
-        let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let ids: Vec<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
         let changed = self.ledger.set_paused(&self.engine, ids.iter().map(String::as_str));
         if changed > 0 {
             tracing::info!(paused = ids.len(), "members paused for lapses: {}", ids.join(", "));
@@ -200,7 +200,8 @@ impl Drain {
         let stored: Option<String> = client
             .query_opt(&format!("SELECT fingerprint FROM {s}.reclaim_state WHERE pipeline = $1"), &[&pipeline])
             .await?
-            .map(|r| r.get(0));
+            .map(|r| r.try_get(0))
+            .transpose()?;
         if stored.as_deref() != Some(fp.as_str()) {
             // Brought forward where later than the new lower bound. The first time a pipeline is
             // seen (a new rule, or rows from before due times existed) every row is set to it, so
@@ -263,7 +264,7 @@ impl Drain {
             tx.rollback().await?;
             return Ok(Swept::default());
         }
-        let ids: Vec<String> = due.iter().map(|r| r.get(0)).collect();
+        let ids: Vec<String> = due.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
         // Interactions captured but not yet drained: they count as if drained.
         let mut queued: HashMap<String, Vec<(String, Option<String>)>> = HashMap::new();
         for r in tx
@@ -275,7 +276,7 @@ impl Drain {
             )
             .await?
         {
-            queued.entry(r.get(0)).or_default().push((r.get(1), r.get(2)));
+            queued.entry(r.try_get(0)?).or_default().push((r.try_get(1)?, r.try_get(2)?));
         }
 
         struct Row {
@@ -293,8 +294,8 @@ impl Drain {
         let mut warn: Warnings = Default::default();
         let mut waiting = 0usize;
         for r in &due {
-            let (id, old, team): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
-            let stage = if r.get::<_, String>(4) == "escalated" { Stage::Escalated } else { Stage::Owner };
+            let (id, old, team): (String, String, Option<String>) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let stage = if r.try_get::<_, String>(4)? == "escalated" { Stage::Escalated } else { Stage::Owner };
             let p = policy.for_team(team.as_deref());
             let counts = |kind: &str, actor: &Option<String>| {
                 let by_owner = actor.as_deref() == Some(old.as_str());
@@ -304,8 +305,8 @@ impl Drain {
                 waiting += 1; // the drain restarts its clock first
                 continue;
             }
-            let idle_since = p.idle_since(r.get(5), r.get(6), r.get(7));
-            let warned = r.get::<_, Option<DateTime<Utc>>>(8).is_some_and(|w| w >= idle_since);
+            let idle_since = p.idle_since(r.try_get(5)?, r.try_get(6)?, r.try_get(7)?);
+            let warned = r.try_get::<_, Option<DateTime<Utc>>>(8)?.is_some_and(|w| w >= idle_since);
             let schedule = engine
                 .member_index(&old)
                 .and_then(|m| engine.members[m].schedule)
@@ -325,9 +326,14 @@ impl Drain {
                     defer.1.push(at);
                     defer.2.push(true);
                 }
-                Due::Stale => {
-                    stale.push(Row { id, old, team, reclaims: r.get(3), stage, idle: (now - idle_since).num_seconds() })
-                }
+                Due::Stale => stale.push(Row {
+                    id,
+                    old,
+                    team,
+                    reclaims: r.try_get(3)?,
+                    stage,
+                    idle: (now - idle_since).num_seconds(),
+                }),
             }
         }
 
@@ -350,8 +356,8 @@ impl Drain {
                 )
                 .await?
             {
-                let owners = history.entry(r.get(0)).or_default();
-                let o: String = r.get(1);
+                let owners = history.entry(r.try_get(0)?).or_default();
+                let o: String = r.try_get(1)?;
                 if !owners.contains(&o) {
                     owners.push(o);
                 }
@@ -685,7 +691,7 @@ impl Drain {
                 )
                 .await?
             {
-                paused.push(r.get(0));
+                paused.push(r.try_get(0)?);
             }
         }
         let mut touched: Vec<usize> =

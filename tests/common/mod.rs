@@ -141,6 +141,22 @@ impl TestDb {
         (drain, client)
     }
 
+    /// Each of these opportunities was given an owner exactly once (the audit says so).
+    pub async fn assert_routed_once(&self, opps: &[&str]) {
+        for opp in opps {
+            let n = self
+                .client
+                .query_one(
+                    "SELECT count(*) FROM oppty_router.assignments WHERE opp_id = $1 AND owner_id IS NOT NULL",
+                    &[opp],
+                )
+                .await
+                .expect("count assignments")
+                .get::<_, i64>(0);
+            assert_eq!(n, 1, "{opp} routed once");
+        }
+    }
+
     /// Insert one opportunity of the sample CRM; returns its id.
     pub async fn insert_opportunity(&self, title: &str, province: &str, pipeline: &str) -> String {
         let stage = if pipeline == "corporate" { 11 } else { 1 };

@@ -20,6 +20,8 @@ use crate::drain::{Drain, DrainError, Routed};
 use crate::engine::Engine;
 use crate::rules::Directory;
 
+mod lease;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// The mapping does not fit the database: retrying will not help (exit 78).
@@ -204,10 +206,6 @@ enum SessionEnd {
     Lost(String),
 }
 
-fn leader_key(cfg: &Config) -> String {
-    format!("oppty-router leader {}", cfg.router.schema.as_str())
-}
-
 /// Run until `shutdown` is cancelled. Lost connections are retried with backoff for ever.
 pub async fn run(
     cfg: Arc<Config>,
@@ -299,12 +297,12 @@ async fn session(
     let mut next_heartbeat = tokio::time::Instant::now();
 
     // Leadership: one replica drains at a time; the others wait here as hot standbys. The lock is
-    // held by the session, so it is released the moment this connection dies.
-    let key = leader_key(cfg);
+    // held by the session, so it is released the moment this connection dies; a leader that stops
+    // renewing its lease (frozen, cut off) has its session ended by a standby (`lease`).
     let mut waiting_logged = false;
+    let mut said_cannot = false;
     loop {
-        let row = lost!(client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key]).await);
-        if row.get::<_, bool>(0) {
+        if lost!(lease::try_lead(&client, cfg, &mut said_cannot).await) {
             break;
         }
         if !waiting_logged {
@@ -314,10 +312,21 @@ async fn session(
         }
         crate::systemd::watchdog();
         tokio::select! {
-            _ = tokio::time::sleep(cfg.router.poll_interval) => {}
+            _ = tokio::time::sleep(lease::standby_poll(cfg)) => {}
             _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
         }
     }
+    // The server notices a dead client of this session within seconds (not the OS's two hours),
+    // and ends it, releasing the lock (ignored over a Unix socket, where it cannot happen).
+    lost!(
+        client
+            .batch_execute("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3")
+            .await
+    );
+    let backend: i32 = lost!(lost!(client.query_one("SELECT pg_backend_pid()", &[]).await).try_get(0));
+    let (lease_stop, lease_lost) = (CancellationToken::new(), CancellationToken::new());
+    let _stop_renewing = lease_stop.clone().drop_guard();
+    lease::spawn_renewer(cfg.clone(), backend, lease_stop, lease_lost.clone());
 
     let leading_since = chrono::Utc::now();
     lost!(continue_versions(&client, cfg, rules, opts.reloader.as_deref()).await);
@@ -345,6 +354,9 @@ async fn session(
     crate::systemd::status(&format!("routing with rules {}", engine.version));
     loop {
         crate::systemd::watchdog();
+        if lease_lost.is_cancelled() {
+            return Ok(SessionEnd::Lost("the leader lease was lost".into()));
+        }
         let now_status = opts.reloader.as_ref().map(|r| r.status.load_full());
         let status_changed = match (&now_status, &reported) {
             (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
@@ -431,6 +443,7 @@ async fn session(
             // Never longer than the watchdog allows between two pings.
             _ = tokio::time::sleep(drain.poll_interval().min(ALIVE_EVERY)) => {}
             _ = shutdown.cancelled() => return Ok(stopped(&client, cfg).await),
+            _ = lease_lost.cancelled() => return Ok(SessionEnd::Lost("the leader lease was lost".into())),
         }
     }
 }
@@ -475,7 +488,8 @@ async fn continue_versions(
     let s = cfg.router.schema.quoted();
     let sql = format!("SELECT rules_version, host, pid FROM {s}.daemon_status WHERE singleton");
     let Some(row) = client.query_opt(&sql, &[]).await? else { return Ok(()) };
-    let (version, host, pid): (Option<String>, Option<String>, Option<i32>) = (row.get(0), row.get(1), row.get(2));
+    let (version, host, pid): (Option<String>, Option<String>, Option<i32>) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     let ours = pid == Some(std::process::id() as i32) && host == this_host().into();
     let Some(last) = version.as_deref().and_then(crate::rules::version_sequence).filter(|_| !ours) else {
         return Ok(());

@@ -1,0 +1,162 @@
+//! Leadership: one replica drains at a time. The session advisory lock decides who leads; the
+//! lease row (`<schema>.leader_lease`) says whether the leader is alive. A task of the leader
+//! renews it on a connection of its own every third of `router.leader_lease`; a standby that finds
+//! it expired ends the leader's session (`pg_terminate_backend`; the server then releases its
+//! lock) and takes over. A frozen leader (SIGSTOP) or one cut off by a partition the server has not
+//! noticed stops renewing, so it is taken over within the lease; when it wakes, its session is gone
+//! and it stands by.
+//!
+//! Owns the lock key, the lease's statements and the takeover. It must not drain or decide
+//! anything else. Every time compared is the server's clock.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::db;
+
+fn key(cfg: &Config) -> String {
+    format!("oppty-router leader {}", cfg.router.schema.as_str())
+}
+
+fn ttl_ms(cfg: &Config) -> f64 {
+    cfg.router.leader_lease.as_secs_f64() * 1000.0
+}
+
+/// This process, as the lease names it.
+pub fn holder() -> String {
+    format!("{} pid {}", super::this_host(), std::process::id())
+}
+
+/// Try to lead: true once this session holds the lock and the lease names it. Otherwise, if the
+/// leader's lease has expired, end its session so the lock is free at the next try.
+pub async fn try_lead(client: &Client, cfg: &Config, said_cannot: &mut bool) -> Result<bool, tokio_postgres::Error> {
+    let got: bool =
+        client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key(cfg)]).await?.try_get(0)?;
+    let s = cfg.router.schema.quoted();
+    if got {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {s}.leader_lease (singleton, holder, backend_pid, renewed_at, expires_at) \
+                     VALUES (true, $1, pg_backend_pid(), clock_timestamp(), clock_timestamp() + $2 * interval '1 millisecond') \
+                     ON CONFLICT (singleton) DO UPDATE SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid, \
+                     renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at"
+                ),
+                &[&holder(), &ttl_ms(cfg)],
+            )
+            .await?;
+        return Ok(true);
+    }
+    take_over_if_stale(client, cfg, said_cannot).await?;
+    Ok(false)
+}
+
+/// End the session of a leader whose lease has expired (only the one holding the lock, and only
+/// if the lease names that very session).
+async fn take_over_if_stale(
+    client: &Client,
+    cfg: &Config,
+    said_cannot: &mut bool,
+) -> Result<(), tokio_postgres::Error> {
+    let s = cfg.router.schema.quoted();
+    let stale = client
+        .query_opt(
+            &format!(
+                "SELECT l.pid, x.holder, (extract(epoch FROM clock_timestamp() - x.renewed_at) * 1000)::int8 \
+                 FROM pg_locks l JOIN {s}.leader_lease x ON x.backend_pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0) \
+                 AND x.expires_at < clock_timestamp()"
+            ),
+            &[&key(cfg)],
+        )
+        .await?;
+    let Some(row) = stale else { return Ok(()) };
+    let (pid, holder, silent_ms): (i32, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    match client.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await {
+        Ok(r) if r.try_get::<_, bool>(0)? => {
+            tracing::warn!(leader = %holder, backend = pid, silent_ms,
+                "the leader stopped renewing its lease (frozen or cut off): ended its session to take over");
+        }
+        Ok(_) => {}
+        Err(e) if db::kind_of(&e) == db::ErrorKind::Refused => {
+            if !std::mem::replace(said_cannot, true) {
+                tracing::error!(leader = %holder, backend = pid, error = %db::describe(&e),
+                    "the leader's lease expired but this role may not end its session: run every replica with the same \
+                     role, or grant it pg_signal_backend; until then a frozen leader holds the lock until the server drops it");
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Renew the lease of the leader session `backend` every third of the lease, on a connection of
+/// its own, until `stop`. Cancels `lost` (and ends) when the lease is no longer this session's, or
+/// when it cannot renew before the lease runs out (the session is then ended by a standby anyway).
+pub fn spawn_renewer(
+    cfg: std::sync::Arc<Config>,
+    backend: i32,
+    stop: CancellationToken,
+    lost: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = cfg.router.leader_lease / 3;
+        let s = cfg.router.schema.quoted();
+        let sql = format!(
+            "UPDATE {s}.leader_lease SET renewed_at = clock_timestamp(), \
+             expires_at = clock_timestamp() + $1 * interval '1 millisecond' WHERE singleton AND backend_pid = $2"
+        );
+        let mut client: Option<Client> = None;
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            // Nothing here may wait longer than a renewal period (a partition hangs, it does not fail).
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                let connect = tokio::time::timeout(every, db::connect(&cfg.database, " lease"));
+                client = connect.await.ok().and_then(Result::ok);
+            }
+            let renewed = match &client {
+                Some(c) => match tokio::time::timeout(every, c.execute(&sql, &[&ttl_ms(&cfg), &backend])).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!("renewing the leader lease timed out");
+                        client = None;
+                        Ok(1) // not renewed: counted below by the time since the last renewal
+                    }
+                },
+                None => Ok(1),
+            };
+            match renewed {
+                Ok(0) => {
+                    tracing::warn!("the leader lease names another session now; leaving leadership");
+                    lost.cancel();
+                    return;
+                }
+                Ok(_) if client.is_some() => last_ok = tokio::time::Instant::now(),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %db::describe(&e), "could not renew the leader lease");
+                    client = None;
+                }
+            }
+            if last_ok.elapsed() >= cfg.router.leader_lease {
+                tracing::warn!("the leader lease could not be renewed in time; leaving leadership");
+                lost.cancel();
+                return;
+            }
+        }
+    })
+}
+
+/// How long a standby waits between two looks at the lock.
+pub fn standby_poll(cfg: &Config) -> Duration {
+    cfg.router.poll_interval.min(cfg.router.leader_lease / 4)
+}

@@ -224,6 +224,21 @@ impl Cluster {
         let _ = cmd.spawn();
     }
 
+    /// Restart the server (`pg_ctl restart -m fast`: sessions are ended, the data stays).
+    pub fn restart(&self) -> Result<(), ClusterError> {
+        step_err(
+            "pg_ctl restart",
+            self.cmd("pg_ctl")
+                .arg("-D")
+                .arg(self.data_dir())
+                .arg("-l")
+                .arg(self.log_path())
+                .args(["-m", "fast", "-w", "-t", "60", "restart"])
+                .stdin(Stdio::null())
+                .output(),
+        )
+    }
+
     /// Leave the cluster running after this value is dropped.
     pub fn keep(&mut self) {
         self.keep = true;

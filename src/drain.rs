@@ -22,6 +22,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 mod reclaim;
+pub use reclaim::SweepStep;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
@@ -189,6 +190,8 @@ pub struct Drain {
     aligned: HashMap<String, (String, String)>,
     /// The rule set for which the sweeper said it cannot reclaim (no reclaim write configured).
     said_no_reclaim: Option<String>,
+    /// A reclaim sweep under way, taken a step at a time between batches.
+    sweeping: Option<reclaim::Sweep>,
 }
 
 impl Drain {
@@ -291,6 +294,7 @@ impl Drain {
             decisions,
             aligned: HashMap::new(),
             said_no_reclaim: None,
+            sweeping: None,
         }
     }
 

@@ -554,3 +554,36 @@ async fn check_says_when_reclaim_rules_have_no_way_to_write() {
         report.lines
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_opportunity_is_routed_while_a_large_sweep_is_under_way() {
+    let (db, _rules) = setup("bigsweep", "after = \"1s\"", &["301", "302", "305"]).await;
+    // 40,000 opportunities in Da Nang that the router gave 301 an hour ago and 301 never touched
+    // (written as the router writes them: the capture trigger ignores them).
+    db.client
+        .batch_execute(
+            "BEGIN; SET LOCAL oppty_router.origin = 'router'; \
+             INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\", \"accountOwnerId\") \
+             SELECT 'stale ' || g, (SELECT \"accountId\" FROM crm.account WHERE \"provinceCode\" = 'DN' \
+             AND \"ownerId\" IS NULL ORDER BY 1 LIMIT 1), 'retail', 1, 301 FROM generate_series(1, 40000) g; \
+             INSERT INTO oppty_router.ownership (opp_id, owner_id, team_id, pipeline, assigned_at, last_owner_touch_at, due_at) \
+             SELECT \"oppId\"::text, '301', 'dn', 'retail', now() - interval '1 hour', now() - interval '1 hour', \
+             now() - interval '1 hour' FROM crm.opportunity WHERE title LIKE 'stale %'; COMMIT",
+        )
+        .await
+        .expect("a large stale backlog");
+    let daemon = db.start();
+    let reclaimed = || db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome = 'reclaim'");
+    let started = Instant::now();
+    while reclaimed().await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the sweep starts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let opp = db.insert_opportunity("arrives during the sweep", "DN", "retail").await;
+    let (_, took) = db.wait_owned(&opp, Duration::from_secs(30)).await;
+    let during = reclaimed().await;
+    println!("routed in {took:?} while the sweep was at {during} of 40000");
+    assert!(during < 40_000, "the sweep was still under way when the new one was routed ({during})");
+    assert!(took < Duration::from_secs(1), "routed between two steps of the sweep, not after it: {took:?}");
+    daemon.stop().await;
+}

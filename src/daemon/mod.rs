@@ -169,6 +169,27 @@ async fn refresh_directory(
     Ok(())
 }
 
+/// Refresh the directory on a connection and task of its own (routing goes on meanwhile).
+fn spawn_refresh(
+    cfg: Arc<Config>,
+    rules: Arc<ArcSwap<Engine>>,
+    directory: Arc<ArcSwap<Directory>>,
+    reloader: Option<Arc<crate::reload::Reloader>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = match db::connect(&cfg.database, " directory").await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "directory refresh could not connect; the last good rules stay in force");
+                return;
+            }
+        };
+        if let Err(e) = refresh_directory(&client, &cfg, &rules, &directory, reloader.as_ref()).await {
+            tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
+        }
+    })
+}
+
 /// Compile the rule files with `dir` on a blocking thread (never on the routing task).
 async fn compile_in_background(cfg: &Arc<Config>, dir: &Arc<Directory>) -> Result<Engine, String> {
     let (cfg, dir) = (cfg.clone(), dir.clone());
@@ -293,6 +314,7 @@ async fn session(
         tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
     }
     let mut next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
+    let mut refreshing: Option<tokio::task::JoinHandle<()>> = None;
     let mut next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
     let mut next_heartbeat = tokio::time::Instant::now();
 
@@ -368,13 +390,14 @@ async fn session(
             lost!(write_status(&client, cfg, &engine, opts.reloader.as_deref(), leading_since).await);
             next_heartbeat = tokio::time::Instant::now() + Duration::from_secs(10);
         }
-        if let Some(at) = next_refresh {
-            if tokio::time::Instant::now() >= at {
-                if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_ref()).await {
-                    tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
-                }
-                next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
+        // The directory's queries and the recompile run beside routing, on a connection of their
+        // own; the new set is picked up below once it is in force.
+        if next_refresh.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            if refreshing.as_ref().is_none_or(|h| h.is_finished()) {
+                refreshing =
+                    Some(spawn_refresh(cfg.clone(), rules.clone(), opts.directory.clone(), opts.reloader.clone()));
             }
+            next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
         }
         // A newer rule set: check its member ids against the CRM, then use it from the next batch.
         let latest = rules.load_full();
@@ -397,11 +420,15 @@ async fn session(
                 }
             }
         }
-        if tokio::time::Instant::now() >= next_sweep {
-            if let Err(e) = drain.sweep(&mut client).await {
-                return end_for(e, cfg);
+        // Reclaim, a step at a time between batches: routing never waits for a whole sweep.
+        if drain.sweeping() || tokio::time::Instant::now() >= next_sweep {
+            match drain.sweep_step(&mut client, chrono::Utc::now()).await {
+                Ok(crate::drain::SweepStep::Going) => {}
+                Ok(crate::drain::SweepStep::Done(_)) => {
+                    next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
+                }
+                Err(e) => return end_for(e, cfg),
             }
-            next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
         }
         let report = match drain.drain_all(&mut client, shutdown).await {
             Ok(r) => r,
@@ -420,7 +447,7 @@ async fn session(
         if shutdown.is_cancelled() {
             return Ok(stopped(&client, cfg).await);
         }
-        if report.claimed > 0 {
+        if report.claimed > 0 || drain.sweeping() {
             if idle {
                 lost!(drain.set_idle(&client, false).await);
                 idle = false;

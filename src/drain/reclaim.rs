@@ -25,6 +25,39 @@ use crate::engine::{
 };
 
 /// What one batch of a pipeline's sweep did.
+/// A sweep under way, taken a step at a time between routing batches.
+pub(super) struct Sweep {
+    /// The rule set it was started with (a new one starts it again).
+    version: String,
+    /// The time it measures staleness against.
+    now: DateTime<Utc>,
+    /// Pipelines still to sweep, the current one first.
+    left: std::collections::VecDeque<String>,
+    /// Whether the current pipeline's due times are aligned with its rule.
+    aligned: bool,
+    /// Batches taken in the current pipeline.
+    batches: usize,
+    /// Assignments taken from their owner so far.
+    total: usize,
+}
+
+impl Sweep {
+    fn next_pipeline(&mut self) {
+        self.left.pop_front();
+        self.aligned = false;
+        self.batches = 0;
+    }
+}
+
+/// What one step of a sweep left.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SweepStep {
+    /// More steps to take.
+    Going,
+    /// The sweep is over: assignments taken from their owner.
+    Done(usize),
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Swept {
     /// Rows whose due time had come.
@@ -93,71 +126,117 @@ impl Drain {
         self.sweep_at(client, Utc::now()).await
     }
 
-    /// [`Drain::sweep`] as of `now` (the daemon passes the present; tests inject a clock).
+    /// [`Drain::sweep`] as of `now` (tests inject a clock): every step of one sweep in a row.
     pub async fn sweep_at(&mut self, client: &mut Client, now: DateTime<Utc>) -> Result<usize, DrainError> {
+        self.sweeping = None;
+        loop {
+            if let SweepStep::Done(total) = self.sweep_step(client, now).await? {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Whether a sweep is under way (the daemon then takes its next step between batches).
+    pub fn sweeping(&self) -> bool {
+        self.sweeping.is_some()
+    }
+
+    /// One step of a sweep, started as of `now` if none is under way: one chunk of due times
+    /// brought forward, or one batch of due assignments. Routing waits for one step at most,
+    /// never for a whole sweep.
+    pub async fn sweep_step(&mut self, client: &mut Client, now: DateTime<Utc>) -> Result<SweepStep, DrainError> {
         let engine = self.engine.clone();
         let Some(reassign) = self.sql.reassign.clone() else {
-            if engine.pipelines.values().any(|p| p.reclaim.is_some())
-                && self.said_no_reclaim.as_deref() != Some(&*engine.version)
-            {
-                tracing::warn!(
-                    "reclaim rules are not applied: the daemon config writes owners with write_back.statement and has no \
-                     write_back.reclaim_statement (see `oppty-router check`)"
-                );
-                self.said_no_reclaim = Some(engine.version.clone()); // once per rule set
-            }
-            return Ok(0);
+            self.say_no_reclaim(&engine);
+            return Ok(SweepStep::Done(0));
         };
+        let mut sweep = match self.sweeping.take() {
+            Some(s) if s.version == engine.version => s,
+            _ => self.start_sweep(client, &engine, now).await?,
+        };
+        let Some(pipeline) = sweep.left.front().cloned() else {
+            return Ok(SweepStep::Done(sweep.total));
+        };
+        let Some(policy) = engine.pipelines.get(&pipeline).and_then(|p| p.reclaim.as_ref()) else {
+            sweep.next_pipeline();
+            return Ok(self.keep(sweep));
+        };
+        if !sweep.aligned {
+            match self.align_chunk(client, &engine, &pipeline, policy).await {
+                Ok(done) => sweep.aligned = done,
+                Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
+                Err(e) => {
+                    tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim: bringing due times forward failed; it will run again");
+                    sweep.next_pipeline();
+                }
+            }
+            return Ok(self.keep(sweep));
+        }
+        let mut ledger = std::mem::take(&mut self.ledger);
+        let mut journal = Vec::new();
+        let result = self
+            .sweep_pipeline(client, &engine, &pipeline, policy, &reassign, &mut ledger, &mut journal, sweep.now)
+            .await;
+        if result.is_err() {
+            rollback_ledger(&mut ledger, journal);
+        }
+        self.ledger = ledger;
+        match result {
+            // A short batch (or one where nothing could be done: rows a person is changing right
+            // now wait for the next sweep) ends this pipeline.
+            Ok(s) => {
+                sweep.total += s.reclaimed;
+                sweep.batches += 1;
+                if s.due < self.cfg.router.batch_size as usize || s.acted == 0 || sweep.batches >= 10_000 {
+                    sweep.next_pipeline();
+                }
+            }
+            Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
+            Err(e) => {
+                tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim sweep failed; it will run again");
+                sweep.next_pipeline();
+            }
+        }
+        Ok(self.keep(sweep))
+    }
+
+    /// Keep a sweep for its next step, or end it.
+    fn keep(&mut self, sweep: Sweep) -> SweepStep {
+        if sweep.left.is_empty() {
+            return SweepStep::Done(sweep.total);
+        }
+        self.sweeping = Some(sweep);
+        SweepStep::Going
+    }
+
+    /// A new sweep: the pauses as they are now, the pipelines with a reclaim rule.
+    async fn start_sweep(
+        &mut self,
+        client: &mut Client,
+        engine: &Engine,
+        now: DateTime<Utc>,
+    ) -> Result<Sweep, DrainError> {
         match self.refresh_pauses(client).await {
             Ok(()) => {}
             Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
             Err(e) => tracing::error!(error = %db_message(&e), "reading member pauses failed; kept as they were"),
         }
-        let mut pipelines: Vec<(&String, &ReclaimPolicy)> =
-            engine.pipelines.iter().filter_map(|(id, p)| p.reclaim.as_ref().map(|r| (id, r))).collect();
-        pipelines.sort_by_key(|(id, _)| id.as_str());
-        let mut total = 0;
-        for (pipeline, policy) in pipelines {
-            match self.align_due(client, &engine, pipeline, policy).await {
-                Ok(()) => {}
-                Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
-                Err(e) => {
-                    tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim: bringing due times forward failed; it will run again");
-                    continue;
-                }
-            }
-            let mut ledger = std::mem::take(&mut self.ledger);
-            // Batches of router.batch_size until a short one (or one where nothing could be done:
-            // rows a person is changing right now wait for the next sweep).
-            for _ in 0..10_000 {
-                crate::systemd::watchdog();
-                let mut journal = Vec::new();
-                let result = self
-                    .sweep_pipeline(client, &engine, pipeline, policy, &reassign, &mut ledger, &mut journal, now)
-                    .await;
-                if result.is_err() {
-                    rollback_ledger(&mut ledger, journal);
-                }
-                match result {
-                    Ok(s) => {
-                        total += s.reclaimed;
-                        if s.due < self.cfg.router.batch_size as usize || s.acted == 0 {
-                            break;
-                        }
-                    }
-                    Err(e) if ends_session(&e) => {
-                        self.ledger = ledger;
-                        return Err(DrainError::from_pg(e));
-                    }
-                    Err(e) => {
-                        tracing::error!(pipeline = %pipeline, error = %db_message(&e), "reclaim sweep failed; it will run again");
-                        break;
-                    }
-                }
-            }
-            self.ledger = ledger;
+        let mut left: Vec<String> =
+            engine.pipelines.iter().filter(|(_, p)| p.reclaim.is_some()).map(|(id, _)| id.clone()).collect();
+        left.sort();
+        Ok(Sweep { version: engine.version.clone(), now, left: left.into(), aligned: false, batches: 0, total: 0 })
+    }
+
+    fn say_no_reclaim(&mut self, engine: &Engine) {
+        if engine.pipelines.values().any(|p| p.reclaim.is_some())
+            && self.said_no_reclaim.as_deref() != Some(&*engine.version)
+        {
+            tracing::warn!(
+                "reclaim rules are not applied: the daemon config writes owners with write_back.statement and has no \
+                 write_back.reclaim_statement (see `oppty-router check`)"
+            );
+            self.said_no_reclaim = Some(engine.version.clone()); // once per rule set
         }
-        Ok(total)
     }
 
     /// Members paused for lapses, as the router's table says now (an admin may have lifted one).
@@ -178,23 +257,25 @@ impl Drain {
 
     /// Due times are lower bounds under the rule they were computed with. When a pipeline's rule
     /// (or, for working-hours windows, a schedule) changes, bring them forward to the new
-    /// shortest window once, so a shorter window is never missed.
-    async fn align_due(
+    /// shortest window once, so a shorter window is never missed. One chunk of rows per call (in
+    /// its own transaction, so routing never waits for a million rows); true once aligned. Each
+    /// chunk is idempotent: a sweep cut short does the rest next time.
+    async fn align_chunk(
         &mut self,
         client: &mut Client,
         engine: &Engine,
         pipeline: &str,
         policy: &ReclaimPolicy,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<bool, tokio_postgres::Error> {
         // Computed once per rule set; a set whose edit left this pipeline's rule alone moves nothing.
         let known = self.aligned.get(pipeline);
         if known.is_some_and(|(version, _)| *version == engine.version) {
-            return Ok(());
+            return Ok(true);
         }
         let fp = fingerprint(engine, policy);
         if known.is_some_and(|(_, f)| *f == fp) {
             self.aligned.insert(pipeline.to_string(), (engine.version.clone(), fp));
-            return Ok(());
+            return Ok(true);
         }
         let s = self.cfg.router.schema.quoted();
         let stored: Option<String> = client
@@ -207,29 +288,38 @@ impl Drain {
             // seen (a new rule, or rows from before due times existed) every row is set to it, so
             // rows that would all look due at once are not refined one batch at a time.
             let cond = if stored.is_none() { "IS DISTINCT FROM" } else { ">" };
-            let tx = client.transaction().await?;
-            let n = tx
+            let chunk = i64::from(self.cfg.router.batch_size) * 10;
+            let n = client
                 .execute(
                     &format!(
                         "UPDATE {s}.ownership SET due_at = last_owner_touch_at + $2::int8 * interval '1 second' \
-                         WHERE pipeline = $1 AND (due_at IS NULL OR due_at {cond} last_owner_touch_at + $2::int8 * interval '1 second')"
+                         WHERE opp_id = ANY(ARRAY(SELECT opp_id FROM {s}.ownership WHERE pipeline = $1 \
+                         AND (due_at IS NULL OR due_at {cond} last_owner_touch_at + $2::int8 * interval '1 second') LIMIT $3))"
                     ),
-                    &[&pipeline, &policy.earliest()],
+                    &[&pipeline, &policy.earliest(), &chunk],
                 )
                 .await?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO {s}.reclaim_state (pipeline, fingerprint) VALUES ($1, $2) \
-                     ON CONFLICT (pipeline) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, updated_at = clock_timestamp()"
-                ),
-                &[&pipeline, &fp],
-            )
-            .await?;
-            tx.commit().await?;
-            tracing::info!(pipeline, brought_forward = n, "reclaim rule changed: due times brought forward");
+            if n as i64 >= chunk {
+                tracing::debug!(
+                    pipeline,
+                    brought_forward = n,
+                    "reclaim rule changed: due times brought forward (more to come)"
+                );
+                return Ok(false);
+            }
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {s}.reclaim_state (pipeline, fingerprint) VALUES ($1, $2) \
+                         ON CONFLICT (pipeline) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, updated_at = clock_timestamp()"
+                    ),
+                    &[&pipeline, &fp],
+                )
+                .await?;
+            tracing::info!(pipeline, "reclaim rule changed: due times brought forward");
         }
         self.aligned.insert(pipeline.to_string(), (engine.version.clone(), fp));
-        Ok(())
+        Ok(true)
     }
 
     #[allow(clippy::too_many_arguments)]

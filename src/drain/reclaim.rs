@@ -35,6 +35,8 @@ pub(super) struct Sweep {
     left: std::collections::VecDeque<String>,
     /// Whether the current pipeline's due times are aligned with its rule.
     aligned: bool,
+    /// How far (by opportunity id) they have been brought forward so far.
+    align_after: String,
     /// Batches taken in the current pipeline.
     batches: usize,
     /// Assignments taken from their owner so far.
@@ -45,6 +47,7 @@ impl Sweep {
     fn next_pipeline(&mut self) {
         self.left.pop_front();
         self.aligned = false;
+        self.align_after.clear();
         self.batches = 0;
     }
 }
@@ -162,7 +165,7 @@ impl Drain {
             return Ok(self.keep(sweep));
         };
         if !sweep.aligned {
-            match self.align_chunk(client, &engine, &pipeline, policy).await {
+            match self.align_chunk(client, &engine, &pipeline, policy, &mut sweep.align_after).await {
                 Ok(done) => sweep.aligned = done,
                 Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
                 Err(e) => {
@@ -224,7 +227,15 @@ impl Drain {
         let mut left: Vec<String> =
             engine.pipelines.iter().filter(|(_, p)| p.reclaim.is_some()).map(|(id, _)| id.clone()).collect();
         left.sort();
-        Ok(Sweep { version: engine.version.clone(), now, left: left.into(), aligned: false, batches: 0, total: 0 })
+        Ok(Sweep {
+            version: engine.version.clone(),
+            now,
+            left: left.into(),
+            aligned: false,
+            align_after: String::new(),
+            batches: 0,
+            total: 0,
+        })
     }
 
     fn say_no_reclaim(&mut self, engine: &Engine) {
@@ -257,15 +268,16 @@ impl Drain {
 
     /// Due times are lower bounds under the rule they were computed with. When a pipeline's rule
     /// (or, for working-hours windows, a schedule) changes, bring them forward to the new
-    /// shortest window once, so a shorter window is never missed. One chunk of rows per call (in
-    /// its own transaction, so routing never waits for a million rows); true once aligned. Each
-    /// chunk is idempotent: a sweep cut short does the rest next time.
+    /// shortest window once, so a shorter window is never missed. One chunk of rows per call, in
+    /// id order after `after` (its own statement: routing never waits for a million rows); true
+    /// once aligned. Each chunk is idempotent: a sweep cut short does it again next time.
     async fn align_chunk(
         &mut self,
         client: &mut Client,
         engine: &Engine,
         pipeline: &str,
         policy: &ReclaimPolicy,
+        after: &mut String,
     ) -> Result<bool, tokio_postgres::Error> {
         // Computed once per rule set; a set whose edit left this pipeline's rule alone moves nothing.
         let known = self.aligned.get(pipeline);
@@ -288,23 +300,26 @@ impl Drain {
             // seen (a new rule, or rows from before due times existed) every row is set to it, so
             // rows that would all look due at once are not refined one batch at a time.
             let cond = if stored.is_none() { "IS DISTINCT FROM" } else { ">" };
-            let chunk = i64::from(self.cfg.router.batch_size) * 10;
-            let n = client
-                .execute(
+            let chunk = i64::from(self.cfg.router.batch_size) * 20;
+            // The chunk is a CTE (run once, its LIMIT kept), walked by the primary key.
+            let row = client
+                .query_one(
                     &format!(
-                        "UPDATE {s}.ownership SET due_at = last_owner_touch_at + $2::int8 * interval '1 second' \
-                         WHERE opp_id = ANY(ARRAY(SELECT opp_id FROM {s}.ownership WHERE pipeline = $1 \
-                         AND (due_at IS NULL OR due_at {cond} last_owner_touch_at + $2::int8 * interval '1 second') LIMIT $3))"
+                        "WITH c AS (SELECT opp_id FROM {s}.ownership WHERE pipeline = $1 AND opp_id > $4 \
+                         ORDER BY opp_id LIMIT $3), \
+                         u AS (UPDATE {s}.ownership o SET due_at = o.last_owner_touch_at + $2::int8 * interval '1 second' \
+                         FROM c WHERE o.opp_id = c.opp_id \
+                         AND (o.due_at IS NULL OR o.due_at {cond} o.last_owner_touch_at + $2::int8 * interval '1 second') \
+                         RETURNING 1) \
+                         SELECT (SELECT count(*) FROM c), (SELECT max(opp_id) FROM c), (SELECT count(*) FROM u)"
                     ),
-                    &[&pipeline, &policy.earliest(), &chunk],
+                    &[&pipeline, &policy.earliest(), &chunk, &*after],
                 )
                 .await?;
-            if n as i64 >= chunk {
-                tracing::debug!(
-                    pipeline,
-                    brought_forward = n,
-                    "reclaim rule changed: due times brought forward (more to come)"
-                );
+            let (seen, last, moved): (i64, Option<String>, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if seen >= chunk {
+                tracing::debug!(pipeline, brought_forward = moved, "due times brought forward (more to come)");
+                *after = last.unwrap_or_default();
                 return Ok(false);
             }
             client

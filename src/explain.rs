@@ -19,7 +19,7 @@ async fn stored_id(client: &Client, cfg: &Config, opp_id: &str) -> Result<String
     };
     // A value that does not fit the type is looked up as typed.
     match client.query_one(&format!("SELECT $1::text::{t}::text"), &[&trimmed]).await {
-        Ok(r) => Ok(r.get(0)),
+        Ok(r) => r.try_get(0),
         Err(_) => Ok(trimmed.to_string()),
     }
 }
@@ -37,7 +37,7 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
     if rows.is_empty() {
         // A text-like key typed in another letter case: found by a case-insensitive look, and said so.
         rows = client.query(&format!("{select} WHERE lower(opp_id) = lower($1) ORDER BY id"), &[&opp_id]).await?;
-        if let Some(found) = rows.first().map(|r| r.get::<_, String>(9)) {
+        if let Some(found) = rows.first().map(|r| r.try_get::<_, String>(9)).transpose()? {
             let _ = writeln!(out, "(no opportunity `{opp_id}`; showing `{found}`, the same id in another letter case)");
         }
     }
@@ -48,15 +48,15 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
     let _ = writeln!(out, "opportunity {opp_id}: {} decision(s)", rows.len());
     let names = member_names(cfg);
     for r in rows {
-        let at: String = r.get(0);
-        let outcome: String = r.get(1);
-        let owner: Option<String> = r.get(2);
-        let team: Option<String> = r.get(3);
-        let prev: Option<String> = r.get(4);
-        let pipeline: Option<String> = r.get(5);
-        let rule: Option<String> = r.get(6);
-        let version: String = r.get(7);
-        let ex: serde_json::Value = r.get(8);
+        let at: String = r.try_get(0)?;
+        let outcome: String = r.try_get(1)?;
+        let owner: Option<String> = r.try_get(2)?;
+        let team: Option<String> = r.try_get(3)?;
+        let prev: Option<String> = r.try_get(4)?;
+        let pipeline: Option<String> = r.try_get(5)?;
+        let rule: Option<String> = r.try_get(6)?;
+        let version: String = r.try_get(7)?;
+        let ex: serde_json::Value = r.try_get(8)?;
         let _ = writeln!(
             out,
             "\n{at}  {outcome}: owner {}  team {}  (was {})",

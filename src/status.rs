@@ -106,10 +106,10 @@ pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postg
         )
         .await?;
     r.queue = QueueReport {
-        waiting: q.get(0),
-        held_or_retrying: q.get(1),
-        oldest_waiting_secs: q.get(2),
-        dead_lettered: q.get(3),
+        waiting: q.try_get(0)?,
+        held_or_retrying: q.try_get(1)?,
+        oldest_waiting_secs: q.try_get(2)?,
+        dead_lettered: q.try_get(3)?,
     };
     let sql = format!(
         "SELECT outcome, reason, count(*), min(since)::text FROM {s}.unrouted GROUP BY 1, 2 ORDER BY 1 DESC, 3 DESC, 2"
@@ -118,8 +118,15 @@ pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postg
         .query(&sql, &[])
         .await?
         .iter()
-        .map(|x| UnownedGroup { outcome: x.get(0), reason: x.get(1), count: x.get(2), since: x.get(3) })
-        .collect();
+        .map(|x| {
+            Ok(UnownedGroup {
+                outcome: x.try_get(0)?,
+                reason: x.try_get(1)?,
+                count: x.try_get(2)?,
+                since: x.try_get(3)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let sql = format!(
         "SELECT error, count(*), min(failed_at)::text FROM {s}.dead_letter GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
     );
@@ -127,8 +134,8 @@ pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postg
         .query(&sql, &[])
         .await?
         .iter()
-        .map(|x| DeadLetterGroup { error: x.get(0), count: x.get(1), first: x.get(2) })
-        .collect();
+        .map(|x| Ok(DeadLetterGroup { error: x.try_get(0)?, count: x.try_get(1)?, first: x.try_get(2)? }))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let sql = format!(
         "SELECT member_id, reason, paused_at::text FROM {s}.member_pauses WHERE lifted_at IS NULL ORDER BY paused_at"
     );
@@ -136,8 +143,8 @@ pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postg
         .query(&sql, &[])
         .await?
         .iter()
-        .map(|x| LapsePause { member: x.get(0), reason: x.get(1), since: x.get(2) })
-        .collect();
+        .map(|x| Ok(LapsePause { member: x.try_get(0)?, reason: x.try_get(1)?, since: x.try_get(2)? }))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     paused(client, cfg, &mut r).await;
     Ok(r)
 }
@@ -179,20 +186,21 @@ async fn daemon(client: &Client, s: &str) -> Result<Option<DaemonReport>, tokio_
             &[],
         )
         .await?;
-    Ok(row.map(|r| DaemonReport {
-        host: r.get(0),
-        pid: r.get(1),
-        leading_since: r.get(2),
-        rules_version: r.get(3),
-        rules_loaded_at: r.get(4),
-        reloads: r.get(5),
-        refused_reloads: r.get(6),
-        last_refused: match (r.get::<_, Option<String>>(8), r.get::<_, Option<String>>(7)) {
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(DaemonReport {
+        host: r.try_get(0)?,
+        pid: r.try_get(1)?,
+        leading_since: r.try_get(2)?,
+        rules_version: r.try_get(3)?,
+        rules_loaded_at: r.try_get(4)?,
+        reloads: r.try_get(5)?,
+        refused_reloads: r.try_get(6)?,
+        last_refused: match (r.try_get::<_, Option<String>>(8)?, r.try_get::<_, Option<String>>(7)?) {
             (Some(at), Some(err)) => Some((at, err)),
             _ => None,
         },
-        last_heartbeat_secs: r.get(9),
-        stopped_at: r.get(10),
+        last_heartbeat_secs: r.try_get(9)?,
+        stopped_at: r.try_get(10)?,
     }))
 }
 

@@ -172,10 +172,19 @@ async fn the_daemon_routes_under_the_units_restrictions() {
         _ => (db.cfg.database.url.clone(), String::new()),
     };
     let cfg = config_at(&dir, &url);
+    // A checkout under /tmp (CI clones there) stays visible, read-only, through the private /tmp:
+    // the original /tmp is held at /mnt meanwhile, then let go.
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let private_tmp = match repo.strip_prefix("/tmp/") {
+        Some(rel) => format!(
+            "mount --rbind /tmp /mnt; mount -t tmpfs -o mode=1777 tmpfs /tmp; mkdir -p '{repo}'; \
+             mount --rbind '/mnt/{rel}' '{repo}'; mount -o remount,bind,ro '{repo}'; umount -l /mnt"
+        ),
+        None => "mount -t tmpfs -o mode=1777 tmpfs /tmp".to_string(),
+    };
     let script = format!(
         "set -e; mount --make-rprivate /; {bind}; \
-         mount -o remount,bind,ro /; \
-         mount -t tmpfs -o mode=1777 tmpfs /tmp; mount -t tmpfs tmpfs /root; mount -t tmpfs tmpfs /home; \
+         mount -o remount,bind,ro /; {private_tmp}; mount -t tmpfs tmpfs /root; mount -t tmpfs tmpfs /home; \
          exec setpriv --reuid=postgres --regid=postgres --clear-groups --bounding-set=-all --inh-caps=-all \
          --no-new-privs '{BIN}' run -c '{}'",
         cfg.display()

@@ -300,26 +300,17 @@ impl Drain {
             // seen (a new rule, or rows from before due times existed) every row is set to it, so
             // rows that would all look due at once are not refined one batch at a time.
             let cond = if stored.is_none() { "IS DISTINCT FROM" } else { ">" };
-            let chunk = i64::from(self.cfg.router.batch_size) * 20;
-            // The chunk is a CTE (run once, its LIMIT kept), walked by the primary key.
-            let row = client
+            let moves =
+                format!("(o.due_at IS NULL OR o.due_at {cond} o.last_owner_touch_at + $2::int8 * interval '1 second')");
+            // One look first: when nothing is to move (a longer window, another edit), that is all.
+            let any: bool = client
                 .query_one(
-                    &format!(
-                        "WITH c AS (SELECT opp_id FROM {s}.ownership WHERE pipeline = $1 AND opp_id > $4 \
-                         ORDER BY opp_id LIMIT $3), \
-                         u AS (UPDATE {s}.ownership o SET due_at = o.last_owner_touch_at + $2::int8 * interval '1 second' \
-                         FROM c WHERE o.opp_id = c.opp_id \
-                         AND (o.due_at IS NULL OR o.due_at {cond} o.last_owner_touch_at + $2::int8 * interval '1 second') \
-                         RETURNING 1) \
-                         SELECT (SELECT count(*) FROM c), (SELECT max(opp_id) FROM c), (SELECT count(*) FROM u)"
-                    ),
-                    &[&pipeline, &policy.earliest(), &chunk, &*after],
+                    &format!("SELECT EXISTS (SELECT 1 FROM {s}.ownership o WHERE o.pipeline = $1 AND {moves})"),
+                    &[&pipeline, &policy.earliest()],
                 )
-                .await?;
-            let (seen, last, moved): (i64, Option<String>, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            if seen >= chunk {
-                tracing::debug!(pipeline, brought_forward = moved, "due times brought forward (more to come)");
-                *after = last.unwrap_or_default();
+                .await?
+                .try_get(0)?;
+            if any && !self.align_step(client, pipeline, policy, &moves, after).await? {
                 return Ok(false);
             }
             client
@@ -335,6 +326,37 @@ impl Drain {
         }
         self.aligned.insert(pipeline.to_string(), (engine.version.clone(), fp));
         Ok(true)
+    }
+
+    /// One chunk of due times brought forward: the next `20 × batch_size` ids of the pipeline
+    /// after `after` (a range of the primary key), those that `moves` updated by id. True when
+    /// the pipeline's last ids are done.
+    async fn align_step(
+        &self,
+        client: &mut Client,
+        pipeline: &str,
+        policy: &ReclaimPolicy,
+        moves: &str,
+        after: &mut String,
+    ) -> Result<bool, tokio_postgres::Error> {
+        let s = self.cfg.router.schema.quoted();
+        let chunk = i64::from(self.cfg.router.batch_size) * 20;
+        // The ids are a CTE (run once, its LIMIT kept); the update finds them by key.
+        let row = client
+            .query_one(
+                &format!(
+                    "WITH c AS (SELECT opp_id FROM {s}.ownership WHERE pipeline = $1 AND opp_id > $4 ORDER BY opp_id LIMIT $3), \
+                     u AS (UPDATE {s}.ownership o SET due_at = o.last_owner_touch_at + $2::int8 * interval '1 second' \
+                     WHERE o.opp_id = ANY(ARRAY(SELECT opp_id FROM c)) AND {moves} RETURNING 1) \
+                     SELECT (SELECT count(*) FROM c), (SELECT max(opp_id) FROM c), (SELECT count(*) FROM u)"
+                ),
+                &[&pipeline, &policy.earliest(), &chunk, &*after],
+            )
+            .await?;
+        let (seen, last, moved): (i64, Option<String>, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        tracing::debug!(pipeline, brought_forward = moved, "reclaim rule changed: due times brought forward");
+        *after = last.unwrap_or_default();
+        Ok(seen < chunk)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -51,12 +51,9 @@ impl DrainError {
     }
 }
 
-/// Whether an error ends the session (see `db::ErrorKind` for each kind's reaction): the
-/// connection, the mapping, a refusal. Contention is retried on the spot; timeouts and row errors
-/// are charged to their events.
+/// Whether an error ends the session (`db::ErrorKind::ends_session`).
 fn ends_session(e: &tokio_postgres::Error) -> bool {
-    use crate::db::ErrorKind::*;
-    matches!(crate::db::kind_of(e), Connection | Mapping | Refused)
+    crate::db::kind_of(e).ends_session()
 }
 
 /// At most this many failed events are retried (each alone) before each fresh batch.

@@ -8,12 +8,15 @@
 //! dead-lettered, and no opportunity waited longer than the bound. It prints what it injected and
 //! what it measured.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::db_config;
 use oppty_router::config::Config;
 use oppty_router::engine::Window;
 use oppty_router::throwaway::Cluster;
@@ -28,20 +31,10 @@ const CHAOS: Duration = Duration::from_secs(40);
 const LONGEST_WAIT: Duration = Duration::from_secs(20);
 const REPLICAS: usize = 3;
 
-fn dbc(url: &str) -> oppty_router::config::DatabaseConfig {
-    oppty_router::config::DatabaseConfig {
-        url: url.to_string(),
-        password_file: None,
-        application_name: "chaos".into(),
-        connect_timeout: Duration::from_secs(5),
-        naive_timestamps: None,
-    }
-}
-
 /// A connection, made again after a restart.
 async fn connect(url: &str) -> Client {
     loop {
-        if let Ok(c) = db::connect(&dbc(url), "").await {
+        if let Ok(c) = db::connect(&db_config(url), "").await {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -181,7 +174,7 @@ async fn produce(url: String, stop: Arc<AtomicBool>, out: Arc<Mutex<Produced>>) 
 }
 
 async fn leader(url: &str) -> Option<i32> {
-    let c = db::connect(&dbc(url), "").await.ok()?;
+    let c = db::connect(&db_config(url), "").await.ok()?;
     let row = c.query_opt("SELECT pid FROM oppty_router.daemon_status WHERE stopped_at IS NULL", &[]).await.ok()??;
     row.try_get(0).ok()
 }

@@ -10,16 +10,6 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
 
-/// A daemon child process that is killed if the test fails before stopping it.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A copy of the example rules in `dir/rules`, for a test that edits them.
 fn own_rules(dir: &std::path::Path) -> std::path::PathBuf {
     let rules = dir.join("rules");
@@ -257,10 +247,6 @@ fn start_daemon(cfg: &std::path::Path) -> (Child, std::thread::JoinHandle<String
         s
     });
     (Child(child), reader)
-}
-
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), sig).expect("signal");
 }
 
 /// The rules version the daemon with this pid reports, once it does.

@@ -18,20 +18,6 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/oppty-router.service");
 
-/// A daemon child process that is killed if the test fails before stopping it.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), sig).expect("signal");
-}
-
 /// A fresh directory outside /tmp (hidden by PrivateTmp), readable by the service user.
 fn work_dir(label: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("service-{label}-{}", std::process::id()));

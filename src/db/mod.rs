@@ -73,6 +73,13 @@ impl ErrorKind {
         matches!(self, ErrorKind::Connection | ErrorKind::Contention | ErrorKind::Timeout)
     }
 
+    /// Whether it ends a daemon session: the connection (reconnect), the mapping (checked again
+    /// on reconnect) or a refusal (stop). Contention is retried on the spot; timeouts and row
+    /// errors are charged to their events.
+    pub fn ends_session(self) -> bool {
+        matches!(self, ErrorKind::Connection | ErrorKind::Mapping | ErrorKind::Refused)
+    }
+
     /// Whether it is about the rows being processed (charged to their events) rather than the
     /// session or the config.
     pub fn about_rows(self) -> bool {
@@ -340,6 +347,8 @@ mod tests {
         assert_eq!(passes, [&Connection, &Contention, &Timeout]);
         let rows: Vec<_> = all.iter().filter(|k| k.about_rows()).collect();
         assert_eq!(rows, [&Timeout, &Row]);
+        let ending: Vec<_> = all.iter().filter(|k| k.ends_session()).collect();
+        assert_eq!(ending, [&Connection, &Mapping, &Refused]);
     }
 
     #[test]

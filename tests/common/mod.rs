@@ -241,3 +241,18 @@ impl Daemon {
         r.expect("daemon task did not panic").expect("daemon ended without error");
     }
 }
+
+/// A child process of a test (a daemon binary), killed if the test fails before stopping it.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Send a signal to a test's child process.
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), sig).expect("signal");
+}

@@ -9,11 +9,10 @@
 use serde::de::{DeserializeOwned, IgnoredAny, IntoDeserializer};
 use serde_json::value::RawValue;
 
-use super::RawMember;
-use super::{
-    line_col, RawFile, RawPipeline, RawRule, RawSchedule, RawSettings, RawTagRule, RawTeam, RawTerritory, RawTest,
-    Source,
+use super::format::{
+    RawFile, RawMember, RawPipeline, RawRule, RawSchedule, RawSettings, RawTagRule, RawTeam, RawTerritory, RawTest,
 };
+use super::locate::{line_col, Source};
 
 /// The keys a rule file may have at its top level (a test checks them against [`RawFile`]).
 pub(super) const TOP_LEVEL: &[&str] =

@@ -813,27 +813,11 @@ impl Drain {
             .map(|k| ledger.weights.get(k).and_then(|w| serde_json::to_string(w).ok()).unwrap_or_else(|| "{}".into()))
             .collect();
 
-        let version = engine.version.clone();
         let audit = async {
             if a.opp.is_empty() {
-                return Ok(0);
+                return Ok(());
             }
-            tx.execute(
-                &self.audit,
-                &[
-                    &a.opp,
-                    &a.owner,
-                    &a.team,
-                    &a.previous,
-                    &a.outcome,
-                    &a.pipeline,
-                    &a.rule,
-                    &version,
-                    &a.explanation,
-                    &a.event_at,
-                ],
-            )
-            .await
+            a.insert(tx, &self.audit, &engine.version).await
         };
         let ownership = async {
             if own.0.is_empty() {
@@ -879,7 +863,7 @@ impl Drain {
         // Pipelined: sent together, one round trip's wait. All are awaited, so that the error
         // reported is the one that failed the transaction, not a later statement's "aborted".
         let done = tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
-        first_cause([done.0, done.1, done.2, done.3, done.4, done.5, done.6])?;
+        first_cause([done.0.map(|()| 0), done.1, done.2, done.3, done.4, done.5, done.6])?;
         lap(&mut report, 4);
         Ok((report, routed))
     }
@@ -1064,6 +1048,27 @@ impl AuditCols {
             explanation: pick(self.explanation, keep),
             event_at: pick(self.event_at, keep),
         }
+    }
+
+    /// The rows into `assignments`, by the prepared audit statement, as rule set `version`.
+    async fn insert(&self, tx: &Transaction<'_>, sql: &str, version: &str) -> Result<(), tokio_postgres::Error> {
+        tx.execute(
+            sql,
+            &[
+                &self.opp,
+                &self.owner,
+                &self.team,
+                &self.previous,
+                &self.outcome,
+                &self.pipeline,
+                &self.rule,
+                &version,
+                &self.explanation,
+                &self.event_at,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 
     fn push(&mut self, opp: &str, d: &crate::engine::Decision, previous: Option<String>, event_at: DateTime<Utc>) {

@@ -769,3 +769,156 @@ member = "fewest_open"
         ]
     );
 }
+
+/// The reclaim ladder, step by step, decided by the engine alone (no database): each case is an
+/// assignment's place on the ladder and what the rule says next.
+#[test]
+fn the_reclaim_ladder_reassigns_then_escalates_then_releases_or_leaves() {
+    use oppty_router::engine::{Stage, Stale, Step};
+    let rules = |extra: &str, members: &str| {
+        format!(
+            r#"
+[[member]]
+id = "a"
+[[member]]
+id = "b"
+[[member]]
+id = "lead"
+[[team]]
+id = "t"
+members = [{members}]
+lead = "lead"
+pipelines = ["p"]
+[[pipeline]]
+id = "p"
+fallback_owner = "fb"
+[[pipeline.rule]]
+id = "r"
+member = "fewest_open"
+[pipeline.reclaim]
+after = "1h"
+max_reclaims = 2
+{extra}
+"#
+        )
+    };
+    struct Case {
+        story: &'static str,
+        extra: &'static str,
+        members: &'static str,
+        reclaims: i32,
+        stage: Stage,
+        want: Step,
+        note: &'static str,
+    }
+    let mv = |to: &str, track: Option<Stage>, by_engine: bool| Step::Move {
+        to: to.into(),
+        team_crm: None,
+        track: track.map(|s| (Some("t".to_string()), s)),
+        by_engine,
+    };
+    let cases = [
+        Case {
+            story: "a first lapse goes to the other member of the team",
+            extra: "",
+            members: r#""a", "b""#,
+            reclaims: 0,
+            stage: Stage::Owner,
+            want: mv("b", Some(Stage::Owner), true),
+            note: "to b (reassignment 1 of 2)",
+        },
+        Case {
+            story: "reassignments used up: escalated to the team lead",
+            extra: r#"escalate = { to = "team_lead", after = "2h" }"#,
+            members: r#""a", "b""#,
+            reclaims: 2,
+            stage: Stage::Owner,
+            want: mv("lead", Some(Stage::Escalated), false),
+            note: "escalated to the team lead lead after 2 reassignment(s)",
+        },
+        Case {
+            story: "the lead did not act either: released to the pool owner",
+            extra: "escalate = { to = \"team_lead\" }\nthen = { owner = \"pool\" }",
+            members: r#""a", "b""#,
+            reclaims: 2,
+            stage: Stage::Escalated,
+            want: Step::Move { to: "pool".into(), team_crm: None, track: None, by_engine: false },
+            note: "the team lead did not act either: released to pool",
+        },
+        Case {
+            story: "reassignments used up, no escalation, then = leave: left, no longer tracked",
+            extra: "",
+            members: r#""a", "b""#,
+            reclaims: 2,
+            stage: Stage::Owner,
+            want: Step::Leave,
+            note: "the maximum of 2 reassignment(s) is reached: left with a",
+        },
+        Case {
+            story: "nobody else in the team: left with its owner, the clock restarts",
+            extra: "",
+            members: r#""a""#,
+            reclaims: 0,
+            stage: Stage::Owner,
+            want: Step::Restart,
+            note: "nobody else in scope is eligible: left with a; the clock restarts",
+        },
+        Case {
+            story: "nobody else, when_nobody names an owner: to that owner",
+            extra: r#"when_nobody = { owner = "pool" }"#,
+            members: r#""a""#,
+            reclaims: 0,
+            stage: Stage::Owner,
+            want: Step::Move { to: "pool".into(), team_crm: None, track: None, by_engine: false },
+            note: "nobody else in scope is eligible: to pool",
+        },
+    ];
+    let now = monday_morning();
+    for c in cases {
+        let e = compile_texts(&[("r.toml", &rules(c.extra, c.members))], &[]).expect(c.story);
+        let p = e.pipelines["p"].reclaim.clone().expect("reclaim");
+        let mut ledger = Ledger::for_engine(&e, None);
+        let stale = Stale {
+            id: "o1".into(),
+            owner: "a".into(),
+            team: Some("t".into()),
+            reclaims: c.reclaims,
+            stage: c.stage,
+            idle: 3600,
+        };
+        let mut rng = SmallRng::seed_from_u64(1);
+        let v = e.reclaim("p", &stale, &p, &[], Vec::new(), &mut ledger, now, &mut rng);
+        assert_eq!(v.step, c.want, "{}", c.story);
+        let note = v.decision.explanation.note.clone().unwrap_or_default();
+        assert!(note.contains(c.note), "{}: the note says {note:?}", c.story);
+        let took = ledger.open.iter().sum::<i64>();
+        assert_eq!(took, i64::from(matches!(&c.want, Step::Move { by_engine: true, .. })), "{}: ledger", c.story);
+    }
+}
+
+/// Which captured changes count as an interaction is the policy's: the owner's activity always,
+/// anyone's with `anyone`, the owner's edits with `owner_edits`.
+#[test]
+fn what_counts_as_an_interaction_is_the_reclaim_rules_choice() {
+    use oppty_router::engine::Interaction::{Activity, Edit};
+    let text = |interactions: &str| {
+        format!(
+            "[[member]]\nid = \"a\"\n[[team]]\nid = \"t\"\nmembers = [\"a\"]\npipelines = [\"p\"]\n[[pipeline]]\nid = \"p\"\n\
+             [[pipeline.rule]]\nid = \"r\"\nmember = \"random\"\n[pipeline.reclaim]\nafter = \"1h\"\ninteractions = {interactions}\n"
+        )
+    };
+    for (interactions, kind, actor, counts) in [
+        (r#""owner""#, Activity, Some("a"), true),
+        (r#""owner""#, Activity, Some("x"), false),
+        (r#""owner""#, Activity, None, false),
+        (r#""owner""#, Edit, Some("a"), false),
+        (r#"["owner", "anyone"]"#, Activity, Some("x"), true),
+        (r#"["owner", "anyone"]"#, Edit, Some("x"), false),
+        (r#"["owner", "owner_edits"]"#, Edit, Some("a"), true),
+        (r#"["owner", "owner_edits"]"#, Edit, Some("x"), false),
+    ] {
+        let e = compile_texts(&[("r.toml", &text(interactions))], &[]).expect("rules");
+        let p = e.pipelines["p"].reclaim.clone().expect("reclaim");
+        assert_eq!(p.counts(kind, actor, "a"), counts, "{interactions} {kind:?} by {actor:?}");
+    }
+}

@@ -12,17 +12,14 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sha2::Digest;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use super::{
-    clamp_i32, db_message, ends_session, rollback_ledger, write_per_row, AuditCols, Drain, DrainError, Journal,
+    clamp_i32, db_message, ends_session, rollback_ledger, write_per_row, AuditCols, Context, Drain, DrainError, Journal,
 };
 use crate::capture::ORIGIN_SETTING;
 use crate::crm::Reassign;
-use crate::engine::{
-    Decision, Due, Engine, EscalateTo, Exclude, Explanation, Ledger, Opportunity, Outcome, ReclaimElse, ReclaimPolicy,
-    Stage, Undo,
-};
+use crate::engine::{Due, Engine, Interaction, Ledger, ReclaimPolicy, Stage, Stale, Step};
 
 /// What one batch of a pipeline's sweep did.
 /// A sweep under way, taken a step at a time between routing batches.
@@ -84,38 +81,19 @@ struct Write<'a> {
     track: Option<(Option<String>, Stage)>,
 }
 
-fn blank_decision(pipeline: &str, owner: &str, team: Option<String>) -> Decision {
-    Decision {
-        owner: Some(owner.to_string()),
-        team,
-        team_crm_id: None,
-        outcome: Outcome::Kept,
-        pipeline: pipeline.to_string(),
-        rule_id: None,
-        tags: Vec::new(),
-        retry_at: None,
-        explanation: Explanation {
-            pipeline: pipeline.to_string(),
-            tags: Vec::new(),
-            rules: Vec::new(),
-            member: None,
-            fallback: None,
-            held: None,
-            note: None,
-        },
-        undo: Undo::default(),
-    }
-}
-
 /// What a pipeline's due times depend on: its reclaim rule, and the schedules when a window
-/// counts working hours. A change brings stored due times forward once.
+/// counts working hours (each member's, in id order). A change brings stored due times forward
+/// once. Canonical text, never `Debug` output: a dependency's upgrade must not re-align every
+/// pipeline.
 fn fingerprint(engine: &Engine, policy: &ReclaimPolicy) -> String {
     let mut h = sha2::Sha256::new();
-    h.update(format!("{policy:?}"));
+    h.update(policy.canonical());
     if policy.working_hours || policy.by_team.values().any(|p| p.working_hours) {
-        h.update(format!("{:?}", engine.schedules));
-        for m in &engine.members {
-            h.update(format!("{}={:?};", m.id, m.schedule));
+        let mut members: Vec<_> = engine.members.iter().collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        for m in members {
+            let schedule = m.schedule.and_then(|s| engine.schedules.get(s as usize)).map(|s| s.canonical());
+            h.update(format!("{}:{}={};", m.id.len(), m.id, schedule.unwrap_or_default()));
         }
     }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -178,7 +156,13 @@ impl Drain {
         let mut ledger = std::mem::take(&mut self.ledger);
         let mut journal = Vec::new();
         let result = self
-            .sweep_pipeline(client, &engine, &pipeline, policy, &reassign, &mut ledger, &mut journal, sweep.now)
+            .sweep_pipeline(
+                client,
+                &engine,
+                SweepBatch { pipeline: &pipeline, policy, reassign: &reassign, now: sweep.now },
+                &mut ledger,
+                &mut journal,
+            )
             .await;
         if result.is_err() {
             rollback_ledger(&mut ledger, journal);
@@ -359,24 +343,69 @@ impl Drain {
         Ok(seen < chunk)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One batch of a pipeline's due assignments, in one transaction: read and lock them, sort
+    /// out what is only a warning or not due after all, let the engine decide the ladder step
+    /// of each stale one, write the new owners where the CRM still shows ours, and record it.
     async fn sweep_pipeline(
         &self,
         client: &mut Client,
         engine: &Engine,
-        pipeline: &str,
-        policy: &ReclaimPolicy,
-        reassign: &Reassign,
+        batch: SweepBatch<'_>,
         ledger: &mut Ledger,
         journal: &mut Vec<Journal>,
-        now: DateTime<Utc>,
     ) -> Result<Swept, tokio_postgres::Error> {
-        let s = self.cfg.router.schema.quoted();
-        let limit = i64::from(self.cfg.router.batch_size);
         let tx = client.transaction().await?;
         tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await?;
-        // One range scan of (pipeline, due_at); rows being changed elsewhere are skipped.
-        let due = tx
+        let due = self.due_rows(&tx, batch.pipeline, batch.now).await?;
+        if due.is_empty() {
+            tx.rollback().await?;
+            return Ok(Swept::default());
+        }
+        let queued = self.queued_interactions(&tx, &due).await?;
+        let triage = triage(engine, batch.policy, due, &queued, batch.now);
+        let earlier = self.earlier_owners(&tx, &triage.stale, batch.policy).await?;
+        let stale_ids: Vec<String> = triage.stale.iter().map(|r| r.id.clone()).collect();
+        let ctx = self.load_context(&tx, &stale_ids, &[], false).await?;
+        let mut verdicts = self.decide(engine, &batch, &triage.stale, &ctx, earlier, ledger, journal);
+        let written = self.reassign(&tx, batch.reassign, &verdicts.writes).await?;
+        unwritten(&mut verdicts, &written, ledger, journal);
+        let done: Vec<&Write> = verdicts.writes.iter().filter(|w| written.contains(&w.opp)).collect();
+        move_loads(engine, &done, ledger, journal);
+        let paused = self.record(&tx, engine, &batch, &triage, &verdicts, &done, ledger).await?;
+        tx.commit().await?;
+        for m in &paused {
+            if let Some(p) = engine.member_index(m).and_then(|i| ledger.paused.get_mut(i)) {
+                *p = true;
+            }
+            tracing::warn!(member = %m, pipeline = batch.pipeline, "member paused for letting opportunities lapse; lift with `oppty-router unpause {m}`");
+        }
+        let reclaimed = done.len();
+        let finished = verdicts.finished.len() + done.iter().filter(|w| w.track.is_none()).count();
+        let acted = reclaimed + verdicts.restart.len() + finished + triage.defer.opp.len();
+        tracing::info!(
+            pipeline = batch.pipeline,
+            due = triage.due,
+            reclaimed,
+            kept = verdicts.restart.len(),
+            deferred = triage.defer.opp.len() - triage.warn.opp.len(),
+            warned = triage.warn.opp.len(),
+            waiting = triage.waiting,
+            "reclaim sweep"
+        );
+        Ok(Swept { due: triage.due, acted, reclaimed })
+    }
+
+    /// The pipeline's assignments due by `now`: one range scan of (pipeline, due_at); rows being
+    /// changed elsewhere are skipped.
+    async fn due_rows(
+        &self,
+        tx: &Transaction<'_>,
+        pipeline: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DueRow>, tokio_postgres::Error> {
+        let s = self.cfg.router.schema.quoted();
+        let limit = i64::from(self.cfg.router.batch_size);
+        let rows = tx
             .query(
                 &format!(
                     "SELECT w.opp_id, w.owner_id, w.team_id, w.reclaims, w.stage, w.last_owner_touch_at, \
@@ -387,440 +416,212 @@ impl Drain {
                 &[&pipeline, &now, &limit],
             )
             .await?;
-        if due.is_empty() {
-            tx.rollback().await?;
-            return Ok(Swept::default());
-        }
-        let ids: Vec<String> = due.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
-        // Interactions captured but not yet drained: they count as if drained.
-        let mut queued: HashMap<String, Vec<(String, Option<String>)>> = HashMap::new();
-        for r in tx
-            .query(
-                &format!(
-                    "SELECT opp_id, kind, actor FROM {s}.events WHERE opp_id = ANY($1) AND kind IN ('activity', 'edit')"
-                ),
-                &[&ids],
-            )
-            .await?
-        {
-            queued.entry(r.try_get(0)?).or_default().push((r.try_get(1)?, r.try_get(2)?));
-        }
-
-        struct Row {
-            id: String,
-            old: String,
-            team: Option<String>,
-            reclaims: i32,
-            stage: Stage,
-            idle: i64,
-        }
-        let mut stale: Vec<Row> = Vec::new();
-        let mut defer: (Vec<String>, Vec<DateTime<Utc>>, Vec<bool>) = (Vec::new(), Vec::new(), Vec::new());
-        // Warnings due: opportunity, owner, idle since, reclaim at.
-        type Warnings = (Vec<String>, Vec<String>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>);
-        let mut warn: Warnings = Default::default();
-        let mut waiting = 0usize;
-        for r in &due {
-            let (id, old, team): (String, String, Option<String>) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            let stage = if r.try_get::<_, String>(4)? == "escalated" { Stage::Escalated } else { Stage::Owner };
-            let p = policy.for_team(team.as_deref());
-            let counts = |kind: &str, actor: &Option<String>| {
-                let by_owner = actor.as_deref() == Some(old.as_str());
-                (kind == "activity" && (p.anyone || by_owner)) || (kind == "edit" && p.owner_edits && by_owner)
-            };
-            if queued.get(&id).is_some_and(|q| q.iter().any(|(k, a)| counts(k, a))) {
-                waiting += 1; // the drain restarts its clock first
-                continue;
-            }
-            let idle_since = p.idle_since(r.try_get(5)?, r.try_get(6)?, r.try_get(7)?);
-            let warned = r.try_get::<_, Option<DateTime<Utc>>>(8)?.is_some_and(|w| w >= idle_since);
-            let schedule = engine
-                .member_index(&old)
-                .and_then(|m| engine.members[m].schedule)
-                .and_then(|x| engine.schedules.get(x as usize));
-            match p.due(stage, idle_since, warned, schedule, now) {
-                Due::NotBefore(at) => {
-                    defer.0.push(id);
-                    defer.1.push(at);
-                    defer.2.push(false);
-                }
-                Due::Warn(at) => {
-                    warn.0.push(id.clone());
-                    warn.1.push(old);
-                    warn.2.push(idle_since);
-                    warn.3.push(at);
-                    defer.0.push(id);
-                    defer.1.push(at);
-                    defer.2.push(true);
-                }
-                Due::Stale => stale.push(Row {
-                    id,
-                    old,
-                    team,
-                    reclaims: r.try_get(3)?,
-                    stage,
-                    idle: (now - idle_since).num_seconds(),
-                }),
-            }
-        }
-
-        // Owners that must not get it back, newest first, where a rule looks further than the
-        // owner losing it.
-        let mut history: HashMap<String, Vec<String>> = HashMap::new();
-        let needs_history: Vec<&str> = stale
-            .iter()
-            .filter(|r| policy.for_team(r.team.as_deref()).exclude != Exclude::Previous)
-            .map(|r| r.id.as_str())
-            .collect();
-        if !needs_history.is_empty() {
-            for r in tx
-                .query(
-                    &format!(
-                        "SELECT opp_id, owner_id FROM {s}.assignments WHERE opp_id = ANY($1) AND owner_id IS NOT NULL \
-                         ORDER BY id DESC"
-                    ),
-                    &[&needs_history],
-                )
-                .await?
-            {
-                let owners = history.entry(r.try_get(0)?).or_default();
-                let o: String = r.try_get(1)?;
-                if !owners.contains(&o) {
-                    owners.push(o);
-                }
-            }
-        }
-        let stale_ids: Vec<String> = stale.iter().map(|r| r.id.clone()).collect();
-        let ctx = self.load_context(&tx, &stale_ids, &[], false).await?;
-
-        // Decide.
-        let mut writes: Vec<Write> = Vec::new();
-        let mut audit = AuditCols::default();
-        let mut finished: Vec<String> = Vec::new(); // ownership rows the router stops tracking
-        let mut restart: Vec<String> = Vec::new(); // left with their owner: the clock restarts
-        let mut pending_undo: HashMap<String, (usize, i64)> = HashMap::new();
-        {
-            let mut rng = match self.rng.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            for row in &stale {
-                let Row { id, old, team, reclaims, stage, idle } = row;
-                let (reclaims, stage, idle) = (*reclaims, *stage, *idle);
-                let p = policy.for_team(team.as_deref());
-                let Some(c) = ctx
-                    .get(id)
-                    .filter(|c| c.open && !c.deleted && c.opportunity && c.owner.as_deref() == Some(old.as_str()))
-                else {
-                    // Deleted, closed or reassigned by a person since: not ours to reclaim.
-                    finished.push(id.clone());
-                    continue;
-                };
-                let hours = if p.working_hours { " of working hours" } else { "" };
-                let note =
-                    |what: &str| format!("reclaimed from {old} after {idle} s{hours} without an interaction: {what}");
-                let write = |new: &str, track: Option<(Option<String>, Stage)>| Write {
-                    opp: id.clone(),
-                    new: new.to_string(),
-                    team_crm: None,
-                    old: old.clone(),
-                    policy: p,
-                    by_engine: false,
-                    track,
-                };
-                let mut d = blank_decision(pipeline, old, team.clone());
-                // The end of the ladder: the lead's window has passed, or the reassignments are
-                // used up and there is no escalation (or nobody to escalate to).
-                let lead = match (&p.escalate, stage) {
-                    (Some(e), Stage::Owner) if reclaims >= p.max_reclaims => match &e.to {
-                        EscalateTo::Owner(x) => Some(x.clone()),
-                        EscalateTo::TeamLead => team
-                            .as_deref()
-                            .and_then(|t| engine.teams.iter().find(|x| &*x.id == t))
-                            .and_then(|t| t.lead.clone()),
-                    }
-                    .filter(|x| x != old),
-                    _ => None,
-                };
-                if let Some(lead) = lead {
-                    d.owner = Some(lead.clone());
-                    d.outcome = Outcome::Reclaim;
-                    d.explanation.note = Some(note(&format!(
-                        "escalated to the team lead {lead} after {reclaims} reassignment(s), as the rule says"
-                    )));
-                    writes.push(write(&lead, Some((team.clone(), Stage::Escalated))));
-                    audit.push(id, &d, Some(old.clone()), now);
-                    continue;
-                }
-                if stage == Stage::Escalated || reclaims >= p.max_reclaims {
-                    let why = if stage == Stage::Escalated {
-                        "the team lead did not act either".to_string()
+        rows.iter()
+            .map(|r| {
+                Ok(DueRow {
+                    id: r.try_get("opp_id")?,
+                    owner: r.try_get("owner_id")?,
+                    team: r.try_get("team_id")?,
+                    reclaims: r.try_get("reclaims")?,
+                    stage: if r.try_get::<_, String>("stage")? == "escalated" {
+                        Stage::Escalated
                     } else {
-                        format!("the maximum of {} reassignment(s) is reached", p.max_reclaims)
-                    };
-                    match &p.then {
-                        ReclaimElse::Owner(x) if x != old => {
-                            d.owner = Some(x.clone());
-                            d.outcome = Outcome::Reclaim;
-                            d.explanation.note = Some(note(&format!("{why}: released to {x}, as the rule says")));
-                            writes.push(write(x, None));
-                        }
-                        _ => {
-                            d.explanation.note =
-                                Some(format!("idle {idle} s{hours}, but {why}: left with {old}, as the rule says"));
-                            finished.push(id.clone());
-                        }
-                    }
-                    audit.push(id, &d, Some(old.clone()), now);
-                    continue;
-                }
-                let mut exclude: Vec<String> = match p.exclude {
-                    Exclude::Previous => Vec::new(),
-                    Exclude::AllPrevious => history.remove(id).unwrap_or_default(),
-                    Exclude::Last(k) => {
-                        let mut h = history.remove(id).unwrap_or_default();
-                        h.truncate(k as usize);
-                        h
-                    }
-                };
-                if !exclude.contains(old) {
-                    exclude.push(old.clone());
-                }
-                let only_team = if p.within_team { team.as_deref() } else { None };
-                let opp = Opportunity {
-                    id,
-                    pipeline: Some(pipeline),
-                    fields: &c.fields,
-                    waiting_since: now,
-                    exclude: &exclude,
-                    only_team,
-                };
-                let mut d = engine.route(&opp, ledger, now, &mut *rng);
-                journal.push(Journal::Assign(d.undo.clone()));
-                if let Some(a) = d.undo.assigned {
-                    pending_undo.insert(id.clone(), a);
-                }
-                if d.outcome == Outcome::Rule {
-                    let new = d.owner.clone().unwrap_or_default();
-                    d.outcome = Outcome::Reclaim;
-                    d.explanation.note =
-                        Some(note(&format!("to {new} (reassignment {} of {})", reclaims + 1, p.max_reclaims)));
-                    let mut w = write(&new, Some((d.team.clone(), Stage::Owner)));
-                    w.team_crm = d.team_crm_id.clone();
-                    w.by_engine = true;
-                    writes.push(w);
-                    audit.push(id, &d, Some(old.clone()), now);
-                    continue;
-                }
-                // Nobody else (the fallback owner is not a reclaim target): as the rule says.
-                d.team = team.clone();
-                d.explanation.fallback = None;
-                match &p.when_nobody {
-                    ReclaimElse::Owner(x) if x != old => {
-                        d.owner = Some(x.clone());
-                        d.outcome = Outcome::Reclaim;
-                        d.explanation.note =
-                            Some(note(&format!("nobody else in scope is eligible: to {x}, as the rule says")));
-                        writes.push(write(x, None));
-                    }
-                    _ => {
-                        d.owner = Some(old.clone());
-                        d.outcome = Outcome::Kept;
-                        d.explanation.note = Some(format!(
-                            "idle {idle} s{hours}, but nobody else in scope is eligible: left with {old}; the clock restarts"
-                        ));
-                        restart.push(id.clone());
-                    }
-                }
-                audit.push(id, &d, Some(old.clone()), now);
-            }
-        }
-
-        // Write: only where the CRM still has the owner we assigned and no interaction that
-        // counts arrived since the read above.
-        let mut written: HashSet<String> = HashSet::new();
-        if !writes.is_empty() {
-            let ids: Vec<&str> = writes.iter().map(|w| w.opp.as_str()).collect();
-            let news: Vec<&str> = writes.iter().map(|w| w.new.as_str()).collect();
-            let teams: Vec<Option<&str>> = writes.iter().map(|w| w.team_crm.as_deref()).collect();
-            let olds: Vec<&str> = writes.iter().map(|w| w.old.as_str()).collect();
-            let anyone: Vec<bool> = writes.iter().map(|w| w.policy.anyone).collect();
-            let edits: Vec<bool> = writes.iter().map(|w| w.policy.owner_edits).collect();
-            match reassign {
-                Reassign::Batch(sql) => {
-                    for r in tx.query(sql, &[&ids, &news, &teams, &olds, &anyone, &edits]).await? {
-                        written.insert(r.get(0));
-                    }
-                }
-                Reassign::PerRow { sql, params } => {
-                    // The ops statement checks the owner; the interactions are checked here, just
-                    // before it runs.
-                    let touched: HashSet<String> = tx
-                        .query(
-                            &format!(
-                                "SELECT u.id FROM unnest($1::text[], $2::text[], $3::bool[], $4::bool[]) AS u(id, old, anyone, edits) \
-                                 WHERE EXISTS (SELECT 1 FROM {s}.events e WHERE e.opp_id = u.id \
-                                   AND ((e.kind = 'activity' AND (u.anyone OR e.actor = u.old)) OR (e.kind = 'edit' AND u.edits AND e.actor = u.old)))"
-                            ),
-                            &[&ids, &olds, &anyone, &edits],
-                        )
-                        .await?
-                        .iter()
-                        .map(|r| r.get(0))
-                        .collect();
-                    let rows = writes
-                        .iter()
-                        .filter(|w| !touched.contains(&w.opp))
-                        .map(|w| [Some(w.opp.clone()), Some(w.new.clone()), w.team_crm.clone(), Some(w.old.clone())]);
-                    written.extend(write_per_row(&tx, sql, params, rows).await?);
-                }
-            }
-        }
-        // What was not written (a person changed it this instant) is not recorded as reclaimed.
-        let mut keep = vec![true; audit.opp.len()];
-        for (i, (opp, outcome)) in audit.opp.iter().zip(&audit.outcome).enumerate() {
-            if outcome == "reclaim" && !written.contains(opp) {
-                keep[i] = false;
-                if let Some(&(m, at)) = pending_undo.get(opp) {
-                    ledger.unassign(m, at);
-                    journal.push(Journal::Unassigned(m, at));
-                }
-            }
-        }
-        let audit = audit.retain(&keep);
-        let done: Vec<&Write> = writes.iter().filter(|w| written.contains(&w.opp)).collect();
-        for w in &done {
-            if let Some(m) = engine.member_index(&w.old) {
-                journal.push(Journal::Open(m, ledger.open[m]));
-                ledger.open[m] = (ledger.open[m] - 1).max(0);
-            }
-            if !w.by_engine {
-                if let Some(m) = engine.member_index(&w.new) {
-                    journal.push(Journal::Open(m, ledger.open[m]));
-                    ledger.open[m] += 1;
-                }
-            }
-        }
-        let tracked: Vec<(&str, &str, Option<&str>, &str)> = done
-            .iter()
-            .filter_map(|w| {
-                w.track.as_ref().map(|(team, stage)| {
-                    let stage = if *stage == Stage::Escalated { "escalated" } else { "owner" };
-                    (w.opp.as_str(), w.new.as_str(), team.as_deref(), stage)
+                        Stage::Owner
+                    },
+                    owner_touch: r.try_get("last_owner_touch_at")?,
+                    any_activity: r.try_get("last_activity_at")?,
+                    owner_edit: r.try_get("last_owner_edit_at")?,
+                    warned_at: r.try_get("warned_at")?,
                 })
             })
-            .collect();
-        let next_due = now + chrono::Duration::seconds(policy.earliest());
-        if !tracked.is_empty() {
-            let ids: Vec<&str> = tracked.iter().map(|t| t.0).collect();
-            let owners: Vec<&str> = tracked.iter().map(|t| t.1).collect();
-            let teams: Vec<Option<&str>> = tracked.iter().map(|t| t.2).collect();
-            let stages: Vec<&str> = tracked.iter().map(|t| t.3).collect();
-            tx.execute(
-                &format!(
-                    "UPDATE {s}.ownership w SET owner_id = u.w, team_id = coalesce(u.t, w.team_id), assigned_at = $5, \
-                     last_owner_touch_at = $5, last_activity_at = NULL, last_owner_edit_at = NULL, warned_at = NULL, \
-                     due_at = $6, stage = u.s, reclaims = w.reclaims + 1 \
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(o, w, t, s) WHERE w.opp_id = u.o"
-                ),
-                &[&ids, &owners, &teams, &stages, &now, &next_due],
-            )
-            .await?;
+            .collect()
+    }
+
+    /// Interactions captured but not yet drained: they count as if drained.
+    async fn queued_interactions(&self, tx: &Transaction<'_>, due: &[DueRow]) -> Result<Queued, tokio_postgres::Error> {
+        let s = self.cfg.router.schema.quoted();
+        let ids: Vec<&str> = due.iter().map(|r| r.id.as_str()).collect();
+        let mut queued = Queued::new();
+        let sql = format!(
+            "SELECT opp_id, kind, actor FROM {s}.events WHERE opp_id = ANY($1) AND kind IN ('activity', 'edit')"
+        );
+        for r in tx.query(&sql, &[&ids]).await? {
+            let kind =
+                if r.try_get::<_, String>("kind")? == "edit" { Interaction::Edit } else { Interaction::Activity };
+            queued.entry(r.try_get("opp_id")?).or_default().push((kind, r.try_get("actor")?));
         }
+        Ok(queued)
+    }
+
+    /// Owners that must not get it back, newest first, where a rule looks further than the owner
+    /// losing it.
+    async fn earlier_owners(
+        &self,
+        tx: &Transaction<'_>,
+        stale: &[Stale],
+        policy: &ReclaimPolicy,
+    ) -> Result<HashMap<String, Vec<String>>, tokio_postgres::Error> {
+        let mut history: HashMap<String, Vec<String>> = HashMap::new();
+        let ids: Vec<&str> = (stale.iter())
+            .filter(|r| policy.for_team(r.team.as_deref()).needs_history())
+            .map(|r| r.id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(history);
+        }
+        let s = self.cfg.router.schema.quoted();
+        let sql = format!(
+            "SELECT opp_id, owner_id FROM {s}.assignments WHERE opp_id = ANY($1) AND owner_id IS NOT NULL ORDER BY id DESC"
+        );
+        for r in tx.query(&sql, &[&ids]).await? {
+            let owners = history.entry(r.try_get("opp_id")?).or_default();
+            let o: String = r.try_get("owner_id")?;
+            if !owners.contains(&o) {
+                owners.push(o);
+            }
+        }
+        Ok(history)
+    }
+
+    /// The engine's ladder step for each stale assignment. One whose opportunity was deleted,
+    /// closed or given to someone else by a person since is not ours to reclaim: it stops being
+    /// tracked.
+    #[allow(clippy::too_many_arguments)]
+    fn decide<'p>(
+        &self,
+        engine: &Engine,
+        batch: &SweepBatch<'p>,
+        stale: &[Stale],
+        ctx: &HashMap<String, Context>,
+        mut earlier: HashMap<String, Vec<String>>,
+        ledger: &mut Ledger,
+        journal: &mut Vec<Journal>,
+    ) -> Verdicts<'p> {
+        let mut v = Verdicts::default();
+        let mut rng = match self.rng.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for row in stale {
+            let p = batch.policy.for_team(row.team.as_deref());
+            let Some(c) = ctx
+                .get(&row.id)
+                .filter(|c| c.open && !c.deleted && c.opportunity && c.owner.as_deref() == Some(row.owner.as_str()))
+            else {
+                v.finished.push(row.id.clone());
+                continue;
+            };
+            let history = earlier.remove(&row.id).unwrap_or_default();
+            let verdict = engine.reclaim(batch.pipeline, row, p, &c.fields, history, ledger, batch.now, &mut *rng);
+            journal.push(Journal::Assign(verdict.decision.undo.clone()));
+            if let Some(a) = verdict.decision.undo.assigned {
+                v.pending_undo.insert(row.id.clone(), a);
+            }
+            v.audit.push(&row.id, &verdict.decision, Some(row.owner.clone()), batch.now);
+            match verdict.step {
+                Step::Move { to, team_crm, track, by_engine } => v.writes.push(Write {
+                    opp: row.id.clone(),
+                    new: to,
+                    team_crm,
+                    old: row.owner.clone(),
+                    policy: p,
+                    by_engine,
+                    track,
+                }),
+                Step::Leave => v.finished.push(row.id.clone()),
+                Step::Restart => v.restart.push(row.id.clone()),
+            }
+        }
+        v
+    }
+
+    /// Write the new owners: only where the CRM still has the owner we assigned and no
+    /// interaction that counts arrived since the read. Returns the opportunities written.
+    async fn reassign(
+        &self,
+        tx: &Transaction<'_>,
+        reassign: &Reassign,
+        writes: &[Write<'_>],
+    ) -> Result<HashSet<String>, tokio_postgres::Error> {
+        let mut written: HashSet<String> = HashSet::new();
+        if writes.is_empty() {
+            return Ok(written);
+        }
+        let ids: Vec<&str> = writes.iter().map(|w| w.opp.as_str()).collect();
+        let olds: Vec<&str> = writes.iter().map(|w| w.old.as_str()).collect();
+        let anyone: Vec<bool> = writes.iter().map(|w| w.policy.anyone).collect();
+        let edits: Vec<bool> = writes.iter().map(|w| w.policy.owner_edits).collect();
+        match reassign {
+            Reassign::Batch(sql) => {
+                let news: Vec<&str> = writes.iter().map(|w| w.new.as_str()).collect();
+                let teams: Vec<Option<&str>> = writes.iter().map(|w| w.team_crm.as_deref()).collect();
+                for r in tx.query(sql, &[&ids, &news, &teams, &olds, &anyone, &edits]).await? {
+                    written.insert(r.try_get(0)?);
+                }
+            }
+            Reassign::PerRow { sql, params } => {
+                // The ops statement checks the owner; the interactions are checked here, just
+                // before it runs.
+                let s = self.cfg.router.schema.quoted();
+                let touched: HashSet<String> = tx
+                    .query(
+                        &format!(
+                            "SELECT u.id FROM unnest($1::text[], $2::text[], $3::bool[], $4::bool[]) AS u(id, old, anyone, edits) \
+                             WHERE EXISTS (SELECT 1 FROM {s}.events e WHERE e.opp_id = u.id \
+                               AND ((e.kind = 'activity' AND (u.anyone OR e.actor = u.old)) OR (e.kind = 'edit' AND u.edits AND e.actor = u.old)))"
+                        ),
+                        &[&ids, &olds, &anyone, &edits],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()?;
+                let rows = (writes.iter())
+                    .filter(|w| !touched.contains(&w.opp))
+                    .map(|w| [Some(w.opp.clone()), Some(w.new.clone()), w.team_crm.clone(), Some(w.old.clone())]);
+                written.extend(write_per_row(tx, sql, params, rows).await?);
+            }
+        }
+        Ok(written)
+    }
+
+    /// Record the batch in the router's tables: who is tracked where now, what stops being
+    /// tracked, clocks restarted, due times deferred, warnings, the audit, pauses for lapses and
+    /// the members' loads. Returns the members paused.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        tx: &Transaction<'_>,
+        engine: &Engine,
+        batch: &SweepBatch<'_>,
+        triage: &Triage,
+        verdicts: &Verdicts<'_>,
+        done: &[&Write<'_>],
+        ledger: &Ledger,
+    ) -> Result<Vec<String>, tokio_postgres::Error> {
+        let next_due = batch.now + chrono::Duration::seconds(batch.policy.earliest());
+        self.track(tx, done, batch.now, next_due).await?;
+        let s = self.cfg.router.schema.quoted();
         // Released ones stop being tracked once written; one that was not written (a person's
         // change, or a last-second interaction) stays, and a person's change goes with its event.
-        let finished: Vec<&str> = finished
-            .iter()
-            .map(String::as_str)
+        let finished: Vec<&str> = (verdicts.finished.iter().map(String::as_str))
             .chain(done.iter().filter(|w| w.track.is_none()).map(|w| w.opp.as_str()))
             .collect();
         if !finished.is_empty() {
             tx.execute(&format!("DELETE FROM {s}.ownership WHERE opp_id = ANY($1)"), &[&finished]).await?;
         }
-        if !restart.is_empty() {
-            tx.execute(
-                &format!(
-                    "UPDATE {s}.ownership SET last_owner_touch_at = $2, due_at = $3, warned_at = NULL WHERE opp_id = ANY($1)"
-                ),
-                &[&restart, &now, &next_due],
-            )
-            .await?;
+        if !verdicts.restart.is_empty() {
+            let sql = format!(
+                "UPDATE {s}.ownership SET last_owner_touch_at = $2, due_at = $3, warned_at = NULL WHERE opp_id = ANY($1)"
+            );
+            tx.execute(&sql, &[&verdicts.restart, &batch.now, &next_due]).await?;
         }
-        if !defer.0.is_empty() {
-            tx.execute(
-                &format!(
-                    "UPDATE {s}.ownership w SET due_at = u.d, warned_at = CASE WHEN u.warn THEN $4 ELSE w.warned_at END \
-                     FROM unnest($1::text[], $2::timestamptz[], $3::bool[]) AS u(o, d, warn) WHERE w.opp_id = u.o"
-                ),
-                &[&defer.0, &defer.1, &defer.2, &now],
-            )
-            .await?;
+        self.defer(tx, &triage.defer, batch.now).await?;
+        self.warn(tx, batch.pipeline, &triage.warn).await?;
+        if !verdicts.audit.opp.is_empty() {
+            verdicts.audit.insert(tx, &self.audit, &engine.version).await?;
         }
-        if !warn.0.is_empty() {
-            let channel = format!("{}_reclaim_warning", self.cfg.router.channel.as_str());
-            tx.execute(
-                &format!(
-                    "WITH i AS (INSERT INTO {s}.reclaim_warnings (opp_id, owner_id, idle_since, reclaim_at) \
-                       SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) RETURNING opp_id) \
-                     SELECT pg_notify($5, opp_id) FROM i"
-                ),
-                &[&warn.0, &warn.1, &warn.2, &warn.3, &channel],
-            )
-            .await?;
-            tracing::info!(pipeline, warned = warn.0.len(), channel = %channel, "reclaim warnings");
-        }
-        if !audit.opp.is_empty() {
-            let version = engine.version.clone();
-            tx.execute(
-                &self.audit,
-                &[
-                    &audit.opp,
-                    &audit.owner,
-                    &audit.team,
-                    &audit.previous,
-                    &audit.outcome,
-                    &audit.pipeline,
-                    &audit.rule,
-                    &version,
-                    &audit.explanation,
-                    &audit.event_at,
-                ],
-            )
-            .await?;
-        }
-        // Members who keep letting opportunities lapse: paused until an admin lifts it.
-        let lapsed: Vec<(&str, crate::engine::PauseAfter)> =
-            done.iter().filter_map(|w| w.policy.pause_after.map(|p| (w.old.as_str(), p))).collect();
-        let mut paused: Vec<String> = Vec::new();
-        if !lapsed.is_empty() {
-            let members: Vec<&str> = lapsed.iter().map(|l| l.0).collect();
-            let within: Vec<i64> = lapsed.iter().map(|l| l.1.within).collect();
-            let lapses: Vec<i64> = lapsed.iter().map(|l| l.1.lapses).collect();
-            let human: Vec<String> = lapsed
-                .iter()
-                .map(|l| {
-                    humantime::format_duration(std::time::Duration::from_secs(l.1.within.max(0) as u64)).to_string()
-                })
-                .collect();
-            for r in tx
-                .query(
-                    &format!(
-                        "WITH c AS (SELECT DISTINCT ON (u.m) u.m, u.n, u.h, \
-                           (SELECT count(*) FROM {s}.assignments a WHERE a.outcome = 'reclaim' AND a.previous_owner = u.m \
-                            AND a.decided_at > clock_timestamp() - u.w * interval '1 second') AS lapsed \
-                           FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[]) AS u(m, w, n, h) ORDER BY u.m, u.n) \
-                         INSERT INTO {s}.member_pauses (member_id, reason) \
-                         SELECT m, 'let ' || lapsed || ' opportunities lapse within ' || h || ' (pause_after: ' || n || ')' \
-                         FROM c WHERE lapsed >= n \
-                         ON CONFLICT (member_id) WHERE lifted_at IS NULL DO NOTHING RETURNING member_id"
-                    ),
-                    &[&members, &within, &lapses, &human],
-                )
-                .await?
-            {
-                paused.push(r.try_get(0)?);
-            }
-        }
+        let paused = self.pause_lapsed(tx, done).await?;
         let mut touched: Vec<usize> =
             done.iter().flat_map(|w| [engine.member_index(&w.new), engine.member_index(&w.old)]).flatten().collect();
         touched.sort_unstable();
@@ -831,27 +632,263 @@ impl Drain {
             let zeros = vec![0i64; members.len()];
             tx.execute(&self.member_state, &[&members, &counts, &zeros]).await?;
         }
-        tx.commit().await?;
-        for m in &paused {
-            if let Some(i) = engine.member_index(m) {
-                if let Some(p) = ledger.paused.get_mut(i) {
-                    *p = true;
-                }
-            }
-            tracing::warn!(member = %m, pipeline, "member paused for letting opportunities lapse; lift with `oppty-router unpause {m}`");
+        Ok(paused)
+    }
+
+    /// Reassigned and escalated ones: tracked with their new owner, team and stage, the clock
+    /// started now.
+    async fn track(
+        &self,
+        tx: &Transaction<'_>,
+        done: &[&Write<'_>],
+        now: DateTime<Utc>,
+        next_due: DateTime<Utc>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let tracked: Vec<(&str, &str, Option<&str>, &str)> = (done.iter())
+            .filter_map(|w| {
+                w.track.as_ref().map(|(team, stage)| {
+                    let stage = if *stage == Stage::Escalated { "escalated" } else { "owner" };
+                    (w.opp.as_str(), w.new.as_str(), team.as_deref(), stage)
+                })
+            })
+            .collect();
+        if tracked.is_empty() {
+            return Ok(());
         }
-        let reclaimed = done.len();
-        let acted = reclaimed + restart.len() + finished.len() + defer.0.len();
-        tracing::info!(
-            pipeline,
-            due = due.len(),
-            reclaimed,
-            kept = restart.len(),
-            deferred = defer.0.len() - warn.0.len(),
-            warned = warn.0.len(),
-            waiting,
-            "reclaim sweep"
+        let ids: Vec<&str> = tracked.iter().map(|t| t.0).collect();
+        let owners: Vec<&str> = tracked.iter().map(|t| t.1).collect();
+        let teams: Vec<Option<&str>> = tracked.iter().map(|t| t.2).collect();
+        let stages: Vec<&str> = tracked.iter().map(|t| t.3).collect();
+        let s = self.cfg.router.schema.quoted();
+        tx.execute(
+            &format!(
+                "UPDATE {s}.ownership w SET owner_id = u.w, team_id = coalesce(u.t, w.team_id), assigned_at = $5, \
+                 last_owner_touch_at = $5, last_activity_at = NULL, last_owner_edit_at = NULL, warned_at = NULL, \
+                 due_at = $6, stage = u.s, reclaims = w.reclaims + 1 \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(o, w, t, s) WHERE w.opp_id = u.o"
+            ),
+            &[&ids, &owners, &teams, &stages, &now, &next_due],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Due times moved to when something is due (a warning marked as given).
+    async fn defer(
+        &self,
+        tx: &Transaction<'_>,
+        d: &Deferrals,
+        now: DateTime<Utc>,
+    ) -> Result<(), tokio_postgres::Error> {
+        if d.opp.is_empty() {
+            return Ok(());
+        }
+        let s = self.cfg.router.schema.quoted();
+        tx.execute(
+            &format!(
+                "UPDATE {s}.ownership w SET due_at = u.d, warned_at = CASE WHEN u.warn THEN $4 ELSE w.warned_at END \
+                 FROM unnest($1::text[], $2::timestamptz[], $3::bool[]) AS u(o, d, warn) WHERE w.opp_id = u.o"
+            ),
+            &[&d.opp, &d.at, &d.warned, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Warnings: a row each, and a NOTIFY on `<channel>_reclaim_warning` for the CRM's side.
+    async fn warn(&self, tx: &Transaction<'_>, pipeline: &str, w: &Warnings) -> Result<(), tokio_postgres::Error> {
+        if w.opp.is_empty() {
+            return Ok(());
+        }
+        let s = self.cfg.router.schema.quoted();
+        let channel = format!("{}_reclaim_warning", self.cfg.router.channel.as_str());
+        tx.execute(
+            &format!(
+                "WITH i AS (INSERT INTO {s}.reclaim_warnings (opp_id, owner_id, idle_since, reclaim_at) \
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) RETURNING opp_id) \
+                 SELECT pg_notify($5, opp_id) FROM i"
+            ),
+            &[&w.opp, &w.owner, &w.idle_since, &w.reclaim_at, &channel],
+        )
+        .await?;
+        tracing::info!(pipeline, warned = w.opp.len(), channel = %channel, "reclaim warnings");
+        Ok(())
+    }
+
+    /// Members who keep letting opportunities lapse: paused until an admin lifts it. Returns
+    /// those paused now.
+    async fn pause_lapsed(
+        &self,
+        tx: &Transaction<'_>,
+        done: &[&Write<'_>],
+    ) -> Result<Vec<String>, tokio_postgres::Error> {
+        let lapsed: Vec<(&str, crate::engine::PauseAfter)> =
+            done.iter().filter_map(|w| w.policy.pause_after.map(|p| (w.old.as_str(), p))).collect();
+        if lapsed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let members: Vec<&str> = lapsed.iter().map(|l| l.0).collect();
+        let within: Vec<i64> = lapsed.iter().map(|l| l.1.within).collect();
+        let lapses: Vec<i64> = lapsed.iter().map(|l| l.1.lapses).collect();
+        let human: Vec<String> = (lapsed.iter())
+            .map(|l| humantime::format_duration(std::time::Duration::from_secs(l.1.within.max(0) as u64)).to_string())
+            .collect();
+        let s = self.cfg.router.schema.quoted();
+        let sql = format!(
+            "WITH c AS (SELECT DISTINCT ON (u.m) u.m, u.n, u.h, \
+               (SELECT count(*) FROM {s}.assignments a WHERE a.outcome = 'reclaim' AND a.previous_owner = u.m \
+                AND a.decided_at > clock_timestamp() - u.w * interval '1 second') AS lapsed \
+               FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[]) AS u(m, w, n, h) ORDER BY u.m, u.n) \
+             INSERT INTO {s}.member_pauses (member_id, reason) \
+             SELECT m, 'let ' || lapsed || ' opportunities lapse within ' || h || ' (pause_after: ' || n || ')' \
+             FROM c WHERE lapsed >= n \
+             ON CONFLICT (member_id) WHERE lifted_at IS NULL DO NOTHING RETURNING member_id"
         );
-        Ok(Swept { due: due.len(), acted, reclaimed })
+        let rows = tx.query(&sql, &[&members, &within, &lapses, &human]).await?;
+        rows.iter().map(|r| r.try_get(0)).collect()
+    }
+}
+
+/// What one batch of a pipeline's sweep works on.
+struct SweepBatch<'a> {
+    pipeline: &'a str,
+    policy: &'a ReclaimPolicy,
+    reassign: &'a Reassign,
+    /// The time staleness is measured against.
+    now: DateTime<Utc>,
+}
+
+/// An assignment whose due time has come, as `ownership` holds it.
+struct DueRow {
+    id: String,
+    owner: String,
+    team: Option<String>,
+    reclaims: i32,
+    stage: Stage,
+    owner_touch: DateTime<Utc>,
+    any_activity: Option<DateTime<Utc>>,
+    owner_edit: Option<DateTime<Utc>>,
+    warned_at: Option<DateTime<Utc>>,
+}
+
+/// Interactions queued (captured, not drained yet) per opportunity: kind and actor.
+type Queued = HashMap<String, Vec<(Interaction, Option<String>)>>;
+
+/// Due times moved later: opportunity, when, whether a warning was given now.
+#[derive(Default)]
+struct Deferrals {
+    opp: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    warned: Vec<bool>,
+}
+
+/// Warnings due: opportunity, owner, idle since, reclaim at.
+#[derive(Default)]
+struct Warnings {
+    opp: Vec<String>,
+    owner: Vec<String>,
+    idle_since: Vec<DateTime<Utc>>,
+    reclaim_at: Vec<DateTime<Utc>>,
+}
+
+/// The due rows sorted out: stale ones go to the engine, the rest wait.
+#[derive(Default)]
+struct Triage {
+    due: usize,
+    stale: Vec<Stale>,
+    defer: Deferrals,
+    warn: Warnings,
+    /// With an interaction queued: the drain restarts their clock first.
+    waiting: usize,
+}
+
+/// The ladder's verdicts, gathered for writing.
+#[derive(Default)]
+struct Verdicts<'p> {
+    writes: Vec<Write<'p>>,
+    audit: AuditCols,
+    /// Ownership rows the router stops tracking.
+    finished: Vec<String>,
+    /// Left with their owner: the clock restarts.
+    restart: Vec<String>,
+    /// The ledger entry of each reassignment, to take back if it is not written.
+    pending_undo: HashMap<String, (usize, i64)>,
+}
+
+/// Sort the due rows: a queued interaction that counts waits for the drain; otherwise the
+/// policy says whether it is stale, a warning is due, or nothing before some moment.
+fn triage(engine: &Engine, policy: &ReclaimPolicy, due: Vec<DueRow>, queued: &Queued, now: DateTime<Utc>) -> Triage {
+    let mut t = Triage { due: due.len(), ..Triage::default() };
+    for r in due {
+        let p = policy.for_team(r.team.as_deref());
+        if queued.get(&r.id).is_some_and(|q| q.iter().any(|(k, a)| p.counts(*k, a.as_deref(), &r.owner))) {
+            t.waiting += 1;
+            continue;
+        }
+        let idle_since = p.idle_since(r.owner_touch, r.any_activity, r.owner_edit);
+        let warned = r.warned_at.is_some_and(|w| w >= idle_since);
+        let schedule = (engine.member_index(&r.owner))
+            .and_then(|m| engine.members[m].schedule)
+            .and_then(|x| engine.schedules.get(x as usize));
+        match p.due(r.stage, idle_since, warned, schedule, now) {
+            Due::NotBefore(at) => t.defer.push(r.id, at, false),
+            Due::Warn(at) => {
+                t.warn.opp.push(r.id.clone());
+                t.warn.owner.push(r.owner);
+                t.warn.idle_since.push(idle_since);
+                t.warn.reclaim_at.push(at);
+                t.defer.push(r.id, at, true);
+            }
+            Due::Stale => t.stale.push(Stale {
+                id: r.id,
+                owner: r.owner,
+                team: r.team,
+                reclaims: r.reclaims,
+                stage: r.stage,
+                idle: (now - idle_since).num_seconds(),
+            }),
+        }
+    }
+    t
+}
+
+impl Deferrals {
+    fn push(&mut self, opp: String, at: DateTime<Utc>, warned: bool) {
+        self.opp.push(opp);
+        self.at.push(at);
+        self.warned.push(warned);
+    }
+}
+
+/// What was not written (a person changed it this instant) is not recorded as reclaimed, and its
+/// ledger entry is taken back.
+fn unwritten(v: &mut Verdicts<'_>, written: &HashSet<String>, ledger: &mut Ledger, journal: &mut Vec<Journal>) {
+    let mut keep = vec![true; v.audit.opp.len()];
+    for (i, (opp, outcome)) in v.audit.opp.iter().zip(&v.audit.outcome).enumerate() {
+        if outcome == "reclaim" && !written.contains(opp) {
+            keep[i] = false;
+            if let Some(&(m, at)) = v.pending_undo.get(opp) {
+                ledger.unassign(m, at);
+                journal.push(Journal::Unassigned(m, at));
+            }
+        }
+    }
+    v.audit = std::mem::take(&mut v.audit).retain(&keep);
+}
+
+/// The loads of what was written move from the old owner to the new (a new owner the engine
+/// picked is already counted).
+fn move_loads(engine: &Engine, done: &[&Write<'_>], ledger: &mut Ledger, journal: &mut Vec<Journal>) {
+    for w in done {
+        if let Some(m) = engine.member_index(&w.old) {
+            journal.push(Journal::Open(m, ledger.open[m]));
+            ledger.open[m] = (ledger.open[m] - 1).max(0);
+        }
+        if !w.by_engine {
+            if let Some(m) = engine.member_index(&w.new) {
+                journal.push(Journal::Open(m, ledger.open[m]));
+                ledger.open[m] += 1;
+            }
+        }
     }
 }

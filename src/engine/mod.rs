@@ -24,7 +24,10 @@ use serde::Serialize;
 pub use cond::{Cond, Facts, Op};
 pub use ledger::{FlagUndo, Ledger, Undo};
 pub use pick::{id_key, id_order, PickUndo};
-pub use reclaim::{Due, Escalate, EscalateTo, Exclude, PauseAfter, ReclaimElse, ReclaimPolicy, Stage};
+pub use reclaim::{
+    Due, Escalate, EscalateTo, Exclude, Interaction, PauseAfter, ReclaimElse, ReclaimPolicy, Stage, Stale, Step,
+    Verdict,
+};
 pub use schedule::Schedule;
 
 /// The pipeline used for opportunities whose pipeline is not mapped or is empty.

@@ -13,6 +13,22 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The schedule as canonical text (time zone, spans per weekday, days out of office), for
+    /// fingerprints that must not depend on `Debug` output.
+    pub fn canonical(&self) -> String {
+        use std::fmt::Write;
+        let mut out = format!("{};", self.tz.name());
+        for (day, span) in self.week.iter().enumerate() {
+            if let Some((from, to)) = span {
+                let _ = write!(out, "{day}:{from}-{to};");
+            }
+        }
+        for (a, b) in &self.out_of_office {
+            let _ = write!(out, "{}..{};", a.format("%Y-%m-%d"), b.format("%Y-%m-%d"));
+        }
+        out
+    }
+
     /// On holiday at `now` (in the schedule's time zone)?
     pub fn out_of_office(&self, now: DateTime<Utc>) -> bool {
         let d = now.with_timezone(&self.tz).date_naive();

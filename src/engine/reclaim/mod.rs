@@ -5,11 +5,15 @@
 //! functions over it. Like the rest of the engine it does no I/O and reads no clock: the idle
 //! start, the owner's schedule and "now" are handed in. It must not know where ownership is kept.
 
+mod ladder;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::Schedule;
+
+pub use ladder::{Interaction, Stale, Step, Verdict};
 
 /// What to do with a reclaimed opportunity when the normal path gives nobody, or at the end of the
 /// ladder.
@@ -104,6 +108,43 @@ pub enum Due {
 }
 
 impl ReclaimPolicy {
+    /// The policy as canonical text, field by field (never `Debug`, which a dependency may
+    /// change): what a pipeline's due times depend on is compared through it across versions.
+    pub fn canonical(&self) -> String {
+        use std::fmt::Write;
+        let mut out = format!(
+            "after={};anyone={};owner_edits={};working_hours={};within_team={};max_reclaims={};",
+            self.after, self.anyone, self.owner_edits, self.working_hours, self.within_team, self.max_reclaims
+        );
+        let _ = match self.exclude {
+            Exclude::Previous => write!(out, "exclude=previous;"),
+            Exclude::AllPrevious => write!(out, "exclude=all_previous;"),
+            Exclude::Last(k) => write!(out, "exclude=last:{k};"),
+        };
+        if let Some(f) = self.warn_at {
+            let _ = write!(out, "warn_at={f};");
+        }
+        for (key, e) in [("then", &self.then), ("when_nobody", &self.when_nobody)] {
+            let _ = match e {
+                ReclaimElse::Leave => write!(out, "{key}=leave;"),
+                ReclaimElse::Owner(o) => write!(out, "{key}=owner:{}:{o};", o.len()),
+            };
+        }
+        if let Some(e) = &self.escalate {
+            let _ = match &e.to {
+                EscalateTo::TeamLead => write!(out, "escalate=team_lead,{};", e.after),
+                EscalateTo::Owner(o) => write!(out, "escalate=owner:{}:{o},{};", o.len(), e.after),
+            };
+        }
+        if let Some(p) = self.pause_after {
+            let _ = write!(out, "pause_after={},{};", p.lapses, p.within);
+        }
+        for (team, p) in &self.by_team {
+            let _ = write!(out, "team:{}:{team}{{{}}};", team.len(), p.canonical());
+        }
+        out
+    }
+
     /// The policy that applies to an assignment in this team.
     pub fn for_team(&self, team: Option<&str>) -> &ReclaimPolicy {
         team.and_then(|t| self.by_team.get(t)).unwrap_or(self)

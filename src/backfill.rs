@@ -1,11 +1,10 @@
-//! Putting opportunities (back) in the queue, so that none is left behind: the backfill of those
-//! already in the CRM before the capture triggers, and `requeue` of those the router left
-//! unassigned or whose events were dead-lettered.
+//! Putting opportunities in the queue, so that none is left behind: the backfill of those already
+//! in the CRM before the capture triggers (`requeue` of what the router left behind is `admin`'s).
 //!
 //! Owns the statement that queues a `route` event for every row that is an opportunity
 //! (`opportunity.where`), open, not deleted and unowned, and not already queued; `install` runs it
 //! in its own transaction (right after creating the triggers, so no row falls between the two),
-//! `oppty-router backfill` later; and the `requeue` statements. It must not decide anything: the
+//! `oppty-router backfill` later. It must not decide anything: the
 //! daemon routes what is queued.
 
 use chrono::{DateTime, Utc};
@@ -82,36 +81,4 @@ pub async fn backfill<C: GenericClient>(
         return Ok(n.max(0) as u64);
     }
     Ok(client.execute(&queue_sql(cfg, "$2::text[]"), &[&since, unowned]).await?)
-}
-
-/// Queue again the opportunities the router left unassigned (since `since`, when given), unless
-/// already queued. Returns how many.
-pub async fn requeue_unassigned<C: GenericClient>(
-    client: &C,
-    cfg: &Config,
-    since: Option<DateTime<Utc>>,
-) -> Result<u64, BackfillError> {
-    let s = cfg.router.schema.quoted();
-    let sql = format!(
-        "INSERT INTO {s}.events (kind, opp_id) SELECT 'route', u.opp_id FROM {s}.unrouted u \
-         WHERE u.outcome = 'unassigned' AND ($1::timestamptz IS NULL OR u.since >= $1) \
-         AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.kind = 'route' AND e.opp_id = u.opp_id)"
-    );
-    Ok(client.execute(&sql, &[&since]).await?)
-}
-
-/// Move dead-lettered events (failed since `since`, when given) back into the queue with their
-/// attempts reset. Returns how many.
-pub async fn requeue_dead_letters<C: GenericClient>(
-    client: &C,
-    cfg: &Config,
-    since: Option<DateTime<Utc>>,
-) -> Result<u64, BackfillError> {
-    let s = cfg.router.schema.quoted();
-    let sql = format!(
-        "WITH d AS (DELETE FROM {s}.dead_letter WHERE $1::timestamptz IS NULL OR failed_at >= $1 RETURNING *) \
-         INSERT INTO {s}.events (kind, opp_id, old_owner, new_owner, actor, at, created_at) \
-         SELECT kind, opp_id, old_owner, new_owner, actor, at, created_at FROM d"
-    );
-    Ok(client.execute(&sql, &[&since]).await?)
 }

@@ -1,6 +1,7 @@
 //! oppty-router: routes a legacy CRM's new sales opportunities to the right team and member,
 //! as a daemon beside the CRM's PostgreSQL database. See ARCHITECTURE.md for the module map.
 
+pub mod admin;
 pub mod backfill;
 pub mod capture;
 pub mod check;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use oppty_router::config::{Config, LogFormat};
-use oppty_router::{check, daemon, db, demo, exit, explain, install, load_rules};
+use oppty_router::{admin, backfill, check, daemon, db, demo, exit, explain, grants, install, load_rules, status};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -146,15 +146,74 @@ fn init_tracing(format: LogFormat, level: &str) {
     }
 }
 
-fn load_config(path: &std::path::Path, url: Option<&str>) -> Result<Config, i32> {
-    let mut cfg = Config::load(path).map_err(|e| {
-        eprintln!("{e}");
-        exit::CONFIG
-    })?;
-    if let Some(url) = url {
+/// Why a command failed: what is printed, and the exit code (sysexits, as the README lists them).
+#[derive(Debug)]
+enum CliError {
+    /// The config, the rules or the mapping are wrong: a person must fix them (78).
+    Config(String),
+    /// The database cannot be reached (69).
+    Unavailable(String),
+    /// A statement failed: the server's words, and the code by its kind.
+    Db { error: tokio_postgres::Error, schema: String },
+    /// Anything else (1); an empty message when the command printed its own report.
+    Failure(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Config(_) => exit::CONFIG,
+            CliError::Unavailable(_) => exit::UNAVAILABLE,
+            CliError::Failure(_) => exit::FAILURE,
+            // 78 for a refusal (a missing router schema or grant) or a mapping that does not fit,
+            // 69 for a lost connection, 75 for a deadlock, a lock or a timeout, 1 for a row's data.
+            CliError::Db { error, .. } => match db::kind_of(error) {
+                db::ErrorKind::Refused | db::ErrorKind::Mapping => exit::CONFIG,
+                db::ErrorKind::Connection => exit::UNAVAILABLE,
+                db::ErrorKind::Contention | db::ErrorKind::Timeout => exit::TEMPFAIL,
+                db::ErrorKind::Row => exit::FAILURE,
+            },
+        }
+    }
+
+    fn print(&self) {
+        match self {
+            CliError::Config(m) | CliError::Unavailable(m) | CliError::Failure(m) if !m.is_empty() => eprintln!("{m}"),
+            CliError::Db { error, schema } => {
+                eprintln!("{}", db::describe(error));
+                if db::kind_of(error) == db::ErrorKind::Refused {
+                    eprintln!(
+                        "hint: is the router installed in this database (`oppty-router install`), and does this role \
+                         have its grants (`oppty-router grants ROLE`)? schema: {schema}"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A statement that failed under this config.
+    fn db(error: tokio_postgres::Error, cfg: &Config) -> CliError {
+        CliError::Db { error, schema: cfg.router.schema.as_str().to_string() }
+    }
+
+    /// A connection that failed: 78 when the server refuses us for a reason a retry will not fix,
+    /// 69 when it cannot be reached.
+    fn connect(e: db::DbError) -> CliError {
+        match e.kind() {
+            db::ErrorKind::Refused => CliError::Config(e.to_string()),
+            _ => CliError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// The config named on the command line, with `--database-url` in place of its `database.url`.
+fn load_config(cli: &Cli) -> Result<Config, CliError> {
+    let mut cfg = Config::load(&cli.config).map_err(|e| CliError::Config(e.to_string()))?;
+    if let Some(url) = cli.database_url.as_deref() {
         if let Err(e) = db::parse_url(url) {
-            eprintln!("--database-url: {}", e.to_string().trim_start_matches("database.url: "));
-            return Err(exit::CONFIG);
+            let e = e.to_string();
+            return Err(CliError::Config(format!("--database-url: {}", e.trim_start_matches("database.url: "))));
         }
         cfg.database.url = url.to_string();
         cfg.database.password_file = None;
@@ -162,66 +221,28 @@ fn load_config(path: &std::path::Path, url: Option<&str>) -> Result<Config, i32>
     Ok(cfg)
 }
 
-/// The config and a connection to the database it names, for the one-shot commands; the exit code
-/// to return otherwise (78 for a bad config, 69 for an unreachable database).
-async fn connect_with_config(
-    path: &std::path::Path,
-    url: Option<&str>,
-    label: &str,
-) -> Result<(Config, tokio_postgres::Client), i32> {
-    let cfg = load_config(path, url)?;
-    match db::connect(&cfg.database, label).await {
-        Ok(client) => Ok((cfg, client)),
-        Err(e) => {
-            eprintln!("{e}");
-            Err(connect_exit_code(&e))
-        }
-    }
+/// The config and a connection to the database it names, for the one-shot commands.
+async fn connect(cli: &Cli, label: &str) -> Result<(Config, tokio_postgres::Client), CliError> {
+    let cfg = load_config(cli)?;
+    let client = db::connect(&cfg.database, label).await.map_err(CliError::connect)?;
+    Ok((cfg, client))
 }
 
-fn requeue_failure(e: oppty_router::backfill::BackfillError, cfg: &Config) -> i32 {
-    match e {
-        oppty_router::backfill::BackfillError::Sql(e) => db_failure(&e, cfg),
-        e => {
-            eprintln!("{}: {e}", cfg.path.display());
-            exit::CONFIG
-        }
-    }
-}
-
-/// 78 when the server refuses us for a reason a retry will not fix, 69 when it cannot be reached.
-fn connect_exit_code(e: &db::DbError) -> i32 {
-    match e.kind() {
-        db::ErrorKind::Refused => exit::CONFIG,
-        _ => exit::UNAVAILABLE,
-    }
-}
-
-/// Print a failed statement as the server said it; the exit code by its kind (78 for a refusal
-/// such as a missing router schema or grant or a mapping that does not fit, 69 for a lost
-/// connection, 75 for a deadlock, a lock or a timeout, 1 for a row's data).
-fn db_failure(e: &tokio_postgres::Error, cfg: &Config) -> i32 {
-    eprintln!("{}", db::describe(e));
-    match db::kind_of(e) {
-        db::ErrorKind::Refused => {
-            eprintln!(
-                "hint: is the router installed in this database (`oppty-router install`), and does this role have \
-                 its grants (`oppty-router grants ROLE`)? schema: {}",
-                cfg.router.schema.as_str()
-            );
-            exit::CONFIG
-        }
-        db::ErrorKind::Connection => exit::UNAVAILABLE,
-        db::ErrorKind::Contention | db::ErrorKind::Timeout => exit::TEMPFAIL,
-        db::ErrorKind::Mapping => exit::CONFIG,
-        db::ErrorKind::Row => exit::FAILURE,
-    }
+/// A `--since` duration as the moment it reaches back to.
+fn since(d: Option<humantime::Duration>) -> Option<chrono::DateTime<chrono::Utc>> {
+    d.and_then(|d| chrono::Duration::from_std(d.into()).ok()).map(|d| chrono::Utc::now() - d)
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("oppty-router").build() {
-        Ok(rt) => rt.block_on(real_main(cli)),
+        Ok(rt) => match rt.block_on(run(cli)) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                e.print();
+                e.exit_code()
+            }
+        },
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             exit::FAILURE
@@ -230,306 +251,193 @@ fn main() {
     std::process::exit(code);
 }
 
-async fn real_main(cli: Cli) -> i32 {
-    match cli.command {
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match &cli.command {
         Command::Demo { keep, seconds, rate, backlog, rules, seed } => {
             init_tracing(LogFormat::Text, "warn");
-            match demo::run(demo::DemoOptions { seconds, rate, backlog, keep, rules_dir: rules, seed }).await {
-                Ok(()) => exit::OK,
-                Err(e) => {
-                    eprintln!("demo failed: {e:#}");
-                    exit::FAILURE
-                }
-            }
+            let options = demo::DemoOptions {
+                seconds: *seconds,
+                rate: *rate,
+                backlog: *backlog,
+                keep: *keep,
+                rules_dir: rules.clone(),
+                seed: *seed,
+            };
+            demo::run(options).await.map_err(|e| CliError::Failure(format!("demo failed: {e:#}")))
         }
-        Command::Check { offline, rules } => {
-            let mut cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            if let Some(r) = rules {
-                cfg.router.rules_dir = r;
-            }
-            init_tracing(LogFormat::Text, "warn");
-            let report = check::check(&cfg, offline).await;
-            for l in &report.lines {
-                println!("{l}");
-            }
-            report.exit_code()
+        Command::Check { offline, rules } => cmd_check(&cli, *offline, rules.clone()).await,
+        Command::Install { dry_run: true, .. } => {
+            print!("{}", install::dry_run_sql(&load_config(&cli)?));
+            Ok(())
         }
-        Command::Install { dry_run, .. } | Command::Uninstall { dry_run }
-            if dry_run && matches!(cli.command, Command::Install { .. }) =>
-        {
-            let cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            print!("{}", install::dry_run_sql(&cfg));
-            exit::OK
-        }
-        Command::Install { .. } | Command::Uninstall { .. } => {
-            let uninstall = matches!(cli.command, Command::Uninstall { .. });
-            let dry_run = matches!(cli.command, Command::Uninstall { dry_run: true });
-            let cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            init_tracing(cfg.log_format, &cfg.log_level);
-            let mut client = match db::connect(&cfg.database, " install").await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return connect_exit_code(&e);
-                }
-            };
-            if uninstall {
-                let result = if dry_run {
-                    install::uninstall_sql(&mut client, &cfg).await
-                } else {
-                    install::uninstall(&mut client, &cfg).await
-                };
-                match result {
-                    Ok(sql) if dry_run => {
-                        print!("{sql}");
-                        exit::OK
-                    }
-                    Ok(_) => {
-                        println!(
-                            "uninstalled: the capture triggers and schema {} are gone",
-                            cfg.router.schema.as_str()
-                        );
-                        exit::OK
-                    }
-                    Err(e) => {
-                        eprintln!("{e}");
-                        exit::FAILURE
-                    }
-                }
-            } else {
-                if let Err(e) = oppty_router::crm::prepare(&client, &cfg).await {
-                    eprintln!("{}: {e}", cfg.path.display());
-                    return exit::CONFIG;
-                }
-                let backfill = !matches!(cli.command, Command::Install { no_backfill: true, .. });
-                match install::install_with(&mut client, &cfg, backfill).await {
-                    Ok(r) => {
-                        if r.applied.is_empty() {
-                            println!("schema {} is up to date", cfg.router.schema.as_str());
-                        }
-                        for a in r.applied {
-                            println!("applied {a}");
-                        }
-                        for t in r.triggers {
-                            println!("trigger {t}");
-                        }
-                        if backfill {
-                            println!("queued {} open, unowned opportunities already in the CRM", r.backfilled);
-                        }
-                        exit::OK
-                    }
-                    Err(e) => {
-                        eprintln!("{e}");
-                        exit::FAILURE
-                    }
-                }
-            }
-        }
-        Command::Grants { role } => {
-            let (cfg, mut client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " grants").await
-            {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            match oppty_router::grants::grants(&mut client, &cfg, &role).await {
-                Ok(script) => {
-                    print!("{script}");
-                    exit::OK
-                }
-                Err(oppty_router::grants::GrantsError::Sql(e)) => db_failure(&e, &cfg),
-                Err(e) => {
-                    eprintln!("{}: {e}", cfg.path.display());
-                    exit::CONFIG
-                }
-            }
-        }
-        Command::Backfill { since, dry_run } => {
-            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " backfill").await {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            let since = since.and_then(|d| chrono::Duration::from_std(d.into()).ok()).map(|d| chrono::Utc::now() - d);
-            match oppty_router::backfill::backfill(&client, &cfg, since, dry_run).await {
-                Ok(n) if dry_run => {
-                    println!("{n} open, unowned opportunities would be queued (dry run: nothing queued)");
-                    exit::OK
-                }
-                Ok(n) => {
-                    println!("queued {n} open, unowned opportunities for routing");
-                    exit::OK
-                }
-                Err(oppty_router::backfill::BackfillError::Sql(e)) => db_failure(&e, &cfg),
-                Err(e) => {
-                    eprintln!("{}: {e}", cfg.path.display());
-                    exit::CONFIG
-                }
-            }
-        }
-        Command::Requeue { unassigned, dead_letter, since } => {
-            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " requeue").await {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            let since = since.and_then(|d| chrono::Duration::from_std(d.into()).ok()).map(|d| chrono::Utc::now() - d);
-            let mut code = exit::OK;
-            if unassigned {
-                match oppty_router::backfill::requeue_unassigned(&client, &cfg, since).await {
-                    Ok(n) => println!("queued {n} unassigned opportunities again"),
-                    Err(e) => code = requeue_failure(e, &cfg),
-                }
-            }
-            if dead_letter && code == exit::OK {
-                match oppty_router::backfill::requeue_dead_letters(&client, &cfg, since).await {
-                    Ok(n) => println!("moved {n} dead-lettered events back into the queue"),
-                    Err(e) => code = requeue_failure(e, &cfg),
-                }
-            }
-            code
+        Command::Install { no_backfill, .. } => cmd_install(&cli, !no_backfill).await,
+        Command::Uninstall { dry_run } => cmd_uninstall(&cli, *dry_run).await,
+        Command::Grants { role } => cmd_grants(&cli, role).await,
+        Command::Backfill { since: s, dry_run } => cmd_backfill(&cli, since(*s), *dry_run).await,
+        Command::Requeue { unassigned, dead_letter, since: s } => {
+            cmd_requeue(&cli, *unassigned, *dead_letter, since(*s)).await
         }
         Command::Schema => {
             print!("{}", oppty_router::rules::json_schema());
-            exit::OK
+            Ok(())
         }
-        Command::Status { json } => {
-            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " status").await {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            match oppty_router::status::report(&client, &cfg).await {
-                Ok(report) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-                        );
-                    } else {
-                        print!("{}", report.text());
-                    }
-                    if report.healthy {
-                        exit::OK
-                    } else {
-                        exit::FAILURE
-                    }
-                }
-                Err(e) => db_failure(&e, &cfg),
-            }
-        }
-        Command::Unpause { member, by } => {
-            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " unpause").await {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "admin".into());
-            match oppty_router::status::unpause(&client, &cfg, &member, &by).await {
-                Ok(true) => {
-                    println!("{member}: pause lifted by {by}; the daemon gives them work again from its next sweep");
-                    exit::OK
-                }
-                Ok(false) => {
-                    eprintln!("{member}: not paused for lapses (see `oppty-router status`)");
-                    exit::FAILURE
-                }
-                Err(e) => db_failure(&e, &cfg),
-            }
-        }
-        Command::Explain { opportunity_id } => {
-            let (cfg, client) = match connect_with_config(&cli.config, cli.database_url.as_deref(), " explain").await {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            match explain::explain(&client, &cfg, &opportunity_id).await {
-                Ok((text, found)) => {
-                    print!("{text}");
-                    if found {
-                        exit::OK
-                    } else {
-                        exit::FAILURE
-                    }
-                }
-                Err(e) => db_failure(&e, &cfg),
-            }
-        }
+        Command::Status { json } => cmd_status(&cli, *json).await,
+        Command::Unpause { member, by } => cmd_unpause(&cli, member, by.clone()).await,
+        Command::Explain { opportunity_id } => cmd_explain(&cli, opportunity_id).await,
         Command::Run => {
-            let cfg = match load_config(&cli.config, cli.database_url.as_deref()) {
-                Ok(c) => Arc::new(c),
-                Err(code) => return code,
-            };
+            let cfg = Arc::new(load_config(&cli)?);
             init_tracing(cfg.log_format, &cfg.log_level);
             run_daemon(cfg).await
         }
     }
 }
 
-async fn run_daemon(cfg: Arc<Config>) -> i32 {
-    let engine = match load_rules(&cfg) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("{e}");
-            return exit::CONFIG;
+async fn cmd_check(cli: &Cli, offline: bool, rules: Option<PathBuf>) -> Result<(), CliError> {
+    let mut cfg = load_config(cli)?;
+    if let Some(r) = rules {
+        cfg.router.rules_dir = r;
+    }
+    init_tracing(LogFormat::Text, "warn");
+    let report = check::check(&cfg, offline).await;
+    for l in &report.lines {
+        println!("{l}");
+    }
+    match report.exit_code() {
+        exit::OK => Ok(()),
+        exit::UNAVAILABLE => Err(CliError::Unavailable(String::new())),
+        _ => Err(CliError::Config(String::new())),
+    }
+}
+
+async fn cmd_install(cli: &Cli, backfill: bool) -> Result<(), CliError> {
+    let cfg = load_config(cli)?;
+    init_tracing(cfg.log_format, &cfg.log_level);
+    let mut client = db::connect(&cfg.database, " install").await.map_err(CliError::connect)?;
+    if let Err(e) = oppty_router::crm::prepare(&client, &cfg).await {
+        return Err(CliError::Config(format!("{}: {e}", cfg.path.display())));
+    }
+    let r = install::install_with(&mut client, &cfg, backfill).await.map_err(|e| CliError::Failure(e.to_string()))?;
+    if r.applied.is_empty() {
+        println!("schema {} is up to date", cfg.router.schema.as_str());
+    }
+    for a in r.applied {
+        println!("applied {a}");
+    }
+    for t in r.triggers {
+        println!("trigger {t}");
+    }
+    if backfill {
+        println!("queued {} open, unowned opportunities already in the CRM", r.backfilled);
+    }
+    Ok(())
+}
+
+async fn cmd_uninstall(cli: &Cli, dry_run: bool) -> Result<(), CliError> {
+    let cfg = load_config(cli)?;
+    init_tracing(cfg.log_format, &cfg.log_level);
+    let mut client = db::connect(&cfg.database, " install").await.map_err(CliError::connect)?;
+    let failed = |e: install::InstallError| CliError::Failure(e.to_string());
+    if dry_run {
+        print!("{}", install::uninstall_sql(&mut client, &cfg).await.map_err(failed)?);
+    } else {
+        install::uninstall(&mut client, &cfg).await.map_err(failed)?;
+        println!("uninstalled: the capture triggers and schema {} are gone", cfg.router.schema.as_str());
+    }
+    Ok(())
+}
+
+async fn cmd_grants(cli: &Cli, role: &str) -> Result<(), CliError> {
+    let (cfg, mut client) = connect(cli, " grants").await?;
+    match grants::grants(&mut client, &cfg, role).await {
+        Ok(script) => {
+            print!("{script}");
+            Ok(())
         }
-    };
+        Err(grants::GrantsError::Sql(e)) => Err(CliError::db(e, &cfg)),
+        Err(e) => Err(CliError::Config(format!("{}: {e}", cfg.path.display()))),
+    }
+}
+
+async fn cmd_backfill(cli: &Cli, since: Option<chrono::DateTime<chrono::Utc>>, dry_run: bool) -> Result<(), CliError> {
+    let (cfg, client) = connect(cli, " backfill").await?;
+    let n = backfill::backfill(&client, &cfg, since, dry_run).await.map_err(|e| match e {
+        backfill::BackfillError::Sql(e) => CliError::db(e, &cfg),
+        e => CliError::Config(format!("{}: {e}", cfg.path.display())),
+    })?;
+    if dry_run {
+        println!("{n} open, unowned opportunities would be queued (dry run: nothing queued)");
+    } else {
+        println!("queued {n} open, unowned opportunities for routing");
+    }
+    Ok(())
+}
+
+async fn cmd_requeue(
+    cli: &Cli,
+    unassigned: bool,
+    dead_letter: bool,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), CliError> {
+    let (cfg, client) = connect(cli, " requeue").await?;
+    if unassigned {
+        let n = admin::requeue_unassigned(&client, &cfg, since).await.map_err(|e| CliError::db(e, &cfg))?;
+        println!("queued {n} unassigned opportunities again");
+    }
+    if dead_letter {
+        let n = admin::requeue_dead_letters(&client, &cfg, since).await.map_err(|e| CliError::db(e, &cfg))?;
+        println!("moved {n} dead-lettered events back into the queue");
+    }
+    Ok(())
+}
+
+async fn cmd_status(cli: &Cli, json: bool) -> Result<(), CliError> {
+    let (cfg, client) = connect(cli, " status").await?;
+    let report = status::report(&client, &cfg).await.map_err(|e| CliError::db(e, &cfg))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+    } else {
+        print!("{}", report.text());
+    }
+    if report.healthy {
+        Ok(())
+    } else {
+        Err(CliError::Failure(String::new()))
+    }
+}
+
+async fn cmd_unpause(cli: &Cli, member: &str, by: Option<String>) -> Result<(), CliError> {
+    let (cfg, client) = connect(cli, " unpause").await?;
+    let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "admin".into());
+    if admin::unpause(&client, &cfg, member, &by).await.map_err(|e| CliError::db(e, &cfg))? {
+        println!("{member}: pause lifted by {by}; the daemon gives them work again from its next sweep");
+        Ok(())
+    } else {
+        Err(CliError::Failure(format!("{member}: not paused for lapses (see `oppty-router status`)")))
+    }
+}
+
+async fn cmd_explain(cli: &Cli, opportunity_id: &str) -> Result<(), CliError> {
+    let (cfg, client) = connect(cli, " explain").await?;
+    let (text, found) = explain::explain(&client, &cfg, opportunity_id).await.map_err(|e| CliError::db(e, &cfg))?;
+    print!("{text}");
+    if found {
+        Ok(())
+    } else {
+        Err(CliError::Failure(String::new()))
+    }
+}
+
+/// The daemon until SIGTERM (0), a config or mapping a person must fix (78), or a last batch
+/// that outlived `router.shutdown_timeout` (1).
+async fn run_daemon(cfg: Arc<Config>) -> Result<(), CliError> {
+    let engine = load_rules(&cfg).map_err(|e| CliError::Config(e.to_string()))?;
     tracing::info!(config = %cfg.path.display(), database = %cfg.redacted_url(), rules = %engine.version, "starting");
     let rules = Arc::new(ArcSwap::from_pointee(engine));
     let directory = Arc::new(ArcSwap::from_pointee(oppty_router::directory_flags(&cfg)));
     let reloader = Arc::new(oppty_router::reload::Reloader::new(cfg.clone(), rules.clone(), directory.clone()));
     let shutdown = CancellationToken::new();
-    let watcher = {
-        let (reloader, dir, debounce, shutdown) =
-            (reloader.clone(), cfg.router.rules_dir.clone(), cfg.router.reload_debounce, shutdown.clone());
-        tokio::spawn(async move {
-            if let Err(e) = oppty_router::reload::watch(reloader, dir.clone(), debounce, shutdown).await {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot watch the rules directory; edits load on SIGHUP only");
-            }
-        })
-    };
-
-    // Signals: SIGTERM/SIGINT stop (finish the batch, commit, exit 0); SIGHUP reloads the rules.
-    let signals = {
-        let shutdown = shutdown.clone();
-        let reloader = reloader.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-            else {
-                tracing::error!("cannot install signal handlers");
-                shutdown.cancel();
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = term.recv() => { tracing::info!("SIGTERM: finishing the batch, then exiting"); break; }
-                    _ = int.recv() => { tracing::info!("SIGINT: finishing the batch, then exiting"); break; }
-                    _ = hup.recv() => {
-                        // Logged by the reloader, with what changed or every problem. Not awaited
-                        // here, so a SIGTERM is heard at once.
-                        let reloader = reloader.clone();
-                        tokio::spawn(async move {
-                            oppty_router::systemd::reloading();
-                            let r = reloader.reload_in_background("SIGHUP").await;
-                            let version = reloader.status.load().version.clone();
-                            oppty_router::systemd::reloaded(&match r {
-                                Ok(_) => format!("routing with rules {version}"),
-                                Err(_) => format!("routing with rules {version}; the last edit was refused (see the log)"),
-                            });
-                        });
-                    }
-                }
-            }
-            oppty_router::systemd::stopping();
-            shutdown.cancel();
-        })
-    };
-
+    let watcher = spawn_watcher(&cfg, reloader.clone(), shutdown.clone());
+    let signals = spawn_signals(reloader.clone(), shutdown.clone());
     let run = daemon::run(
         cfg.clone(),
         rules,
@@ -545,24 +453,72 @@ async fn run_daemon(cfg: Arc<Config>) -> i32 {
         } => {
             tracing::error!("the last batch did not finish within router.shutdown_timeout; exiting (its events stay queued)");
             signals.abort();
-            return exit::FAILURE;
+            return Err(CliError::Failure(String::new()));
         }
     };
     signals.abort();
     watcher.abort();
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("{}: {e}", cfg.path.display());
-            match &e {
-                daemon::DaemonError::Mapping(_) => {
-                    tracing::error!(error = %e, "stopping: the mapping does not match the database")
-                }
-                daemon::DaemonError::Refused(_) => {
-                    tracing::error!(error = %e, "stopping: the database refuses the daemon, and retrying will not help")
-                }
+    result.map_err(|e| {
+        match &e {
+            daemon::DaemonError::Mapping(_) => {
+                tracing::error!(error = %e, "stopping: the mapping does not match the database")
             }
-            exit::CONFIG
+            daemon::DaemonError::Refused(_) => {
+                tracing::error!(error = %e, "stopping: the database refuses the daemon, and retrying will not help")
+            }
         }
-    }
+        CliError::Config(format!("{}: {e}", cfg.path.display()))
+    })
+}
+
+/// The rules directory's watcher, on a task of its own.
+fn spawn_watcher(
+    cfg: &Config,
+    reloader: Arc<oppty_router::reload::Reloader>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (dir, debounce) = (cfg.router.rules_dir.clone(), cfg.router.reload_debounce);
+    tokio::spawn(async move {
+        if let Err(e) = oppty_router::reload::watch(reloader, dir.clone(), debounce, shutdown).await {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot watch the rules directory; edits load on SIGHUP only");
+        }
+    })
+}
+
+/// Signals: SIGTERM/SIGINT stop (finish the batch, commit, exit 0); SIGHUP reloads the rules.
+fn spawn_signals(
+    reloader: Arc<oppty_router::reload::Reloader>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+        else {
+            tracing::error!("cannot install signal handlers");
+            shutdown.cancel();
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: finishing the batch, then exiting"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: finishing the batch, then exiting"); break; }
+                // Not awaited here, so a SIGTERM is heard at once.
+                _ = hup.recv() => { tokio::spawn(reload_on_sighup(reloader.clone())); }
+            }
+        }
+        oppty_router::systemd::stopping();
+        shutdown.cancel();
+    })
+}
+
+/// A SIGHUP's reload, told to systemd; logged by the reloader, with what changed or every problem.
+async fn reload_on_sighup(reloader: Arc<oppty_router::reload::Reloader>) {
+    oppty_router::systemd::reloading();
+    let r = reloader.reload_in_background("SIGHUP").await;
+    let version = reloader.status.load().version.clone();
+    oppty_router::systemd::reloaded(&match r {
+        Ok(_) => format!("routing with rules {version}"),
+        Err(_) => format!("routing with rules {version}; the last edit was refused (see the log)"),
+    });
 }

@@ -1,8 +1,8 @@
 //! `status`: what the leading daemon reports (rules in force, the last refused reload with its
 //! errors, its heartbeat) and the queue (backlog, held, dead letters), from the router's tables.
 //!
-//! Owns the text ops read, and lifting a member's pause for lapses (`unpause`, the one change an
-//! admin makes here). It reads only the router's own schema and changes nothing else.
+//! Owns the text ops read. It reads only the router's own schema and changes nothing (the
+//! admin's changes are `admin`'s).
 
 use std::fmt::Write;
 
@@ -315,20 +315,4 @@ impl Report {
             }
         }
     }
-}
-
-/// Lift a member's pause for lapses (an admin's decision; the daemon sees it at its next sweep).
-/// Returns whether there was a pause to lift.
-pub async fn unpause(client: &Client, cfg: &Config, member: &str, by: &str) -> Result<bool, tokio_postgres::Error> {
-    let s = cfg.router.schema.quoted();
-    let n = client
-        .execute(
-            &format!(
-                "UPDATE {s}.member_pauses SET lifted_at = clock_timestamp(), lifted_by = $2 \
-                 WHERE member_id = $1 AND lifted_at IS NULL"
-            ),
-            &[&member, &by],
-        )
-        .await?;
-    Ok(n > 0)
 }

@@ -489,10 +489,10 @@ async fn a_member_who_lets_opportunities_lapse_is_paused_until_an_admin_lifts_it
     assert!(why.contains("paused for letting opportunities lapse"), "{why}");
 
     // An admin lifts it; from the next sweep the member gets work again.
-    assert!(oppty_router::status::unpause(&db.client, &db.cfg, &lapser.to_string(), "test admin")
+    assert!(oppty_router::admin::unpause(&db.client, &db.cfg, &lapser.to_string(), "test admin")
         .await
         .expect("unpause"));
-    assert!(!oppty_router::status::unpause(&db.client, &db.cfg, &lapser.to_string(), "test admin")
+    assert!(!oppty_router::admin::unpause(&db.client, &db.cfg, &lapser.to_string(), "test admin")
         .await
         .expect("again"));
     tokio::time::sleep(Duration::from_millis(500)).await;

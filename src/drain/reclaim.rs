@@ -371,7 +371,7 @@ impl Drain {
         unwritten(&mut verdicts, &written, ledger, journal);
         let done: Vec<&Write> = verdicts.writes.iter().filter(|w| written.contains(&w.opp)).collect();
         move_loads(engine, &done, ledger, journal);
-        let paused = self.record(&tx, engine, &batch, &triage, &verdicts, &done, ledger).await?;
+        let paused = self.record_sweep(&tx, engine, &batch, &triage, &verdicts, &done, ledger).await?;
         tx.commit().await?;
         for m in &paused {
             if let Some(p) = engine.member_index(m).and_then(|i| ledger.paused.get_mut(i)) {
@@ -589,7 +589,7 @@ impl Drain {
     /// tracked, clocks restarted, due times deferred, warnings, the audit, pauses for lapses and
     /// the members' loads. Returns the members paused.
     #[allow(clippy::too_many_arguments)]
-    async fn record(
+    async fn record_sweep(
         &self,
         tx: &Transaction<'_>,
         engine: &Engine,

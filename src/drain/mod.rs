@@ -6,7 +6,7 @@
 //! batch there is one query per kind of work, never one per row. It must not decide owners itself
 //! (that is `engine`), nor connect, wait or watch files (that is `daemon`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,11 +16,12 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::capture::ORIGIN_SETTING;
 use crate::config::Config;
-use crate::crm::{CrmSql, WriteSql};
-use crate::engine::{Engine, Ledger, Opportunity, Outcome, Undo};
+use crate::crm::CrmSql;
+use crate::engine::{Engine, Ledger, Outcome, Undo};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+mod process;
 mod reclaim;
 pub use reclaim::SweepStep;
 
@@ -59,11 +60,46 @@ fn ends_session(e: &tokio_postgres::Error) -> bool {
 /// At most this many failed events are retried (each alone) before each fresh batch.
 const RETRIES_PER_BATCH: i64 = 20;
 
+/// What a captured change is (the event table's `kind`, which its CHECK constraint limits to these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A new opportunity, or one whose owner was cleared: route it.
+    Route,
+    /// Its owner, open-ness or soft delete changed: loads and ownership follow.
+    Changed,
+    /// A row of an activity table: an interaction with it.
+    Activity,
+    /// An edit of the opportunity row (who made it is the actor).
+    Edit,
+}
+
+impl EventKind {
+    /// From the table's text.
+    pub fn from_text(s: &str) -> EventKind {
+        match s {
+            "route" => EventKind::Route,
+            "changed" => EventKind::Changed,
+            "edit" => EventKind::Edit,
+            _ => EventKind::Activity,
+        }
+    }
+
+    /// As the table writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Route => "route",
+            EventKind::Changed => "changed",
+            EventKind::Activity => "activity",
+            EventKind::Edit => "edit",
+        }
+    }
+}
+
 /// A captured change, as claimed from the event table.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub id: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub opp_id: String,
     pub old_owner: Option<String>,
     pub new_owner: Option<String>,
@@ -550,324 +586,6 @@ impl Drain {
         Ok(total)
     }
 
-    async fn process(
-        &self,
-        tx: &Transaction<'_>,
-        events: &[Event],
-        ledger: &mut Ledger,
-        journal: &mut Vec<Journal>,
-    ) -> Result<(BatchReport, Vec<Routed>), tokio_postgres::Error> {
-        let engine = &*self.engine;
-        let mut report = BatchReport::default();
-        let mut touched: HashSet<usize> = HashSet::new();
-
-        // Who is touched: opportunities to route, opportunities that changed, owners to recount.
-        let mut route: Vec<&Event> = Vec::new();
-        let mut seen_route = HashSet::new();
-        let mut changed_ids: Vec<String> = Vec::new();
-        let mut recount: HashSet<String> = HashSet::new();
-        let mut activities: Vec<&Event> = Vec::new();
-        for ev in events {
-            for o in [&ev.old_owner, &ev.new_owner].into_iter().flatten() {
-                if !self.sql.unowned_values.contains(o) {
-                    recount.insert(o.clone());
-                }
-            }
-            match ev.kind.as_str() {
-                "route" => {
-                    if seen_route.insert(ev.opp_id.as_str()) {
-                        route.push(ev);
-                    }
-                }
-                "changed" => {
-                    report.changes += 1;
-                    changed_ids.push(ev.opp_id.clone());
-                }
-                _ => {
-                    report.activities += 1;
-                    activities.push(ev);
-                }
-            }
-        }
-
-        // Members' loads moved by a person (owner changed, closed, reopened, deleted): recount them.
-        recount.retain(|o| engine.member_index(o).is_some());
-        if !recount.is_empty() {
-            let owners: Vec<String> = recount.into_iter().collect();
-            let rows = tx.query(&self.sql.recount, &[&owners]).await?;
-            let mut counts: HashMap<String, i64> = rows
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, tokio_postgres::Error>>()?;
-            for o in &owners {
-                if let Some(m) = engine.member_index(o) {
-                    journal.push(Journal::Open(m, ledger.open[m]));
-                    ledger.open[m] = counts.remove(o).unwrap_or(0);
-                    touched.insert(m);
-                }
-            }
-        }
-
-        // Opportunities to route need their fields; those that only changed, their state alone.
-        let mut ids: Vec<String> = route.iter().map(|e| e.opp_id.clone()).collect();
-        ids.sort();
-        ids.dedup();
-        let mut state_ids: Vec<String> =
-            changed_ids.iter().filter(|i| ids.binary_search(i).is_err()).cloned().collect();
-        state_ids.sort();
-        state_ids.dedup();
-        let mut clock = Instant::now();
-        let mut lap = |report: &mut BatchReport, phase: usize| {
-            report.phase_us[phase] += clock.elapsed().as_micros() as u64;
-            clock = Instant::now();
-        };
-        let ctx = self.load_context(tx, &ids, &state_ids, true).await?;
-
-        // Changed opportunities: forget ownership of what a person took over, closed or deleted.
-        if !changed_ids.is_empty() {
-            let owners: Vec<Option<String>> =
-                changed_ids.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
-            let open: Vec<bool> =
-                changed_ids.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted && c.opportunity)).collect();
-            tx.execute(&self.release, &[&changed_ids, &owners, &open]).await?;
-        }
-
-        lap(&mut report, 1);
-        // Route.
-        struct Pending {
-            opp: String,
-            decision: crate::engine::Decision,
-            previous: Option<String>,
-            event_at: DateTime<Utc>,
-        }
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut unrouted = Unrouted::default();
-        for id in &changed_ids {
-            let routable = ctx.get(id).is_some_and(|c| {
-                c.opportunity
-                    && c.open
-                    && !c.deleted
-                    && c.owner.as_ref().is_none_or(|o| self.sql.unowned_values.contains(o))
-            });
-            if !routable {
-                unrouted.clear(id);
-            }
-        }
-        let now = Utc::now();
-        // Opportunities to route again later (held for capacity, locked by a CRM transaction):
-        // id, waiting since, when.
-        let mut held: (Vec<String>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = (Vec::new(), Vec::new(), Vec::new());
-        ledger.trim(now.timestamp(), engine.history);
-        {
-            let mut rng = match self.rng.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            for ev in &route {
-                let Some(c) = ctx.get(&ev.opp_id) else {
-                    tracing::debug!(opportunity = %ev.opp_id, "skipped: deleted before it was routed");
-                    report.skipped += 1;
-                    unrouted.clear(&ev.opp_id);
-                    continue;
-                };
-                let unowned = c.owner.as_ref().is_none_or(|o| self.sql.unowned_values.contains(o));
-                if !c.opportunity {
-                    tracing::debug!(opportunity = %ev.opp_id, "skipped: not an opportunity (opportunity.where)");
-                    report.skipped += 1;
-                    unrouted.clear(&ev.opp_id);
-                    continue;
-                }
-                if !unowned || !c.open || c.deleted {
-                    tracing::debug!(opportunity = %ev.opp_id, owner = ?c.owner, open = c.open, deleted = c.deleted,
-                    "skipped: already owned, closed or deleted");
-                    report.skipped += 1;
-                    unrouted.clear(&ev.opp_id);
-                    continue;
-                }
-                if c.locked {
-                    let again = now + chrono::Duration::from_std(self.cfg.router.retry_backoff).unwrap_or_default();
-                    tracing::info!(opportunity = %ev.opp_id, retry_at = %again,
-                        "locked by a CRM transaction; routing it again shortly");
-                    report.locked += 1;
-                    held.0.push(ev.opp_id.clone());
-                    held.1.push(ev.created_at);
-                    held.2.push(again);
-                    continue;
-                }
-                let opp = Opportunity {
-                    id: &ev.opp_id,
-                    pipeline: c.pipeline.as_deref(),
-                    fields: &c.fields,
-                    waiting_since: ev.created_at,
-                    exclude: &[],
-                    only_team: None,
-                };
-                let decision = engine.route(&opp, ledger, now, &mut *rng);
-                journal.push(Journal::Assign(decision.undo.clone()));
-                if let Some((m, _)) = decision.undo.assigned {
-                    touched.insert(m);
-                }
-                pending.push(Pending {
-                    opp: ev.opp_id.clone(),
-                    decision,
-                    previous: c.owner.clone(),
-                    event_at: ev.created_at,
-                });
-            }
-        }
-        lap(&mut report, 2);
-        // Write owners back; only rows still unowned are written.
-        let to_write: Vec<&Pending> = pending.iter().filter(|p| p.decision.owner.is_some()).collect();
-        let mut written: HashSet<String> = HashSet::new();
-        if !to_write.is_empty() {
-            match &self.sql.write {
-                WriteSql::Batch(sql) => {
-                    let ids: Vec<&str> = to_write.iter().map(|p| p.opp.as_str()).collect();
-                    let owners: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.owner.as_deref()).collect();
-                    let teams: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.team_crm_id.as_deref()).collect();
-                    for r in tx.query(sql, &[&ids, &owners, &teams, &self.sql.unowned_values]).await? {
-                        written.insert(r.get(0));
-                    }
-                }
-                WriteSql::PerRow { sql, params } => {
-                    let rows = to_write.iter().map(|p| {
-                        [
-                            Some(p.opp.clone()),
-                            p.decision.owner.clone(),
-                            p.decision.team_crm_id.clone(),
-                            p.previous.clone(),
-                        ]
-                    });
-                    written.extend(write_per_row(tx, sql, params, rows).await?);
-                }
-            }
-        }
-
-        lap(&mut report, 3);
-        // Audit, ownership, loads: one statement each.
-        let mut a = AuditCols::default();
-        let mut own = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut assigned: HashMap<String, i64> = HashMap::new();
-        let mut routed = Vec::new();
-        for p in &pending {
-            let d = &p.decision;
-            if d.owner.is_some() && !written.contains(&p.opp) {
-                // A person (or another writer) owned it between our read and our write.
-                if let Some((m, at)) = d.undo.assigned {
-                    ledger.unassign(m, at);
-                    journal.push(Journal::Unassigned(m, at));
-                }
-                tracing::debug!(opportunity = %p.opp, "skipped: owned by someone else before the write");
-                report.skipped += 1;
-                unrouted.clear(&p.opp);
-                continue;
-            }
-            unrouted.note(&p.opp, d);
-            match d.outcome {
-                Outcome::Rule => report.routed += 1,
-                Outcome::Fallback => report.fallback += 1,
-                Outcome::Held => {
-                    report.held += 1;
-                    if let Some(at) = d.retry_at {
-                        held.0.push(p.opp.clone());
-                        held.1.push(p.event_at);
-                        held.2.push(at);
-                    }
-                }
-                // The engine's route never yields these (the sweeper sets them).
-                Outcome::Unassigned | Outcome::Reclaim | Outcome::Kept => report.unassigned += 1,
-            }
-            tracing::debug!(opportunity = %p.opp, owner = ?d.owner, team = ?d.team, outcome = d.outcome.as_str(),
-                rule = ?d.rule_id, pipeline = %d.pipeline, "decision");
-            a.push(&p.opp, d, p.previous.clone(), p.event_at);
-            if let Some(o) = &d.owner {
-                own.0.push(p.opp.clone());
-                own.1.push(o.clone());
-                own.2.push(d.team.clone());
-                own.3.push(d.pipeline.clone());
-                // The sweeper's first look: the shortest window (now, without a reclaim rule, so
-                // a rule added later finds it at once).
-                own.4.push(
-                    engine.pipelines.get(&d.pipeline).and_then(|p| p.reclaim.as_ref()).map_or(0, |r| r.earliest()),
-                );
-                *assigned.entry(o.clone()).or_default() += 1;
-            }
-            routed.push(Routed {
-                opp_id: p.opp.clone(),
-                owner: d.owner.clone(),
-                team: d.team.clone(),
-                outcome: d.outcome,
-                rule_id: d.rule_id.clone(),
-                pipeline: d.pipeline.clone(),
-                event_at: p.event_at,
-            });
-        }
-        let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.to_string()).collect();
-        let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
-        let totals: Vec<i64> = members.iter().map(|m| assigned.get(m).copied().unwrap_or(0)).collect();
-        let dirty = ledger.take_dirty();
-        let keys: Vec<&str> = dirty.iter().map(String::as_str).collect();
-        let cursors: Vec<Option<&str>> = dirty.iter().map(|k| ledger.cursors.get(k).map(String::as_str)).collect();
-        let weights: Vec<String> = dirty
-            .iter()
-            .map(|k| ledger.weights.get(k).and_then(|w| serde_json::to_string(w).ok()).unwrap_or_else(|| "{}".into()))
-            .collect();
-
-        let audit = async {
-            if a.opp.is_empty() {
-                return Ok(());
-            }
-            a.insert(tx, &self.audit, &engine.version).await
-        };
-        let ownership = async {
-            if own.0.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(&self.own, &[&own.0, &own.1, &own.2, &own.3, &own.4]).await
-        };
-        let member_state = async {
-            if members.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(&self.member_state, &[&members, &counts, &totals]).await
-        };
-        let touch = async {
-            if activities.is_empty() {
-                return Ok(0);
-            }
-            let ids: Vec<&str> = activities.iter().map(|e| e.opp_id.as_str()).collect();
-            let actors: Vec<Option<&str>> = activities.iter().map(|e| e.actor.as_deref()).collect();
-            let ats: Vec<DateTime<Utc>> = activities.iter().map(|e| e.at.unwrap_or(e.created_at)).collect();
-            let edits: Vec<bool> = activities.iter().map(|e| e.kind == "edit").collect();
-            tx.execute(&self.touch, &[&ids, &actors, &ats, &edits]).await
-        };
-        let requeue = async {
-            if held.0.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(&self.requeue, &[&held.0, &held.1, &held.2]).await
-        };
-        let picks = async {
-            if keys.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(&self.pick_state, &[&keys, &cursors, &weights]).await
-        };
-        let parked = async {
-            if unrouted.is_empty() {
-                return Ok(0);
-            }
-            let (clear, park) = unrouted.into_columns();
-            tx.execute(&self.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
-        };
-        // Pipelined: sent together, one round trip's wait. All are awaited, so that the error
-        // reported is the one that failed the transaction, not a later statement's "aborted".
-        let done = tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
-        first_cause([done.0.map(|()| 0), done.1, done.2, done.3, done.4, done.5, done.6])?;
-        lap(&mut report, 4);
-        Ok((report, routed))
-    }
-
     /// The context of these opportunities: owner, open, deleted, pipeline, fields for those to
     /// route (one query), and the state alone for those that only changed (one more). With
     /// `lock`, the rows to route are locked, and those a CRM transaction holds come back with
@@ -1140,7 +858,7 @@ fn clamp_i32(v: i64) -> i32 {
 fn event_from_row(r: &tokio_postgres::Row) -> Result<Event, tokio_postgres::Error> {
     Ok(Event {
         id: r.try_get(0)?,
-        kind: r.try_get(1)?,
+        kind: EventKind::from_text(r.try_get(1)?),
         opp_id: r.try_get(2)?,
         old_owner: r.try_get(3)?,
         new_owner: r.try_get(4)?,

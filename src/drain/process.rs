@@ -1,0 +1,473 @@
+//! One batch's work inside its transaction, phase by phase: sort the events, recount loads a
+//! person moved, read the opportunities, forget what a person took over, route, write owners
+//! back (only where still unowned), and record it all (audit, ownership, loads, interactions,
+//! opportunities to route again, pick state, what is left unowned).
+//!
+//! Owns the order of those phases and the columns each statement is given. It must not decide
+//! owners (the engine does), nor commit: the caller commits or rolls back the whole batch.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Transaction;
+
+use super::{
+    clamp_i32, first_cause, write_per_row, AuditCols, BatchReport, Context, Drain, Event, EventKind, Journal, Routed,
+    Unrouted,
+};
+use crate::crm::WriteSql;
+use crate::engine::{Decision, Engine, Ledger, Opportunity, Outcome};
+
+/// A batch's events by what they ask for.
+#[derive(Default)]
+struct Sorted<'e> {
+    /// Opportunities to route, each once.
+    route: Vec<&'e Event>,
+    /// Opportunities whose owner, open-ness or soft delete changed.
+    changed: Vec<String>,
+    /// Interactions (activities and edits).
+    activities: Vec<&'e Event>,
+    /// Owners whose load a person moved.
+    recount: HashSet<String>,
+}
+
+/// A routing decision waiting to be written and recorded.
+struct Pending {
+    opp: String,
+    decision: Decision,
+    previous: Option<String>,
+    event_at: DateTime<Utc>,
+}
+
+/// Opportunities to route again later (held for capacity, locked by a CRM transaction).
+#[derive(Default)]
+struct Again {
+    opp: Vec<String>,
+    waiting_since: Vec<DateTime<Utc>>,
+    at: Vec<DateTime<Utc>>,
+}
+
+impl Again {
+    fn push(&mut self, opp: &str, waiting_since: DateTime<Utc>, at: DateTime<Utc>) {
+        self.opp.push(opp.to_string());
+        self.waiting_since.push(waiting_since);
+        self.at.push(at);
+    }
+}
+
+/// Rows for `ownership`: what the router assigned, and when the sweeper first looks.
+#[derive(Default)]
+struct OwnershipCols {
+    opp: Vec<String>,
+    owner: Vec<String>,
+    team: Vec<Option<String>>,
+    pipeline: Vec<String>,
+    /// Seconds to the sweeper's first look.
+    first_look: Vec<i64>,
+}
+
+/// What the batch records besides the CRM's owners.
+#[derive(Default)]
+struct Records {
+    audit: AuditCols,
+    ownership: OwnershipCols,
+    /// Assignments per owner in this batch.
+    assigned: HashMap<String, i64>,
+    routed: Vec<Routed>,
+}
+
+/// Time spent per phase, into the report.
+struct Laps(Instant);
+
+impl Laps {
+    fn lap(&mut self, report: &mut BatchReport, phase: usize) {
+        report.phase_us[phase] += self.0.elapsed().as_micros() as u64;
+        self.0 = Instant::now();
+    }
+}
+
+impl Drain {
+    pub(super) async fn process(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[Event],
+        ledger: &mut Ledger,
+        journal: &mut Vec<Journal>,
+    ) -> Result<(BatchReport, Vec<Routed>), tokio_postgres::Error> {
+        let engine = &*self.engine;
+        let mut report = BatchReport::default();
+        let mut touched: HashSet<usize> = HashSet::new();
+        let sorted = self.sort(events, &mut report);
+        self.recount(tx, engine, sorted.recount.clone(), ledger, journal, &mut touched).await?;
+        // Opportunities to route need their fields; those that only changed, their state alone.
+        let mut ids: Vec<String> = sorted.route.iter().map(|e| e.opp_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut state_ids: Vec<String> =
+            sorted.changed.iter().filter(|i| ids.binary_search(i).is_err()).cloned().collect();
+        state_ids.sort();
+        state_ids.dedup();
+        let mut laps = Laps(Instant::now());
+        let ctx = self.load_context(tx, &ids, &state_ids, true).await?;
+        let mut unrouted = self.release(tx, &sorted.changed, &ctx).await?;
+        laps.lap(&mut report, 1);
+        let now = Utc::now();
+        let mut again = Again::default();
+        ledger.trim(now.timestamp(), engine.history);
+        let pending =
+            self.route(engine, &sorted.route, &ctx, ledger, journal, now, &mut report, &mut unrouted, &mut again);
+        for p in &pending {
+            touched.extend(p.decision.undo.assigned.map(|(m, _)| m));
+        }
+        laps.lap(&mut report, 2);
+        let written = self.write_owners(tx, &pending).await?;
+        laps.lap(&mut report, 3);
+        let records = self.settle(engine, pending, &written, ledger, journal, &mut report, &mut unrouted, &mut again);
+        let routed =
+            self.record_batch(tx, engine, records, &touched, &sorted.activities, again, unrouted, ledger).await?;
+        laps.lap(&mut report, 4);
+        Ok((report, routed))
+    }
+
+    /// Who is touched: opportunities to route, opportunities that changed, owners to recount.
+    fn sort<'e>(&self, events: &'e [Event], report: &mut BatchReport) -> Sorted<'e> {
+        let mut s = Sorted::default();
+        let mut seen_route = HashSet::new();
+        for ev in events {
+            for o in [&ev.old_owner, &ev.new_owner].into_iter().flatten() {
+                if !self.sql.unowned_values.contains(o) {
+                    s.recount.insert(o.clone());
+                }
+            }
+            match ev.kind {
+                EventKind::Route => {
+                    if seen_route.insert(ev.opp_id.as_str()) {
+                        s.route.push(ev);
+                    }
+                }
+                EventKind::Changed => {
+                    report.changes += 1;
+                    s.changed.push(ev.opp_id.clone());
+                }
+                EventKind::Activity | EventKind::Edit => {
+                    report.activities += 1;
+                    s.activities.push(ev);
+                }
+            }
+        }
+        s
+    }
+
+    /// Members' loads moved by a person (owner changed, closed, reopened, deleted): recount them.
+    async fn recount(
+        &self,
+        tx: &Transaction<'_>,
+        engine: &Engine,
+        mut recount: HashSet<String>,
+        ledger: &mut Ledger,
+        journal: &mut Vec<Journal>,
+        touched: &mut HashSet<usize>,
+    ) -> Result<(), tokio_postgres::Error> {
+        recount.retain(|o| engine.member_index(o).is_some());
+        if recount.is_empty() {
+            return Ok(());
+        }
+        let owners: Vec<String> = recount.into_iter().collect();
+        let rows = tx.query(&self.sql.recount, &[&owners]).await?;
+        let mut counts: HashMap<String, i64> =
+            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, tokio_postgres::Error>>()?;
+        for o in &owners {
+            if let Some(m) = engine.member_index(o) {
+                journal.push(Journal::Open(m, ledger.open[m]));
+                ledger.open[m] = counts.remove(o).unwrap_or(0);
+                touched.insert(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Changed opportunities: forget the ownership of what a person took over, closed or
+    /// deleted; those no longer routable leave `unrouted`.
+    async fn release(
+        &self,
+        tx: &Transaction<'_>,
+        changed: &[String],
+        ctx: &HashMap<String, Context>,
+    ) -> Result<Unrouted, tokio_postgres::Error> {
+        let mut unrouted = Unrouted::default();
+        if changed.is_empty() {
+            return Ok(unrouted);
+        }
+        let owners: Vec<Option<String>> = changed.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
+        let open: Vec<bool> =
+            changed.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted && c.opportunity)).collect();
+        tx.execute(&self.release, &[&changed, &owners, &open]).await?;
+        for id in changed {
+            if !ctx.get(id).is_some_and(|c| self.routable(c)) {
+                unrouted.clear(id);
+            }
+        }
+        Ok(unrouted)
+    }
+
+    /// An open opportunity, not deleted, without an owner.
+    fn routable(&self, c: &Context) -> bool {
+        c.opportunity && c.open && !c.deleted && self.unowned(c)
+    }
+
+    fn unowned(&self, c: &Context) -> bool {
+        c.owner.as_ref().is_none_or(|o| self.sql.unowned_values.contains(o))
+    }
+
+    /// Route each opportunity still routable; one a CRM transaction holds is routed again
+    /// shortly, never waited on.
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &self,
+        engine: &Engine,
+        route: &[&Event],
+        ctx: &HashMap<String, Context>,
+        ledger: &mut Ledger,
+        journal: &mut Vec<Journal>,
+        now: DateTime<Utc>,
+        report: &mut BatchReport,
+        unrouted: &mut Unrouted,
+        again: &mut Again,
+    ) -> Vec<Pending> {
+        let mut pending = Vec::new();
+        let mut rng = match self.rng.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for ev in route {
+            let Some(c) = ctx.get(&ev.opp_id).filter(|c| self.routable(c)) else {
+                self.skipped(ev, ctx.get(&ev.opp_id));
+                report.skipped += 1;
+                unrouted.clear(&ev.opp_id);
+                continue;
+            };
+            if c.locked {
+                let at = now + chrono::Duration::from_std(self.cfg.router.retry_backoff).unwrap_or_default();
+                tracing::info!(opportunity = %ev.opp_id, retry_at = %at, "locked by a CRM transaction; routing it again shortly");
+                report.locked += 1;
+                again.push(&ev.opp_id, ev.created_at, at);
+                continue;
+            }
+            let opp = Opportunity {
+                id: &ev.opp_id,
+                pipeline: c.pipeline.as_deref(),
+                fields: &c.fields,
+                waiting_since: ev.created_at,
+                exclude: &[],
+                only_team: None,
+            };
+            let decision = engine.route(&opp, ledger, now, &mut *rng);
+            journal.push(Journal::Assign(decision.undo.clone()));
+            pending.push(Pending {
+                opp: ev.opp_id.clone(),
+                decision,
+                previous: c.owner.clone(),
+                event_at: ev.created_at,
+            });
+        }
+        pending
+    }
+
+    /// Why an opportunity is not routed, at debug.
+    fn skipped(&self, ev: &Event, c: Option<&Context>) {
+        match c {
+            None => tracing::debug!(opportunity = %ev.opp_id, "skipped: deleted before it was routed"),
+            Some(c) if !c.opportunity => {
+                tracing::debug!(opportunity = %ev.opp_id, "skipped: not an opportunity (opportunity.where)")
+            }
+            Some(c) => tracing::debug!(opportunity = %ev.opp_id, owner = ?c.owner, open = c.open, deleted = c.deleted,
+                "skipped: already owned, closed or deleted"),
+        }
+    }
+
+    /// Write owners back; only rows still unowned are written. Returns those written.
+    async fn write_owners(
+        &self,
+        tx: &Transaction<'_>,
+        pending: &[Pending],
+    ) -> Result<HashSet<String>, tokio_postgres::Error> {
+        let to_write: Vec<&Pending> = pending.iter().filter(|p| p.decision.owner.is_some()).collect();
+        let mut written: HashSet<String> = HashSet::new();
+        if to_write.is_empty() {
+            return Ok(written);
+        }
+        match &self.sql.write {
+            WriteSql::Batch(sql) => {
+                let ids: Vec<&str> = to_write.iter().map(|p| p.opp.as_str()).collect();
+                let owners: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.owner.as_deref()).collect();
+                let teams: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.team_crm_id.as_deref()).collect();
+                for r in tx.query(sql, &[&ids, &owners, &teams, &self.sql.unowned_values]).await? {
+                    written.insert(r.try_get(0)?);
+                }
+            }
+            WriteSql::PerRow { sql, params } => {
+                let rows = to_write.iter().map(|p| {
+                    [Some(p.opp.clone()), p.decision.owner.clone(), p.decision.team_crm_id.clone(), p.previous.clone()]
+                });
+                written.extend(write_per_row(tx, sql, params, rows).await?);
+            }
+        }
+        Ok(written)
+    }
+
+    /// The decisions as they stand after the write: one a person (or another writer) owned
+    /// between our read and our write is taken back out of the ledger; the others are counted,
+    /// audited and tracked.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        engine: &Engine,
+        pending: Vec<Pending>,
+        written: &HashSet<String>,
+        ledger: &mut Ledger,
+        journal: &mut Vec<Journal>,
+        report: &mut BatchReport,
+        unrouted: &mut Unrouted,
+        again: &mut Again,
+    ) -> Records {
+        let mut r = Records::default();
+        for p in pending {
+            let d = &p.decision;
+            if d.owner.is_some() && !written.contains(&p.opp) {
+                if let Some((m, at)) = d.undo.assigned {
+                    ledger.unassign(m, at);
+                    journal.push(Journal::Unassigned(m, at));
+                }
+                tracing::debug!(opportunity = %p.opp, "skipped: owned by someone else before the write");
+                report.skipped += 1;
+                unrouted.clear(&p.opp);
+                continue;
+            }
+            unrouted.note(&p.opp, d);
+            count(report, &p, again);
+            tracing::debug!(opportunity = %p.opp, owner = ?d.owner, team = ?d.team, outcome = d.outcome.as_str(),
+                rule = ?d.rule_id, pipeline = %d.pipeline, "decision");
+            r.audit.push(&p.opp, d, p.previous.clone(), p.event_at);
+            if let Some(o) = &d.owner {
+                r.ownership.opp.push(p.opp.clone());
+                r.ownership.owner.push(o.clone());
+                r.ownership.team.push(d.team.clone());
+                r.ownership.pipeline.push(d.pipeline.clone());
+                // The sweeper's first look: the shortest window (now, without a reclaim rule, so
+                // a rule added later finds it at once).
+                let first =
+                    engine.pipelines.get(&d.pipeline).and_then(|p| p.reclaim.as_ref()).map_or(0, |r| r.earliest());
+                r.ownership.first_look.push(first);
+                *r.assigned.entry(o.clone()).or_default() += 1;
+            }
+            r.routed.push(Routed {
+                opp_id: p.opp.clone(),
+                owner: d.owner.clone(),
+                team: d.team.clone(),
+                outcome: d.outcome,
+                rule_id: d.rule_id.clone(),
+                pipeline: d.pipeline.clone(),
+                event_at: p.event_at,
+            });
+        }
+        r
+    }
+
+    /// Audit, ownership, loads, interactions, opportunities to route again, pick state and
+    /// what is left unowned: one statement each, pipelined (sent together, one round trip's
+    /// wait). All are awaited, so that the error reported is the one that failed the
+    /// transaction, not a later statement's "aborted".
+    #[allow(clippy::too_many_arguments)]
+    async fn record_batch(
+        &self,
+        tx: &Transaction<'_>,
+        engine: &Engine,
+        r: Records,
+        touched: &HashSet<usize>,
+        activities: &[&Event],
+        again: Again,
+        unrouted: Unrouted,
+        ledger: &mut Ledger,
+    ) -> Result<Vec<Routed>, tokio_postgres::Error> {
+        let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.to_string()).collect();
+        let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
+        let totals: Vec<i64> = members.iter().map(|m| r.assigned.get(m).copied().unwrap_or(0)).collect();
+        let dirty = ledger.take_dirty();
+        let keys: Vec<&str> = dirty.iter().map(String::as_str).collect();
+        let cursors: Vec<Option<&str>> = dirty.iter().map(|k| ledger.cursors.get(k).map(String::as_str)).collect();
+        let weights: Vec<String> = (dirty.iter())
+            .map(|k| ledger.weights.get(k).and_then(|w| serde_json::to_string(w).ok()).unwrap_or_else(|| "{}".into()))
+            .collect();
+        let (a, own) = (&r.audit, &r.ownership);
+        let audit = async {
+            if a.opp.is_empty() {
+                return Ok(0);
+            }
+            a.insert(tx, &self.audit, &engine.version).await.map(|()| 0)
+        };
+        let ownership = async {
+            if own.opp.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&self.own, &[&own.opp, &own.owner, &own.team, &own.pipeline, &own.first_look]).await
+        };
+        let member_state = async {
+            if members.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&self.member_state, &[&members, &counts, &totals]).await
+        };
+        let touch = self.touch(tx, activities);
+        let requeue = async {
+            if again.opp.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&self.requeue, &[&again.opp, &again.waiting_since, &again.at]).await
+        };
+        let picks = async {
+            if keys.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&self.pick_state, &[&keys, &cursors, &weights]).await
+        };
+        let parked = async {
+            if unrouted.is_empty() {
+                return Ok(0);
+            }
+            let (clear, park) = unrouted.into_columns();
+            tx.execute(&self.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
+        };
+        let done = tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
+        first_cause([done.0, done.1, done.2, done.3, done.4, done.5, done.6])?;
+        Ok(r.routed)
+    }
+
+    /// Interactions: the owner's clock restarts (and, for the sweeper, who touched it when).
+    async fn touch(&self, tx: &Transaction<'_>, activities: &[&Event]) -> Result<u64, tokio_postgres::Error> {
+        if activities.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = activities.iter().map(|e| e.opp_id.as_str()).collect();
+        let actors: Vec<Option<&str>> = activities.iter().map(|e| e.actor.as_deref()).collect();
+        let ats: Vec<DateTime<Utc>> = activities.iter().map(|e| e.at.unwrap_or(e.created_at)).collect();
+        let edits: Vec<bool> = activities.iter().map(|e| e.kind == EventKind::Edit).collect();
+        tx.execute(&self.touch, &[&ids, &actors, &ats, &edits]).await
+    }
+}
+
+/// The decision in the batch's counts; one held for capacity goes back in the queue for later.
+fn count(report: &mut BatchReport, p: &Pending, again: &mut Again) {
+    match p.decision.outcome {
+        Outcome::Rule => report.routed += 1,
+        Outcome::Fallback => report.fallback += 1,
+        Outcome::Held => {
+            report.held += 1;
+            if let Some(at) = p.decision.retry_at {
+                again.push(&p.opp, p.event_at, at);
+            }
+        }
+        // The engine's route never yields these (the sweeper sets them).
+        Outcome::Unassigned | Outcome::Reclaim | Outcome::Kept => report.unassigned += 1,
+    }
+}

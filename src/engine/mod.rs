@@ -10,6 +10,7 @@ pub mod cond;
 pub mod ledger;
 mod pick;
 pub mod reclaim;
+mod route;
 pub mod schedule;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::Serialize;
 
 pub use cond::{Cond, Facts, Op};
@@ -141,7 +141,7 @@ impl Explanation {
 }
 
 /// Everything that explains one decision; stored as JSON with the assignment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Explanation {
     pub pipeline: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -609,268 +609,6 @@ impl Engine {
             }
         }
         None
-    }
-
-    /// Decide the owner of one opportunity. The ledger is updated with the assignment (undo it
-    /// with [`Decision::undo`] if the write does not happen).
-    pub fn route(
-        &self,
-        opp: &Opportunity<'_>,
-        ledger: &mut Ledger,
-        now: DateTime<Utc>,
-        rng: &mut dyn RngCore,
-    ) -> Decision {
-        let mut flags = Vec::new();
-        let mut d = self.route_noting(opp, ledger, now, rng, &mut flags);
-        d.undo.flags = flags;
-        d
-    }
-
-    /// [`Engine::route`], noting the away flags and re-entry ramps it changes in `flags`.
-    fn route_noting(
-        &self,
-        opp: &Opportunity<'_>,
-        ledger: &mut Ledger,
-        now: DateTime<Utc>,
-        rng: &mut dyn RngCore,
-        flags: &mut Vec<FlagUndo>,
-    ) -> Decision {
-        let pipeline_id = opp.pipeline.map(str::trim).filter(|p| !p.is_empty()).unwrap_or(DEFAULT_PIPELINE);
-        let mut facts = Facts::new(opp.fields);
-        for t in &self.tag_rules {
-            if !facts.tags.contains(&t.tag) && t.when.eval(&facts) {
-                facts.tags.push(t.tag.clone());
-            }
-        }
-        let mut ex = Explanation {
-            pipeline: pipeline_id.to_string(),
-            tags: facts.tags.clone(),
-            rules: Vec::new(),
-            member: None,
-            fallback: None,
-            held: None,
-            note: None,
-        };
-        let Some(pipeline) = self.pipelines.get(pipeline_id) else {
-            ex.note = Some(format!("pipeline `{pipeline_id}` has no rules"));
-            return self.fallback(pipeline_id, None, ex, facts.tags);
-        };
-        if let Some(held) = self.wait_for_fields(pipeline, &facts, opp, now, &mut ex) {
-            return held;
-        }
-        let nows = now.timestamp();
-        let mut hold: Option<(DateTime<Utc>, String)> = None;
-        let mut cache: Vec<(u32, bool, bool)> = Vec::new();
-        let tag_syms: Vec<u32> = {
-            let mut v: Vec<u32> = facts.tags.iter().filter_map(|t| self.symbol(t)).collect();
-            v.sort_unstable();
-            v
-        };
-        'rules: for rule in &pipeline.rules {
-            let mut trace = RuleTrace {
-                rule: rule.id.clone(),
-                result: "",
-                why: None,
-                team: None,
-                filters: Vec::new(),
-                excluded: BTreeMap::new(),
-            };
-            if let Some(c) = &rule.when {
-                if !c.eval(&facts) {
-                    trace.result = "conditions not met";
-                    trace.why = Some(c.why_false(&facts).into());
-                    ex.rules.push(trace);
-                    continue;
-                }
-            }
-            // Team stage.
-            let (teams, team_why) = match self.team_stage(rule, pipeline, &facts, &tag_syms) {
-                Ok(t) => t,
-                Err(why) => {
-                    trace.result = "no team";
-                    trace.why = Some(why.into());
-                    ex.rules.push(trace);
-                    continue;
-                }
-            };
-            trace.team =
-                Some(TeamTrace { ids: teams.iter().map(|t| self.teams[*t].id.clone()).collect(), why: team_why });
-            let mut cands: Cands = Vec::new();
-            for &t in &teams {
-                cands.extend(self.teams[t].members.iter().map(|m| (*m, t)));
-            }
-            if teams.len() > 1 {
-                // A member in several of these teams counts once (through the first team).
-                cands.sort_by_key(|(m, _)| *m);
-                cands.dedup_by_key(|(m, _)| *m);
-            }
-            // Filters: who fits this opportunity.
-            for f in &rule.filters {
-                let before = cands.len();
-                let (kept, label): (Cands, String) = self.apply_filter(f, &cands, &facts, &tag_syms);
-                if kept.is_empty() {
-                    match f.if_nobody {
-                        IfNobody::NextRule => {
-                            trace.filters.push(FilterTrace { filter: label, kept: 0, of: before, note: None });
-                            trace.result = "nobody fits";
-                            ex.rules.push(trace);
-                            continue 'rules;
-                        }
-                        IfNobody::SkipFilter => {
-                            trace.filters.push(FilterTrace {
-                                filter: label,
-                                kept: before,
-                                of: before,
-                                note: Some("skipped: it would leave nobody".into()),
-                            });
-                            continue;
-                        }
-                    }
-                }
-                trace.filters.push(FilterTrace { filter: label, kept: kept.len(), of: before, note: None });
-                cands = kept;
-            }
-            // Scope: who can take a new opportunity now.
-            let mut eligible: Cands = Vec::new();
-            let (mut full, mut away, mut other) = (0usize, 0usize, 0usize);
-            let mut next_start: Option<DateTime<Utc>> = None;
-            for &(m, t) in &cands {
-                let excl = self
-                    .exclusion(m, opp, ledger, now, true, &mut cache)
-                    .or_else(|| self.team_exclusion(m, t, ledger, now, true));
-                match excl {
-                    None => eligible.push((m, t)),
-                    Some(e) => {
-                        match &e {
-                            Excl::AtCap(_) | Excl::AtCapHere => full += 1,
-                            Excl::OutOfOffice | Excl::OutsideHours => {
-                                away += 1;
-                                if let Some(s) =
-                                    self.members[m].schedule.and_then(|s| self.schedules[s as usize].next_start(now))
-                                {
-                                    next_start = Some(next_start.map_or(s, |n| n.min(s)));
-                                }
-                            }
-                            _ => other += 1,
-                        }
-                        if matches!(e, Excl::Paused | Excl::PausedForLapses | Excl::Inactive | Excl::OutOfOffice)
-                            && !ledger.away[m]
-                        {
-                            flags.push(FlagUndo { member: m, away: false, reentry: ledger.reentry[m] });
-                            ledger.away[m] = true;
-                        }
-                        let label = match &e {
-                            Excl::AtCap(c) => cap_label(&self.members[m].caps[*c]),
-                            e => e.label(),
-                        };
-                        trace.excluded.entry(label).or_default().push(self.members[m].id.clone());
-                    }
-                }
-            }
-            if eligible.is_empty() && full > 0 {
-                match rule.when_full {
-                    WhenFull::NextRule => {}
-                    WhenFull::Fallback => {
-                        trace.result = "everyone at cap: fallback owner";
-                        ex.rules.push(trace);
-                        return self.fallback(pipeline_id, pipeline.fallback_owner.as_deref(), ex, facts.tags);
-                    }
-                    WhenFull::IgnoreCaps => {
-                        eligible = cands
-                            .iter()
-                            .copied()
-                            .filter(|&(m, t)| {
-                                self.exclusion(m, opp, ledger, now, false, &mut cache).is_none()
-                                    && self.team_exclusion(m, t, ledger, now, false).is_none()
-                            })
-                            .collect();
-                        if !eligible.is_empty() {
-                            trace.why = Some("every candidate is at a cap: caps ignored by this rule".into());
-                        }
-                    }
-                    WhenFull::Hold => {
-                        let at = now + chrono::Duration::seconds(self.hold_retry);
-                        hold.get_or_insert((at, format!("rule `{}`: every candidate is at a cap", rule.id)));
-                    }
-                }
-            }
-            if eligible.is_empty() && away > 0 && full == 0 && rule.when_away == WhenAway::Wait {
-                if let Some(at) = next_start {
-                    hold.get_or_insert((at, format!("rule `{}`: the whole team is away", rule.id)));
-                }
-            }
-            if eligible.is_empty() {
-                trace.result = "nobody eligible";
-                let _ = other;
-                ex.rules.push(trace);
-                if hold.is_some() {
-                    break;
-                }
-                continue;
-            }
-            // Fair re-entry: a member back from a pause or holiday enters level with the least
-            // loaded, and the deficit fades over the ramp.
-            for &(m, _) in &eligible {
-                if ledger.away[m] {
-                    flags.push(FlagUndo { member: m, away: true, reentry: ledger.reentry[m] });
-                    ledger.away[m] = false;
-                    let min_other = eligible.iter().filter(|(o, _)| *o != m).map(|(o, _)| ledger.open[*o]).min();
-                    let deficit = min_other.map_or(0, |o| (o - ledger.open[m]).max(0));
-                    ledger.reentry[m] = (deficit > 0).then_some((nows, deficit));
-                }
-            }
-            // Pick.
-            match self.pick(&rule.pick, rule, &eligible, &facts, ledger, nows, rng) {
-                Ok(pick::Picked { m, t, why, undo: picks }) => {
-                    trace.result = "matched";
-                    ex.rules.push(trace);
-                    let member = &self.members[m];
-                    let team = &self.teams[t];
-                    ledger.assign(m, nows);
-                    let here = team.caps_member(m).then(|| (member.id.clone(), team.id.clone()));
-                    if let Some((mid, tid)) = &here {
-                        ledger.assign_here(mid, tid, nows);
-                    }
-                    ex.member = Some(PickTrace { id: member.id.clone(), name: member.name.clone(), why });
-                    return Decision {
-                        owner: Some(member.id.to_string()),
-                        team: Some(team.id.to_string()),
-                        team_crm_id: team.crm_id.clone(),
-                        outcome: Outcome::Rule,
-                        pipeline: pipeline_id.to_string(),
-                        rule_id: Some(rule.id.to_string()),
-                        tags: facts.tags,
-                        retry_at: None,
-                        explanation: ex,
-                        undo: Undo { assigned: Some((m, nows)), picks, here, flags: Vec::new() },
-                    };
-                }
-                Err(why) => {
-                    trace.result = "no pick";
-                    trace.why = Some(why.into());
-                    ex.rules.push(trace);
-                }
-            }
-        }
-        if let Some((at, why)) = hold {
-            if (now - opp.waiting_since).num_seconds() < self.hold_max {
-                ex.held = Some(format!("{why}; held until {}", at.to_rfc3339()));
-                return Decision {
-                    owner: None,
-                    team: None,
-                    team_crm_id: None,
-                    outcome: Outcome::Held,
-                    pipeline: pipeline_id.to_string(),
-                    rule_id: None,
-                    tags: facts.tags,
-                    retry_at: Some(at),
-                    explanation: ex,
-                    undo: Undo::default(),
-                };
-            }
-            ex.note = Some(format!("{why}, and it has waited longer than the hold limit"));
-        }
-        self.fallback(pipeline_id, pipeline.fallback_owner.as_deref(), ex, facts.tags)
     }
 
     /// Held while a required field is missing and the wait is not over; past it, a note says

@@ -19,6 +19,7 @@ pub mod install;
 pub mod reload;
 pub mod rules;
 pub mod status;
+pub mod store;
 pub mod systemd;
 pub mod throwaway;
 

@@ -593,3 +593,49 @@ async fn a_new_opportunity_is_routed_while_a_large_sweep_is_under_way() {
     }
     daemon.stop().await;
 }
+
+/// "Counts as an interaction" is written twice, in Rust (the sweep's read) and in SQL (the
+/// conditional reassign's last look): both say the same for every kind, actor and policy.
+#[tokio::test]
+async fn what_counts_as_an_interaction_is_the_same_in_rust_and_in_sql() {
+    use oppty_router::engine::Interaction;
+    let (_, _, client) = empty_db("counts").await;
+    let sql = format!(
+        "SELECT {} FROM (SELECT $1::text AS kind, $2::text AS actor) e, \
+         (SELECT $3::text AS old, $4::bool AS anyone, $5::bool AS edits) u",
+        oppty_router::store::COUNTS_AS_INTERACTION
+    );
+    let text = |anyone: bool, edits: bool| {
+        let mut i = vec!["\"owner\""];
+        if anyone {
+            i.push("\"anyone\"");
+        }
+        if edits {
+            i.push("\"owner_edits\"");
+        }
+        format!(
+            "[[member]]\nid = \"a\"\n[[team]]\nid = \"t\"\nmembers = [\"a\"]\npipelines = [\"p\"]\n[[pipeline]]\nid = \"p\"\n\
+             [[pipeline.rule]]\nid = \"r\"\nmember = \"random\"\n[pipeline.reclaim]\nafter = \"1h\"\ninteractions = [{}]\n",
+            i.join(", ")
+        )
+    };
+    let unmapped_edits = oppty_router::rules::Directory::default();
+    let mut checked = 0;
+    for anyone in [false, true] {
+        for edits in [false, true] {
+            let e = oppty_router::rules::compile_texts_with(&[("r.toml", &text(anyone, edits))], &[], &unmapped_edits)
+                .expect("rules");
+            let p = e.pipelines["p"].reclaim.clone().expect("reclaim");
+            for (kind, word) in [(Interaction::Activity, "activity"), (Interaction::Edit, "edit")] {
+                for actor in [Some("a"), Some("x"), None] {
+                    let row = client.query_one(&sql, &[&word, &actor, &"a", &anyone, &edits]).await.expect("query");
+                    let in_sql: Option<bool> = row.get(0);
+                    let in_rust = p.counts(kind, actor, "a");
+                    assert_eq!(in_sql.unwrap_or(false), in_rust, "{word} by {actor:?}, anyone {anyone}, edits {edits}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 24);
+}

@@ -567,8 +567,8 @@ impl Drain {
                     .query(
                         &format!(
                             "SELECT u.id FROM unnest($1::text[], $2::text[], $3::bool[], $4::bool[]) AS u(id, old, anyone, edits) \
-                             WHERE EXISTS (SELECT 1 FROM {s}.events e WHERE e.opp_id = u.id \
-                               AND ((e.kind = 'activity' AND (u.anyone OR e.actor = u.old)) OR (e.kind = 'edit' AND u.edits AND e.actor = u.old)))"
+                             WHERE EXISTS (SELECT 1 FROM {s}.events e WHERE e.opp_id = u.id AND {})",
+                            crate::store::COUNTS_AS_INTERACTION
                         ),
                         &[&ids, &olds, &anyone, &edits],
                     )

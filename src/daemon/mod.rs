@@ -5,7 +5,7 @@
 //! the systemd notifications. It must not build SQL for the CRM (that is `crm`) nor decide owners
 //! (that is `engine`); it must never exit on a lost connection, only on shutdown or a bad config.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::crm;
 use crate::db;
-use crate::drain::{Drain, DrainError, Routed};
+use crate::drain::{DrainError, Routed};
 use crate::engine::Engine;
 use crate::rules::Directory;
 
 mod lease;
+mod session;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -240,7 +241,7 @@ pub async fn run(
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        match session(&cfg, &rules, &shutdown, &opts, &mut notified, &mut backoff).await {
+        match session::session(&cfg, &rules, &shutdown, &opts, &mut notified, &mut backoff).await {
             Ok(SessionEnd::Shutdown) => {
                 tracing::info!("shut down cleanly");
                 return Ok(());
@@ -258,220 +259,6 @@ pub async fn run(
             return Ok(());
         }
         backoff = (backoff * 2).min(cfg.router.reconnect_max_backoff);
-    }
-}
-
-async fn session(
-    cfg: &Arc<Config>,
-    rules: &Arc<ArcSwap<Engine>>,
-    shutdown: &CancellationToken,
-    opts: &RunOptions,
-    notified: &mut bool,
-    backoff: &mut Duration,
-) -> Result<SessionEnd, DaemonError> {
-    macro_rules! lost {
-        ($e:expr) => {
-            match $e {
-                Ok(v) => v,
-                Err(e) => return end_for(e, cfg),
-            }
-        };
-    }
-    let mut client = lost!(db::connect(&cfg.database, "").await);
-    let (listener, mut wakeups) = lost!(db::connect_listener(&cfg.database, " listener").await);
-    lost!(listener.batch_execute(&format!("LISTEN {}", cfg.router.channel.quoted())).await);
-    if let Some(role) = lost!(db::is_superuser(&client).await) {
-        tracing::warn!(role = %role, "connected as a superuser: give the daemon its own narrow role (`oppty-router grants ROLE` prints what it needs)");
-    }
-    let sql = match crm::prepare(&client, cfg).await {
-        Ok(s) => s,
-        Err(crm::CrmError::Sql(e)) => return end_for(e, cfg),
-        // What looked like a mapping problem came from a connection that went: retry.
-        Err(e) if client.is_closed() => return Ok(SessionEnd::Lost(e.to_string())),
-        Err(e) => return Err(DaemonError::Mapping(e)),
-    };
-    if let Err(why) = lost!(crate::install::check_installed(&client, cfg).await) {
-        return Err(DaemonError::Refused(why));
-    }
-    if let Err(e) = use_id_form(cfg, rules, &opts.directory, opts.reloader.as_ref(), sql.id_form).await {
-        return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
-            key: "rules".into(),
-            message: e,
-        }])));
-    }
-    if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_ref()).await {
-        if client.is_closed() || e.is_session_fault() {
-            return end_for(e, cfg);
-        }
-        if rules.load().provisional {
-            // Never compiled with the directory: a wrong query, or rules (their tests included)
-            // that fail with the CRM's teams, is a config error; a provisional set never routes.
-            return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
-                key: "directory".into(),
-                message: e.to_string(),
-            }])));
-        }
-        tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
-    }
-    let mut next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
-    let mut refreshing: Option<tokio::task::JoinHandle<()>> = None;
-    let mut next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
-    let mut next_heartbeat = tokio::time::Instant::now();
-
-    // Leadership: one replica drains at a time; the others wait here as hot standbys. The lock is
-    // held by the session, so it is released the moment this connection dies; a leader that stops
-    // renewing its lease (frozen, cut off) has its session ended by a standby (`lease`).
-    let mut waiting_logged = false;
-    let mut said_cannot = false;
-    loop {
-        if lost!(lease::try_lead(&client, cfg, &mut said_cannot).await) {
-            break;
-        }
-        if !waiting_logged {
-            tracing::info!("another replica is draining; standing by");
-            crate::systemd::status("standing by: another replica is draining");
-            waiting_logged = true;
-        }
-        crate::systemd::watchdog();
-        tokio::select! {
-            _ = tokio::time::sleep(lease::standby_poll(cfg)) => {}
-            _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
-        }
-    }
-    // The server notices a dead client of this session within seconds (not the OS's two hours),
-    // and ends it, releasing the lock (ignored over a Unix socket, where it cannot happen).
-    lost!(
-        client
-            .batch_execute("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3")
-            .await
-    );
-    let backend: i32 = lost!(lost!(client.query_one("SELECT pg_backend_pid()", &[]).await).try_get(0));
-    let (lease_stop, lease_lost) = (CancellationToken::new(), CancellationToken::new());
-    let _stop_renewing = lease_stop.clone().drop_guard();
-    lease::spawn_renewer(cfg.clone(), backend, lease_stop, lease_lost.clone());
-
-    let leading_since = chrono::Utc::now();
-    lost!(continue_versions(&client, cfg, rules, opts.reloader.as_deref()).await);
-    let mut engine = rules.load_full();
-    match crm::check_rule_values(&client, &sql, &engine).await {
-        Ok(()) => {}
-        Err(crm::RuleValuesError::Db(e)) => return end_for(e, cfg),
-        // The initial rule set was already compiled; an id that the CRM cannot hold is a config error.
-        Err(e) => {
-            return Err(DaemonError::Mapping(crm::CrmError::Mapping(vec![crm::MappingProblem {
-                key: "rules".into(),
-                message: e.to_string(),
-            }])))
-        }
-    }
-    let mut drain = Drain::new(cfg.clone(), sql, engine.clone(), opts.decisions.clone());
-    lost!(drain.reconcile(&mut client).await);
-    tracing::info!(rules = %engine.version, members = engine.members.len(), "connected and leading; draining the backlog");
-    *backoff = Duration::from_millis(100);
-
-    let mut idle = false;
-    lost!(drain.set_idle(&client, false).await);
-    let mut first = true;
-    let mut reported: Option<Arc<crate::reload::ReloadStatus>> = None;
-    crate::systemd::status(&format!("routing with rules {}", engine.version));
-    loop {
-        crate::systemd::watchdog();
-        if lease_lost.is_cancelled() {
-            return Ok(SessionEnd::Lost("the leader lease was lost".into()));
-        }
-        let now_status = opts.reloader.as_ref().map(|r| r.status.load_full());
-        let status_changed = match (&now_status, &reported) {
-            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if status_changed || tokio::time::Instant::now() >= next_heartbeat {
-            reported = now_status;
-            lost!(write_status(&client, cfg, &engine, opts.reloader.as_deref(), leading_since).await);
-            next_heartbeat = tokio::time::Instant::now() + Duration::from_secs(10);
-        }
-        // The directory's queries and the recompile run beside routing, on a connection of their
-        // own; the new set is picked up below once it is in force.
-        if next_refresh.is_some_and(|at| tokio::time::Instant::now() >= at) {
-            if refreshing.as_ref().is_none_or(|h| h.is_finished()) {
-                refreshing =
-                    Some(spawn_refresh(cfg.clone(), rules.clone(), opts.directory.clone(), opts.reloader.clone()));
-            }
-            next_refresh = cfg.directory.as_ref().map(|d| tokio::time::Instant::now() + d.refresh);
-        }
-        // A newer rule set: check its member ids against the CRM, then use it from the next batch.
-        let latest = rules.load_full();
-        if !Arc::ptr_eq(&latest, &engine) {
-            match crm::check_rule_values(&client, drain.crm_sql(), &latest).await {
-                Ok(()) => {
-                    tracing::info!(from = %engine.version, to = %latest.version, "rules swapped in");
-                    crate::systemd::status(&format!("routing with rules {}", latest.version));
-                    engine = latest.clone();
-                    lost!(drain.swap_engine(&mut client, latest).await);
-                    next_heartbeat = tokio::time::Instant::now();
-                }
-                Err(crm::RuleValuesError::Db(e)) => return end_for(e, cfg),
-                Err(e) => {
-                    tracing::error!(error = %e, rejected = %latest.version, kept = %engine.version, "new rules refused; the last good rules stay in force");
-                    rules.store(engine.clone());
-                    if let Some(r) = &opts.reloader {
-                        r.refused_by_database(&e.to_string(), &engine);
-                    }
-                }
-            }
-        }
-        // Reclaim, a step at a time between batches: routing never waits for a whole sweep.
-        if drain.sweeping() || tokio::time::Instant::now() >= next_sweep {
-            match drain.sweep_step(&mut client, chrono::Utc::now()).await {
-                Ok(crate::drain::SweepStep::Going) => {}
-                Ok(crate::drain::SweepStep::Done(_)) => {
-                    next_sweep = tokio::time::Instant::now() + cfg.router.reclaim_interval;
-                }
-                Err(e) => return end_for(e, cfg),
-            }
-        }
-        let report = match drain.drain_all(&mut client, shutdown).await {
-            Ok(r) => r,
-            Err(e) => return end_for(e, cfg),
-        };
-        if first {
-            first = false;
-            if let Some(r) = &opts.ready {
-                r.store(true, Ordering::SeqCst);
-            }
-            if opts.notify_systemd && !*notified {
-                crate::systemd::ready(&format!("routing with rules {}", engine.version));
-                *notified = true;
-            }
-        }
-        if shutdown.is_cancelled() {
-            return Ok(stopped(&client, cfg).await);
-        }
-        if report.claimed > 0 || drain.sweeping() {
-            if idle {
-                lost!(drain.set_idle(&client, false).await);
-                idle = false;
-            }
-            continue;
-        }
-        if !idle {
-            // Say we are idle, then look once more: an event committed just before the flag was
-            // set did not NOTIFY.
-            lost!(drain.set_idle(&client, true).await);
-            idle = true;
-            continue;
-        }
-        tokio::select! {
-            w = wakeups.recv() => {
-                if w.is_none() {
-                    return Ok(SessionEnd::Lost("the LISTEN connection closed".into()));
-                }
-            }
-            // Never longer than the watchdog allows between two pings.
-            _ = tokio::time::sleep(drain.poll_interval().min(ALIVE_EVERY)) => {}
-            _ = shutdown.cancelled() => return Ok(stopped(&client, cfg).await),
-            _ = lease_lost.cancelled() => return Ok(SessionEnd::Lost("the leader lease was lost".into())),
-        }
     }
 }
 

@@ -1,0 +1,376 @@
+//! One database session, in order: connect (main and LISTEN connections), check the mapping and
+//! the router's schema, read the CRM's directory, stand by until this replica leads, hold the
+//! lease, start the drain, then lead: between batches report status, refresh the directory,
+//! pick up a newer rule set, take a reclaim step; drain; wait for a NOTIFY or the poll.
+//!
+//! Every step says how it ends a session: `Halt::End` (shut down, or lost: the caller
+//! reconnects) or `Halt::Stop` (a person must fix something). It must not exit the process.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    continue_versions, end_for, lease, refresh_directory, spawn_refresh, stopped, use_id_form, write_status,
+    DaemonError, Fault, RunOptions, SessionEnd, ALIVE_EVERY,
+};
+use crate::config::Config;
+use crate::crm::{self, CrmSql};
+use crate::db;
+use crate::drain::{BatchReport, Drain};
+use crate::engine::Engine;
+
+/// Why a session's step does not go on.
+enum Halt {
+    /// The session ends: shut down, or lost (reconnect).
+    End(SessionEnd),
+    /// The daemon stops: a person must fix something.
+    Stop(DaemonError),
+}
+
+type Step<T> = Result<T, Halt>;
+
+/// A fault met in a step, as the session's end it calls for.
+trait OrHalt<T> {
+    fn or_halt(self, cfg: &Config) -> Step<T>;
+}
+
+impl<T, E: Fault> OrHalt<T> for Result<T, E> {
+    fn or_halt(self, cfg: &Config) -> Step<T> {
+        self.map_err(|e| match end_for(e, cfg) {
+            Ok(end) => Halt::End(end),
+            Err(stop) => Halt::Stop(stop),
+        })
+    }
+}
+
+/// A problem of the mapping or the rules that a restart will not fix.
+fn mapping(key: &str, message: String) -> Halt {
+    let problem = crm::MappingProblem { key: key.into(), message };
+    Halt::Stop(DaemonError::Mapping(crm::CrmError::Mapping(vec![problem])))
+}
+
+/// The connections of a session and the mapping's statements.
+struct Connected {
+    client: tokio_postgres::Client,
+    /// Kept open: dropping it closes the LISTEN connection.
+    _listener: tokio_postgres::Client,
+    wakeups: mpsc::Receiver<()>,
+    sql: CrmSql,
+}
+
+pub(super) async fn session(
+    cfg: &Arc<Config>,
+    rules: &Arc<ArcSwap<Engine>>,
+    shutdown: &CancellationToken,
+    opts: &RunOptions,
+    notified: &mut bool,
+    backoff: &mut Duration,
+) -> Result<SessionEnd, DaemonError> {
+    match steps(cfg, rules, shutdown, opts, notified, backoff).await {
+        Ok(end) | Err(Halt::End(end)) => Ok(end),
+        Err(Halt::Stop(e)) => Err(e),
+    }
+}
+
+async fn steps(
+    cfg: &Arc<Config>,
+    rules: &Arc<ArcSwap<Engine>>,
+    shutdown: &CancellationToken,
+    opts: &RunOptions,
+    notified: &mut bool,
+    backoff: &mut Duration,
+) -> Step<SessionEnd> {
+    let c = connect(cfg, rules, opts).await?;
+    if !stand_by(&c.client, cfg, shutdown).await? {
+        return Ok(SessionEnd::Shutdown);
+    }
+    let lease_lost = hold_lease(&c.client, cfg).await?;
+    let _stop_renewing = lease_lost.1.drop_guard();
+    let mut leader = Leader::start(cfg, rules, opts, c, lease_lost.0).await?;
+    *backoff = Duration::from_millis(100);
+    leader.run(shutdown, notified).await
+}
+
+/// Connect, check the mapping and the router's schema, and read the CRM's directory.
+async fn connect(cfg: &Arc<Config>, rules: &Arc<ArcSwap<Engine>>, opts: &RunOptions) -> Step<Connected> {
+    let client = db::connect(&cfg.database, "").await.or_halt(cfg)?;
+    let (listener, wakeups) = db::connect_listener(&cfg.database, " listener").await.or_halt(cfg)?;
+    listener.batch_execute(&format!("LISTEN {}", cfg.router.channel.quoted())).await.or_halt(cfg)?;
+    if let Some(role) = db::is_superuser(&client).await.or_halt(cfg)? {
+        tracing::warn!(role = %role, "connected as a superuser: give the daemon its own narrow role (`oppty-router grants ROLE` prints what it needs)");
+    }
+    let sql = match crm::prepare(&client, cfg).await {
+        Ok(s) => s,
+        Err(crm::CrmError::Sql(e)) => return Err(e).or_halt(cfg),
+        // What looked like a mapping problem came from a connection that went: retry.
+        Err(e) if client.is_closed() => return Err(Halt::End(SessionEnd::Lost(e.to_string()))),
+        Err(e) => return Err(Halt::Stop(DaemonError::Mapping(e))),
+    };
+    if let Err(why) = crate::install::check_installed(&client, cfg).await.or_halt(cfg)? {
+        return Err(Halt::Stop(DaemonError::Refused(why)));
+    }
+    if let Err(e) = use_id_form(cfg, rules, &opts.directory, opts.reloader.as_ref(), sql.id_form).await {
+        return Err(mapping("rules", e));
+    }
+    if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_ref()).await {
+        if client.is_closed() || e.is_session_fault() {
+            return Err(e).or_halt(cfg);
+        }
+        if rules.load().provisional {
+            // Never compiled with the directory: a wrong query, or rules (their tests included)
+            // that fail with the CRM's teams, is a config error; a provisional set never routes.
+            return Err(mapping("directory", e.to_string()));
+        }
+        tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
+    }
+    Ok(Connected { client, _listener: listener, wakeups, sql })
+}
+
+/// Leadership: one replica drains at a time; the others wait here as hot standbys. The lock is
+/// held by the session, so it is released the moment this connection dies; a leader that stops
+/// renewing its lease (frozen, cut off) has its session ended by a standby (`lease`). False on
+/// shutdown.
+async fn stand_by(client: &tokio_postgres::Client, cfg: &Arc<Config>, shutdown: &CancellationToken) -> Step<bool> {
+    let mut waiting_logged = false;
+    let mut said_cannot = false;
+    loop {
+        if lease::try_lead(client, cfg, &mut said_cannot).await.or_halt(cfg)? {
+            return Ok(true);
+        }
+        if !waiting_logged {
+            tracing::info!("another replica is draining; standing by");
+            crate::systemd::status("standing by: another replica is draining");
+            waiting_logged = true;
+        }
+        crate::systemd::watchdog();
+        tokio::select! {
+            _ = tokio::time::sleep(lease::standby_poll(cfg)) => {}
+            _ = shutdown.cancelled() => return Ok(false),
+        }
+    }
+}
+
+/// Keep the lease while leading: the renewer's own connection, and a token cancelled if the
+/// lease is lost. Returns (lost, stop renewing).
+async fn hold_lease(
+    client: &tokio_postgres::Client,
+    cfg: &Arc<Config>,
+) -> Step<(CancellationToken, CancellationToken)> {
+    // The server notices a dead client of this session within seconds (not the OS's two hours),
+    // and ends it, releasing the lock (ignored over a Unix socket, where it cannot happen).
+    let keepalives = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3";
+    client.batch_execute(keepalives).await.or_halt(cfg)?;
+    let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.or_halt(cfg)?.try_get(0).or_halt(cfg)?;
+    let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
+    lease::spawn_renewer(cfg.clone(), backend, stop.clone(), lost.clone());
+    Ok((lost, stop))
+}
+
+/// The leading session's state between batches.
+struct Leader<'a> {
+    cfg: &'a Arc<Config>,
+    rules: &'a Arc<ArcSwap<Engine>>,
+    opts: &'a RunOptions,
+    c: Connected,
+    drain: Drain,
+    engine: Arc<Engine>,
+    lease_lost: CancellationToken,
+    leading_since: chrono::DateTime<chrono::Utc>,
+    idle: bool,
+    first: bool,
+    reported: Option<Arc<crate::reload::ReloadStatus>>,
+    next_refresh: Option<Instant>,
+    refreshing: Option<tokio::task::JoinHandle<()>>,
+    next_sweep: Instant,
+    next_heartbeat: Instant,
+}
+
+impl<'a> Leader<'a> {
+    /// Versions go on after the last recorded; the rules' member ids fit the CRM; the drain's
+    /// ledger is rebuilt from the CRM and the audit.
+    async fn start(
+        cfg: &'a Arc<Config>,
+        rules: &'a Arc<ArcSwap<Engine>>,
+        opts: &'a RunOptions,
+        mut c: Connected,
+        lease_lost: CancellationToken,
+    ) -> Step<Leader<'a>> {
+        let leading_since = chrono::Utc::now();
+        continue_versions(&c.client, cfg, rules, opts.reloader.as_deref()).await.or_halt(cfg)?;
+        let engine = rules.load_full();
+        match crm::check_rule_values(&c.client, &c.sql, &engine).await {
+            Ok(()) => {}
+            Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(cfg),
+            // The initial rule set was already compiled; an id the CRM cannot hold is a config error.
+            Err(e) => return Err(mapping("rules", e.to_string())),
+        }
+        let mut drain = Drain::new(cfg.clone(), c.sql.clone(), engine.clone(), opts.decisions.clone());
+        drain.reconcile(&mut c.client).await.or_halt(cfg)?;
+        tracing::info!(rules = %engine.version, members = engine.members.len(), "connected and leading; draining the backlog");
+        drain.set_idle(&c.client, false).await.or_halt(cfg)?;
+        crate::systemd::status(&format!("routing with rules {}", engine.version));
+        let now = Instant::now();
+        Ok(Leader {
+            cfg,
+            rules,
+            opts,
+            c,
+            drain,
+            engine,
+            lease_lost,
+            leading_since,
+            idle: false,
+            first: true,
+            reported: None,
+            next_refresh: cfg.directory.as_ref().map(|d| now + d.refresh),
+            refreshing: None,
+            next_sweep: now + cfg.router.reclaim_interval,
+            next_heartbeat: now,
+        })
+    }
+
+    async fn run(&mut self, shutdown: &CancellationToken, notified: &mut bool) -> Step<SessionEnd> {
+        let cfg = self.cfg;
+        loop {
+            crate::systemd::watchdog();
+            if self.lease_lost.is_cancelled() {
+                return Ok(SessionEnd::Lost("the leader lease was lost".into()));
+            }
+            self.report_status().await?;
+            self.refresh_directory();
+            self.pick_up_rules().await?;
+            self.sweep_step().await?;
+            let report = self.drain.drain_all(&mut self.c.client, shutdown).await.or_halt(cfg)?;
+            self.ready(notified);
+            if shutdown.is_cancelled() {
+                return Ok(stopped(&self.c.client, cfg).await);
+            }
+            if self.more_to_do(&report).await? {
+                continue;
+            }
+            tokio::select! {
+                w = self.c.wakeups.recv() => {
+                    if w.is_none() {
+                        return Ok(SessionEnd::Lost("the LISTEN connection closed".into()));
+                    }
+                }
+                // Never longer than the watchdog allows between two pings.
+                _ = tokio::time::sleep(self.drain.poll_interval().min(ALIVE_EVERY)) => {}
+                _ = shutdown.cancelled() => return Ok(stopped(&self.c.client, cfg).await),
+                _ = self.lease_lost.cancelled() => return Ok(SessionEnd::Lost("the leader lease was lost".into())),
+            }
+        }
+    }
+
+    /// `status`'s heartbeat, and at once when the reload status changed.
+    async fn report_status(&mut self) -> Step<()> {
+        let now_status = self.opts.reloader.as_ref().map(|r| r.status.load_full());
+        let changed = match (&now_status, &self.reported) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if changed || Instant::now() >= self.next_heartbeat {
+            self.reported = now_status;
+            let reloader = self.opts.reloader.as_deref();
+            write_status(&self.c.client, self.cfg, &self.engine, reloader, self.leading_since)
+                .await
+                .or_halt(self.cfg)?;
+            self.next_heartbeat = Instant::now() + Duration::from_secs(10);
+        }
+        Ok(())
+    }
+
+    /// The directory's queries and the recompile run beside routing, on a connection of their
+    /// own; the new set is picked up once it is in force.
+    fn refresh_directory(&mut self) {
+        if self.next_refresh.is_none_or(|at| Instant::now() < at) {
+            return;
+        }
+        if self.refreshing.as_ref().is_none_or(|h| h.is_finished()) {
+            let o = self.opts;
+            self.refreshing =
+                Some(spawn_refresh(self.cfg.clone(), self.rules.clone(), o.directory.clone(), o.reloader.clone()));
+        }
+        self.next_refresh = self.cfg.directory.as_ref().map(|d| Instant::now() + d.refresh);
+    }
+
+    /// A newer rule set: check its member ids against the CRM, then use it from the next batch;
+    /// refused, the last good set goes back in force.
+    async fn pick_up_rules(&mut self) -> Step<()> {
+        let latest = self.rules.load_full();
+        if Arc::ptr_eq(&latest, &self.engine) {
+            return Ok(());
+        }
+        match crm::check_rule_values(&self.c.client, self.drain.crm_sql(), &latest).await {
+            Ok(()) => {
+                tracing::info!(from = %self.engine.version, to = %latest.version, "rules swapped in");
+                crate::systemd::status(&format!("routing with rules {}", latest.version));
+                self.engine = latest.clone();
+                self.drain.swap_engine(&mut self.c.client, latest).await.or_halt(self.cfg)?;
+                self.next_heartbeat = Instant::now();
+            }
+            Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(self.cfg),
+            Err(e) => {
+                tracing::error!(error = %e, rejected = %latest.version, kept = %self.engine.version, "new rules refused; the last good rules stay in force");
+                self.rules.store(self.engine.clone());
+                if let Some(r) = &self.opts.reloader {
+                    r.refused_by_database(&e.to_string(), &self.engine);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reclaim, a step at a time between batches: routing never waits for a whole sweep.
+    async fn sweep_step(&mut self) -> Step<()> {
+        if !self.drain.sweeping() && Instant::now() < self.next_sweep {
+            return Ok(());
+        }
+        let step = self.drain.sweep_step(&mut self.c.client, chrono::Utc::now()).await.or_halt(self.cfg)?;
+        if let crate::drain::SweepStep::Done(_) = step {
+            self.next_sweep = Instant::now() + self.cfg.router.reclaim_interval;
+        }
+        Ok(())
+    }
+
+    /// After the first backlog is drained: ready (for tests and for systemd, once per process).
+    fn ready(&mut self, notified: &mut bool) {
+        if !self.first {
+            return;
+        }
+        self.first = false;
+        if let Some(r) = &self.opts.ready {
+            r.store(true, Ordering::SeqCst);
+        }
+        if self.opts.notify_systemd && !*notified {
+            crate::systemd::ready(&format!("routing with rules {}", self.engine.version));
+            *notified = true;
+        }
+    }
+
+    /// Whether to drain again at once: events came, or a sweep is under way. Before waiting, the
+    /// triggers are told to NOTIFY, then the queue is looked at once more (an event committed just
+    /// before the flag was set did not NOTIFY).
+    async fn more_to_do(&mut self, report: &BatchReport) -> Step<bool> {
+        if report.claimed > 0 || self.drain.sweeping() {
+            if self.idle {
+                self.drain.set_idle(&self.c.client, false).await.or_halt(self.cfg)?;
+                self.idle = false;
+            }
+            return Ok(true);
+        }
+        if !self.idle {
+            self.drain.set_idle(&self.c.client, true).await.or_halt(self.cfg)?;
+            self.idle = true;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}

@@ -48,11 +48,33 @@ pub fn install_sql(cfg: &Config) -> String {
     }
 }
 
+/// Which rows the router's own writes are: skipped in the triggers' WHEN clauses, evaluated
+/// without calling PL/pgSQL, so the write-back of a batch costs the CRM no function call per row.
+fn not_router() -> String {
+    format!("current_setting('{ORIGIN_SETTING}', true) IS DISTINCT FROM 'router'")
+}
+
 fn install_sql_with_tag(cfg: &Config, tag: &str) -> String {
+    let not_router = not_router();
+    let mut sql = capture_opportunity(cfg, tag);
+    sql.push_str(&opportunity_triggers(cfg));
+    sql.push_str(&capture_edit(cfg, tag));
+    for (i, a) in cfg.activities.iter().enumerate() {
+        sql.push_str(&capture_activity(cfg, i, a, tag));
+    }
+    for (i, r) in cfg.related.iter().enumerate() {
+        sql.push_str(&related_sql(cfg, i, r, tag, &not_router));
+    }
+    sql
+}
+
+/// The opportunity table's capture function: a new or owner-cleared row is queued to route
+/// (and wakes the daemon when it is idle); an owner, open-ness or soft-delete change is queued as
+/// a change.
+fn capture_opportunity(cfg: &Config, tag: &str) -> String {
     let definer = definer(cfg);
     let s = cfg.router.schema.quoted();
     let o = &cfg.opportunity;
-    let table = o.table.quoted();
     let id = o.id.quoted();
     let owner = o.owner.quoted();
     let placeholders = if o.unowned_values.is_empty() {
@@ -61,8 +83,7 @@ fn install_sql_with_tag(cfg: &Config, tag: &str) -> String {
         format!("ARRAY[{}]::text[]", o.unowned_values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", "))
     };
     let channel = literal(cfg.router.channel.as_str());
-
-    let mut sql = format!(
+    format!(
         r#"CREATE OR REPLACE FUNCTION {s}.capture_opportunity() RETURNS trigger
 LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
@@ -97,8 +118,16 @@ END
 {tag};
 REVOKE ALL ON FUNCTION {s}.capture_opportunity() FROM PUBLIC;
 "#
-    );
+    )
+}
 
+/// The opportunity table's triggers: inserts and deletes, and updates of the owner or a watched
+/// column.
+fn opportunity_triggers(cfg: &Config) -> String {
+    let s = cfg.router.schema.quoted();
+    let o = &cfg.opportunity;
+    let table = o.table.quoted();
+    let not_router = not_router();
     let mut watched = vec![o.owner.clone()];
     for c in &o.watch_columns {
         if !watched.contains(c) {
@@ -106,27 +135,30 @@ REVOKE ALL ON FUNCTION {s}.capture_opportunity() FROM PUBLIC;
         }
     }
     let of_cols = watched.iter().map(|c| c.quoted()).collect::<Vec<_>>().join(", ");
-    let when = watched
-        .iter()
+    let when = (watched.iter())
         .map(|c| format!("OLD.{q} IS DISTINCT FROM NEW.{q}", q = c.quoted()))
         .collect::<Vec<_>>()
         .join(" OR ");
-    // The router's own writes are skipped in the WHEN clause, evaluated without calling PL/pgSQL:
-    // the write-back of a batch then costs the CRM no function call per row.
-    let not_router = format!("current_setting('{ORIGIN_SETTING}', true) IS DISTINCT FROM 'router'");
-    sql.push_str(&format!(
+    format!(
         "CREATE TRIGGER {TRIGGER_PREFIX}capture AFTER INSERT OR DELETE ON {table}\n    \
          FOR EACH ROW WHEN ({not_router}) EXECUTE FUNCTION {s}.capture_opportunity();\n\
          CREATE TRIGGER {TRIGGER_PREFIX}capture_update AFTER UPDATE OF {of_cols} ON {table}\n    \
          FOR EACH ROW WHEN ({not_router} AND ({when})) EXECUTE FUNCTION {s}.capture_opportunity();\n"
-    ));
+    )
+}
 
-    // An edit by the owner (the CRM's "last changed by" column names the owner): an interaction
-    // for reclaim rules that count owner edits. Any update counts, whatever columns it changes.
-    if let Some(by) = &o.edited_by {
-        let by = by.quoted();
-        sql.push_str(&format!(
-            r#"CREATE OR REPLACE FUNCTION {s}.capture_edit() RETURNS trigger
+/// An edit by the owner (the CRM's "last changed by" column names the owner): an interaction
+/// for reclaim rules that count owner edits. Any update counts, whatever columns it changes.
+fn capture_edit(cfg: &Config, tag: &str) -> String {
+    let Some(by) = &cfg.opportunity.edited_by else { return String::new() };
+    let definer = definer(cfg);
+    let s = cfg.router.schema.quoted();
+    let o = &cfg.opportunity;
+    let (table, id, owner) = (o.table.quoted(), o.id.quoted(), o.owner.quoted());
+    let not_router = not_router();
+    let by = by.quoted();
+    format!(
+        r#"CREATE OR REPLACE FUNCTION {s}.capture_edit() RETURNS trigger
 LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
     INSERT INTO {s}.events (kind, opp_id, actor) VALUES ('edit', NEW.{id}::text, NEW.{by}::text);
@@ -138,14 +170,18 @@ CREATE TRIGGER {TRIGGER_PREFIX}capture_edit AFTER UPDATE ON {table}
     FOR EACH ROW WHEN ({not_router} AND NEW.{by} IS NOT NULL AND NEW.{by}::text = NEW.{owner}::text)
     EXECUTE FUNCTION {s}.capture_edit();
 "#
-        ));
-    }
+    )
+}
 
-    for (i, a) in cfg.activities.iter().enumerate() {
-        let (insert, when) = activity_insert(&s, a);
-        let atable = a.table.quoted();
-        sql.push_str(&format!(
-            r#"CREATE OR REPLACE FUNCTION {s}.capture_activity_{i}() RETURNS trigger
+/// An activity table's capture function and trigger: a new row is an interaction.
+fn capture_activity(cfg: &Config, i: usize, a: &ActivityMap, tag: &str) -> String {
+    let definer = definer(cfg);
+    let s = cfg.router.schema.quoted();
+    let not_router = not_router();
+    let (insert, when) = activity_insert(&s, a);
+    let atable = a.table.quoted();
+    format!(
+        r#"CREATE OR REPLACE FUNCTION {s}.capture_activity_{i}() RETURNS trigger
 LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
     {insert}
@@ -156,12 +192,7 @@ REVOKE ALL ON FUNCTION {s}.capture_activity_{i}() FROM PUBLIC;
 CREATE TRIGGER {TRIGGER_PREFIX}activity_{i} AFTER INSERT ON {atable}
     FOR EACH ROW WHEN ({not_router}{when}) EXECUTE FUNCTION {s}.capture_activity_{i}();
 "#
-        ));
-    }
-    for (i, r) in cfg.related.iter().enumerate() {
-        sql.push_str(&related_sql(cfg, i, r, tag, &not_router));
-    }
-    sql
+    )
 }
 
 /// An activity's event insert, and the trigger's extra WHEN conditions. Plain columns take the

@@ -5,6 +5,7 @@
 //! live check is a catalog read or a `PREPARE`.
 
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::{crm, db, load_rules};
 
 /// The outcome of a check: lines to print, and whether it passed.
@@ -29,159 +30,172 @@ impl CheckReport {
     }
 }
 
+impl CheckReport {
+    fn say(&mut self, line: String) {
+        self.lines.push(line);
+    }
+
+    /// A line that fails the check.
+    fn fail(&mut self, line: String) {
+        self.ok = false;
+        self.lines.push(line);
+    }
+}
+
 /// Check a loaded config: its rules, and its mapping against the database unless `offline`.
 pub async fn check(cfg: &Config, offline: bool) -> CheckReport {
-    let mut lines = Vec::new();
-    let mut ok = true;
-    lines.push(format!("{}: config OK", cfg.path.display()));
-    let engine = match load_rules(cfg) {
-        Ok(e) => {
-            lines.push(format!(
-                "{}: rules OK (version {}, {} pipelines, {} teams, {} members)",
-                cfg.router.rules_dir.display(),
-                e.version,
-                e.pipelines.len(),
-                e.teams.len(),
-                e.members.len()
-            ));
-            if e.tests_waiting > 0 && offline {
-                lines.push(format!(
-                    "{}: {} rule-file test(s) not run: they run against the rules with the CRM's directory \
-                     (`[directory]` in the config); run `check` without --offline",
-                    cfg.router.rules_dir.display(),
-                    e.tests_waiting
-                ));
-            }
-            let reclaiming: Vec<&str> =
-                e.pipelines.iter().filter(|(_, p)| p.reclaim.is_some()).map(|(id, _)| id.as_str()).collect();
-            if matches!(cfg.write_back, crate::config::WriteBack::Statement { reclaim: None, .. })
-                && !reclaiming.is_empty()
-            {
-                ok = false;
-                let mut reclaiming = reclaiming;
-                reclaiming.sort_unstable();
-                lines.push(format!(
-                    "{}: write_back.reclaim_statement: the rules reclaim in pipeline(s) {}, and owners are written by \
-                     write_back.statement: add the statement that hands an opportunity on (parameters :opportunity_id, \
-                     :owner, :team, :previous_owner; write only while the owner is still :previous_owner)",
-                    cfg.path.display(),
-                    reclaiming.join(", ")
-                ));
-            }
-            Some(e)
-        }
+    let mut r = CheckReport { lines: Vec::new(), ok: true, database_checked: false, unreachable: false };
+    r.say(format!("{}: config OK", cfg.path.display()));
+    let engine = rules(cfg, offline, &mut r);
+    if offline {
+        return r;
+    }
+    if let Some(client) = connect(cfg, &mut r).await {
+        live(&client, cfg, engine, &mut r).await;
+    }
+    r
+}
+
+/// The rules as compiled offline; a pipeline that reclaims needs a way to hand opportunities on.
+fn rules(cfg: &Config, offline: bool, r: &mut CheckReport) -> Option<Engine> {
+    let e = match load_rules(cfg) {
+        Ok(e) => e,
         Err(e) => {
-            ok = false;
-            lines.extend(e.problems);
-            None
+            r.ok = false;
+            r.lines.extend(e.problems);
+            return None;
         }
     };
-    let mut database_checked = false;
-    let mut unreachable = false;
-    if !offline {
-        let client = match db::connect(&cfg.database, " check").await {
-            Err(e) if e.kind() == db::ErrorKind::Connection => {
-                unreachable = true;
-                lines.push(format!("the database cannot be reached, live checks not run: {e}"));
-                None
+    let dir = cfg.router.rules_dir.display();
+    r.say(format!(
+        "{dir}: rules OK (version {}, {} pipelines, {} teams, {} members)",
+        e.version,
+        e.pipelines.len(),
+        e.teams.len(),
+        e.members.len()
+    ));
+    if e.tests_waiting > 0 && offline {
+        r.say(format!(
+            "{dir}: {} rule-file test(s) not run: they run against the rules with the CRM's directory \
+             (`[directory]` in the config); run `check` without --offline",
+            e.tests_waiting
+        ));
+    }
+    let mut reclaiming: Vec<&str> =
+        e.pipelines.iter().filter(|(_, p)| p.reclaim.is_some()).map(|(id, _)| id.as_str()).collect();
+    if matches!(cfg.write_back, crate::config::WriteBack::Statement { reclaim: None, .. }) && !reclaiming.is_empty() {
+        reclaiming.sort_unstable();
+        r.fail(format!(
+            "{}: write_back.reclaim_statement: the rules reclaim in pipeline(s) {}, and owners are written by \
+             write_back.statement: add the statement that hands an opportunity on (parameters :opportunity_id, \
+             :owner, :team, :previous_owner; write only while the owner is still :previous_owner)",
+            cfg.path.display(),
+            reclaiming.join(", ")
+        ));
+    }
+    Some(e)
+}
+
+/// A connection, and whether the router is installed at this version (not installed is a
+/// failure, and the mapping is still checked: every problem at once).
+async fn connect(cfg: &Config, r: &mut CheckReport) -> Option<tokio_postgres::Client> {
+    let client = match db::connect(&cfg.database, " check").await {
+        Ok(c) => c,
+        Err(e) if e.kind() == db::ErrorKind::Connection => {
+            r.unreachable = true;
+            r.say(format!("the database cannot be reached, live checks not run: {e}"));
+            return None;
+        }
+        Err(e) => {
+            r.fail(format!("the database refuses the connection: {e}"));
+            return None;
+        }
+    };
+    match live_preliminaries(&client, cfg, &mut r.lines).await {
+        Ok(installed) => {
+            r.ok &= installed;
+            Some(client)
+        }
+        Err(e) => {
+            r.fail(format!("database error while checking: {}", db::describe(&e)));
+            None
+        }
+    }
+}
+
+/// The mapping against the database, then the rules as the daemon will route with them: user
+/// ids in the CRM's form, the CRM's directory, the values the CRM must hold.
+async fn live(client: &tokio_postgres::Client, cfg: &Config, mut engine: Option<Engine>, r: &mut CheckReport) {
+    let sql = match crm::prepare(client, cfg).await {
+        Ok(sql) => sql,
+        Err(crm::CrmError::Mapping(problems)) => {
+            r.database_checked = true;
+            for p in problems {
+                r.fail(format!("{}: {p}", cfg.path.display()));
             }
+            return;
+        }
+        Err(crm::CrmError::Sql(e)) => return r.fail(format!("database error while checking: {}", db::describe(&e))),
+    };
+    r.database_checked = true;
+    r.say(format!("{}: mapping OK against {} (every statement prepared)", cfg.path.display(), cfg.redacted_url()));
+    if cfg.directory.is_none() && sql.id_form != crate::rules::IdForm::default() {
+        // Read the files' user ids as the CRM writes them (a text owner column: as written).
+        let dir = crate::rules::Directory { ids: sql.id_form, ..crate::directory_flags(cfg) };
+        match crate::load_rules_with(cfg, &dir) {
+            Ok(e) => engine = Some(e),
             Err(e) => {
-                ok = false;
-                lines.push(format!("the database refuses the connection: {e}"));
-                None
-            }
-            Ok(client) => Some(client),
-        };
-        let client = match client {
-            // Not installed is a failure, and the mapping is still checked: every problem at once.
-            Some(c) => match live_preliminaries(&c, cfg, &mut lines).await {
-                Ok(installed) => {
-                    ok &= installed;
-                    Some(c)
-                }
-                Err(e) => {
-                    ok = false;
-                    lines.push(format!("database error while checking: {}", db::describe(&e)));
-                    None
-                }
-            },
-            None => None,
-        };
-        if let Some(client) = client {
-            match crm::prepare(&client, cfg).await {
-                Ok(sql) => {
-                    database_checked = true;
-                    lines.push(format!(
-                        "{}: mapping OK against {} (every statement prepared)",
-                        cfg.path.display(),
-                        cfg.redacted_url()
-                    ));
-                    let mut engine = engine;
-                    if cfg.directory.is_none() && sql.id_form != crate::rules::IdForm::default() {
-                        // Read the files' user ids as the CRM writes them (a text owner column: as written).
-                        let dir = crate::rules::Directory { ids: sql.id_form, ..crate::directory_flags(cfg) };
-                        match crate::load_rules_with(cfg, &dir) {
-                            Ok(e) => engine = Some(e),
-                            Err(e) => {
-                                ok = false;
-                                lines.extend(e.problems);
-                            }
-                        }
-                    }
-                    if let Some(d) = &cfg.directory {
-                        match crm::load_directory(&client, d)
-                            .await
-                            .map(|dir| crate::rules::Directory { ids: sql.id_form, ..dir })
-                        {
-                            Ok(dir) => match crate::load_rules_with(cfg, &dir) {
-                                Ok(e) => {
-                                    if let Err(msg) = crm::check_directory_users(&e, &dir) {
-                                        ok = false;
-                                        lines.push(format!("{}: {msg}", cfg.router.rules_dir.display()));
-                                    }
-                                    lines.push(format!(
-                                        "{}: directory OK ({} active, {} memberships, {} KPIs); rules OK with it, rule-file tests included",
-                                        cfg.path.display(),
-                                        dir.active.as_ref().map_or(0, |a| a.len()),
-                                        dir.memberships.len(),
-                                        dir.kpi.len()
-                                    ));
-                                    engine = Some(e);
-                                }
-                                Err(e) => {
-                                    ok = false;
-                                    lines.push("with the CRM's directory, the rules fail:".to_string());
-                                    lines.extend(e.problems);
-                                }
-                            },
-                            Err(p) => {
-                                ok = false;
-                                lines.push(format!("{}: {p}", cfg.path.display()));
-                            }
-                        }
-                    }
-                    if let Some(e) = &engine {
-                        if let Err(msg) = crm::check_rule_values(&client, &sql, e).await {
-                            ok = false;
-                            lines.push(format!("{}: {msg}", cfg.router.rules_dir.display()));
-                        }
-                    }
-                }
-                Err(crm::CrmError::Mapping(problems)) => {
-                    database_checked = true;
-                    ok = false;
-                    for p in problems {
-                        lines.push(format!("{}: {p}", cfg.path.display()));
-                    }
-                }
-                Err(crm::CrmError::Sql(e)) => {
-                    ok = false;
-                    lines.push(format!("database error while checking: {}", db::describe(&e)));
-                }
+                r.ok = false;
+                r.lines.extend(e.problems);
             }
         }
     }
-    CheckReport { lines, ok, database_checked, unreachable }
+    if let Some(d) = &cfg.directory {
+        if let Some(e) = with_directory(client, cfg, d, sql.id_form, r).await {
+            engine = Some(e);
+        }
+    }
+    if let Some(e) = &engine {
+        if let Err(msg) = crm::check_rule_values(client, &sql, e).await {
+            r.fail(format!("{}: {msg}", cfg.router.rules_dir.display()));
+        }
+    }
+}
+
+/// The CRM's directory read, and the rules compiled with it (their tests included).
+async fn with_directory(
+    client: &tokio_postgres::Client,
+    cfg: &Config,
+    d: &crate::config::DirectoryConfig,
+    ids: crate::rules::IdForm,
+    r: &mut CheckReport,
+) -> Option<Engine> {
+    let dir = match crm::load_directory(client, d).await {
+        Ok(dir) => crate::rules::Directory { ids, ..dir },
+        Err(p) => {
+            r.fail(format!("{}: {p}", cfg.path.display()));
+            return None;
+        }
+    };
+    let e = match crate::load_rules_with(cfg, &dir) {
+        Ok(e) => e,
+        Err(e) => {
+            r.fail("with the CRM's directory, the rules fail:".to_string());
+            r.lines.extend(e.problems);
+            return None;
+        }
+    };
+    if let Err(msg) = crm::check_directory_users(&e, &dir) {
+        r.fail(format!("{}: {msg}", cfg.router.rules_dir.display()));
+    }
+    r.say(format!(
+        "{}: directory OK ({} active, {} memberships, {} KPIs); rules OK with it, rule-file tests included",
+        cfg.path.display(),
+        dir.active.as_ref().map_or(0, |a| a.len()),
+        dir.memberships.len(),
+        dir.kpi.len()
+    ));
+    Some(e)
 }
 
 /// Before the mapping: is the router installed at this binary's version, and who are we.

@@ -512,7 +512,31 @@ impl Problems<'_> {
 
 fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     let RawConfig { database, router, opportunity, activity, related, write_back, directory, log } = raw;
+    let database = database_of(p, database);
+    let router = router_of(p, router, path);
+    let opportunity = opportunity_of(p, opportunity);
+    let activities = activity.into_iter().enumerate().filter_map(|(i, a)| activity_of(p, i, a)).collect();
+    let related = related.into_iter().enumerate().filter_map(|(i, r)| build_related(i, r, p)).collect();
+    let write_back = write_back_of(p, write_back);
+    let directory = directory.map(|d| directory_of(p, d));
+    if log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+        p.add("log.level", format!("`{}` is not a level or filter; use error, warn, info, debug or trace", log.level));
+    }
+    Some(Config {
+        path: path.to_path_buf(),
+        database,
+        router: router?,
+        opportunity: opportunity?,
+        activities,
+        related,
+        write_back,
+        directory,
+        log_format: log.format,
+        log_level: log.level,
+    })
+}
 
+fn database_of(p: &mut Problems<'_>, database: RawDatabase) -> DatabaseConfig {
     if database.url.trim().is_empty() {
         p.add("database.url", "is empty; write e.g. `host=/var/run/postgresql dbname=crm user=oppty_router`");
     } else if let Err(e) = crate::db::parse_url(&database.url) {
@@ -520,7 +544,6 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         let e = e.to_string();
         p.add("database.url", e.strip_prefix("database.url: ").unwrap_or(&e));
     }
-
     if let Some(z) = &database.naive_timestamps {
         if z.parse::<chrono_tz::Tz>().is_err() {
             p.add(
@@ -529,6 +552,17 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             );
         }
     }
+    DatabaseConfig {
+        url: database.url,
+        password_file: database.password_file,
+        application_name: database.application_name,
+        connect_timeout: database.connect_timeout,
+        naive_timestamps: database.naive_timestamps,
+    }
+}
+
+/// `[router]`; the rules directory is relative to the config file.
+fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<RouterConfig> {
     let schema = p.ident("router.schema", &router.schema);
     let channel = p.ident("router.channel", &router.channel);
     if router.batch_size == 0 || router.batch_size > 10_000 {
@@ -554,8 +588,23 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     } else {
         router.rules_dir.clone()
     };
+    Some(RouterConfig {
+        schema: schema?,
+        channel: channel?,
+        rules_dir,
+        batch_size: router.batch_size,
+        poll_interval: router.poll_interval,
+        max_attempts: router.max_attempts,
+        retry_backoff: router.retry_backoff,
+        reconnect_max_backoff: router.reconnect_max_backoff,
+        shutdown_timeout: router.shutdown_timeout,
+        reload_debounce: router.reload_debounce,
+        reclaim_interval: router.reclaim_interval,
+        leader_lease: router.leader_lease,
+    })
+}
 
-    let o = opportunity;
+fn opportunity_of(p: &mut Problems<'_>, o: RawOpportunity) -> Option<OpportunityMap> {
     let table = p.table("opportunity.table", &o.table);
     let id = p.ident("opportunity.id", &o.id);
     let owner = p.ident("opportunity.owner", &o.owner);
@@ -564,10 +613,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     let where_ = o.where_.as_deref().and_then(|s| p.sql("opportunity.where", s));
     let open_when = o.open_when.as_deref().and_then(|s| p.sql("opportunity.open_when", s));
     let deleted_when = o.deleted_when.as_deref().and_then(|s| p.sql("opportunity.deleted_when", s));
-    let watch_columns: Vec<Ident> = o
-        .watch_columns
-        .iter()
-        .enumerate()
+    let watch_columns: Vec<Ident> = (o.watch_columns.iter().enumerate())
         .filter_map(|(i, c)| p.ident(&format!("opportunity.watch_columns[{i}]"), c))
         .collect();
     let edited_by = o.edited_by.as_deref().and_then(|c| p.ident("opportunity.edited_by", c));
@@ -583,93 +629,54 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
             fields.push(FieldDef { name, source });
         }
     }
-
-    let mut activities = Vec::new();
-    for (i, a) in activity.into_iter().enumerate() {
-        let key = format!("activity[{i}]");
-        let table = p.table(&format!("{key}.table"), &a.table);
-        let link = activity_link(p, &key, a.opportunity, a.type_column, a.type_value);
-        let actor = row_value(p, &format!("{key}.actor"), a.actor);
-        let at = a.at.as_deref().and_then(|c| p.ident(&format!("{key}.at"), c));
-        if let (Some(table), Some(link), Some(actor)) = (table, link, actor) {
-            let name = a.name.unwrap_or_else(|| table.plain());
-            activities.push(ActivityMap { name, table, link, actor, at });
-        }
-    }
-
-    let related = related.into_iter().enumerate().filter_map(|(i, r)| build_related(i, r, p)).collect();
-    let write_back = write_back_of(p, write_back);
-    let directory = directory.map(|d| {
-        let q = |p: &mut Problems<'_>, key: &str, v: Option<String>| {
-            v.and_then(|s| {
-                if s.trim().is_empty() || s.contains(';') {
-                    p.add(key, "write one SELECT statement, without `;`");
-                    None
-                } else {
-                    Some(s.trim().to_string())
-                }
-            })
-        };
-        if d.refresh < Duration::from_secs(1) {
-            p.add("directory.refresh", "is below 1s; use e.g. \"5m\"");
-        }
-        DirectoryConfig {
-            active_members: q(p, "directory.active_members", d.active_members),
-            team_members: q(p, "directory.team_members", d.team_members),
-            kpi: q(p, "directory.kpi", d.kpi),
-            refresh: d.refresh,
-        }
-    });
-
-    if log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
-        p.add("log.level", format!("`{}` is not a level or filter; use error, warn, info, debug or trace", log.level));
-    }
-
-    Some(Config {
-        path: path.to_path_buf(),
-        database: DatabaseConfig {
-            url: database.url,
-            password_file: database.password_file,
-            application_name: database.application_name,
-            connect_timeout: database.connect_timeout,
-            naive_timestamps: database.naive_timestamps,
-        },
-        router: RouterConfig {
-            schema: schema?,
-            channel: channel?,
-            rules_dir,
-            batch_size: router.batch_size,
-            poll_interval: router.poll_interval,
-            max_attempts: router.max_attempts,
-            retry_backoff: router.retry_backoff,
-            reconnect_max_backoff: router.reconnect_max_backoff,
-            shutdown_timeout: router.shutdown_timeout,
-            reload_debounce: router.reload_debounce,
-            reclaim_interval: router.reclaim_interval,
-            leader_lease: router.leader_lease,
-        },
-        opportunity: OpportunityMap {
-            table: table?,
-            id: id?,
-            owner: owner?,
-            team,
-            unowned_values: o.unowned_values,
-            pipeline,
-            where_,
-            open_when,
-            deleted_when,
-            watch_columns,
-            edited_by,
-            created_at,
-            fields,
-        },
-        activities,
-        related,
-        write_back,
-        directory,
-        log_format: log.format,
-        log_level: log.level,
+    Some(OpportunityMap {
+        table: table?,
+        id: id?,
+        owner: owner?,
+        team,
+        unowned_values: o.unowned_values,
+        pipeline,
+        where_,
+        open_when,
+        deleted_when,
+        watch_columns,
+        edited_by,
+        created_at,
+        fields,
     })
+}
+
+fn activity_of(p: &mut Problems<'_>, i: usize, a: RawActivity) -> Option<ActivityMap> {
+    let key = format!("activity[{i}]");
+    let table = p.table(&format!("{key}.table"), &a.table);
+    let link = activity_link(p, &key, a.opportunity, a.type_column, a.type_value);
+    let actor = row_value(p, &format!("{key}.actor"), a.actor);
+    let at = a.at.as_deref().and_then(|c| p.ident(&format!("{key}.at"), c));
+    let (table, link, actor) = (table?, link?, actor?);
+    let name = a.name.unwrap_or_else(|| table.plain());
+    Some(ActivityMap { name, table, link, actor, at })
+}
+
+fn directory_of(p: &mut Problems<'_>, d: RawDirectory) -> DirectoryConfig {
+    let q = |p: &mut Problems<'_>, key: &str, v: Option<String>| {
+        v.and_then(|s| {
+            if s.trim().is_empty() || s.contains(';') {
+                p.add(key, "write one SELECT statement, without `;`");
+                None
+            } else {
+                Some(s.trim().to_string())
+            }
+        })
+    };
+    if d.refresh < Duration::from_secs(1) {
+        p.add("directory.refresh", "is below 1s; use e.g. \"5m\"");
+    }
+    DirectoryConfig {
+        active_members: q(p, "directory.active_members", d.active_members),
+        team_members: q(p, "directory.team_members", d.team_members),
+        kpi: q(p, "directory.kpi", d.kpi),
+        refresh: d.refresh,
+    }
 }
 
 fn write_back_of(p: &mut Problems<'_>, write_back: RawWriteBack) -> WriteBack {

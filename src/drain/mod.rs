@@ -18,6 +18,7 @@ use crate::capture::ORIGIN_SETTING;
 use crate::config::Config;
 use crate::crm::CrmSql;
 use crate::engine::{Engine, Ledger, Outcome, Undo};
+use crate::store::Statements;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -204,20 +205,8 @@ pub struct Drain {
     ledger: Ledger,
     rng: std::sync::Mutex<SmallRng>,
     decisions: Option<mpsc::UnboundedSender<Routed>>,
-    requeue: String,
-    pick_state: String,
-    history: String,
-    claim: String,
-    claim_retries: String,
-    claim_one: String,
-    audit: String,
-    own: String,
-    release: String,
-    touch: String,
-    member_state: String,
-    retry: String,
-    dead_letter: String,
-    unrouted: String,
+    /// The statements over the router's own tables.
+    store: Statements,
     /// Per pipeline, the rule set version and reclaim fingerprint its stored due times were
     /// last aligned with.
     aligned: HashMap<String, (String, String)>,
@@ -234,91 +223,8 @@ impl Drain {
         engine: Arc<Engine>,
         decisions: Option<mpsc::UnboundedSender<Routed>>,
     ) -> Drain {
-        let s = cfg.router.schema.quoted();
-        let cols = "id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts";
         Drain {
-            // The ids are collected into an array first (an InitPlan, run once): with `id IN
-            // (SELECT … LIMIT)` a nested-loop plan re-runs the LIMIT subquery per row and one
-            // statement takes the whole backlog.
-            claim: format!(
-                "DELETE FROM {s}.events WHERE id = ANY(ARRAY(SELECT id FROM {s}.events WHERE attempts = 0 \
-                 AND next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING {cols}"
-            ),
-            // Read only: each is then claimed by id in its own transaction (`claim_one`).
-            claim_retries: format!(
-                "SELECT {cols} FROM {s}.events WHERE attempts > 0 AND next_attempt_at <= now() ORDER BY id LIMIT $1"
-            ),
-            claim_one: format!("DELETE FROM {s}.events WHERE id = $1 RETURNING {cols}"),
-            audit: format!(
-                "INSERT INTO {s}.assignments (opp_id, owner_id, team_id, previous_owner, outcome, pipeline, rule_id, \
-                 rules_version, explanation, event_at) \
-                 SELECT u.o, u.w, u.t, u.p, u.c, u.l, u.r, $8, u.e::jsonb, u.a \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                 $9::text[], $10::timestamptz[]) AS u(o, w, t, p, c, l, r, e, a)"
-            ),
-            own: format!(
-                "INSERT INTO {s}.ownership (opp_id, owner_id, team_id, pipeline, assigned_at, last_owner_touch_at, due_at) \
-                 SELECT u.o, u.w, u.t, u.p, clock_timestamp(), clock_timestamp(), clock_timestamp() + u.d * interval '1 second' \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) AS u(o, w, t, p, d) \
-                 ON CONFLICT (opp_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, team_id = EXCLUDED.team_id, \
-                 pipeline = EXCLUDED.pipeline, assigned_at = EXCLUDED.assigned_at, \
-                 last_owner_touch_at = EXCLUDED.last_owner_touch_at, due_at = EXCLUDED.due_at, stage = 'owner', \
-                 last_activity_at = NULL, last_owner_edit_at = NULL, warned_at = NULL"
-            ),
-            release: format!(
-                "DELETE FROM {s}.ownership w USING unnest($1::text[], $2::text[], $3::bool[]) AS u(o, w, open) \
-                 WHERE w.opp_id = u.o AND (NOT u.open OR u.w IS DISTINCT FROM w.owner_id)"
-            ),
-            touch: format!(
-                "UPDATE {s}.ownership w SET last_activity_at = greatest(w.last_activity_at, a.any_at), \
-                 last_owner_touch_at = greatest(w.last_owner_touch_at, a.owner_at), \
-                 last_owner_edit_at = greatest(w.last_owner_edit_at, a.edit_at) \
-                 FROM (SELECT u.o, max(u.at) FILTER (WHERE NOT u.edit) AS any_at, \
-                       max(u.at) FILTER (WHERE NOT u.edit AND u.actor = x.owner_id) AS owner_at, \
-                       max(u.at) FILTER (WHERE u.edit AND u.actor = x.owner_id) AS edit_at \
-                       FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[]) AS u(o, actor, at, edit) \
-                       JOIN {s}.ownership x ON x.opp_id = u.o GROUP BY u.o) a \
-                 WHERE w.opp_id = a.o"
-            ),
-            member_state: format!(
-                "INSERT INTO {s}.member_state AS m (member_id, open_count, assigned_total, last_assigned_at, updated_at) \
-                 SELECT u.m, u.c, u.a, CASE WHEN u.a > 0 THEN clock_timestamp() END, clock_timestamp() \
-                 FROM unnest($1::text[], $2::int4[], $3::int8[]) AS u(m, c, a) \
-                 ON CONFLICT (member_id) DO UPDATE SET open_count = EXCLUDED.open_count, \
-                 assigned_total = m.assigned_total + EXCLUDED.assigned_total, \
-                 last_assigned_at = coalesce(EXCLUDED.last_assigned_at, m.last_assigned_at), updated_at = EXCLUDED.updated_at"
-            ),
-            retry: format!(
-                "UPDATE {s}.events SET attempts = attempts + 1, last_error = $2, \
-                 next_attempt_at = clock_timestamp() + $3::float8 * interval '1 millisecond' WHERE id = $1 RETURNING attempts"
-            ),
-            dead_letter: format!(
-                "WITH d AS (DELETE FROM {s}.events WHERE id = $1 RETURNING *) \
-                 INSERT INTO {s}.dead_letter (id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, error) \
-                 SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts + 1, $2 FROM d"
-            ),
-            // Park what was left unowned (with why); clear what is owned, closed or gone.
-            unrouted: format!(
-                "WITH gone AS (DELETE FROM {s}.unrouted WHERE opp_id = ANY($1::text[])) \
-                 INSERT INTO {s}.unrouted AS r (opp_id, outcome, reason, pipeline) \
-                 SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
-                 ON CONFLICT (opp_id) DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, \
-                 pipeline = EXCLUDED.pipeline, decided_at = clock_timestamp()"
-            ),
-            requeue: format!(
-                "INSERT INTO {s}.events (kind, opp_id, created_at, next_attempt_at) \
-                 SELECT 'route', u.o, u.c, u.n FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS u(o, c, n)"
-            ),
-            pick_state: format!(
-                "INSERT INTO {s}.pick_state AS p (rule_key, cursor, weights, updated_at) \
-                 SELECT u.k, u.c, u.w::jsonb, clock_timestamp() FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, c, w) \
-                 ON CONFLICT (rule_key) DO UPDATE SET cursor = EXCLUDED.cursor, weights = EXCLUDED.weights, updated_at = EXCLUDED.updated_at"
-            ),
-            history: format!(
-                "SELECT owner_id, extract(epoch FROM decided_at)::int8, team_id FROM {s}.assignments \
-                 WHERE owner_id IS NOT NULL AND outcome IN ('rule', 'fallback') \
-                 AND decided_at > clock_timestamp() - $1::int8 * interval '1 second' ORDER BY decided_at"
-            ),
+            store: Statements::new(&cfg.router.schema),
             ledger: Ledger::for_engine(&engine, None),
             engine,
             rng: std::sync::Mutex::new(SmallRng::from_entropy()),
@@ -352,7 +258,7 @@ impl Drain {
                 ledger.open[m] = r.try_get(1).map_err(pg)?;
             }
         }
-        for r in client.query(&self.history, &[&engine.history]).await.map_err(pg)? {
+        for r in client.query(&self.store.history, &[&engine.history]).await.map_err(pg)? {
             if let Some(m) = engine.member_index(&r.try_get::<_, String>(0).map_err(pg)?) {
                 let at: i64 = r.try_get(1).map_err(pg)?;
                 ledger.recent[m].push_back(at);
@@ -384,7 +290,7 @@ impl Drain {
         let members: Vec<String> = engine.member_ids().map(str::to_string).collect();
         let counts: Vec<i32> = ledger.open.iter().map(|v| clamp_i32(*v)).collect();
         let zeros = vec![0i64; members.len()];
-        client.execute(&self.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::from_pg)?;
+        client.execute(&self.store.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::from_pg)?;
         self.ledger = ledger;
         self.refresh_pauses(client).await.map_err(DrainError::from_pg)?;
         Ok(())
@@ -429,7 +335,7 @@ impl Drain {
     /// Events that failed before and are due again, each in a transaction of its own: a failing
     /// event never again takes a batch of healthy ones down with it.
     async fn retries(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
-        let rows = client.query(&self.claim_retries, &[&RETRIES_PER_BATCH]).await.map_err(DrainError::from_pg)?;
+        let rows = client.query(&self.store.claim_retries, &[&RETRIES_PER_BATCH]).await.map_err(DrainError::from_pg)?;
         if rows.is_empty() {
             return Ok(BatchReport::default());
         }
@@ -445,7 +351,7 @@ impl Drain {
         let limit = i64::from(self.cfg.router.batch_size);
         let tx = client.transaction().await.map_err(DrainError::from_pg)?;
         tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await.map_err(DrainError::from_pg)?;
-        let rows = tx.query(&self.claim, &[&limit]).await.map_err(DrainError::from_pg)?;
+        let rows = tx.query(&self.store.claim, &[&limit]).await.map_err(DrainError::from_pg)?;
         let claim_us = started.elapsed().as_micros() as u64;
         if rows.is_empty() {
             tx.rollback().await.map_err(DrainError::from_pg)?;
@@ -539,7 +445,7 @@ impl Drain {
             let outcome = async {
                 let tx = client.transaction().await?;
                 tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await?;
-                let rows = tx.query(&self.claim_one, &[&ev.id]).await?;
+                let rows = tx.query(&self.store.claim_one, &[&ev.id]).await?;
                 let Some(row) = rows.first() else {
                     return Ok(None); // already gone
                 };
@@ -571,12 +477,15 @@ impl Drain {
                     let msg = db_message(&e);
                     let attempts = ev.attempts + 1;
                     if attempts >= self.cfg.router.max_attempts as i32 {
-                        client.execute(&self.dead_letter, &[&ev.id, &msg]).await.map_err(DrainError::from_pg)?;
+                        client.execute(&self.store.dead_letter, &[&ev.id, &msg]).await.map_err(DrainError::from_pg)?;
                         tracing::error!(event = ev.id, opportunity = %ev.opp_id, attempts, error = %msg, "event moved to dead letter");
                         total.dead_lettered += 1;
                     } else {
                         let backoff = self.cfg.router.retry_backoff.as_millis() as f64 * 2f64.powi(attempts - 1);
-                        client.query(&self.retry, &[&ev.id, &msg, &backoff]).await.map_err(DrainError::from_pg)?;
+                        client
+                            .query(&self.store.retry, &[&ev.id, &msg, &backoff])
+                            .await
+                            .map_err(DrainError::from_pg)?;
                         tracing::warn!(event = ev.id, opportunity = %ev.opp_id, attempts, retry_in_ms = backoff as u64, error = %msg, "event failed; will retry");
                         total.retried += 1;
                     }

@@ -202,7 +202,7 @@ impl Drain {
         let owners: Vec<Option<String>> = changed.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
         let open: Vec<bool> =
             changed.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted && c.opportunity)).collect();
-        tx.execute(&self.release, &[&changed, &owners, &open]).await?;
+        tx.execute(&self.store.release, &[&changed, &owners, &open]).await?;
         for id in changed {
             if !ctx.get(id).is_some_and(|c| self.routable(c)) {
                 unrouted.clear(id);
@@ -404,39 +404,39 @@ impl Drain {
             if a.opp.is_empty() {
                 return Ok(0);
             }
-            a.insert(tx, &self.audit, &engine.version).await.map(|()| 0)
+            a.insert(tx, &self.store.audit, &engine.version).await.map(|()| 0)
         };
         let ownership = async {
             if own.opp.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.own, &[&own.opp, &own.owner, &own.team, &own.pipeline, &own.first_look]).await
+            tx.execute(&self.store.own, &[&own.opp, &own.owner, &own.team, &own.pipeline, &own.first_look]).await
         };
         let member_state = async {
             if members.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.member_state, &[&members, &counts, &totals]).await
+            tx.execute(&self.store.member_state, &[&members, &counts, &totals]).await
         };
         let touch = self.touch(tx, activities);
         let requeue = async {
             if again.opp.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.requeue, &[&again.opp, &again.waiting_since, &again.at]).await
+            tx.execute(&self.store.requeue, &[&again.opp, &again.waiting_since, &again.at]).await
         };
         let picks = async {
             if keys.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.pick_state, &[&keys, &cursors, &weights]).await
+            tx.execute(&self.store.pick_state, &[&keys, &cursors, &weights]).await
         };
         let parked = async {
             if unrouted.is_empty() {
                 return Ok(0);
             }
             let (clear, park) = unrouted.into_columns();
-            tx.execute(&self.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
+            tx.execute(&self.store.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
         };
         let done = tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
         first_cause([done.0, done.1, done.2, done.3, done.4, done.5, done.6])?;
@@ -452,7 +452,7 @@ impl Drain {
         let actors: Vec<Option<&str>> = activities.iter().map(|e| e.actor.as_deref()).collect();
         let ats: Vec<DateTime<Utc>> = activities.iter().map(|e| e.at.unwrap_or(e.created_at)).collect();
         let edits: Vec<bool> = activities.iter().map(|e| e.kind == EventKind::Edit).collect();
-        tx.execute(&self.touch, &[&ids, &actors, &ats, &edits]).await
+        tx.execute(&self.store.touch, &[&ids, &actors, &ats, &edits]).await
     }
 }
 

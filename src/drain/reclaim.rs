@@ -619,7 +619,7 @@ impl Drain {
         self.defer(tx, &triage.defer, batch.now).await?;
         self.warn(tx, batch.pipeline, &triage.warn).await?;
         if !verdicts.audit.opp.is_empty() {
-            verdicts.audit.insert(tx, &self.audit, &engine.version).await?;
+            verdicts.audit.insert(tx, &self.store.audit, &engine.version).await?;
         }
         let paused = self.pause_lapsed(tx, done).await?;
         let mut touched: Vec<usize> =
@@ -630,7 +630,7 @@ impl Drain {
             let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.to_string()).collect();
             let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
             let zeros = vec![0i64; members.len()];
-            tx.execute(&self.member_state, &[&members, &counts, &zeros]).await?;
+            tx.execute(&self.store.member_state, &[&members, &counts, &zeros]).await?;
         }
         Ok(paused)
     }

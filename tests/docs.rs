@@ -61,3 +61,37 @@ fn the_example_rule_files_validate_against_the_schema() {
     let bad = serde_json::json!({ "member": [{ "id": "1", "max_opn": 3 }] });
     assert!(!validator.is_valid(&bad), "an unknown key is flagged by the schema");
 }
+
+/// Every policy word of a rule file is listed in the schema (editors complete it and underline a
+/// misspelling), and the daemon names the key, the position and the words to use.
+#[test]
+fn the_schema_lists_every_policy_word_and_the_daemon_refuses_a_misspelt_one_precisely() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../config/rules.schema.json")).expect("schema is JSON");
+    let words = |def: &str| -> Vec<String> {
+        schema["definitions"][def]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("definition {def} lists its words"))
+            .iter()
+            .map(|w| w.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(words("WhenFull"), ["next_rule", "fallback", "ignore_caps", "hold"]);
+    assert_eq!(words("WhenAway"), ["next_rule", "wait"]);
+    assert_eq!(words("IfNobody"), ["next_rule", "skip_filter"]);
+    assert_eq!(words("AnyAll"), ["any", "all"]);
+    assert_eq!(words("Exclude"), ["previous", "all_previous"]);
+    assert_eq!(words("Interaction"), ["owner", "anyone", "owner_edits"]);
+    assert_eq!(words("PickName"), ["random", "fewest_open", "round_robin", "weighted_round_robin", "best_kpi"]);
+    let validator = jsonschema::JSONSchema::compile(&schema).expect("a valid JSON Schema");
+    let rule = |when_full: &str| serde_json::json!({ "pipeline": [{ "id": "p", "rule": [{ "id": "r", "member": "random", "when_full": when_full }] }] });
+    assert!(validator.is_valid(&rule("hold")), "a right word validates");
+    assert!(!validator.is_valid(&rule("hodl")), "a misspelt word is underlined by an editor");
+    let text = "[[member]]\nid = \"a\"\n[[team]]\nid = \"t\"\nmembers = [\"a\"]\npipelines = [\"p\"]\n\
+                [[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"random\"\nwhen_full = \"hodl\"\n";
+    let err = oppty_router::rules::compile_texts(&[("r.toml", text)], &[]).err().expect("refused").to_string();
+    assert_eq!(
+        err,
+        "r.toml:12:13: pipeline `p`.rule `r`.when_full: `hodl` is not a policy; use \"next_rule\", \"fallback\", \"ignore_caps\" or \"hold\""
+    );
+}

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::capture::ORIGIN_SETTING;
 use crate::crm::Reassign;
-use crate::engine::{Due, Engine, Interaction, Ledger, ReclaimPolicy, Stage, Stale, Step};
+use crate::engine::{Due, Engine, Interaction, Ledger, Outcome, ReclaimPolicy, Stage, Stale, Step};
 
 /// What one batch of a pipeline's sweep did.
 /// A sweep under way, taken a step at a time between routing batches.
@@ -423,11 +423,7 @@ impl Drain {
                     owner: r.try_get("owner_id")?,
                     team: r.try_get("team_id")?,
                     reclaims: r.try_get("reclaims")?,
-                    stage: if r.try_get::<_, String>("stage")? == "escalated" {
-                        Stage::Escalated
-                    } else {
-                        Stage::Owner
-                    },
+                    stage: Stage::from_text(r.try_get("stage")?),
                     owner_touch: r.try_get("last_owner_touch_at")?,
                     any_activity: r.try_get("last_activity_at")?,
                     owner_edit: r.try_get("last_owner_edit_at")?,
@@ -646,10 +642,7 @@ impl Drain {
     ) -> Result<(), tokio_postgres::Error> {
         let tracked: Vec<(&str, &str, Option<&str>, &str)> = (done.iter())
             .filter_map(|w| {
-                w.track.as_ref().map(|(team, stage)| {
-                    let stage = if *stage == Stage::Escalated { "escalated" } else { "owner" };
-                    (w.opp.as_str(), w.new.as_str(), team.as_deref(), stage)
-                })
+                w.track.as_ref().map(|(team, stage)| (w.opp.as_str(), w.new.as_str(), team.as_deref(), stage.as_str()))
             })
             .collect();
         if tracked.is_empty() {
@@ -865,7 +858,7 @@ impl Deferrals {
 fn unwritten(v: &mut Verdicts<'_>, written: &HashSet<String>, ledger: &mut Ledger, journal: &mut Vec<Journal>) {
     let mut keep = vec![true; v.audit.opp.len()];
     for (i, (opp, outcome)) in v.audit.opp.iter().zip(&v.audit.outcome).enumerate() {
-        if outcome == "reclaim" && !written.contains(opp) {
+        if outcome == Outcome::Reclaim.as_str() && !written.contains(opp) {
             keep[i] = false;
             if let Some(&(m, at)) = v.pending_undo.get(opp) {
                 ledger.unassign(m, at);

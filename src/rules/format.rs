@@ -51,6 +51,127 @@ pub(in crate::rules) fn canon_ids(f: &mut RawFile, form: IdForm) {
     }
 }
 
+/// A word of a rule file with a fixed set of values. It is read as text, so any other word (or a
+/// misspelling) is kept for `compile` to refuse with its position, its key and the values to use;
+/// the JSON Schema lists the values, so editors complete them and flag a wrong one.
+macro_rules! words {
+    ($(#[$doc:meta])* $name:ident as $schema:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub(in crate::rules) enum $name {
+            $($variant,)+
+            /// Not one of the words: refused by `compile`.
+            Other(String),
+        }
+
+        impl $name {
+            pub(in crate::rules) const WORDS: &'static [&'static str] = &[$($text),+];
+
+            /// The word as written.
+            #[allow(dead_code)] // not every word is quoted back in a message
+            pub(in crate::rules) fn text(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+
+            fn from_text(s: String) -> Self {
+                match s.as_str() {
+                    $($text => $name::$variant,)+
+                    _ => $name::Other(s),
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d).map(Self::from_text)
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> String {
+                $schema.into()
+            }
+
+            fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+                word_schema(Self::WORDS)
+            }
+        }
+    };
+}
+
+/// The schema of a word: a string, one of `words`.
+fn word_schema(words: &[&str]) -> schemars::schema::Schema {
+    use schemars::schema::{InstanceType, SchemaObject};
+    SchemaObject {
+        instance_type: Some(InstanceType::String.into()),
+        enum_values: Some(words.iter().map(|w| serde_json::Value::from(*w)).collect()),
+        ..Default::default()
+    }
+    .into()
+}
+
+words! {
+    /// What a rule does when every candidate is at a cap.
+    WhenFullWord as "WhenFull" { NextRule = "next_rule", Fallback = "fallback", IgnoreCaps = "ignore_caps", Hold = "hold" }
+}
+
+words! {
+    /// What a rule does when the whole team is away (out of office, outside working hours).
+    WhenAwayWord as "WhenAway" { NextRule = "next_rule", Wait = "wait" }
+}
+
+words! {
+    /// What a filter that would leave nobody does.
+    IfNobodyWord as "IfNobody" { NextRule = "next_rule", SkipFilter = "skip_filter" }
+}
+
+words! {
+    /// Whether any or all of the opportunity's tags must match.
+    AnyAllWord as "AnyAll" { Any = "any", All = "all" }
+}
+
+words! {
+    /// Who must not get a reclaimed opportunity back.
+    ExcludeWord as "Exclude" { Previous = "previous", AllPrevious = "all_previous" }
+}
+
+words! {
+    /// What counts as an interaction with an assignment.
+    InteractionWord as "Interaction" { Owner = "owner", Anyone = "anyone", OwnerEdits = "owner_edits" }
+}
+
+words! {
+    /// The end of the ladder, or nobody else eligible: leave it with its owner.
+    ElseWord as "Leave" { Leave = "leave" }
+}
+
+words! {
+    /// A way to pick a member.
+    PickWord as "PickName" {
+        Random = "random",
+        FewestOpen = "fewest_open",
+        RoundRobin = "round_robin",
+        WeightedRoundRobin = "weighted_round_robin",
+        BestKpi = "best_kpi",
+    }
+}
+
+words! {
+    /// A way to pick a member, in its table form: "owner" (keep the owner a field names), or one
+    /// of the plain ways.
+    SpecPickWord as "PickSpecName" {
+        Owner = "owner",
+        Random = "random",
+        FewestOpen = "fewest_open",
+        RoundRobin = "round_robin",
+        WeightedRoundRobin = "weighted_round_robin",
+        BestKpi = "best_kpi",
+    }
+}
+
 // ---------- the files as written ----------
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -217,8 +338,8 @@ pub(in crate::rules) struct RawRule {
     #[serde(default)]
     pub(in crate::rules) filters: Vec<RawFilter>,
     pub(in crate::rules) member: RawPick,
-    pub(in crate::rules) when_full: Option<String>,
-    pub(in crate::rules) when_away: Option<String>,
+    pub(in crate::rules) when_full: Option<WhenFullWord>,
+    pub(in crate::rules) when_away: Option<WhenAwayWord>,
 }
 
 /// Take back an assignment whose owner did nothing in time, and give it to someone else.
@@ -231,13 +352,13 @@ pub(in crate::rules) struct RawReclaim {
     /// What counts as an interaction: "owner" (an activity by the owner; always counts), "anyone"
     /// (an activity by anyone), "owner_edits" (an edit of the opportunity by its owner; needs
     /// `opportunity.edited_by` in the daemon config). One word or a list.
-    pub(in crate::rules) interactions: Option<OneOrMany>,
+    pub(in crate::rules) interactions: Option<OneOrMany<InteractionWord>>,
     /// Count only the owner's working hours (their schedule) towards the window (default false).
     pub(in crate::rules) working_hours: Option<bool>,
     /// Reassign within the owner's team (default true).
     pub(in crate::rules) within_team: Option<bool>,
     /// Who must not get it back: "previous" (the owner losing it; the default) or "all_previous".
-    pub(in crate::rules) exclude: Option<String>,
+    pub(in crate::rules) exclude: Option<ExcludeWord>,
     /// Who must not get it back: the last k distinct owners (instead of `exclude`).
     pub(in crate::rules) exclude_last: Option<u32>,
     /// How many times one opportunity may be reassigned within the team (default 3).
@@ -260,7 +381,7 @@ pub(in crate::rules) struct RawReclaim {
 #[schemars(rename = "ReclaimOverride")]
 pub(in crate::rules) struct RawReclaimOverride {
     pub(in crate::rules) after: Option<String>,
-    pub(in crate::rules) interactions: Option<OneOrMany>,
+    pub(in crate::rules) interactions: Option<OneOrMany<InteractionWord>>,
     pub(in crate::rules) working_hours: Option<bool>,
     pub(in crate::rules) warn_at: Option<f64>,
     pub(in crate::rules) max_reclaims: Option<i32>,
@@ -293,7 +414,7 @@ pub(in crate::rules) struct RawPauseAfter {
 #[serde(untagged)]
 #[schemars(rename = "ReclaimElse")]
 pub(in crate::rules) enum RawReclaimElse {
-    Word(String),
+    Word(ElseWord),
     Owner { owner: String },
 }
 
@@ -327,13 +448,13 @@ impl Scalar {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-pub(in crate::rules) enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+pub(in crate::rules) enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
 }
 
-impl OneOrMany {
-    pub(in crate::rules) fn list(&self) -> Vec<String> {
+impl<T: Clone> OneOrMany<T> {
+    pub(in crate::rules) fn list(&self) -> Vec<T> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
             OneOrMany::Many(v) => v.clone(),
@@ -374,9 +495,9 @@ pub(in crate::rules) struct RawCond {
 #[schemars(rename = "TeamStage")]
 pub(in crate::rules) struct RawTeamStage {
     pub(in crate::rules) id: Option<String>,
-    pub(in crate::rules) territory: Option<OneOrMany>,
+    pub(in crate::rules) territory: Option<OneOrMany<String>>,
     pub(in crate::rules) from_field: Option<String>,
-    pub(in crate::rules) tags: Option<String>,
+    pub(in crate::rules) tags: Option<AnyAllWord>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -387,16 +508,16 @@ pub(in crate::rules) struct RawFilter {
     pub(in crate::rules) equals_field: Option<String>,
     pub(in crate::rules) products: Option<String>,
     pub(in crate::rules) categories: Option<String>,
-    pub(in crate::rules) territory: Option<OneOrMany>,
-    pub(in crate::rules) tags: Option<String>,
-    pub(in crate::rules) if_nobody: Option<String>,
+    pub(in crate::rules) territory: Option<OneOrMany<String>>,
+    pub(in crate::rules) tags: Option<AnyAllWord>,
+    pub(in crate::rules) if_nobody: Option<IfNobodyWord>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 #[schemars(rename = "Pick")]
 pub(in crate::rules) enum RawPick {
-    Name(String),
+    Name(PickWord),
     Spec(RawPickSpec),
 }
 
@@ -404,10 +525,10 @@ pub(in crate::rules) enum RawPick {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "PickSpec")]
 pub(in crate::rules) struct RawPickSpec {
-    pub(in crate::rules) pick: String,
+    pub(in crate::rules) pick: SpecPickWord,
     #[serde(default)]
     pub(in crate::rules) fields: Vec<String>,
-    pub(in crate::rules) otherwise: Option<String>,
+    pub(in crate::rules) otherwise: Option<PickWord>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

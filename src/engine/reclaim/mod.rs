@@ -96,6 +96,25 @@ pub enum Stage {
     Escalated,
 }
 
+impl Stage {
+    /// As `ownership.stage` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Owner => "owner",
+            Stage::Escalated => "escalated",
+        }
+    }
+
+    /// From `ownership.stage` (anything but "escalated" is with a member the rules picked).
+    pub fn from_text(s: &str) -> Stage {
+        if s == "escalated" {
+            Stage::Escalated
+        } else {
+            Stage::Owner
+        }
+    }
+}
+
 /// What the sweep should do with one assignment now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {

@@ -5,7 +5,8 @@
 use super::{duration, Ctx, Resolver};
 use crate::engine;
 use crate::rules::format::{
-    OneOrMany, RawEscalate, RawPauseAfter, RawPipeline, RawReclaim, RawReclaimElse, RawReclaimOverride, RawTeam,
+    ElseWord, ExcludeWord, InteractionWord, OneOrMany, RawEscalate, RawPauseAfter, RawPipeline, RawReclaim,
+    RawReclaimElse, RawReclaimOverride, RawTeam,
 };
 
 impl Resolver<'_> {
@@ -57,8 +58,8 @@ impl Resolver<'_> {
 fn reclaim_else(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &Option<RawReclaimElse>) -> Option<engine::ReclaimElse> {
     match v {
         None => Some(engine::ReclaimElse::Leave),
-        Some(RawReclaimElse::Word(w)) if w == "leave" => Some(engine::ReclaimElse::Leave),
-        Some(RawReclaimElse::Word(w)) => {
+        Some(RawReclaimElse::Word(ElseWord::Leave)) => Some(engine::ReclaimElse::Leave),
+        Some(RawReclaimElse::Word(ElseWord::Other(w))) => {
             cx.err(fi, w, key, format!("`{w}` is not a choice; use \"leave\" or {{ owner = \"<CRM user id>\" }}"));
             None
         }
@@ -85,15 +86,15 @@ fn reclaim_window(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &str) -> Option<i64
 }
 
 /// `(anyone, owner_edits)` from `interactions`; owner edits only where the config captures them.
-fn interactions(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &OneOrMany) -> Option<(bool, bool)> {
+fn interactions(cx: &mut Ctx<'_>, fi: usize, key: &str, v: &OneOrMany<InteractionWord>) -> Option<(bool, bool)> {
     let (mut anyone, mut edits, mut ok) = (false, false, true);
     for w in v.list() {
-        match w.as_str() {
-            "owner" => {}
-            "anyone" => anyone = true,
-            "owner_edits" => edits = true,
-            o => {
-                cx.err(fi, o, key, format!("`{o}` is not a choice; use \"owner\", \"anyone\" or \"owner_edits\""));
+        match w {
+            InteractionWord::Owner => {}
+            InteractionWord::Anyone => anyone = true,
+            InteractionWord::OwnerEdits => edits = true,
+            InteractionWord::Other(o) => {
+                cx.err(fi, &o, key, format!("`{o}` is not a choice; use \"owner\", \"anyone\" or \"owner_edits\""));
                 ok = false;
             }
         }
@@ -157,7 +158,7 @@ pub(super) fn compile_reclaim(
         Some(v) => interactions(cx, fi, &format!("{key}.interactions"), v)?,
         None => (false, false),
     };
-    let exclude = match (r.exclude.as_deref(), r.exclude_last) {
+    let exclude = match (r.exclude.as_ref(), r.exclude_last) {
         (Some(_), Some(_)) => {
             cx.err_key(
                 fi,
@@ -179,9 +180,9 @@ pub(super) fn compile_reclaim(
             return None;
         }
         (_, Some(k)) => engine::Exclude::Last(k),
-        (None | Some("previous"), None) => engine::Exclude::Previous,
-        (Some("all_previous"), None) => engine::Exclude::AllPrevious,
-        (Some(o), None) => {
+        (None | Some(ExcludeWord::Previous), None) => engine::Exclude::Previous,
+        (Some(ExcludeWord::AllPrevious), None) => engine::Exclude::AllPrevious,
+        (Some(ExcludeWord::Other(o)), None) => {
             cx.err(
                 fi,
                 o,

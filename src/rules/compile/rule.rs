@@ -3,7 +3,10 @@
 
 use super::Resolver;
 use crate::engine::{self, Cond, Filter, FilterKind, IfNobody, Pick, TeamStage, WhenAway, WhenFull};
-use crate::rules::format::{RawFilter, RawPick, RawPipeline, RawRule, RawTeamStage};
+use crate::rules::format::{
+    AnyAllWord, IfNobodyWord, PickWord, RawFilter, RawPick, RawPipeline, RawRule, RawTeamStage, SpecPickWord,
+    WhenAwayWord, WhenFullWord,
+};
 
 const PICKS: &str =
     "random, fewest_open, round_robin, weighted_round_robin, best_kpi, or { pick = \"owner\", fields = [...] }";
@@ -92,7 +95,7 @@ impl Resolver<'_> {
                 .field(fi, &format!("{key}.team.from_field"), f)
                 .map(|field| TeamStage::FromField { field, name: f.clone() });
         }
-        self.any_or_all(fi, &format!("{key}.team.tags"), ts.tags.as_deref()).map(|all| TeamStage::Tags { all })
+        self.any_or_all(fi, &format!("{key}.team.tags"), ts.tags.as_ref()).map(|all| TeamStage::Tags { all })
     }
 
     /// Fields by name, all of them known, or `None`.
@@ -103,12 +106,16 @@ impl Resolver<'_> {
     }
 
     /// `tags = "any" | "all"`: whether all tags must match.
-    fn any_or_all(&mut self, fi: usize, key: &str, v: Option<&str>) -> Option<bool> {
+    fn any_or_all(&mut self, fi: usize, key: &str, v: Option<&AnyAllWord>) -> Option<bool> {
         match v {
-            Some("any") => Some(false),
-            Some("all") => Some(true),
+            Some(AnyAllWord::Any) => Some(false),
+            Some(AnyAllWord::All) => Some(true),
             other => {
-                self.cx.err(fi, other.unwrap_or(""), key, "is \"any\" or \"all\"");
+                let needle = match other {
+                    Some(AnyAllWord::Other(o)) => o.as_str(),
+                    _ => "",
+                };
+                self.cx.err(fi, needle, key, "is \"any\" or \"all\"");
                 None
             }
         }
@@ -116,10 +123,10 @@ impl Resolver<'_> {
 
     fn filter(&mut self, fi: usize, key: &str, r: &RawRule, k: usize, f: &RawFilter) -> Option<Filter> {
         let fkey = format!("{key}.filters[{k}]");
-        let if_nobody = match f.if_nobody.as_deref() {
-            None | Some("next_rule") => IfNobody::NextRule,
-            Some("skip_filter") => IfNobody::SkipFilter,
-            Some(o) => {
+        let if_nobody = match &f.if_nobody {
+            None | Some(IfNobodyWord::NextRule) => IfNobody::NextRule,
+            Some(IfNobodyWord::SkipFilter) => IfNobody::SkipFilter,
+            Some(IfNobodyWord::Other(o)) => {
                 let msg = format!("`{o}` is not a policy; use \"next_rule\" or \"skip_filter\"");
                 self.cx.err(fi, o, &format!("{fkey}.if_nobody"), msg);
                 IfNobody::NextRule
@@ -167,7 +174,7 @@ impl Resolver<'_> {
             let fields = self.fields(fi, &format!("{fkey}.territory"), &fs.list())?;
             return Some(FilterKind::Territory { fields });
         }
-        self.any_or_all(fi, &format!("{fkey}.tags"), f.tags.as_deref()).map(|all| FilterKind::Tags { all })
+        self.any_or_all(fi, &format!("{fkey}.tags"), f.tags.as_ref()).map(|all| FilterKind::Tags { all })
     }
 
     /// How the rule picks a member: a strategy's name, or `{ pick = "owner", fields, otherwise }`.
@@ -175,43 +182,41 @@ impl Resolver<'_> {
         match &r.member {
             RawPick::Name(n) => {
                 let p = simple_pick(n);
-                if p.is_none() {
+                if let PickWord::Other(n) = n {
                     let msg = format!("`{n}` is not a way to pick a member; use {PICKS}");
                     self.cx.err(fi, n, &format!("{key}.member"), msg);
                 }
                 p
             }
-            RawPick::Spec(s) if s.pick == "owner" => {
+            RawPick::Spec(s) if s.pick == SpecPickWord::Owner => {
                 if s.fields.is_empty() {
                     self.cx.err(fi, &r.id, &format!("{key}.member.fields"), "list the fields naming the owner to keep, in order, e.g. [\"profile_owner\", \"company_owner\"]");
                 }
                 let fields = self.fields(fi, &format!("{key}.member.fields"), &s.fields);
-                let otherwise = match s.otherwise.as_deref() {
+                let otherwise = match &s.otherwise {
                     None => Some(None),
-                    Some(o) => match simple_pick(o) {
-                        Some(p) => Some(Some(Box::new(p))),
-                        None => {
-                            self.cx.err(fi, o, &format!("{key}.member.otherwise"), format!("`{o}` is not a way to pick a member; use random, fewest_open, round_robin, weighted_round_robin or best_kpi"));
-                            None
-                        }
-                    },
+                    Some(PickWord::Other(o)) => {
+                        self.cx.err(fi, o, &format!("{key}.member.otherwise"), format!("`{o}` is not a way to pick a member; use random, fewest_open, round_robin, weighted_round_robin or best_kpi"));
+                        None
+                    }
+                    Some(p) => simple_pick(p).map(|p| Some(Box::new(p))),
                 };
                 Some(Pick::Owner { fields: fields?, otherwise: otherwise? })
             }
-            RawPick::Spec(s) => match simple_pick(&s.pick) {
-                Some(p) if s.fields.is_empty() && s.otherwise.is_none() => Some(p),
-                Some(_) => {
+            RawPick::Spec(s) => match spec_pick(&s.pick) {
+                Ok(p) if s.fields.is_empty() && s.otherwise.is_none() => Some(p),
+                Ok(_) => {
                     self.cx.err(
                         fi,
-                        &s.pick,
+                        s.pick.text(),
                         &format!("{key}.member"),
                         "`fields` and `otherwise` go with pick = \"owner\" only",
                     );
                     None
                 }
-                None => {
-                    let msg = format!("`{}` is not a way to pick a member; use {PICKS}", s.pick);
-                    self.cx.err(fi, &s.pick, &format!("{key}.member.pick"), msg);
+                Err(o) => {
+                    let msg = format!("`{o}` is not a way to pick a member; use {PICKS}");
+                    self.cx.err(fi, o, &format!("{key}.member.pick"), msg);
                     None
                 }
             },
@@ -219,12 +224,12 @@ impl Resolver<'_> {
     }
 
     fn when_full(&mut self, fi: usize, key: &str, r: &RawRule) -> WhenFull {
-        match r.when_full.as_deref() {
-            None | Some("next_rule") => WhenFull::NextRule,
-            Some("fallback") => WhenFull::Fallback,
-            Some("ignore_caps") => WhenFull::IgnoreCaps,
-            Some("hold") => WhenFull::Hold,
-            Some(o) => {
+        match &r.when_full {
+            None | Some(WhenFullWord::NextRule) => WhenFull::NextRule,
+            Some(WhenFullWord::Fallback) => WhenFull::Fallback,
+            Some(WhenFullWord::IgnoreCaps) => WhenFull::IgnoreCaps,
+            Some(WhenFullWord::Hold) => WhenFull::Hold,
+            Some(WhenFullWord::Other(o)) => {
                 let msg =
                     format!("`{o}` is not a policy; use \"next_rule\", \"fallback\", \"ignore_caps\" or \"hold\"");
                 self.cx.err(fi, o, &format!("{key}.when_full"), msg);
@@ -234,10 +239,10 @@ impl Resolver<'_> {
     }
 
     fn when_away(&mut self, fi: usize, key: &str, r: &RawRule) -> WhenAway {
-        match r.when_away.as_deref() {
-            None | Some("next_rule") => WhenAway::NextRule,
-            Some("wait") => WhenAway::Wait,
-            Some(o) => {
+        match &r.when_away {
+            None | Some(WhenAwayWord::NextRule) => WhenAway::NextRule,
+            Some(WhenAwayWord::Wait) => WhenAway::Wait,
+            Some(WhenAwayWord::Other(o)) => {
                 let msg = format!("`{o}` is not a policy; use \"next_rule\" or \"wait\"");
                 self.cx.err(fi, o, &format!("{key}.when_away"), msg);
                 WhenAway::NextRule
@@ -256,14 +261,28 @@ impl Resolver<'_> {
     }
 }
 
-fn simple_pick(name: &str) -> Option<Pick> {
+fn simple_pick(name: &PickWord) -> Option<Pick> {
     match name {
-        "random" => Some(Pick::Random),
-        "fewest_open" => Some(Pick::FewestOpen),
-        "round_robin" => Some(Pick::RoundRobin),
-        "weighted_round_robin" => Some(Pick::WeightedRoundRobin),
-        "best_kpi" => Some(Pick::BestKpi),
-        _ => None,
+        PickWord::Random => Some(Pick::Random),
+        PickWord::FewestOpen => Some(Pick::FewestOpen),
+        PickWord::RoundRobin => Some(Pick::RoundRobin),
+        PickWord::WeightedRoundRobin => Some(Pick::WeightedRoundRobin),
+        PickWord::BestKpi => Some(Pick::BestKpi),
+        PickWord::Other(_) => None,
+    }
+}
+
+/// A plain way to pick in the table form; `Err` with the word when it is none (or "owner",
+/// handled before).
+fn spec_pick(name: &SpecPickWord) -> Result<Pick, &str> {
+    match name {
+        SpecPickWord::Random => Ok(Pick::Random),
+        SpecPickWord::FewestOpen => Ok(Pick::FewestOpen),
+        SpecPickWord::RoundRobin => Ok(Pick::RoundRobin),
+        SpecPickWord::WeightedRoundRobin => Ok(Pick::WeightedRoundRobin),
+        SpecPickWord::BestKpi => Ok(Pick::BestKpi),
+        SpecPickWord::Owner => Err("owner"),
+        SpecPickWord::Other(o) => Err(o),
     }
 }
 

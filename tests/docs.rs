@@ -89,7 +89,10 @@ fn the_schema_lists_every_policy_word_and_the_daemon_refuses_a_misspelt_one_prec
     assert!(!validator.is_valid(&rule("hodl")), "a misspelt word is underlined by an editor");
     let text = "[[member]]\nid = \"a\"\n[[team]]\nid = \"t\"\nmembers = [\"a\"]\npipelines = [\"p\"]\n\
                 [[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"random\"\nwhen_full = \"hodl\"\n";
-    let err = oppty_router::rules::compile_texts(&[("r.toml", text)], &[]).err().expect("refused").to_string();
+    let err = match oppty_router::rules::compile_texts(&[("r.toml", text)], &[]) {
+        Ok(_) => panic!("a misspelt policy is refused"),
+        Err(e) => e.to_string(),
+    };
     assert_eq!(
         err,
         "r.toml:12:13: pipeline `p`.rule `r`.when_full: `hodl` is not a policy; use \"next_rule\", \"fallback\", \"ignore_caps\" or \"hold\""

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use tokio_postgres::Client;
 
 use crate::config::Config;
+use crate::engine::Explanation;
 
 /// The id as the router stored it: the CRM's text form of the id column's type (a uuid in lower
 /// case, a char(n) without its padding), whatever form it was typed or pasted in.
@@ -29,7 +30,8 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
     let s = cfg.router.schema.quoted();
     let opp_id = stored_id(client, cfg, opp_id).await?;
     let select = format!(
-        "SELECT decided_at::text, outcome, owner_id, team_id, previous_owner, pipeline, rule_id, rules_version, explanation, opp_id \
+        "SELECT decided_at::text AS decided_at, outcome, owner_id, team_id, previous_owner, pipeline, rule_id, rules_version, \
+         explanation, opp_id \
          FROM {s}.assignments"
     );
     let mut rows = client.query(&format!("{select} WHERE opp_id = $1 ORDER BY id"), &[&opp_id]).await?;
@@ -37,7 +39,7 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
     if rows.is_empty() {
         // A text-like key typed in another letter case: found by a case-insensitive look, and said so.
         rows = client.query(&format!("{select} WHERE lower(opp_id) = lower($1) ORDER BY id"), &[&opp_id]).await?;
-        if let Some(found) = rows.first().map(|r| r.try_get::<_, String>(9)).transpose()? {
+        if let Some(found) = rows.first().map(|r| r.try_get::<_, String>("opp_id")).transpose()? {
             let _ = writeln!(out, "(no opportunity `{opp_id}`; showing `{found}`, the same id in another letter case)");
         }
     }
@@ -48,36 +50,49 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
     let _ = writeln!(out, "opportunity {opp_id}: {} decision(s)", rows.len());
     let names = member_names(cfg);
     for r in rows {
-        let at: String = r.try_get(0)?;
-        let outcome: String = r.try_get(1)?;
-        let owner: Option<String> = r.try_get(2)?;
-        let team: Option<String> = r.try_get(3)?;
-        let prev: Option<String> = r.try_get(4)?;
-        let pipeline: Option<String> = r.try_get(5)?;
-        let rule: Option<String> = r.try_get(6)?;
-        let version: String = r.try_get(7)?;
-        let ex: serde_json::Value = r.try_get(8)?;
-        let _ = writeln!(
-            out,
-            "\n{at}  {outcome}: owner {}  team {}  (was {})",
-            owner.as_deref().unwrap_or("-"),
-            team.as_deref().unwrap_or("-"),
-            prev.as_deref().unwrap_or("unowned")
-        );
-        let _ = writeln!(
-            out,
-            "  pipeline {}  rule {}  rules version {version}",
-            pipeline.as_deref().unwrap_or("-"),
-            rule.as_deref().unwrap_or("-")
-        );
-        let _ = render(&mut out, &ex, &names);
+        decision(&mut out, &r, &names)?;
     }
     Ok((out, true))
 }
 
+/// One recorded decision: when, what, who, under which rule and rules version, and why.
+fn decision(out: &mut String, r: &tokio_postgres::Row, names: &Names) -> Result<(), tokio_postgres::Error> {
+    let at: String = r.try_get("decided_at")?;
+    let outcome: String = r.try_get("outcome")?;
+    let owner: Option<String> = r.try_get("owner_id")?;
+    let team: Option<String> = r.try_get("team_id")?;
+    let prev: Option<String> = r.try_get("previous_owner")?;
+    let pipeline: Option<String> = r.try_get("pipeline")?;
+    let rule: Option<String> = r.try_get("rule_id")?;
+    let version: String = r.try_get("rules_version")?;
+    let ex: serde_json::Value = r.try_get("explanation")?;
+    let _ = writeln!(
+        out,
+        "\n{at}  {outcome}: owner {}  team {}  (was {})",
+        owner.as_deref().unwrap_or("-"),
+        team.as_deref().unwrap_or("-"),
+        prev.as_deref().unwrap_or("unowned")
+    );
+    let _ = writeln!(
+        out,
+        "  pipeline {}  rule {}  rules version {version}",
+        pipeline.as_deref().unwrap_or("-"),
+        rule.as_deref().unwrap_or("-")
+    );
+    // Read through the engine's own type; one that does not read (written by another version)
+    // is shown as stored.
+    let _ = match serde_json::from_value::<Explanation>(ex.clone()) {
+        Ok(ex) => render(out, &ex, names),
+        Err(e) => writeln!(out, "  explanation (not in this version's form: {e}): {ex}"),
+    };
+    Ok(())
+}
+
+type Names = std::collections::HashMap<String, String>;
+
 /// Member names by id, from the rule files as they are now (none when they do not load: ids alone
 /// still explain).
-fn member_names(cfg: &Config) -> std::collections::HashMap<String, String> {
+fn member_names(cfg: &Config) -> Names {
     match crate::load_rules(cfg) {
         Ok(e) => e.members.iter().filter(|m| m.name != m.id).map(|m| (m.id.to_string(), m.name.to_string())).collect(),
         Err(_) => Default::default(),
@@ -85,47 +100,37 @@ fn member_names(cfg: &Config) -> std::collections::HashMap<String, String> {
 }
 
 /// One stored explanation as indented text; every member named.
-fn render(
-    out: &mut String,
-    ex: &serde_json::Value,
-    names: &std::collections::HashMap<String, String>,
-) -> std::fmt::Result {
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-    let who = |v: &serde_json::Value| {
-        let id = s(v);
-        match names.get(&id) {
-            Some(n) => format!("{id} ({n})"),
-            None => id,
-        }
+fn render(out: &mut String, ex: &Explanation, names: &Names) -> std::fmt::Result {
+    let who = |id: &str| match names.get(id) {
+        Some(n) => format!("{id} ({n})"),
+        None => id.to_string(),
     };
-    if let Some(tags) = ex.get("tags").and_then(|t| t.as_array()) {
-        writeln!(out, "  tags: {}", tags.iter().map(s).collect::<Vec<_>>().join(", "))?;
+    if !ex.tags.is_empty() {
+        writeln!(out, "  tags: {}", ex.tags.join(", "))?;
     }
-    for t in ex.get("rules").and_then(|v| v.as_array()).into_iter().flatten() {
-        let why = t.get("why").map(|w| format!(" ({})", s(w))).unwrap_or_default();
-        writeln!(out, "  rule {}: {}{why}", s(&t["rule"]), s(&t["result"]))?;
-        if let Some(team) = t.get("team") {
-            let ids: Vec<String> = team["ids"].as_array().into_iter().flatten().map(s).collect();
-            writeln!(out, "    team {}: {}", ids.join(", "), s(&team["why"]))?;
+    for t in &ex.rules {
+        let why = t.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
+        writeln!(out, "  rule {}: {}{why}", t.rule, t.result)?;
+        if let Some(team) = &t.team {
+            let ids: Vec<&str> = team.ids.iter().map(|i| &**i).collect();
+            writeln!(out, "    team {}: {}", ids.join(", "), team.why)?;
         }
-        for f in t.get("filters").and_then(|v| v.as_array()).into_iter().flatten() {
-            let note = f.get("note").map(|n| format!(" ({})", s(n))).unwrap_or_default();
-            writeln!(out, "    filter {}: kept {} of {}{note}", s(&f["filter"]), f["kept"], f["of"])?;
+        for f in &t.filters {
+            let note = f.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+            writeln!(out, "    filter {}: kept {} of {}{note}", f.filter, f.kept, f.of)?;
         }
-        for (why, ids) in t.get("excluded").and_then(|v| v.as_object()).into_iter().flatten() {
-            let listed: Vec<String> = ids.as_array().into_iter().flatten().map(who).collect();
+        for (why, ids) in &t.excluded {
+            let listed: Vec<String> = ids.iter().map(|i| who(i)).collect();
             writeln!(out, "    excluded ({why}): {}", listed.join(", "))?;
         }
     }
-    if let Some(m) = ex.get("member") {
-        let name = s(&m["name"]);
-        let id = s(&m["id"]);
-        let named = if name.is_empty() || name == id { who(&m["id"]) } else { format!("{id} ({name})") };
-        writeln!(out, "  member {named}: {}", s(&m["why"]))?;
+    if let Some(m) = &ex.member {
+        let named = if m.name.is_empty() || m.name == m.id { who(&m.id) } else { format!("{} ({})", m.id, m.name) };
+        writeln!(out, "  member {named}: {}", m.why)?;
     }
-    for key in ["fallback", "held", "note"] {
-        if let Some(v) = ex.get(key) {
-            writeln!(out, "  {key}: {}", s(v))?;
+    for (key, v) in [("fallback", &ex.fallback), ("held", &ex.held), ("note", &ex.note)] {
+        if let Some(v) = v {
+            writeln!(out, "  {key}: {v}")?;
         }
     }
     Ok(())

@@ -922,3 +922,30 @@ fn what_counts_as_an_interaction_is_the_reclaim_rules_choice() {
         assert_eq!(p.counts(kind, actor, "a"), counts, "{interactions} {kind:?} by {actor:?}");
     }
 }
+
+/// `explain` reads stored explanations through the engine's own type: every explanation the
+/// engine writes reads back as itself (a renamed or retyped field fails here, not in `explain`).
+#[test]
+fn every_explanation_reads_back_through_the_same_type() {
+    use oppty_router::engine::Explanation;
+    let e = example();
+    let mut ledger = Ledger::for_engine(&e, None);
+    let now = monday_morning();
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("retail", &[("province", "HN"), ("score", "80"), ("product", "HOME")]),
+        ("retail", &[("province", "nowhere")]),
+        ("corporate", &[("amount", "90000000000"), ("segment", "sme")]),
+        ("no-such-pipeline", &[]),
+    ];
+    let mut with_exclusions = 0;
+    for (pipeline, given) in cases {
+        for _ in 0..30 {
+            let d = route(&e, &mut ledger, pipeline, given, now);
+            let stored = serde_json::to_value(&d.explanation).expect("serialize");
+            let read: Explanation = serde_json::from_value(stored.clone()).expect("reads back");
+            assert_eq!(serde_json::to_value(&read).expect("serialize"), stored, "{pipeline} {given:?}");
+            with_exclusions += usize::from(d.explanation.rules.iter().any(|r| !r.excluded.is_empty()));
+        }
+    }
+    assert!(with_exclusions > 0, "some explanation lists excluded members");
+}

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use cond::{Cond, Facts, Op};
 pub use ledger::{FlagUndo, Ledger, Undo};
@@ -77,37 +77,82 @@ impl Outcome {
     }
 }
 
-/// How one rule went, for the explanation.
-#[derive(Debug, Clone, Serialize)]
-pub struct RuleTrace {
-    pub rule: Arc<str>,
-    pub result: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub why: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub team: Option<TeamTrace>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub filters: Vec<FilterTrace>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub excluded: BTreeMap<&'static str, Vec<Arc<str>>>,
+/// How one rule went, as the explanation stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleResult {
+    /// Not tried yet (never stored).
+    #[serde(rename = "")]
+    Pending,
+    #[serde(rename = "conditions not met")]
+    ConditionsNotMet,
+    #[serde(rename = "no team")]
+    NoTeam,
+    #[serde(rename = "nobody fits")]
+    NobodyFits,
+    #[serde(rename = "nobody eligible")]
+    NobodyEligible,
+    #[serde(rename = "everyone at cap: fallback owner")]
+    EveryoneAtCap,
+    #[serde(rename = "no pick")]
+    NoPick,
+    #[serde(rename = "matched")]
+    Matched,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl RuleResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleResult::Pending => "",
+            RuleResult::ConditionsNotMet => "conditions not met",
+            RuleResult::NoTeam => "no team",
+            RuleResult::NobodyFits => "nobody fits",
+            RuleResult::NobodyEligible => "nobody eligible",
+            RuleResult::EveryoneAtCap => "everyone at cap: fallback owner",
+            RuleResult::NoPick => "no pick",
+            RuleResult::Matched => "matched",
+        }
+    }
+}
+
+impl std::fmt::Display for RuleResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one rule went, for the explanation. Stored as JSON and read back by `explain` through
+/// these same types.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleTrace {
+    pub rule: Arc<str>,
+    pub result: RuleResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamTrace>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterTrace>,
+    /// Members left out, by why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub excluded: BTreeMap<std::borrow::Cow<'static, str>, Vec<Arc<str>>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TeamTrace {
     pub ids: Vec<Arc<str>>,
     pub why: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilterTrace {
     pub filter: String,
     pub kept: usize,
     pub of: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PickTrace {
     pub id: Arc<str>,
     pub name: Arc<str>,
@@ -121,7 +166,7 @@ impl Explanation {
         let mut parts: Vec<String> = Vec::new();
         for r in &self.rules {
             let mut p = format!("rule `{}` {}", r.rule, r.result);
-            if let Some(why) = r.why.as_deref().filter(|_| r.result != "matched") {
+            if let Some(why) = r.why.as_deref().filter(|_| r.result != RuleResult::Matched) {
                 p.push_str(&format!(" ({why})"));
             }
             for (why, who) in &r.excluded {
@@ -140,20 +185,22 @@ impl Explanation {
     }
 }
 
-/// Everything that explains one decision; stored as JSON with the assignment.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Everything that explains one decision; stored as JSON with the assignment, and read back by
+/// `explain` through this same type (a renamed field cannot silently break it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Explanation {
     pub pipeline: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    #[serde(default)]
     pub rules: Vec<RuleTrace>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<PickTrace>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 

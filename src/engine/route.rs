@@ -14,7 +14,8 @@ use rand::RngCore;
 
 use super::{
     cap_label, pick, Cands, Decision, Engine, Excl, Explanation, Facts, FilterTrace, FlagUndo, IfNobody, Ledger,
-    Opportunity, Outcome, PickTrace, Pipeline, Rule, RuleTrace, TeamTrace, Undo, WhenAway, WhenFull, DEFAULT_PIPELINE,
+    Opportunity, Outcome, PickTrace, Pipeline, Rule, RuleResult, RuleTrace, TeamTrace, Undo, WhenAway, WhenFull,
+    DEFAULT_PIPELINE,
 };
 
 /// What one routing carries from rule to rule.
@@ -132,7 +133,7 @@ impl Engine {
     ) -> Tried {
         let mut trace = RuleTrace {
             rule: rule.id.clone(),
-            result: "",
+            result: RuleResult::Pending,
             why: None,
             team: None,
             filters: Vec::new(),
@@ -147,7 +148,7 @@ impl Engine {
             && scope.full > 0
             && self.when_full(rule, &cands, &mut scope, a, ledger, &mut trace)
         {
-            trace.result = "everyone at cap: fallback owner";
+            trace.result = RuleResult::EveryoneAtCap;
             a.ex.rules.push(trace);
             let (ex, tags) = (std::mem::take(&mut a.ex), std::mem::take(&mut a.facts.tags));
             return Tried::Done(Box::new(self.fallback(a.pipeline_id, pipeline.fallback_owner.as_deref(), ex, tags)));
@@ -158,7 +159,7 @@ impl Engine {
             }
         }
         if scope.eligible.is_empty() {
-            trace.result = "nobody eligible";
+            trace.result = RuleResult::NobodyEligible;
             a.ex.rules.push(trace);
             return if a.hold.is_some() { Tried::Stop } else { Tried::Next };
         }
@@ -166,12 +167,12 @@ impl Engine {
         reenter(&scope.eligible, ledger, nows, flags);
         match self.pick(&rule.pick, rule, &scope.eligible, &a.facts, ledger, nows, rng) {
             Ok(picked) => {
-                trace.result = "matched";
+                trace.result = RuleResult::Matched;
                 a.ex.rules.push(trace);
                 Tried::Done(Box::new(self.assign(rule, a, picked, ledger)))
             }
             Err(why) => {
-                trace.result = "no pick";
+                trace.result = RuleResult::NoPick;
                 trace.why = Some(why.into());
                 a.ex.rules.push(trace);
                 Tried::Next
@@ -189,14 +190,14 @@ impl Engine {
         trace: &mut RuleTrace,
     ) -> Option<Cands> {
         if let Some(c) = rule.when.as_ref().filter(|c| !c.eval(&a.facts)) {
-            trace.result = "conditions not met";
+            trace.result = RuleResult::ConditionsNotMet;
             trace.why = Some(c.why_false(&a.facts).into());
             return None;
         }
         let (teams, team_why) = match self.team_stage(rule, pipeline, &a.facts, &a.tag_syms) {
             Ok(t) => t,
             Err(why) => {
-                trace.result = "no team";
+                trace.result = RuleResult::NoTeam;
                 trace.why = Some(why.into());
                 return None;
             }
@@ -223,7 +224,7 @@ impl Engine {
                 match f.if_nobody {
                     IfNobody::NextRule => {
                         trace.filters.push(FilterTrace { filter: label, kept: 0, of: before, note: None });
-                        trace.result = "nobody fits";
+                        trace.result = RuleResult::NobodyFits;
                         return None;
                     }
                     IfNobody::SkipFilter => {
@@ -280,7 +281,7 @@ impl Engine {
                 Excl::AtCap(c) => cap_label(&self.members[m].caps[*c]),
                 e => e.label(),
             };
-            trace.excluded.entry(label).or_default().push(self.members[m].id.clone());
+            trace.excluded.entry(std::borrow::Cow::Borrowed(label)).or_default().push(self.members[m].id.clone());
         }
         s
     }

@@ -443,3 +443,21 @@ fn a_huge_change_summary_names_a_few_and_counts_the_rest() {
     assert!(summary.ends_with("… and 4987 more"), "{summary}");
     assert!(summary.len() < 300, "{} bytes: {summary}", summary.len());
 }
+
+/// A member's new product renumbers the interned names the set uses; a rule filtering on an
+/// attribute does not change for it, and the summary says only what did.
+#[test]
+fn a_new_product_on_one_member_changes_that_member_only() {
+    let fields: Vec<String> = ["province", "segment"].iter().map(|s| s.to_string()).collect();
+    let text = |products: &str| {
+        format!(
+            "[[member]]\nid = \"a\"\nproducts = [{products}]\n[[member]]\nid = \"b\"\nattributes = {{ lang = \"vi\" }}\n\
+             [[team]]\nid = \"t\"\npipelines = [\"p\"]\nmembers = [\"a\", \"b\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\n\
+             filters = [{{ attribute = \"lang\", equals_field = \"segment\" }}]\nmember = \"fewest_open\"\n"
+        )
+    };
+    let a = oppty_router::rules::compile_texts(&[("a.toml", &text("\"home\""))], &fields).expect("rules");
+    let b = oppty_router::rules::compile_texts(&[("a.toml", &text("\"auto\", \"home\""))], &fields).expect("rules");
+    assert_ne!(a.symbols.get("lang"), b.symbols.get("lang"), "the attribute's symbol moved");
+    assert_eq!(reload::summarize(&a, &b).as_deref(), Some("members ~a"));
+}

@@ -37,7 +37,7 @@ impl<'a> Facts<'a> {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub enum Op {
     Equals(String),
     NotEquals(String),
@@ -57,7 +57,7 @@ pub enum Op {
     IsSet,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub enum Cond {
     All(Vec<Cond>),
     Any(Vec<Cond>),
@@ -67,6 +67,8 @@ pub enum Cond {
         field: usize,
         name: String,
         op: Op,
+        /// Made from the others.
+        #[serde(skip)]
         text: std::sync::Arc<str>,
     },
     Tagged(String),

@@ -223,17 +223,17 @@ pub struct Decision {
 }
 
 /// A window a cap counts assignments in.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum Window {
     /// Open opportunities now.
     Open,
     /// Assignments in the last so many seconds.
     Rolling(i64),
     /// Assignments since local midnight in this time zone.
-    Day(chrono_tz::Tz),
+    Day(#[serde(serialize_with = "schedule::tz_name")] chrono_tz::Tz),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Cap {
     pub window: Window,
     pub max: u32,
@@ -310,7 +310,7 @@ impl Territories {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub enum TeamStage {
     /// Every team that takes part in the pipeline.
     AllPipelineTeams,
@@ -326,7 +326,7 @@ pub enum TeamStage {
     Tags { all: bool },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum IfNobody {
     /// The rule yields nobody: try the next rule.
     NextRule,
@@ -334,11 +334,13 @@ pub enum IfNobody {
     SkipFilter,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub enum FilterKind {
     /// Member attribute equals the opportunity field.
     Attribute {
         attribute: String,
+        /// The attribute's symbol: a number that depends on the order things were read in.
+        #[serde(skip)]
         symbol: u32,
         field: usize,
         field_name: String,
@@ -362,13 +364,13 @@ pub enum FilterKind {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Filter {
     pub kind: FilterKind,
     pub if_nobody: IfNobody,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub enum Pick {
     Random,
     FewestOpen,
@@ -384,7 +386,7 @@ pub enum Pick {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum WhenFull {
     NextRule,
     Fallback,
@@ -392,7 +394,7 @@ pub enum WhenFull {
     Hold,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum WhenAway {
     NextRule,
     Wait,
@@ -424,13 +426,13 @@ pub struct Pipeline {
 }
 
 /// A pipeline's required fields: `(field index, name)`, and how long to wait for them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Require {
     pub fields: Vec<(usize, String)>,
     pub wait_secs: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TagRule {
     pub tag: String,
     pub when: Cond,

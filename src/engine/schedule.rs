@@ -4,29 +4,25 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 /// Minutes from local midnight, `[from, to)`, per weekday (Monday = 0).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Schedule {
+    #[serde(serialize_with = "tz_name")]
     pub tz: Tz,
     pub week: [Option<(u32, u32)>; 7],
     /// Inclusive local date ranges.
     pub out_of_office: Vec<(NaiveDate, NaiveDate)>,
 }
 
+/// A time zone by its IANA name.
+pub(super) fn tz_name<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
 impl Schedule {
-    /// The schedule as canonical text (time zone, spans per weekday, days out of office), for
-    /// fingerprints that must not depend on `Debug` output.
+    /// The schedule as canonical text (its JSON: time zone by name, spans per weekday, days out
+    /// of office), for fingerprints that must not depend on `Debug` output.
     pub fn canonical(&self) -> String {
-        use std::fmt::Write;
-        let mut out = format!("{};", self.tz.name());
-        for (day, span) in self.week.iter().enumerate() {
-            if let Some((from, to)) = span {
-                let _ = write!(out, "{day}:{from}-{to};");
-            }
-        }
-        for (a, b) in &self.out_of_office {
-            let _ = write!(out, "{}..{};", a.format("%Y-%m-%d"), b.format("%Y-%m-%d"));
-        }
-        out
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// On holiday at `now` (in the schedule's time zone)?

@@ -13,6 +13,13 @@ const NAMES_PER_KIND: usize = 12;
 /// The rule set as it routes: per kind, one readable entry per thing (by id).
 pub type Digest = BTreeMap<&'static str, BTreeMap<String, String>>;
 
+/// Canonical text of a compiled value: its JSON (fields in order, maps sorted, symbols skipped).
+/// Never `Debug` output, whose form a dependency may change and which prints a hash set in any
+/// order.
+fn canon<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 /// The [`Digest`] of a set. Symbols are resolved to their names and every collection is ordered,
 /// so equal entries mean equal behaviour.
 pub fn digest(e: &Engine) -> Digest {
@@ -34,10 +41,8 @@ pub fn digest(e: &Engine) -> Digest {
         v.join(",")
     };
     let mut out: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
-    let settings = format!(
-        "{:?}",
-        (&e.global_fallback, e.hold_max, e.hold_retry, e.reentry_ramp, e.history, &e.tag_rules, &e.schedules)
-    );
+    let settings =
+        canon(&(&e.global_fallback, e.hold_max, e.hold_retry, e.reentry_ramp, e.history, &e.tag_rules, &e.schedules));
     out.entry("settings").or_default().insert("settings".into(), settings);
     // Every name a territory answers to, gathered in one pass over the index.
     let mut aliases: Vec<Vec<&str>> = vec![Vec::new(); e.territories.codes.len()];
@@ -49,26 +54,27 @@ pub fn digest(e: &Engine) -> Digest {
     for (i, code) in e.territories.codes.iter().enumerate() {
         let parent = e.territories.parent[i].and_then(|p| e.territories.codes.get(p as usize));
         aliases[i].sort_unstable();
-        out.entry("territories").or_default().insert(code.clone(), format!("{parent:?}{:?}", aliases[i]));
+        out.entry("territories").or_default().insert(code.clone(), canon(&(parent, &aliases[i])));
     }
     for (id, p) in &e.pipelines {
         let teams: Vec<&str> = p.teams.iter().map(|t| &*e.teams[*t].id).collect();
         out.entry("pipelines")
             .or_default()
-            .insert(id.clone(), format!("{:?}", (&p.fallback_owner, &p.reclaim, teams, &p.require, p.rules.len())));
+            .insert(id.clone(), canon(&(&p.fallback_owner, &p.reclaim, teams, &p.require, p.rules.len())));
         for (pos, r) in p.rules.iter().enumerate() {
             let team = match &r.team {
                 crate::engine::TeamStage::Fixed(t) => format!("Fixed({})", e.teams[*t].id),
-                other => format!("{other:?}"),
+                other => canon(other),
             };
-            let text = format!("{pos}{:?}{team}{:?}{:?}{:?}{:?}", r.when, r.filters, r.pick, r.when_full, r.when_away);
+            // A filter's attribute symbol is skipped: its name is there.
+            let text = canon(&(pos, &r.when, team, &r.filters, &r.pick, r.when_full, r.when_away));
             out.entry("rules").or_default().insert(r.key.clone(), text);
         }
     }
     for t in &e.teams {
         let mut members: Vec<&str> = t.members.iter().map(|m| &*e.members[*m].id).collect();
         members.sort_unstable();
-        let text = format!("{:?}", (&t.name, &t.crm_id, &t.lead, members, terr(&t.territories), sym(&t.tags)));
+        let text = canon(&(&t.name, &t.crm_id, &t.lead, members, terr(&t.territories), sym(&t.tags)));
         out.entry("teams").or_default().insert(t.id.to_string(), text);
     }
     for m in &e.members {
@@ -81,23 +87,20 @@ pub fn digest(e: &Engine) -> Digest {
             .collect();
         attributes.sort_unstable();
         let schedule = m.schedule.and_then(|s| e.schedules.get(s as usize));
-        let text = format!(
-            "{:?}",
-            (
-                &m.name,
-                m.active,
-                m.paused,
-                &m.caps,
-                m.weight,
-                m.kpi,
-                attributes,
-                sym(&m.products),
-                sym(&m.categories),
-                terr(&m.territories),
-                sym(&m.tags),
-                schedule
-            )
-        );
+        let text = canon(&(
+            &m.name,
+            m.active,
+            m.paused,
+            &m.caps,
+            m.weight,
+            m.kpi,
+            attributes,
+            sym(&m.products),
+            sym(&m.categories),
+            terr(&m.territories),
+            sym(&m.tags),
+            schedule,
+        ));
         out.entry("members").or_default().insert(m.id.to_string(), text);
     }
     out

@@ -17,7 +17,7 @@ pub use ladder::{Interaction, Stale, Step, Verdict};
 
 /// What to do with a reclaimed opportunity when the normal path gives nobody, or at the end of the
 /// ladder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum ReclaimElse {
     /// Leave it with its owner.
     Leave,
@@ -26,7 +26,7 @@ pub enum ReclaimElse {
 }
 
 /// Who must not get a reclaimed opportunity back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Exclude {
     /// The owner losing it.
     Previous,
@@ -37,7 +37,7 @@ pub enum Exclude {
 }
 
 /// To whom an escalation goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum EscalateTo {
     /// The `lead` of the team the opportunity is in.
     TeamLead,
@@ -46,21 +46,21 @@ pub enum EscalateTo {
 }
 
 /// The ladder's escalation step: after the last reassignment, the lead gets it for `after` seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Escalate {
     pub to: EscalateTo,
     pub after: i64,
 }
 
 /// Pause a member who lets `lapses` opportunities be reclaimed within `within` seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PauseAfter {
     pub lapses: i64,
     pub within: i64,
 }
 
 /// The reclaim rule of a pipeline: take back what its owner left untouched.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReclaimPolicy {
     /// Seconds without an interaction before an assignment is stale.
     pub after: i64,
@@ -127,41 +127,11 @@ pub enum Due {
 }
 
 impl ReclaimPolicy {
-    /// The policy as canonical text, field by field (never `Debug`, which a dependency may
-    /// change): what a pipeline's due times depend on is compared through it across versions.
+    /// The policy as canonical text (its JSON: fields in order, teams sorted; never `Debug`,
+    /// which a dependency may change): what a pipeline's due times depend on is compared
+    /// through it across versions.
     pub fn canonical(&self) -> String {
-        use std::fmt::Write;
-        let mut out = format!(
-            "after={};anyone={};owner_edits={};working_hours={};within_team={};max_reclaims={};",
-            self.after, self.anyone, self.owner_edits, self.working_hours, self.within_team, self.max_reclaims
-        );
-        let _ = match self.exclude {
-            Exclude::Previous => write!(out, "exclude=previous;"),
-            Exclude::AllPrevious => write!(out, "exclude=all_previous;"),
-            Exclude::Last(k) => write!(out, "exclude=last:{k};"),
-        };
-        if let Some(f) = self.warn_at {
-            let _ = write!(out, "warn_at={f};");
-        }
-        for (key, e) in [("then", &self.then), ("when_nobody", &self.when_nobody)] {
-            let _ = match e {
-                ReclaimElse::Leave => write!(out, "{key}=leave;"),
-                ReclaimElse::Owner(o) => write!(out, "{key}=owner:{}:{o};", o.len()),
-            };
-        }
-        if let Some(e) = &self.escalate {
-            let _ = match &e.to {
-                EscalateTo::TeamLead => write!(out, "escalate=team_lead,{};", e.after),
-                EscalateTo::Owner(o) => write!(out, "escalate=owner:{}:{o},{};", o.len(), e.after),
-            };
-        }
-        if let Some(p) = self.pause_after {
-            let _ = write!(out, "pause_after={},{};", p.lapses, p.within);
-        }
-        for (team, p) in &self.by_team {
-            let _ = write!(out, "team:{}:{team}{{{}}};", team.len(), p.canonical());
-        }
-        out
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// The policy that applies to an assignment in this team.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
 use crate::config::Config;
-use crate::crm::{deleted_pred, open_pred, where_pred};
+use crate::crm::{deleted_pred, open_pred, unowned_pred, where_pred};
 use crate::ident::literal;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,17 +29,18 @@ pub enum BackfillError {
 fn candidates(cfg: &Config, unowned: &str) -> String {
     let o = &cfg.opportunity;
     let s = cfg.router.schema.quoted();
-    let (id, owner) = (o.id.quoted(), o.owner.quoted());
+    let id = o.id.quoted();
     let since = match &o.created_at {
         Some(c) => format!(" AND ($1::timestamptz IS NULL OR o.{} >= $1::timestamptz)", c.quoted()),
         None => " AND $1::timestamptz IS NULL".to_string(),
     };
     format!(
         "FROM {table} o WHERE coalesce(({is_opp})::bool, false) AND coalesce(({open})::bool, false) \
-         AND NOT coalesce(({deleted})::bool, false) AND (o.{owner} IS NULL OR o.{owner}::text = ANY ({unowned})){since} \
+         AND NOT coalesce(({deleted})::bool, false) AND {unowned}{since} \
          AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.kind = 'route' AND e.opp_id = o.{id}::text)",
         table = o.table.quoted(),
         is_opp = where_pred(cfg),
+        unowned = unowned_pred(cfg, "o", unowned),
         open = open_pred(cfg),
         deleted = deleted_pred(cfg),
     )

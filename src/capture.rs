@@ -83,6 +83,7 @@ fn capture_opportunity(cfg: &Config, tag: &str) -> String {
         format!("ARRAY[{}]::text[]", o.unowned_values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", "))
     };
     let channel = literal(cfg.router.channel.as_str());
+    let unowned = crate::crm::unowned_pred(cfg, "NEW", &placeholders);
     format!(
         r#"CREATE OR REPLACE FUNCTION {s}.capture_opportunity() RETURNS trigger
 LANGUAGE plpgsql {definer} AS {tag}
@@ -94,7 +95,7 @@ BEGIN
         INSERT INTO {s}.events (kind, opp_id, old_owner) VALUES ('changed', OLD.{id}::text, OLD.{owner}::text);
         RETURN NULL;
     END IF;
-    IF NEW.{owner} IS NULL OR NEW.{owner}::text = ANY ({placeholders}) THEN
+    IF {unowned} THEN
         IF TG_OP = 'INSERT' THEN
             INSERT INTO {s}.events (kind, opp_id) VALUES ('route', NEW.{id}::text);
         ELSIF OLD.{owner} IS DISTINCT FROM NEW.{owner} THEN

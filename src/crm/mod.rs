@@ -90,6 +90,14 @@ pub struct CrmSql {
     pub id_form: crate::rules::IdForm,
 }
 
+impl CrmSql {
+    /// "Unowned", the one definition in Rust: no owner, or one of `opportunity.unowned_values`
+    /// (the SQL twin is `unowned_pred`).
+    pub fn unowned(&self, owner: Option<&str>) -> bool {
+        owner.is_none_or(|o| self.unowned_values.iter().any(|u| u == o))
+    }
+}
+
 /// Types are spliced as casts; they come from `format_type` in the catalog, and are checked anyway.
 pub fn safe_type(t: &str) -> bool {
     !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || " _(),.\"[]".contains(c))
@@ -253,6 +261,13 @@ async fn check_related(
         }
     }
     Ok(())
+}
+
+/// "Unowned", the one definition in SQL: the owner column of `row` is NULL or one of `values`
+/// (a text[] expression: a bound parameter, or the config's literals in a trigger body).
+pub(crate) fn unowned_pred(cfg: &Config, row: &str, values: &str) -> String {
+    let owner = cfg.opportunity.owner.quoted();
+    format!("({row}.{owner} IS NULL OR {row}.{owner}::text = ANY ({values}))")
 }
 
 pub(crate) fn open_pred(cfg: &Config) -> String {

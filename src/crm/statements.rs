@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 
 use super::{
     bind_named, check_related, column_type, deleted_pred, fit, open_pred, row_sql_type, table_exists, try_prepare,
-    where_pred, CrmError, CrmSql, MappingProblem, Reassign, WriteSql, WRITE_PARAMS,
+    unowned_pred, where_pred, CrmError, CrmSql, MappingProblem, Reassign, WriteSql, WRITE_PARAMS,
 };
 use crate::config::{ActivityLink, Config, FieldSource, WriteBack};
 
@@ -323,8 +323,8 @@ async fn batch_write_sql(
     let (table, id, owner) = (o.table.quoted(), o.id.quoted(), o.owner.quoted());
     let sql = format!(
         "UPDATE {table} AS o SET {sets} FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, owner, team) \
-         WHERE o.{id} = u.id::{id_t} AND (o.{owner} IS NULL OR o.{owner}::text = ANY($4::text[])) \
-         RETURNING o.{id}::text"
+         WHERE o.{id} = u.id::{id_t} AND {unowned} RETURNING o.{id}::text",
+        unowned = unowned_pred(cfg, "o", "$4::text[]")
     );
     try_prepare(client, &sql, "write_back.set", p).await?;
     let rs = cfg.router.schema.quoted();

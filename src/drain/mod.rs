@@ -175,12 +175,45 @@ enum Journal {
     Open(usize, i64),
 }
 
-fn rollback_ledger(ledger: &mut Ledger, journal: Vec<Journal>) {
-    for j in journal.into_iter().rev() {
-        match j {
-            Journal::Assign(u) => ledger.undo(&u),
-            Journal::Unassigned(m, at) => ledger.assign(m, at),
-            Journal::Open(m, v) => ledger.open[m] = v,
+/// A transaction of the router's: its writes carry `oppty_router.origin = 'router'`, which the
+/// capture triggers skip (the router never hears its own writes as a person's change).
+async fn router_transaction(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await?;
+    Ok(tx)
+}
+
+/// The ledger lent to one transaction: its changes are journaled, kept by [`LedgerTx::commit`]
+/// once the transaction committed, and undone otherwise (an error, an early return or a dropped
+/// future alike): the ledger never holds what the database does not.
+struct LedgerTx<'a> {
+    ledger: tokio::sync::MutexGuard<'a, Ledger>,
+    journal: Vec<Journal>,
+    committed: bool,
+}
+
+impl LedgerTx<'_> {
+    /// The ledger and its journal, for the transaction's work.
+    fn parts(&mut self) -> (&mut Ledger, &mut Vec<Journal>) {
+        (&mut self.ledger, &mut self.journal)
+    }
+
+    /// The transaction committed: its changes stay.
+    fn commit(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for LedgerTx<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            for j in std::mem::take(&mut self.journal).into_iter().rev() {
+                match j {
+                    Journal::Assign(u) => self.ledger.undo(&u),
+                    Journal::Unassigned(m, at) => self.ledger.assign(m, at),
+                    Journal::Open(m, v) => self.ledger.open[m] = v,
+                }
+            }
         }
     }
 }
@@ -202,7 +235,8 @@ pub struct Drain {
     cfg: Arc<Config>,
     sql: CrmSql,
     engine: Arc<Engine>,
-    ledger: Ledger,
+    /// Only ever lent to one transaction at a time ([`Drain::lend`]).
+    ledger: tokio::sync::Mutex<Ledger>,
     rng: std::sync::Mutex<SmallRng>,
     decisions: Option<mpsc::UnboundedSender<Routed>>,
     /// The statements over the router's own tables.
@@ -225,7 +259,7 @@ impl Drain {
     ) -> Drain {
         Drain {
             store: Statements::new(&cfg.router.schema),
-            ledger: Ledger::for_engine(&engine, None),
+            ledger: tokio::sync::Mutex::new(Ledger::for_engine(&engine, None)),
             engine,
             rng: std::sync::Mutex::new(SmallRng::from_entropy()),
             cfg,
@@ -291,7 +325,7 @@ impl Drain {
         let counts: Vec<i32> = ledger.open.iter().map(|v| clamp_i32(*v)).collect();
         let zeros = vec![0i64; members.len()];
         client.execute(&self.store.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::from_pg)?;
-        self.ledger = ledger;
+        *self.ledger.get_mut() = ledger;
         self.refresh_pauses(client).await.map_err(DrainError::from_pg)?;
         Ok(())
     }
@@ -299,7 +333,7 @@ impl Drain {
     /// Route with a new rule set from the next batch on. The ledger is carried over by member id;
     /// members new to this set have their open load counted from the CRM.
     pub async fn swap_engine(&mut self, client: &mut Client, engine: Arc<Engine>) -> Result<(), DrainError> {
-        let mut ledger = Ledger::for_engine(&engine, Some((&self.engine, &self.ledger)));
+        let mut ledger = Ledger::for_engine(&engine, Some((&self.engine, self.ledger.get_mut())));
         let new: Vec<String> =
             engine.member_ids().filter(|id| self.engine.member_index(id).is_none()).map(str::to_string).collect();
         if !new.is_empty() {
@@ -309,14 +343,20 @@ impl Drain {
                 }
             }
         }
-        self.ledger = ledger;
+        *self.ledger.get_mut() = ledger;
         self.engine = engine;
         Ok(())
     }
 
-    /// The open load of a member as this leader knows it.
+    /// The open load of a member as this leader knows it (0 while a transaction has the ledger).
     pub fn load_of(&self, member: &str) -> i64 {
-        self.engine.member_index(member).map_or(0, |m| self.ledger.open[m])
+        let Ok(ledger) = self.ledger.try_lock() else { return 0 };
+        self.engine.member_index(member).map_or(0, |m| ledger.open[m])
+    }
+
+    /// The ledger, lent to one transaction.
+    async fn lend(&self) -> LedgerTx<'_> {
+        LedgerTx { ledger: self.ledger.lock().await, journal: Vec::new(), committed: false }
     }
 
     /// Process the retries that are due, each alone, then claim and process one batch of fresh
@@ -349,8 +389,7 @@ impl Drain {
     async fn fresh(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
         let limit = i64::from(self.cfg.router.batch_size);
-        let tx = client.transaction().await.map_err(DrainError::from_pg)?;
-        tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await.map_err(DrainError::from_pg)?;
+        let tx = router_transaction(client).await.map_err(DrainError::from_pg)?;
         let rows = tx.query(&self.store.claim, &[&limit]).await.map_err(DrainError::from_pg)?;
         let claim_us = started.elapsed().as_micros() as u64;
         if rows.is_empty() {
@@ -359,9 +398,9 @@ impl Drain {
         }
         let events: Vec<Event> =
             rows.iter().map(event_from_row).collect::<Result<_, _>>().map_err(DrainError::from_pg)?;
-        let mut ledger = std::mem::take(&mut self.ledger);
-        let mut journal = Vec::new();
-        let result = self.process(&tx, &events, &mut ledger, &mut journal).await;
+        let mut lent = self.lend().await;
+        let (ledger, journal) = lent.parts();
+        let result = self.process(&tx, &events, ledger, journal).await;
         let result = match result {
             Ok(ok) => {
                 let commit_started = Instant::now();
@@ -374,7 +413,7 @@ impl Drain {
         };
         let report = match result {
             Ok(((mut report, routed), commit_us)) => {
-                self.ledger = ledger;
+                lent.commit();
                 report.phase_us[0] = claim_us;
                 report.phase_us[5] = commit_us;
                 report.claimed = events.len();
@@ -382,8 +421,7 @@ impl Drain {
                 report
             }
             Err(e) => {
-                rollback_ledger(&mut ledger, journal);
-                self.ledger = ledger;
+                drop(lent); // undone
                 if ends_session(&e) {
                     return Err(DrainError::from_pg(e));
                 }
@@ -440,25 +478,25 @@ impl Drain {
     async fn isolate(&mut self, client: &mut Client, events: &[Event]) -> Result<BatchReport, DrainError> {
         let mut total = BatchReport { claimed: events.len(), ..Default::default() };
         for ev in events {
-            let mut ledger = std::mem::take(&mut self.ledger);
-            let mut journal = Vec::new();
+            let mut lent = self.lend().await;
+            let (ledger, journal) = lent.parts();
             let outcome = async {
-                let tx = client.transaction().await?;
-                tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await?;
+                let tx = router_transaction(client).await?;
                 let rows = tx.query(&self.store.claim_one, &[&ev.id]).await?;
                 let Some(row) = rows.first() else {
                     return Ok(None); // already gone
                 };
                 let one = [event_from_row(row)?];
-                let ok = self.process(&tx, &one, &mut ledger, &mut journal).await?;
+                let ok = self.process(&tx, &one, ledger, journal).await?;
                 tx.commit().await?;
                 Ok::<_, tokio_postgres::Error>(Some(ok))
             }
             .await;
-            if outcome.is_err() {
-                rollback_ledger(&mut ledger, journal);
+            if outcome.is_ok() {
+                lent.commit();
+            } else {
+                drop(lent); // undone
             }
-            self.ledger = ledger;
             match outcome {
                 Ok(None) => {}
                 Ok(Some((report, routed))) => {
@@ -781,4 +819,57 @@ fn event_from_row(r: &tokio_postgres::Row) -> Result<Event, tokio_postgres::Erro
 /// The server's message (SQLSTATE, detail, hint) without the driver's prefix.
 pub fn db_message(e: &tokio_postgres::Error) -> String {
     crate::db::describe(e)
+}
+
+#[cfg(test)]
+mod ledger_tx_tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        let text = "[[member]]\nid = \"a\"\n[[member]]\nid = \"b\"\n[[team]]\nid = \"t\"\nmembers = [\"a\", \"b\"]\n\
+                    pipelines = [\"p\"]\n[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"r\"\nmember = \"round_robin\"\n";
+        crate::rules::compile_texts(&[("r.toml", text)], &[]).expect("rules")
+    }
+
+    /// Route three opportunities through a lent ledger, journaling as a batch does.
+    async fn route_three(lent: &mut LedgerTx<'_>, e: &Engine) {
+        let (ledger, journal) = lent.parts();
+        let now = chrono::Utc::now();
+        let mut rng = SmallRng::seed_from_u64(1);
+        for id in ["o1", "o2", "o3"] {
+            let opp = crate::engine::Opportunity {
+                id,
+                pipeline: Some("p"),
+                fields: &[],
+                waiting_since: now,
+                exclude: &[],
+                only_team: None,
+            };
+            let d = e.route(&opp, ledger, now, &mut rng);
+            journal.push(Journal::Assign(d.undo.clone()));
+        }
+        // A load a person moved, recounted in the same transaction.
+        journal.push(Journal::Open(0, ledger.open[0]));
+        ledger.open[0] += 10;
+    }
+
+    #[tokio::test]
+    async fn a_ledger_lent_to_a_transaction_that_does_not_commit_is_as_before() {
+        let e = engine();
+        let before = Ledger::for_engine(&e, None);
+        let shared = tokio::sync::Mutex::new(before.clone());
+        let mut lent = LedgerTx { ledger: shared.lock().await, journal: Vec::new(), committed: false };
+        route_three(&mut lent, &e).await;
+        assert_ne!(*lent.ledger, before, "routing changed the ledger");
+        drop(lent); // no commit: an error, an early return or a dropped future
+        let mut undone = shared.lock().await.clone();
+        undone.dirty.clear(); // what to persist next, not state: rewriting a cursor is harmless
+        assert!(undone == before, "undone on drop");
+
+        let mut lent = LedgerTx { ledger: shared.lock().await, journal: Vec::new(), committed: false };
+        route_three(&mut lent, &e).await;
+        lent.commit();
+        let after = shared.lock().await;
+        assert_eq!(after.open.iter().sum::<i64>(), 13, "kept once committed");
+    }
 }

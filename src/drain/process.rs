@@ -136,7 +136,7 @@ impl Drain {
         let mut seen_route = HashSet::new();
         for ev in events {
             for o in [&ev.old_owner, &ev.new_owner].into_iter().flatten() {
-                if !self.sql.unowned_values.contains(o) {
+                if !self.sql.unowned(Some(o)) {
                     s.recount.insert(o.clone());
                 }
             }
@@ -217,7 +217,7 @@ impl Drain {
     }
 
     fn unowned(&self, c: &Context) -> bool {
-        c.owner.as_ref().is_none_or(|o| self.sql.unowned_values.contains(o))
+        self.sql.unowned(c.owner.as_deref())
     }
 
     /// Route each opportunity still routable; one a CRM transaction holds is routed again

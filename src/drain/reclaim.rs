@@ -14,10 +14,7 @@ use chrono::{DateTime, Utc};
 use sha2::Digest;
 use tokio_postgres::{Client, Transaction};
 
-use super::{
-    clamp_i32, db_message, ends_session, rollback_ledger, write_per_row, AuditCols, Context, Drain, DrainError, Journal,
-};
-use crate::capture::ORIGIN_SETTING;
+use super::{clamp_i32, db_message, ends_session, write_per_row, AuditCols, Context, Drain, DrainError, Journal};
 use crate::crm::Reassign;
 use crate::engine::{Due, Engine, Interaction, Ledger, Outcome, ReclaimPolicy, Stage, Stale, Step};
 
@@ -153,21 +150,15 @@ impl Drain {
             }
             return Ok(self.keep(sweep));
         }
-        let mut ledger = std::mem::take(&mut self.ledger);
-        let mut journal = Vec::new();
-        let result = self
-            .sweep_pipeline(
-                client,
-                &engine,
-                SweepBatch { pipeline: &pipeline, policy, reassign: &reassign, now: sweep.now },
-                &mut ledger,
-                &mut journal,
-            )
-            .await;
-        if result.is_err() {
-            rollback_ledger(&mut ledger, journal);
+        let mut lent = self.lend().await;
+        let (ledger, journal) = lent.parts();
+        let batch = SweepBatch { pipeline: &pipeline, policy, reassign: &reassign, now: sweep.now };
+        let result = self.sweep_pipeline(client, &engine, batch, ledger, journal).await;
+        if result.is_ok() {
+            lent.commit();
+        } else {
+            drop(lent); // undone
         }
-        self.ledger = ledger;
         match result {
             // A short batch (or one where nothing could be done: rows a person is changing right
             // now wait for the next sweep) ends this pipeline.
@@ -243,7 +234,7 @@ impl Drain {
         let rows =
             client.query(&format!("SELECT member_id FROM {s}.member_pauses WHERE lifted_at IS NULL"), &[]).await?;
         let ids: Vec<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
-        let changed = self.ledger.set_paused(&self.engine, ids.iter().map(String::as_str));
+        let changed = self.ledger.get_mut().set_paused(&self.engine, ids.iter().map(String::as_str));
         if changed > 0 {
             tracing::info!(paused = ids.len(), "members paused for lapses: {}", ids.join(", "));
         }
@@ -354,8 +345,7 @@ impl Drain {
         ledger: &mut Ledger,
         journal: &mut Vec<Journal>,
     ) -> Result<Swept, tokio_postgres::Error> {
-        let tx = client.transaction().await?;
-        tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await?;
+        let tx = super::router_transaction(client).await?;
         let due = self.due_rows(&tx, batch.pipeline, batch.now).await?;
         if due.is_empty() {
             tx.rollback().await?;

@@ -42,7 +42,7 @@ use common::bank;
 use oppty_router::engine::{Ledger, Opportunity};
 use oppty_router::rules::compile_texts;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 const FIELDS: &[&str] =
     &["ward", "district", "province", "score", "segment", "product", "source", "last_owner", "language"];
@@ -94,20 +94,20 @@ fn main() {
     let products = ["HOME", "AUTO", "CARD", "SAVE", "TRADE", "CASH", "FX", "INS"];
     let opps: Vec<(String, Vec<Option<String>>)> = (0..10_000)
         .map(|i| {
-            let w = rng.gen_range(0..10_000);
+            let w = rng.random_range(0..10_000);
             let d = w % 700;
             let p = d % 63;
             (
-                format!("pl{}", rng.gen_range(0..30)),
+                format!("pl{}", rng.random_range(0..30)),
                 vec![
                     Some(format!("W{w}")),
                     Some(format!("D{d}")),
                     Some(format!("P{p}")),
-                    Some(rng.gen_range(0..200).to_string()),
+                    Some(rng.random_range(0..200).to_string()),
                     Some(segments[i % 5].to_string()),
-                    Some(products[rng.gen_range(0..8)].to_string()),
+                    Some(products[rng.random_range(0..8)].to_string()),
                     Some(["web", "instagram", "branch"][i % 3].to_string()),
-                    if i % 4 == 0 { Some(format!("u{}", rng.gen_range(0..10_000))) } else { None },
+                    if i % 4 == 0 { Some(format!("u{}", rng.random_range(0..10_000))) } else { None },
                     Some(["vi", "en"][i % 2].to_string()),
                 ],
             )

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -222,11 +222,11 @@ async fn stream(
 /// assigns), and sometimes activities, a chatter note and a closing. Returns how many a person
 /// assigned.
 async fn one_tick(client: &tokio_postgres::Client, n: i32, rng: &mut SmallRng) -> anyhow::Result<bool> {
-    let corporate: i32 = (0..n).filter(|_| rng.gen_bool(0.2)).count() as i32;
-    let with_owner = rng.gen_bool(0.05);
-    insert_opportunities(client, n - corporate, "retail", rng.gen(), 0).await?;
-    insert_opportunities(client, corporate, "corporate", rng.gen(), i32::from(with_owner)).await?;
-    if rng.gen_bool(0.3) {
+    let corporate: i32 = (0..n).filter(|_| rng.random_bool(0.2)).count() as i32;
+    let with_owner = rng.random_bool(0.05);
+    insert_opportunities(client, n - corporate, "retail", rng.random(), 0).await?;
+    insert_opportunities(client, corporate, "corporate", rng.random(), i32::from(with_owner)).await?;
+    if rng.random_bool(0.3) {
         client.batch_execute(
             "INSERT INTO crm.activity (\"opportunityId\", kind, \"userId\") \
              SELECT \"oppId\", 'call', \"accountOwnerId\" FROM crm.opportunity WHERE \"accountOwnerId\" <> 1 ORDER BY random() LIMIT 3;
@@ -243,7 +243,7 @@ async fn one_tick(client: &tokio_postgres::Client, n: i32, rng: &mut SmallRng) -
 /// timed. Returns (routed, seconds).
 async fn backlog(stage: &Stage, opts: &DemoOptions, rng: &mut SmallRng) -> anyhow::Result<(u64, f64)> {
     let (cfg, client) = (&stage.cfg, &stage.client);
-    insert_opportunities(client, opts.backlog as i32, "retail", rng.gen(), 0).await?;
+    insert_opportunities(client, opts.backlog as i32, "retail", rng.random(), 0).await?;
     let shutdown = CancellationToken::new();
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Routed>();

@@ -10,7 +10,7 @@ use sd_notify::NotifyState;
 
 fn send(states: &[NotifyState]) {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        let _ = sd_notify::notify(false, states);
+        let _ = sd_notify::notify(states);
     }
 }
 

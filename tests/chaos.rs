@@ -22,7 +22,7 @@ use oppty_router::engine::Window;
 use oppty_router::throwaway::Cluster;
 use oppty_router::{db, demo, install};
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio_postgres::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
@@ -108,7 +108,7 @@ async fn produce(url: String, stop: Arc<AtomicBool>, out: Arc<Mutex<Produced>>) 
         tokio::time::sleep(Duration::from_millis(50)).await;
         for _ in 0..10 {
             n += 1;
-            let roll: f64 = rng.gen();
+            let roll: f64 = rng.random();
             let (title, owner) = if roll < 0.01 {
                 (format!("poison {n}"), 1)
             } else if roll < 0.05 {
@@ -116,7 +116,7 @@ async fn produce(url: String, stop: Arc<AtomicBool>, out: Arc<Mutex<Produced>>) 
             } else {
                 (format!("chaos {n}"), 1)
             };
-            let province = ["HCM", "HN", "DN"][rng.gen_range(0..3)];
+            let province = ["HCM", "HN", "DN"][rng.random_range(0..3)];
             let r = c
                 .query_one(
                     "INSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\", \"accountOwnerId\") \
@@ -145,7 +145,7 @@ async fn produce(url: String, stop: Arc<AtomicBool>, out: Arc<Mutex<Produced>>) 
         let (pick, roll): (Option<String>, f64) = {
             let p = out.lock().expect("produced");
             let k = p.inserted.len();
-            (if k > 50 { Some(p.inserted[rng.gen_range(0..k - 20)].clone()) } else { None }, rng.gen())
+            (if k > 50 { Some(p.inserted[rng.random_range(0..k - 20)].clone()) } else { None }, rng.random())
         };
         let Some(opp) = pick else { continue };
         let poisoned = out.lock().expect("produced").poison.contains(&opp);
@@ -181,10 +181,10 @@ async fn leader(url: &str) -> Option<i32> {
 
 /// Inject one fault at random; returns what was done.
 async fn inject(rng: &mut SmallRng, replicas: &mut Replicas, cluster: &Cluster, url: &str, rules: &Path) -> String {
-    let which = rng.gen_range(0..7);
+    let which = rng.random_range(0..7);
     match which {
         0 => {
-            let i = rng.gen_range(0..REPLICAS);
+            let i = rng.random_range(0..REPLICAS);
             replicas.kill(i);
             tokio::time::sleep(Duration::from_millis(500)).await;
             replicas.spawn(i);
@@ -327,7 +327,7 @@ async fn chaos_loses_nothing_routes_nothing_twice_and_keeps_routing() {
     while started.elapsed() < CHAOS {
         let what = inject(&mut rng, &mut replicas, &cluster, &url, &rules).await;
         injected.push(format!("{:>5.1} s  {what}", started.elapsed().as_secs_f64()));
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(1500..3500))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1500..3500))).await;
     }
     stop.store(true, Ordering::SeqCst);
     producer.await.expect("producer");

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use rand::rngs::SmallRng;
-use rand::Rng;
+use rand::RngExt;
 
 /// The fields the synthetic bank's rules test, in mapping order.
 pub const FIELDS: &[&str] =
@@ -28,14 +28,14 @@ pub fn bank(rng: &mut SmallRng) -> String {
     s.push_str("],\"schedule\":[{\"id\":\"office\",\"timezone\":\"Asia/Ho_Chi_Minh\",\"week\":{\"mon-sat\":\"07:00-20:00\"}}],\"member\":[");
     for m in 0..10_000 {
         let prods: Vec<String> =
-            (0..3).map(|_| format!("\"{}\"", products[rng.gen_range(0..products.len())])).collect();
+            (0..3).map(|_| format!("\"{}\"", products[rng.random_range(0..products.len())])).collect();
         let _ = write!(
             s,
             "{}{{\"id\":\"u{m}\",\"max_open\":{},\"caps\":[{{\"max\":40,\"per\":\"24h\"}}],\"weight\":{},\"kpi\":{},\"products\":[{}],\"tags\":[\"{}\"],\"attributes\":{{\"language\":\"{}\"}}{}{}}}",
             if m == 0 { "" } else { "," },
-            rng.gen_range(20..60),
-            rng.gen_range(1..4),
-            rng.gen_range(50..100),
+            rng.random_range(20..60),
+            rng.random_range(1..4),
+            rng.random_range(50..100),
             prods.join(","),
             ["instagram", "vip", "web"][m % 3],
             ["vi", "en"][m % 2],

@@ -20,7 +20,6 @@ use crate::crm::CrmSql;
 use crate::engine::{Engine, Ledger, Outcome, Undo};
 use crate::store::Statements;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
 
 mod process;
 mod reclaim;
@@ -261,7 +260,7 @@ impl Drain {
             store: Statements::new(&cfg.router.schema),
             ledger: tokio::sync::Mutex::new(Ledger::for_engine(&engine, None)),
             engine,
-            rng: std::sync::Mutex::new(SmallRng::from_entropy()),
+            rng: std::sync::Mutex::new(rand::make_rng::<SmallRng>()),
             cfg,
             sql,
             decisions,
@@ -824,6 +823,7 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod ledger_tx_tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn engine() -> Engine {
         let text = "[[member]]\nid = \"a\"\n[[member]]\nid = \"b\"\n[[team]]\nid = \"t\"\nmembers = [\"a\", \"b\"]\n\

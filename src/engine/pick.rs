@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use rand::RngCore;
+use rand::Rng;
 
 use super::{Cands, Engine, Facts, Ledger, Pick, Rule};
 
@@ -54,7 +54,7 @@ impl Engine {
         facts: &Facts<'_>,
         ledger: &mut Ledger,
         now: i64,
-        rng: &mut dyn RngCore,
+        rng: &mut dyn Rng,
     ) -> Result<Picked, String> {
         let n = eligible.len();
         let plain = |(m, t): (usize, usize), why: String| Picked { m, t, why, undo: Vec::new() };

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
+use rand::Rng;
 
 use super::{
     cap_label, pick, Cands, Decision, Engine, Excl, Explanation, Facts, FilterTrace, FlagUndo, IfNobody, Ledger,
@@ -58,13 +58,7 @@ struct Scope {
 impl Engine {
     /// Decide the owner of one opportunity. The ledger is updated with the assignment (undo it
     /// with [`Decision::undo`] if the write does not happen).
-    pub fn route(
-        &self,
-        opp: &Opportunity<'_>,
-        ledger: &mut Ledger,
-        now: DateTime<Utc>,
-        rng: &mut dyn RngCore,
-    ) -> Decision {
+    pub fn route(&self, opp: &Opportunity<'_>, ledger: &mut Ledger, now: DateTime<Utc>, rng: &mut dyn Rng) -> Decision {
         let mut flags = Vec::new();
         let mut d = self.route_noting(opp, ledger, now, rng, &mut flags);
         d.undo.flags = flags;
@@ -77,7 +71,7 @@ impl Engine {
         opp: &Opportunity<'_>,
         ledger: &mut Ledger,
         now: DateTime<Utc>,
-        rng: &mut dyn RngCore,
+        rng: &mut dyn Rng,
         flags: &mut Vec<FlagUndo>,
     ) -> Decision {
         let pipeline_id = opp.pipeline.map(str::trim).filter(|p| !p.is_empty()).unwrap_or(DEFAULT_PIPELINE);
@@ -128,7 +122,7 @@ impl Engine {
         pipeline: &Pipeline,
         a: &mut Attempt<'_, '_>,
         ledger: &mut Ledger,
-        rng: &mut dyn RngCore,
+        rng: &mut dyn Rng,
         flags: &mut Vec<FlagUndo>,
     ) -> Tried {
         let mut trace = RuleTrace {

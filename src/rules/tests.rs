@@ -52,7 +52,7 @@ pub(super) fn run_test(engine: &Engine, fields: &[String], t: &RawTest) -> Resul
         exclude: &[],
         only_team: None,
     };
-    let mut rng = rand::rngs::mock::StepRng::new(0, 1);
+    let mut rng = Steps(0);
     let d = e.route(&opp, &mut ledger, now, &mut rng);
     let x = &t.expect;
     let shown = |v: Option<&str>| v.unwrap_or("nobody").to_string();
@@ -89,4 +89,30 @@ pub(super) fn run_test(engine: &Engine, fields: &[String], t: &RawTest) -> Resul
     }
     let why = crate::reload::bounded(&d.explanation.brief(), 300);
     Err(wrong.into_iter().map(|w| format!("{w} ({why})")).collect())
+}
+
+/// The randomness a rule-file test routes with: 0, 1, 2, … (so "random" picks the first eligible
+/// member first, the same on every run).
+struct Steps(u64);
+
+impl rand::TryRng for Steps {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        self.try_next_u64().map(|v| v as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let v = self.0;
+        self.0 = self.0.wrapping_add(1);
+        Ok(v)
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@
 //! know where ownership is kept, nor write anything but the ledger it is given.
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
+use rand::Rng;
 
 use super::{EscalateTo, Exclude, ReclaimElse, ReclaimPolicy, Stage};
 use crate::engine::{Decision, Engine, Explanation, Ledger, Opportunity, Outcome, Undo};
@@ -149,7 +149,7 @@ impl Engine {
         earlier: Vec<String>,
         ledger: &mut Ledger,
         now: DateTime<Utc>,
-        rng: &mut dyn RngCore,
+        rng: &mut dyn Rng,
     ) -> Verdict {
         if let Some(v) = self.escalation(pipeline, s, p) {
             return v;

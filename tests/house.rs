@@ -194,4 +194,6 @@ fn the_lint_policy_denies_unwrap_and_ci_fails_on_any_lint_or_format_difference()
     // Never skipped when a tool is missing: installed instead.
     assert!(ci.contains("rustup component add"), ".ci/run must install rustfmt and clippy when missing");
     assert!(!ci.contains("if cargo clippy --version"), ".ci/run must not skip clippy when it is missing");
+    assert!(ci.contains("cargo deny --locked check licenses bans sources"), ".ci/run must check the dependencies");
+    assert!(Path::new(ROOT).join("deny.toml").is_file(), "deny.toml holds the dependency policy");
 }

@@ -47,11 +47,11 @@ fn main() {
             // over the original, as editors do.
             let edited = text.replacen("{\"id\":\"u0\",", &format!("{{\"id\":\"u0\",\"name\":\"renamed {i}\","), 1);
             assert_ne!(edited, text, "the edit changes the file");
-            let before = rules.load().hash.clone();
+            let before = reloader.latest().hash.clone();
             std::fs::write(dir.join(".bank.json.tmp"), &edited).expect("write temp");
             let saved = Instant::now();
             std::fs::rename(dir.join(".bank.json.tmp"), dir.join("bank.json")).expect("rename");
-            while rules.load().hash == before {
+            while reloader.latest().hash == before {
                 assert!(
                     saved.elapsed() < Duration::from_secs(10),
                     "save {i} never took effect: {:?}",

@@ -824,3 +824,66 @@ async fn an_opportunity_a_crm_transaction_holds_locked_waits_alone_while_the_res
         .await;
     assert_eq!(routed, 1, "routed once");
 }
+
+/// A rule set the CRM refuses (a member id that is not one of its users) is only ever a
+/// candidate: the daemon, which owns the database, never puts it in force; `status` says why; the
+/// next good edit goes in force at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_set_the_crm_refuses_never_goes_in_force_and_the_next_good_one_does() {
+    use arc_swap::ArcSwap;
+    use oppty_router::reload::{self, Reloader};
+    use std::sync::Arc;
+
+    let mut db = crm_db("refused").await;
+    let rules = tempfile::tempdir().expect("tempdir");
+    for e in std::fs::read_dir(rules_dir()).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, rules.path().join(p.file_name().expect("name"))).expect("copy");
+    }
+    db.cfg.router.rules_dir = rules.path().to_path_buf();
+    db.cfg.directory = None;
+    db.cfg.router.reload_debounce = Duration::from_millis(20);
+    db.install().await;
+    let cfg = Arc::new(db.cfg.clone());
+    let live = Arc::new(ArcSwap::from_pointee(oppty_router::load_rules(&cfg).expect("rules")));
+    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory::default()));
+    let reloader = Arc::new(Reloader::new(cfg.clone(), live.clone(), directory.clone()));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let dir = rules.path().to_path_buf();
+    tokio::spawn(reload::watch(reloader.clone(), dir.clone(), cfg.router.reload_debounce, shutdown.clone()));
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let options = oppty_router::daemon::RunOptions {
+        directory,
+        reloader: Some(reloader.clone()),
+        ready: Some(ready.clone()),
+        ..Default::default()
+    };
+    let daemon = tokio::spawn(oppty_router::daemon::run(cfg.clone(), live.clone(), shutdown.clone(), options));
+    let until = |what: &'static str, ok: Box<dyn Fn() -> bool>| async move {
+        let started = Instant::now();
+        while !ok() {
+            assert!(started.elapsed() < Duration::from_secs(10), "{what} within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let r = ready.clone();
+    until("the daemon leads", Box::new(move || r.load(std::sync::atomic::Ordering::SeqCst))).await;
+    let good = live.load().version.clone();
+
+    // Member 999 is not a user of the CRM: the set compiles, and the CRM refuses it.
+    std::fs::write(dir.join("90-new.toml"), "[[member]]\nid = \"999\"\nname = \"Nobody\"\n").expect("write");
+    let rl = reloader.clone();
+    until("the refusal is recorded", Box::new(move || rl.status.load().last_error.is_some())).await;
+    let why = reloader.status.load().last_error.clone().map(|e| e.1).unwrap_or_default();
+    assert!(why.contains("999"), "status names the id: {why}");
+    assert!(reloader.latest().member_index("999").is_some(), "the refused set is the latest candidate");
+    assert_eq!(live.load().version, good, "and never in force");
+    assert!(live.load().member_index("999").is_none());
+
+    // The next good edit (a user the CRM has) is promoted.
+    std::fs::write(dir.join("90-new.toml"), "[[member]]\nid = \"100\"\nname = \"Sales admin again\"\n").expect("write");
+    let l = live.clone();
+    until("a good edit goes in force", Box::new(move || l.load().version != good)).await;
+    shutdown.cancel();
+    let _ = daemon.await;
+}

@@ -51,7 +51,7 @@ async fn live(layout: impl FnOnce(&Path) -> PathBuf) -> Live {
 impl Live {
     /// Lan's weight (no rule-file test depends on it, so any value is accepted).
     fn weight_of_402(&self) -> Option<u32> {
-        let e = self.reloader.rules.load();
+        let e = self.reloader.latest();
         Some(e.members[e.member_index("402")?].weight)
     }
 
@@ -144,7 +144,7 @@ async fn sed_in_place_and_cp_and_mv_of_new_files_are_picked_up() {
     )
     .expect("write");
     std::fs::copy(&outside, l.dir.join("40-leasing.toml")).expect("cp");
-    l.wait_for("cp of a new file", |l| l.reloader.rules.load().pipelines.contains_key("leasing")).await;
+    l.wait_for("cp of a new file", |l| l.reloader.latest().pipelines.contains_key("leasing")).await;
 
     // mv a new file in (and delete one): pipelines change again.
     let moved = l.dir.parent().expect("parent").join("50-more.toml");
@@ -152,7 +152,7 @@ async fn sed_in_place_and_cp_and_mv_of_new_files_are_picked_up() {
     std::fs::rename(&moved, l.dir.join("50-more.toml")).expect("mv");
     std::fs::remove_file(l.dir.join("40-leasing.toml")).expect("rm");
     l.wait_for("mv in and rm", |l| {
-        let e = l.reloader.rules.load();
+        let e = l.reloader.latest();
         e.pipelines.contains_key("more") && !e.pipelines.contains_key("leasing")
     })
     .await;
@@ -176,7 +176,7 @@ async fn a_checkout_changing_many_files_at_once_is_one_reload() {
     std::fs::write(l.dir.join("10-retail.toml"), retail).expect("write");
     std::fs::remove_file(l.dir.join("30-wealth.toml")).expect("rm");
     l.wait_for("checkout", |l| {
-        let e = l.reloader.rules.load();
+        let e = l.reloader.latest();
         l.weight_of_402() == Some(33)
             && !e.pipelines.contains_key("wealth")
             && format!("{:?}", e.pipelines["retail"].rules[1].pick) == "FewestOpen"
@@ -270,7 +270,7 @@ async fn a_broken_save_keeps_the_last_good_rules_and_reports_where() {
         t.join("rules")
     })
     .await;
-    let good = l.reloader.rules.load().version.clone();
+    let good = l.reloader.latest().version.clone();
     std::fs::write(people(&l.dir), edited(&l.dir, 12).replacen("weight = 12 ", "weight = \"twelve\" ", 1))
         .expect("write");
     let started = Instant::now();
@@ -278,7 +278,7 @@ async fn a_broken_save_keeps_the_last_good_rules_and_reports_where() {
         assert!(started.elapsed() < Duration::from_secs(5), "the broken save is reported");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(l.reloader.rules.load().version, good, "the last good rules stay in force");
+    assert_eq!(l.reloader.latest().version, good, "the last good rules stay in force");
     assert_eq!(l.weight_of_402(), Some(2));
     let err = l.reloader.status.load().last_error.clone().expect("error").1;
     let line = std::fs::read_to_string(people(&l.dir))
@@ -303,12 +303,12 @@ async fn the_reload_log_says_what_changed() {
         t.join("rules")
     })
     .await;
-    let old = l.reloader.rules.load_full();
+    let old = l.reloader.latest();
     let people = std::fs::read_to_string(people(&l.dir)).expect("read").replacen("kpi = 78.5", "kpi = 79.5", 1);
     std::fs::write(people_path(&l.dir), people).expect("write");
     std::fs::remove_file(l.dir.join("30-wealth.toml")).expect("rm");
-    l.wait_for("edit", |l| !l.reloader.rules.load().pipelines.contains_key("wealth")).await;
-    let summary = reload::summarize(&old, &l.reloader.rules.load());
+    l.wait_for("edit", |l| !l.reloader.latest().pipelines.contains_key("wealth")).await;
+    let summary = reload::summarize(&old, &l.reloader.latest());
     assert_eq!(
         summary.as_deref().unwrap_or("no change"),
         "pipelines -wealth; rules -wealth/back-to-last-team -wealth/everyone-else -wealth/priority-clients; teams -wealth; members ~404"
@@ -343,17 +343,17 @@ async fn a_log_file_written_beside_the_rules_directory_does_not_reload_the_rules
     l.wait_for("the new save is looked at", |l| l.reloader.status.load().refused > refused).await;
 }
 
-/// Watches the rules in force every few milliseconds while `during` runs; returns whether a set
-/// without the `wealth` pipeline (all of 30-wealth.toml) was ever live.
+/// Watches the candidates every few milliseconds while `during` runs; returns whether a set
+/// without the `wealth` pipeline (all of 30-wealth.toml) was ever published.
 async fn ever_without_wealth(l: &Live, during: impl std::future::Future<Output = ()>) -> bool {
-    let rules = l.reloader.rules.clone();
+    let reloader = l.reloader.clone();
     let stop = CancellationToken::new();
     let watcher = {
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut missing = false;
             while !stop.is_cancelled() {
-                missing |= !rules.load().pipelines.contains_key("wealth");
+                missing |= !reloader.latest().pipelines.contains_key("wealth");
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             missing

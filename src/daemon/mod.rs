@@ -136,7 +136,7 @@ impl Fault for RefreshError {
 async fn refresh_directory(
     client: &tokio_postgres::Client,
     cfg: &Arc<Config>,
-    rules: &ArcSwap<Engine>,
+    publish: &Candidates,
     directory: &ArcSwap<Directory>,
     reloader: Option<&Arc<crate::reload::Reloader>>,
 ) -> Result<(), RefreshError> {
@@ -155,7 +155,7 @@ async fn refresh_directory(
     }
     let dir = Arc::new(dir);
     let engine = compile_in_background(cfg, &dir).await.map_err(RefreshError::rules)?;
-    if engine.hash == rules.load().hash {
+    if engine.hash == publish.borrow().hash {
         directory.store(dir);
         return Ok(());
     }
@@ -166,14 +166,14 @@ async fn refresh_directory(
         "directory loaded from the CRM"
     );
     directory.store(dir);
-    rules.store(Arc::new(engine));
+    publish.send_replace(Arc::new(engine));
     Ok(())
 }
 
 /// Refresh the directory on a connection and task of its own (routing goes on meanwhile).
 fn spawn_refresh(
     cfg: Arc<Config>,
-    rules: Arc<ArcSwap<Engine>>,
+    publish: Candidates,
     directory: Arc<ArcSwap<Directory>>,
     reloader: Option<Arc<crate::reload::Reloader>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -185,7 +185,7 @@ fn spawn_refresh(
                 return;
             }
         };
-        if let Err(e) = refresh_directory(&client, &cfg, &rules, &directory, reloader.as_ref()).await {
+        if let Err(e) = refresh_directory(&client, &cfg, &publish, &directory, reloader.as_ref()).await {
             tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
         }
     })
@@ -204,7 +204,7 @@ async fn compile_in_background(cfg: &Arc<Config>, dir: &Arc<Directory>) -> Resul
 /// it changes: an upper-case uuid in a file then names the CRM's lower-case user).
 async fn use_id_form(
     cfg: &Arc<Config>,
-    rules: &ArcSwap<Engine>,
+    publish: &Candidates,
     directory: &ArcSwap<Directory>,
     reloader: Option<&Arc<crate::reload::Reloader>>,
     form: crate::rules::IdForm,
@@ -217,7 +217,7 @@ async fn use_id_form(
     match reloader {
         Some(r) => r.reload_in_background("user ids in the CRM's form").await.map(|_| ()).map_err(|e| e.to_string()),
         None => {
-            rules.store(Arc::new(compile_in_background(cfg, &dir).await?));
+            publish.send_replace(Arc::new(compile_in_background(cfg, &dir).await?));
             Ok(())
         }
     }
@@ -226,6 +226,18 @@ async fn use_id_form(
 enum SessionEnd {
     Shutdown,
     Lost(String),
+}
+
+/// Where rule sets are published as candidates: the reloader's channel, or the daemon's own when
+/// it runs without one.
+type Candidates = tokio::sync::watch::Sender<Arc<Engine>>;
+
+/// The rule sets: the one in force, which only the daemon writes (it owns the database that
+/// checks a set), and the candidates it promotes.
+struct RuleSets {
+    live: Arc<ArcSwap<Engine>>,
+    publish: Candidates,
+    candidates: tokio::sync::watch::Receiver<Arc<Engine>>,
 }
 
 /// Run until `shutdown` is cancelled. Lost connections are retried with backoff for ever.
@@ -237,11 +249,17 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let mut backoff = Duration::from_millis(100);
     let mut notified = false;
+    let publish = match &opts.reloader {
+        Some(r) => r.candidates(),
+        None => tokio::sync::watch::channel(rules.load_full()).0,
+    };
+    let candidates = publish.subscribe();
+    let mut sets = RuleSets { live: rules, publish, candidates };
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        match session::session(&cfg, &rules, &shutdown, &opts, &mut notified, &mut backoff).await {
+        match session::session(&cfg, &mut sets, &shutdown, &opts, &mut notified, &mut backoff).await {
             Ok(SessionEnd::Shutdown) => {
                 tracing::info!("shut down cleanly");
                 return Ok(());

@@ -10,14 +10,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     continue_versions, end_for, lease, refresh_directory, spawn_refresh, stopped, use_id_form, write_status,
-    DaemonError, Fault, RunOptions, SessionEnd, ALIVE_EVERY,
+    DaemonError, Fault, RuleSets, RunOptions, SessionEnd, ALIVE_EVERY,
 };
 use crate::config::Config;
 use crate::crm::{self, CrmSql};
@@ -66,13 +65,13 @@ struct Connected {
 
 pub(super) async fn session(
     cfg: &Arc<Config>,
-    rules: &Arc<ArcSwap<Engine>>,
+    sets: &mut RuleSets,
     shutdown: &CancellationToken,
     opts: &RunOptions,
     notified: &mut bool,
     backoff: &mut Duration,
 ) -> Result<SessionEnd, DaemonError> {
-    match steps(cfg, rules, shutdown, opts, notified, backoff).await {
+    match steps(cfg, sets, shutdown, opts, notified, backoff).await {
         Ok(end) | Err(Halt::End(end)) => Ok(end),
         Err(Halt::Stop(e)) => Err(e),
     }
@@ -80,25 +79,25 @@ pub(super) async fn session(
 
 async fn steps(
     cfg: &Arc<Config>,
-    rules: &Arc<ArcSwap<Engine>>,
+    sets: &mut RuleSets,
     shutdown: &CancellationToken,
     opts: &RunOptions,
     notified: &mut bool,
     backoff: &mut Duration,
 ) -> Step<SessionEnd> {
-    let c = connect(cfg, rules, opts).await?;
+    let c = connect(cfg, sets, opts).await?;
     if !stand_by(&c.client, cfg, shutdown).await? {
         return Ok(SessionEnd::Shutdown);
     }
     let lease_lost = hold_lease(&c.client, cfg).await?;
     let _stop_renewing = lease_lost.1.drop_guard();
-    let mut leader = Leader::start(cfg, rules, opts, c, lease_lost.0).await?;
+    let mut leader = Leader::start(cfg, sets, opts, c, lease_lost.0).await?;
     *backoff = Duration::from_millis(100);
     leader.run(shutdown, notified).await
 }
 
 /// Connect, check the mapping and the router's schema, and read the CRM's directory.
-async fn connect(cfg: &Arc<Config>, rules: &Arc<ArcSwap<Engine>>, opts: &RunOptions) -> Step<Connected> {
+async fn connect(cfg: &Arc<Config>, sets: &RuleSets, opts: &RunOptions) -> Step<Connected> {
     let client = db::connect(&cfg.database, "").await.or_halt(cfg)?;
     let (listener, wakeups) = db::connect_listener(&cfg.database, " listener").await.or_halt(cfg)?;
     listener.batch_execute(&format!("LISTEN {}", cfg.router.channel.quoted())).await.or_halt(cfg)?;
@@ -115,14 +114,14 @@ async fn connect(cfg: &Arc<Config>, rules: &Arc<ArcSwap<Engine>>, opts: &RunOpti
     if let Err(why) = crate::install::check_installed(&client, cfg).await.or_halt(cfg)? {
         return Err(Halt::Stop(DaemonError::Refused(why)));
     }
-    if let Err(e) = use_id_form(cfg, rules, &opts.directory, opts.reloader.as_ref(), sql.id_form).await {
+    if let Err(e) = use_id_form(cfg, &sets.publish, &opts.directory, opts.reloader.as_ref(), sql.id_form).await {
         return Err(mapping("rules", e));
     }
-    if let Err(e) = refresh_directory(&client, cfg, rules, &opts.directory, opts.reloader.as_ref()).await {
+    if let Err(e) = refresh_directory(&client, cfg, &sets.publish, &opts.directory, opts.reloader.as_ref()).await {
         if client.is_closed() || e.is_session_fault() {
             return Err(e).or_halt(cfg);
         }
-        if rules.load().provisional {
+        if sets.publish.borrow().provisional {
             // Never compiled with the directory: a wrong query, or rules (their tests included)
             // that fail with the CRM's teams, is a config error; a provisional set never routes.
             return Err(mapping("directory", e.to_string()));
@@ -175,7 +174,7 @@ async fn hold_lease(
 /// The leading session's state between batches.
 struct Leader<'a> {
     cfg: &'a Arc<Config>,
-    rules: &'a Arc<ArcSwap<Engine>>,
+    sets: &'a mut RuleSets,
     opts: &'a RunOptions,
     c: Connected,
     drain: Drain,
@@ -185,6 +184,8 @@ struct Leader<'a> {
     idle: bool,
     first: bool,
     reported: Option<Arc<crate::reload::ReloadStatus>>,
+    /// The last candidate the CRM refused (not checked again).
+    refused: Option<Arc<Engine>>,
     next_refresh: Option<Instant>,
     refreshing: Option<tokio::task::JoinHandle<()>>,
     next_sweep: Instant,
@@ -192,24 +193,37 @@ struct Leader<'a> {
 }
 
 impl<'a> Leader<'a> {
-    /// Versions go on after the last recorded; the rules' member ids fit the CRM; the drain's
-    /// ledger is rebuilt from the CRM and the audit.
+    /// The set to lead with: the latest candidate once the CRM accepts it (a provisional set
+    /// never routes); versions go on after the last recorded; the drain's ledger is rebuilt from
+    /// the CRM and the audit.
     async fn start(
         cfg: &'a Arc<Config>,
-        rules: &'a Arc<ArcSwap<Engine>>,
+        sets: &'a mut RuleSets,
         opts: &'a RunOptions,
         mut c: Connected,
         lease_lost: CancellationToken,
     ) -> Step<Leader<'a>> {
         let leading_since = chrono::Utc::now();
-        continue_versions(&c.client, cfg, rules, opts.reloader.as_deref()).await.or_halt(cfg)?;
-        let engine = rules.load_full();
-        match crm::check_rule_values(&c.client, &c.sql, &engine).await {
+        let candidate = sets.candidates.borrow_and_update().clone();
+        if !Arc::ptr_eq(&candidate, &sets.live.load()) {
+            match crm::check_rule_values(&c.client, &c.sql, &candidate).await {
+                Ok(()) => sets.live.store(candidate),
+                Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(cfg),
+                Err(e) => refuse(sets, opts, &candidate, &e.to_string()),
+            }
+        }
+        // The set in force: an id the CRM cannot hold in it is a config error (a provisional
+        // set, never compiled with the CRM's directory, never routes).
+        if sets.live.load().provisional {
+            return Err(mapping("directory", "the rules were never compiled with the CRM's directory".into()));
+        }
+        match crm::check_rule_values(&c.client, &c.sql, &sets.live.load()).await {
             Ok(()) => {}
             Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(cfg),
-            // The initial rule set was already compiled; an id the CRM cannot hold is a config error.
             Err(e) => return Err(mapping("rules", e.to_string())),
         }
+        continue_versions(&c.client, cfg, &sets.live, opts.reloader.as_deref()).await.or_halt(cfg)?;
+        let engine = sets.live.load_full();
         let mut drain = Drain::new(cfg.clone(), c.sql.clone(), engine.clone(), opts.decisions.clone());
         drain.reconcile(&mut c.client).await.or_halt(cfg)?;
         tracing::info!(rules = %engine.version, members = engine.members.len(), "connected and leading; draining the backlog");
@@ -218,7 +232,7 @@ impl<'a> Leader<'a> {
         let now = Instant::now();
         Ok(Leader {
             cfg,
-            rules,
+            sets,
             opts,
             c,
             drain,
@@ -228,6 +242,7 @@ impl<'a> Leader<'a> {
             idle: false,
             first: true,
             reported: None,
+            refused: None,
             next_refresh: cfg.directory.as_ref().map(|d| now + d.refresh),
             refreshing: None,
             next_sweep: now + cfg.router.reclaim_interval,
@@ -262,6 +277,8 @@ impl<'a> Leader<'a> {
                 }
                 // Never longer than the watchdog allows between two pings.
                 _ = tokio::time::sleep(self.drain.poll_interval().min(ALIVE_EVERY)) => {}
+                // A new candidate rule set is promoted at once, not at the next poll.
+                _ = self.sets.candidates.changed() => {}
                 _ = shutdown.cancelled() => return Ok(stopped(&self.c.client, cfg).await),
                 _ = self.lease_lost.cancelled() => return Ok(SessionEnd::Lost("the leader lease was lost".into())),
             }
@@ -295,34 +312,38 @@ impl<'a> Leader<'a> {
         }
         if self.refreshing.as_ref().is_none_or(|h| h.is_finished()) {
             let o = self.opts;
-            self.refreshing =
-                Some(spawn_refresh(self.cfg.clone(), self.rules.clone(), o.directory.clone(), o.reloader.clone()));
+            self.refreshing = Some(spawn_refresh(
+                self.cfg.clone(),
+                self.sets.publish.clone(),
+                o.directory.clone(),
+                o.reloader.clone(),
+            ));
         }
         self.next_refresh = self.cfg.directory.as_ref().map(|d| Instant::now() + d.refresh);
     }
 
-    /// A newer rule set: check its member ids against the CRM, then use it from the next batch;
-    /// refused, the last good set goes back in force.
+    /// A newer candidate: check its member ids against the CRM, then promote it and route with
+    /// it from the next batch; refused, it never goes in force (the last good set stays).
     async fn pick_up_rules(&mut self) -> Step<()> {
-        let latest = self.rules.load_full();
-        if Arc::ptr_eq(&latest, &self.engine) {
+        // Seen or not (the wait below marks it seen), the latest is compared with the set in force
+        // and with the last one refused.
+        let latest = self.sets.candidates.borrow_and_update().clone();
+        if Arc::ptr_eq(&latest, &self.engine) || self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, &latest)) {
             return Ok(());
         }
         match crm::check_rule_values(&self.c.client, self.drain.crm_sql(), &latest).await {
             Ok(()) => {
                 tracing::info!(from = %self.engine.version, to = %latest.version, "rules swapped in");
                 crate::systemd::status(&format!("routing with rules {}", latest.version));
+                self.sets.live.store(latest.clone());
                 self.engine = latest.clone();
                 self.drain.swap_engine(&mut self.c.client, latest).await.or_halt(self.cfg)?;
                 self.next_heartbeat = Instant::now();
             }
             Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(self.cfg),
             Err(e) => {
-                tracing::error!(error = %e, rejected = %latest.version, kept = %self.engine.version, "new rules refused; the last good rules stay in force");
-                self.rules.store(self.engine.clone());
-                if let Some(r) = &self.opts.reloader {
-                    r.refused_by_database(&e.to_string(), &self.engine);
-                }
+                refuse(self.sets, self.opts, &latest, &e.to_string());
+                self.refused = Some(latest);
             }
         }
         Ok(())
@@ -372,5 +393,15 @@ impl<'a> Leader<'a> {
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+/// A candidate the CRM refuses (its member ids do not fit the owner column): it never goes in
+/// force; `status` tells why.
+fn refuse(sets: &RuleSets, opts: &RunOptions, candidate: &Engine, why: &str) {
+    let kept = sets.live.load();
+    tracing::error!(error = %why, rejected = %candidate.version, kept = %kept.version, "new rules refused; the last good rules stay in force");
+    if let Some(r) = &opts.reloader {
+        r.refused_by_database(why, &kept);
     }
 }

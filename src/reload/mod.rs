@@ -46,10 +46,13 @@ pub struct ReloadStatus {
     pub refused: u64,
 }
 
-/// Compiles and swaps rule sets; shared by the watcher, SIGHUP and the directory refresh.
+/// Compiles rule sets and publishes them as candidates; shared by the watcher, SIGHUP and the
+/// directory refresh. It never puts a set in force: the daemon, which owns the database, checks
+/// each candidate against the CRM and promotes it (or refuses it: the last good set stays).
 pub struct Reloader {
     cfg: Arc<Config>,
-    pub rules: Arc<ArcSwap<Engine>>,
+    /// The latest set compiled from the files (and the CRM's directory).
+    candidates: tokio::sync::watch::Sender<Arc<Engine>>,
     pub directory: Arc<ArcSwap<Directory>>,
     pub status: ArcSwap<ReloadStatus>,
     /// One reload at a time (the watcher, SIGHUP and the directory refresh may ask together);
@@ -67,10 +70,28 @@ pub enum Reloaded {
 }
 
 impl Reloader {
+    /// A reloader whose first candidate is the set in `rules` (the one the daemon starts with).
     pub fn new(cfg: Arc<Config>, rules: Arc<ArcSwap<Engine>>, directory: Arc<ArcSwap<Directory>>) -> Reloader {
-        let status =
-            ReloadStatus { version: rules.load().version.clone(), loaded_at: Some(Utc::now()), ..Default::default() };
-        Reloader { cfg, rules, directory, status: ArcSwap::from_pointee(status), in_force: std::sync::Mutex::new(None) }
+        let first = rules.load_full();
+        let status = ReloadStatus { version: first.version.clone(), loaded_at: Some(Utc::now()), ..Default::default() };
+        let (candidates, _) = tokio::sync::watch::channel(first);
+        Reloader {
+            cfg,
+            candidates,
+            directory,
+            status: ArcSwap::from_pointee(status),
+            in_force: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The latest candidate: the last set that compiled.
+    pub fn latest(&self) -> Arc<Engine> {
+        self.candidates.borrow().clone()
+    }
+
+    /// The candidates as they come (the daemon promotes them).
+    pub fn candidates(&self) -> tokio::sync::watch::Sender<Arc<Engine>> {
+        self.candidates.clone()
     }
 
     /// Parse, check, compile and test the whole set; swap it in if it routes differently from the
@@ -83,7 +104,7 @@ impl Reloader {
         let mut status = (**self.status.load()).clone();
         match result {
             Ok(engine) => {
-                let old = self.rules.load_full();
+                let old = self.latest();
                 // Good files again: a refusal before this is history.
                 status.last_error = None;
                 let changes = if engine.hash == old.hash {
@@ -113,7 +134,7 @@ impl Reloader {
                 };
                 tracing::info!(from = %old.version, to = %engine.version, cause = why, changes = %changes, "rules reloaded");
                 let version = engine.version.clone();
-                self.rules.store(Arc::new(engine));
+                self.candidates.send_replace(Arc::new(engine));
                 status.version = version.clone();
                 status.loaded_at = Some(Utc::now());
                 status.reloads += 1;
@@ -122,7 +143,7 @@ impl Reloader {
             }
             Err(e) => {
                 let problems = bounded_problems(&e);
-                tracing::error!(cause = why, kept = %self.rules.load().version, problems = %problems, "rules refused; the last good rules stay in force");
+                tracing::error!(cause = why, kept = %self.latest().version, problems = %problems, "rules refused; the last good rules stay in force");
                 status.last_error = Some((Utc::now(), problems));
                 status.refused += 1;
                 self.status.store(Arc::new(status));

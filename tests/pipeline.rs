@@ -582,25 +582,10 @@ when_full = "hold"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_storm_while_opportunities_stream_in_routes_each_once_by_a_valid_set_and_versions_only_move_forward() {
-    use arc_swap::ArcSwap;
-    use oppty_router::reload::{self, Reloader};
+    use oppty_router::reload;
     use std::sync::Arc;
 
-    let mut db = crm_db("storm").await;
-    let rules = tempfile::tempdir().expect("tempdir");
-    for e in std::fs::read_dir(rules_dir()).expect("rules") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, rules.path().join(p.file_name().expect("name"))).expect("copy");
-    }
-    db.cfg.router.rules_dir = rules.path().to_path_buf();
-    db.cfg.directory = None;
-    db.cfg.router.reload_debounce = Duration::from_millis(20);
-    db.install().await;
-    let cfg = Arc::new(db.cfg.clone());
-    let engine = oppty_router::load_rules(&cfg).expect("rules");
-    let rules_swap = Arc::new(ArcSwap::from_pointee(engine));
-    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory::default()));
-    let reloader = Arc::new(Reloader::new(cfg.clone(), rules_swap.clone(), directory.clone()));
+    let Reloading { db, rules, cfg, live: rules_swap, directory, reloader } = reloading("storm").await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(reload::watch(
         reloader.clone(),
@@ -830,24 +815,10 @@ async fn an_opportunity_a_crm_transaction_holds_locked_waits_alone_while_the_res
 /// next good edit goes in force at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_set_the_crm_refuses_never_goes_in_force_and_the_next_good_one_does() {
-    use arc_swap::ArcSwap;
-    use oppty_router::reload::{self, Reloader};
+    use oppty_router::reload;
     use std::sync::Arc;
 
-    let mut db = crm_db("refused").await;
-    let rules = tempfile::tempdir().expect("tempdir");
-    for e in std::fs::read_dir(rules_dir()).expect("rules") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, rules.path().join(p.file_name().expect("name"))).expect("copy");
-    }
-    db.cfg.router.rules_dir = rules.path().to_path_buf();
-    db.cfg.directory = None;
-    db.cfg.router.reload_debounce = Duration::from_millis(20);
-    db.install().await;
-    let cfg = Arc::new(db.cfg.clone());
-    let live = Arc::new(ArcSwap::from_pointee(oppty_router::load_rules(&cfg).expect("rules")));
-    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory::default()));
-    let reloader = Arc::new(Reloader::new(cfg.clone(), live.clone(), directory.clone()));
+    let Reloading { db: _db, rules, cfg, live, directory, reloader } = reloading("refused").await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let dir = rules.path().to_path_buf();
     tokio::spawn(reload::watch(reloader.clone(), dir.clone(), cfg.router.reload_debounce, shutdown.clone()));
@@ -886,4 +857,35 @@ async fn a_rule_set_the_crm_refuses_never_goes_in_force_and_the_next_good_one_do
     until("a good edit goes in force", Box::new(move || l.load().version != good)).await;
     shutdown.cancel();
     let _ = daemon.await;
+}
+
+/// A CRM database whose rules are a copy of the shipped ones in a directory of its own (edited by
+/// the test), with a reloader over them: what a reloading daemon needs.
+struct Reloading {
+    db: TestDb,
+    rules: tempfile::TempDir,
+    cfg: std::sync::Arc<oppty_router::config::Config>,
+    live: std::sync::Arc<arc_swap::ArcSwap<oppty_router::engine::Engine>>,
+    directory: std::sync::Arc<arc_swap::ArcSwap<oppty_router::rules::Directory>>,
+    reloader: std::sync::Arc<oppty_router::reload::Reloader>,
+}
+
+async fn reloading(label: &str) -> Reloading {
+    use arc_swap::ArcSwap;
+    use std::sync::Arc;
+    let mut db = crm_db(label).await;
+    let rules = tempfile::tempdir().expect("tempdir");
+    for e in std::fs::read_dir(rules_dir()).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, rules.path().join(p.file_name().expect("name"))).expect("copy");
+    }
+    db.cfg.router.rules_dir = rules.path().to_path_buf();
+    db.cfg.directory = None;
+    db.cfg.router.reload_debounce = Duration::from_millis(20);
+    db.install().await;
+    let cfg = Arc::new(db.cfg.clone());
+    let live = Arc::new(ArcSwap::from_pointee(oppty_router::load_rules(&cfg).expect("rules")));
+    let directory = Arc::new(ArcSwap::from_pointee(oppty_router::rules::Directory::default()));
+    let reloader = Arc::new(oppty_router::reload::Reloader::new(cfg.clone(), live.clone(), directory.clone()));
+    Reloading { db, rules, cfg, live, directory, reloader }
 }

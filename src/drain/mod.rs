@@ -174,6 +174,23 @@ enum Journal {
     Open(usize, i64),
 }
 
+/// One row of the context (or state) query: id, owner, open, deleted, opportunity, then the
+/// pipeline and the fields (the context query only). A row `locked` by a CRM transaction was read
+/// by the state query: no pipeline, no fields.
+fn context_from_row(r: &tokio_postgres::Row, locked: bool) -> Result<(String, Context), tokio_postgres::Error> {
+    let n = if locked { 5 } else { r.len() };
+    let c = Context {
+        owner: r.try_get(1)?,
+        open: r.try_get(2)?,
+        deleted: r.try_get(3)?,
+        opportunity: r.try_get(4)?,
+        pipeline: if n > 5 { r.try_get(5)? } else { None },
+        fields: (6..n).map(|i| r.try_get(i)).collect::<Result<_, _>>()?,
+        locked,
+    };
+    Ok((r.try_get(0)?, c))
+}
+
 /// A transaction of the router's: its writes carry `oppty_router.origin = 'router'`, which the
 /// capture triggers skip (the router never hears its own writes as a person's change).
 async fn router_transaction(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
@@ -561,34 +578,15 @@ impl Drain {
         let (full, state) = (both.next().unwrap_or_default(), both.next().unwrap_or_default());
         let mut ctx = HashMap::with_capacity(full.len() + state.len());
         for r in full.iter().chain(&state) {
-            let n = r.len();
-            ctx.insert(
-                r.get(0),
-                Context {
-                    owner: r.get(1),
-                    open: r.get(2),
-                    deleted: r.get(3),
-                    opportunity: r.get(4),
-                    pipeline: if n > 5 { r.get(5) } else { None },
-                    fields: (6..n).map(|i| r.get(i)).collect(),
-                    locked: false,
-                },
-            );
+            let (id, c) = context_from_row(r, false)?;
+            ctx.insert(id, c);
         }
         let skipped: Vec<&String> = ids.iter().filter(|i| !ctx.contains_key(*i)).collect();
         if locking.is_some() && !skipped.is_empty() {
             // Not returned: deleted, or locked by a CRM transaction (then its state says so).
             for r in tx.query(&self.sql.state, &[&skipped]).await? {
-                let c = Context {
-                    owner: r.get(1),
-                    open: r.get(2),
-                    deleted: r.get(3),
-                    opportunity: r.get(4),
-                    pipeline: None,
-                    fields: Vec::new(),
-                    locked: true,
-                };
-                ctx.insert(r.get(0), c);
+                let (id, c) = context_from_row(&r, true)?;
+                ctx.insert(id, c);
             }
         }
         Ok(ctx)

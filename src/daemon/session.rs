@@ -184,8 +184,9 @@ struct Leader<'a> {
     idle: bool,
     first: bool,
     reported: Option<Arc<crate::reload::ReloadStatus>>,
-    /// The last candidate the CRM refused (not checked again).
-    refused: Option<Arc<Engine>>,
+    /// The last candidate handled: promoted (its version may have been renamed since) or
+    /// refused. It is not looked at again.
+    handled: Arc<Engine>,
     next_refresh: Option<Instant>,
     refreshing: Option<tokio::task::JoinHandle<()>>,
     next_sweep: Instant,
@@ -205,6 +206,7 @@ impl<'a> Leader<'a> {
     ) -> Step<Leader<'a>> {
         let leading_since = chrono::Utc::now();
         let candidate = sets.candidates.borrow_and_update().clone();
+        let handled = candidate.clone();
         if !Arc::ptr_eq(&candidate, &sets.live.load()) {
             match crm::check_rule_values(&c.client, &c.sql, &candidate).await {
                 Ok(()) => sets.live.store(candidate),
@@ -242,7 +244,7 @@ impl<'a> Leader<'a> {
             idle: false,
             first: true,
             reported: None,
-            refused: None,
+            handled,
             next_refresh: cfg.directory.as_ref().map(|d| now + d.refresh),
             refreshing: None,
             next_sweep: now + cfg.router.reclaim_interval,
@@ -325,12 +327,13 @@ impl<'a> Leader<'a> {
     /// A newer candidate: check its member ids against the CRM, then promote it and route with
     /// it from the next batch; refused, it never goes in force (the last good set stays).
     async fn pick_up_rules(&mut self) -> Step<()> {
-        // Seen or not (the wait below marks it seen), the latest is compared with the set in force
-        // and with the last one refused.
+        // Seen or not (the wait below marks it seen), the latest is compared with the last one
+        // handled (promoted, renamed since, or refused).
         let latest = self.sets.candidates.borrow_and_update().clone();
-        if Arc::ptr_eq(&latest, &self.engine) || self.refused.as_ref().is_some_and(|r| Arc::ptr_eq(r, &latest)) {
+        if Arc::ptr_eq(&latest, &self.handled) {
             return Ok(());
         }
+        self.handled = latest.clone();
         match crm::check_rule_values(&self.c.client, self.drain.crm_sql(), &latest).await {
             Ok(()) => {
                 tracing::info!(from = %self.engine.version, to = %latest.version, "rules swapped in");
@@ -341,10 +344,7 @@ impl<'a> Leader<'a> {
                 self.next_heartbeat = Instant::now();
             }
             Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(self.cfg),
-            Err(e) => {
-                refuse(self.sets, self.opts, &latest, &e.to_string());
-                self.refused = Some(latest);
-            }
+            Err(e) => refuse(self.sets, self.opts, &latest, &e.to_string()),
         }
         Ok(())
     }

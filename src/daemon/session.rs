@@ -207,9 +207,13 @@ impl<'a> Leader<'a> {
         let leading_since = chrono::Utc::now();
         let candidate = sets.candidates.borrow_and_update().clone();
         let handled = candidate.clone();
+        let mut live_checked = false;
         if !Arc::ptr_eq(&candidate, &sets.live.load()) {
             match crm::check_rule_values(&c.client, &c.sql, &candidate).await {
-                Ok(()) => sets.live.store(candidate),
+                Ok(()) => {
+                    sets.live.store(candidate);
+                    live_checked = true;
+                }
                 Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(cfg),
                 Err(e) => refuse(sets, opts, &candidate, &e.to_string()),
             }
@@ -219,10 +223,12 @@ impl<'a> Leader<'a> {
         if sets.live.load().provisional {
             return Err(mapping("directory", "the rules were never compiled with the CRM's directory".into()));
         }
-        match crm::check_rule_values(&c.client, &c.sql, &sets.live.load()).await {
-            Ok(()) => {}
-            Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(cfg),
-            Err(e) => return Err(mapping("rules", e.to_string())),
+        if !live_checked {
+            match crm::check_rule_values(&c.client, &c.sql, &sets.live.load()).await {
+                Ok(()) => {}
+                Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(cfg),
+                Err(e) => return Err(mapping("rules", e.to_string())),
+            }
         }
         continue_versions(&c.client, cfg, &sets.live, opts.reloader.as_deref()).await.or_halt(cfg)?;
         let engine = sets.live.load_full();

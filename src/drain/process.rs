@@ -98,8 +98,8 @@ impl Drain {
         let engine = &*self.engine;
         let mut report = BatchReport::default();
         let mut touched: HashSet<usize> = HashSet::new();
-        let sorted = self.sort(events, &mut report);
-        self.recount(tx, engine, sorted.recount.clone(), ledger, journal, &mut touched).await?;
+        let mut sorted = self.sort(events, &mut report);
+        self.recount(tx, engine, std::mem::take(&mut sorted.recount), ledger, journal, &mut touched).await?;
         // Opportunities to route need their fields; those that only changed, their state alone.
         let mut ids: Vec<String> = sorted.route.iter().map(|e| e.opp_id.clone()).collect();
         ids.sort();

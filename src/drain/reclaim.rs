@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use sha2::Digest;
 use tokio_postgres::{Client, Transaction};
 
-use super::{clamp_i32, db_message, ends_session, write_per_row, AuditCols, Context, Drain, DrainError, Journal};
+use super::{
+    clamp_i32, db_message, ends_session, write_per_row, AuditCols, Context, Drain, DrainError, EventKind, Journal,
+};
 use crate::crm::Reassign;
 use crate::engine::{Due, Engine, Interaction, Ledger, Outcome, ReclaimPolicy, Stage, Stale, Step};
 
@@ -432,8 +434,10 @@ impl Drain {
             "SELECT opp_id, kind, actor FROM {s}.events WHERE opp_id = ANY($1) AND kind IN ('activity', 'edit')"
         );
         for r in tx.query(&sql, &[&ids]).await? {
-            let kind =
-                if r.try_get::<_, String>("kind")? == "edit" { Interaction::Edit } else { Interaction::Activity };
+            let kind = match EventKind::from_text(r.try_get("kind")?) {
+                EventKind::Edit => Interaction::Edit,
+                _ => Interaction::Activity,
+            };
             queued.entry(r.try_get("opp_id")?).or_default().push((kind, r.try_get("actor")?));
         }
         Ok(queued)

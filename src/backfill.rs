@@ -77,8 +77,8 @@ pub async fn backfill<C: GenericClient>(
     }
     let unowned = &cfg.opportunity.unowned_values;
     if dry_run {
-        let sql = format!("SELECT count(*) {}", candidates(cfg, "$2::text[]"));
-        let n: i64 = client.query_one(&sql, &[&since, unowned]).await?.get(0);
+        let sql = format!("SELECT count(*) AS n {}", candidates(cfg, "$2::text[]"));
+        let n: i64 = client.query_one(&sql, &[&since, unowned]).await?.try_get("n")?;
         return Ok(n.max(0) as u64);
     }
     Ok(client.execute(&queue_sql(cfg, "$2::text[]"), &[&since, unowned]).await?)

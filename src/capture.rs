@@ -290,7 +290,7 @@ CREATE TRIGGER {TRIGGER_PREFIX}related_{i} AFTER INSERT OR UPDATE ON {table}
 
 /// Lists `(table, trigger)` for every trigger whose function lives in the router's schema:
 /// exactly the triggers `install` added, whatever the mapping says today.
-pub const FIND_TRIGGERS_SQL: &str = "SELECT t.tgrelid::regclass::text, t.tgname::text \
+pub const FIND_TRIGGERS_SQL: &str = "SELECT t.tgrelid::regclass::text AS tbl, t.tgname::text AS name \
      FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
      WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND NOT t.tgisinternal \
      ORDER BY 1, 2";

@@ -8,7 +8,9 @@ use std::fmt::Write;
 use tokio_postgres::Client;
 
 use crate::config::Config;
+use crate::db::row::FromRow;
 use crate::engine::Explanation;
+use crate::store::Decision;
 
 /// The id as the router stored it: the CRM's text form of the id column's type (a uuid in lower
 /// case, a char(n) without its padding), whatever form it was typed or pasted in.
@@ -19,27 +21,22 @@ async fn stored_id(client: &Client, cfg: &Config, opp_id: &str) -> Result<String
         return Ok(trimmed.to_string());
     };
     // A value that does not fit the type is looked up as typed.
-    match client.query_one(&format!("SELECT $1::text::{t}::text"), &[&trimmed]).await {
-        Ok(r) => r.try_get(0),
+    match client.query_one(&format!("SELECT $1::text::{t}::text AS id"), &[&trimmed]).await {
+        Ok(r) => r.try_get("id"),
         Err(_) => Ok(trimmed.to_string()),
     }
 }
 
 /// Every decision recorded for `opp_id`, oldest first, as text; and whether there was any.
 pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(String, bool), tokio_postgres::Error> {
-    let s = cfg.router.schema.quoted();
+    let sql = crate::store::Reads::new(&cfg.router.schema);
     let opp_id = stored_id(client, cfg, opp_id).await?;
-    let select = format!(
-        "SELECT decided_at::text AS decided_at, outcome, owner_id, team_id, previous_owner, pipeline, rule_id, rules_version, \
-         explanation, opp_id \
-         FROM {s}.assignments"
-    );
-    let mut rows = client.query(&format!("{select} WHERE opp_id = $1 ORDER BY id"), &[&opp_id]).await?;
+    let mut rows = Decision::from_rows(&client.query(&sql.decisions, &[&opp_id]).await?)?;
     let mut out = String::new();
     if rows.is_empty() {
         // A text-like key typed in another letter case: found by a case-insensitive look, and said so.
-        rows = client.query(&format!("{select} WHERE lower(opp_id) = lower($1) ORDER BY id"), &[&opp_id]).await?;
-        if let Some(found) = rows.first().map(|r| r.try_get::<_, String>("opp_id")).transpose()? {
+        rows = Decision::from_rows(&client.query(&sql.decisions_any_case, &[&opp_id]).await?)?;
+        if let Some(found) = rows.first().map(|r| &r.opp_id) {
             let _ = writeln!(out, "(no opportunity `{opp_id}`; showing `{found}`, the same id in another letter case)");
         }
     }
@@ -50,22 +47,25 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
     let _ = writeln!(out, "opportunity {opp_id}: {} decision(s)", rows.len());
     let names = member_names(cfg);
     for r in rows {
-        decision(&mut out, &r, &names)?;
+        decision(&mut out, r, &names);
     }
     Ok((out, true))
 }
 
 /// One recorded decision: when, what, who, under which rule and rules version, and why.
-fn decision(out: &mut String, r: &tokio_postgres::Row, names: &Names) -> Result<(), tokio_postgres::Error> {
-    let at: String = r.try_get("decided_at")?;
-    let outcome: String = r.try_get("outcome")?;
-    let owner: Option<String> = r.try_get("owner_id")?;
-    let team: Option<String> = r.try_get("team_id")?;
-    let prev: Option<String> = r.try_get("previous_owner")?;
-    let pipeline: Option<String> = r.try_get("pipeline")?;
-    let rule: Option<String> = r.try_get("rule_id")?;
-    let version: String = r.try_get("rules_version")?;
-    let ex: serde_json::Value = r.try_get("explanation")?;
+fn decision(out: &mut String, r: Decision, names: &Names) {
+    let Decision {
+        decided_at: at,
+        outcome,
+        owner_id: owner,
+        team_id: team,
+        previous_owner: prev,
+        pipeline,
+        rule_id: rule,
+        rules_version: version,
+        explanation: ex,
+        opp_id: _,
+    } = r;
     let _ = writeln!(
         out,
         "\n{at}  {outcome}: owner {}  team {}  (was {})",
@@ -85,7 +85,6 @@ fn decision(out: &mut String, r: &tokio_postgres::Row, names: &Names) -> Result<
         Ok(ex) => render(out, &ex, names),
         Err(e) => writeln!(out, "  explanation (not in this version's form: {e}): {ex}"),
     };
-    Ok(())
 }
 
 type Names = std::collections::HashMap<String, String>;

@@ -109,7 +109,7 @@ pub async fn grants(client: &mut Client, cfg: &Config, role: &str) -> Result<Str
             names.extend(set.iter().map(|(c, _)| c.as_str()));
         }
         for n in names {
-            cols.insert(tx.query_one("SELECT quote_ident($1)", &[&n]).await?.get(0));
+            cols.insert(tx.query_one("SELECT quote_ident($1) AS q", &[&n]).await?.try_get("q")?);
         }
         writes.insert(("UPDATE".into(), canonical(&tx, &o.table.quoted()).await?), cols);
     }
@@ -125,12 +125,12 @@ pub async fn grants(client: &mut Client, cfg: &Config, role: &str) -> Result<Str
 async fn canonical(tx: &Transaction<'_>, rel: &str) -> Result<String, tokio_postgres::Error> {
     let row = tx
         .query_one(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+            "SELECT format('%I.%I', n.nspname, c.relname) AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.oid = $1::text::regclass",
             &[&rel],
         )
         .await?;
-    Ok(row.get(0))
+    row.try_get("rel")
 }
 
 /// Wrap the statement in a temporary function and read what PostgreSQL recorded it depends on.
@@ -140,11 +140,14 @@ async fn probe_uses(tx: &Transaction<'_>, i: usize, probe: &Probe) -> Result<Use
     let stmt = tx.prepare(&probe.sql).await.map_err(fail)?;
     let oids: Vec<u32> = stmt.params().iter().map(|t| t.oid()).collect();
     let types: Vec<String> = tx
-        .query("SELECT format_type(t, NULL) FROM unnest($1::oid[]) WITH ORDINALITY AS u(t, n) ORDER BY n", &[&oids])
+        .query(
+            "SELECT format_type(t, NULL) AS t FROM unnest($1::oid[]) WITH ORDINALITY AS u(t, n) ORDER BY n",
+            &[&oids],
+        )
         .await?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.try_get("t"))
+        .collect::<Result<_, _>>()?;
     let name = format!("pg_temp.oppty_router_probe_{i}");
     tx.batch_execute(&format!(
         "CREATE FUNCTION {name}({}) RETURNS void LANGUAGE sql BEGIN ATOMIC\n{};\nEND",
@@ -153,12 +156,12 @@ async fn probe_uses(tx: &Transaction<'_>, i: usize, probe: &Probe) -> Result<Use
     ))
     .await
     .map_err(fail)?;
-    let oid: u32 = tx.query_one(&format!("SELECT '{name}'::regproc::oid"), &[]).await?.get(0);
+    let oid: u32 = tx.query_one(&format!("SELECT '{name}'::regproc::oid AS oid"), &[]).await?.try_get("oid")?;
     let mut uses = Uses { params: oids.len(), ..Uses::default() };
     let rows = tx
         .query(
-            "SELECT format('%I.%I', n.nspname, c.relname), n.nspname::text, \
-               CASE WHEN d.refobjsubid > 0 THEN quote_ident(a.attname) END \
+            "SELECT format('%I.%I', n.nspname, c.relname) AS rel, n.nspname::text AS schema, \
+               CASE WHEN d.refobjsubid > 0 THEN quote_ident(a.attname) END AS col \
              FROM pg_depend d JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid \
              WHERE d.classid = 'pg_proc'::regclass AND d.objid = $1 AND d.refclassid = 'pg_class'::regclass \
@@ -167,7 +170,8 @@ async fn probe_uses(tx: &Transaction<'_>, i: usize, probe: &Probe) -> Result<Use
         )
         .await?;
     for r in rows {
-        let (rel, schema, col): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+        let (rel, schema, col): (String, String, Option<String>) =
+            (r.try_get("rel")?, r.try_get("schema")?, r.try_get("col")?);
         uses.schemas.insert(schema.clone());
         if let Some(c) = col {
             uses.columns.entry(rel.clone()).or_default().insert(c);
@@ -176,7 +180,7 @@ async fn probe_uses(tx: &Transaction<'_>, i: usize, probe: &Probe) -> Result<Use
     }
     let rows = tx
         .query(
-            "SELECT p.oid::regprocedure::text, n.nspname::text FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid \
+            "SELECT p.oid::regprocedure::text AS function, n.nspname::text AS schema FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid \
              JOIN pg_namespace n ON n.oid = p.pronamespace \
              WHERE d.classid = 'pg_proc'::regclass AND d.objid = $1 AND d.refclassid = 'pg_proc'::regclass \
                AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
@@ -184,8 +188,8 @@ async fn probe_uses(tx: &Transaction<'_>, i: usize, probe: &Probe) -> Result<Use
         )
         .await?;
     for r in rows {
-        uses.functions.insert(r.get(0));
-        uses.schemas.insert(r.get(1));
+        uses.functions.insert(r.try_get("function")?);
+        uses.schemas.insert(r.try_get("schema")?);
     }
     Ok(uses)
 }
@@ -197,7 +201,7 @@ async fn modified(tx: &Transaction<'_>, probe: &Probe, params: usize) -> Result<
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         nulls.iter().map(|n| n as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
     let row = tx.query_one(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {}", probe.sql), &params).await?;
-    let plan: serde_json::Value = row.get(0);
+    let plan: serde_json::Value = row.try_get("QUERY PLAN")?;
     let mut out = Vec::new();
     walk_plan(&plan, &mut out);
     Ok(out)
@@ -231,7 +235,7 @@ struct Script {
 
 impl Script {
     async fn new(tx: &Transaction<'_>, cfg: &Config, role: &str) -> Result<Script, GrantsError> {
-        let db: String = tx.query_one("SELECT quote_ident(current_database())", &[]).await?.get(0);
+        let db: String = tx.query_one("SELECT quote_ident(current_database()) AS db", &[]).await?.try_get("db")?;
         let lines = vec![
             format!("-- oppty-router: what the daemon's role {role} needs in database {db},"),
             format!("-- computed from {} and this database's catalog.", cfg.path.display()),
@@ -294,11 +298,12 @@ impl Script {
         let s = cfg.router.schema.quoted();
         let owner: Option<String> = tx
             .query_opt(
-                "SELECT quote_ident(r.rolname) FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = $1",
+                "SELECT quote_ident(r.rolname) AS owner FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = $1",
                 &[&cfg.router.schema.as_str()],
             )
             .await?
-            .map(|r| r.get(0));
+            .map(|r| r.try_get("owner"))
+            .transpose()?;
         self.lines.push("-- the router's own schema: its queue, audit and state".into());
         self.lines.push(format!("GRANT USAGE ON SCHEMA {s} TO {role};"));
         self.lines.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {role};"));
@@ -330,14 +335,14 @@ impl Script {
 async fn sequences_of(tx: &Transaction<'_>, rel: &str) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            "SELECT format('%I.%I', n.nspname, s.relname) FROM pg_depend d JOIN pg_class s ON s.oid = d.objid \
+            "SELECT format('%I.%I', n.nspname, s.relname) AS seq FROM pg_depend d JOIN pg_class s ON s.oid = d.objid \
              JOIN pg_namespace n ON n.oid = s.relnamespace \
              WHERE d.refobjid = $1::text::regclass AND d.classid = 'pg_class'::regclass AND s.relkind = 'S' \
                AND d.deptype IN ('a', 'i') ORDER BY 1",
             &[&rel],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter().map(|r| r.try_get("seq")).collect()
 }
 
 /// What the grants cannot cover by themselves: the CRM's own triggers on a table the daemon
@@ -346,15 +351,15 @@ async fn write_notes(tx: &Transaction<'_>, rel: &str) -> Result<Vec<String>, tok
     let mut notes = Vec::new();
     let row = tx
         .query_one(
-            "SELECT c.relrowsecurity, coalesce(string_agg(quote_ident(t.tgname) || ' (' || p.oid::regprocedure::text || ')', ', ' \
-               ORDER BY t.tgname) FILTER (WHERE NOT p.prosecdef), '') \
+            "SELECT c.relrowsecurity AS rls, coalesce(string_agg(quote_ident(t.tgname) || ' (' || p.oid::regprocedure::text || ')', ', ' \
+               ORDER BY t.tgname) FILTER (WHERE NOT p.prosecdef), '') AS triggers \
              FROM pg_class c LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal \
              LEFT JOIN pg_proc p ON p.oid = t.tgfoid \
              WHERE c.oid = $1::text::regclass GROUP BY c.relrowsecurity",
             &[&rel],
         )
         .await?;
-    let (rls, triggers): (bool, String) = (row.get(0), row.get(1));
+    let (rls, triggers): (bool, String) = (row.try_get("rls")?, row.try_get("triggers")?);
     if !triggers.is_empty() {
         notes.push(format!(
             "-- note: {rel} has triggers that run with the daemon's rights when it writes: {triggers}; grant what they need"

@@ -54,7 +54,8 @@ fn install_hint(e: &tokio_postgres::Error) -> &'static str {
 pub async fn check_installed(client: &Client, cfg: &Config) -> Result<Result<(), String>, tokio_postgres::Error> {
     let schema = cfg.router.schema.as_str();
     let table = format!("{}.schema_version", cfg.router.schema.quoted());
-    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).await?.get(0);
+    let exists: bool =
+        client.query_one("SELECT to_regclass($1) IS NOT NULL AS found", &[&table]).await?.try_get("found")?;
     if !exists {
         return Ok(Err(format!(
             "the router's schema `{schema}` is not installed in this database (or this role cannot see it): \
@@ -62,7 +63,8 @@ pub async fn check_installed(client: &Client, cfg: &Config) -> Result<Result<(),
              `oppty-router grants ROLE` prints"
         )));
     }
-    let found: i32 = client.query_one(&format!("SELECT coalesce(max(version), 0) FROM {table}"), &[]).await?.get(0);
+    let found: i32 =
+        client.query_one(&format!("SELECT coalesce(max(version), 0) AS v FROM {table}"), &[]).await?.try_get("v")?;
     let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
     Ok(match found.cmp(&known) {
         std::cmp::Ordering::Equal => Ok(()),
@@ -126,8 +128,10 @@ pub async fn install_with(client: &mut Client, cfg: &Config, backfill: bool) -> 
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
     tx.batch_execute(&header_sql(cfg)).await?;
-    let current: i32 =
-        tx.query_one(&format!("SELECT coalesce(max(version), 0) FROM {s}.schema_version"), &[]).await?.get(0);
+    let current: i32 = tx
+        .query_one(&format!("SELECT coalesce(max(version), 0) AS v FROM {s}.schema_version"), &[])
+        .await?
+        .try_get("v")?;
     let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
     if current > known {
         return Err(InstallError::TooNew { found: current, known });
@@ -164,7 +168,7 @@ async fn find_triggers(
     cfg: &Config,
 ) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
     let rows = tx.query(capture::FIND_TRIGGERS_SQL, &[&cfg.router.schema.as_str()]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter().map(|r| Ok((r.try_get("tbl")?, r.try_get("name")?))).collect()
 }
 
 /// The SQL `uninstall` would run on this database.

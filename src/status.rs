@@ -9,6 +9,9 @@ use std::fmt::Write;
 use tokio_postgres::Client;
 
 use crate::config::Config;
+use crate::db::row::FromRow;
+use crate::store::{DaemonRow, Reads};
+pub use crate::store::{DeadLetterGroup, LapsePause, QueueReport, UnownedGroup};
 
 /// Everything `status` shows, for the text and for `status --json`.
 #[derive(Debug, Default, serde::Serialize)]
@@ -50,36 +53,6 @@ pub struct DaemonReport {
     pub last_refused: Option<(String, String)>,
 }
 
-#[derive(Debug, Default, serde::Serialize)]
-pub struct QueueReport {
-    pub waiting: i64,
-    pub oldest_waiting_secs: Option<f64>,
-    pub held_or_retrying: i64,
-    pub dead_lettered: i64,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct UnownedGroup {
-    pub outcome: String,
-    pub reason: String,
-    pub count: i64,
-    pub since: String,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct DeadLetterGroup {
-    pub error: String,
-    pub count: i64,
-    pub first: String,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct LapsePause {
-    pub member: String,
-    pub reason: String,
-    pub since: String,
-}
-
 /// The status report as text, and whether a daemon is leading with a fresh heartbeat.
 pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tokio_postgres::Error> {
     let r = report(client, cfg).await?;
@@ -89,62 +62,16 @@ pub async fn status(client: &Client, cfg: &Config) -> Result<(String, bool), tok
 /// Read everything `status` shows from the router's tables (and the rule files, for who is paused
 /// there).
 pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postgres::Error> {
-    let s = cfg.router.schema.quoted();
     if let Err(why) = crate::install::check_installed(client, cfg).await? {
         return Ok(Report { not_installed: Some(why), ..Default::default() });
     }
-    let mut r = Report { daemon: daemon(client, &s).await?, ..Default::default() };
+    let sql = Reads::new(&cfg.router.schema);
+    let mut r = Report { daemon: daemon(client, &sql).await?, ..Default::default() };
     r.healthy = r.daemon.as_ref().is_some_and(|d| d.last_heartbeat_secs < 60.0 && d.stopped_at.is_none());
-    let q = client
-        .query_one(
-            &format!(
-                "SELECT count(*) FILTER (WHERE next_attempt_at <= now()), count(*) FILTER (WHERE next_attempt_at > now()), \
-                 extract(epoch FROM now() - min(created_at) FILTER (WHERE next_attempt_at <= now()))::float8, \
-                 (SELECT count(*) FROM {s}.dead_letter) FROM {s}.events"
-            ),
-            &[],
-        )
-        .await?;
-    r.queue = QueueReport {
-        waiting: q.try_get(0)?,
-        held_or_retrying: q.try_get(1)?,
-        oldest_waiting_secs: q.try_get(2)?,
-        dead_lettered: q.try_get(3)?,
-    };
-    let sql = format!(
-        "SELECT outcome, reason, count(*), min(since)::text FROM {s}.unrouted GROUP BY 1, 2 ORDER BY 1 DESC, 3 DESC, 2"
-    );
-    r.unowned = client
-        .query(&sql, &[])
-        .await?
-        .iter()
-        .map(|x| {
-            Ok(UnownedGroup {
-                outcome: x.try_get(0)?,
-                reason: x.try_get(1)?,
-                count: x.try_get(2)?,
-                since: x.try_get(3)?,
-            })
-        })
-        .collect::<Result<_, tokio_postgres::Error>>()?;
-    let sql = format!(
-        "SELECT error, count(*), min(failed_at)::text FROM {s}.dead_letter GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
-    );
-    r.dead_letters = client
-        .query(&sql, &[])
-        .await?
-        .iter()
-        .map(|x| Ok(DeadLetterGroup { error: x.try_get(0)?, count: x.try_get(1)?, first: x.try_get(2)? }))
-        .collect::<Result<_, tokio_postgres::Error>>()?;
-    let sql = format!(
-        "SELECT member_id, reason, paused_at::text FROM {s}.member_pauses WHERE lifted_at IS NULL ORDER BY paused_at"
-    );
-    r.paused_for_lapses = client
-        .query(&sql, &[])
-        .await?
-        .iter()
-        .map(|x| Ok(LapsePause { member: x.try_get(0)?, reason: x.try_get(1)?, since: x.try_get(2)? }))
-        .collect::<Result<_, tokio_postgres::Error>>()?;
+    r.queue = QueueReport::from_row(&client.query_one(&sql.queue, &[]).await?)?;
+    r.unowned = UnownedGroup::from_rows(&client.query(&sql.unowned, &[]).await?)?;
+    r.dead_letters = DeadLetterGroup::from_rows(&client.query(&sql.dead_letters, &[]).await?)?;
+    r.paused_for_lapses = LapsePause::from_rows(&client.query(&sql.lapse_pauses, &[]).await?)?;
     paused(client, cfg, &mut r).await;
     Ok(r)
 }
@@ -175,32 +102,20 @@ fn named(id: &str, name: &str) -> String {
     }
 }
 
-async fn daemon(client: &Client, s: &str) -> Result<Option<DaemonReport>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT host, pid, leading_since::text, rules_version, rules_loaded_at::text, reloads, refused_reloads, \
-                 last_error, last_error_at::text, extract(epoch FROM clock_timestamp() - updated_at)::float8, stopped_at::text \
-                 FROM {s}.daemon_status"
-            ),
-            &[],
-        )
-        .await?;
-    let Some(r) = row else { return Ok(None) };
+async fn daemon(client: &Client, sql: &Reads) -> Result<Option<DaemonReport>, tokio_postgres::Error> {
+    let Some(row) = client.query_opt(&sql.daemon, &[]).await? else { return Ok(None) };
+    let r = DaemonRow::from_row(&row)?;
     Ok(Some(DaemonReport {
-        host: r.try_get(0)?,
-        pid: r.try_get(1)?,
-        leading_since: r.try_get(2)?,
-        rules_version: r.try_get(3)?,
-        rules_loaded_at: r.try_get(4)?,
-        reloads: r.try_get(5)?,
-        refused_reloads: r.try_get(6)?,
-        last_refused: match (r.try_get::<_, Option<String>>(8)?, r.try_get::<_, Option<String>>(7)?) {
-            (Some(at), Some(err)) => Some((at, err)),
-            _ => None,
-        },
-        last_heartbeat_secs: r.try_get(9)?,
-        stopped_at: r.try_get(10)?,
+        host: r.host,
+        pid: r.pid,
+        leading_since: r.leading_since,
+        rules_version: r.rules_version,
+        rules_loaded_at: r.rules_loaded_at,
+        reloads: r.reloads,
+        refused_reloads: r.refused_reloads,
+        last_refused: r.last_error_at.zip(r.last_error),
+        last_heartbeat_secs: r.heartbeat_secs,
+        stopped_at: r.stopped_at,
     }))
 }
 

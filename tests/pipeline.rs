@@ -889,3 +889,27 @@ async fn reloading(label: &str) -> Reloading {
     let reloader = Arc::new(oppty_router::reload::Reloader::new(cfg.clone(), live.clone(), directory.clone()));
     Reloading { db, rules, cfg, live, directory, reloader }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_prepares_each_statement_once_per_session_and_then_only_executes_it() {
+    let db = crm_db("prepared").await;
+    db.install().await;
+    let (mut drain, mut client) = db.manual_drain().await;
+    // The session's own view of what it holds prepared (the driver's statements are named).
+    let held = "SELECT count(*) FROM pg_prepared_statements";
+    let claims = "SELECT coalesce(sum(generic_plans + custom_plans), 0)::int8 FROM pg_prepared_statements \
+                  WHERE statement LIKE 'DELETE FROM%events WHERE id = ANY(ARRAY(SELECT%'";
+    let mut counts = Vec::new();
+    for round in 0..4 {
+        for i in 0..3 {
+            db.insert_opportunity(&format!("prepared {round}.{i}"), "HCM", "retail").await;
+        }
+        let r = drain.batch(&mut client).await.expect("batch");
+        assert_eq!(r.routed, 3, "round {round}: {r:?}");
+        counts.push(client.query_one(held, &[]).await.expect("prepared").get::<_, i64>(0));
+    }
+    assert!(counts[0] >= 8, "the claim, context, write-back, audit, ownership, loads… are prepared: {counts:?}");
+    assert!(counts.iter().all(|n| *n == counts[0]), "no statement is prepared again in later batches: {counts:?}");
+    let claimed = client.query_one(claims, &[]).await.expect("claims").get::<_, i64>(0);
+    assert_eq!(claimed, 4, "one prepared claim statement ran four times");
+}

@@ -68,16 +68,17 @@ pub async fn check(
     }
     let row = client
         .query_one(
-            "SELECT a.attnotnull, \
-               coalesce(bool_or(i.indisprimary), false), \
-               coalesce(bool_or(i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL), false) \
+            "SELECT a.attnotnull AS not_null, \
+               coalesce(bool_or(i.indisprimary), false) AS pk, \
+               coalesce(bool_or(i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL), false) AS uniq \
              FROM pg_attribute a \
              LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indnatts = 1 AND i.indkey[0] = a.attnum \
              WHERE a.attrelid = to_regclass($1) AND a.attname = $2 GROUP BY a.attnotnull",
             &[&o.table.quoted(), &o.id.as_str()],
         )
         .await?;
-    let (not_null, primary, unique): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let (not_null, primary, unique): (bool, bool, bool) =
+        (row.try_get("not_null")?, row.try_get("pk")?, row.try_get("uniq")?);
     let keyed = primary || (unique && not_null);
     if !keyed {
         let what =
@@ -196,7 +197,7 @@ pub async fn owner_reference(
     let o = &cfg.opportunity;
     let row = client
         .query_opt(
-            "SELECT format('%I.%I', n.nspname, c.relname), quote_ident(a.attname) \
+            "SELECT format('%I.%I', n.nspname, c.relname) AS tbl, quote_ident(a.attname) AS col \
              FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = k.confkey[1] \
              WHERE k.conrelid = to_regclass($1) AND k.contype = 'f' AND cardinality(k.conkey) = 1 \
@@ -205,13 +206,14 @@ pub async fn owner_reference(
             &[&o.table.quoted(), &o.owner.as_str()],
         )
         .await?;
-    Ok(row.map(|r| {
-        let (table, col): (String, String) = (r.get(0), r.get(1));
+    row.map(|r| {
+        let (table, col): (String, String) = (r.try_get("tbl")?, r.try_get("col")?);
         let sql = format!(
             "SELECT x FROM unnest($1::text[]) AS x WHERE NOT EXISTS (SELECT 1 FROM {table} u WHERE u.{col} = x::{owner_t}) ORDER BY 1"
         );
-        (table, sql)
-    }))
+        Ok((table, sql))
+    })
+    .transpose()
 }
 
 /// Check a rule set against the CRM: every member and owner id fits the owner column (and is a
@@ -224,7 +226,8 @@ pub async fn check_rule_values(client: &Client, sql: &CrmSql, engine: &Engine) -
         return Err(Misfit(format!("member or owner id `{id}` is not a valid value of the CRM's owner column: {msg}")));
     }
     if let Some((table, missing_sql)) = &sql.owner_users {
-        let missing: Vec<String> = client.query(missing_sql, &[&ids]).await?.iter().map(|r| r.get(0)).collect();
+        let missing: Vec<String> =
+            client.query(missing_sql, &[&ids]).await?.iter().map(|r| r.try_get("x")).collect::<Result<_, _>>()?;
         if !missing.is_empty() {
             return Err(Misfit(format!(
                 "member or owner id(s) {} are not users in {table} (the owner column's foreign key): an assignment to \

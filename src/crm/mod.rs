@@ -40,7 +40,7 @@ pub enum CrmError {
 /// How the owner is written back, as prepared SQL.
 #[derive(Debug, Clone)]
 pub enum WriteSql {
-    /// `$1` ids, `$2` owners, `$3` teams (text arrays), `$4` unowned placeholders; returns the ids
+    /// `$1` ids, `$2` owners, `$3` teams (text arrays), `$4` unowned placeholders; returns the `id`s
     /// actually written.
     Batch(String),
     /// Run once per assignment; `params[n]` says which of [`WRITE_PARAMS`] `$n+1` takes.
@@ -57,11 +57,19 @@ pub enum Reassign {
     PerRow { sql: String, params: Vec<usize> },
 }
 
+crate::db::row::typed_row! {
+    /// An owner's open load (`CrmSql::recount`, `CrmSql::full_count`).
+    pub struct Load {
+        pub owner: String,
+        pub open: i64,
+    }
+}
+
 /// The statements of one mapping on one database.
 #[derive(Debug, Clone)]
 pub struct CrmSql {
-    /// `$1` text[] of ids → id, owner, is_open, is_deleted, is_opportunity, pipeline, fields… (all
-    /// text but flags).
+    /// `$1` text[] of ids → `id`, `owner`, `open`, `deleted`, `opp`, `pipeline`, then the fields
+    /// (all text but the flags).
     pub context: String,
     /// The first five columns of `context` alone (no pipeline, no fields): what a change needs,
     /// so a field expression that fails for a row does not fail its owner's changes too.
@@ -73,9 +81,9 @@ pub struct CrmSql {
     /// Reclaim: how an opportunity is handed on; `None` with a custom write-back statement and no
     /// `write_back.reclaim_statement` (the sweeper then reclaims nothing, and says so).
     pub reassign: Option<Reassign>,
-    /// `$1` text[] of owners → owner, open count.
+    /// `$1` text[] of owners → their [`Load`]s.
     pub recount: String,
-    /// → owner, open count, for every owner.
+    /// → every owner's [`Load`].
     pub full_count: String,
     /// `$1` text[] → the same array cast to the owner column's type (fails on a bad id).
     pub owner_cast: String,
@@ -111,12 +119,12 @@ pub async fn catalog_type(
 ) -> Result<Option<String>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+            "SELECT format_type(a.atttypid, a.atttypmod) AS t FROM pg_attribute a \
              WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
             &[&table.quoted(), &col.as_str()],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get("t")).transpose()
 }
 
 /// [`catalog_type`], checked safe to splice as a cast; a missing column or an odd type becomes a
@@ -141,14 +149,14 @@ async fn column_type(
         None => {
             let cols: Vec<String> = client
                 .query(
-                    "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 \
+                    "SELECT attname::text AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 \
                      AND NOT attisdropped ORDER BY attnum",
                     &[&table.quoted()],
                 )
                 .await?
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
+                .map(|r| r.try_get("name"))
+                .collect::<Result<_, _>>()?;
             problems.push(MappingProblem {
                 key: key.into(),
                 message: format!(
@@ -169,8 +177,8 @@ async fn table_exists(
     key: &str,
     problems: &mut Vec<MappingProblem>,
 ) -> Result<bool, tokio_postgres::Error> {
-    let row = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()]).await?;
-    let ok: bool = row.get(0);
+    let row = client.query_one("SELECT to_regclass($1) IS NOT NULL AS found", &[&table.quoted()]).await?;
+    let ok: bool = row.try_get("found")?;
     if !ok {
         problems.push(MappingProblem {
             key: key.into(),

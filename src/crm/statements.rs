@@ -58,9 +58,9 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     // needs UPDATE on a column; a role writing through a function may have none.
     let table = o.table.quoted();
     let may_lock: bool = client
-        .query_one("SELECT has_any_column_privilege($1::text::regclass, 'UPDATE')", &[&table])
+        .query_one("SELECT has_any_column_privilege($1::text::regclass, 'UPDATE') AS may", &[&table])
         .await?
-        .try_get(0)?;
+        .try_get("may")?;
     let id = o.id.quoted();
     let context_locking = may_lock.then(|| format!("{context} ORDER BY o.{id} FOR NO KEY UPDATE OF o SKIP LOCKED"));
     let (write, reassign) = write_sql(client, cfg, &keys, &id_t, &owner_t, &mut p).await?;
@@ -237,7 +237,9 @@ fn flags(cfg: &Config) -> String {
     )
 }
 
-/// The context query (state, pipeline and fields) and the state query (the flags alone).
+/// The context query (state, pipeline and fields) and the state query (the flags alone). Their
+/// columns: `id`, `owner`, `open`, `deleted`, `opp`, then (context only) `pipeline` and the fields,
+/// in `opportunity.fields` order.
 fn context_sql(cfg: &Config, id_t: &str, field_exprs: &[String]) -> (String, String) {
     let o = &cfg.opportunity;
     let (table, id, owner) = (o.table.quoted(), o.id.quoted(), o.owner.quoted());
@@ -248,7 +250,7 @@ fn context_sql(cfg: &Config, id_t: &str, field_exprs: &[String]) -> (String, Str
     // opportunity): a field failing for a row does not fail its closing. `OFFSET 0` keeps the
     // flags computed once per row (not copied into each CASE).
     let mut context =
-        format!("SELECT o.{id}::text, o.{owner}::text, s.open, s.deleted, s.opp, CASE WHEN s.live THEN {pipeline} END");
+        format!("SELECT o.{id}::text AS id, o.{owner}::text AS owner, s.open, s.deleted, s.opp, CASE WHEN s.live THEN {pipeline} END AS pipeline");
     for f in field_exprs {
         context.push_str(&format!(", CASE WHEN s.live THEN {f} END"));
     }
@@ -256,7 +258,7 @@ fn context_sql(cfg: &Config, id_t: &str, field_exprs: &[String]) -> (String, Str
         " FROM {table} o CROSS JOIN LATERAL (SELECT f.*, f.open AND NOT f.deleted AND f.opp AS live \
          FROM (SELECT {flags} OFFSET 0) f) s WHERE {wanted}"
     ));
-    let state = format!("SELECT o.{id}::text, o.{owner}::text, {flags} FROM {table} o WHERE {wanted}");
+    let state = format!("SELECT o.{id}::text AS id, o.{owner}::text AS owner, {flags} FROM {table} o WHERE {wanted}");
     (context, state)
 }
 
@@ -323,7 +325,7 @@ async fn batch_write_sql(
     let (table, id, owner) = (o.table.quoted(), o.id.quoted(), o.owner.quoted());
     let sql = format!(
         "UPDATE {table} AS o SET {sets} FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, owner, team) \
-         WHERE o.{id} = u.id::{id_t} AND {unowned} RETURNING o.{id}::text",
+         WHERE o.{id} = u.id::{id_t} AND {unowned} RETURNING o.{id}::text AS id",
         unowned = unowned_pred(cfg, "o", "$4::text[]")
     );
     try_prepare(client, &sql, "write_back.set", p).await?;
@@ -333,12 +335,14 @@ async fn batch_write_sql(
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[]) AS u(id, owner, team, old, anyone, edits) \
          WHERE o.{id} = u.id::{id_t} AND o.{owner}::text = u.old \
          AND NOT EXISTS (SELECT 1 FROM {rs}.events e WHERE e.opp_id = u.id AND {}) \
-         RETURNING o.{id}::text",
+         RETURNING o.{id}::text AS id",
         crate::store::COUNTS_AS_INTERACTION
     );
     // It reads the router's queue: checkable once `install` has created it.
-    let installed: bool =
-        client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("{rs}.events")]).await?.try_get(0)?;
+    let installed: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL AS found", &[&format!("{rs}.events")])
+        .await?
+        .try_get("found")?;
     if installed {
         try_prepare(client, &reassign, "write_back.set", p).await?;
     }
@@ -354,11 +358,11 @@ fn count_sql(cfg: &Config, owner_t: &str) -> (String, String) {
         "coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) AND coalesce(({is_opp})::bool, false)"
     );
     let recount = format!(
-        "SELECT o.{owner}::text, count(*)::int8 FROM {table} o WHERE o.{owner} = ANY($1::text[]::{owner_t}[]) \
+        "SELECT o.{owner}::text AS owner, count(*)::int8 AS open FROM {table} o WHERE o.{owner} = ANY($1::text[]::{owner_t}[]) \
          AND {live} GROUP BY 1"
     );
     let full = format!(
-        "SELECT o.{owner}::text, count(*)::int8 FROM {table} o WHERE o.{owner} IS NOT NULL AND {live} GROUP BY 1"
+        "SELECT o.{owner}::text AS owner, count(*)::int8 AS open FROM {table} o WHERE o.{owner} IS NOT NULL AND {live} GROUP BY 1"
     );
     (recount, full)
 }

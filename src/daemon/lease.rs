@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db;
+use crate::db::row::FromRow;
+use crate::store::{LeaseStatements, StaleLeader};
 
 fn key(cfg: &Config) -> String {
     format!("oppty-router leader {}", cfg.router.schema.as_str())
@@ -33,21 +35,10 @@ pub fn holder() -> String {
 /// Try to lead: true once this session holds the lock and the lease names it. Otherwise, if the
 /// leader's lease has expired, end its session so the lock is free at the next try.
 pub async fn try_lead(client: &Client, cfg: &Config, said_cannot: &mut bool) -> Result<bool, tokio_postgres::Error> {
-    let got: bool =
-        client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key(cfg)]).await?.try_get(0)?;
-    let s = cfg.router.schema.quoted();
+    let sql = LeaseStatements::new(&cfg.router.schema);
+    let got: bool = client.query_one(&sql.lock, &[&key(cfg)]).await?.try_get("got")?;
     if got {
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO {s}.leader_lease (singleton, holder, backend_pid, renewed_at, expires_at) \
-                     VALUES (true, $1, pg_backend_pid(), clock_timestamp(), clock_timestamp() + $2 * interval '1 millisecond') \
-                     ON CONFLICT (singleton) DO UPDATE SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid, \
-                     renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at"
-                ),
-                &[&holder(), &ttl_ms(cfg)],
-            )
-            .await?;
+        client.execute(&sql.take, &[&holder(), &ttl_ms(cfg)]).await?;
         return Ok(true);
     }
     take_over_if_stale(client, cfg, said_cannot).await?;
@@ -61,24 +52,11 @@ async fn take_over_if_stale(
     cfg: &Config,
     said_cannot: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
-    let s = cfg.router.schema.quoted();
-    let stale = client
-        .query_opt(
-            &format!(
-                "SELECT l.pid, x.holder, (extract(epoch FROM clock_timestamp() - x.renewed_at) * 1000)::int8 \
-                 FROM pg_locks l JOIN {s}.leader_lease x ON x.backend_pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0) \
-                 AND x.expires_at < clock_timestamp()"
-            ),
-            &[&key(cfg)],
-        )
-        .await?;
-    let Some(row) = stale else { return Ok(()) };
-    let (pid, holder, silent_ms): (i32, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    match client.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await {
-        Ok(r) if r.try_get::<_, bool>(0)? => {
+    let sql = LeaseStatements::new(&cfg.router.schema);
+    let Some(row) = client.query_opt(&sql.stale, &[&key(cfg)]).await? else { return Ok(()) };
+    let StaleLeader { pid, holder, silent_ms } = StaleLeader::from_row(&row)?;
+    match client.query_one(&sql.terminate, &[&pid]).await {
+        Ok(r) if r.try_get::<_, bool>("ended")? => {
             tracing::warn!(leader = %holder, backend = pid, silent_ms,
                 "the leader stopped renewing its lease (frozen or cut off): ended its session to take over");
         }
@@ -106,11 +84,7 @@ pub fn spawn_renewer(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = cfg.router.leader_lease / 3;
-        let s = cfg.router.schema.quoted();
-        let sql = format!(
-            "UPDATE {s}.leader_lease SET renewed_at = clock_timestamp(), \
-             expires_at = clock_timestamp() + $1 * interval '1 millisecond' WHERE singleton AND backend_pid = $2"
-        );
+        let sql = LeaseStatements::new(&cfg.router.schema).renew;
         let mut client: Option<Client> = None;
         let mut last_ok = tokio::time::Instant::now();
         loop {

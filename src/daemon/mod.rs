@@ -16,9 +16,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::crm;
 use crate::db;
+use crate::db::row::FromRow;
 use crate::drain::{DrainError, Routed};
 use crate::engine::Engine;
 use crate::rules::Directory;
+use crate::store::{LastLeader, LeaseStatements};
 
 mod lease;
 mod session;
@@ -301,8 +303,7 @@ async fn sleep_alive(d: Duration, shutdown: &CancellationToken) -> bool {
 
 /// A clean stop, recorded for `status` (best effort: the stop goes on if the write fails).
 async fn stopped(client: &tokio_postgres::Client, cfg: &Config) -> SessionEnd {
-    let s = cfg.router.schema.quoted();
-    let sql = format!("UPDATE {s}.daemon_status SET stopped_at = clock_timestamp() WHERE pid = $1");
+    let sql = LeaseStatements::new(&cfg.router.schema).stopped;
     if let Err(e) = client.execute(&sql, &[&(std::process::id() as i32)]).await {
         tracing::warn!(error = %db::describe(&e), "could not record the stop for `status`");
     }
@@ -317,11 +318,9 @@ async fn continue_versions(
     rules: &ArcSwap<Engine>,
     reloader: Option<&crate::reload::Reloader>,
 ) -> Result<(), tokio_postgres::Error> {
-    let s = cfg.router.schema.quoted();
-    let sql = format!("SELECT rules_version, host, pid FROM {s}.daemon_status WHERE singleton");
+    let sql = LeaseStatements::new(&cfg.router.schema).last_leader;
     let Some(row) = client.query_opt(&sql, &[]).await? else { return Ok(()) };
-    let (version, host, pid): (Option<String>, Option<String>, Option<i32>) =
-        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let LastLeader { rules_version: version, host, pid } = LastLeader::from_row(&row)?;
     let ours = pid == Some(std::process::id() as i32) && host == this_host().into();
     let Some(last) = version.as_deref().and_then(crate::rules::version_sequence).filter(|_| !ours) else {
         return Ok(());
@@ -350,21 +349,14 @@ async fn write_status(
 ) -> Result<(), tokio_postgres::Error> {
     let st = reloader.map(|r| (**r.status.load()).clone()).unwrap_or_default();
     let host = this_host();
-    let s = cfg.router.schema.quoted();
     let (err_at, err) = match &st.last_error {
         Some((at, e)) => (Some(*at), Some(e.clone())),
         None => (None, None),
     };
+    let sql = LeaseStatements::new(&cfg.router.schema).report;
     client
         .execute(
-            &format!(
-                "INSERT INTO {s}.daemon_status (singleton, host, pid, leading_since, rules_version, rules_loaded_at, reloads, \
-                 refused_reloads, last_error, last_error_at, updated_at) VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp()) \
-                 ON CONFLICT (singleton) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, leading_since = EXCLUDED.leading_since, \
-                 rules_version = EXCLUDED.rules_version, rules_loaded_at = EXCLUDED.rules_loaded_at, reloads = EXCLUDED.reloads, \
-                 refused_reloads = EXCLUDED.refused_reloads, last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, \
-                 updated_at = EXCLUDED.updated_at, stopped_at = NULL"
-            ),
+            &sql,
             &[
                 &host,
                 &(std::process::id() as i32),

@@ -165,7 +165,8 @@ async fn hold_lease(
     // and ends it, releasing the lock (ignored over a Unix socket, where it cannot happen).
     let keepalives = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3";
     client.batch_execute(keepalives).await.or_halt(cfg)?;
-    let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.or_halt(cfg)?.try_get(0).or_halt(cfg)?;
+    let backend: i32 =
+        client.query_one("SELECT pg_backend_pid() AS pid", &[]).await.or_halt(cfg)?.try_get("pid").or_halt(cfg)?;
     let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
     lease::spawn_renewer(cfg.clone(), backend, stop.clone(), lost.clone());
     Ok((lost, stop))

@@ -7,6 +7,8 @@
 //! It must not log a password: only the redacted form of a connection string leaves here.
 
 pub mod conninfo;
+pub mod prepared;
+pub mod row;
 pub mod tls;
 
 use std::error::Error as _;
@@ -293,9 +295,9 @@ pub async fn connect_listener(db: &DatabaseConfig, app_suffix: &str) -> Result<(
 
 /// Whether the session's role is a superuser (the daemon should not be: see `grants`).
 pub async fn is_superuser(client: &Client) -> Result<Option<String>, tokio_postgres::Error> {
-    let row =
-        client.query_one("SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await?;
-    Ok(row.get::<_, bool>(1).then(|| row.get(0)))
+    let sql = "SELECT current_user::text AS name, rolsuper AS superuser FROM pg_roles WHERE rolname = current_user";
+    let row = client.query_one(sql, &[]).await?;
+    Ok(if row.try_get("superuser")? { Some(row.try_get("name")?) } else { None })
 }
 
 #[cfg(test)]

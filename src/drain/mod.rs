@@ -17,8 +17,11 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use crate::capture::ORIGIN_SETTING;
 use crate::config::Config;
 use crate::crm::CrmSql;
+use crate::db::prepared::Prepared;
+use crate::db::row::FromRow;
 use crate::engine::{Engine, Ledger, Outcome, Undo};
 use crate::store::Statements;
+pub use crate::store::{Event, EventKind};
 use rand::rngs::SmallRng;
 
 mod process;
@@ -59,55 +62,6 @@ fn ends_session(e: &tokio_postgres::Error) -> bool {
 
 /// At most this many failed events are retried (each alone) before each fresh batch.
 const RETRIES_PER_BATCH: i64 = 20;
-
-/// What a captured change is (the event table's `kind`, which its CHECK constraint limits to these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// A new opportunity, or one whose owner was cleared: route it.
-    Route,
-    /// Its owner, open-ness or soft delete changed: loads and ownership follow.
-    Changed,
-    /// A row of an activity table: an interaction with it.
-    Activity,
-    /// An edit of the opportunity row (who made it is the actor).
-    Edit,
-}
-
-impl EventKind {
-    /// From the table's text.
-    pub fn from_text(s: &str) -> EventKind {
-        match s {
-            "route" => EventKind::Route,
-            "changed" => EventKind::Changed,
-            "edit" => EventKind::Edit,
-            _ => EventKind::Activity,
-        }
-    }
-
-    /// As the table writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Route => "route",
-            EventKind::Changed => "changed",
-            EventKind::Activity => "activity",
-            EventKind::Edit => "edit",
-        }
-    }
-}
-
-/// A captured change, as claimed from the event table.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub id: i64,
-    pub kind: EventKind,
-    pub opp_id: String,
-    pub old_owner: Option<String>,
-    pub new_owner: Option<String>,
-    pub actor: Option<String>,
-    pub at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub attempts: i32,
-}
 
 /// One decision that was committed, for the demo and for tests.
 #[derive(Debug, Clone)]
@@ -174,21 +128,23 @@ enum Journal {
     Open(usize, i64),
 }
 
-/// One row of the context (or state) query: id, owner, open, deleted, opportunity, then the
-/// pipeline and the fields (the context query only). A row `locked` by a CRM transaction was read
-/// by the state query: no pipeline, no fields.
+/// One row of the context (or state) query: `id`, `owner`, `open`, `deleted`, `opp`, then the
+/// `pipeline` and the fields (the context query only; the fields, a list as long as the mapping's,
+/// are read by position after `pipeline`). A row `locked` by a CRM transaction was read by the
+/// state query: no pipeline, no fields.
 fn context_from_row(r: &tokio_postgres::Row, locked: bool) -> Result<(String, Context), tokio_postgres::Error> {
-    let n = if locked { 5 } else { r.len() };
+    const FIELDS_FROM: usize = 6;
+    let full = !locked && r.len() >= FIELDS_FROM;
     let c = Context {
-        owner: r.try_get(1)?,
-        open: r.try_get(2)?,
-        deleted: r.try_get(3)?,
-        opportunity: r.try_get(4)?,
-        pipeline: if n > 5 { r.try_get(5)? } else { None },
-        fields: (6..n).map(|i| r.try_get(i)).collect::<Result<_, _>>()?,
+        owner: r.try_get("owner")?,
+        open: r.try_get("open")?,
+        deleted: r.try_get("deleted")?,
+        opportunity: r.try_get("opp")?,
+        pipeline: if full { r.try_get("pipeline")? } else { None },
+        fields: if full { (FIELDS_FROM..r.len()).map(|i| r.try_get(i)).collect::<Result<_, _>>()? } else { Vec::new() },
         locked,
     };
-    Ok((r.try_get(0)?, c))
+    Ok((r.try_get("id")?, c))
 }
 
 /// A transaction of the router's: its writes carry `oppty_router.origin = 'router'`, which the
@@ -257,6 +213,8 @@ pub struct Drain {
     decisions: Option<mpsc::UnboundedSender<Routed>>,
     /// The statements over the router's own tables.
     store: Statements,
+    /// Statements prepared on this session's connection (a drain lives one leader session).
+    prep: Prepared,
     /// Per pipeline, the rule set version and reclaim fingerprint its stored due times were
     /// last aligned with.
     aligned: HashMap<String, (String, String)>,
@@ -275,6 +233,7 @@ impl Drain {
     ) -> Drain {
         Drain {
             store: Statements::new(&cfg.router.schema),
+            prep: Prepared::new(),
             ledger: tokio::sync::Mutex::new(Ledger::for_engine(&engine, None)),
             engine,
             rng: std::sync::Mutex::new(rand::make_rng::<SmallRng>()),
@@ -303,44 +262,39 @@ impl Drain {
         let engine = self.engine.clone();
         let mut ledger = Ledger::for_engine(&engine, None);
         let pg = DrainError::from_pg;
-        for r in client.query(&self.sql.full_count, &[]).await.map_err(pg)? {
-            if let Some(m) = engine.member_index(&r.try_get::<_, String>(0).map_err(pg)?) {
-                ledger.open[m] = r.try_get(1).map_err(pg)?;
+        let loads = self.prep.query(client, &self.sql.full_count, &[]).await.map_err(pg)?;
+        for r in crate::crm::Load::from_rows(&loads).map_err(pg)? {
+            if let Some(m) = engine.member_index(&r.owner) {
+                ledger.open[m] = r.open;
             }
         }
-        for r in client.query(&self.store.history, &[&engine.history]).await.map_err(pg)? {
-            if let Some(m) = engine.member_index(&r.try_get::<_, String>(0).map_err(pg)?) {
-                let at: i64 = r.try_get(1).map_err(pg)?;
+        let recent = self.prep.query(client, &self.store.history, &[&engine.history]).await.map_err(pg)?;
+        for r in crate::store::Recent::from_rows(&recent).map_err(pg)? {
+            if let Some(m) = engine.member_index(&r.owner_id) {
+                let at = r.at;
                 ledger.recent[m].push_back(at);
                 // Also against the caps a team keeps for this member (the CRM's per-membership caps).
-                let team: Option<String> = r.try_get(2).map_err(pg)?;
-                let team = team.and_then(|t| engine.team_index.get(&t).copied());
+                let team = r.team_id.and_then(|t| engine.team_index.get(&t).copied());
                 if let Some(team) = team.map(|t| &engine.teams[t]).filter(|t| t.caps_member(m)) {
                     ledger.assign_here(&engine.members[m].id, &team.id, at);
                 }
             }
         }
-        let s = self.cfg.router.schema.quoted();
-        for r in client
-            .query(&format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"), &[])
-            .await
-            .map_err(DrainError::from_pg)?
-        {
-            let key: String = r.try_get(0).map_err(pg)?;
-            if let Some(c) = r.try_get::<_, Option<String>>(1).map_err(pg)? {
-                ledger.cursors.insert(key.clone(), c);
+        let states = self.prep.query(client, &self.store.pick_states, &[]).await.map_err(pg)?;
+        for r in crate::store::PickState::from_rows(&states).map_err(pg)? {
+            if let Some(c) = r.cursor {
+                ledger.cursors.insert(r.rule_key.clone(), c);
             }
-            let w: serde_json::Value = r.try_get(2).map_err(pg)?;
-            if let Ok(w) = serde_json::from_value::<HashMap<String, i64>>(w) {
+            if let Ok(w) = serde_json::from_value::<HashMap<String, i64>>(r.weights) {
                 if !w.is_empty() {
-                    ledger.weights.insert(key, w);
+                    ledger.weights.insert(r.rule_key, w);
                 }
             }
         }
         let members: Vec<String> = engine.member_ids().map(str::to_string).collect();
         let counts: Vec<i32> = ledger.open.iter().map(|v| clamp_i32(*v)).collect();
         let zeros = vec![0i64; members.len()];
-        client.execute(&self.store.member_state, &[&members, &counts, &zeros]).await.map_err(DrainError::from_pg)?;
+        self.prep.execute(client, &self.store.member_state, &[&members, &counts, &zeros]).await.map_err(pg)?;
         *self.ledger.get_mut() = ledger;
         self.refresh_pauses(client).await.map_err(DrainError::from_pg)?;
         Ok(())
@@ -353,9 +307,10 @@ impl Drain {
         let new: Vec<String> =
             engine.member_ids().filter(|id| self.engine.member_index(id).is_none()).map(str::to_string).collect();
         if !new.is_empty() {
-            for r in client.query(&self.sql.recount, &[&new]).await.map_err(DrainError::from_pg)? {
-                if let Some(m) = engine.member_index(&r.try_get::<_, String>(0).map_err(DrainError::from_pg)?) {
-                    ledger.open[m] = r.try_get(1).map_err(DrainError::from_pg)?;
+            let rows = self.prep.query(client, &self.sql.recount, &[&new]).await.map_err(DrainError::from_pg)?;
+            for r in crate::crm::Load::from_rows(&rows).map_err(DrainError::from_pg)? {
+                if let Some(m) = engine.member_index(&r.owner) {
+                    ledger.open[m] = r.open;
                 }
             }
         }
@@ -391,12 +346,11 @@ impl Drain {
     /// Events that failed before and are due again, each in a transaction of its own: a failing
     /// event never again takes a batch of healthy ones down with it.
     async fn retries(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
-        let rows = client.query(&self.store.claim_retries, &[&RETRIES_PER_BATCH]).await.map_err(DrainError::from_pg)?;
-        if rows.is_empty() {
+        let rows = self.prep.query(client, &self.store.claim_retries, &[&RETRIES_PER_BATCH]).await;
+        let events = rows.and_then(|r| Event::from_rows(&r)).map_err(DrainError::from_pg)?;
+        if events.is_empty() {
             return Ok(BatchReport::default());
         }
-        let events: Vec<Event> =
-            rows.iter().map(event_from_row).collect::<Result<_, _>>().map_err(DrainError::from_pg)?;
         self.isolate(client, &events).await
     }
 
@@ -406,14 +360,13 @@ impl Drain {
         let started = Instant::now();
         let limit = i64::from(self.cfg.router.batch_size);
         let tx = router_transaction(client).await.map_err(DrainError::from_pg)?;
-        let rows = tx.query(&self.store.claim, &[&limit]).await.map_err(DrainError::from_pg)?;
+        let rows = self.prep.query(&tx, &self.store.claim, &[&limit]).await;
+        let events = rows.and_then(|r| Event::from_rows(&r)).map_err(DrainError::from_pg)?;
         let claim_us = started.elapsed().as_micros() as u64;
-        if rows.is_empty() {
+        if events.is_empty() {
             tx.rollback().await.map_err(DrainError::from_pg)?;
             return Ok(BatchReport::default());
         }
-        let events: Vec<Event> =
-            rows.iter().map(event_from_row).collect::<Result<_, _>>().map_err(DrainError::from_pg)?;
         let mut lent = self.lend().await;
         let (ledger, journal) = lent.parts();
         let result = self.process(&tx, &events, ledger, journal).await;
@@ -498,11 +451,10 @@ impl Drain {
             let (ledger, journal) = lent.parts();
             let outcome = async {
                 let tx = router_transaction(client).await?;
-                let rows = tx.query(&self.store.claim_one, &[&ev.id]).await?;
-                let Some(row) = rows.first() else {
+                let Some(row) = self.prep.query_opt(&tx, &self.store.claim_one, &[&ev.id]).await? else {
                     return Ok(None); // already gone
                 };
-                let one = [event_from_row(row)?];
+                let one = [Event::from_row(&row)?];
                 let ok = self.process(&tx, &one, ledger, journal).await?;
                 tx.commit().await?;
                 Ok::<_, tokio_postgres::Error>(Some(ok))
@@ -531,13 +483,16 @@ impl Drain {
                     let msg = db_message(&e);
                     let attempts = ev.attempts + 1;
                     if attempts >= self.cfg.router.max_attempts as i32 {
-                        client.execute(&self.store.dead_letter, &[&ev.id, &msg]).await.map_err(DrainError::from_pg)?;
+                        self.prep
+                            .execute(client, &self.store.dead_letter, &[&ev.id, &msg])
+                            .await
+                            .map_err(DrainError::from_pg)?;
                         tracing::error!(event = ev.id, opportunity = %ev.opp_id, attempts, error = %msg, "event moved to dead letter");
                         total.dead_lettered += 1;
                     } else {
                         let backoff = self.cfg.router.retry_backoff.as_millis() as f64 * 2f64.powi(attempts - 1);
-                        client
-                            .query(&self.store.retry, &[&ev.id, &msg, &backoff])
+                        (self.prep)
+                            .execute(client, &self.store.retry, &[&ev.id, &msg, &backoff])
                             .await
                             .map_err(DrainError::from_pg)?;
                         tracing::warn!(event = ev.id, opportunity = %ev.opp_id, attempts, retry_in_ms = backoff as u64, error = %msg, "event failed; will retry");
@@ -565,13 +520,13 @@ impl Drain {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            tx.query(locking.unwrap_or(&self.sql.context), &[&ids]).await
+            self.prep.query(tx, locking.unwrap_or(&self.sql.context), &[&ids]).await
         };
         let state = async {
             if state_ids.is_empty() {
                 return Ok(Vec::new());
             }
-            tx.query(&self.sql.state, &[&state_ids]).await
+            self.prep.query(tx, &self.sql.state, &[&state_ids]).await
         };
         let (full, state) = tokio::join!(full, state);
         let mut both = first_cause([full, state])?.into_iter();
@@ -584,7 +539,7 @@ impl Drain {
         let skipped: Vec<&String> = ids.iter().filter(|i| !ctx.contains_key(*i)).collect();
         if locking.is_some() && !skipped.is_empty() {
             // Not returned: deleted, or locked by a CRM transaction (then its state says so).
-            for r in tx.query(&self.sql.state, &[&skipped]).await? {
+            for r in self.prep.query(tx, &self.sql.state, &[&skipped]).await? {
                 let (id, c) = context_from_row(&r, true)?;
                 ctx.insert(id, c);
             }
@@ -593,12 +548,8 @@ impl Drain {
     }
 
     /// Tell the triggers whether to NOTIFY (only while the daemon is idle).
-    pub async fn set_idle<C: GenericClient>(&self, client: &C, idle: bool) -> Result<(), DrainError> {
-        let s = self.cfg.router.schema.quoted();
-        client
-            .execute(&format!("UPDATE {s}.wakeup SET idle = $1 WHERE idle IS DISTINCT FROM $1"), &[&idle])
-            .await
-            .map_err(DrainError::from_pg)?;
+    pub async fn set_idle<C: GenericClient + Sync>(&self, client: &C, idle: bool) -> Result<(), DrainError> {
+        self.prep.execute(client, &self.store.idle, &[&idle]).await.map_err(DrainError::from_pg)?;
         Ok(())
     }
 
@@ -713,8 +664,15 @@ impl AuditCols {
     }
 
     /// The rows into `assignments`, by the prepared audit statement, as rule set `version`.
-    async fn insert(&self, tx: &Transaction<'_>, sql: &str, version: &str) -> Result<(), tokio_postgres::Error> {
-        tx.execute(
+    async fn insert(
+        &self,
+        prep: &Prepared,
+        tx: &Transaction<'_>,
+        sql: &str,
+        version: &str,
+    ) -> Result<(), tokio_postgres::Error> {
+        prep.execute(
+            tx,
             sql,
             &[
                 &self.opp,
@@ -750,12 +708,13 @@ impl AuditCols {
 /// [`crate::crm::WRITE_PARAMS`] (opportunity id first), `params` which of them each `$n` takes.
 /// Returns the opportunity ids the statement wrote.
 async fn write_per_row(
+    prep: &Prepared,
     tx: &Transaction<'_>,
     sql: &str,
     params: &[usize],
     rows: impl Iterator<Item = [Option<String>; 4]>,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let stmt = tx.prepare(sql).await?;
+    let stmt = prep.statement(tx, sql).await?;
     let futs = rows.map(|row| {
         let stmt = stmt.clone();
         let values: Vec<Option<String>> = params.iter().map(|k| row[*k].clone()).collect();
@@ -796,21 +755,6 @@ fn first_cause<T>(
 
 fn clamp_i32(v: i64) -> i32 {
     v.clamp(0, i64::from(i32::MAX)) as i32
-}
-
-/// An event row; a NULL or a type that does not match the router's schema is an error, never a panic.
-fn event_from_row(r: &tokio_postgres::Row) -> Result<Event, tokio_postgres::Error> {
-    Ok(Event {
-        id: r.try_get(0)?,
-        kind: EventKind::from_text(r.try_get(1)?),
-        opp_id: r.try_get(2)?,
-        old_owner: r.try_get(3)?,
-        new_owner: r.try_get(4)?,
-        actor: r.try_get(5)?,
-        at: r.try_get(6)?,
-        created_at: r.try_get(7)?,
-        attempts: r.try_get(8)?,
-    })
 }
 
 /// The server's message (SQLSTATE, detail, hint) without the driver's prefix.

@@ -17,6 +17,7 @@ use super::{
     Unrouted,
 };
 use crate::crm::WriteSql;
+use crate::db::row::FromRow;
 use crate::engine::{Decision, Engine, Ledger, Opportunity, Outcome};
 
 /// A batch's events by what they ask for.
@@ -174,9 +175,9 @@ impl Drain {
             return Ok(());
         }
         let owners: Vec<String> = recount.into_iter().collect();
-        let rows = tx.query(&self.sql.recount, &[&owners]).await?;
+        let rows = self.prep.query(tx, &self.sql.recount, &[&owners]).await?;
         let mut counts: HashMap<String, i64> =
-            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, tokio_postgres::Error>>()?;
+            crate::crm::Load::from_rows(&rows)?.into_iter().map(|l| (l.owner, l.open)).collect();
         for o in &owners {
             if let Some(m) = engine.member_index(o) {
                 journal.push(Journal::Open(m, ledger.open[m]));
@@ -202,7 +203,7 @@ impl Drain {
         let owners: Vec<Option<String>> = changed.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
         let open: Vec<bool> =
             changed.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted && c.opportunity)).collect();
-        tx.execute(&self.store.release, &[&changed, &owners, &open]).await?;
+        self.prep.execute(tx, &self.store.release, &[&changed, &owners, &open]).await?;
         for id in changed {
             if !ctx.get(id).is_some_and(|c| self.routable(c)) {
                 unrouted.clear(id);
@@ -302,15 +303,15 @@ impl Drain {
                 let ids: Vec<&str> = to_write.iter().map(|p| p.opp.as_str()).collect();
                 let owners: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.owner.as_deref()).collect();
                 let teams: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.team_crm_id.as_deref()).collect();
-                for r in tx.query(sql, &[&ids, &owners, &teams, &self.sql.unowned_values]).await? {
-                    written.insert(r.try_get(0)?);
+                for r in self.prep.query(tx, sql, &[&ids, &owners, &teams, &self.sql.unowned_values]).await? {
+                    written.insert(r.try_get("id")?);
                 }
             }
             WriteSql::PerRow { sql, params } => {
                 let rows = to_write.iter().map(|p| {
                     [Some(p.opp.clone()), p.decision.owner.clone(), p.decision.team_crm_id.clone(), p.previous.clone()]
                 });
-                written.extend(write_per_row(tx, sql, params, rows).await?);
+                written.extend(write_per_row(&self.prep, tx, sql, params, rows).await?);
             }
         }
         Ok(written)
@@ -404,39 +405,41 @@ impl Drain {
             if a.opp.is_empty() {
                 return Ok(0);
             }
-            a.insert(tx, &self.store.audit, &engine.version).await.map(|()| 0)
+            a.insert(&self.prep, tx, &self.store.audit, &engine.version).await.map(|()| 0)
         };
         let ownership = async {
             if own.opp.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.store.own, &[&own.opp, &own.owner, &own.team, &own.pipeline, &own.first_look]).await
+            self.prep
+                .execute(tx, &self.store.own, &[&own.opp, &own.owner, &own.team, &own.pipeline, &own.first_look])
+                .await
         };
         let member_state = async {
             if members.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.store.member_state, &[&members, &counts, &totals]).await
+            self.prep.execute(tx, &self.store.member_state, &[&members, &counts, &totals]).await
         };
         let touch = self.touch(tx, activities);
         let requeue = async {
             if again.opp.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.store.requeue, &[&again.opp, &again.waiting_since, &again.at]).await
+            self.prep.execute(tx, &self.store.requeue, &[&again.opp, &again.waiting_since, &again.at]).await
         };
         let picks = async {
             if keys.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&self.store.pick_state, &[&keys, &cursors, &weights]).await
+            self.prep.execute(tx, &self.store.pick_state, &[&keys, &cursors, &weights]).await
         };
         let parked = async {
             if unrouted.is_empty() {
                 return Ok(0);
             }
             let (clear, park) = unrouted.into_columns();
-            tx.execute(&self.store.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
+            self.prep.execute(tx, &self.store.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
         };
         let done = tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
         first_cause([done.0, done.1, done.2, done.3, done.4, done.5, done.6])?;
@@ -452,7 +455,7 @@ impl Drain {
         let actors: Vec<Option<&str>> = activities.iter().map(|e| e.actor.as_deref()).collect();
         let ats: Vec<DateTime<Utc>> = activities.iter().map(|e| e.at.unwrap_or(e.created_at)).collect();
         let edits: Vec<bool> = activities.iter().map(|e| e.kind == EventKind::Edit).collect();
-        tx.execute(&self.store.touch, &[&ids, &actors, &ats, &edits]).await
+        self.prep.execute(tx, &self.store.touch, &[&ids, &actors, &ats, &edits]).await
     }
 }
 

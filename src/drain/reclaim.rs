@@ -18,7 +18,9 @@ use super::{
     clamp_i32, db_message, ends_session, write_per_row, AuditCols, Context, Drain, DrainError, EventKind, Journal,
 };
 use crate::crm::Reassign;
+use crate::db::row::FromRow;
 use crate::engine::{Due, Engine, Interaction, Ledger, Outcome, ReclaimPolicy, Stage, Stale, Step};
+use crate::store::{AlignChunk, EarlierOwner, SweepStatements};
 
 /// What one batch of a pipeline's sweep did.
 /// A sweep under way, taken a step at a time between routing batches.
@@ -228,14 +230,12 @@ impl Drain {
     }
 
     /// Members paused for lapses, as the router's table says now (an admin may have lifted one).
-    pub(super) async fn refresh_pauses<C: tokio_postgres::GenericClient>(
+    pub(super) async fn refresh_pauses<C: tokio_postgres::GenericClient + Sync>(
         &mut self,
         client: &C,
     ) -> Result<(), tokio_postgres::Error> {
-        let s = self.cfg.router.schema.quoted();
-        let rows =
-            client.query(&format!("SELECT member_id FROM {s}.member_pauses WHERE lifted_at IS NULL"), &[]).await?;
-        let ids: Vec<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+        let rows = self.prep.query(client, &self.store.sweep.paused, &[]).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.try_get("member_id")).collect::<Result<_, _>>()?;
         let changed = self.ledger.get_mut().set_paused(&self.engine, ids.iter().map(String::as_str));
         if changed > 0 {
             tracing::info!(paused = ids.len(), "members paused for lapses: {}", ids.join(", "));
@@ -266,39 +266,23 @@ impl Drain {
             self.aligned.insert(pipeline.to_string(), (engine.version.clone(), fp));
             return Ok(true);
         }
-        let s = self.cfg.router.schema.quoted();
-        let stored: Option<String> = client
-            .query_opt(&format!("SELECT fingerprint FROM {s}.reclaim_state WHERE pipeline = $1"), &[&pipeline])
-            .await?
-            .map(|r| r.try_get(0))
+        let sweep = &self.store.sweep;
+        let stored: Option<String> = (self.prep.query_opt(client, &sweep.fingerprint, &[&pipeline]).await?)
+            .map(|r| r.try_get("fingerprint"))
             .transpose()?;
         if stored.as_deref() != Some(fp.as_str()) {
             // Brought forward where later than the new lower bound. The first time a pipeline is
             // seen (a new rule, or rows from before due times existed) every row is set to it, so
             // rows that would all look due at once are not refined one batch at a time.
-            let cond = if stored.is_none() { "IS DISTINCT FROM" } else { ">" };
-            let moves =
-                format!("(o.due_at IS NULL OR o.due_at {cond} o.last_owner_touch_at + $2::int8 * interval '1 second')");
+            let first = SweepStatements::first(stored.as_deref());
             // One look first: when nothing is to move (a longer window, another edit), that is all.
-            let any: bool = client
-                .query_one(
-                    &format!("SELECT EXISTS (SELECT 1 FROM {s}.ownership o WHERE o.pipeline = $1 AND {moves})"),
-                    &[&pipeline, &policy.earliest()],
-                )
+            let any: bool = (self.prep.query_one(client, &sweep.align_any[first], &[&pipeline, &policy.earliest()]))
                 .await?
-                .try_get(0)?;
-            if any && !self.align_step(client, pipeline, policy, &moves, after).await? {
+                .try_get("any")?;
+            if any && !self.align_step(client, pipeline, policy, first, after).await? {
                 return Ok(false);
             }
-            client
-                .execute(
-                    &format!(
-                        "INSERT INTO {s}.reclaim_state (pipeline, fingerprint) VALUES ($1, $2) \
-                         ON CONFLICT (pipeline) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, updated_at = clock_timestamp()"
-                    ),
-                    &[&pipeline, &fp],
-                )
-                .await?;
+            self.prep.execute(client, &sweep.set_fingerprint, &[&pipeline, &fp]).await?;
             tracing::info!(pipeline, "reclaim rule changed: due times brought forward");
         }
         self.aligned.insert(pipeline.to_string(), (engine.version.clone(), fp));
@@ -306,31 +290,21 @@ impl Drain {
     }
 
     /// One chunk of due times brought forward: the next `20 × batch_size` ids of the pipeline
-    /// after `after` (a range of the primary key), those that `moves` updated by id. True when
+    /// after `after` (a range of the primary key), those to move updated by id (`first`: the
+    /// pipeline's first alignment, see `store::Sweep::first`). True when
     /// the pipeline's last ids are done.
     async fn align_step(
         &self,
         client: &mut Client,
         pipeline: &str,
         policy: &ReclaimPolicy,
-        moves: &str,
+        first: usize,
         after: &mut String,
     ) -> Result<bool, tokio_postgres::Error> {
-        let s = self.cfg.router.schema.quoted();
         let chunk = i64::from(self.cfg.router.batch_size) * 20;
-        // The ids are a CTE (run once, its LIMIT kept); the update finds them by key.
-        let row = client
-            .query_one(
-                &format!(
-                    "WITH c AS (SELECT opp_id FROM {s}.ownership WHERE pipeline = $1 AND opp_id > $4 ORDER BY opp_id LIMIT $3), \
-                     u AS (UPDATE {s}.ownership o SET due_at = o.last_owner_touch_at + $2::int8 * interval '1 second' \
-                     WHERE o.opp_id = ANY(ARRAY(SELECT opp_id FROM c)) AND {moves} RETURNING 1) \
-                     SELECT (SELECT count(*) FROM c), (SELECT max(opp_id) FROM c), (SELECT count(*) FROM u)"
-                ),
-                &[&pipeline, &policy.earliest(), &chunk, &*after],
-            )
-            .await?;
-        let (seen, last, moved): (i64, Option<String>, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let sql = &self.store.sweep.align_chunk[first];
+        let row = self.prep.query_one(client, sql, &[&pipeline, &policy.earliest(), &chunk, &*after]).await?;
+        let AlignChunk { seen, last, moved } = AlignChunk::from_row(&row)?;
         tracing::debug!(pipeline, brought_forward = moved, "reclaim rule changed: due times brought forward");
         *after = last.unwrap_or_default();
         Ok(seen < chunk)
@@ -395,50 +369,22 @@ impl Drain {
         pipeline: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<DueRow>, tokio_postgres::Error> {
-        let s = self.cfg.router.schema.quoted();
         let limit = i64::from(self.cfg.router.batch_size);
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT w.opp_id, w.owner_id, w.team_id, w.reclaims, w.stage, w.last_owner_touch_at, \
-                     w.last_activity_at, w.last_owner_edit_at, w.warned_at \
-                     FROM {s}.ownership w WHERE w.pipeline = $1 AND w.due_at <= $2 \
-                     ORDER BY w.due_at LIMIT $3 FOR UPDATE OF w SKIP LOCKED"
-                ),
-                &[&pipeline, &now, &limit],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DueRow {
-                    id: r.try_get("opp_id")?,
-                    owner: r.try_get("owner_id")?,
-                    team: r.try_get("team_id")?,
-                    reclaims: r.try_get("reclaims")?,
-                    stage: Stage::from_text(r.try_get("stage")?),
-                    owner_touch: r.try_get("last_owner_touch_at")?,
-                    any_activity: r.try_get("last_activity_at")?,
-                    owner_edit: r.try_get("last_owner_edit_at")?,
-                    warned_at: r.try_get("warned_at")?,
-                })
-            })
-            .collect()
+        let rows = self.prep.query(tx, &self.store.sweep.due, &[&pipeline, &now, &limit]).await?;
+        Ok(crate::store::Due::from_rows(&rows)?.into_iter().map(DueRow::from).collect())
     }
 
     /// Interactions captured but not yet drained: they count as if drained.
     async fn queued_interactions(&self, tx: &Transaction<'_>, due: &[DueRow]) -> Result<Queued, tokio_postgres::Error> {
-        let s = self.cfg.router.schema.quoted();
         let ids: Vec<&str> = due.iter().map(|r| r.id.as_str()).collect();
         let mut queued = Queued::new();
-        let sql = format!(
-            "SELECT opp_id, kind, actor FROM {s}.events WHERE opp_id = ANY($1) AND kind IN ('activity', 'edit')"
-        );
-        for r in tx.query(&sql, &[&ids]).await? {
-            let kind = match EventKind::from_text(r.try_get("kind")?) {
+        let rows = self.prep.query(tx, &self.store.sweep.queued, &[&ids]).await?;
+        for q in crate::store::Queued::from_rows(&rows)? {
+            let kind = match q.kind {
                 EventKind::Edit => Interaction::Edit,
                 _ => Interaction::Activity,
             };
-            queued.entry(r.try_get("opp_id")?).or_default().push((kind, r.try_get("actor")?));
+            queued.entry(q.opp_id).or_default().push((kind, q.actor));
         }
         Ok(queued)
     }
@@ -459,15 +405,11 @@ impl Drain {
         if ids.is_empty() {
             return Ok(history);
         }
-        let s = self.cfg.router.schema.quoted();
-        let sql = format!(
-            "SELECT opp_id, owner_id FROM {s}.assignments WHERE opp_id = ANY($1) AND owner_id IS NOT NULL ORDER BY id DESC"
-        );
-        for r in tx.query(&sql, &[&ids]).await? {
-            let owners = history.entry(r.try_get("opp_id")?).or_default();
-            let o: String = r.try_get("owner_id")?;
-            if !owners.contains(&o) {
-                owners.push(o);
+        let rows = self.prep.query(tx, &self.store.sweep.earlier_owners, &[&ids]).await?;
+        for r in EarlierOwner::from_rows(&rows)? {
+            let owners = history.entry(r.opp_id).or_default();
+            if !owners.contains(&r.owner_id) {
+                owners.push(r.owner_id);
             }
         }
         Ok(history)
@@ -545,31 +487,23 @@ impl Drain {
             Reassign::Batch(sql) => {
                 let news: Vec<&str> = writes.iter().map(|w| w.new.as_str()).collect();
                 let teams: Vec<Option<&str>> = writes.iter().map(|w| w.team_crm.as_deref()).collect();
-                for r in tx.query(sql, &[&ids, &news, &teams, &olds, &anyone, &edits]).await? {
-                    written.insert(r.try_get(0)?);
+                for r in self.prep.query(tx, sql, &[&ids, &news, &teams, &olds, &anyone, &edits]).await? {
+                    written.insert(r.try_get("id")?);
                 }
             }
             Reassign::PerRow { sql, params } => {
                 // The ops statement checks the owner; the interactions are checked here, just
                 // before it runs.
-                let s = self.cfg.router.schema.quoted();
-                let touched: HashSet<String> = tx
-                    .query(
-                        &format!(
-                            "SELECT u.id FROM unnest($1::text[], $2::text[], $3::bool[], $4::bool[]) AS u(id, old, anyone, edits) \
-                             WHERE EXISTS (SELECT 1 FROM {s}.events e WHERE e.opp_id = u.id AND {})",
-                            crate::store::COUNTS_AS_INTERACTION
-                        ),
-                        &[&ids, &olds, &anyone, &edits],
-                    )
+                let touched: HashSet<String> = (self.prep)
+                    .query(tx, &self.store.sweep.interacted, &[&ids, &olds, &anyone, &edits])
                     .await?
                     .iter()
-                    .map(|r| r.try_get(0))
+                    .map(|r| r.try_get("id"))
                     .collect::<Result<_, _>>()?;
                 let rows = (writes.iter())
                     .filter(|w| !touched.contains(&w.opp))
                     .map(|w| [Some(w.opp.clone()), Some(w.new.clone()), w.team_crm.clone(), Some(w.old.clone())]);
-                written.extend(write_per_row(tx, sql, params, rows).await?);
+                written.extend(write_per_row(&self.prep, tx, sql, params, rows).await?);
             }
         }
         Ok(written)
@@ -591,25 +525,22 @@ impl Drain {
     ) -> Result<Vec<String>, tokio_postgres::Error> {
         let next_due = batch.now + chrono::Duration::seconds(batch.policy.earliest());
         self.track(tx, done, batch.now, next_due).await?;
-        let s = self.cfg.router.schema.quoted();
+        let sweep = &self.store.sweep;
         // Released ones stop being tracked once written; one that was not written (a person's
         // change, or a last-second interaction) stays, and a person's change goes with its event.
         let finished: Vec<&str> = (verdicts.finished.iter().map(String::as_str))
             .chain(done.iter().filter(|w| w.track.is_none()).map(|w| w.opp.as_str()))
             .collect();
         if !finished.is_empty() {
-            tx.execute(&format!("DELETE FROM {s}.ownership WHERE opp_id = ANY($1)"), &[&finished]).await?;
+            self.prep.execute(tx, &sweep.finish, &[&finished]).await?;
         }
         if !verdicts.restart.is_empty() {
-            let sql = format!(
-                "UPDATE {s}.ownership SET last_owner_touch_at = $2, due_at = $3, warned_at = NULL WHERE opp_id = ANY($1)"
-            );
-            tx.execute(&sql, &[&verdicts.restart, &batch.now, &next_due]).await?;
+            self.prep.execute(tx, &sweep.restart, &[&verdicts.restart, &batch.now, &next_due]).await?;
         }
         self.defer(tx, &triage.defer, batch.now).await?;
         self.warn(tx, batch.pipeline, &triage.warn).await?;
         if !verdicts.audit.opp.is_empty() {
-            verdicts.audit.insert(tx, &self.store.audit, &engine.version).await?;
+            verdicts.audit.insert(&self.prep, tx, &self.store.audit, &engine.version).await?;
         }
         let paused = self.pause_lapsed(tx, done).await?;
         let mut touched: Vec<usize> =
@@ -620,7 +551,7 @@ impl Drain {
             let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.to_string()).collect();
             let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
             let zeros = vec![0i64; members.len()];
-            tx.execute(&self.store.member_state, &[&members, &counts, &zeros]).await?;
+            self.prep.execute(tx, &self.store.member_state, &[&members, &counts, &zeros]).await?;
         }
         Ok(paused)
     }
@@ -646,17 +577,8 @@ impl Drain {
         let owners: Vec<&str> = tracked.iter().map(|t| t.1).collect();
         let teams: Vec<Option<&str>> = tracked.iter().map(|t| t.2).collect();
         let stages: Vec<&str> = tracked.iter().map(|t| t.3).collect();
-        let s = self.cfg.router.schema.quoted();
-        tx.execute(
-            &format!(
-                "UPDATE {s}.ownership w SET owner_id = u.w, team_id = coalesce(u.t, w.team_id), assigned_at = $5, \
-                 last_owner_touch_at = $5, last_activity_at = NULL, last_owner_edit_at = NULL, warned_at = NULL, \
-                 due_at = $6, stage = u.s, reclaims = w.reclaims + 1 \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(o, w, t, s) WHERE w.opp_id = u.o"
-            ),
-            &[&ids, &owners, &teams, &stages, &now, &next_due],
-        )
-        .await?;
+        let params: crate::db::prepared::Params = &[&ids, &owners, &teams, &stages, &now, &next_due];
+        self.prep.execute(tx, &self.store.sweep.track, params).await?;
         Ok(())
     }
 
@@ -670,15 +592,7 @@ impl Drain {
         if d.opp.is_empty() {
             return Ok(());
         }
-        let s = self.cfg.router.schema.quoted();
-        tx.execute(
-            &format!(
-                "UPDATE {s}.ownership w SET due_at = u.d, warned_at = CASE WHEN u.warn THEN $4 ELSE w.warned_at END \
-                 FROM unnest($1::text[], $2::timestamptz[], $3::bool[]) AS u(o, d, warn) WHERE w.opp_id = u.o"
-            ),
-            &[&d.opp, &d.at, &d.warned, &now],
-        )
-        .await?;
+        self.prep.execute(tx, &self.store.sweep.defer, &[&d.opp, &d.at, &d.warned, &now]).await?;
         Ok(())
     }
 
@@ -687,17 +601,9 @@ impl Drain {
         if w.opp.is_empty() {
             return Ok(());
         }
-        let s = self.cfg.router.schema.quoted();
         let channel = format!("{}_reclaim_warning", self.cfg.router.channel.as_str());
-        tx.execute(
-            &format!(
-                "WITH i AS (INSERT INTO {s}.reclaim_warnings (opp_id, owner_id, idle_since, reclaim_at) \
-                   SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) RETURNING opp_id) \
-                 SELECT pg_notify($5, opp_id) FROM i"
-            ),
-            &[&w.opp, &w.owner, &w.idle_since, &w.reclaim_at, &channel],
-        )
-        .await?;
+        let params: crate::db::prepared::Params = &[&w.opp, &w.owner, &w.idle_since, &w.reclaim_at, &channel];
+        self.prep.execute(tx, &self.store.sweep.warn, params).await?;
         tracing::info!(pipeline, warned = w.opp.len(), channel = %channel, "reclaim warnings");
         Ok(())
     }
@@ -720,19 +626,8 @@ impl Drain {
         let human: Vec<String> = (lapsed.iter())
             .map(|l| humantime::format_duration(std::time::Duration::from_secs(l.1.within.max(0) as u64)).to_string())
             .collect();
-        let s = self.cfg.router.schema.quoted();
-        let sql = format!(
-            "WITH c AS (SELECT DISTINCT ON (u.m) u.m, u.n, u.h, \
-               (SELECT count(*) FROM {s}.assignments a WHERE a.outcome = 'reclaim' AND a.previous_owner = u.m \
-                AND a.decided_at > clock_timestamp() - u.w * interval '1 second') AS lapsed \
-               FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[]) AS u(m, w, n, h) ORDER BY u.m, u.n) \
-             INSERT INTO {s}.member_pauses (member_id, reason) \
-             SELECT m, 'let ' || lapsed || ' opportunities lapse within ' || h || ' (pause_after: ' || n || ')' \
-             FROM c WHERE lapsed >= n \
-             ON CONFLICT (member_id) WHERE lifted_at IS NULL DO NOTHING RETURNING member_id"
-        );
-        let rows = tx.query(&sql, &[&members, &within, &lapses, &human]).await?;
-        rows.iter().map(|r| r.try_get(0)).collect()
+        let rows = self.prep.query(tx, &self.store.sweep.pause_lapsed, &[&members, &within, &lapses, &human]).await?;
+        rows.iter().map(|r| r.try_get("member_id")).collect()
     }
 }
 
@@ -745,7 +640,7 @@ struct SweepBatch<'a> {
     now: DateTime<Utc>,
 }
 
-/// An assignment whose due time has come, as `ownership` holds it.
+/// An assignment whose due time has come, as `ownership` holds it (`store::Due`), its stage read.
 struct DueRow {
     id: String,
     owner: String,
@@ -876,6 +771,22 @@ fn move_loads(engine: &Engine, done: &[&Write<'_>], ledger: &mut Ledger, journal
                 journal.push(Journal::Open(m, ledger.open[m]));
                 ledger.open[m] += 1;
             }
+        }
+    }
+}
+
+impl From<crate::store::Due> for DueRow {
+    fn from(d: crate::store::Due) -> DueRow {
+        DueRow {
+            id: d.opp_id,
+            owner: d.owner_id,
+            team: d.team_id,
+            reclaims: d.reclaims,
+            stage: Stage::from_text(&d.stage),
+            owner_touch: d.last_owner_touch_at,
+            any_activity: d.last_activity_at,
+            owner_edit: d.last_owner_edit_at,
+            warned_at: d.warned_at,
         }
     }
 }

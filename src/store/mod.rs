@@ -1,16 +1,112 @@
-//! SQL over the router's own tables: the drain's statements (claim, retry, dead letter, audit,
-//! ownership, loads, pick state, what is left unowned), and fragments more than one module needs,
-//! each written once.
+//! SQL over the router's own tables, and the typed rows it reads: the drain's statements (claim,
+//! retry, dead letter, audit, ownership, loads, pick state, what is left unowned), the sweep's
+//! (`store::sweep`), leadership's (`store::lease`), what `status` and `explain` read
+//! (`store::reads`), and fragments more than one module needs, each written once.
+//!
+//! Every column a statement returns is named, and read by that name into a struct
+//! (`db::row::typed_row!`); statements are prepared once per session (`db::prepared`).
 //!
 //! It must not hold anything of the CRM's (that is `crm`) nor anything from a rule file: the
 //! only name spliced in is the router's schema, validated and quoted by `ident`.
 
+mod lease;
+mod reads;
+mod sweep;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::{FromSql, Type};
+
+use crate::db::row::typed_row;
 use crate::ident::Ident;
+pub use lease::{LastLeader, LeaseStatements, StaleLeader};
+pub use reads::{DaemonRow, DeadLetterGroup, Decision, LapsePause, QueueReport, Reads, UnownedGroup};
+pub use sweep::{AlignChunk, Due, EarlierOwner, Queued, SweepStatements};
+
+/// What a captured change is (the event table's `kind`, which its CHECK constraint limits to these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A new opportunity, or one whose owner was cleared: route it.
+    Route,
+    /// Its owner, open-ness or soft delete changed: loads and ownership follow.
+    Changed,
+    /// A row of an activity table: an interaction with it.
+    Activity,
+    /// An edit of the opportunity row (who made it is the actor).
+    Edit,
+}
+
+impl EventKind {
+    /// From the table's text.
+    pub fn from_text(s: &str) -> EventKind {
+        match s {
+            "route" => EventKind::Route,
+            "changed" => EventKind::Changed,
+            "edit" => EventKind::Edit,
+            _ => EventKind::Activity,
+        }
+    }
+
+    /// As the table writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Route => "route",
+            EventKind::Changed => "changed",
+            EventKind::Activity => "activity",
+            EventKind::Edit => "edit",
+        }
+    }
+}
+
+impl<'a> FromSql<'a> for EventKind {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(EventKind::from_text(<&str as FromSql>::from_sql(ty, raw)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+typed_row! {
+    /// A captured change, as claimed from the event table; a NULL or a type that does not match
+    /// the router's schema is an error, never a panic.
+    #[derive(Debug, Clone)]
+    pub struct Event {
+        pub id: i64,
+        pub kind: EventKind,
+        pub opp_id: String,
+        pub old_owner: Option<String>,
+        pub new_owner: Option<String>,
+        pub actor: Option<String>,
+        pub at: Option<DateTime<Utc>>,
+        pub created_at: DateTime<Utc>,
+        pub attempts: i32,
+    }
+}
+
+typed_row! {
+    /// A recent assignment, for windowed caps.
+    pub struct Recent {
+        pub owner_id: String,
+        /// When, in seconds since the epoch.
+        pub at: i64,
+        pub team_id: Option<String>,
+    }
+}
+
+typed_row! {
+    /// A round-robin cursor and the weights of a rule's smooth weighted pick.
+    pub struct PickState {
+        pub rule_key: String,
+        pub cursor: Option<String>,
+        pub weights: serde_json::Value,
+    }
+}
 
 /// The drain's statements over the router's tables, for one schema.
 #[derive(Debug, Clone)]
 pub struct Statements {
-    /// `$1` batch size → a fresh batch of events (never retried ones), deleted as claimed.
+    /// `$1` batch size → a fresh batch of [`Event`]s (never retried ones), deleted as claimed.
     pub claim: String,
     /// `$1` limit → events to retry, read only (each is claimed alone by `claim_one`).
     pub claim_retries: String,
@@ -36,8 +132,14 @@ pub struct Statements {
     pub requeue: String,
     /// Round-robin cursors and weights.
     pub pick_state: String,
-    /// `$1` seconds → (owner, assigned at, team) of the recent assignments, oldest first.
+    /// `$1` seconds → [`Recent`] assignments, oldest first.
     pub history: String,
+    /// → every [`PickState`].
+    pub pick_states: String,
+    /// `$1`: whether the triggers NOTIFY (only while the daemon is idle).
+    pub idle: String,
+    /// The reclaim sweep's.
+    pub sweep: SweepStatements,
 }
 
 impl Statements {
@@ -123,10 +225,13 @@ impl Statements {
                  ON CONFLICT (rule_key) DO UPDATE SET cursor = EXCLUDED.cursor, weights = EXCLUDED.weights, updated_at = EXCLUDED.updated_at"
             ),
             history: format!(
-                "SELECT owner_id, extract(epoch FROM decided_at)::int8, team_id FROM {s}.assignments \
+                "SELECT owner_id, extract(epoch FROM decided_at)::int8 AS at, team_id FROM {s}.assignments \
                  WHERE owner_id IS NOT NULL AND outcome IN ('rule', 'fallback') \
                  AND decided_at > clock_timestamp() - $1::int8 * interval '1 second' ORDER BY decided_at"
             ),
+            pick_states: format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"),
+            idle: format!("UPDATE {s}.wakeup SET idle = $1 WHERE idle IS DISTINCT FROM $1"),
+            sweep: SweepStatements::new(schema),
         }
     }
 }

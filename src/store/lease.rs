@@ -1,0 +1,81 @@
+//! Leadership and what the leader reports: the lease row and `daemon_status`.
+
+use crate::db::row::typed_row;
+use crate::ident::Ident;
+
+/// The lease's and the daemon status's statements, for one schema.
+#[derive(Debug, Clone)]
+pub struct LeaseStatements {
+    /// `$1` the lock's key → `got`: this session holds the advisory lock now.
+    pub lock: String,
+    /// `$1` holder, `$2` lease in ms: the lease names this session.
+    pub take: String,
+    /// `$1` the lock's key → the [`StaleLeader`] holding the lock past its lease, if any.
+    pub stale: String,
+    /// `$1` backend pid → `ended`.
+    pub terminate: String,
+    /// `$1` lease in ms, `$2` the leader's backend pid: renewed (no row: the lease names another).
+    pub renew: String,
+    /// `$1` pid: stopped cleanly.
+    pub stopped: String,
+    /// → the [`LastLeader`] recorded.
+    pub last_leader: String,
+    /// `$1` host … `$9` last error at: this leader's state.
+    pub report: String,
+}
+
+typed_row! {
+    /// A leader whose lease expired.
+    pub struct StaleLeader {
+        pub pid: i32,
+        pub holder: String,
+        pub silent_ms: i64,
+    }
+}
+
+typed_row! {
+    /// The leader `daemon_status` last recorded.
+    pub struct LastLeader {
+        pub rules_version: Option<String>,
+        pub host: Option<String>,
+        pub pid: Option<i32>,
+    }
+}
+
+impl LeaseStatements {
+    pub fn new(schema: &Ident) -> LeaseStatements {
+        let s = schema.quoted();
+        LeaseStatements {
+            lock: "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS got".into(),
+            take: format!(
+                "INSERT INTO {s}.leader_lease (singleton, holder, backend_pid, renewed_at, expires_at) \
+                 VALUES (true, $1, pg_backend_pid(), clock_timestamp(), clock_timestamp() + $2 * interval '1 millisecond') \
+                 ON CONFLICT (singleton) DO UPDATE SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid, \
+                 renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at"
+            ),
+            stale: format!(
+                "SELECT l.pid, x.holder, (extract(epoch FROM clock_timestamp() - x.renewed_at) * 1000)::int8 AS silent_ms \
+                 FROM pg_locks l JOIN {s}.leader_lease x ON x.backend_pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0) \
+                 AND x.expires_at < clock_timestamp()"
+            ),
+            terminate: "SELECT pg_terminate_backend($1) AS ended".into(),
+            renew: format!(
+                "UPDATE {s}.leader_lease SET renewed_at = clock_timestamp(), \
+                 expires_at = clock_timestamp() + $1 * interval '1 millisecond' WHERE singleton AND backend_pid = $2"
+            ),
+            stopped: format!("UPDATE {s}.daemon_status SET stopped_at = clock_timestamp() WHERE pid = $1"),
+            last_leader: format!("SELECT rules_version, host, pid FROM {s}.daemon_status WHERE singleton"),
+            report: format!(
+                "INSERT INTO {s}.daemon_status (singleton, host, pid, leading_since, rules_version, rules_loaded_at, reloads, \
+                 refused_reloads, last_error, last_error_at, updated_at) VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp()) \
+                 ON CONFLICT (singleton) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, leading_since = EXCLUDED.leading_since, \
+                 rules_version = EXCLUDED.rules_version, rules_loaded_at = EXCLUDED.rules_loaded_at, reloads = EXCLUDED.reloads, \
+                 refused_reloads = EXCLUDED.refused_reloads, last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, \
+                 updated_at = EXCLUDED.updated_at, stopped_at = NULL"
+            ),
+        }
+    }
+}

@@ -39,7 +39,7 @@ fn the_committed_json_schema_is_the_generated_one() {
 fn the_example_rule_files_validate_against_the_schema() {
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../config/rules.schema.json")).expect("schema is JSON");
-    let validator = jsonschema::JSONSchema::compile(&schema).expect("a valid JSON Schema");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules");
     let mut checked = 0;
     for e in std::fs::read_dir(&dir).expect("rules dir") {
@@ -50,10 +50,9 @@ fn the_example_rule_files_validate_against_the_schema() {
             Some("toml") => serde_json::to_value(toml::from_str::<toml::Value>(&text).expect("toml")).expect("as json"),
             _ => continue,
         };
-        if let Err(errors) = validator.validate(&value) {
-            let msgs: Vec<String> = errors.map(|e| format!("{} at {}", e, e.instance_path)).collect();
-            panic!("{} does not validate: {msgs:?}", p.display());
-        }
+        let msgs: Vec<String> =
+            validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(msgs.is_empty(), "{} does not validate: {msgs:?}", p.display());
         checked += 1;
     }
     assert!(checked >= 5, "every example file checked ({checked})");
@@ -69,7 +68,7 @@ fn the_schema_lists_every_policy_word_and_the_daemon_refuses_a_misspelt_one_prec
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../config/rules.schema.json")).expect("schema is JSON");
     let words = |def: &str| -> Vec<String> {
-        schema["definitions"][def]["enum"]
+        schema["$defs"][def]["enum"]
             .as_array()
             .unwrap_or_else(|| panic!("definition {def} lists its words"))
             .iter()
@@ -83,7 +82,7 @@ fn the_schema_lists_every_policy_word_and_the_daemon_refuses_a_misspelt_one_prec
     assert_eq!(words("Exclude"), ["previous", "all_previous"]);
     assert_eq!(words("Interaction"), ["owner", "anyone", "owner_edits"]);
     assert_eq!(words("PickName"), ["random", "fewest_open", "round_robin", "weighted_round_robin", "best_kpi"]);
-    let validator = jsonschema::JSONSchema::compile(&schema).expect("a valid JSON Schema");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
     let rule = |when_full: &str| serde_json::json!({ "pipeline": [{ "id": "p", "rule": [{ "id": "r", "member": "random", "when_full": when_full }] }] });
     assert!(validator.is_valid(&rule("hold")), "a right word validates");
     assert!(!validator.is_valid(&rule("hodl")), "a misspelt word is underlined by an editor");

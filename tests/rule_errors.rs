@@ -71,7 +71,7 @@ fn every_kind_of_mistake_gets_a_precise_message() {
         ("a territory cycle", "[[territory]]\nid = \"VN\"", "[[territory]]\nid = \"VN\"\nparent = \"HN\"\n[[territory]]\nid = \"HN\"\nparent = \"VN\"",
          "rules.toml:6:6: territory.parent: territories `VN` → `HN` → `VN` form a cycle; give one of them another parent (or none)"),
         ("invalid TOML", "max_open = 10", "max_open = 10 10",
-         "rules.toml:15:15: expected newline, `#`"),
+         "rules.toml:15:12: string values must be quoted, expected literal string"),
         ("a pick that does not exist", "member = \"fewest_open\"", "member = \"least_loaded\"",
          "rules.toml:28:10: pipeline `retail`.rule `by-province`.member: `least_loaded` is not a way to pick a member; use random, fewest_open, round_robin, weighted_round_robin, best_kpi, or { pick = \"owner\", fields = [...] }"),
         ("an unknown pipeline", "[[pipeline]]", "[[team]]\nid = \"other\"\npipelines = [\"corporate\"]\nmembers = [\"101\"]\n\n[[pipeline]]",

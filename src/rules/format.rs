@@ -91,11 +91,11 @@ macro_rules! words {
         }
 
         impl schemars::JsonSchema for $name {
-            fn schema_name() -> String {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
                 $schema.into()
             }
 
-            fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
                 word_schema(Self::WORDS)
             }
         }
@@ -103,14 +103,8 @@ macro_rules! words {
 }
 
 /// The schema of a word: a string, one of `words`.
-fn word_schema(words: &[&str]) -> schemars::schema::Schema {
-    use schemars::schema::{InstanceType, SchemaObject};
-    SchemaObject {
-        instance_type: Some(InstanceType::String.into()),
-        enum_values: Some(words.iter().map(|w| serde_json::Value::from(*w)).collect()),
-        ..Default::default()
-    }
-    .into()
+fn word_schema(words: &[&str]) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "enum": words })
 }
 
 words! {
@@ -448,6 +442,7 @@ impl Scalar {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
+#[schemars(rename = "OneOrMany_for_{T}")]
 pub(in crate::rules) enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),

@@ -55,7 +55,7 @@ fn render(src: &Source, p: Problem) -> String {
 }
 
 fn parse_toml(text: &str) -> Result<RawFile, Vec<Problem>> {
-    let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
+    let doc = toml_edit::Document::parse(text).map_err(|e| {
         vec![Problem { at: e.span().map(|s| s.start), path: String::new(), message: e.message().trim().to_string() }]
     })?;
     let root = TomlNode(doc.as_item().clone());
@@ -367,8 +367,8 @@ mod tests {
     #[test]
     fn the_top_level_keys_are_those_of_a_rule_file() {
         let schema = schemars::schema_for!(RawFile);
-        let mut props: Vec<String> =
-            schema.schema.object.as_ref().map(|o| o.properties.keys().cloned().collect()).unwrap_or_default();
+        let props = schema.get("properties").and_then(|p| p.as_object());
+        let mut props: Vec<String> = props.map(|o| o.keys().cloned().collect()).unwrap_or_default();
         props.sort();
         let mut top: Vec<String> = TOP_LEVEL.iter().map(|s| s.to_string()).collect();
         top.sort();

@@ -113,6 +113,8 @@ const ROOMS: &[(&str, &str, &str)] = &[
     ("drain/", "db::connect", "`drain` does not connect"),
     ("drain/", "notify::", "`drain` does not watch files"),
     ("drain/", "tokio::time::sleep", "`drain` does not wait"),
+    ("rules/locate.rs", "match_indices", "positions come from the parser's spans, never a text search"),
+    ("rules/locate.rs", "text.find", "positions come from the parser's spans, never a text search"),
     ("store/", "crm::", "`store` holds nothing of the CRM's"),
     ("store/", "rules::", "`store` holds nothing from a rule file"),
     ("store/", "tokio_postgres::Client", "`store` writes SQL and rows; it does not run statements"),

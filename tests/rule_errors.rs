@@ -212,3 +212,77 @@ fn reclaim_mistakes_name_the_key_and_the_fix() {
         "rules.toml:22:13: team `hanoi`.reclaim.warn_at: is 1.5; use a fraction between 0 and 1, e.g. 0.75"
     );
 }
+
+/// Positions come from the parser, not from searching the text: the same words in a comment, under
+/// another key, or in a team stage are never taken for the mistake.
+#[test]
+fn a_mistake_is_shown_where_it_is_written_not_where_the_same_words_first_appear() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "a misspelt word also written in a comment above it",
+            "[[pipeline]]",
+            "# when_full = \"hodl\" was tried once\n[[pipeline]]",
+            "when_full = \"hodl\"",
+        ),
+        (
+            "a misspelt word that is also a member's name",
+            "max_open = 10",
+            "max_open = 10\nname = \"hodl\"",
+            "when_full = \"hodl\"",
+        ),
+    ];
+    for (what, find, replace, rule_line) in cases {
+        let text = GOOD
+            .replace(find, replace)
+            .replace("member = \"fewest_open\"", &format!("member = \"fewest_open\"\n{rule_line}"));
+        let line = text.lines().position(|l| l == *rule_line).expect("the line") + 1;
+        assert_eq!(
+            errors(&[("rules.toml", &text)]),
+            format!(
+                "rules.toml:{line}:13: pipeline `retail`.rule `by-province`.when_full: `hodl` is not a policy; \
+                 use \"next_rule\", \"fallback\", \"ignore_caps\" or \"hold\""
+            ),
+            "{what}"
+        );
+    }
+    // A team stage naming the team before its definitions: the duplicate is shown at the two
+    // `[[team]]` definitions, in TOML and in JSON alike.
+    let twice = GOOD.replace(
+        "[[pipeline]]",
+        "[[team]]\nid = \"hanoi\"\npipelines = [\"retail\"]\nmembers = [\"101\"]\n\n[[pipeline]]",
+    );
+    let staged = twice.replace("team = { territory = \"province\" }", "team = { id = \"hanoi\" }");
+    let staged = format!(
+        "{}\n{}",
+        &staged[staged.find("[[pipeline]]").expect("pipeline")..],
+        &staged[..staged.find("[[pipeline]]").expect("pipeline")]
+    );
+    let line_of = |text: &str, n: usize| {
+        let mut defs = text
+            .lines()
+            .enumerate()
+            .filter(|(i, l)| *l == "id = \"hanoi\"" && text.lines().nth(i - 1) == Some("[[team]]"));
+        defs.nth(n).map(|(i, _)| i + 1).expect("a definition")
+    };
+    assert_eq!(
+        errors(&[("rules.toml", &staged)]),
+        format!(
+            "rules.toml:{}:6: team.id: team `hanoi` is defined twice (first at rules.toml:{}:6); keep one",
+            line_of(&staged, 1),
+            line_of(&staged, 0)
+        )
+    );
+    let json = r#"{
+  "member": [{ "id": "101" }],
+  "pipeline": [{ "id": "retail", "rule": [{ "id": "r", "team": { "id": "hanoi" }, "member": "random" }] }],
+  "team": [
+    { "id": "hanoi", "members": ["101"], "pipelines": ["retail"] },
+    { "id": "hanoi", "members": ["101"], "pipelines": ["retail"] }
+  ]
+}
+"#;
+    assert_eq!(
+        errors(&[("rules.json", json)]),
+        "rules.json:6:13: team.id: team `hanoi` is defined twice (first at rules.json:5:13); keep one"
+    );
+}

@@ -1,29 +1,68 @@
 //! Where something is written in a rule file: a file's text kept for messages, and the
-//! `file:line:column` of a definition, a key below it, or a value.
+//! `file:line:column` of a definition, a key below it, or a value, for compile-time messages.
 //!
-//! Owns positions for compile-time messages (parse-time positions come from the parsers' own
-//! spans, in `parse`). It must not judge what it finds.
+//! Positions come from the parsers' own spans: `parse::spots` walks the file as toml_edit or
+//! serde_json read it and records every key and value with its key path (`pipeline[0].rule[2].when_full`)
+//! and where each is written, in file order. Nothing here searches the text: a value written in a
+//! comment, or the same words under another key, is never taken for the one meant. It must not
+//! judge what it finds.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
-/// One file's text, kept for messages.
+/// A key and its value as written in a file: the key path, where the key and the value start,
+/// and the value when it is a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::rules) struct Spot {
+    pub(in crate::rules) path: String,
+    pub(in crate::rules) key_at: Option<usize>,
+    pub(in crate::rules) value_at: Option<usize>,
+    pub(in crate::rules) text: Option<String>,
+}
+
+impl Spot {
+    /// The last key of the path, without an index (`rule` of `pipeline[0].rule[2]`).
+    fn name(&self) -> &str {
+        last_name(&self.path)
+    }
+
+    /// `<section>[n].id`, or one nested in another definition (`pipeline[0].rule[2].id`): every
+    /// key before `id` is an element of a list. A team stage's `team = { id = "…" }` is not one.
+    fn is_definition(&self) -> bool {
+        self.path.strip_suffix(".id").is_some_and(|owner| owner.split('.').all(|seg| seg.ends_with(']')))
+    }
+}
+
+fn last_name(path: &str) -> &str {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    last.split('[').next().unwrap_or(last)
+}
+
+/// One file's text, kept for messages, and (once a message needs them) its spots.
 pub(in crate::rules) struct Source {
     pub(in crate::rules) path: PathBuf,
     pub(in crate::rules) text: String,
+    spots: OnceLock<Vec<Spot>>,
 }
 
 impl Source {
-    /// Byte offsets of the definitions `id = "<id>"` (or `"id": "<id>"`), in order.
-    fn definitions<'a>(&'a self, id: &str) -> impl Iterator<Item = usize> + 'a {
-        let quoted = format!("\"{id}\"");
-        let text = self.text.as_str();
-        text.match_indices(&quoted).map(|(off, _)| off).collect::<Vec<_>>().into_iter().filter(move |off| {
-            let before = text[..*off].trim_end();
-            before.strip_suffix('=').or_else(|| before.strip_suffix(':')).is_some_and(|b| {
-                let b = b.trim_end();
-                b.ends_with("id") && !b.ends_with("_id") || b.ends_with("\"id\"")
-            })
-        })
+    pub(in crate::rules) fn new(path: PathBuf, text: String) -> Source {
+        Source { path, text, spots: OnceLock::new() }
+    }
+
+    pub(in crate::rules) fn is_json(&self) -> bool {
+        self.path.extension().and_then(|e| e.to_str()) == Some("json")
+    }
+
+    /// Every key and value of the file in file order (read again from the text the first time a
+    /// message needs a position: compiling a good set never pays for it).
+    fn spots(&self) -> &[Spot] {
+        self.spots.get_or_init(|| super::parse::spots(self.is_json(), &self.text))
+    }
+
+    /// The definitions `id = "<id>"` (or `"id": "<id>"`), in order.
+    fn definitions<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Spot> + 'a {
+        self.spots().iter().filter(move |s| s.is_definition() && s.text.as_deref() == Some(id))
     }
 
     pub(in crate::rules) fn at(&self, off: usize) -> String {
@@ -31,43 +70,44 @@ impl Source {
         format!("{}:{l}:{c}", self.path.display())
     }
 
-    /// `file:line:column` of the `nth` (0-based) definition `id = "<id>"` (or `"id": "<id>"`).
-    pub(in crate::rules) fn locate_id(&self, id: &str, nth: usize) -> String {
-        match self.definitions(id).nth(nth) {
-            Some(off) => self.at(off),
-            None => self.locate(id),
+    fn at_or_file(&self, off: Option<usize>) -> String {
+        off.map_or_else(|| self.path.display().to_string(), |o| self.at(o))
+    }
+
+    /// `file:line:column` of the `nth` (0-based) definition of `id` in `section` (`member`, …).
+    pub(in crate::rules) fn locate_id(&self, section: &str, id: &str, nth: usize) -> String {
+        let prefix = format!("{section}[");
+        match self.definitions(id).filter(|s| s.path.starts_with(&prefix)).nth(nth) {
+            Some(s) => self.at_or_file(s.value_at),
+            None => self.locate(id, section),
         }
     }
 
-    /// `file:line:column` of the key `key` (TOML `key =` or JSON `"key":`) first written after the
-    /// definition `id = "<owner>"`; else of that definition.
+    /// `file:line:column` of the key `key` written inside the definition of `owner` (the first
+    /// one, in file order, at any depth below it); else of that definition.
     pub(in crate::rules) fn locate_key(&self, owner: &str, key: &str) -> String {
-        let Some(start) = self.definitions(owner).next() else { return self.locate(owner) };
-        let rest = &self.text[start..];
-        let found = rest.match_indices(key).map(|(off, _)| off).find(|off| {
-            let before = rest[..*off].chars().next_back();
-            let after = &rest[off + key.len()..];
-            let toml = matches!(before, Some('\n' | ' ' | '{' | ',' | '\t')) && after.trim_start().starts_with('=');
-            let json = before == Some('"') && after.strip_prefix('"').is_some_and(|a| a.trim_start().starts_with(':'));
-            toml || json
-        });
-        self.at(start + found.unwrap_or(0))
+        let Some(def) = self.definitions(owner).next() else { return self.locate(owner, key) };
+        let inside = format!("{}.", def.path.trim_end_matches(".id"));
+        let found = self.spots().iter().find(|s| s.path.starts_with(&inside) && s.name() == key && s.key_at.is_some());
+        self.at_or_file(found.and_then(|s| s.key_at).or(def.value_at))
     }
 
-    /// `file:line:column` of the first occurrence of `needle` (a quoted value), else `file`.
-    pub(in crate::rules) fn locate(&self, needle: &str) -> String {
-        let quoted = format!("\"{needle}\"");
-        match self.text.find(&quoted) {
-            Some(off) => self.at(off),
-            None => self.path.display().to_string(),
-        }
+    /// `file:line:column` of the string value `needle`: the first written under a key named as
+    /// `key` ends (`pipeline `p`.rule `r`.when_full` → `when_full`), else the first anywhere, else
+    /// the file alone.
+    pub(in crate::rules) fn locate(&self, needle: &str, key: &str) -> String {
+        let hint = last_name(key);
+        let mut values = self.spots().iter().filter(|s| s.text.as_deref() == Some(needle));
+        let first = values.clone().next();
+        let named = values.find(|s| s.name() == hint);
+        self.at_or_file(named.or(first).and_then(|s| s.value_at))
     }
 
     /// A file with nothing in it but blanks (and, in TOML, comments): most often a save in progress
     /// (an editor that truncates, then writes). It is refused, so the set never loses that file's
     /// definitions mid-save.
     pub(in crate::rules) fn is_blank(&self) -> bool {
-        let json = self.path.extension().and_then(|e| e.to_str()) == Some("json");
+        let json = self.is_json();
         self.text.lines().map(str::trim).all(|l| l.is_empty() || (!json && l.starts_with('#')))
     }
 }

@@ -135,7 +135,7 @@ pub fn compile_texts_with(
     directory: &Directory,
 ) -> Result<Engine, RulesError> {
     compile::compile_sources(
-        files.iter().map(|(p, t)| Source { path: PathBuf::from(p), text: (*t).to_string() }).collect(),
+        files.iter().map(|(p, t)| Source::new(PathBuf::from(p), (*t).to_string())).collect(),
         fields,
         directory,
     )

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use super::format::{
     RawFile, RawMember, RawPipeline, RawRule, RawSchedule, RawSettings, RawTagRule, RawTeam, RawTerritory, RawTest,
 };
-use super::locate::{line_col, Source};
+use super::locate::{line_col, Source, Spot};
 
 /// The keys a rule file may have at its top level (a test checks them against [`RawFile`]).
 pub(super) const TOP_LEVEL: &[&str] =
@@ -27,8 +27,7 @@ struct Problem {
 
 /// Parse one file; on failure, every problem found, rendered for the admin.
 pub(super) fn parse(src: &Source) -> Result<RawFile, Vec<String>> {
-    let json = src.path.extension().and_then(|e| e.to_str()) == Some("json");
-    let problems = if json { parse_json(&src.text) } else { parse_toml(&src.text) };
+    let problems = if src.is_json() { parse_json(&src.text) } else { parse_toml(&src.text) };
     match problems {
         Ok(f) => Ok(f),
         Err(mut ps) => {
@@ -79,6 +78,37 @@ fn parse_json(text: &str) -> Result<RawFile, Vec<Problem>> {
     whole_file(&root)
 }
 
+/// Every key and value of a file with its key path and where each is written, in file order
+/// (`locate` reads positions for compile-time messages from them). Empty when the file does not
+/// parse.
+pub(super) fn spots(json: bool, text: &str) -> Vec<Spot> {
+    let mut out = Vec::new();
+    if json {
+        if let Ok(raw) = serde_json::from_str::<&RawValue>(text) {
+            spots_of(&JsonNode { raw, origin: text }, "", None, &mut out);
+        }
+    } else if let Ok(doc) = toml_edit::Document::parse(text) {
+        spots_of(&TomlNode(doc.as_item().clone()), "", None, &mut out);
+    }
+    out.sort_by_key(|s| s.value_at.or(s.key_at).unwrap_or(usize::MAX));
+    out
+}
+
+fn spots_of<N: Node>(node: &N, path: &str, key_at: Option<usize>, out: &mut Vec<Spot>) {
+    out.push(Spot { path: path.to_string(), key_at, value_at: node.at(), text: node.text() });
+    if let Some(items) = node.items() {
+        for (i, item) in items.iter().enumerate() {
+            spots_of(item, &format!("{path}[{i}]"), None, out);
+        }
+        return;
+    }
+    for (key, value) in node.entries() {
+        let at = node.key_at(&key, &value);
+        let path = if path.is_empty() { key } else { format!("{path}.{key}") };
+        spots_of(&value, &path, at, out);
+    }
+}
+
 /// The file as a whole when it fits; else every problem of every definition.
 fn whole_file<N: Node>(root: &N) -> Result<RawFile, Vec<Problem>> {
     let mut whole = Vec::new();
@@ -99,6 +129,10 @@ trait Node: Sized {
     fn items(&self) -> Option<Vec<Self>>;
     /// Byte offset in the file.
     fn at(&self) -> Option<usize>;
+    /// Byte offset of the key `key` of this table.
+    fn key_at(&self, key: &str, value: &Self) -> Option<usize>;
+    /// The value, when it is a string.
+    fn text(&self) -> Option<String>;
     /// Deserialize as `T` with these keys left out; the problem (with `path` before its own key
     /// path) and the key of this table it is under, when it does not fit.
     fn try_without<T: DeserializeOwned>(&self, removed: &[String], path: &str) -> Result<T, (Problem, Option<String>)>;
@@ -221,6 +255,14 @@ impl Node for TomlNode {
         self.0.span().map(|s| s.start)
     }
 
+    fn key_at(&self, key: &str, _: &Self) -> Option<usize> {
+        self.0.as_table_like()?.key(key)?.span().map(|s| s.start)
+    }
+
+    fn text(&self) -> Option<String> {
+        self.0.as_str().map(str::to_string)
+    }
+
     fn try_without<T: DeserializeOwned>(&self, removed: &[String], path: &str) -> Result<T, (Problem, Option<String>)> {
         let at = self.at();
         let mut item = self.0.clone();
@@ -266,6 +308,20 @@ impl<'a> Node for JsonNode<'a> {
 
     fn at(&self) -> Option<usize> {
         (self.raw.get().as_ptr() as usize).checked_sub(self.origin.as_ptr() as usize)
+    }
+
+    /// Read back from the value: `"key"` `:` `value`, blanks between (JSON's own grammar); the
+    /// offset of the key's first character, inside its quotes.
+    fn key_at(&self, _: &str, value: &Self) -> Option<usize> {
+        let before = self.origin.get(..value.at()?)?.trim_end().strip_suffix(':')?.trim_end();
+        let inner = before.strip_suffix('"')?;
+        let bytes = inner.as_bytes();
+        let open = (0..bytes.len()).rev().find(|&i| bytes[i] == b'"' && (i == 0 || bytes[i - 1] != b'\\'))?;
+        Some(open + 1)
+    }
+
+    fn text(&self) -> Option<String> {
+        serde_json::from_str::<String>(self.raw.get()).ok()
     }
 
     fn try_without<T: DeserializeOwned>(&self, removed: &[String], path: &str) -> Result<T, (Problem, Option<String>)> {

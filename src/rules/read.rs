@@ -27,7 +27,7 @@ pub(super) fn sources(dir: &Path) -> Result<Vec<Source>, RulesError> {
     let mut problems = Vec::new();
     for path in paths {
         match read_rule_file(&path) {
-            Ok(text) => files.push(Source { path, text }),
+            Ok(text) => files.push(Source::new(path, text)),
             Err(e) => problems.push(format!("{}: {e}", path.display())),
         }
     }

@@ -284,7 +284,7 @@ pub(super) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(super) fn err(&mut self, fi: usize, needle: &str, key: &str, msg: impl std::fmt::Display) {
-        let at = self.files[fi].locate(needle);
+        let at = self.files[fi].locate(needle, key);
         self.problems.push(format!("{at}: {key}: {msg}"));
     }
 
@@ -331,8 +331,8 @@ impl Ctx<'_> {
             *nth += 1;
             match seen.get(i) {
                 Some(&(ofi, onth)) => {
-                    let first = self.files[ofi].locate_id(i, onth);
-                    let at = self.files[*fi].locate_id(i, here);
+                    let first = self.files[ofi].locate_id(what, i, onth);
+                    let at = self.files[*fi].locate_id(what, i, here);
                     self.problems
                         .push(format!("{at}: {what}.id: {what} `{i}` is defined twice (first at {first}); keep one"));
                 }

@@ -77,7 +77,7 @@ fn territory_cycles(cx: &mut Ctx<'_>, territories: &[(usize, RawTerritory)], ter
             }
             if let Some(pos) = path.iter().position(|p| *p == c) {
                 let lp: Vec<&str> = path[pos..].iter().chain([&c]).map(|n| names[*n as usize]).collect();
-                let at = cx.files[*fi].locate_id(&t.id, 0);
+                let at = cx.files[*fi].locate_id("territory", &t.id, 0);
                 cx.problems.push(format!(
                     "{at}: territory.parent: territories {} form a cycle; give one of them another parent (or none)",
                     lp.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" → ")

@@ -28,6 +28,8 @@ pub struct ClusterOptions {
     pub tls: Option<ServerTls>,
     /// The whole `pg_hba.conf` (keep a `local all all trust` line for the harness).
     pub hba: Option<String>,
+    /// More server settings, `name=value` each (the benchmark's `track_commit_timestamp=on`).
+    pub settings: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -126,6 +128,15 @@ impl Cluster {
         );
         if !durable {
             server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        for setting in &opts.settings {
+            if !setting.chars().all(|c| c.is_ascii_alphanumeric() || "_.=".contains(c)) {
+                return Err(ClusterError::Step {
+                    step: "settings".into(),
+                    detail: format!("unsafe setting `{setting}`"),
+                });
+            }
+            server_opts.push_str(&format!(" -c {setting}"));
         }
         if let Some(tls) = &opts.tls {
             c.write_owned("server.crt", &tls.cert_pem)?;

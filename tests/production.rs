@@ -93,6 +93,7 @@ fn tls_server() -> &'static TlsServer {
             tcp: true,
             tls: Some(ServerTls { cert_pem: server_crt, key_pem: server_key, ca_pem: Some(ca.cert.pem()) }),
             hba: Some(HBA.into()),
+            settings: Vec::new(),
         })
         .expect("start a TLS-only PostgreSQL cluster");
         cluster.stop_when_gone(std::process::id());

@@ -1,0 +1,563 @@
+//! The drain benchmark's sections, all on one throwaway PostgreSQL with fixed settings
+//! (PostgreSQL's default durability, shared_buffers 256MB, `track_commit_timestamp` on for the
+//! latency rows), the sample CRM of `sql/demo/` and the example config and rules:
+//! 1. the yardstick: pgbench's single-row UPDATE by primary key, 8 clients;
+//! 2. the CRM's insert TPS, 8 clients: without the router, with capture while the daemon is busy
+//!    (no NOTIFY), and while it is idle (NOTIFY);
+//! 3. the drain of a backlog queued while the daemon was stopped, by the real binary (spawn →
+//!    READY, which it says once the backlog is drained), with its peak RSS; then start-up to
+//!    READY with nothing queued;
+//! 4. steady latency at offered rates (pgbench `--rate`, 8 clients): the CRM insert's time → the
+//!    commit of the owner's write, both from the database (`event_at`, `pg_xact_commit_timestamp`);
+//! 5. the bare SQL floor: claim 100 events, write their owner where still unowned and delete them,
+//!    in one statement, on one connection (no routing, no audit);
+//! 6. the in-database alternative a DBA would write: a PL/pgSQL trigger giving each insert the
+//!    least-loaded member under a cap; its insert TPS and its cap violations at 8 clients.
+//!
+//! Every section panics with what failed: a benchmark that cannot measure says so.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oppty_router::config::Config;
+use oppty_router::throwaway::{Cluster, ClusterOptions};
+use oppty_router::{db, demo, install};
+use tokio_postgres::Client;
+
+/// What to measure, and how much.
+pub struct Options {
+    pub backlog: i32,
+    /// Seconds per pgbench run (yardstick, CRM inserts, the PL/pgSQL trigger).
+    pub pgbench_secs: u32,
+    /// pgbench's scale for the yardstick (10 = a million accounts).
+    pub pgbench_scale: u32,
+    /// Offered rates for the latency rows, per second.
+    pub rates: Vec<u32>,
+    pub rate_secs: u32,
+    pub floor_events: i32,
+    pub batch: Option<u32>,
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+impl Options {
+    /// The full run; `OPPTY_BENCH_BACKLOG`, `OPPTY_BENCH_SECONDS`, `OPPTY_BENCH_BATCH` change it.
+    pub fn from_env() -> Options {
+        Options {
+            backlog: env_num("OPPTY_BENCH_BACKLOG", 200_000) as i32,
+            pgbench_secs: env_num("OPPTY_BENCH_SECONDS", 10) as u32,
+            pgbench_scale: 10,
+            rates: vec![1_000, 5_000],
+            rate_secs: env_num("OPPTY_BENCH_SECONDS", 10) as u32,
+            floor_events: 100_000,
+            batch: std::env::var("OPPTY_BENCH_BATCH").ok().and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Seconds in all: every section runs, on numbers too small to mean anything.
+    pub fn quick() -> Options {
+        Options {
+            backlog: 1_500,
+            pgbench_secs: 1,
+            pgbench_scale: 1,
+            rates: vec![100],
+            rate_secs: 1,
+            floor_events: 1_000,
+            batch: None,
+        }
+    }
+}
+
+/// One measured figure.
+pub struct Row {
+    pub measure: String,
+    pub value: f64,
+    pub unit: &'static str,
+    pub note: String,
+}
+
+/// Every figure of a run, in order.
+#[derive(Default)]
+pub struct Table {
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    fn push(&mut self, measure: impl Into<String>, value: f64, unit: &'static str, note: impl Into<String>) {
+        let row = Row { measure: measure.into(), value, unit, note: note.into() };
+        eprintln!("  {}: {:.1} {} {}", row.measure, row.value, row.unit, row.note);
+        self.rows.push(row);
+    }
+
+    /// The first figure whose measure starts with `prefix`.
+    pub fn get(&self, prefix: &str) -> Option<f64> {
+        self.rows.iter().find(|r| r.measure.starts_with(prefix)).map(|r| r.value)
+    }
+
+    fn note(&mut self, prefix: &str, note: String) {
+        if let Some(r) = self.rows.iter_mut().find(|r| r.measure.starts_with(prefix)) {
+            r.note = note;
+        }
+    }
+
+    /// The table as Markdown, for BENCHMARKS.md.
+    pub fn render(&self) -> String {
+        let mut out = String::from("\n| measure | value | unit | note |\n|---|---:|---|---|\n");
+        for r in &self.rows {
+            let value = if r.value >= 100.0 { format!("{:.0}", r.value) } else { format!("{:.1}", r.value) };
+            let _ = writeln!(out, "| {} | {value} | {} | {} |", r.measure, r.unit, r.note);
+        }
+        out
+    }
+}
+
+/// Run every section; the table of what was measured.
+pub fn run(opts: &Options) -> Table {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let cluster = Cluster::start_with(ClusterOptions {
+        durable: true,
+        settings: vec!["track_commit_timestamp=on".into()],
+        ..Default::default()
+    })
+    .expect("throwaway PostgreSQL");
+    cluster.stop_when_gone(std::process::id());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    eprintln!("oppty-router drain benchmark (PostgreSQL from {}, default durability)", cluster.bin_dir().display());
+    let mut b = Bench { cluster, dir: tmp.path().to_path_buf(), rt, opts, table: Table::default() };
+    b.yardstick();
+    let cfg = b.crm_inserts();
+    b.floor(&cfg);
+    b.drain(&cfg);
+    for rate in &opts.rates {
+        b.latency(&cfg, *rate);
+    }
+    b.plpgsql();
+    b.ratios();
+    b.table
+}
+
+struct Bench<'a> {
+    cluster: Cluster,
+    dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+    opts: &'a Options,
+    table: Table,
+}
+
+impl Bench<'_> {
+    /// pgbench's output; it must succeed.
+    fn pgbench_run(&self, db: &str, args: &[&str]) -> String {
+        let out = Command::new(self.cluster.bin_dir().join("pgbench"))
+            .args([
+                "-h",
+                &self.cluster.dir.display().to_string(),
+                "-p",
+                &self.cluster.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(args)
+            .arg(db)
+            .output()
+            .expect("run pgbench");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "pgbench failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    }
+
+    /// The TPS pgbench reports.
+    fn pgbench(&self, db: &str, args: &[&str]) -> f64 {
+        let text = self.pgbench_run(db, args);
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"))
+    }
+
+    fn script(&self, name: &str, text: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write pgbench script");
+        p.display().to_string()
+    }
+
+    /// pgbench at 8 clients for the configured seconds, with a script file.
+    fn pgbench_8(&self, db: &str, script: &str, extra: &[&str]) -> f64 {
+        let secs = self.opts.pgbench_secs.to_string();
+        let mut args = vec!["-n", "-c", "8", "-j", "2", "-T", &secs, "-f", script];
+        args.extend_from_slice(extra);
+        self.pgbench(db, &args)
+    }
+
+    async fn connect(&self, db: &str) -> Client {
+        db::connect(&database(&self.cluster, db), "").await.expect("connect")
+    }
+
+    /// Section 1: pgbench's single-row UPDATE, 8 clients.
+    fn yardstick(&mut self) {
+        self.rt.block_on(async {
+            self.connect("postgres").await.batch_execute("CREATE DATABASE pgb").await.expect("create pgb");
+        });
+        let scale = self.opts.pgbench_scale.to_string();
+        self.pgbench_run("pgb", &["-i", "-q", "-s", &scale]);
+        let accounts = self.opts.pgbench_scale * 100_000;
+        let update = self.script(
+            "update.sql",
+            &format!("\\set aid random(1, {accounts})\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n"),
+        );
+        let tps = self.pgbench_8("pgb", &update, &[]);
+        self.table.push("yardstick: pgbench single-row UPDATE, 8 clients", tps, "TPS", "");
+    }
+
+    /// Section 2: the CRM's write path without the router, then with capture busy and idle. Leaves the
+    /// router installed, the daemon's flag at idle, and the config to run it with.
+    fn crm_inserts(&mut self) -> Config {
+        let mut cfg = self.rt.block_on(demo::prepare_crm(&self.cluster, "crm", rules_dir())).expect("sample CRM");
+        if let Some(b) = self.opts.batch {
+            cfg.router.batch_size = b;
+        }
+        let insert = self.script("insert.sql", INSERT_SCRIPT);
+        let plain = self.pgbench_8("crm", &insert, &[]);
+        let s = cfg.router.schema.quoted();
+        self.rt.block_on(async {
+            let mut c = db::connect(&cfg.database, "").await.expect("connect");
+            install::install_with(&mut c, &cfg, false).await.expect("install");
+            c.batch_execute(&format!("UPDATE {s}.wakeup SET idle = false")).await.expect("busy");
+        });
+        let busy = self.pgbench_8("crm", &insert, &[]);
+        self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            c.batch_execute(&format!("UPDATE {s}.wakeup SET idle = true")).await.expect("idle");
+        });
+        let idle = self.pgbench_8("crm", &insert, &[]);
+        self.table.push("CRM inserts, 8 clients, without the router", plain, "TPS", "");
+        let pct = |v: f64| format!("{:.0}% of without; {:.2}× slower", v / plain * 100.0, plain / v);
+        self.table.push("CRM inserts, router installed, daemon busy (no NOTIFY)", busy, "TPS", pct(busy));
+        self.table.push("CRM inserts, router installed, daemon idle (NOTIFY)", idle, "TPS", pct(idle));
+        // What pgbench inserted is routed by nobody: close it, so the drain starts clean.
+        self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            c.batch_execute(&format!(
+                "DELETE FROM {s}.events; UPDATE crm.opportunity SET \"stageId\" = 4 WHERE \"stageId\" = 1; DELETE FROM {s}.events"
+            ))
+            .await
+            .expect("reset");
+        });
+        cfg
+    }
+
+    /// Section 5: the bare SQL floor, on a queue of its own opportunities.
+    fn floor(&mut self, cfg: &Config) {
+        let n = self.opts.floor_events;
+        let s = cfg.router.schema.quoted();
+        let rate = self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            demo::insert_opportunities(&c, n, "retail", 11, 0).await.expect("floor queue");
+            c.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
+            // The router's own writes are marked so the capture triggers skip them; so are these.
+            c.batch_execute("SET oppty_router.origin = 'router'").await.expect("origin");
+            let sql = format!(
+                "WITH c AS (DELETE FROM {s}.events WHERE id = ANY(ARRAY(SELECT id FROM {s}.events \
+                   WHERE attempts = 0 ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)) RETURNING opp_id), \
+                 u AS (UPDATE crm.opportunity o SET \"accountOwnerId\" = 402 FROM c \
+                   WHERE o.\"oppId\" = c.opp_id::uuid AND (o.\"accountOwnerId\" IS NULL OR o.\"accountOwnerId\" = 1) RETURNING 1) \
+                 SELECT (SELECT count(*) FROM c) AS claimed, (SELECT count(*) FROM u) AS written"
+            );
+            let stmt = c.prepare(&sql).await.expect("prepare the floor");
+            let (started, mut claimed, mut written) = (Instant::now(), 0i64, 0i64);
+            loop {
+                let r = c.query_one(&stmt, &[]).await.expect("floor step");
+                let (n, w): (i64, i64) = (r.get("claimed"), r.get("written"));
+                if n == 0 {
+                    break;
+                }
+                claimed += n;
+                written += w;
+            }
+            assert_eq!(claimed, i64::from(n), "the floor claimed every event");
+            assert_eq!(written, i64::from(n), "the floor wrote every owner");
+            claimed as f64 / started.elapsed().as_secs_f64()
+        });
+        self.table.push(
+            format!("bare SQL floor: {n} events, claim 100 + owner UPDATE + delete, 1 connection"),
+            rate,
+            "events/s",
+            "",
+        );
+    }
+
+    /// Section 3: the real binary drains a backlog (spawn → READY), its peak RSS; then start-up to READY
+    /// with nothing queued.
+    fn drain(&mut self, cfg: &Config) {
+        let n = self.opts.backlog;
+        let s = cfg.router.schema.quoted();
+        let mark = self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(50_000);
+                demo::insert_opportunities(&c, k, "retail", left as u32, 0).await.expect("backlog");
+                left -= k;
+            }
+            c.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
+            last_assignment(&c, &s).await
+        });
+        let config = self.config_file(cfg);
+        let mut d = Daemon::spawn(&self.dir, &config);
+        let secs = d.wait_ready(Duration::from_secs(3_600)).as_secs_f64();
+        let rss = d.peak_rss_mb();
+        d.stop();
+        let routed = self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            let left: i64 =
+                c.query_one(&format!("SELECT count(*) AS n FROM {s}.events"), &[]).await.expect("left").get("n");
+            assert_eq!(left, 0, "the backlog is drained");
+            c.query_one(&format!("SELECT count(*) AS n FROM {s}.assignments WHERE id > $1"), &[&mark])
+                .await
+                .expect("routed")
+                .get::<_, i64>("n")
+        });
+        assert_eq!(routed, i64::from(n), "every opportunity of the backlog routed once");
+        let batch = cfg.router.batch_size;
+        self.table.push(
+            format!("drain of a {n} backlog (spawn → READY, batch {batch})"),
+            routed as f64 / secs,
+            "routed/s",
+            "",
+        );
+        self.table.push("peak RSS of the daemon during the drain", rss, "MB", "VmHWM");
+        let mut d = Daemon::spawn(&self.dir, &config);
+        let ready = d.wait_ready(Duration::from_secs(60));
+        d.stop();
+        self.table.push(
+            "start-up to READY, nothing queued",
+            ready.as_secs_f64() * 1000.0,
+            "ms",
+            "connect, lead, load the rules and loads",
+        );
+    }
+
+    /// Section 4: latency at an offered rate: the daemon running, pgbench inserting at `rate`/s.
+    fn latency(&mut self, cfg: &Config, rate: u32) {
+        let s = cfg.router.schema.quoted();
+        let config = self.config_file(cfg);
+        let mut d = Daemon::spawn(&self.dir, &config);
+        d.wait_ready(Duration::from_secs(60));
+        let mark = self.rt.block_on(async { last_assignment(&self.connect("crm").await, &s).await });
+        let insert = self.script("insert.sql", INSERT_SCRIPT);
+        let (rate_s, secs) = (rate.to_string(), self.opts.rate_secs.to_string());
+        let offered = self.pgbench("crm", &["-n", "-c", "8", "-j", "2", "-R", &rate_s, "-T", &secs, "-f", &insert]);
+        let q = self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            demo::wait_until_drained(&c, cfg, Duration::from_secs(600)).await.expect("drained");
+            c.query_one(
+                &format!(
+                    "WITH l AS (SELECT (extract(epoch FROM pg_xact_commit_timestamp(o.xmin) - a.event_at) * 1000)::float8 AS ms \
+                       FROM {s}.assignments a JOIN crm.opportunity o ON o.\"oppId\"::text = a.opp_id WHERE a.id > $1) \
+                     SELECT count(ms) AS n, percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms) AS p, max(ms) AS max FROM l"
+                ),
+                &[&mark],
+            )
+            .await
+            .expect("latencies")
+        });
+        d.stop();
+        let n: i64 = q.get("n");
+        assert!(n > 0, "decisions were made at {rate}/s");
+        let p: Vec<f64> = q.get("p");
+        let max: f64 = q.get("max");
+        let note = format!("{n} decisions, {offered:.0}/s inserted");
+        for (label, v) in [("p50", p[0]), ("p95", p[1]), ("p99", p[2]), ("max", max)] {
+            self.table.push(
+                format!("latency at {rate}/s offered, {label}"),
+                v,
+                "ms",
+                if label == "p50" { note.clone() } else { String::new() },
+            );
+        }
+    }
+
+    /// Section 6: the PL/pgSQL trigger a DBA would write, in a copy of the CRM without the router.
+    fn plpgsql(&mut self) {
+        let cap = 20;
+        let members = self.rt.block_on(async {
+            let cfg = demo::prepare_crm(&self.cluster, "crm_plpgsql", rules_dir()).await.expect("sample CRM");
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            c.batch_execute(&PLPGSQL.replace("$CAP", &cap.to_string())).await.expect("the trigger");
+            c.query_one("SELECT count(*) AS n FROM crm.rr_member", &[]).await.expect("members").get::<_, i64>("n")
+        });
+        let insert = self.script("insert.sql", INSERT_SCRIPT);
+        let tps = self.pgbench_8("crm_plpgsql", &insert, &[]);
+        let (over, assigned) = self.rt.block_on(async {
+            let c = self.connect("crm_plpgsql").await;
+            let r = c
+                .query_one(
+                    "SELECT coalesce(sum(greatest(l.n - m.cap, 0)), 0)::int8 AS over, \
+                       (SELECT count(*) FROM crm.opportunity WHERE title = 'bench' AND \"accountOwnerId\" <> 1) AS assigned \
+                     FROM crm.rr_member m JOIN crm.rr_load l ON l.id = m.id",
+                    &[],
+                )
+                .await
+                .expect("violations");
+            (r.get::<_, i64>("over"), r.get::<_, i64>("assigned"))
+        });
+        self.table.push(
+            "PL/pgSQL trigger (least-loaded under a cap) inside the CRM's INSERT, 8 clients",
+            tps,
+            "TPS",
+            "",
+        );
+        self.table.push(
+            "PL/pgSQL trigger: assignments past a member's cap",
+            over as f64,
+            "opportunities",
+            format!("{members} members, each capped at {cap} more open; {assigned} assigned"),
+        );
+    }
+
+    /// The drain against the yardstick and the floor (the issue's targets: ≥ 2× pgbench, ≥ ⅓ of the floor).
+    fn ratios(&mut self) {
+        let (Some(drain), Some(pgb), Some(floor)) =
+            (self.table.get("drain of"), self.table.get("yardstick"), self.table.get("bare SQL floor"))
+        else {
+            return;
+        };
+        self.table.note("drain of", format!("{:.2}× the yardstick, {:.2}× the floor", drain / pgb, drain / floor));
+    }
+
+    /// The example config for this database, as a file the binary reads.
+    fn config_file(&self, cfg: &Config) -> PathBuf {
+        let text = demo::EXAMPLE_CONFIG
+            .lines()
+            .map(|l| {
+                if l.starts_with("url = ") {
+                    format!("url = {:?}", cfg.database.url)
+                } else if l.starts_with("rules_dir = ") {
+                    format!("rules_dir = {:?}", rules_dir().display().to_string())
+                } else if l.starts_with("batch_size = ") {
+                    format!("batch_size = {}", cfg.router.batch_size)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let p = self.dir.join("oppty-router.toml");
+        std::fs::write(&p, text).expect("write the config");
+        p
+    }
+}
+
+/// The id of the last assignment (the rows after it are this section's).
+async fn last_assignment(c: &Client, s: &str) -> i64 {
+    c.query_one(&format!("SELECT coalesce(max(id), 0) AS id FROM {s}.assignments"), &[]).await.expect("mark").get("id")
+}
+
+fn rules_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules"))
+}
+
+fn database(cluster: &Cluster, db: &str) -> oppty_router::config::DatabaseConfig {
+    oppty_router::config::DatabaseConfig {
+        url: cluster.url(db),
+        password_file: None,
+        application_name: "oppty-router-bench".into(),
+        connect_timeout: Duration::from_secs(5),
+        naive_timestamps: None,
+    }
+}
+
+/// One unowned opportunity of the sample CRM a transaction, as the CRM writes it.
+const INSERT_SCRIPT: &str =
+    "\\set a random(1, 400)\nINSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
+     VALUES ('bench', md5('account' || :a)::uuid::text, 'retail', 1);\n";
+
+/// Least-loaded under a cap, inside the insert: what a DBA writes instead of a router (the sample
+/// CRM writes 1 for "nobody"). Loads are counted at insert time; concurrent inserts see the same
+/// counts, so two can take a member's last place.
+const PLPGSQL: &str = "CREATE TABLE crm.rr_member (id int PRIMARY KEY, cap int NOT NULL);
+CREATE VIEW crm.rr_load AS SELECT u.id, (SELECT count(*) FROM crm.opportunity o JOIN crm.stage s ON s.id = o.\"stageId\"
+  WHERE o.\"accountOwnerId\" = u.id AND NOT s.is_won AND NOT s.is_lost) AS n FROM crm.users u;
+INSERT INTO crm.rr_member SELECT id, n + $CAP FROM crm.rr_load WHERE id NOT IN (1, 402) ORDER BY id LIMIT 12;
+CREATE FUNCTION crm.assign_least_loaded() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE chosen int;
+BEGIN
+  IF NEW.\"accountOwnerId\" = 1 THEN
+    SELECT m.id INTO chosen FROM crm.rr_member m
+      CROSS JOIN LATERAL (SELECT count(*) AS n FROM crm.opportunity o JOIN crm.stage s ON s.id = o.\"stageId\"
+        WHERE o.\"accountOwnerId\" = m.id AND NOT s.is_won AND NOT s.is_lost) c
+      WHERE c.n < m.cap ORDER BY c.n, m.id LIMIT 1;
+    NEW.\"accountOwnerId\" := coalesce(chosen, 1);
+  END IF;
+  RETURN NEW;
+END $f$;
+CREATE TRIGGER assign_least_loaded BEFORE INSERT ON crm.opportunity FOR EACH ROW EXECUTE FUNCTION crm.assign_least_loaded();";
+
+/// The binary, run as systemd would: READY from its notify socket.
+struct Daemon {
+    child: Child,
+    socket: UnixDatagram,
+    started: Instant,
+}
+
+impl Daemon {
+    fn spawn(dir: &Path, config: &Path) -> Daemon {
+        let path = dir.join(format!("notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).expect("notify socket");
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_oppty-router"))
+            .args(["--config", &config.display().to_string(), "run"])
+            .env("NOTIFY_SOCKET", &path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the daemon");
+        Daemon { child, socket, started }
+    }
+
+    /// Time from spawn to READY=1.
+    fn wait_ready(&mut self, limit: Duration) -> Duration {
+        let mut buf = [0u8; 4096];
+        self.socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        loop {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
+                    return self.started.elapsed();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the daemon exited before READY: {status}");
+            }
+            assert!(self.started.elapsed() < limit, "no READY within {limit:?}");
+        }
+    }
+
+    /// The process's peak resident set so far, in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM");
+        kb / 1024.0
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "the daemon stops cleanly on SIGTERM: {status}");
+    }
+}

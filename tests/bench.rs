@@ -20,6 +20,7 @@ fn the_drain_benchmark_measures_every_row_in_quick_mode() {
         "latency at 100/s offered, p50",
         "latency at 100/s offered, p99",
         "PL/pgSQL trigger (",
+        "graphile-worker",
     ] {
         let v = table.get(measure).unwrap_or_else(|| panic!("no row `{measure}`:{}", table.render()));
         assert!(v.is_finite() && v > 0.0, "`{measure}` measured {v}");
@@ -28,4 +29,5 @@ fn the_drain_benchmark_measures_every_row_in_quick_mode() {
     assert!(over >= 0.0);
     let text = table.render();
     assert!(text.contains("× the yardstick"), "the drain is put against the yardstick: {text}");
+    assert!(text.contains("× graphile-worker"), "and against graphile-worker: {text}");
 }

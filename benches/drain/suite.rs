@@ -12,7 +12,9 @@
 //! 5. the bare SQL floor: claim 100 events, write their owner where still unowned and delete them,
 //!    in one statement, on one connection (no routing, no audit);
 //! 6. the in-database alternative a DBA would write: a PL/pgSQL trigger giving each insert the
-//!    least-loaded member under a cap; its insert TPS and its cap violations at 8 clients.
+//!    least-loaded member under a cap; its insert TPS and its cap violations at 8 clients;
+//! 7. graphile-worker (Node.js, installed from the npm registry into `target/bench-node`) draining
+//!    as many no-op jobs, with its local queue (500) and batched completion, 10 concurrent.
 //!
 //! Every section panics with what failed: a benchmark that cannot measure says so.
 #![allow(dead_code)]
@@ -138,6 +140,7 @@ pub fn run(opts: &Options) -> Table {
         b.latency(&cfg, *rate);
     }
     b.plpgsql();
+    b.graphile();
     b.ratios();
     b.table
 }
@@ -421,6 +424,42 @@ impl Bench<'_> {
         );
     }
 
+    /// Section 7: graphile-worker (from the npm registry, kept under `target/bench-node`) draining
+    /// as many no-op jobs as the backlog, with its local queue and batched completion.
+    fn graphile(&mut self) {
+        let node_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-node"));
+        if !node_dir.join("node_modules/graphile-worker/package.json").exists() {
+            let out = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+                .arg(&node_dir)
+                .arg(format!("graphile-worker@{GRAPHILE_WORKER}"))
+                .output()
+                .expect("npm (Node.js) is needed for the graphile-worker row");
+            assert!(out.status.success(), "npm install graphile-worker: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        self.rt.block_on(async {
+            self.connect("postgres").await.batch_execute("CREATE DATABASE gw").await.expect("create gw")
+        });
+        let url = format!("postgres://postgres@/gw?host={}&port={}", self.cluster.dir.display(), self.cluster.port);
+        let jobs = self.opts.backlog.to_string();
+        let out = Command::new("node")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/drain/graphile.js"))
+            .args([&url, &jobs, "10"])
+            .env("NODE_PATH", node_dir.join("node_modules"))
+            .output()
+            .expect("node");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "graphile-worker: {text}{}", String::from_utf8_lossy(&out.stderr));
+        let result: serde_json::Value = serde_json::from_str(text.trim()).expect("graphile.js prints JSON");
+        let rate = result["rate"].as_f64().expect("a rate");
+        self.table.push(
+            format!("graphile-worker {GRAPHILE_WORKER}: {jobs} no-op jobs, local queue 500, batched completion, 10 concurrent"),
+            rate,
+            "jobs/s",
+            "",
+        );
+    }
+
     /// The drain against the yardstick and the floor (the issue's targets: ≥ 2× pgbench, ≥ ⅓ of the floor).
     fn ratios(&mut self) {
         let (Some(drain), Some(pgb), Some(floor)) =
@@ -428,7 +467,13 @@ impl Bench<'_> {
         else {
             return;
         };
-        self.table.note("drain of", format!("{:.2}× the yardstick, {:.2}× the floor", drain / pgb, drain / floor));
+        let graphile = self
+            .table
+            .get("graphile-worker")
+            .map(|g| format!(", {:.2}× graphile-worker", drain / g))
+            .unwrap_or_default();
+        self.table
+            .note("drain of", format!("{:.2}× the yardstick, {:.2}× the floor{graphile}", drain / pgb, drain / floor));
     }
 
     /// The example config for this database, as a file the binary reads.
@@ -472,6 +517,9 @@ fn database(cluster: &Cluster, db: &str) -> oppty_router::config::DatabaseConfig
         naive_timestamps: None,
     }
 }
+
+/// The graphile-worker version the issue measured (npm registry).
+const GRAPHILE_WORKER: &str = "0.17.3";
 
 /// One unowned opportunity of the sample CRM a transaction, as the CRM writes it.
 const INSERT_SCRIPT: &str =

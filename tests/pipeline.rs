@@ -913,3 +913,32 @@ async fn a_drain_prepares_each_statement_once_per_session_and_then_only_executes
     let claimed = client.query_one(claims, &[]).await.expect("claims").get::<_, i64>(0);
     assert_eq!(claimed, 4, "one prepared claim statement ran four times");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleanly_stopped_leader_leaves_the_crms_inserts_without_notify_and_routes_them_on_restart() {
+    let db = crm_db("quietstop").await;
+    db.install().await;
+    let idle = "SELECT count(*) FROM oppty_router.wakeup WHERE idle";
+    let daemon = db.start();
+    let first = db.insert_opportunity("before the stop", "HCM", "retail").await;
+    db.wait_owned(&first, Duration::from_secs(10)).await;
+    let started = Instant::now();
+    while db.count(idle).await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "a waiting leader asks the triggers to NOTIFY");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.stop().await;
+    assert_eq!(db.count(idle).await, 0, "once stopped, nobody listens: the triggers are told not to NOTIFY");
+
+    let (listener, mut notes) =
+        oppty_router::db::connect_listener(&db.cfg.database, "").await.expect("a listener of our own");
+    listener.batch_execute("LISTEN oppty_router_wakeup").await.expect("LISTEN");
+    let while_stopped = db.insert_opportunity("while stopped", "HCM", "retail").await;
+    let heard = tokio::time::timeout(Duration::from_millis(500), notes.recv()).await;
+    assert!(heard.is_err(), "an insert while no daemon runs sends no NOTIFY: {heard:?}");
+
+    let daemon = db.start();
+    db.wait_owned(&while_stopped, Duration::from_secs(10)).await;
+    daemon.stop().await;
+    db.assert_routed_once(&[&first, &while_stopped]).await;
+}

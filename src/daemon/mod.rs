@@ -301,11 +301,18 @@ async fn sleep_alive(d: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// A clean stop, recorded for `status` (best effort: the stop goes on if the write fails).
+/// A clean stop of the leader, recorded for `status`; and the triggers told not to NOTIFY any
+/// more: nobody listens until a leader starts again, which drains the queue first and raises the
+/// flag itself when it waits (the event table is the truth; a NOTIFY only wakes). Best effort:
+/// the stop goes on if a write fails.
 async fn stopped(client: &tokio_postgres::Client, cfg: &Config) -> SessionEnd {
     let sql = LeaseStatements::new(&cfg.router.schema).stopped;
     if let Err(e) = client.execute(&sql, &[&(std::process::id() as i32)]).await {
         tracing::warn!(error = %db::describe(&e), "could not record the stop for `status`");
+    }
+    let quiet = crate::store::Statements::new(&cfg.router.schema).idle;
+    if let Err(e) = client.execute(&quiet, &[&false]).await {
+        tracing::warn!(error = %db::describe(&e), "could not tell the triggers to stop notifying");
     }
     SessionEnd::Shutdown
 }

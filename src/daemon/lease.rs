@@ -41,7 +41,7 @@ pub async fn try_lead(client: &Client, cfg: &Config, said_cannot: &mut bool) -> 
         client.execute(&sql.take, &[&holder(), &ttl_ms(cfg)]).await?;
         return Ok(true);
     }
-    take_over_if_stale(client, cfg, said_cannot).await?;
+    take_over_if_stale(client, cfg, &sql, said_cannot).await?;
     Ok(false)
 }
 
@@ -50,9 +50,9 @@ pub async fn try_lead(client: &Client, cfg: &Config, said_cannot: &mut bool) -> 
 async fn take_over_if_stale(
     client: &Client,
     cfg: &Config,
+    sql: &LeaseStatements,
     said_cannot: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
-    let sql = LeaseStatements::new(&cfg.router.schema);
     let Some(row) = client.query_opt(&sql.stale, &[&key(cfg)]).await? else { return Ok(()) };
     let StaleLeader { pid, holder, silent_ms } = StaleLeader::from_row(&row)?;
     match client.query_one(&sql.terminate, &[&pid]).await {

@@ -310,7 +310,7 @@ async fn stopped(client: &tokio_postgres::Client, cfg: &Config) -> SessionEnd {
     if let Err(e) = client.execute(&sql, &[&(std::process::id() as i32)]).await {
         tracing::warn!(error = %db::describe(&e), "could not record the stop for `status`");
     }
-    let quiet = crate::store::Statements::new(&cfg.router.schema).idle;
+    let quiet = crate::store::idle_sql(&cfg.router.schema);
     if let Err(e) = client.execute(&quiet, &[&false]).await {
         tracing::warn!(error = %db::describe(&e), "could not tell the triggers to stop notifying");
     }

@@ -230,10 +230,16 @@ impl Statements {
                  AND decided_at > clock_timestamp() - $1::int8 * interval '1 second' ORDER BY decided_at"
             ),
             pick_states: format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"),
-            idle: format!("UPDATE {s}.wakeup SET idle = $1 WHERE idle IS DISTINCT FROM $1"),
+            idle: idle_sql(schema),
             sweep: SweepStatements::new(schema),
         }
     }
+}
+
+/// `$1`: whether the capture triggers NOTIFY (only while a leader waits); also what a stopping
+/// leader runs with `false`.
+pub fn idle_sql(schema: &Ident) -> String {
+    format!("UPDATE {}.wakeup SET idle = $1 WHERE idle IS DISTINCT FROM $1", schema.quoted())
 }
 
 /// Whether a queued event `e` (of `<schema>.events`) counts as an interaction by the owner

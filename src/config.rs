@@ -86,6 +86,7 @@ struct RawRouter {
     channel: String,
     rules_dir: PathBuf,
     batch_size: u32,
+    drain_connections: u32,
     #[serde(with = "humantime_serde")]
     poll_interval: Duration,
     max_attempts: u32,
@@ -110,6 +111,7 @@ impl Default for RawRouter {
             channel: "oppty_router_wakeup".into(),
             rules_dir: PathBuf::from("/etc/oppty-router/rules"),
             batch_size: 500,
+            drain_connections: 2,
             poll_interval: Duration::from_millis(500),
             max_attempts: 5,
             retry_backoff: Duration::from_secs(1),
@@ -357,6 +359,8 @@ pub struct RouterConfig {
     pub channel: Ident,
     pub rules_dir: PathBuf,
     pub batch_size: u32,
+    /// Connections the leader drains on at once, each claiming batches of its own.
+    pub drain_connections: u32,
     pub poll_interval: Duration,
     pub max_attempts: u32,
     pub retry_backoff: Duration,
@@ -568,6 +572,15 @@ fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<Rou
     if router.batch_size == 0 || router.batch_size > 10_000 {
         p.add("router.batch_size", format!("is {}; use 1 to 10000 (500 is a good start)", router.batch_size));
     }
+    if router.drain_connections == 0 || router.drain_connections > 8 {
+        p.add(
+            "router.drain_connections",
+            format!(
+                "is {}; use 1 to 8 (2 is a good start; more than the server's cores buys nothing)",
+                router.drain_connections
+            ),
+        );
+    }
     if router.max_attempts == 0 {
         p.add("router.max_attempts", "is 0; use at least 1");
     }
@@ -593,6 +606,7 @@ fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<Rou
         channel: channel?,
         rules_dir,
         batch_size: router.batch_size,
+        drain_connections: router.drain_connections,
         poll_interval: router.poll_interval,
         max_attempts: router.max_attempts,
         retry_backoff: router.retry_backoff,

@@ -359,3 +359,67 @@ async fn a_leader_cut_off_by_a_partition_is_taken_over_within_its_lease_and_rout
         .expect("A ends cleanly");
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_on_a_connection_of_a_leader_whose_lease_names_another_session_writes_nothing() {
+    let db = crm_db("fenced").await;
+    db.install().await;
+    let (mut drain, mut client) = db.manual_drain().await;
+    let ours: i32 = client.query_one("SELECT pg_backend_pid() AS pid", &[]).await.expect("pid").get("pid");
+    drain.fence_on(ours);
+    // Another replica has taken over: the lease names its session, not ours.
+    let other = db::connect(&db.cfg.database, " other").await.expect("connect");
+    other
+        .batch_execute(
+            "INSERT INTO oppty_router.leader_lease (holder, backend_pid, renewed_at, expires_at) \
+             VALUES ('the new leader', pg_backend_pid(), now(), now() + interval '1 minute')",
+        )
+        .await
+        .expect("the new leader's lease");
+    let opp = db.insert_opportunity("queued as the lease moved", "HCM", "retail").await;
+    let err = match drain.batch(&mut client).await {
+        Ok(r) => panic!("a fenced batch ran: {r:?}"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, oppty_router::drain::DrainError::Fenced), "{err}");
+    assert_eq!(db.owner_of(&opp).await, 1, "nothing written");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events").await, 1, "the event stays queued");
+    // The lease names this session again: its batches run.
+    db.client
+        .execute("UPDATE oppty_router.leader_lease SET backend_pid = $1", &[&ours])
+        .await
+        .expect("the lease is ours");
+    let r = drain.batch(&mut client).await.expect("batch");
+    assert_eq!(r.routed + r.fallback, 1, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_connection_a_gone_leader_left_holding_the_lease_row_is_ended_by_the_next_leader() {
+    let db = crm_db("stray_lane").await;
+    db.install().await;
+    db.client
+        .batch_execute(
+            "INSERT INTO oppty_router.leader_lease (holder, backend_pid, renewed_at, expires_at) \
+             VALUES ('a leader that is gone', 0, now(), now() + interval '1 minute')",
+        )
+        .await
+        .expect("the old lease");
+    // Its lane froze inside a batch: it holds the lanes' lock and the lease row.
+    let stray = db::connect(&db.cfg.database, " lane 2").await.expect("connect");
+    let stray = oppty_router::drain::Lane::start(stray, &db.cfg).await.expect("lane");
+    let frozen = db::connect(&db.cfg.database, " lane 3").await.expect("connect");
+    let frozen = oppty_router::drain::Lane::start(frozen, &db.cfg).await.expect("lane");
+    frozen
+        .client()
+        .batch_execute("BEGIN; SELECT 1 FROM oppty_router.leader_lease WHERE singleton FOR KEY SHARE")
+        .await
+        .expect("holds the lease row");
+    let daemon = db.start();
+    let opp = db.insert_opportunity("after the old leader", "HCM", "retail").await;
+    db.wait_owned(&opp, Duration::from_secs(10)).await;
+    daemon.stop().await;
+    for lane in [&stray, &frozen] {
+        let gone = lane.client().simple_query("SELECT 1").await;
+        assert!(gone.is_err(), "the old leader's lane was ended");
+    }
+}

@@ -942,3 +942,71 @@ async fn a_cleanly_stopped_leader_leaves_the_crms_inserts_without_notify_and_rou
     daemon.stop().await;
     db.assert_routed_once(&[&first, &while_stopped]).await;
 }
+
+/// Open opportunities per owner, as the sample CRM counts them.
+async fn open_loads(db: &TestDb) -> HashMap<String, i64> {
+    let rows = db
+        .client
+        .query(
+            "SELECT o.\"accountOwnerId\"::text AS owner, count(*) AS n FROM crm.opportunity o \
+             JOIN crm.stage s ON s.id = o.\"stageId\" WHERE NOT s.is_won AND NOT s.is_lost AND o.\"deletedAt\" IS NULL GROUP BY 1",
+            &[],
+        )
+        .await
+        .expect("loads");
+    rows.iter().map(|r| (r.get("owner"), r.get("n"))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_drained_on_two_connections_at_once_routes_each_opportunity_once_and_holds_every_cap() {
+    let mut db = crm_db("lanes").await;
+    db.cfg.router.batch_size = 40;
+    db.install().await;
+    let before = open_loads(&db).await;
+    let start: String = db.client.query_one("SELECT now()::text AS t", &[]).await.expect("now").get("t");
+    oppty_router::demo::insert_opportunities(&db.client, 2_000, "retail", 5, 0).await.expect("backlog");
+    let (mut drain, mut client) = db.manual_drain().await;
+    let lane = oppty_router::db::connect(&db.cfg.database, " lane 2").await.expect("connect");
+    drain.add_lane(oppty_router::drain::Lane::start(lane, &db.cfg).await.expect("lane"));
+    drain.drain_all(&mut client, &tokio_util::sync::CancellationToken::new()).await.expect("drain");
+    let per = drain.batches_per_connection();
+    assert!(per.len() == 2 && per.iter().all(|b| *b > 5), "both connections drained batches: {per:?}");
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events WHERE next_attempt_at <= now()").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM (SELECT opp_id FROM oppty_router.assignments WHERE owner_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) d").await,
+        0,
+        "no opportunity was given an owner twice"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM crm.opportunity o WHERE o.\"createdAt\" >= '{start}' AND o.\"accountOwnerId\" = 1 \
+                 AND NOT EXISTS (SELECT 1 FROM oppty_router.unrouted u WHERE u.opp_id = o.\"oppId\"::text)"
+        ))
+        .await,
+        0,
+        "every opportunity is owned, or parked with why"
+    );
+    let after = open_loads(&db).await;
+    let engine = db.engine();
+    let mut at_cap = 0;
+    for m in &engine.members {
+        let given =
+            db.count(&format!("SELECT count(*) FROM oppty_router.assignments WHERE owner_id = '{}'", m.id)).await;
+        for cap in &m.caps {
+            let max = i64::from(cap.max);
+            match cap.window {
+                oppty_router::engine::Window::Open => {
+                    let (was, now) =
+                        (before.get(&*m.id).copied().unwrap_or(0), after.get(&*m.id).copied().unwrap_or(0));
+                    assert!(now <= max.max(was), "{} has {now} open, cap {max} (had {was})", m.id);
+                    at_cap += usize::from(now == max);
+                }
+                _ => {
+                    assert!(given <= max, "{} was given {given}, cap {} at {max}", m.id, cap.label);
+                    at_cap += usize::from(given == max);
+                }
+            }
+        }
+    }
+    assert!(at_cap >= 3, "the backlog fills caps, so they were put to the test ({at_cap} reached)");
+}

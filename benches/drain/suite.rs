@@ -42,6 +42,13 @@ pub struct Options {
     pub rate_secs: u32,
     pub floor_events: i32,
     pub batch: Option<u32>,
+    /// `OPPTY_BENCH_CONNECTIONS`: the daemon's `router.drain_connections` (else the example config's).
+    pub connections: Option<u32>,
+    /// Sections to run (`OPPTY_BENCH_ONLY=yardstick,drain`); empty = all. The CRM is always prepared.
+    pub only: Vec<String>,
+    /// `OPPTY_BENCH_PROFILE=1`: load pg_stat_statements and print, after the drain, the statements
+    /// that took the server's time; the daemon logs its `batch` lines (phase times) to stderr.
+    pub profile: bool,
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -59,7 +66,17 @@ impl Options {
             rate_secs: env_num("OPPTY_BENCH_SECONDS", 10) as u32,
             floor_events: 100_000,
             batch: std::env::var("OPPTY_BENCH_BATCH").ok().and_then(|v| v.parse().ok()),
+            connections: std::env::var("OPPTY_BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()),
+            only: std::env::var("OPPTY_BENCH_ONLY")
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default(),
+            profile: std::env::var("OPPTY_BENCH_PROFILE").is_ok_and(|v| v == "1"),
         }
+    }
+
+    /// Whether a section runs.
+    fn runs(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
     }
 
     /// Seconds in all: every section runs, on numbers too small to mean anything.
@@ -72,6 +89,9 @@ impl Options {
             rate_secs: 1,
             floor_events: 1_000,
             batch: None,
+            connections: None,
+            only: Vec::new(),
+            profile: false,
         }
     }
 }
@@ -122,25 +142,37 @@ impl Table {
 /// Run every section; the table of what was measured.
 pub fn run(opts: &Options) -> Table {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let cluster = Cluster::start_with(ClusterOptions {
-        durable: true,
-        settings: vec!["track_commit_timestamp=on".into()],
-        ..Default::default()
-    })
-    .expect("throwaway PostgreSQL");
+    let mut settings = vec!["track_commit_timestamp=on".to_string()];
+    if opts.profile {
+        settings.extend(["shared_preload_libraries=pg_stat_statements".into(), "pg_stat_statements.track=all".into()]);
+    }
+    let cluster = Cluster::start_with(ClusterOptions { durable: true, settings, ..Default::default() })
+        .expect("throwaway PostgreSQL");
     cluster.stop_when_gone(std::process::id());
     let tmp = tempfile::tempdir().expect("tempdir");
     eprintln!("oppty-router drain benchmark (PostgreSQL from {}, default durability)", cluster.bin_dir().display());
     let mut b = Bench { cluster, dir: tmp.path().to_path_buf(), rt, opts, table: Table::default() };
-    b.yardstick();
-    let cfg = b.crm_inserts();
-    b.floor(&cfg);
-    b.drain(&cfg);
-    for rate in &opts.rates {
-        b.latency(&cfg, *rate);
+    if opts.runs("yardstick") {
+        b.yardstick();
     }
-    b.plpgsql();
-    b.graphile();
+    let cfg = b.crm_inserts();
+    if opts.runs("floor") {
+        b.floor(&cfg);
+    }
+    if opts.runs("drain") {
+        b.drain(&cfg);
+    }
+    if opts.runs("latency") {
+        for rate in &opts.rates {
+            b.latency(&cfg, *rate);
+        }
+    }
+    if opts.runs("plpgsql") {
+        b.plpgsql();
+    }
+    if opts.runs("graphile") {
+        b.graphile();
+    }
     b.ratios();
     b.table
 }
@@ -219,25 +251,36 @@ impl Bench<'_> {
     }
 
     /// Section 2: the CRM's write path without the router, then with capture busy and idle. Leaves the
-    /// router installed, the daemon's flag at idle, and the config to run it with.
+    /// router installed (whether or not the section runs), the daemon's flag at idle, and the config to
+    /// run it with.
     fn crm_inserts(&mut self) -> Config {
         let mut cfg = self.rt.block_on(demo::prepare_crm(&self.cluster, "crm", rules_dir())).expect("sample CRM");
         if let Some(b) = self.opts.batch {
             cfg.router.batch_size = b;
         }
+        if let Some(n) = self.opts.connections {
+            cfg.router.drain_connections = n;
+        }
+        let measure = self.opts.runs("inserts");
         let insert = self.script("insert.sql", INSERT_SCRIPT);
-        let plain = self.pgbench_8("crm", &insert, &[]);
+        let plain = if measure { self.pgbench_8("crm", &insert, &[]) } else { 0.0 };
         let s = cfg.router.schema.quoted();
+        let flag = |b: &Self, idle: bool| {
+            b.rt.block_on(async {
+                let c = db::connect(&cfg.database, "").await.expect("connect");
+                c.batch_execute(&format!("UPDATE {s}.wakeup SET idle = {idle}")).await.expect("the flag");
+            })
+        };
         self.rt.block_on(async {
             let mut c = db::connect(&cfg.database, "").await.expect("connect");
             install::install_with(&mut c, &cfg, false).await.expect("install");
-            c.batch_execute(&format!("UPDATE {s}.wakeup SET idle = false")).await.expect("busy");
         });
-        let busy = self.pgbench_8("crm", &insert, &[]);
-        self.rt.block_on(async {
-            let c = db::connect(&cfg.database, "").await.expect("connect");
-            c.batch_execute(&format!("UPDATE {s}.wakeup SET idle = true")).await.expect("idle");
-        });
+        flag(self, false);
+        let busy = if measure { self.pgbench_8("crm", &insert, &[]) } else { 0.0 };
+        flag(self, true);
+        if !measure {
+            return cfg;
+        }
         let idle = self.pgbench_8("crm", &insert, &[]);
         self.table.push("CRM inserts, 8 clients, without the router", plain, "TPS", "");
         let pct = |v: f64| format!("{:.0}% of without; {:.2}× slower", v / plain * 100.0, plain / v);
@@ -312,10 +355,18 @@ impl Bench<'_> {
             last_assignment(&c, &s).await
         });
         let config = self.config_file(cfg);
-        let mut d = Daemon::spawn(&self.dir, &config);
+        if self.opts.profile {
+            self.reset_statements(cfg);
+        }
+        let mut d = Daemon::spawn(&self.dir, &config, self.log());
         let secs = d.wait_ready(Duration::from_secs(3_600)).as_secs_f64();
         let rss = d.peak_rss_mb();
+        let cpu = d.cpu_secs();
         d.stop();
+        if self.opts.profile {
+            eprintln!("  the daemon's CPU during the drain: {cpu:.2} s of {secs:.2} s");
+            self.print_statements(cfg);
+        }
         let routed = self.rt.block_on(async {
             let c = db::connect(&cfg.database, "").await.expect("connect");
             let left: i64 =
@@ -335,7 +386,7 @@ impl Bench<'_> {
             "",
         );
         self.table.push("peak RSS of the daemon during the drain", rss, "MB", "VmHWM");
-        let mut d = Daemon::spawn(&self.dir, &config);
+        let mut d = Daemon::spawn(&self.dir, &config, self.log());
         let ready = d.wait_ready(Duration::from_secs(60));
         d.stop();
         self.table.push(
@@ -350,7 +401,7 @@ impl Bench<'_> {
     fn latency(&mut self, cfg: &Config, rate: u32) {
         let s = cfg.router.schema.quoted();
         let config = self.config_file(cfg);
-        let mut d = Daemon::spawn(&self.dir, &config);
+        let mut d = Daemon::spawn(&self.dir, &config, self.log());
         d.wait_ready(Duration::from_secs(60));
         let mark = self.rt.block_on(async { last_assignment(&self.connect("crm").await, &s).await });
         let insert = self.script("insert.sql", INSERT_SCRIPT);
@@ -476,6 +527,44 @@ impl Bench<'_> {
             .note("drain of", format!("{:.2}× the yardstick, {:.2}× the floor{graphile}", drain / pgb, drain / floor));
     }
 
+    /// The daemon's log filter: its batch lines (phase times) when profiling.
+    fn log(&self) -> &'static str {
+        if self.opts.profile {
+            "warn,oppty_router::drain=info"
+        } else {
+            "warn"
+        }
+    }
+
+    /// Profiling: pg_stat_statements from zero.
+    fn reset_statements(&self, cfg: &Config) {
+        self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
+                .await
+                .expect("pg_stat_statements");
+        });
+    }
+
+    /// Profiling: the statements that took the server's time since the reset, most first.
+    fn print_statements(&self, cfg: &Config) {
+        let rows = self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            c.query(
+                "SELECT calls, rows, total_exec_time::float8 AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q \
+                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20",
+                &[],
+            )
+            .await
+            .expect("pg_stat_statements")
+        });
+        eprintln!("  server time by statement (pg_stat_statements, the drain only):");
+        for r in rows {
+            let (calls, n, ms, q): (i64, i64, f64, String) = (r.get("calls"), r.get("rows"), r.get("ms"), r.get("q"));
+            eprintln!("  {ms:>9.0} ms {calls:>7} calls {n:>8} rows  {q}");
+        }
+    }
+
     /// The example config for this database, as a file the binary reads.
     fn config_file(&self, cfg: &Config) -> PathBuf {
         let text = demo::EXAMPLE_CONFIG
@@ -487,6 +576,8 @@ impl Bench<'_> {
                     format!("rules_dir = {:?}", rules_dir().display().to_string())
                 } else if l.starts_with("batch_size = ") {
                     format!("batch_size = {}", cfg.router.batch_size)
+                } else if l.starts_with("drain_connections = ") {
+                    format!("drain_connections = {}", cfg.router.drain_connections)
                 } else {
                     l.to_string()
                 }
@@ -555,7 +646,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(dir: &Path, config: &Path) -> Daemon {
+    fn spawn(dir: &Path, config: &Path, log: &str) -> Daemon {
         let path = dir.join(format!("notify-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path).expect("notify socket");
@@ -563,7 +654,7 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_oppty-router"))
             .args(["--config", &config.display().to_string(), "run"])
             .env("NOTIFY_SOCKET", &path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -599,6 +690,16 @@ impl Daemon {
             .and_then(|v| v.parse().ok())
             .expect("VmHWM");
         kb / 1024.0
+    }
+
+    /// The process's CPU time so far (user + system), in seconds.
+    fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("/proc stat");
+        // After the command's closing parenthesis: state is field 3; utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+        // /proc counts in USER_HZ, which Linux fixes at 100 per second.
+        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
     }
 
     /// SIGTERM, and wait for a clean exit.

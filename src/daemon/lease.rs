@@ -38,11 +38,41 @@ pub async fn try_lead(client: &Client, cfg: &Config, said_cannot: &mut bool) -> 
     let sql = LeaseStatements::new(&cfg.router.schema);
     let got: bool = client.query_one(&sql.lock, &[&key(cfg)]).await?.try_get("got")?;
     if got {
+        end_lanes(client, cfg, &sql, said_cannot).await?;
         client.execute(&sql.take, &[&holder(), &ttl_ms(cfg)]).await?;
         return Ok(true);
     }
     take_over_if_stale(client, cfg, &sql, said_cannot).await?;
     Ok(false)
+}
+
+/// Holding the lock, before taking the lease: end the lanes of a leader that is gone (this
+/// session has none yet). A lane of a frozen leader would otherwise hold the lease row, and the
+/// take would wait for it.
+async fn end_lanes(
+    client: &Client,
+    cfg: &Config,
+    sql: &LeaseStatements,
+    said_cannot: &mut bool,
+) -> Result<(), tokio_postgres::Error> {
+    match client.query_one(&sql.end_lanes, &[&crate::store::lane_key(&cfg.router.schema)]).await {
+        Ok(r) => {
+            let ended: i64 = r.try_get("ended")?;
+            if ended > 0 {
+                tracing::warn!(lanes = ended, "ended the drain connections a previous leader left open");
+            }
+            Ok(())
+        }
+        Err(e) if db::kind_of(&e) == db::ErrorKind::Refused => {
+            if !std::mem::replace(said_cannot, true) {
+                tracing::error!(error = %db::describe(&e),
+                    "a previous leader's drain connections are open but this role may not end them: run every replica \
+                     with the same role, or grant it pg_signal_backend");
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// End the session of a leader whose lease has expired (only the one holding the lock, and only

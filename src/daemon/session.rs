@@ -89,9 +89,9 @@ async fn steps(
     if !stand_by(&c.client, cfg, shutdown).await? {
         return Ok(SessionEnd::Shutdown);
     }
-    let lease_lost = hold_lease(&c.client, cfg).await?;
-    let _stop_renewing = lease_lost.1.drop_guard();
-    let mut leader = Leader::start(cfg, sets, opts, c, lease_lost.0).await?;
+    let lease = hold_lease(&c.client, cfg).await?;
+    let _stop_renewing = lease.stop.clone().drop_guard();
+    let mut leader = Leader::start(cfg, sets, opts, c, &lease).await?;
     *backoff = Duration::from_millis(100);
     leader.run(shutdown, notified).await
 }
@@ -156,20 +156,37 @@ async fn stand_by(client: &tokio_postgres::Client, cfg: &Arc<Config>, shutdown: 
 }
 
 /// Keep the lease while leading: the renewer's own connection, and a token cancelled if the
-/// lease is lost. Returns (lost, stop renewing).
-async fn hold_lease(
-    client: &tokio_postgres::Client,
-    cfg: &Arc<Config>,
-) -> Step<(CancellationToken, CancellationToken)> {
+/// lease is lost.
+async fn hold_lease(client: &tokio_postgres::Client, cfg: &Arc<Config>) -> Step<Lease> {
     // The server notices a dead client of this session within seconds (not the OS's two hours),
     // and ends it, releasing the lock (ignored over a Unix socket, where it cannot happen).
-    let keepalives = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3";
-    client.batch_execute(keepalives).await.or_halt(cfg)?;
+    client.batch_execute(db::KEEPALIVES).await.or_halt(cfg)?;
     let backend: i32 =
         client.query_one("SELECT pg_backend_pid() AS pid", &[]).await.or_halt(cfg)?.try_get("pid").or_halt(cfg)?;
     let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
     lease::spawn_renewer(cfg.clone(), backend, stop.clone(), lost.clone());
-    Ok((lost, stop))
+    Ok(Lease { lost, stop, backend })
+}
+
+/// The lease while leading.
+struct Lease {
+    /// Cancelled if the lease is lost.
+    lost: CancellationToken,
+    /// Stops the renewer.
+    stop: CancellationToken,
+    /// The leading session's backend, which the lease names.
+    backend: i32,
+}
+
+/// The drain's lanes: `router.drain_connections` − 1 more connections, each holding the lanes'
+/// lock, with the same keepalives as the session's.
+async fn open_lanes(cfg: &Arc<Config>, drain: &mut Drain) -> Step<()> {
+    for n in 2..=cfg.router.drain_connections as usize {
+        let client = db::connect(&cfg.database, &format!(" lane {n}")).await.or_halt(cfg)?;
+        client.batch_execute(db::KEEPALIVES).await.or_halt(cfg)?;
+        drain.add_lane(crate::drain::Lane::start(client, cfg).await.or_halt(cfg)?);
+    }
+    Ok(())
 }
 
 /// The leading session's state between batches.
@@ -203,7 +220,7 @@ impl<'a> Leader<'a> {
         sets: &'a mut RuleSets,
         opts: &'a RunOptions,
         mut c: Connected,
-        lease_lost: CancellationToken,
+        lease: &Lease,
     ) -> Step<Leader<'a>> {
         let leading_since = chrono::Utc::now();
         let candidate = sets.candidates.borrow_and_update().clone();
@@ -235,6 +252,8 @@ impl<'a> Leader<'a> {
         let engine = sets.live.load_full();
         let mut drain = Drain::new(cfg.clone(), c.sql.clone(), engine.clone(), opts.decisions.clone());
         drain.reconcile(&mut c.client).await.or_halt(cfg)?;
+        drain.fence_on(lease.backend);
+        open_lanes(cfg, &mut drain).await?;
         tracing::info!(rules = %engine.version, members = engine.members.len(), "connected and leading; draining the backlog");
         drain.set_idle(&c.client, false).await.or_halt(cfg)?;
         crate::systemd::status(&format!("routing with rules {}", engine.version));
@@ -246,7 +265,7 @@ impl<'a> Leader<'a> {
             c,
             drain,
             engine,
-            lease_lost,
+            lease_lost: lease.lost.clone(),
             leading_since,
             idle: false,
             first: true,

@@ -255,6 +255,11 @@ pub fn target(db: &DatabaseConfig, app_suffix: &str) -> Result<Target, DbError> 
 }
 
 /// Connect and spawn the connection driver. The returned client errors once the connection dies.
+/// The server notices a dead client of a session within seconds (not the OS's two hours) and
+/// ends it, releasing its locks (ignored over a Unix socket, where it cannot happen).
+pub const KEEPALIVES: &str =
+    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3";
+
 pub async fn connect(db: &DatabaseConfig, app_suffix: &str) -> Result<Client, DbError> {
     let t = target(db, app_suffix)?;
     let (client, conn) = t.pg.connect(t.tls).await.map_err(|source| DbError::Connect { target: t.shown, source })?;

@@ -7,6 +7,7 @@
 //! (that is `engine`), nor connect, wait or watch files (that is `daemon`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,10 @@ pub use reclaim::SweepStep;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
+    /// The lease no longer names this leader's session: another replica leads. Nothing of the
+    /// batch was written; the session ends and stands by.
+    #[error("the leader lease names another session: another replica leads now")]
+    Fenced,
     /// The connection failed or the server said to go away: reconnect, nothing is lost.
     #[error("database connection problem: {}", crate::db::describe(.0))]
     Connection(tokio_postgres::Error),
@@ -120,14 +125,6 @@ impl BatchReport {
     }
 }
 
-/// One change to the ledger made inside a batch, undone if the batch does not commit.
-enum Journal {
-    Assign(Undo),
-    /// An assignment taken back because its write did not happen (the row was owned meanwhile).
-    Unassigned(usize, i64),
-    Open(usize, i64),
-}
-
 /// One row of the context (or state) query: `id`, `owner`, `open`, `deleted`, `opp`, then the
 /// `pipeline` and the fields (the context query only; the fields, a list as long as the mapping's,
 /// are read by position after `pipeline`). A row `locked` by a CRM transaction was read by the
@@ -147,27 +144,103 @@ fn context_from_row(r: &tokio_postgres::Row, locked: bool) -> Result<(String, Co
     Ok((r.try_get("id")?, c))
 }
 
-/// A transaction of the router's: its writes carry `oppty_router.origin = 'router'`, which the
-/// capture triggers skip (the router never hears its own writes as a person's change).
-async fn router_transaction(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    tx.batch_execute(&format!("SET LOCAL {ORIGIN_SETTING} = 'router'")).await?;
-    Ok(tx)
+/// One change to the ledger made inside a batch, undone if the batch does not commit.
+enum Journal {
+    Assign(Undo),
+    /// An assignment taken back because its write did not happen (the row was owned meanwhile).
+    Unassigned(usize, i64),
+    /// A member's open load moved by this much (a recount, a reclaim moving a load).
+    Moved(usize, i64),
 }
 
-/// The ledger lent to one transaction: its changes are journaled, kept by [`LedgerTx::commit`]
-/// once the transaction committed, and undone otherwise (an error, an early return or a dropped
-/// future alike): the ledger never holds what the database does not.
+/// Undo a journal, newest first. `alone`: no other transaction used the ledger since, so the pick
+/// state and away flags go back as they were too; otherwise only loads and histories are taken
+/// back (they add up in any order), and the turns other batches took since stay.
+fn undo_journal(ledger: &mut Ledger, journal: Vec<Journal>, alone: bool) {
+    for j in journal.into_iter().rev() {
+        match j {
+            Journal::Assign(u) if alone => ledger.undo(&u),
+            Journal::Assign(u) => ledger.undo_load(&u),
+            Journal::Unassigned(m, at) => ledger.assign(m, at),
+            Journal::Moved(m, by) => ledger.open[m] = (ledger.open[m] - by).max(0),
+        }
+    }
+}
+
+/// Set a member's open load, journaled as the move it is.
+fn set_open(ledger: &mut Ledger, journal: &mut Vec<Journal>, m: usize, open: i64) {
+    journal.push(Journal::Moved(m, open - ledger.open[m]));
+    ledger.open[m] = open;
+}
+
+/// The ledger, even if a panic elsewhere poisoned its lock (it is only ever changed whole, a
+/// decision at a time, and every change is journaled).
+fn lock_ledger(l: &std::sync::Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The ledger lent to one batch's transaction, a phase at a time ([`LedgerTx::with`]): batches on
+/// other connections route in between, and see this one's assignments (so caps hold while both are
+/// in flight). Its changes are kept by [`LedgerTx::commit`] once the transaction committed and
+/// undone otherwise (an error, an early return or a dropped future alike): the ledger never holds
+/// what the database does not.
+///
+/// It also holds the batch's place at the gate ([`LedgerTx::enter`]) until it commits or rolls
+/// back: a batch that recounts loads from the CRM does so alone, when no other batch has
+/// assignments in flight that the count could not see.
 struct LedgerTx<'a> {
-    ledger: tokio::sync::MutexGuard<'a, Ledger>,
+    ledger: &'a std::sync::Mutex<Ledger>,
+    /// Bumped by every use of the ledger: whether anybody used it after this transaction did.
+    uses: &'a AtomicU64,
+    last_use: u64,
+    gate: &'a tokio::sync::RwLock<()>,
+    held: Gate<'a>,
     journal: Vec<Journal>,
     committed: bool,
 }
 
-impl LedgerTx<'_> {
-    /// The ledger and its journal, for the transaction's work.
-    fn parts(&mut self) -> (&mut Ledger, &mut Vec<Journal>) {
-        (&mut self.ledger, &mut self.journal)
+/// A batch's place at the gate.
+enum Gate<'a> {
+    Out,
+    /// Held for its drop (the place is given up with it).
+    Shared {
+        _held: tokio::sync::RwLockReadGuard<'a, ()>,
+    },
+    Alone {
+        held: tokio::sync::RwLockWriteGuard<'a, ()>,
+    },
+}
+
+impl<'a> LedgerTx<'a> {
+    fn new(ledger: &'a std::sync::Mutex<Ledger>, uses: &'a AtomicU64, gate: &'a tokio::sync::RwLock<()>) -> Self {
+        LedgerTx { ledger, uses, last_use: 0, gate, held: Gate::Out, journal: Vec::new(), committed: false }
+    }
+
+    /// Use the ledger for one phase (never across an await).
+    fn with<R>(&mut self, f: impl FnOnce(&mut Ledger, &mut Vec<Journal>) -> R) -> R {
+        let mut ledger = lock_ledger(self.ledger);
+        self.last_use = self.uses.fetch_add(1, Ordering::SeqCst) + 1;
+        f(&mut ledger, &mut self.journal)
+    }
+
+    /// Take a place at the gate: alone (no other batch in flight) to recount loads, else shared.
+    async fn enter(&mut self, alone: bool) {
+        if !matches!(self.held, Gate::Out) {
+            return;
+        }
+        self.held = if alone {
+            Gate::Alone { held: self.gate.write().await }
+        } else {
+            Gate::Shared { _held: self.gate.read().await }
+        };
+    }
+
+    /// The recount is done: other batches may go on beside this one.
+    fn share(&mut self) {
+        self.held = match std::mem::replace(&mut self.held, Gate::Out) {
+            Gate::Alone { held } => Gate::Shared { _held: held.downgrade() },
+            other => other,
+        };
     }
 
     /// The transaction committed: its changes stay.
@@ -178,15 +251,94 @@ impl LedgerTx<'_> {
 
 impl Drop for LedgerTx<'_> {
     fn drop(&mut self) {
-        if !self.committed {
-            for j in std::mem::take(&mut self.journal).into_iter().rev() {
-                match j {
-                    Journal::Assign(u) => self.ledger.undo(&u),
-                    Journal::Unassigned(m, at) => self.ledger.assign(m, at),
-                    Journal::Open(m, v) => self.ledger.open[m] = v,
-                }
-            }
+        if !self.committed && !self.journal.is_empty() {
+            let mut ledger = lock_ledger(self.ledger);
+            let alone = self.uses.load(Ordering::SeqCst) == self.last_use;
+            undo_journal(&mut ledger, std::mem::take(&mut self.journal), alone);
         }
+        // The place at the gate is given up after the undo (the fields drop after this).
+    }
+}
+
+/// The ledger taken out whole by one transaction that runs alone (a reclaim sweep's batch),
+/// put back when it ends: with its changes once [`LedgerOut::commit`] was called, undone
+/// otherwise.
+struct LedgerOut<'a> {
+    slot: &'a std::sync::Mutex<Ledger>,
+    ledger: Ledger,
+    journal: Vec<Journal>,
+    committed: bool,
+}
+
+impl<'a> LedgerOut<'a> {
+    fn take(slot: &'a std::sync::Mutex<Ledger>) -> LedgerOut<'a> {
+        let ledger = std::mem::take(&mut *lock_ledger(slot));
+        LedgerOut { slot, ledger, journal: Vec::new(), committed: false }
+    }
+
+    fn parts(&mut self) -> (&mut Ledger, &mut Vec<Journal>) {
+        (&mut self.ledger, &mut self.journal)
+    }
+
+    fn commit(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for LedgerOut<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            undo_journal(&mut self.ledger, std::mem::take(&mut self.journal), true);
+        }
+        *lock_ledger(self.slot) = std::mem::take(&mut self.ledger);
+    }
+}
+
+/// A batch's transaction and the statements prepared on its connection.
+struct BatchTx<'t> {
+    tx: &'t Transaction<'t>,
+    prep: &'t Prepared,
+}
+
+impl BatchTx<'_> {
+    async fn query(
+        &self,
+        sql: &str,
+        p: crate::db::prepared::Params<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        self.prep.query(self.tx, sql, p).await
+    }
+
+    async fn execute(&self, sql: &str, p: crate::db::prepared::Params<'_>) -> Result<u64, tokio_postgres::Error> {
+        self.prep.execute(self.tx, sql, p).await
+    }
+}
+
+/// A connection the drain works on, and the statements prepared on it.
+struct Conn<'c> {
+    client: &'c mut Client,
+    prep: &'c Prepared,
+}
+
+/// One more connection the drain works on beside the session's own, on batches of its own
+/// (`router.drain_connections`). While it is open it holds the lanes' shared advisory lock, so a
+/// replica taking over ends it as it ends the old leader's session (`daemon::lease`).
+pub struct Lane {
+    client: Client,
+    prep: Prepared,
+}
+
+impl Lane {
+    /// A lane on `client` (a connection of its own): it takes the lanes' lock first.
+    pub async fn start(client: Client, cfg: &Config) -> Result<Lane, tokio_postgres::Error> {
+        let sql = crate::store::LeaseStatements::new(&cfg.router.schema);
+        client.execute(&sql.lane, &[&crate::store::lane_key(&cfg.router.schema)]).await?;
+        Ok(Lane { client, prep: Prepared::new() })
+    }
+
+    /// The lane's connection.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -207,8 +359,20 @@ pub struct Drain {
     cfg: Arc<Config>,
     sql: CrmSql,
     engine: Arc<Engine>,
-    /// Only ever lent to one transaction at a time ([`Drain::lend`]).
-    ledger: tokio::sync::Mutex<Ledger>,
+    /// Lent to batch transactions a phase at a time ([`LedgerTx`]), or taken out whole by one
+    /// that runs alone ([`LedgerOut`]).
+    ledger: std::sync::Mutex<Ledger>,
+    /// Uses of the ledger so far ([`LedgerTx::with`]).
+    uses: AtomicU64,
+    /// Batches in flight share it; one that recounts loads holds it alone ([`LedgerTx::enter`]).
+    gate: tokio::sync::RwLock<()>,
+    /// More connections, each draining batches of its own beside the session's.
+    lanes: Vec<Lane>,
+    /// Batches that claimed events, per connection (the session's first, then each lane's).
+    batches: std::sync::Mutex<Vec<usize>>,
+    /// The leader session's backend: each batch's transaction first checks that the lease still
+    /// names it (and holds the lease row, so a replica taking over waits for the batch to end).
+    fence: Option<i32>,
     rng: std::sync::Mutex<SmallRng>,
     decisions: Option<mpsc::UnboundedSender<Routed>>,
     /// The statements over the router's own tables.
@@ -234,7 +398,12 @@ impl Drain {
         Drain {
             store: Statements::new(&cfg.router.schema),
             prep: Prepared::new(),
-            ledger: tokio::sync::Mutex::new(Ledger::for_engine(&engine, None)),
+            ledger: std::sync::Mutex::new(Ledger::for_engine(&engine, None)),
+            uses: AtomicU64::new(0),
+            gate: tokio::sync::RwLock::new(()),
+            lanes: Vec::new(),
+            batches: std::sync::Mutex::new(vec![0]),
+            fence: None,
             engine,
             rng: std::sync::Mutex::new(rand::make_rng::<SmallRng>()),
             cfg,
@@ -295,7 +464,7 @@ impl Drain {
         let counts: Vec<i32> = ledger.open.iter().map(|v| clamp_i32(*v)).collect();
         let zeros = vec![0i64; members.len()];
         self.prep.execute(client, &self.store.member_state, &[&members, &counts, &zeros]).await.map_err(pg)?;
-        *self.ledger.get_mut() = ledger;
+        *lock_ledger(&self.ledger) = ledger;
         self.refresh_pauses(client).await.map_err(DrainError::from_pg)?;
         Ok(())
     }
@@ -303,7 +472,7 @@ impl Drain {
     /// Route with a new rule set from the next batch on. The ledger is carried over by member id;
     /// members new to this set have their open load counted from the CRM.
     pub async fn swap_engine(&mut self, client: &mut Client, engine: Arc<Engine>) -> Result<(), DrainError> {
-        let mut ledger = Ledger::for_engine(&engine, Some((&self.engine, self.ledger.get_mut())));
+        let mut ledger = Ledger::for_engine(&engine, Some((&self.engine, &lock_ledger(&self.ledger))));
         let new: Vec<String> =
             engine.member_ids().filter(|id| self.engine.member_index(id).is_none()).map(str::to_string).collect();
         if !new.is_empty() {
@@ -314,7 +483,7 @@ impl Drain {
                 }
             }
         }
-        *self.ledger.get_mut() = ledger;
+        *lock_ledger(&self.ledger) = ledger;
         self.engine = engine;
         Ok(())
     }
@@ -322,20 +491,70 @@ impl Drain {
     /// The open load of a member as this leader knows it (0 while a transaction has the ledger).
     pub fn load_of(&self, member: &str) -> i64 {
         let Ok(ledger) = self.ledger.try_lock() else { return 0 };
-        self.engine.member_index(member).map_or(0, |m| ledger.open[m])
+        self.engine.member_index(member).map_or(0, |m| ledger.open.get(m).copied().unwrap_or(0))
     }
 
     /// The ledger, lent to one transaction.
-    async fn lend(&self) -> LedgerTx<'_> {
-        LedgerTx { ledger: self.ledger.lock().await, journal: Vec::new(), committed: false }
+    fn lend(&self) -> LedgerTx<'_> {
+        LedgerTx::new(&self.ledger, &self.uses, &self.gate)
+    }
+
+    /// Add a connection to drain on (`router.drain_connections`), beside the session's own.
+    pub fn add_lane(&mut self, lane: Lane) {
+        self.lanes.push(lane);
+        self.batches.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(0);
+    }
+
+    /// Batches that claimed events so far, per connection: the session's, then each lane's.
+    pub fn batches_per_connection(&self) -> Vec<usize> {
+        self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Fence every batch on the leader session `backend` (see [`Drain::fence`]).
+    pub fn fence_on(&mut self, backend: i32) {
+        self.fence = Some(backend);
+    }
+
+    /// A transaction of the router's: its writes carry `oppty_router.origin = 'router'`, which
+    /// the capture triggers skip (the router never hears its own writes as a person's change).
+    /// Fenced, it first holds the lease row while the lease still names this leader's session;
+    /// otherwise the session is over (another replica leads).
+    async fn begin<'c>(&self, client: &'c mut Client, prep: &Prepared) -> Result<Transaction<'c>, DrainError> {
+        let pg = DrainError::from_pg;
+        let tx = client.transaction().await.map_err(pg)?;
+        let origin = format!("SET LOCAL {ORIGIN_SETTING} = 'router'");
+        let Some(pid) = self.fence else {
+            tx.batch_execute(&origin).await.map_err(pg)?;
+            return Ok(tx);
+        };
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&pid];
+        let (set, held) = tokio::join!(tx.batch_execute(&origin), prep.query_opt(&tx, &self.store.fence, &params));
+        set.map_err(pg)?;
+        if held.map_err(pg)?.is_none() {
+            return Err(DrainError::Fenced);
+        }
+        Ok(tx)
     }
 
     /// Process the retries that are due, each alone, then claim and process one batch of fresh
-    /// events. Returns how many events were claimed (0 = nothing to do).
+    /// events, on the session's connection. Returns how many events were claimed (0 = nothing to do).
     pub async fn batch(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
+        let prep = std::mem::take(&mut self.prep);
+        let result = self.batch_on(&mut Conn { client, prep: &prep }, true).await;
+        if result.as_ref().is_ok_and(|r| r.claimed > 0) {
+            if let Some(b) = self.batches.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).first_mut() {
+                *b += 1;
+            }
+        }
+        self.prep = prep;
+        result
+    }
+
+    /// One batch on `conn`; the session's connection (`first`) takes the retries first.
+    async fn batch_on(&self, conn: &mut Conn<'_>, first: bool) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
-        let mut report = self.retries(client).await?;
-        let fresh = self.fresh(client).await?;
+        let mut report = if first { self.retries(conn).await? } else { BatchReport::default() };
+        let fresh = self.fresh(conn).await?;
         report.add(&fresh);
         if report.claimed + report.contended > 0 {
             self.log_batch(&report, started);
@@ -345,31 +564,31 @@ impl Drain {
 
     /// Events that failed before and are due again, each in a transaction of its own: a failing
     /// event never again takes a batch of healthy ones down with it.
-    async fn retries(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
-        let rows = self.prep.query(client, &self.store.claim_retries, &[&RETRIES_PER_BATCH]).await;
+    async fn retries(&self, conn: &mut Conn<'_>) -> Result<BatchReport, DrainError> {
+        let rows = conn.prep.query(conn.client, &self.store.claim_retries, &[&RETRIES_PER_BATCH]).await;
         let events = rows.and_then(|r| Event::from_rows(&r)).map_err(DrainError::from_pg)?;
         if events.is_empty() {
             return Ok(BatchReport::default());
         }
-        self.isolate(client, &events).await
+        self.isolate(conn, &events).await
     }
 
     /// Claim a batch of fresh events (never tried before) and process them in one transaction;
     /// if it fails for something about the rows, process them one by one.
-    async fn fresh(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
+    async fn fresh(&self, conn: &mut Conn<'_>) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
         let limit = i64::from(self.cfg.router.batch_size);
-        let tx = router_transaction(client).await.map_err(DrainError::from_pg)?;
-        let rows = self.prep.query(&tx, &self.store.claim, &[&limit]).await;
+        let prep = conn.prep;
+        let tx = self.begin(conn.client, prep).await?;
+        let rows = prep.query(&tx, &self.store.claim, &[&limit]).await;
         let events = rows.and_then(|r| Event::from_rows(&r)).map_err(DrainError::from_pg)?;
         let claim_us = started.elapsed().as_micros() as u64;
         if events.is_empty() {
             tx.rollback().await.map_err(DrainError::from_pg)?;
             return Ok(BatchReport::default());
         }
-        let mut lent = self.lend().await;
-        let (ledger, journal) = lent.parts();
-        let result = self.process(&tx, &events, ledger, journal).await;
+        let mut lent = self.lend();
+        let result = self.process(&BatchTx { tx: &tx, prep }, &events, &mut lent).await;
         let result = match result {
             Ok(ok) => {
                 let commit_started = Instant::now();
@@ -400,7 +619,7 @@ impl Drain {
                     return Ok(BatchReport { contended: events.len(), ..Default::default() });
                 }
                 tracing::warn!(error = %db_message(&e), events = events.len(), "batch failed; isolating its events");
-                BatchReport { isolated: events.len(), ..self.isolate(client, &events).await? }
+                BatchReport { isolated: events.len(), ..self.isolate(conn, &events).await? }
             }
         };
         Ok(report)
@@ -444,22 +663,11 @@ impl Drain {
 
     /// Process each event of a failed batch in its own transaction, so one poisoned event cannot
     /// block the others; a failing event is retried with backoff, then moved to the dead letter.
-    async fn isolate(&mut self, client: &mut Client, events: &[Event]) -> Result<BatchReport, DrainError> {
+    async fn isolate(&self, conn: &mut Conn<'_>, events: &[Event]) -> Result<BatchReport, DrainError> {
         let mut total = BatchReport { claimed: events.len(), ..Default::default() };
         for ev in events {
-            let mut lent = self.lend().await;
-            let (ledger, journal) = lent.parts();
-            let outcome = async {
-                let tx = router_transaction(client).await?;
-                let Some(row) = self.prep.query_opt(&tx, &self.store.claim_one, &[&ev.id]).await? else {
-                    return Ok(None); // already gone
-                };
-                let one = [Event::from_row(&row)?];
-                let ok = self.process(&tx, &one, ledger, journal).await?;
-                tx.commit().await?;
-                Ok::<_, tokio_postgres::Error>(Some(ok))
-            }
-            .await;
+            let mut lent = self.lend();
+            let outcome = self.one_alone(conn, ev, &mut lent).await?;
             if outcome.is_ok() {
                 lent.commit();
             } else {
@@ -483,16 +691,16 @@ impl Drain {
                     let msg = db_message(&e);
                     let attempts = ev.attempts + 1;
                     if attempts >= self.cfg.router.max_attempts as i32 {
-                        self.prep
-                            .execute(client, &self.store.dead_letter, &[&ev.id, &msg])
+                        (conn.prep)
+                            .execute(conn.client, &self.store.dead_letter, &[&ev.id, &msg])
                             .await
                             .map_err(DrainError::from_pg)?;
                         tracing::error!(event = ev.id, opportunity = %ev.opp_id, attempts, error = %msg, "event moved to dead letter");
                         total.dead_lettered += 1;
                     } else {
                         let backoff = self.cfg.router.retry_backoff.as_millis() as f64 * 2f64.powi(attempts - 1);
-                        (self.prep)
-                            .execute(client, &self.store.retry, &[&ev.id, &msg, &backoff])
+                        (conn.prep)
+                            .execute(conn.client, &self.store.retry, &[&ev.id, &msg, &backoff])
                             .await
                             .map_err(DrainError::from_pg)?;
                         tracing::warn!(event = ev.id, opportunity = %ev.opp_id, attempts, retry_in_ms = backoff as u64, error = %msg, "event failed; will retry");
@@ -504,13 +712,38 @@ impl Drain {
         Ok(total)
     }
 
+    /// One event claimed and processed in a transaction of its own. The outer error ends the
+    /// session (the transaction could not begin); the inner one is the event's.
+    #[allow(clippy::type_complexity)]
+    async fn one_alone(
+        &self,
+        conn: &mut Conn<'_>,
+        ev: &Event,
+        lent: &mut LedgerTx<'_>,
+    ) -> Result<Result<Option<(BatchReport, Vec<Routed>)>, tokio_postgres::Error>, DrainError> {
+        let prep = conn.prep;
+        let tx = self.begin(conn.client, prep).await?;
+        let done = async {
+            let Some(row) = prep.query_opt(&tx, &self.store.claim_one, &[&ev.id]).await? else {
+                return Ok(None); // already gone
+            };
+            let one = [Event::from_row(&row)?];
+            self.process(&BatchTx { tx: &tx, prep }, &one, lent).await.map(Some)
+        }
+        .await;
+        Ok(match done {
+            Ok(v) => tx.commit().await.map(|()| v),
+            Err(e) => Err(e), // rolled back as `tx` drops
+        })
+    }
+
     /// The context of these opportunities: owner, open, deleted, pipeline, fields for those to
     /// route (one query), and the state alone for those that only changed (one more). With
     /// `lock`, the rows to route are locked, and those a CRM transaction holds come back with
     /// their state alone, marked `locked`.
     async fn load_context(
         &self,
-        tx: &Transaction<'_>,
+        t: &BatchTx<'_>,
         ids: &[String],
         state_ids: &[String],
         lock: bool,
@@ -520,13 +753,13 @@ impl Drain {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            self.prep.query(tx, locking.unwrap_or(&self.sql.context), &[&ids]).await
+            t.query(locking.unwrap_or(&self.sql.context), &[&ids]).await
         };
         let state = async {
             if state_ids.is_empty() {
                 return Ok(Vec::new());
             }
-            self.prep.query(tx, &self.sql.state, &[&state_ids]).await
+            t.query(&self.sql.state, &[&state_ids]).await
         };
         let (full, state) = tokio::join!(full, state);
         let mut both = first_cause([full, state])?.into_iter();
@@ -539,7 +772,7 @@ impl Drain {
         let skipped: Vec<&String> = ids.iter().filter(|i| !ctx.contains_key(*i)).collect();
         if locking.is_some() && !skipped.is_empty() {
             // Not returned: deleted, or locked by a CRM transaction (then its state says so).
-            for r in self.prep.query(tx, &self.sql.state, &[&skipped]).await? {
+            for r in t.query(&self.sql.state, &[&skipped]).await? {
                 let (id, c) = context_from_row(&r, true)?;
                 ctx.insert(id, c);
             }
@@ -553,16 +786,48 @@ impl Drain {
         Ok(())
     }
 
-    /// Drain until a batch comes back short, or `stop` says so between batches.
+    /// Drain until a batch comes back short, or `stop` says so between batches: on the session's
+    /// connection and on each lane at once, each claiming batches of its own.
     pub async fn drain_all(
         &mut self,
         client: &mut Client,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<BatchReport, DrainError> {
+        let prep = std::mem::take(&mut self.prep);
+        let mut lanes = std::mem::take(&mut self.lanes);
+        let result = {
+            let this = &*self;
+            let main = this.drain_on(Conn { client, prep: &prep }, 0, stop);
+            let others = (lanes.iter_mut().enumerate())
+                .map(|(i, l)| this.drain_on(Conn { client: &mut l.client, prep: &l.prep }, i + 1, stop));
+            // The first error ends the session: the other lanes' batches are dropped (rolled back, undone).
+            futures_util::future::try_join(main, futures_util::future::try_join_all(others)).await
+        };
+        self.prep = prep;
+        self.lanes = lanes;
+        let (mut total, others) = result?;
+        for r in &others {
+            total.add(r);
+        }
+        Ok(total)
+    }
+
+    /// Batches on connection `n` (0: the session's) until one comes back short, or `stop`.
+    async fn drain_on(
+        &self,
+        mut conn: Conn<'_>,
+        n: usize,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<BatchReport, DrainError> {
         let mut total = BatchReport::default();
         loop {
             crate::systemd::watchdog();
-            let r = self.batch(client).await?;
+            let r = self.batch_on(&mut conn, n == 0).await?;
+            if r.claimed > 0 {
+                if let Some(b) = self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(n) {
+                    *b += 1;
+                }
+            }
             total.add(&r);
             let again = r.claimed >= self.cfg.router.batch_size as usize || r.contended > 0;
             if !again || stop.is_cancelled() {
@@ -773,45 +1038,104 @@ mod ledger_tx_tests {
         crate::rules::compile_texts(&[("r.toml", text)], &[]).expect("rules")
     }
 
-    /// Route three opportunities through a lent ledger, journaling as a batch does.
-    async fn route_three(lent: &mut LedgerTx<'_>, e: &Engine) {
-        let (ledger, journal) = lent.parts();
+    /// What a drain lends its batches: the ledger, its use count, the gate.
+    struct Shared {
+        ledger: std::sync::Mutex<Ledger>,
+        uses: AtomicU64,
+        gate: tokio::sync::RwLock<()>,
+    }
+
+    impl Shared {
+        fn new(l: Ledger) -> Shared {
+            Shared { ledger: std::sync::Mutex::new(l), uses: AtomicU64::new(0), gate: tokio::sync::RwLock::new(()) }
+        }
+
+        fn lend(&self) -> LedgerTx<'_> {
+            LedgerTx::new(&self.ledger, &self.uses, &self.gate)
+        }
+
+        fn now(&self) -> Ledger {
+            let mut l = lock_ledger(&self.ledger).clone();
+            l.dirty.clear(); // what to persist next, not state: rewriting a cursor is harmless
+            l
+        }
+    }
+
+    /// Route opportunities through a lent ledger, journaling as a batch does.
+    fn route(lent: &mut LedgerTx<'_>, e: &Engine, ids: &[&str]) {
         let now = chrono::Utc::now();
         let mut rng = SmallRng::seed_from_u64(1);
-        for id in ["o1", "o2", "o3"] {
-            let opp = crate::engine::Opportunity {
-                id,
-                pipeline: Some("p"),
-                fields: &[],
-                waiting_since: now,
-                exclude: &[],
-                only_team: None,
-            };
-            let d = e.route(&opp, ledger, now, &mut rng);
-            journal.push(Journal::Assign(d.undo.clone()));
-        }
-        // A load a person moved, recounted in the same transaction.
-        journal.push(Journal::Open(0, ledger.open[0]));
-        ledger.open[0] += 10;
+        lent.with(|ledger, journal| {
+            for id in ids {
+                let opp = crate::engine::Opportunity {
+                    id,
+                    pipeline: Some("p"),
+                    fields: &[],
+                    waiting_since: now,
+                    exclude: &[],
+                    only_team: None,
+                };
+                let d = e.route(&opp, ledger, now, &mut rng);
+                journal.push(Journal::Assign(d.undo.clone()));
+            }
+        });
     }
 
     #[tokio::test]
     async fn a_ledger_lent_to_a_transaction_that_does_not_commit_is_as_before() {
         let e = engine();
         let before = Ledger::for_engine(&e, None);
-        let shared = tokio::sync::Mutex::new(before.clone());
-        let mut lent = LedgerTx { ledger: shared.lock().await, journal: Vec::new(), committed: false };
-        route_three(&mut lent, &e).await;
-        assert_ne!(*lent.ledger, before, "routing changed the ledger");
+        let shared = Shared::new(before.clone());
+        let mut lent = shared.lend();
+        route(&mut lent, &e, &["o1", "o2", "o3"]);
+        // A load a person moved, recounted in the same transaction.
+        lent.with(|l, j| set_open(l, j, 0, l.open[0] + 10));
+        assert_ne!(shared.now(), before, "routing changed the ledger");
         drop(lent); // no commit: an error, an early return or a dropped future
-        let mut undone = shared.lock().await.clone();
-        undone.dirty.clear(); // what to persist next, not state: rewriting a cursor is harmless
-        assert!(undone == before, "undone on drop");
+        assert!(shared.now() == before, "undone on drop");
 
-        let mut lent = LedgerTx { ledger: shared.lock().await, journal: Vec::new(), committed: false };
-        route_three(&mut lent, &e).await;
+        let mut lent = shared.lend();
+        route(&mut lent, &e, &["o1", "o2", "o3"]);
+        lent.with(|l, j| set_open(l, j, 0, l.open[0] + 10));
         lent.commit();
-        let after = shared.lock().await;
-        assert_eq!(after.open.iter().sum::<i64>(), 13, "kept once committed");
+        assert_eq!(shared.now().open.iter().sum::<i64>(), 13, "kept once committed");
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_while_another_is_in_flight_takes_back_only_its_own_loads() {
+        let e = engine();
+        let shared = Shared::new(Ledger::for_engine(&e, None));
+        let mut first = shared.lend();
+        route(&mut first, &e, &["o1", "o2", "o3"]);
+        let mut second = shared.lend();
+        route(&mut second, &e, &["o4", "o5"]);
+        let turns = shared.now().cursors.clone();
+        drop(first); // the first batch rolls back after the second routed
+        let after = shared.now();
+        assert_eq!(after.open.iter().sum::<i64>(), 2, "the second batch's two assignments stay, the first's three go");
+        assert_eq!(after.recent.iter().map(|q| q.len()).sum::<usize>(), 2, "and so do their histories");
+        assert_eq!(after.cursors, turns, "the turns the second batch took are not rewound");
+        second.commit();
+        assert_eq!(shared.now().open.iter().sum::<i64>(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_recounts_loads_waits_until_no_other_batch_is_in_flight() {
+        let shared = Shared::new(Ledger::default());
+        let mut in_flight = shared.lend();
+        in_flight.enter(false).await;
+        let mut recounting = shared.lend();
+        let waited = tokio::time::timeout(Duration::from_millis(100), recounting.enter(true)).await;
+        assert!(waited.is_err(), "the recount waits while another batch is in flight");
+        in_flight.commit();
+        tokio::time::timeout(Duration::from_secs(5), recounting.enter(true)).await.expect("alone once it committed");
+        // While it recounts, a new batch waits; once it shares, the new one goes on beside it.
+        let mut next = shared.lend();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), next.enter(false)).await.is_err(),
+            "waits for the recount"
+        );
+        recounting.share();
+        tokio::time::timeout(Duration::from_secs(5), next.enter(false)).await.expect("beside it after the recount");
     }
 }

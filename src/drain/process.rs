@@ -10,11 +10,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Transaction;
 
 use super::{
-    clamp_i32, first_cause, write_per_row, AuditCols, BatchReport, Context, Drain, Event, EventKind, Journal, Routed,
-    Unrouted,
+    clamp_i32, first_cause, set_open, write_per_row, AuditCols, BatchReport, BatchTx, Context, Drain, Event, EventKind,
+    Journal, LedgerTx, Routed, Unrouted,
 };
 use crate::crm::WriteSql;
 use crate::db::row::FromRow;
@@ -78,6 +77,44 @@ struct Records {
     routed: Vec<Routed>,
 }
 
+/// What routing and settling a batch change besides the ledger: the counts, what is left
+/// unowned, what is routed again later.
+struct RouteStep<'a> {
+    ledger: &'a mut Ledger,
+    journal: &'a mut Vec<Journal>,
+    report: &'a mut BatchReport,
+    unrouted: &'a mut Unrouted,
+    again: &'a mut Again,
+}
+
+/// The ledger as the batch leaves it, to store: the touched members' loads and assignment
+/// totals (by member id, so two batches lock `member_state` rows in the same order), and the
+/// pick state that changed.
+struct LedgerState {
+    members: Vec<String>,
+    counts: Vec<i32>,
+    totals: Vec<i64>,
+    keys: Vec<String>,
+    cursors: Vec<Option<String>>,
+    weights: Vec<String>,
+}
+
+impl LedgerState {
+    fn of(engine: &Engine, touched: &HashSet<usize>, r: &Records, ledger: &mut Ledger) -> LedgerState {
+        let mut members: Vec<usize> = touched.iter().copied().collect();
+        members.sort_by(|a, b| engine.members[*a].id.cmp(&engine.members[*b].id));
+        let ids: Vec<String> = members.iter().map(|m| engine.members[*m].id.to_string()).collect();
+        let counts = members.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
+        let totals = ids.iter().map(|m| r.assigned.get(m).copied().unwrap_or(0)).collect();
+        let keys = ledger.take_dirty();
+        let cursors = keys.iter().map(|k| ledger.cursors.get(k).cloned()).collect();
+        let weights = (keys.iter())
+            .map(|k| ledger.weights.get(k).and_then(|w| serde_json::to_string(w).ok()).unwrap_or_else(|| "{}".into()))
+            .collect();
+        LedgerState { members: ids, counts, totals, keys, cursors, weights }
+    }
+}
+
 /// Time spent per phase, into the report.
 struct Laps(Instant);
 
@@ -91,16 +128,19 @@ impl Laps {
 impl Drain {
     pub(super) async fn process(
         &self,
-        tx: &Transaction<'_>,
+        t: &BatchTx<'_>,
         events: &[Event],
-        ledger: &mut Ledger,
-        journal: &mut Vec<Journal>,
+        lent: &mut LedgerTx<'_>,
     ) -> Result<(BatchReport, Vec<Routed>), tokio_postgres::Error> {
         let engine = &*self.engine;
         let mut report = BatchReport::default();
         let mut touched: HashSet<usize> = HashSet::new();
         let mut sorted = self.sort(events, &mut report);
-        self.recount(tx, engine, std::mem::take(&mut sorted.recount), ledger, journal, &mut touched).await?;
+        sorted.recount.retain(|o| engine.member_index(o).is_some());
+        // A recount sees only committed loads: it waits until no other batch is in flight.
+        lent.enter(!sorted.recount.is_empty()).await;
+        self.recount(t, engine, std::mem::take(&mut sorted.recount), lent, &mut touched).await?;
+        lent.share();
         // Opportunities to route need their fields; those that only changed, their state alone.
         let mut ids: Vec<String> = sorted.route.iter().map(|e| e.opp_id.clone()).collect();
         ids.sort();
@@ -110,23 +150,31 @@ impl Drain {
         state_ids.sort();
         state_ids.dedup();
         let mut laps = Laps(Instant::now());
-        let ctx = self.load_context(tx, &ids, &state_ids, true).await?;
-        let mut unrouted = self.release(tx, &sorted.changed, &ctx).await?;
+        let ctx = self.load_context(t, &ids, &state_ids, true).await?;
+        let mut unrouted = self.release(t, &sorted.changed, &ctx).await?;
         laps.lap(&mut report, 1);
         let now = Utc::now();
         let mut again = Again::default();
-        ledger.trim(now.timestamp(), engine.history);
-        let pending =
-            self.route(engine, &sorted.route, &ctx, ledger, journal, now, &mut report, &mut unrouted, &mut again);
+        let pending = lent.with(|ledger, journal| {
+            ledger.trim(now.timestamp(), engine.history);
+            let mut step =
+                RouteStep { ledger, journal, report: &mut report, unrouted: &mut unrouted, again: &mut again };
+            self.route(engine, &sorted.route, &ctx, now, &mut step)
+        });
         for p in &pending {
             touched.extend(p.decision.undo.assigned.map(|(m, _)| m));
         }
         laps.lap(&mut report, 2);
-        let written = self.write_owners(tx, &pending).await?;
+        let written = self.write_owners(t, &pending).await?;
         laps.lap(&mut report, 3);
-        let records = self.settle(engine, pending, &written, ledger, journal, &mut report, &mut unrouted, &mut again);
-        let routed =
-            self.record_batch(tx, engine, records, &touched, &sorted.activities, again, unrouted, ledger).await?;
+        let (records, state) = lent.with(|ledger, journal| {
+            let mut step =
+                RouteStep { ledger, journal, report: &mut report, unrouted: &mut unrouted, again: &mut again };
+            let records = self.settle(engine, pending, &written, &mut step);
+            let state = LedgerState::of(engine, &touched, &records, step.ledger);
+            (records, state)
+        });
+        let routed = self.record_batch(t, engine, records, state, &sorted.activities, again, unrouted).await?;
         laps.lap(&mut report, 4);
         Ok((report, routed))
     }
@@ -163,28 +211,27 @@ impl Drain {
     /// Members' loads moved by a person (owner changed, closed, reopened, deleted): recount them.
     async fn recount(
         &self,
-        tx: &Transaction<'_>,
+        t: &BatchTx<'_>,
         engine: &Engine,
-        mut recount: HashSet<String>,
-        ledger: &mut Ledger,
-        journal: &mut Vec<Journal>,
+        recount: HashSet<String>,
+        lent: &mut LedgerTx<'_>,
         touched: &mut HashSet<usize>,
     ) -> Result<(), tokio_postgres::Error> {
-        recount.retain(|o| engine.member_index(o).is_some());
         if recount.is_empty() {
             return Ok(());
         }
         let owners: Vec<String> = recount.into_iter().collect();
-        let rows = self.prep.query(tx, &self.sql.recount, &[&owners]).await?;
+        let rows = t.query(&self.sql.recount, &[&owners]).await?;
         let mut counts: HashMap<String, i64> =
             crate::crm::Load::from_rows(&rows)?.into_iter().map(|l| (l.owner, l.open)).collect();
-        for o in &owners {
-            if let Some(m) = engine.member_index(o) {
-                journal.push(Journal::Open(m, ledger.open[m]));
-                ledger.open[m] = counts.remove(o).unwrap_or(0);
-                touched.insert(m);
+        lent.with(|ledger, journal| {
+            for o in &owners {
+                if let Some(m) = engine.member_index(o) {
+                    set_open(ledger, journal, m, counts.remove(o).unwrap_or(0));
+                    touched.insert(m);
+                }
             }
-        }
+        });
         Ok(())
     }
 
@@ -192,7 +239,7 @@ impl Drain {
     /// deleted; those no longer routable leave `unrouted`.
     async fn release(
         &self,
-        tx: &Transaction<'_>,
+        t: &BatchTx<'_>,
         changed: &[String],
         ctx: &HashMap<String, Context>,
     ) -> Result<Unrouted, tokio_postgres::Error> {
@@ -203,7 +250,7 @@ impl Drain {
         let owners: Vec<Option<String>> = changed.iter().map(|i| ctx.get(i).and_then(|c| c.owner.clone())).collect();
         let open: Vec<bool> =
             changed.iter().map(|i| ctx.get(i).is_some_and(|c| c.open && !c.deleted && c.opportunity)).collect();
-        self.prep.execute(tx, &self.store.release, &[&changed, &owners, &open]).await?;
+        t.execute(&self.store.release, &[&changed, &owners, &open]).await?;
         for id in changed {
             if !ctx.get(id).is_some_and(|c| self.routable(c)) {
                 unrouted.clear(id);
@@ -223,18 +270,13 @@ impl Drain {
 
     /// Route each opportunity still routable; one a CRM transaction holds is routed again
     /// shortly, never waited on.
-    #[allow(clippy::too_many_arguments)]
     fn route(
         &self,
         engine: &Engine,
         route: &[&Event],
         ctx: &HashMap<String, Context>,
-        ledger: &mut Ledger,
-        journal: &mut Vec<Journal>,
         now: DateTime<Utc>,
-        report: &mut BatchReport,
-        unrouted: &mut Unrouted,
-        again: &mut Again,
+        step: &mut RouteStep<'_>,
     ) -> Vec<Pending> {
         let mut pending = Vec::new();
         let mut rng = match self.rng.lock() {
@@ -244,15 +286,15 @@ impl Drain {
         for ev in route {
             let Some(c) = ctx.get(&ev.opp_id).filter(|c| self.routable(c)) else {
                 self.skipped(ev, ctx.get(&ev.opp_id));
-                report.skipped += 1;
-                unrouted.clear(&ev.opp_id);
+                step.report.skipped += 1;
+                step.unrouted.clear(&ev.opp_id);
                 continue;
             };
             if c.locked {
                 let at = now + chrono::Duration::from_std(self.cfg.router.retry_backoff).unwrap_or_default();
                 tracing::info!(opportunity = %ev.opp_id, retry_at = %at, "locked by a CRM transaction; routing it again shortly");
-                report.locked += 1;
-                again.push(&ev.opp_id, ev.created_at, at);
+                step.report.locked += 1;
+                step.again.push(&ev.opp_id, ev.created_at, at);
                 continue;
             }
             let opp = Opportunity {
@@ -263,8 +305,8 @@ impl Drain {
                 exclude: &[],
                 only_team: None,
             };
-            let decision = engine.route(&opp, ledger, now, &mut *rng);
-            journal.push(Journal::Assign(decision.undo.clone()));
+            let decision = engine.route(&opp, step.ledger, now, &mut *rng);
+            step.journal.push(Journal::Assign(decision.undo.clone()));
             pending.push(Pending {
                 opp: ev.opp_id.clone(),
                 decision,
@@ -290,7 +332,7 @@ impl Drain {
     /// Write owners back; only rows still unowned are written. Returns those written.
     async fn write_owners(
         &self,
-        tx: &Transaction<'_>,
+        t: &BatchTx<'_>,
         pending: &[Pending],
     ) -> Result<HashSet<String>, tokio_postgres::Error> {
         let to_write: Vec<&Pending> = pending.iter().filter(|p| p.decision.owner.is_some()).collect();
@@ -303,7 +345,7 @@ impl Drain {
                 let ids: Vec<&str> = to_write.iter().map(|p| p.opp.as_str()).collect();
                 let owners: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.owner.as_deref()).collect();
                 let teams: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.team_crm_id.as_deref()).collect();
-                for r in self.prep.query(tx, sql, &[&ids, &owners, &teams, &self.sql.unowned_values]).await? {
+                for r in t.query(sql, &[&ids, &owners, &teams, &self.sql.unowned_values]).await? {
                     written.insert(r.try_get("id")?);
                 }
             }
@@ -311,7 +353,7 @@ impl Drain {
                 let rows = to_write.iter().map(|p| {
                     [Some(p.opp.clone()), p.decision.owner.clone(), p.decision.team_crm_id.clone(), p.previous.clone()]
                 });
-                written.extend(write_per_row(&self.prep, tx, sql, params, rows).await?);
+                written.extend(write_per_row(t.prep, t.tx, sql, params, rows).await?);
             }
         }
         Ok(written)
@@ -320,33 +362,28 @@ impl Drain {
     /// The decisions as they stand after the write: one a person (or another writer) owned
     /// between our read and our write is taken back out of the ledger; the others are counted,
     /// audited and tracked.
-    #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
         engine: &Engine,
         pending: Vec<Pending>,
         written: &HashSet<String>,
-        ledger: &mut Ledger,
-        journal: &mut Vec<Journal>,
-        report: &mut BatchReport,
-        unrouted: &mut Unrouted,
-        again: &mut Again,
+        step: &mut RouteStep<'_>,
     ) -> Records {
         let mut r = Records::default();
         for p in pending {
             let d = &p.decision;
             if d.owner.is_some() && !written.contains(&p.opp) {
                 if let Some((m, at)) = d.undo.assigned {
-                    ledger.unassign(m, at);
-                    journal.push(Journal::Unassigned(m, at));
+                    step.ledger.unassign(m, at);
+                    step.journal.push(Journal::Unassigned(m, at));
                 }
                 tracing::debug!(opportunity = %p.opp, "skipped: owned by someone else before the write");
-                report.skipped += 1;
-                unrouted.clear(&p.opp);
+                step.report.skipped += 1;
+                step.unrouted.clear(&p.opp);
                 continue;
             }
-            unrouted.note(&p.opp, d);
-            count(report, &p, again);
+            step.unrouted.note(&p.opp, d);
+            count(step.report, &p, step.again);
             tracing::debug!(opportunity = %p.opp, owner = ?d.owner, team = ?d.team, outcome = d.outcome.as_str(),
                 rule = ?d.rule_id, pipeline = %d.pipeline, "decision");
             r.audit.push(&p.opp, d, p.previous.clone(), p.event_at);
@@ -382,64 +419,53 @@ impl Drain {
     #[allow(clippy::too_many_arguments)]
     async fn record_batch(
         &self,
-        tx: &Transaction<'_>,
+        t: &BatchTx<'_>,
         engine: &Engine,
         r: Records,
-        touched: &HashSet<usize>,
+        state: LedgerState,
         activities: &[&Event],
         again: Again,
         unrouted: Unrouted,
-        ledger: &mut Ledger,
     ) -> Result<Vec<Routed>, tokio_postgres::Error> {
-        let members: Vec<String> = touched.iter().map(|m| engine.members[*m].id.to_string()).collect();
-        let counts: Vec<i32> = touched.iter().map(|m| clamp_i32(ledger.open[*m])).collect();
-        let totals: Vec<i64> = members.iter().map(|m| r.assigned.get(m).copied().unwrap_or(0)).collect();
-        let dirty = ledger.take_dirty();
-        let keys: Vec<&str> = dirty.iter().map(String::as_str).collect();
-        let cursors: Vec<Option<&str>> = dirty.iter().map(|k| ledger.cursors.get(k).map(String::as_str)).collect();
-        let weights: Vec<String> = (dirty.iter())
-            .map(|k| ledger.weights.get(k).and_then(|w| serde_json::to_string(w).ok()).unwrap_or_else(|| "{}".into()))
-            .collect();
+        let LedgerState { members, counts, totals, keys, cursors, weights } = state;
         let (a, own) = (&r.audit, &r.ownership);
         let audit = async {
             if a.opp.is_empty() {
                 return Ok(0);
             }
-            a.insert(&self.prep, tx, &self.store.audit, &engine.version).await.map(|()| 0)
+            a.insert(t.prep, t.tx, &self.store.audit, &engine.version).await.map(|()| 0)
         };
         let ownership = async {
             if own.opp.is_empty() {
                 return Ok(0);
             }
-            self.prep
-                .execute(tx, &self.store.own, &[&own.opp, &own.owner, &own.team, &own.pipeline, &own.first_look])
-                .await
+            t.execute(&self.store.own, &[&own.opp, &own.owner, &own.team, &own.pipeline, &own.first_look]).await
         };
         let member_state = async {
             if members.is_empty() {
                 return Ok(0);
             }
-            self.prep.execute(tx, &self.store.member_state, &[&members, &counts, &totals]).await
+            t.execute(&self.store.member_state, &[&members, &counts, &totals]).await
         };
-        let touch = self.touch(tx, activities);
+        let touch = self.touch(t, activities);
         let requeue = async {
             if again.opp.is_empty() {
                 return Ok(0);
             }
-            self.prep.execute(tx, &self.store.requeue, &[&again.opp, &again.waiting_since, &again.at]).await
+            t.execute(&self.store.requeue, &[&again.opp, &again.waiting_since, &again.at]).await
         };
         let picks = async {
             if keys.is_empty() {
                 return Ok(0);
             }
-            self.prep.execute(tx, &self.store.pick_state, &[&keys, &cursors, &weights]).await
+            t.execute(&self.store.pick_state, &[&keys, &cursors, &weights]).await
         };
         let parked = async {
             if unrouted.is_empty() {
                 return Ok(0);
             }
             let (clear, park) = unrouted.into_columns();
-            self.prep.execute(tx, &self.store.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
+            t.execute(&self.store.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
         };
         let done = tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
         first_cause([done.0, done.1, done.2, done.3, done.4, done.5, done.6])?;
@@ -447,7 +473,7 @@ impl Drain {
     }
 
     /// Interactions: the owner's clock restarts (and, for the sweeper, who touched it when).
-    async fn touch(&self, tx: &Transaction<'_>, activities: &[&Event]) -> Result<u64, tokio_postgres::Error> {
+    async fn touch(&self, t: &BatchTx<'_>, activities: &[&Event]) -> Result<u64, tokio_postgres::Error> {
         if activities.is_empty() {
             return Ok(0);
         }
@@ -455,7 +481,7 @@ impl Drain {
         let actors: Vec<Option<&str>> = activities.iter().map(|e| e.actor.as_deref()).collect();
         let ats: Vec<DateTime<Utc>> = activities.iter().map(|e| e.at.unwrap_or(e.created_at)).collect();
         let edits: Vec<bool> = activities.iter().map(|e| e.kind == EventKind::Edit).collect();
-        self.prep.execute(tx, &self.store.touch, &[&ids, &actors, &ats, &edits]).await
+        t.execute(&self.store.touch, &[&ids, &actors, &ats, &edits]).await
     }
 }
 

@@ -154,10 +154,11 @@ impl Drain {
             }
             return Ok(self.keep(sweep));
         }
-        let mut lent = self.lend().await;
+        let mut lent = super::LedgerOut::take(&self.ledger);
+        let tx = self.begin(client, &self.prep).await?;
         let (ledger, journal) = lent.parts();
         let batch = SweepBatch { pipeline: &pipeline, policy, reassign: &reassign, now: sweep.now };
-        let result = self.sweep_pipeline(client, &engine, batch, ledger, journal).await;
+        let result = self.sweep_pipeline(tx, &engine, batch, ledger, journal).await;
         if result.is_ok() {
             lent.commit();
         } else {
@@ -236,7 +237,7 @@ impl Drain {
     ) -> Result<(), tokio_postgres::Error> {
         let rows = self.prep.query(client, &self.store.sweep.paused, &[]).await?;
         let ids: Vec<String> = rows.iter().map(|r| r.try_get("member_id")).collect::<Result<_, _>>()?;
-        let changed = self.ledger.get_mut().set_paused(&self.engine, ids.iter().map(String::as_str));
+        let changed = super::lock_ledger(&self.ledger).set_paused(&self.engine, ids.iter().map(String::as_str));
         if changed > 0 {
             tracing::info!(paused = ids.len(), "members paused for lapses: {}", ids.join(", "));
         }
@@ -315,13 +316,12 @@ impl Drain {
     /// of each stale one, write the new owners where the CRM still shows ours, and record it.
     async fn sweep_pipeline(
         &self,
-        client: &mut Client,
+        tx: tokio_postgres::Transaction<'_>,
         engine: &Engine,
         batch: SweepBatch<'_>,
         ledger: &mut Ledger,
         journal: &mut Vec<Journal>,
     ) -> Result<Swept, tokio_postgres::Error> {
-        let tx = super::router_transaction(client).await?;
         let due = self.due_rows(&tx, batch.pipeline, batch.now).await?;
         if due.is_empty() {
             tx.rollback().await?;
@@ -331,7 +331,7 @@ impl Drain {
         let triage = triage(engine, batch.policy, due, &queued, batch.now);
         let earlier = self.earlier_owners(&tx, &triage.stale, batch.policy).await?;
         let stale_ids: Vec<String> = triage.stale.iter().map(|r| r.id.clone()).collect();
-        let ctx = self.load_context(&tx, &stale_ids, &[], false).await?;
+        let ctx = self.load_context(&super::BatchTx { tx: &tx, prep: &self.prep }, &stale_ids, &[], false).await?;
         let mut verdicts = self.decide(engine, &batch, &triage.stale, &ctx, earlier, ledger, journal);
         let written = self.reassign(&tx, batch.reassign, &verdicts.writes).await?;
         unwritten(&mut verdicts, &written, ledger, journal);
@@ -763,13 +763,13 @@ fn unwritten(v: &mut Verdicts<'_>, written: &HashSet<String>, ledger: &mut Ledge
 fn move_loads(engine: &Engine, done: &[&Write<'_>], ledger: &mut Ledger, journal: &mut Vec<Journal>) {
     for w in done {
         if let Some(m) = engine.member_index(&w.old) {
-            journal.push(Journal::Open(m, ledger.open[m]));
-            ledger.open[m] = (ledger.open[m] - 1).max(0);
+            let open = (ledger.open[m] - 1).max(0);
+            super::set_open(ledger, journal, m, open);
         }
         if !w.by_engine {
             if let Some(m) = engine.member_index(&w.new) {
-                journal.push(Journal::Open(m, ledger.open[m]));
-                ledger.open[m] += 1;
+                let open = ledger.open[m] + 1;
+                super::set_open(ledger, journal, m, open);
             }
         }
     }

@@ -149,19 +149,7 @@ impl Ledger {
     /// Undo a decision whose transaction rolled back: its assignment, pick state, away flags and
     /// re-entry ramps, as if it had never been made.
     pub fn undo(&mut self, u: &Undo) {
-        if let Some((m, at)) = u.assigned {
-            self.unassign(m, at);
-        }
-        if let Some(k) = &u.here {
-            if let Some(q) = self.recent_here.get_mut(k) {
-                if let Some(pos) = q.iter().rposition(|t| Some(*t) == u.assigned.map(|a| a.1)) {
-                    q.remove(pos);
-                }
-                if q.is_empty() {
-                    self.recent_here.remove(k);
-                }
-            }
-        }
+        self.undo_load(u);
         for p in u.picks.iter().rev() {
             match p {
                 PickUndo::Cursor { key, prev: Some(prev) } => {
@@ -181,6 +169,24 @@ impl Ledger {
         for f in u.flags.iter().rev() {
             self.away[f.member] = f.away;
             self.reentry[f.member] = f.reentry;
+        }
+    }
+
+    /// Undo only the load and history of a decision whose transaction rolled back (they add up in
+    /// any order): for when other decisions were made since, whose turns and flags stay.
+    pub fn undo_load(&mut self, u: &Undo) {
+        if let Some((m, at)) = u.assigned {
+            self.unassign(m, at);
+        }
+        if let Some(k) = &u.here {
+            if let Some(q) = self.recent_here.get_mut(k) {
+                if let Some(pos) = q.iter().rposition(|t| Some(*t) == u.assigned.map(|a| a.1)) {
+                    q.remove(pos);
+                }
+                if q.is_empty() {
+                    self.recent_here.remove(k);
+                }
+            }
         }
     }
 

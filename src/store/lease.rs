@@ -8,8 +8,14 @@ use crate::ident::Ident;
 pub struct LeaseStatements {
     /// `$1` the lock's key → `got`: this session holds the advisory lock now.
     pub lock: String,
-    /// `$1` holder, `$2` lease in ms: the lease names this session.
+    /// `$1` holder, `$2` lease in ms: the lease names this session. It first locks the lease row
+    /// against the old leader's batches still in flight (each holds it, `Statements::fence`).
     pub take: String,
+    /// `$1` the lanes' key ([`lane_key`]): a lane holds it (shared) while it is open.
+    pub lane: String,
+    /// `$1` the lanes' key → `ended`: the sessions of the lanes still open, which belong to a
+    /// leader that is gone (run by the new leader before it takes the lease, before it has lanes).
+    pub end_lanes: String,
     /// `$1` the lock's key → the [`StaleLeader`] holding the lock past its lease, if any.
     pub stale: String,
     /// `$1` backend pid → `ended`.
@@ -42,26 +48,41 @@ typed_row! {
     }
 }
 
+/// The key of a granted advisory lock of this database, as `pg_locks` row `l` shows it (NULL for
+/// any other lock): compared with `hashtextextended(key, 0)`.
+const ADVISORY_KEY: &str = "(CASE WHEN l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     THEN (l.classid::int8 << 32) | l.objid::int8 END)";
+
+/// The key of the lanes' advisory lock, for the router's `schema`.
+pub fn lane_key(schema: &Ident) -> String {
+    format!("oppty-router lanes {}", schema.as_str())
+}
+
 impl LeaseStatements {
     pub fn new(schema: &Ident) -> LeaseStatements {
         let s = schema.quoted();
         LeaseStatements {
             lock: "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS got".into(),
             take: format!(
-                "INSERT INTO {s}.leader_lease (singleton, holder, backend_pid, renewed_at, expires_at) \
-                 VALUES (true, $1, pg_backend_pid(), clock_timestamp(), clock_timestamp() + $2 * interval '1 millisecond') \
+                "WITH held AS (SELECT singleton FROM {s}.leader_lease WHERE singleton FOR UPDATE) \
+                 INSERT INTO {s}.leader_lease (singleton, holder, backend_pid, renewed_at, expires_at) \
+                 SELECT true, $1, pg_backend_pid(), clock_timestamp(), clock_timestamp() + $2 * interval '1 millisecond' \
+                 FROM (SELECT count(*) FROM held) AS h \
                  ON CONFLICT (singleton) DO UPDATE SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid, \
                  renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at"
             ),
             stale: format!(
                 "SELECT l.pid, x.holder, (extract(epoch FROM clock_timestamp() - x.renewed_at) * 1000)::int8 AS silent_ms \
                  FROM pg_locks l JOIN {s}.leader_lease x ON x.backend_pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0) \
-                 AND x.expires_at < clock_timestamp()"
+                 WHERE {ADVISORY_KEY} = hashtextextended($1, 0) AND x.expires_at < clock_timestamp()"
             ),
             terminate: "SELECT pg_terminate_backend($1) AS ended".into(),
+            lane: "SELECT pg_advisory_lock_shared(hashtextextended($1, 0))".into(),
+            end_lanes: format!(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(l.pid)) AS ended FROM pg_locks l \
+                 WHERE {ADVISORY_KEY} = hashtextextended($1, 0) AND l.pid <> pg_backend_pid()"
+            ),
             renew: format!(
                 "UPDATE {s}.leader_lease SET renewed_at = clock_timestamp(), \
                  expires_at = clock_timestamp() + $1 * interval '1 millisecond' WHERE singleton AND backend_pid = $2"

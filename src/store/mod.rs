@@ -18,7 +18,7 @@ use tokio_postgres::types::{FromSql, Type};
 
 use crate::db::row::typed_row;
 use crate::ident::Ident;
-pub use lease::{LastLeader, LeaseStatements, StaleLeader};
+pub use lease::{lane_key, LastLeader, LeaseStatements, StaleLeader};
 pub use reads::{DaemonRow, DeadLetterGroup, Decision, LapsePause, QueueReport, Reads, UnownedGroup};
 pub use sweep::{AlignChunk, Due, EarlierOwner, Queued, SweepStatements};
 
@@ -138,6 +138,9 @@ pub struct Statements {
     pub pick_states: String,
     /// `$1`: whether the triggers NOTIFY (only while the daemon is idle).
     pub idle: String,
+    /// `$1` the leader session's backend pid → a row while the lease names it, which the batch's
+    /// transaction then holds (`FOR KEY SHARE`: renewals go on; a takeover's `take` waits).
+    pub fence: String,
     /// The reclaim sweep's.
     pub sweep: SweepStatements,
 }
@@ -231,6 +234,7 @@ impl Statements {
             ),
             pick_states: format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"),
             idle: idle_sql(schema),
+            fence: format!("SELECT true AS held FROM {s}.leader_lease WHERE singleton AND backend_pid = $1 FOR KEY SHARE"),
             sweep: SweepStatements::new(schema),
         }
     }

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (8, "008_daemon_stopped.sql", include_str!("../sql/008_daemon_stopped.sql")),
     (9, "009_retries.sql", include_str!("../sql/009_retries.sql")),
     (10, "010_leader_lease.sql", include_str!("../sql/010_leader_lease.sql")),
+    (11, "011_explanations.sql", include_str!("../sql/011_explanations.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

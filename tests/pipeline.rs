@@ -33,7 +33,7 @@ async fn an_opportunity_from_hanoi_is_owned_within_a_second_and_the_audit_explai
     let row = db
         .client
         .query_one(
-            "SELECT owner_id, team_id, outcome, rule_id, rules_version, explanation::text, previous_owner FROM oppty_router.assignments WHERE opp_id = $1",
+            "SELECT owner_id, team_id, outcome, rule_id, rules_version, explanation::text, previous_owner FROM oppty_router.assignments_explained WHERE opp_id = $1",
             &[&opp],
         )
         .await
@@ -208,9 +208,9 @@ async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_b
     let once = db.count(objects).await;
     db.install().await;
     assert_eq!(db.count(objects).await, once, "the same triggers, functions and tables");
-    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 10);
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 11);
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup").await, 1);
-    assert_eq!(once, 5 * 1000 + 4 * 100 + 14, "5 triggers (one for owner edits), 4 functions, 14 tables");
+    assert_eq!(once, 5 * 1000 + 4 * 100 + 15, "5 triggers (one for owner edits), 4 functions, 15 tables");
 
     let mut c = oppty_router::db::connect(&db.cfg.database, "").await.expect("connect");
     oppty_router::install::uninstall(&mut c, &db.cfg).await.expect("uninstall");
@@ -387,14 +387,17 @@ async fn odd_crm_rows_are_handled_a_deleted_row_is_skipped_and_one_without_accou
     assert_eq!(db.owner_of(&unknown_pipeline).await, 100, "a pipeline without rules: the global fallback owner");
     let why: String = db
         .client
-        .query_one("SELECT explanation::text FROM oppty_router.assignments WHERE opp_id = $1", &[&orphan])
+        .query_one("SELECT explanation::text FROM oppty_router.assignments_explained WHERE opp_id = $1", &[&orphan])
         .await
         .expect("audit")
         .get(0);
     assert!(why.contains("no known territory in province"), "{why}");
     let why: String = db
         .client
-        .query_one("SELECT explanation::text FROM oppty_router.assignments WHERE opp_id = $1", &[&unknown_pipeline])
+        .query_one(
+            "SELECT explanation::text FROM oppty_router.assignments_explained WHERE opp_id = $1",
+            &[&unknown_pipeline],
+        )
         .await
         .expect("audit")
         .get(0);
@@ -438,7 +441,7 @@ async fn membership_and_activeness_come_from_the_crm_when_the_config_says_so() {
     daemon.stop().await;
     let last: String = db
         .client
-        .query_one("SELECT explanation::text FROM oppty_router.assignments ORDER BY id DESC LIMIT 1", &[])
+        .query_one("SELECT explanation::text FROM oppty_router.assignments_explained ORDER BY id DESC LIMIT 1", &[])
         .await
         .expect("audit")
         .get(0);
@@ -449,7 +452,7 @@ async fn membership_and_activeness_come_from_the_crm_when_the_config_says_so() {
     );
     let why: String = db
         .client
-        .query_one("SELECT explanation::text FROM oppty_router.assignments ORDER BY id LIMIT 1", &[])
+        .query_one("SELECT explanation::text FROM oppty_router.assignments_explained ORDER BY id LIMIT 1", &[])
         .await
         .expect("audit")
         .get(0);
@@ -985,6 +988,17 @@ async fn a_backlog_drained_on_two_connections_at_once_routes_each_opportunity_on
         .await,
         0,
         "every opportunity is owned, or parked with why"
+    );
+    let decisions = db.count("SELECT count(*) FROM oppty_router.assignments").await;
+    let stored = db.count("SELECT count(*) FROM oppty_router.explanations").await;
+    assert!(
+        stored > 0 && stored * 4 < decisions,
+        "{decisions} decisions share {stored} explanations, each stored once"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM oppty_router.assignments_explained WHERE explanation IS NULL").await,
+        0,
+        "every decision reads its explanation"
     );
     let after = open_loads(&db).await;
     let engine = db.engine();

@@ -55,7 +55,7 @@ async fn outcomes(db: &TestDb, opp: &str) -> Vec<(String, Option<String>, Option
 async fn notes(db: &TestDb, opp: &str, outcome: &str) -> Vec<String> {
     db.client
         .query(
-            "SELECT explanation->>'note' FROM oppty_router.assignments WHERE opp_id = $1 AND outcome = $2 ORDER BY id",
+            "SELECT explanation->>'note' FROM oppty_router.assignments_explained WHERE opp_id = $1 AND outcome = $2 ORDER BY id",
             &[&opp, &outcome],
         )
         .await
@@ -480,7 +480,7 @@ async fn a_member_who_lets_opportunities_lapse_is_paused_until_an_admin_lifts_it
     let why: String = db
         .client
         .query_one(
-            "SELECT explanation::text FROM oppty_router.assignments WHERE opp_id = $1 AND outcome = 'rule'",
+            "SELECT explanation::text FROM oppty_router.assignments_explained WHERE opp_id = $1 AND outcome = 'rule'",
             &[&next],
         )
         .await

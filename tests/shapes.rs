@@ -388,7 +388,10 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
     assert!(started.elapsed() < Duration::from_millis(1500), "routed when the link came, not at the end of the wait");
     let explanations: Vec<(String, serde_json::Value)> = s
         .client
-        .query("SELECT outcome, explanation FROM oppty_router.assignments WHERE opp_id = $1 ORDER BY id", &[&linked])
+        .query(
+            "SELECT outcome, explanation FROM oppty_router.assignments_explained WHERE opp_id = $1 ORDER BY id",
+            &[&linked],
+        )
         .await
         .expect("audit")
         .iter()
@@ -407,7 +410,7 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
     let note: String = s
         .client
         .query_one(
-            "SELECT explanation::text FROM oppty_router.assignments WHERE opp_id = $1 AND owner_id IS NOT NULL",
+            "SELECT explanation::text FROM oppty_router.assignments_explained WHERE opp_id = $1 AND owner_id IS NOT NULL",
             &[&lonely],
         )
         .await

@@ -6,7 +6,7 @@
 //! batch there is one query per kind of work, never one per row. It must not decide owners itself
 //! (that is `engine`), nor connect, wait or watch files (that is `daemon`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -196,6 +196,9 @@ struct LedgerTx<'a> {
     gate: &'a tokio::sync::RwLock<()>,
     held: Gate<'a>,
     journal: Vec<Journal>,
+    /// Explanations this transaction stored, learned when it commits.
+    explained: &'a Explained,
+    learned: Vec<ExplanationKey>,
     committed: bool,
 }
 
@@ -212,8 +215,14 @@ enum Gate<'a> {
 }
 
 impl<'a> LedgerTx<'a> {
-    fn new(ledger: &'a std::sync::Mutex<Ledger>, uses: &'a AtomicU64, gate: &'a tokio::sync::RwLock<()>) -> Self {
-        LedgerTx { ledger, uses, last_use: 0, gate, held: Gate::Out, journal: Vec::new(), committed: false }
+    fn new(
+        ledger: &'a std::sync::Mutex<Ledger>,
+        uses: &'a AtomicU64,
+        gate: &'a tokio::sync::RwLock<()>,
+        explained: &'a Explained,
+    ) -> Self {
+        let (journal, learned) = (Vec::new(), Vec::new());
+        LedgerTx { ledger, uses, last_use: 0, gate, held: Gate::Out, journal, explained, learned, committed: false }
     }
 
     /// Use the ledger for one phase (never across an await).
@@ -243,9 +252,10 @@ impl<'a> LedgerTx<'a> {
         };
     }
 
-    /// The transaction committed: its changes stay.
+    /// The transaction committed: its changes stay, and the explanations it stored are known.
     fn commit(mut self) {
         self.committed = true;
+        self.explained.learn(std::mem::take(&mut self.learned));
     }
 }
 
@@ -368,6 +378,8 @@ pub struct Drain {
     gate: tokio::sync::RwLock<()>,
     /// More connections, each draining batches of its own beside the session's.
     lanes: Vec<Lane>,
+    /// Explanations known to be stored.
+    explained: Explained,
     /// Batches that claimed events, per connection (the session's first, then each lane's).
     batches: std::sync::Mutex<Vec<usize>>,
     /// The leader session's backend: each batch's transaction first checks that the lease still
@@ -403,6 +415,7 @@ impl Drain {
             gate: tokio::sync::RwLock::new(()),
             lanes: Vec::new(),
             batches: std::sync::Mutex::new(vec![0]),
+            explained: Explained::default(),
             fence: None,
             engine,
             rng: std::sync::Mutex::new(rand::make_rng::<SmallRng>()),
@@ -496,7 +509,7 @@ impl Drain {
 
     /// The ledger, lent to one transaction.
     fn lend(&self) -> LedgerTx<'_> {
-        LedgerTx::new(&self.ledger, &self.uses, &self.gate)
+        LedgerTx::new(&self.ledger, &self.uses, &self.gate, &self.explained)
     }
 
     /// Add a connection to drain on (`router.drain_connections`), beside the session's own.
@@ -896,6 +909,40 @@ impl Unrouted {
     }
 }
 
+/// An explanation's key in the store: the first 16 bytes of the SHA-256 of its JSON text.
+type ExplanationKey = [u8; 16];
+
+fn explanation_key(text: &str) -> ExplanationKey {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// The keys of explanations known to be in the store (their batch committed): a batch sends the
+/// text of new ones only. Bounded: when full it starts over (a forgotten one is sent again, and the
+/// store keeps its first copy).
+#[derive(Default)]
+struct Explained(std::sync::Mutex<HashSet<ExplanationKey>>);
+
+impl Explained {
+    const MAX: usize = 100_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<ExplanationKey>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// These were committed.
+    fn learn(&self, keys: Vec<ExplanationKey>) {
+        let mut known = self.lock();
+        if known.len() + keys.len() > Self::MAX {
+            known.clear();
+        }
+        known.extend(keys);
+    }
+}
+
 #[derive(Default)]
 struct AuditCols {
     opp: Vec<String>,
@@ -905,7 +952,9 @@ struct AuditCols {
     outcome: Vec<String>,
     pipeline: Vec<String>,
     rule: Vec<Option<String>>,
+    /// Each row's explanation, as JSON text, and its key.
     explanation: Vec<String>,
+    key: Vec<ExplanationKey>,
     event_at: Vec<DateTime<Utc>>,
 }
 
@@ -924,18 +973,37 @@ impl AuditCols {
             pipeline: pick(self.pipeline, keep),
             rule: pick(self.rule, keep),
             explanation: pick(self.explanation, keep),
+            key: pick(self.key, keep),
             event_at: pick(self.event_at, keep),
         }
     }
 
-    /// The rows into `assignments`, by the prepared audit statement, as rule set `version`.
+    /// The explanations `known` does not hold, each once, in key order: (keys, texts).
+    fn new_explanations(&self, known: &Explained) -> (Vec<ExplanationKey>, Vec<&str>) {
+        let known = known.lock();
+        let mut new: Vec<(ExplanationKey, &str)> = (self.key.iter().zip(&self.explanation))
+            .filter(|(k, _)| !known.contains(*k))
+            .map(|(k, t)| (*k, t.as_str()))
+            .collect();
+        new.sort_unstable_by_key(|(k, _)| *k);
+        new.dedup_by_key(|(k, _)| *k);
+        new.into_iter().unzip()
+    }
+
+    /// The rows into `assignments`, by the prepared audit statement, as rule set `version`, with
+    /// the explanations the store may not hold yet. Returns the keys of those sent, to learn once
+    /// the transaction committed.
     async fn insert(
         &self,
         prep: &Prepared,
         tx: &Transaction<'_>,
         sql: &str,
         version: &str,
-    ) -> Result<(), tokio_postgres::Error> {
+        known: &Explained,
+    ) -> Result<Vec<ExplanationKey>, tokio_postgres::Error> {
+        let (new_keys, new_texts) = self.new_explanations(known);
+        let keys: Vec<&[u8]> = self.key.iter().map(|k| k.as_slice()).collect();
+        let new: Vec<&[u8]> = new_keys.iter().map(|k| k.as_slice()).collect();
         prep.execute(
             tx,
             sql,
@@ -948,12 +1016,14 @@ impl AuditCols {
                 &self.pipeline,
                 &self.rule,
                 &version,
-                &self.explanation,
+                &keys,
                 &self.event_at,
+                &new,
+                &new_texts,
             ],
         )
         .await?;
-        Ok(())
+        Ok(new_keys)
     }
 
     fn push(&mut self, opp: &str, d: &crate::engine::Decision, previous: Option<String>, event_at: DateTime<Utc>) {
@@ -964,7 +1034,9 @@ impl AuditCols {
         self.outcome.push(d.outcome.as_str().to_string());
         self.pipeline.push(d.pipeline.clone());
         self.rule.push(d.rule_id.clone());
-        self.explanation.push(serde_json::to_string(&d.explanation).unwrap_or_else(|_| "{}".into()));
+        let text = serde_json::to_string(&d.explanation).unwrap_or_else(|_| "{}".into());
+        self.key.push(explanation_key(&text));
+        self.explanation.push(text);
         self.event_at.push(event_at);
     }
 }
@@ -1043,15 +1115,17 @@ mod ledger_tx_tests {
         ledger: std::sync::Mutex<Ledger>,
         uses: AtomicU64,
         gate: tokio::sync::RwLock<()>,
+        explained: Explained,
     }
 
     impl Shared {
         fn new(l: Ledger) -> Shared {
-            Shared { ledger: std::sync::Mutex::new(l), uses: AtomicU64::new(0), gate: tokio::sync::RwLock::new(()) }
+            let (uses, gate) = (AtomicU64::new(0), tokio::sync::RwLock::new(()));
+            Shared { ledger: std::sync::Mutex::new(l), uses, gate, explained: Explained::default() }
         }
 
         fn lend(&self) -> LedgerTx<'_> {
-            LedgerTx::new(&self.ledger, &self.uses, &self.gate)
+            LedgerTx::new(&self.ledger, &self.uses, &self.gate, &self.explained)
         }
 
         fn now(&self) -> Ledger {
@@ -1117,6 +1191,22 @@ mod ledger_tx_tests {
         assert_eq!(after.cursors, turns, "the turns the second batch took are not rewound");
         second.commit();
         assert_eq!(shared.now().open.iter().sum::<i64>(), 2);
+    }
+
+    #[test]
+    fn explanations_a_batch_stored_are_known_once_it_commits_and_not_if_it_rolls_back() {
+        let shared = Shared::new(Ledger::default());
+        let (a, b) = (explanation_key("{\"rule\":\"a\"}"), explanation_key("{\"rule\":\"b\"}"));
+        assert_ne!(a, b);
+        let mut rolled_back = shared.lend();
+        rolled_back.learned.push(a);
+        drop(rolled_back);
+        let mut committed = shared.lend();
+        committed.learned.push(b);
+        committed.commit();
+        let known = shared.explained.lock();
+        assert!(!known.contains(&a), "a rolled-back batch's explanation is sent again next time");
+        assert!(known.contains(&b), "a committed one is not");
     }
 
     #[tokio::test]

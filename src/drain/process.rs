@@ -174,7 +174,9 @@ impl Drain {
             let state = LedgerState::of(engine, &touched, &records, step.ledger);
             (records, state)
         });
-        let routed = self.record_batch(t, engine, records, state, &sorted.activities, again, unrouted).await?;
+        let (routed, stored) =
+            self.record_batch(t, engine, records, state, &sorted.activities, again, unrouted).await?;
+        lent.learned.extend(stored);
         laps.lap(&mut report, 4);
         Ok((report, routed))
     }
@@ -426,14 +428,14 @@ impl Drain {
         activities: &[&Event],
         again: Again,
         unrouted: Unrouted,
-    ) -> Result<Vec<Routed>, tokio_postgres::Error> {
+    ) -> Result<(Vec<Routed>, Vec<super::ExplanationKey>), tokio_postgres::Error> {
         let LedgerState { members, counts, totals, keys, cursors, weights } = state;
         let (a, own) = (&r.audit, &r.ownership);
         let audit = async {
             if a.opp.is_empty() {
-                return Ok(0);
+                return Ok(Vec::new());
             }
-            a.insert(t.prep, t.tx, &self.store.audit, &engine.version).await.map(|()| 0)
+            a.insert(t.prep, t.tx, &self.store.audit, &engine.version, &self.explained).await
         };
         let ownership = async {
             if own.opp.is_empty() {
@@ -467,9 +469,14 @@ impl Drain {
             let (clear, park) = unrouted.into_columns();
             t.execute(&self.store.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
         };
-        let done = tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
-        first_cause([done.0, done.1, done.2, done.3, done.4, done.5, done.6])?;
-        Ok(r.routed)
+        let (stored, ownership, member_state, touch, requeue, picks, parked) =
+            tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
+        let (keys, audit) = match stored {
+            Ok(keys) => (keys, Ok(0)),
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        first_cause([audit, ownership, member_state, touch, requeue, picks, parked])?;
+        Ok((r.routed, keys))
     }
 
     /// Interactions: the owner's clock restarts (and, for the sweeper, who touched it when).

@@ -540,7 +540,11 @@ impl Drain {
         self.defer(tx, &triage.defer, batch.now).await?;
         self.warn(tx, batch.pipeline, &triage.warn).await?;
         if !verdicts.audit.opp.is_empty() {
-            verdicts.audit.insert(&self.prep, tx, &self.store.audit, &engine.version).await?;
+            // Not learned: a sweep's few explanations are sent each time (the store keeps one copy).
+            verdicts
+                .audit
+                .insert(&self.prep, tx, &self.store.audit, &engine.version, &super::Explained::default())
+                .await?;
         }
         let paused = self.pause_lapsed(tx, done).await?;
         let mut touched: Vec<usize> =

@@ -112,7 +112,7 @@ pub struct Statements {
     pub claim_retries: String,
     /// `$1` event id → that event, deleted as claimed.
     pub claim_one: String,
-    /// Assignments (the audit): ten columns, see `AuditCols::insert`.
+    /// Assignments (the audit) and the explanations new to the store: see `AuditCols::insert`.
     pub audit: String,
     /// What the router assigned, and when the sweeper first looks.
     pub own: String,
@@ -162,12 +162,16 @@ impl Statements {
                 "SELECT {cols} FROM {s}.events WHERE attempts > 0 AND next_attempt_at <= now() ORDER BY id LIMIT $1"
             ),
             claim_one: format!("DELETE FROM {s}.events WHERE id = $1 RETURNING {cols}"),
+            // The explanations new to the store first (`$11` keys, `$12` their JSON texts, in key
+            // order: two batches inserting the same new ones wait for each other, never deadlock).
             audit: format!(
-                "INSERT INTO {s}.assignments (opp_id, owner_id, team_id, previous_owner, outcome, pipeline, rule_id, \
-                 rules_version, explanation, event_at) \
-                 SELECT u.o, u.w, u.t, u.p, u.c, u.l, u.r, $8, u.e::jsonb, u.a \
+                "WITH x AS (INSERT INTO {s}.explanations (key, body) SELECT n.k, n.b::jsonb \
+                   FROM unnest($11::bytea[], $12::text[]) AS n(k, b) ON CONFLICT (key) DO NOTHING) \
+                 INSERT INTO {s}.assignments (opp_id, owner_id, team_id, previous_owner, outcome, pipeline, rule_id, \
+                 rules_version, explanation_key, event_at) \
+                 SELECT u.o, u.w, u.t, u.p, u.c, u.l, u.r, $8, u.e, u.a \
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                 $9::text[], $10::timestamptz[]) AS u(o, w, t, p, c, l, r, e, a)"
+                 $9::bytea[], $10::timestamptz[]) AS u(o, w, t, p, c, l, r, e, a)"
             ),
             own: format!(
                 "INSERT INTO {s}.ownership (opp_id, owner_id, team_id, pipeline, assigned_at, last_owner_touch_at, due_at) \

@@ -99,7 +99,7 @@ impl Reads {
         let s = schema.quoted();
         let decisions = format!(
             "SELECT opp_id, decided_at::text AS decided_at, outcome, owner_id, team_id, previous_owner, pipeline, rule_id, \
-             rules_version, explanation FROM {s}.assignments"
+             rules_version, explanation FROM {s}.assignments_explained"
         );
         Reads {
             queue: format!(

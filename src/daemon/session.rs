@@ -279,6 +279,9 @@ impl<'a> Leader<'a> {
     }
 
     async fn run(&mut self, shutdown: &CancellationToken, notified: &mut bool) -> Step<SessionEnd> {
+        // Draining goes on in rounds of about this long; between them the heartbeat, new rules
+        // and the sweep get their turn.
+        const ROUND: Duration = Duration::from_secs(1);
         let cfg = self.cfg;
         loop {
             crate::systemd::watchdog();
@@ -289,8 +292,11 @@ impl<'a> Leader<'a> {
             self.refresh_directory();
             self.pick_up_rules().await?;
             self.sweep_step().await?;
-            let report = self.drain.drain_all(&mut self.c.client, shutdown).await.or_halt(cfg)?;
-            self.ready(notified);
+            let (report, caught_up) =
+                self.drain.drain_for(&mut self.c.client, shutdown, Some(ROUND)).await.or_halt(cfg)?;
+            if caught_up {
+                self.ready(notified);
+            }
             if shutdown.is_cancelled() {
                 return Ok(stopped(&self.c.client, cfg).await);
             }

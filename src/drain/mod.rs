@@ -304,6 +304,19 @@ impl Drop for LedgerOut<'_> {
     }
 }
 
+/// When a round of draining ends (besides finding the queue empty).
+#[derive(Clone, Copy)]
+struct Round<'a> {
+    stop: &'a tokio_util::sync::CancellationToken,
+    until: Option<Instant>,
+}
+
+impl Round<'_> {
+    fn over(&self) -> bool {
+        self.stop.is_cancelled() || self.until.is_some_and(|u| Instant::now() >= u)
+    }
+}
+
 /// A batch's transaction and the statements prepared on its connection.
 struct BatchTx<'t> {
     tx: &'t Transaction<'t>,
@@ -533,20 +546,26 @@ impl Drain {
     /// Fenced, it first holds the lease row while the lease still names this leader's session;
     /// otherwise the session is over (another replica leads).
     async fn begin<'c>(&self, client: &'c mut Client, prep: &Prepared) -> Result<Transaction<'c>, DrainError> {
+        let tx = client.transaction().await.map_err(DrainError::from_pg)?;
+        self.mark(&tx, prep).await?;
+        Ok(tx)
+    }
+
+    /// The origin and the fence of a transaction just begun ([`Drain::begin`]), sent together (one
+    /// round trip, and the batch's first statement can go with them).
+    async fn mark(&self, tx: &Transaction<'_>, prep: &Prepared) -> Result<(), DrainError> {
         let pg = DrainError::from_pg;
-        let tx = client.transaction().await.map_err(pg)?;
         let origin = format!("SET LOCAL {ORIGIN_SETTING} = 'router'");
         let Some(pid) = self.fence else {
-            tx.batch_execute(&origin).await.map_err(pg)?;
-            return Ok(tx);
+            return tx.batch_execute(&origin).await.map_err(pg);
         };
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&pid];
-        let (set, held) = tokio::join!(tx.batch_execute(&origin), prep.query_opt(&tx, &self.store.fence, &params));
+        let (set, held) = tokio::join!(tx.batch_execute(&origin), prep.query_opt(tx, &self.store.fence, &params));
         set.map_err(pg)?;
         if held.map_err(pg)?.is_none() {
             return Err(DrainError::Fenced);
         }
-        Ok(tx)
+        Ok(())
     }
 
     /// Process the retries that are due, each alone, then claim and process one batch of fresh
@@ -592,8 +611,11 @@ impl Drain {
         let started = Instant::now();
         let limit = i64::from(self.cfg.router.batch_size);
         let prep = conn.prep;
-        let tx = self.begin(conn.client, prep).await?;
-        let rows = prep.query(&tx, &self.store.claim, &[&limit]).await;
+        let tx = conn.client.transaction().await.map_err(DrainError::from_pg)?;
+        // The claim goes with the origin and the fence: a fenced batch rolls back whatever it claimed.
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&limit];
+        let (marked, rows) = tokio::join!(self.mark(&tx, prep), prep.query(&tx, &self.store.claim, &params));
+        marked?;
         let events = rows.and_then(|r| Event::from_rows(&r)).map_err(DrainError::from_pg)?;
         let claim_us = started.elapsed().as_micros() as u64;
         if events.is_empty() {
@@ -799,39 +821,55 @@ impl Drain {
         Ok(())
     }
 
-    /// Drain until a batch comes back short, or `stop` says so between batches: on the session's
-    /// connection and on each lane at once, each claiming batches of its own.
+    /// Drain until every connection finds the queue empty, or `stop` says so between batches: on
+    /// the session's connection and on each lane at once, each claiming batches of its own.
     pub async fn drain_all(
         &mut self,
         client: &mut Client,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<BatchReport, DrainError> {
+        Ok(self.drain_for(client, stop, None).await?.0)
+    }
+
+    /// Like [`Drain::drain_all`], for at most about `limit` (a batch under way is finished), so
+    /// the session can see to its other duties between rounds. Also says whether the backlog is
+    /// worked off: each connection's last batch came back short.
+    pub async fn drain_for(
+        &mut self,
+        client: &mut Client,
+        stop: &tokio_util::sync::CancellationToken,
+        limit: Option<Duration>,
+    ) -> Result<(BatchReport, bool), DrainError> {
+        let until = limit.map(|l| Instant::now() + l);
         let prep = std::mem::take(&mut self.prep);
         let mut lanes = std::mem::take(&mut self.lanes);
         let result = {
             let this = &*self;
-            let main = this.drain_on(Conn { client, prep: &prep }, 0, stop);
+            let round = Round { stop, until };
+            let main = this.drain_on(Conn { client, prep: &prep }, 0, round);
             let others = (lanes.iter_mut().enumerate())
-                .map(|(i, l)| this.drain_on(Conn { client: &mut l.client, prep: &l.prep }, i + 1, stop));
+                .map(|(i, l)| this.drain_on(Conn { client: &mut l.client, prep: &l.prep }, i + 1, round));
             // The first error ends the session: the other lanes' batches are dropped (rolled back, undone).
             futures_util::future::try_join(main, futures_util::future::try_join_all(others)).await
         };
         self.prep = prep;
         self.lanes = lanes;
-        let (mut total, others) = result?;
-        for r in &others {
+        let ((mut total, mut caught_up), others) = result?;
+        for (r, c) in &others {
             total.add(r);
+            caught_up &= c;
         }
-        Ok(total)
+        Ok((total, caught_up))
     }
 
-    /// Batches on connection `n` (0: the session's) until one comes back short, or `stop`.
+    /// Batches on connection `n` (0: the session's) while there are events, until the round ends.
+    /// Also says whether its last batch came back short.
     async fn drain_on(
         &self,
         mut conn: Conn<'_>,
         n: usize,
-        stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<BatchReport, DrainError> {
+        round: Round<'_>,
+    ) -> Result<(BatchReport, bool), DrainError> {
         let mut total = BatchReport::default();
         loop {
             crate::systemd::watchdog();
@@ -842,9 +880,10 @@ impl Drain {
                 }
             }
             total.add(&r);
-            let again = r.claimed >= self.cfg.router.batch_size as usize || r.contended > 0;
-            if !again || stop.is_cancelled() {
-                return Ok(total);
+            let short = r.claimed < self.cfg.router.batch_size as usize && r.contended == 0;
+            let more = r.claimed > 0 || r.contended > 0;
+            if !more || round.over() {
+                return Ok((total, short));
             }
         }
     }

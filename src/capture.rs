@@ -105,7 +105,7 @@ BEGIN
             -- restored, converted to an opportunity). The daemon routes it if it now is.
             INSERT INTO {s}.events (kind, opp_id) VALUES ('route', NEW.{id}::text);
         END IF;
-        IF (SELECT idle FROM {s}.wakeup) THEN
+        IF (SELECT idle AND idle_until > now() FROM {s}.wakeup) THEN
             PERFORM pg_notify({channel}, '');
         END IF;
     ELSIF TG_OP = 'INSERT' THEN
@@ -275,7 +275,7 @@ fn related_sql(cfg: &Config, i: usize, r: &RelatedMap, tag: &str, not_router: &s
 LANGUAGE plpgsql {definer} AS {tag}
 BEGIN
     {insert}
-    IF FOUND AND (SELECT idle FROM {s}.wakeup) THEN
+    IF FOUND AND (SELECT idle AND idle_until > now() FROM {s}.wakeup) THEN
         PERFORM pg_notify({channel}, '');
     END IF;
     RETURN NULL;

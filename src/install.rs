@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (9, "009_retries.sql", include_str!("../sql/009_retries.sql")),
     (10, "010_leader_lease.sql", include_str!("../sql/010_leader_lease.sql")),
     (11, "011_explanations.sql", include_str!("../sql/011_explanations.sql")),
+    (12, "012_wakeup_expiry.sql", include_str!("../sql/012_wakeup_expiry.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

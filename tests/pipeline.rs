@@ -208,7 +208,7 @@ async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_b
     let once = db.count(objects).await;
     db.install().await;
     assert_eq!(db.count(objects).await, once, "the same triggers, functions and tables");
-    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 11);
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 12);
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup").await, 1);
     assert_eq!(once, 5 * 1000 + 4 * 100 + 15, "5 triggers (one for owner edits), 4 functions, 15 tables");
 
@@ -1023,4 +1023,36 @@ async fn a_backlog_drained_on_two_connections_at_once_routes_each_opportunity_on
         }
     }
     assert!(at_cap >= 3, "the backlog fills caps, so they were put to the test ({at_cap} reached)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_leader_keeps_the_notify_flag_alive_and_a_killed_ones_expires_within_the_lease() {
+    let mut db = crm_db("flagexpiry").await;
+    db.cfg.router.leader_lease = Duration::from_secs(1);
+    db.install().await;
+    let live = "SELECT count(*) FROM oppty_router.wakeup WHERE idle AND idle_until > now()";
+    let daemon = db.start();
+    let first = db.insert_opportunity("before the wait", "HCM", "retail").await;
+    db.wait_owned(&first, Duration::from_secs(10)).await;
+    // Waiting three leases: the flag is renewed all along.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_millis(500) {
+            assert_eq!(db.count(live).await, 1, "a waiting leader keeps the flag raised ({:?})", started.elapsed());
+        }
+    }
+    // Killed while it waited: no clean stop lowers the flag; it expires by itself.
+    let task = daemon.task;
+    task.abort();
+    let _ = task.await;
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup WHERE idle").await, 1, "still raised");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(db.count(live).await, 0, "expired within the lease");
+    let (listener, mut notes) =
+        oppty_router::db::connect_listener(&db.cfg.database, "").await.expect("a listener of our own");
+    listener.batch_execute("LISTEN oppty_router_wakeup").await.expect("LISTEN");
+    db.insert_opportunity("after the kill", "HCM", "retail").await;
+    let heard = tokio::time::timeout(Duration::from_millis(500), notes.recv()).await;
+    assert!(heard.is_err(), "nobody listens, and the CRM's insert sends no NOTIFY: {heard:?}");
 }

@@ -265,27 +265,49 @@ impl Bench<'_> {
         let insert = self.script("insert.sql", INSERT_SCRIPT);
         let plain = if measure { self.pgbench_8("crm", &insert, &[]) } else { 0.0 };
         let s = cfg.router.schema.quoted();
-        let flag = |b: &Self, idle: bool| {
+        // The flag as a daemon leaves it: raised for `ms` more milliseconds (0: lowered).
+        let flag = |b: &Self, ms: f64| {
             b.rt.block_on(async {
                 let c = db::connect(&cfg.database, "").await.expect("connect");
-                c.batch_execute(&format!("UPDATE {s}.wakeup SET idle = {idle}")).await.expect("the flag");
+                let sql = oppty_router::store::idle_sql(&cfg.router.schema);
+                c.execute(&sql, &[&(ms > 0.0), &ms]).await.expect("the flag");
             })
         };
         self.rt.block_on(async {
             let mut c = db::connect(&cfg.database, "").await.expect("connect");
             install::install_with(&mut c, &cfg, false).await.expect("install");
         });
-        flag(self, false);
+        flag(self, 0.0);
         let busy = if measure { self.pgbench_8("crm", &insert, &[]) } else { 0.0 };
-        flag(self, true);
         if !measure {
             return cfg;
         }
-        let idle = self.pgbench_8("crm", &insert, &[]);
+        // Killed while it waited: raised, expiring a lease later (as the waiting daemon renewed it).
+        let lease_ms = cfg.router.leader_lease.as_secs_f64() * 1000.0;
+        flag(self, lease_ms);
+        let killed = self.pgbench_8("crm", &insert, &[]);
+        // The worst case: every insert NOTIFYs for the whole run (the flag never expires, nobody flips it).
+        flag(self, 1e9);
+        let notify = self.pgbench_8("crm", &insert, &[]);
+        flag(self, 0.0);
         self.table.push("CRM inserts, 8 clients, without the router", plain, "TPS", "");
         let pct = |v: f64| format!("{:.0}% of without; {:.2}× slower", v / plain * 100.0, plain / v);
-        self.table.push("CRM inserts, router installed, daemon busy (no NOTIFY)", busy, "TPS", pct(busy));
-        self.table.push("CRM inserts, router installed, daemon idle (NOTIFY)", idle, "TPS", pct(idle));
+        self.table.push("CRM inserts, router installed, daemon busy or stopped (no NOTIFY)", busy, "TPS", pct(busy));
+        let secs = self.opts.pgbench_secs;
+        let notified = (lease_ms / 1000.0).min(f64::from(secs));
+        let killed_note = format!("{}; every insert NOTIFYs for the first {notified:.0} s of {secs} s", pct(killed));
+        self.table.push(
+            "CRM inserts, daemon killed while it waited (the flag expires after the lease)",
+            killed,
+            "TPS",
+            killed_note,
+        );
+        self.table.push(
+            "CRM inserts, every insert NOTIFYs (worst case: flag raised, never flipped)",
+            notify,
+            "TPS",
+            pct(notify),
+        );
         // What pgbench inserted is routed by nobody: close it, so the drain starts clean.
         self.rt.block_on(async {
             let c = db::connect(&cfg.database, "").await.expect("connect");

@@ -311,7 +311,7 @@ async fn stopped(client: &tokio_postgres::Client, cfg: &Config) -> SessionEnd {
         tracing::warn!(error = %db::describe(&e), "could not record the stop for `status`");
     }
     let quiet = crate::store::idle_sql(&cfg.router.schema);
-    if let Err(e) = client.execute(&quiet, &[&false]).await {
+    if let Err(e) = client.execute(&quiet, &[&false, &0f64]).await {
         tracing::warn!(error = %db::describe(&e), "could not tell the triggers to stop notifying");
     }
     SessionEnd::Shutdown

@@ -200,6 +200,8 @@ struct Leader<'a> {
     lease_lost: CancellationToken,
     leading_since: chrono::DateTime<chrono::Utc>,
     idle: bool,
+    /// When the idle flag was last raised or renewed.
+    idle_raised: Option<Instant>,
     first: bool,
     reported: Option<Arc<crate::reload::ReloadStatus>>,
     /// The last candidate handled: promoted (its version may have been renamed since) or
@@ -268,6 +270,7 @@ impl<'a> Leader<'a> {
             lease_lost: lease.lost.clone(),
             leading_since,
             idle: false,
+            idle_raised: None,
             first: true,
             reported: None,
             handled,
@@ -308,9 +311,13 @@ impl<'a> Leader<'a> {
                     if w.is_none() {
                         return Ok(SessionEnd::Lost("the LISTEN connection closed".into()));
                     }
+                    // Busy from now on: the CRM's transactions stop paying for a NOTIFY at once,
+                    // not only after the first round.
+                    self.busy().await?;
                 }
-                // Never longer than the watchdog allows between two pings.
-                _ = tokio::time::sleep(self.drain.poll_interval().min(ALIVE_EVERY)) => {}
+                // Never longer than the watchdog allows between two pings, nor than the idle
+                // flag holds without a renewal.
+                _ = tokio::time::sleep(self.drain.poll_interval().min(ALIVE_EVERY).min(self.drain.idle_for() / 3)) => {}
                 // A new candidate rule set is promoted at once, not at the next poll.
                 _ = self.sets.candidates.changed() => {}
                 _ = shutdown.cancelled() => return Ok(stopped(&self.c.client, cfg).await),
@@ -411,20 +418,31 @@ impl<'a> Leader<'a> {
     /// Whether to drain again at once: events came, or a sweep is under way. Before waiting, the
     /// triggers are told to NOTIFY, then the queue is looked at once more (an event committed just
     /// before the flag was set did not NOTIFY).
+    /// A waiting leader renews the flag before a third of its time is up (it expires, so a
+    /// killed daemon's flag stops costing the CRM a NOTIFY per transaction).
     async fn more_to_do(&mut self, report: &BatchReport) -> Step<bool> {
         if report.claimed > 0 || self.drain.sweeping() {
-            if self.idle {
-                self.drain.set_idle(&self.c.client, false).await.or_halt(self.cfg)?;
-                self.idle = false;
-            }
+            self.busy().await?;
             return Ok(true);
         }
-        if !self.idle {
+        let renew = self.idle_raised.is_some_and(|at| at.elapsed() >= self.drain.idle_for() / 3);
+        if !self.idle || renew {
             self.drain.set_idle(&self.c.client, true).await.or_halt(self.cfg)?;
-            self.idle = true;
-            return Ok(true);
+            self.idle_raised = Some(Instant::now());
+            let first = !std::mem::replace(&mut self.idle, true);
+            return Ok(first);
         }
         Ok(false)
+    }
+
+    /// Tell the triggers not to NOTIFY (if they were told to).
+    async fn busy(&mut self) -> Step<()> {
+        if self.idle {
+            self.drain.set_idle(&self.c.client, false).await.or_halt(self.cfg)?;
+            self.idle = false;
+            self.idle_raised = None;
+        }
+        Ok(())
     }
 }
 

@@ -817,7 +817,8 @@ impl Drain {
 
     /// Tell the triggers whether to NOTIFY (only while the daemon is idle).
     pub async fn set_idle<C: GenericClient + Sync>(&self, client: &C, idle: bool) -> Result<(), DrainError> {
-        self.prep.execute(client, &self.store.idle, &[&idle]).await.map_err(DrainError::from_pg)?;
+        let ms = self.idle_for().as_secs_f64() * 1000.0;
+        self.prep.execute(client, &self.store.idle, &[&idle, &ms]).await.map_err(DrainError::from_pg)?;
         Ok(())
     }
 
@@ -886,6 +887,12 @@ impl Drain {
                 return Ok((total, short));
             }
         }
+    }
+
+    /// How long a raised idle flag holds unless renewed: a leader's lease (a leader gone for
+    /// longer is taken over anyway).
+    pub fn idle_for(&self) -> Duration {
+        self.cfg.router.leader_lease
     }
 
     /// How long to wait between polls.

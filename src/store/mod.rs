@@ -136,7 +136,7 @@ pub struct Statements {
     pub history: String,
     /// → every [`PickState`].
     pub pick_states: String,
-    /// `$1`: whether the triggers NOTIFY (only while the daemon is idle).
+    /// `$1`: whether the triggers NOTIFY (only while the daemon is idle), `$2`: for how long (ms).
     pub idle: String,
     /// `$1` the leader session's backend pid → a row while the lease names it, which the batch's
     /// transaction then holds (`FOR KEY SHARE`: renewals go on; a takeover's `take` waits).
@@ -244,10 +244,14 @@ impl Statements {
     }
 }
 
-/// `$1`: whether the capture triggers NOTIFY (only while a leader waits); also what a stopping
-/// leader runs with `false`.
+/// `$1`: whether the capture triggers NOTIFY (only while a leader waits), `$2` for how long in
+/// ms (a waiting leader renews it; a killed one's expires); also what a stopping leader runs
+/// with `false`.
 pub fn idle_sql(schema: &Ident) -> String {
-    format!("UPDATE {}.wakeup SET idle = $1 WHERE idle IS DISTINCT FROM $1", schema.quoted())
+    format!(
+        "UPDATE {}.wakeup SET idle = $1, idle_until = CASE WHEN $1 THEN clock_timestamp() + $2::float8 * interval '1 millisecond' END",
+        schema.quoted()
+    )
 }
 
 /// Whether a queued event `e` (of `<schema>.events`) counts as an interaction by the owner

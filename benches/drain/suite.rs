@@ -408,6 +408,7 @@ impl Bench<'_> {
             "",
         );
         self.table.push("peak RSS of the daemon during the drain", rss, "MB", "VmHWM");
+        let (opps, recent) = self.settle(cfg);
         let mut d = Daemon::spawn(&self.dir, &config, self.log());
         let ready = d.wait_ready(Duration::from_secs(60));
         d.stop();
@@ -415,13 +416,32 @@ impl Bench<'_> {
             "start-up to READY, nothing queued",
             ready.as_secs_f64() * 1000.0,
             "ms",
-            "connect, lead, load the rules and loads",
+            format!("connect, lead, load the rules; count the loads over {opps} opportunities, read {recent} recent assignments"),
         );
+    }
+
+    /// The database after a section's writes, as autovacuum would leave it (each section measures
+    /// its own work, not the last one's clean-up); how many opportunities and recent assignments
+    /// it holds.
+    fn settle(&self, cfg: &Config) -> (i64, i64) {
+        let s = cfg.router.schema.quoted();
+        self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            c.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
+            let n = |sql: String| {
+                let c = &c;
+                async move { c.query_one(&sql, &[]).await.expect("count").get::<_, i64>("n") }
+            };
+            let opps = n("SELECT count(*) AS n FROM crm.opportunity".into()).await;
+            let recent = n(format!("SELECT count(*) AS n FROM {s}.assignments WHERE owner_id IS NOT NULL")).await;
+            (opps, recent)
+        })
     }
 
     /// Section 4: latency at an offered rate: the daemon running, pgbench inserting at `rate`/s.
     fn latency(&mut self, cfg: &Config, rate: u32) {
         let s = cfg.router.schema.quoted();
+        self.settle(cfg);
         let config = self.config_file(cfg);
         let mut d = Daemon::spawn(&self.dir, &config, self.log());
         d.wait_ready(Duration::from_secs(60));

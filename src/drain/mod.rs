@@ -354,8 +354,7 @@ pub struct Lane {
 impl Lane {
     /// A lane on `client` (a connection of its own): it takes the lanes' lock first.
     pub async fn start(client: Client, cfg: &Config) -> Result<Lane, tokio_postgres::Error> {
-        let sql = crate::store::LeaseStatements::new(&cfg.router.schema);
-        client.execute(&sql.lane, &[&crate::store::lane_key(&cfg.router.schema)]).await?;
+        client.execute(crate::store::LANE_LOCK, &[&crate::store::lane_key(&cfg.router.schema)]).await?;
         Ok(Lane { client, prep: Prepared::new() })
     }
 
@@ -572,24 +571,25 @@ impl Drain {
     /// events, on the session's connection. Returns how many events were claimed (0 = nothing to do).
     pub async fn batch(&mut self, client: &mut Client) -> Result<BatchReport, DrainError> {
         let prep = std::mem::take(&mut self.prep);
-        let result = self.batch_on(&mut Conn { client, prep: &prep }, true).await;
-        if result.as_ref().is_ok_and(|r| r.claimed > 0) {
-            if let Some(b) = self.batches.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).first_mut() {
-                *b += 1;
-            }
-        }
+        let result = self.batch_on(&mut Conn { client, prep: &prep }, 0).await;
         self.prep = prep;
         result
     }
 
-    /// One batch on `conn`; the session's connection (`first`) takes the retries first.
-    async fn batch_on(&self, conn: &mut Conn<'_>, first: bool) -> Result<BatchReport, DrainError> {
+    /// One batch on connection `n` of `conn` (0: the session's, which takes the retries first),
+    /// counted in [`Drain::batches_per_connection`] when it claimed anything.
+    async fn batch_on(&self, conn: &mut Conn<'_>, n: usize) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
-        let mut report = if first { self.retries(conn).await? } else { BatchReport::default() };
+        let mut report = if n == 0 { self.retries(conn).await? } else { BatchReport::default() };
         let fresh = self.fresh(conn).await?;
         report.add(&fresh);
         if report.claimed + report.contended > 0 {
             self.log_batch(&report, started);
+        }
+        if report.claimed > 0 {
+            if let Some(b) = self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(n) {
+                *b += 1;
+            }
         }
         Ok(report)
     }
@@ -874,12 +874,7 @@ impl Drain {
         let mut total = BatchReport::default();
         loop {
             crate::systemd::watchdog();
-            let r = self.batch_on(&mut conn, n == 0).await?;
-            if r.claimed > 0 {
-                if let Some(b) = self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(n) {
-                    *b += 1;
-                }
-            }
+            let r = self.batch_on(&mut conn, n).await?;
             total.add(&r);
             let short = r.claimed < self.cfg.router.batch_size as usize && r.contended == 0;
             let more = r.claimed > 0 || r.contended > 0;

@@ -540,11 +540,9 @@ impl Drain {
         self.defer(tx, &triage.defer, batch.now).await?;
         self.warn(tx, batch.pipeline, &triage.warn).await?;
         if !verdicts.audit.opp.is_empty() {
-            // Not learned: a sweep's few explanations are sent each time (the store keeps one copy).
-            verdicts
-                .audit
-                .insert(&self.prep, tx, &self.store.audit, &engine.version, &super::Explained::default())
-                .await?;
+            // Those already known are not sent; the sweep's own new ones are not learned (a few,
+            // sent again next time: the store keeps one copy).
+            verdicts.audit.insert(&self.prep, tx, &self.store.audit, &engine.version, &self.explained).await?;
         }
         let paused = self.pause_lapsed(tx, done).await?;
         let mut touched: Vec<usize> =

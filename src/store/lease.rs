@@ -11,8 +11,6 @@ pub struct LeaseStatements {
     /// `$1` holder, `$2` lease in ms: the lease names this session. It first locks the lease row
     /// against the old leader's batches still in flight (each holds it, `Statements::fence`).
     pub take: String,
-    /// `$1` the lanes' key ([`lane_key`]): a lane holds it (shared) while it is open.
-    pub lane: String,
     /// `$1` the lanes' key → `ended`: the sessions of the lanes still open, which belong to a
     /// leader that is gone (run by the new leader before it takes the lease, before it has lanes).
     pub end_lanes: String,
@@ -54,6 +52,9 @@ const ADVISORY_KEY: &str = "(CASE WHEN l.locktype = 'advisory' AND l.granted AND
      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
      THEN (l.classid::int8 << 32) | l.objid::int8 END)";
 
+/// `$1` the lanes' key ([`lane_key`]): a lane holds it (shared) while it is open.
+pub const LANE_LOCK: &str = "SELECT pg_advisory_lock_shared(hashtextextended($1, 0))";
+
 /// The key of the lanes' advisory lock, for the router's `schema`.
 pub fn lane_key(schema: &Ident) -> String {
     format!("oppty-router lanes {}", schema.as_str())
@@ -78,7 +79,6 @@ impl LeaseStatements {
                  WHERE {ADVISORY_KEY} = hashtextextended($1, 0) AND x.expires_at < clock_timestamp()"
             ),
             terminate: "SELECT pg_terminate_backend($1) AS ended".into(),
-            lane: "SELECT pg_advisory_lock_shared(hashtextextended($1, 0))".into(),
             end_lanes: format!(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(l.pid)) AS ended FROM pg_locks l \
                  WHERE {ADVISORY_KEY} = hashtextextended($1, 0) AND l.pid <> pg_backend_pid()"

@@ -18,7 +18,7 @@ use tokio_postgres::types::{FromSql, Type};
 
 use crate::db::row::typed_row;
 use crate::ident::Ident;
-pub use lease::{lane_key, LastLeader, LeaseStatements, StaleLeader};
+pub use lease::{lane_key, LastLeader, LeaseStatements, StaleLeader, LANE_LOCK};
 pub use reads::{DaemonRow, DeadLetterGroup, Decision, LapsePause, QueueReport, Reads, UnownedGroup};
 pub use sweep::{AlignChunk, Due, EarlierOwner, Queued, SweepStatements};
 

@@ -225,8 +225,10 @@ async fn inject(rng: &mut SmallRng, replicas: &mut Replicas, cluster: &Cluster, 
                 let Ok(tx) = c.transaction().await else { return };
                 let locked = tx
                     .execute(
-                        "SELECT 1 FROM crm.opportunity WHERE \"oppId\" = (SELECT \"oppId\" FROM crm.opportunity \
-                         WHERE \"accountOwnerId\" = 1 AND title LIKE 'chaos%' ORDER BY \"createdAt\" DESC LIMIT 1) FOR UPDATE",
+                        // SKIP LOCKED: the newest unowned row no earlier fault still holds. Queued
+                        // behind one, this fault would hold the same row for 20 s, not 10.
+                        "SELECT 1 FROM crm.opportunity WHERE \"accountOwnerId\" = 1 AND title LIKE 'chaos%' \
+                         ORDER BY \"createdAt\" DESC LIMIT 1 FOR UPDATE SKIP LOCKED",
                         &[],
                     )
                     .await;

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (10, "010_leader_lease.sql", include_str!("../sql/010_leader_lease.sql")),
     (11, "011_explanations.sql", include_str!("../sql/011_explanations.sql")),
     (12, "012_wakeup_expiry.sql", include_str!("../sql/012_wakeup_expiry.sql")),
+    (13, "013_recent_by_owner.sql", include_str!("../sql/013_recent_by_owner.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

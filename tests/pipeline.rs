@@ -208,7 +208,7 @@ async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_b
     let once = db.count(objects).await;
     db.install().await;
     assert_eq!(db.count(objects).await, once, "the same triggers, functions and tables");
-    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 12);
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.schema_version").await, 13);
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup").await, 1);
     assert_eq!(once, 5 * 1000 + 4 * 100 + 15, "5 triggers (one for owner edits), 4 functions, 15 tables");
 
@@ -1055,4 +1055,54 @@ async fn a_waiting_leader_keeps_the_notify_flag_alive_and_a_killed_ones_expires_
     db.insert_opportunity("after the kill", "HCM", "retail").await;
     let heard = tokio::time::timeout(Duration::from_millis(500), notes.recv()).await;
     assert!(heard.is_err(), "nobody listens, and the CRM's insert sends no NOTIFY: {heard:?}");
+}
+
+/// The example rules, copied so a test can edit them: An's (101) rolling cap set to `cap`.
+fn rules_with_cap(dir: &std::path::Path, cap: u32) {
+    for e in std::fs::read_dir(rules_dir()).expect("rules") {
+        let p = e.expect("entry").path();
+        let text = std::fs::read_to_string(&p).expect("read");
+        let text = text
+            .replace("caps = [{ max = 150, per = \"24h\" }]", &format!("caps = [{{ max = {cap}, per = \"24h\" }}]"));
+        std::fs::write(dir.join(p.file_name().expect("name")), text).expect("write");
+    }
+}
+
+/// Car loans in Hanoi: An (101) is the only one selling them, up to his cap.
+async fn car_loans_to_an(
+    db: &TestDb,
+    drain: &mut oppty_router::drain::Drain,
+    client: &mut tokio_postgres::Client,
+    n: usize,
+) -> i64 {
+    for i in 0..n {
+        let opp = db.insert_opportunity(&format!("car loan {i}"), "HN", "retail").await;
+        db.on_opportunity("UPDATE crm.opportunity SET \"productCode\" = 'AUTO' WHERE \"oppId\" = $1::text::uuid", &opp)
+            .await;
+    }
+    drain.drain_all(client, &tokio_util::sync::CancellationToken::new()).await.expect("drain");
+    db.count("SELECT count(*) FROM crm.opportunity WHERE \"accountOwnerId\" = 101 AND title LIKE 'car loan%'").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_cap_counts_what_the_last_leader_gave_even_after_it_is_lowered_and_raised_again() {
+    let mut db = crm_db("history").await;
+    db.install().await;
+    let rules = tempfile::tempdir().expect("tempdir");
+    db.cfg.router.rules_dir = rules.path().to_path_buf();
+    rules_with_cap(rules.path(), 5);
+    let (mut drain, mut client) = manual_drain_with(&db.cfg).await;
+    assert_eq!(car_loans_to_an(&db, &mut drain, &mut client, 6).await, 5, "five in 24 hours, then no more");
+
+    // The cap lowered to 3 while no leader ran: the next one reads only An's latest 3, enough to
+    // know he is at it.
+    rules_with_cap(rules.path(), 3);
+    let (mut drain, mut client) = manual_drain_with(&db.cfg).await;
+    assert_eq!(car_loans_to_an(&db, &mut drain, &mut client, 1).await, 5, "at his cap of 3 (he has 5)");
+
+    // Raised to 7 in force: the leader reads his latest 7, finds 5, and gives him exactly 2 more.
+    rules_with_cap(rules.path(), 7);
+    let engine = std::sync::Arc::new(oppty_router::load_rules(&db.cfg).expect("rules"));
+    drain.swap_engine(&mut client, engine).await.expect("swap");
+    assert_eq!(car_loans_to_an(&db, &mut drain, &mut client, 4).await, 7, "7 in 24 hours, not 5 + 3 + 1");
 }

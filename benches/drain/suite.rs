@@ -409,9 +409,17 @@ impl Bench<'_> {
         );
         self.table.push("peak RSS of the daemon during the drain", rss, "MB", "VmHWM");
         let (opps, recent) = self.settle(cfg);
+        if self.opts.profile {
+            self.reset_statements(cfg);
+        }
         let mut d = Daemon::spawn(&self.dir, &config, self.log());
         let ready = d.wait_ready(Duration::from_secs(60));
         d.stop();
+        if self.opts.profile {
+            eprintln!("  start-up to READY: {:.0} ms", ready.as_secs_f64() * 1000.0);
+            self.print_statements(cfg);
+            self.explain_start_up(cfg);
+        }
         self.table.push(
             "start-up to READY, nothing queued",
             ready.as_secs_f64() * 1000.0,
@@ -572,7 +580,7 @@ impl Bench<'_> {
     /// The daemon's log filter: its batch lines (phase times) when profiling.
     fn log(&self) -> &'static str {
         if self.opts.profile {
-            "warn,oppty_router::drain=info"
+            "warn,oppty_router=info"
         } else {
             "warn"
         }
@@ -600,11 +608,32 @@ impl Bench<'_> {
             .await
             .expect("pg_stat_statements")
         });
-        eprintln!("  server time by statement (pg_stat_statements, the drain only):");
+        eprintln!("  server time by statement (pg_stat_statements, since the last reset):");
         for r in rows {
             let (calls, n, ms, q): (i64, i64, f64, String) = (r.get("calls"), r.get("rows"), r.get("ms"), r.get("q"));
             eprintln!("  {ms:>9.0} ms {calls:>7} calls {n:>8} rows  {q}");
         }
+    }
+
+    /// Profiling: the plans of the leader's two reads before its first decision.
+    fn explain_start_up(&self, cfg: &Config) {
+        self.rt.block_on(async {
+            let c = db::connect(&cfg.database, "").await.expect("connect");
+            let crm = oppty_router::crm::prepare(&c, cfg).await.expect("mapping");
+            let store = oppty_router::store::Statements::new(&cfg.router.schema);
+            let engine = oppty_router::load_rules(cfg).expect("rules");
+            let need = oppty_router::engine::history::HistoryNeed::of(&engine);
+            let (members, teams, depths) = need.columns();
+            let history: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&members, &teams, &depths, &need.window];
+            for (what, sql, params) in
+                [("open loads", crm.full_count, &[][..]), ("recent assignments", store.history, &history[..])]
+            {
+                eprintln!("  EXPLAIN ANALYZE, {what}:");
+                for r in c.query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), params).await.expect("explain") {
+                    eprintln!("    {}", r.get::<_, String>(0));
+                }
+            }
+        });
     }
 
     /// The example config for this database, as a file the binary reads.

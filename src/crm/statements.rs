@@ -354,9 +354,10 @@ fn count_sql(cfg: &Config, owner_t: &str) -> (String, String) {
     let o = &cfg.opportunity;
     let (table, owner) = (o.table.quoted(), o.owner.quoted());
     let (open, deleted, is_opp) = (open_pred(cfg), deleted_pred(cfg), where_pred(cfg));
-    let live = format!(
-        "coalesce(({open})::bool, false) AND NOT coalesce(({deleted})::bool, false) AND coalesce(({is_opp})::bool, false)"
-    );
+    // Top-level conjuncts of the WHERE (a NULL drops the row there, as false would), so the
+    // planner can turn an `EXISTS` of the mapping into a join and scan in parallel; wrapped in
+    // coalesce it stays a subplan the planner cannot split, with an estimate large enough to JIT.
+    let live = format!("({open})::bool AND NOT coalesce(({deleted})::bool, false) AND ({is_opp})::bool");
     let recount = format!(
         "SELECT o.{owner}::text AS owner, count(*)::int8 AS open FROM {table} o WHERE o.{owner} = ANY($1::text[]::{owner_t}[]) \
          AND {live} GROUP BY 1"

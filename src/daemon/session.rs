@@ -158,9 +158,8 @@ async fn stand_by(client: &tokio_postgres::Client, cfg: &Arc<Config>, shutdown: 
 /// Keep the lease while leading: the renewer's own connection, and a token cancelled if the
 /// lease is lost.
 async fn hold_lease(client: &tokio_postgres::Client, cfg: &Arc<Config>) -> Step<Lease> {
-    // The server notices a dead client of this session within seconds (not the OS's two hours),
-    // and ends it, releasing the lock (ignored over a Unix socket, where it cannot happen).
-    client.batch_execute(db::KEEPALIVES).await.or_halt(cfg)?;
+    // The server ends this session within seconds of its client dying, releasing the lock.
+    client.batch_execute(db::DRAIN_SESSION).await.or_halt(cfg)?;
     let backend: i32 =
         client.query_one("SELECT pg_backend_pid() AS pid", &[]).await.or_halt(cfg)?.try_get("pid").or_halt(cfg)?;
     let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
@@ -179,11 +178,11 @@ struct Lease {
 }
 
 /// The drain's lanes: `router.drain_connections` − 1 more connections, each holding the lanes'
-/// lock, with the same keepalives as the session's.
+/// lock, with the same settings as the session's.
 async fn open_lanes(cfg: &Arc<Config>, drain: &mut Drain) -> Step<()> {
     for n in 2..=cfg.router.drain_connections as usize {
         let client = db::connect(&cfg.database, &format!(" lane {n}")).await.or_halt(cfg)?;
-        client.batch_execute(db::KEEPALIVES).await.or_halt(cfg)?;
+        client.batch_execute(db::DRAIN_SESSION).await.or_halt(cfg)?;
         drain.add_lane(crate::drain::Lane::start(client, cfg).await.or_halt(cfg)?);
     }
     Ok(())

@@ -6,7 +6,7 @@
 //! batch there is one query per kind of work, never one per row. It must not decide owners itself
 //! (that is `engine`), nor connect, wait or watch files (that is `daemon`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::crm::CrmSql;
 use crate::db::prepared::Prepared;
 use crate::db::row::FromRow;
+use crate::engine::history::HistoryNeed;
 use crate::engine::{Engine, Ledger, Outcome, Undo};
 use crate::store::Statements;
 pub use crate::store::{Event, EventKind};
@@ -410,6 +411,8 @@ pub struct Drain {
     said_no_reclaim: Option<String>,
     /// A reclaim sweep under way, taken a step at a time between batches.
     sweeping: Option<reclaim::Sweep>,
+    /// The past the ledger holds: what the rule set in force needs ([`HistoryNeed`]).
+    history: HistoryNeed,
 }
 
 impl Drain {
@@ -437,6 +440,7 @@ impl Drain {
             aligned: HashMap::new(),
             said_no_reclaim: None,
             sweeping: None,
+            history: HistoryNeed::default(),
         }
     }
 
@@ -462,18 +466,9 @@ impl Drain {
                 ledger.open[m] = r.open;
             }
         }
-        let recent = self.prep.query(client, &self.store.history, &[&engine.history]).await.map_err(pg)?;
-        for r in crate::store::Recent::from_rows(&recent).map_err(pg)? {
-            if let Some(m) = engine.member_index(&r.owner_id) {
-                let at = r.at;
-                ledger.recent[m].push_back(at);
-                // Also against the caps a team keeps for this member (the CRM's per-membership caps).
-                let team = r.team_id.and_then(|t| engine.team_index.get(&t).copied());
-                if let Some(team) = team.map(|t| &engine.teams[t]).filter(|t| t.caps_member(m)) {
-                    ledger.assign_here(&engine.members[m].id, &team.id, at);
-                }
-            }
-        }
+        let need = HistoryNeed::of(&engine);
+        self.read_history(client, &engine, &need, &mut ledger).await?;
+        self.history = need;
         let states = self.prep.query(client, &self.store.pick_states, &[]).await.map_err(pg)?;
         for r in crate::store::PickState::from_rows(&states).map_err(pg)? {
             if let Some(c) = r.cursor {
@@ -508,8 +503,40 @@ impl Drain {
                 }
             }
         }
+        // Between rounds: every batch committed, so the table holds all the ledger would.
+        let need = HistoryNeed::of(&engine);
+        if !self.history.covers(&need) {
+            self.read_history(client, &engine, &need, &mut ledger).await?;
+        }
+        self.history = need;
         *lock_ledger(&self.ledger) = ledger;
         self.engine = engine;
+        Ok(())
+    }
+
+    /// Replace the ledger's past with what `need` asks of the assignments table: per member its
+    /// latest assignments (oldest first), per membership with a team's own cap those through it.
+    async fn read_history(
+        &self,
+        client: &mut Client,
+        engine: &Engine,
+        need: &HistoryNeed,
+        ledger: &mut Ledger,
+    ) -> Result<(), DrainError> {
+        let pg = DrainError::from_pg;
+        let (members, teams, depths) = need.columns();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&members, &teams, &depths, &need.window];
+        let rows = self.prep.query(client, &self.store.history, &params).await.map_err(pg)?;
+        ledger.recent.iter_mut().for_each(VecDeque::clear);
+        ledger.recent_here.clear();
+        for r in crate::store::Recent::from_rows(&rows).map_err(pg)? {
+            let Some(m) = engine.member_index(&r.owner_id) else { continue };
+            match r.team_id.and_then(|t| engine.team_index.get(&t).copied()) {
+                Some(t) => ledger.assign_here(&engine.members[m].id, &engine.teams[t].id, r.at),
+                None => ledger.recent[m].push_back(r.at),
+            }
+        }
+        ledger.recent.iter_mut().for_each(|q| q.make_contiguous().sort_unstable());
         Ok(())
     }
 

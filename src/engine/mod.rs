@@ -7,6 +7,7 @@
 //! its types and the drain keeps the ledger.
 
 pub mod cond;
+pub mod history;
 pub mod ledger;
 mod pick;
 pub mod reclaim;

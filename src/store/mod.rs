@@ -90,6 +90,7 @@ typed_row! {
         pub owner_id: String,
         /// When, in seconds since the epoch.
         pub at: i64,
+        /// The team it counts for (a team's own cap), or `None`: the member's own caps.
         pub team_id: Option<String>,
     }
 }
@@ -132,7 +133,9 @@ pub struct Statements {
     pub requeue: String,
     /// Round-robin cursors and weights.
     pub pick_state: String,
-    /// `$1` seconds → [`Recent`] assignments, oldest first.
+    /// `$1` member ids, `$2` team ids (NULL: through any team), `$3` how many, `$4` seconds →
+    /// per (member, team), its latest [`Recent`] assignments within the window
+    /// ([`crate::engine::history::HistoryNeed`]), in no particular order.
     pub history: String,
     /// → every [`PickState`].
     pub pick_states: String,
@@ -231,10 +234,13 @@ impl Statements {
                  SELECT u.k, u.c, u.w::jsonb, clock_timestamp() FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, c, w) \
                  ON CONFLICT (rule_key) DO UPDATE SET cursor = EXCLUDED.cursor, weights = EXCLUDED.weights, updated_at = EXCLUDED.updated_at"
             ),
+            // A LIMIT per member in a LATERAL subquery: one short backward index scan each.
             history: format!(
-                "SELECT owner_id, extract(epoch FROM decided_at)::int8 AS at, team_id FROM {s}.assignments \
-                 WHERE owner_id IS NOT NULL AND outcome IN ('rule', 'fallback') \
-                 AND decided_at > clock_timestamp() - $1::int8 * interval '1 second' ORDER BY decided_at"
+                "SELECT u.m AS owner_id, h.at, u.t AS team_id FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(m, t, n) \
+                 CROSS JOIN LATERAL (SELECT extract(epoch FROM a.decided_at)::int8 AS at FROM {s}.assignments a \
+                   WHERE a.owner_id = u.m AND (u.t IS NULL OR a.team_id = u.t) AND a.owner_id IS NOT NULL \
+                   AND a.outcome IN ('rule', 'fallback') AND a.decided_at > now() - $4::int8 * interval '1 second' \
+                   ORDER BY a.decided_at DESC LIMIT u.n) h"
             ),
             pick_states: format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"),
             idle: idle_sql(schema),

@@ -132,13 +132,7 @@ impl TestDb {
 
     /// A drain of the test's own (not a daemon): batches run when the test says, with its clock.
     pub async fn manual_drain(&self) -> (oppty_router::drain::Drain, Client) {
-        let cfg = Arc::new(self.cfg.clone());
-        let mut client = db::connect(&cfg.database, "").await.expect("connect");
-        let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
-        let engine = Arc::new(load_rules(&cfg).expect("rules"));
-        let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
-        drain.reconcile(&mut client).await.expect("loads");
-        (drain, client)
+        manual_drain_with(&self.cfg).await
     }
 
     /// Each of these opportunities was given an owner exactly once (the audit says so).
@@ -255,4 +249,15 @@ impl Drop for Child {
 /// Send a signal to a test's child process.
 pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), sig).expect("signal");
+}
+
+/// A drain of the test's own for this config (see [`TestDb::manual_drain`]), its ledger read.
+pub async fn manual_drain_with(cfg: &Config) -> (oppty_router::drain::Drain, Client) {
+    let cfg = Arc::new(cfg.clone());
+    let mut client = db::connect(&cfg.database, "").await.expect("connect");
+    let sql = oppty_router::crm::prepare(&client, &cfg).await.expect("mapping");
+    let engine = Arc::new(load_rules(&cfg).expect("rules"));
+    let mut drain = oppty_router::drain::Drain::new(cfg.clone(), sql, engine, None);
+    drain.reconcile(&mut client).await.expect("loads");
+    (drain, client)
 }

@@ -39,6 +39,16 @@ impl Prepared {
         Ok(s)
     }
 
+    /// Prepare those of `sqls` not prepared yet. Statements then sent together (futures joined)
+    /// each go out on their first poll, in the order they are joined; a first use would wait for
+    /// its parse and go out after the rest.
+    pub async fn prepare_all<C: GenericClient + Sync>(&self, client: &C, sqls: &[&str]) -> Result<(), Error> {
+        for sql in sqls {
+            self.statement(client, sql).await?;
+        }
+        Ok(())
+    }
+
     pub async fn query<C: GenericClient + Sync>(&self, c: &C, sql: &str, p: Params<'_>) -> Result<Vec<Row>, Error> {
         let s = self.statement(c, sql).await?;
         c.query(&s, p).await

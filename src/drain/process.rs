@@ -431,6 +431,12 @@ impl Drain {
     ) -> Result<(Vec<Routed>, Vec<super::ExplanationKey>), tokio_postgres::Error> {
         let LedgerState { members, counts, totals, keys, cursors, weights } = state;
         let (a, own) = (&r.audit, &r.ownership);
+        // Prepared first, so they reach the server in this order in every batch: two batches
+        // then take their locks in one order (explanations, loads, turns; each sorted). A first
+        // use sent after the others deadlocked with a batch on another connection (1 s lost).
+        let st = &self.store;
+        let sqls = [&st.audit, &st.own, &st.member_state, &st.touch, &st.requeue, &st.pick_state, &st.unrouted];
+        t.prep.prepare_all(t.tx, &sqls.map(String::as_str)).await?;
         let audit = async {
             if a.opp.is_empty() {
                 return Ok(Vec::new());

@@ -424,7 +424,7 @@ impl Bench<'_> {
             "start-up to READY, nothing queued",
             ready.as_secs_f64() * 1000.0,
             "ms",
-            format!("connect, lead, load the rules; count the loads over {opps} opportunities, read {recent} recent assignments"),
+            format!("connect, lead, load the rules; count the loads over {opps} opportunities, {recent} assignments in the caps' window, of which it reads the latest each cap counts"),
         );
     }
 

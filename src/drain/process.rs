@@ -414,8 +414,8 @@ impl Drain {
         r
     }
 
-    /// Audit, ownership, loads, interactions, opportunities to route again, pick state and
-    /// what is left unowned: one statement each, pipelined (sent together, one round trip's
+    /// Audit, ownership, interactions, opportunities to route again, what is left unowned,
+    /// loads and pick state: one statement each, pipelined (sent together, one round trip's
     /// wait). All are awaited, so that the error reported is the one that failed the
     /// transaction, not a later statement's "aborted".
     #[allow(clippy::too_many_arguments)]
@@ -431,11 +431,12 @@ impl Drain {
     ) -> Result<(Vec<Routed>, Vec<super::ExplanationKey>), tokio_postgres::Error> {
         let LedgerState { members, counts, totals, keys, cursors, weights } = state;
         let (a, own) = (&r.audit, &r.ownership);
-        // Prepared first, so they reach the server in this order in every batch: two batches
-        // then take their locks in one order (explanations, loads, turns; each sorted). A first
-        // use sent after the others deadlocked with a batch on another connection (1 s lost).
+        // Prepared first, then polled in order (`biased`), so each goes out on its first poll and
+        // they reach the server in this order in every batch: two batches then take their locks
+        // in one order (explanations, loads, turns; each sorted). A first use sent after the
+        // others (waiting for its parse) deadlocked with a batch on another connection (1 s lost).
         let st = &self.store;
-        let sqls = [&st.audit, &st.own, &st.member_state, &st.touch, &st.requeue, &st.pick_state, &st.unrouted];
+        let sqls = [&st.audit, &st.own, &st.touch, &st.requeue, &st.unrouted, &st.member_state, &st.pick_state];
         t.prep.prepare_all(t.tx, &sqls.map(String::as_str)).await?;
         let audit = async {
             if a.opp.is_empty() {
@@ -475,13 +476,14 @@ impl Drain {
             let (clear, park) = unrouted.into_columns();
             t.execute(&self.store.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
         };
-        let (stored, ownership, member_state, touch, requeue, picks, parked) =
-            tokio::join!(audit, ownership, member_state, touch, requeue, picks, parked);
+        // The rows other batches write too (loads, turns) go last: locked only until the commit.
+        let (stored, ownership, touch, requeue, parked, member_state, picks) =
+            tokio::join!(biased; audit, ownership, touch, requeue, parked, member_state, picks);
         let (keys, audit) = match stored {
             Ok(keys) => (keys, Ok(0)),
             Err(e) => (Vec::new(), Err(e)),
         };
-        first_cause([audit, ownership, member_state, touch, requeue, picks, parked])?;
+        first_cause([audit, ownership, touch, requeue, parked, member_state, picks])?;
         Ok((r.routed, keys))
     }
 

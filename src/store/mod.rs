@@ -252,10 +252,13 @@ impl Statements {
 
 /// `$1`: whether the capture triggers NOTIFY (only while a leader waits), `$2` for how long in
 /// ms (a waiting leader renews it; a killed one's expires); also what a stopping leader runs
-/// with `false`.
+/// with `false`. Its commit does not wait for the WAL flush (`synchronous_commit` off for this
+/// statement's transaction alone): the flag is a hint, set again by every new session, and a
+/// leader woken by a NOTIFY lowers it before it drains.
 pub fn idle_sql(schema: &Ident) -> String {
     format!(
-        "UPDATE {}.wakeup SET idle = $1, idle_until = CASE WHEN $1 THEN clock_timestamp() + $2::float8 * interval '1 millisecond' END",
+        "UPDATE {}.wakeup SET idle = $1, idle_until = CASE WHEN $1 THEN clock_timestamp() + $2::float8 * interval '1 millisecond' END \
+         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit",
         schema.quoted()
     )
 }

@@ -1109,3 +1109,41 @@ async fn a_rolling_cap_counts_what_the_last_leader_gave_even_after_it_is_lowered
     drain.swap_engine(&mut client, engine).await.expect("swap");
     assert_eq!(car_loans_to_an(&db, &mut drain, &mut client, 4).await, 7, "7 in 24 hours, not 5 + 3 + 1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_connection_drains_only_during_a_backlog_and_a_steady_trickle_is_served_by_two() {
+    let mut db = crm_db("steady").await;
+    db.cfg.router.batch_size = 40;
+    db.install().await;
+    let (mut drain, mut client) = db.manual_drain().await;
+    for n in 2..=3 {
+        let lane = oppty_router::db::connect(&db.cfg.database, &format!(" lane {n}")).await.expect("connect");
+        drain.add_lane(oppty_router::drain::Lane::start(lane, &db.cfg).await.expect("lane"));
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    oppty_router::demo::insert_opportunities(&db.client, 1_000, "retail", 5, 0).await.expect("backlog");
+    drain.drain_all(&mut client, &stop).await.expect("backlog drained");
+    let per = drain.batches_per_connection();
+    assert!(per.iter().all(|b| *b > 3), "a backlog: all three connections drained batches: {per:?}");
+
+    // A trickle, batch after short batch: the third connection never even claims.
+    let before = drain.claims_per_connection();
+    for i in 0..5 {
+        oppty_router::demo::insert_opportunities(&db.client, 10, "retail", 6 + i, 0).await.expect("trickle");
+        drain.drain_all(&mut client, &stop).await.expect("trickle drained");
+    }
+    let after = drain.claims_per_connection();
+    assert!(
+        after[0] >= before[0] + 5 && after[1] >= before[1] + 5,
+        "two connections served it: {before:?} → {after:?}"
+    );
+    assert_eq!(after[2], before[2], "the third did not claim: {before:?} → {after:?}");
+
+    // A burst: a round whose batches come back full brings the third back.
+    oppty_router::demo::insert_opportunities(&db.client, 400, "retail", 11, 0).await.expect("burst");
+    drain.drain_for(&mut client, &stop, Some(Duration::from_millis(1))).await.expect("one round");
+    assert_eq!(drain.claims_per_connection()[2], after[2], "the burst's first round: two connections");
+    drain.drain_all(&mut client, &stop).await.expect("burst drained");
+    assert!(drain.claims_per_connection()[2] > after[2], "then all three: {:?}", drain.claims_per_connection());
+    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events WHERE next_attempt_at <= now()").await, 0);
+}

@@ -393,8 +393,8 @@ pub struct Drain {
     lanes: Vec<Lane>,
     /// Explanations known to be stored.
     explained: Explained,
-    /// Batches that claimed events, per connection (the session's first, then each lane's).
-    batches: std::sync::Mutex<Vec<usize>>,
+    /// Claims tried and batches that found events, per connection (the session's first, then each lane's).
+    batches: std::sync::Mutex<Vec<Tries>>,
     /// The leader session's backend: each batch's transaction first checks that the lease still
     /// names it (and holds the lease row, so a replica taking over waits for the batch to end).
     fence: Option<i32>,
@@ -413,7 +413,20 @@ pub struct Drain {
     sweeping: Option<reclaim::Sweep>,
     /// The past the ledger holds: what the rule set in force needs ([`HistoryNeed`]).
     history: HistoryNeed,
+    /// Whether the last round left a backlog (a connection's last batch came back full): then
+    /// every connection drains in the next, else only the first [`STEADY_CONNECTIONS`].
+    backlog: bool,
 }
+
+/// A connection's batches: claims tried, and those that found events.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tries {
+    tried: usize,
+    claimed: usize,
+}
+
+/// How many connections serve a steady stream of events; the others join during a backlog.
+pub const STEADY_CONNECTIONS: usize = 2;
 
 impl Drain {
     pub fn new(
@@ -429,7 +442,7 @@ impl Drain {
             uses: AtomicU64::new(0),
             gate: tokio::sync::RwLock::new(()),
             lanes: Vec::new(),
-            batches: std::sync::Mutex::new(vec![0]),
+            batches: std::sync::Mutex::new(vec![Tries::default()]),
             explained: Explained::default(),
             fence: None,
             engine,
@@ -441,6 +454,8 @@ impl Drain {
             said_no_reclaim: None,
             sweeping: None,
             history: HistoryNeed::default(),
+            // A new leader may find a backlog: every connection starts.
+            backlog: true,
         }
     }
 
@@ -554,12 +569,17 @@ impl Drain {
     /// Add a connection to drain on (`router.drain_connections`), beside the session's own.
     pub fn add_lane(&mut self, lane: Lane) {
         self.lanes.push(lane);
-        self.batches.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(0);
+        self.batches.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(Tries::default());
     }
 
     /// Batches that claimed events so far, per connection: the session's, then each lane's.
     pub fn batches_per_connection(&self) -> Vec<usize> {
-        self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|t| t.claimed).collect()
+    }
+
+    /// Claims tried so far, per connection, whether they found events or not.
+    pub fn claims_per_connection(&self) -> Vec<usize> {
+        self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|t| t.tried).collect()
     }
 
     /// Fence every batch on the leader session `backend` (see [`Drain::fence`]).
@@ -604,7 +624,8 @@ impl Drain {
     }
 
     /// One batch on connection `n` of `conn` (0: the session's, which takes the retries first),
-    /// counted in [`Drain::batches_per_connection`] when it claimed anything.
+    /// counted in [`Drain::claims_per_connection`], and in [`Drain::batches_per_connection`] when
+    /// it claimed anything.
     async fn batch_on(&self, conn: &mut Conn<'_>, n: usize) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
         let mut report = if n == 0 { self.retries(conn).await? } else { BatchReport::default() };
@@ -613,10 +634,9 @@ impl Drain {
         if report.claimed + report.contended > 0 {
             self.log_batch(&report, started);
         }
-        if report.claimed > 0 {
-            if let Some(b) = self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(n) {
-                *b += 1;
-            }
+        if let Some(b) = self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(n) {
+            b.tried += 1;
+            b.claimed += usize::from(report.claimed > 0);
         }
         Ok(report)
     }
@@ -871,11 +891,14 @@ impl Drain {
         let until = limit.map(|l| Instant::now() + l);
         let prep = std::mem::take(&mut self.prep);
         let mut lanes = std::mem::take(&mut self.lanes);
+        // Past the first two, connections join only while there is a backlog: a steady stream
+        // split more ways is only more, smaller batches, each a commit of its own.
+        let joining = if self.backlog { lanes.len() } else { lanes.len().min(STEADY_CONNECTIONS - 1) };
         let result = {
             let this = &*self;
             let round = Round { stop, until };
             let main = this.drain_on(Conn { client, prep: &prep }, 0, round);
-            let others = (lanes.iter_mut().enumerate())
+            let others = (lanes.iter_mut().take(joining).enumerate())
                 .map(|(i, l)| this.drain_on(Conn { client: &mut l.client, prep: &l.prep }, i + 1, round));
             // The first error ends the session: the other lanes' batches are dropped (rolled back, undone).
             futures_util::future::try_join(main, futures_util::future::try_join_all(others)).await
@@ -887,6 +910,7 @@ impl Drain {
             total.add(r);
             caught_up &= c;
         }
+        self.backlog = !caught_up;
         Ok((total, caught_up))
     }
 

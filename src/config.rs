@@ -111,7 +111,7 @@ impl Default for RawRouter {
             channel: "oppty_router_wakeup".into(),
             rules_dir: PathBuf::from("/etc/oppty-router/rules"),
             batch_size: 500,
-            drain_connections: 3,
+            drain_connections: 2,
             poll_interval: Duration::from_millis(500),
             max_attempts: 5,
             retry_backoff: Duration::from_secs(1),

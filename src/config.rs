@@ -44,6 +44,19 @@ struct RawConfig {
     directory: Option<RawDirectory>,
     #[serde(default)]
     log: RawLog,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+    #[serde(default = "default_ready_max_lag", with = "humantime_serde")]
+    ready_max_lag: Duration,
+}
+
+fn default_ready_max_lag() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,6 +399,16 @@ pub struct Config {
     pub directory: Option<DirectoryConfig>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// The metrics and health endpoint, when configured.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: where to serve `/metrics`, `/livez` and `/readyz`.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub listen: std::net::SocketAddr,
+    /// `/readyz` says not ready while the leader's oldest waiting event is older than this.
+    pub ready_max_lag: Duration,
 }
 
 impl Config {
@@ -515,7 +538,7 @@ impl Problems<'_> {
 }
 
 fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
-    let RawConfig { database, router, opportunity, activity, related, write_back, directory, log } = raw;
+    let RawConfig { database, router, opportunity, activity, related, write_back, directory, log, metrics } = raw;
     let database = database_of(p, database);
     let router = router_of(p, router, path);
     let opportunity = opportunity_of(p, opportunity);
@@ -523,6 +546,7 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
     let related = related.into_iter().enumerate().filter_map(|(i, r)| build_related(i, r, p)).collect();
     let write_back = write_back_of(p, write_back);
     let directory = directory.map(|d| directory_of(p, d));
+    let metrics = metrics.and_then(|m| metrics_of(p, m));
     if log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
         p.add("log.level", format!("`{}` is not a level or filter; use error, warn, info, debug or trace", log.level));
     }
@@ -537,7 +561,19 @@ fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
         directory,
         log_format: log.format,
         log_level: log.level,
+        metrics,
     })
+}
+
+fn metrics_of(p: &mut Problems<'_>, m: RawMetrics) -> Option<MetricsConfig> {
+    match m.listen.trim().parse::<std::net::SocketAddr>() {
+        Ok(listen) => Some(MetricsConfig { listen, ready_max_lag: m.ready_max_lag }),
+        Err(_) => {
+            let hint = "an address and port, e.g. \"127.0.0.1:9187\" (localhost only) or \"0.0.0.0:9187\"";
+            p.add("metrics.listen", format!("`{}` is not {hint}", m.listen));
+            None
+        }
+    }
 }
 
 fn database_of(p: &mut Problems<'_>, database: RawDatabase) -> DatabaseConfig {

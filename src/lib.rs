@@ -21,6 +21,7 @@ pub mod rules;
 pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod telemetry;
 pub mod throwaway;
 
 /// Exit codes (sysexits), documented in the README.

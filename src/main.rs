@@ -438,11 +438,12 @@ async fn run_daemon(cfg: Arc<Config>) -> Result<(), CliError> {
     let shutdown = CancellationToken::new();
     let watcher = spawn_watcher(&cfg, reloader.clone(), shutdown.clone());
     let signals = spawn_signals(reloader.clone(), shutdown.clone());
+    let health = serve_telemetry(&cfg, &shutdown).await?;
     let run = daemon::run(
         cfg.clone(),
         rules,
         shutdown.clone(),
-        daemon::RunOptions { notify_systemd: true, directory, reloader: Some(reloader), ..Default::default() },
+        daemon::RunOptions { notify_systemd: true, directory, reloader: Some(reloader), health, ..Default::default() },
     );
     tokio::pin!(run);
     let result = tokio::select! {
@@ -469,6 +470,21 @@ async fn run_daemon(cfg: Arc<Config>) -> Result<(), CliError> {
         }
         CliError::Config(format!("{}: {e}", cfg.path.display()))
     })
+}
+
+/// `/metrics`, `/livez` and `/readyz`, when `[metrics]` says where. A port taken is 69: a
+/// restart may find it free.
+async fn serve_telemetry(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<oppty_router::telemetry::Health>>, CliError> {
+    let Some(m) = &cfg.metrics else { return Ok(None) };
+    let health = Arc::new(oppty_router::telemetry::Health::new(m.ready_max_lag));
+    let bound = oppty_router::telemetry::serve(m.listen, health.clone(), shutdown.clone())
+        .await
+        .map_err(|e| CliError::Unavailable(format!("{}: {e}", cfg.path.display())))?;
+    tracing::info!(listen = %bound, "serving /metrics, /livez and /readyz");
+    Ok(Some(health))
 }
 
 /// The rules directory's watcher, on a task of its own.

@@ -99,6 +99,8 @@ pub struct RunOptions {
     pub directory: Arc<ArcSwap<Directory>>,
     /// When set, rule sets are recompiled through it (so `status` sees every reload).
     pub reloader: Option<Arc<crate::reload::Reloader>>,
+    /// What `/readyz` reads (`[metrics]`), kept up to date by the sessions.
+    pub health: Option<Arc<crate::telemetry::Health>>,
 }
 
 /// Why the directory could not be refreshed: a query the server failed (with that error's kind),
@@ -257,6 +259,9 @@ pub async fn run(
     };
     let candidates = publish.subscribe();
     let mut sets = RuleSets { live: rules, publish, candidates };
+    if let Some(h) = &opts.health {
+        h.set_rules_loaded(true);
+    }
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -267,6 +272,10 @@ pub async fn run(
                 return Ok(());
             }
             Ok(SessionEnd::Lost(why)) => {
+                metrics::counter!("oppty_router_sessions_lost_total").increment(1);
+                if let Some(h) = &opts.health {
+                    h.session_ended(&why);
+                }
                 tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "database session lost; reconnecting");
                 crate::systemd::status(&format!(
                     "waiting for the database (retry in {} ms): {why}",

@@ -23,6 +23,7 @@ use crate::crm::{self, CrmSql};
 use crate::db;
 use crate::drain::{BatchReport, Drain};
 use crate::engine::Engine;
+use crate::telemetry::Role;
 
 /// Why a session's step does not go on.
 enum Halt {
@@ -86,12 +87,15 @@ async fn steps(
     backoff: &mut Duration,
 ) -> Step<SessionEnd> {
     let c = connect(cfg, sets, opts).await?;
+    let health = opts.health.as_deref();
+    health.inspect(|h| h.set_role(Role::StandingBy));
     if !stand_by(&c.client, cfg, shutdown).await? {
         return Ok(SessionEnd::Shutdown);
     }
     let lease = hold_lease(&c.client, cfg).await?;
     let _stop_renewing = lease.stop.clone().drop_guard();
     let mut leader = Leader::start(cfg, sets, opts, c, &lease).await?;
+    health.inspect(|h| h.set_role(Role::Leading));
     *backoff = Duration::from_millis(100);
     leader.run(shutdown, notified).await
 }
@@ -299,6 +303,7 @@ impl<'a> Leader<'a> {
             if caught_up {
                 self.ready(notified);
             }
+            self.observe_lag(caught_up).await?;
             if shutdown.is_cancelled() {
                 return Ok(stopped(&self.c.client, cfg).await);
             }
@@ -432,6 +437,18 @@ impl<'a> Leader<'a> {
             return Ok(first);
         }
         Ok(false)
+    }
+
+    /// For `/readyz`: how long the oldest event due has waited (none when caught up).
+    async fn observe_lag(&mut self, caught_up: bool) -> Step<()> {
+        let Some(h) = self.opts.health.as_deref() else { return Ok(()) };
+        let lag = if caught_up {
+            Duration::ZERO
+        } else {
+            self.drain.oldest_pending(&self.c.client).await.or_halt(self.cfg)?
+        };
+        h.set_lag(lag);
+        Ok(())
     }
 
     /// Tell the triggers not to NOTIFY (if they were told to).

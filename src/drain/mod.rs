@@ -425,6 +425,9 @@ struct Tries {
     claimed: usize,
 }
 
+/// The phases of a batch, in the order of [`BatchReport::phase_us`].
+const PHASES: [&str; 6] = ["claim", "context", "route", "write", "record", "commit"];
+
 /// How many connections serve a steady stream of events; the others join during a backlog.
 pub const STEADY_CONNECTIONS: usize = 2;
 
@@ -709,6 +712,11 @@ impl Drain {
 
     /// The one line per batch, at info.
     fn log_batch(&self, report: &BatchReport, started: Instant) {
+        metrics::counter!("oppty_router_events_drained_total").increment(report.claimed as u64);
+        metrics::counter!("oppty_router_dead_letters_total").increment(report.dead_lettered as u64);
+        for (phase, us) in PHASES.iter().zip(report.phase_us) {
+            metrics::histogram!("oppty_router_batch_phase_seconds", "phase" => *phase).record(us as f64 / 1e6);
+        }
         tracing::info!(
             events = report.claimed,
             routed = report.routed,
@@ -735,7 +743,21 @@ impl Drain {
         );
     }
 
+    /// Committed decisions: counted for the metrics, sent to whoever listens (the demo).
     fn publish(&self, routed: Vec<Routed>) {
+        let now = Utc::now();
+        for r in &routed {
+            let labels = [
+                ("pipeline", r.pipeline.clone()),
+                ("rule", r.rule_id.clone().unwrap_or_default()),
+                ("outcome", r.outcome.as_str().to_string()),
+            ];
+            metrics::counter!("oppty_router_decisions_total", &labels).increment(1);
+            if r.owner.is_some() {
+                let lag = (now - r.event_at).to_std().unwrap_or_default();
+                metrics::histogram!("oppty_router_insert_to_owner_seconds").record(lag.as_secs_f64());
+            }
+        }
         if let Some(tx) = &self.decisions {
             for r in routed {
                 let _ = tx.send(r);
@@ -939,6 +961,13 @@ impl Drain {
     /// longer is taken over anyway).
     pub fn idle_for(&self) -> Duration {
         self.cfg.router.leader_lease
+    }
+
+    /// How long the oldest event due has waited (zero when none is).
+    pub async fn oldest_pending(&self, client: &Client) -> Result<Duration, DrainError> {
+        let row = self.prep.query_one(client, &self.store.oldest_pending, &[]).await.map_err(DrainError::from_pg)?;
+        let secs: f64 = row.try_get("secs").map_err(DrainError::from_pg)?;
+        Ok(Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or_default())
     }
 
     /// How long to wait between polls.

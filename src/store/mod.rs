@@ -139,6 +139,8 @@ pub struct Statements {
     pub history: String,
     /// → every [`PickState`].
     pub pick_states: String,
+    /// → `secs`: how long the oldest event due has waited (0 when none is).
+    pub oldest_pending: String,
     /// `$1`: whether the triggers NOTIFY (only while the daemon is idle), `$2`: for how long (ms).
     pub idle: String,
     /// `$1` the leader session's backend pid → a row while the lease names it, which the batch's
@@ -243,6 +245,10 @@ impl Statements {
                    ORDER BY a.decided_at DESC LIMIT u.n) h"
             ),
             pick_states: format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"),
+            oldest_pending: format!(
+                "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS secs FROM {s}.events \
+                 WHERE next_attempt_at <= now()"
+            ),
             idle: idle_sql(schema),
             fence: format!("SELECT true AS held FROM {s}.leader_lease WHERE singleton AND backend_pid = $1 FOR KEY SHARE"),
             sweep: SweepStatements::new(schema),

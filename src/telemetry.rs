@@ -1,0 +1,263 @@
+//! What operators scrape and probe: the Prometheus endpoint (`/metrics`), `/livez` and `/readyz`,
+//! served only when `[metrics] listen` is set (by default on localhost only).
+//!
+//! Owns the metrics recorder, the listener and [`Health`], which the daemon's session updates as
+//! it connects, stands by, leads and drains. The listener speaks just enough HTTP/1.1: one GET per
+//! connection, the request bounded in size and time, one response, then close. It must not touch
+//! the database nor wait on the drain: a scrape reads atomics and the recorder's snapshot. The
+//! drain records with the `metrics` macros, which cost nothing while no recorder is installed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Histogram buckets, in seconds: a batch phase takes milliseconds, an owner arrives in
+/// milliseconds to minutes.
+const BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// The largest request head read; a longer one is refused.
+const MAX_REQUEST: usize = 8 * 1024;
+/// Requests answered at once.
+const MAX_CLIENTS: usize = 32;
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("metrics.listen = {addr}: cannot listen there: {source}; pick a free port, or leave `[metrics]` out")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("a metrics recorder is already installed in this process: {0}")]
+    Recorder(String),
+}
+
+/// The daemon's role, for `/readyz` and the `oppty_router_leading` gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// Not connected, or connecting.
+    Starting = 0,
+    /// Connected; another replica leads.
+    StandingBy = 1,
+    Leading = 2,
+}
+
+/// What `/readyz` decides from.
+#[derive(Debug)]
+pub struct Health {
+    role: AtomicU8,
+    rules_loaded: AtomicBool,
+    /// Age of the oldest event waiting to be drained, in ms, as the leader last saw it.
+    lag_ms: AtomicU64,
+    /// Ready only while the leader's lag is at most this.
+    max_lag: Duration,
+    /// Why the last session ended, while no new one is connected.
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn new(max_lag: Duration) -> Health {
+        Health {
+            role: AtomicU8::new(Role::Starting as u8),
+            rules_loaded: AtomicBool::new(false),
+            lag_ms: AtomicU64::new(0),
+            max_lag,
+            last_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn set_role(&self, role: Role) {
+        self.role.store(role as u8, Ordering::Relaxed);
+        metrics::gauge!("oppty_router_leading").set(if role == Role::Leading { 1.0 } else { 0.0 });
+        if role != Role::Starting {
+            *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
+    }
+
+    /// A session ended (lost, or refused): not ready until the next one connects.
+    pub fn session_ended(&self, why: &str) {
+        self.set_role(Role::Starting);
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.to_string());
+    }
+
+    pub fn set_rules_loaded(&self, loaded: bool) {
+        self.rules_loaded.store(loaded, Ordering::Relaxed);
+    }
+
+    /// The oldest event waiting, as the leader just saw it.
+    pub fn set_lag(&self, lag: Duration) {
+        self.lag_ms.store(lag.as_millis().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        metrics::gauge!("oppty_router_oldest_pending_event_seconds").set(lag.as_secs_f64());
+    }
+
+    /// `Ok` when ready, else why not.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.rules_loaded.load(Ordering::Relaxed) {
+            return Err("no rule set loaded".into());
+        }
+        match self.role.load(Ordering::Relaxed) {
+            r if r == Role::StandingBy as u8 => Ok(()),
+            r if r == Role::Leading as u8 => {
+                let lag = Duration::from_millis(self.lag_ms.load(Ordering::Relaxed));
+                if lag > self.max_lag {
+                    return Err(format!(
+                        "the oldest event has waited {} (metrics.ready_max_lag = {})",
+                        humantime::format_duration(Duration::from_secs(lag.as_secs())),
+                        humantime::format_duration(self.max_lag)
+                    ));
+                }
+                Ok(())
+            }
+            _ => {
+                let last = self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                Err(match last {
+                    Some(why) => format!("not connected to the database: {why}"),
+                    None => "not connected to the database yet".into(),
+                })
+            }
+        }
+    }
+}
+
+/// Install the recorder and serve `/metrics`, `/livez` and `/readyz` on `addr` until `shutdown`.
+/// Returns the address bound (port 0 picks a free one).
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, TelemetryError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| TelemetryError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| TelemetryError::Bind { addr, source })?;
+    let handle = PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
+    describe();
+    let clients = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    tokio::spawn(async move {
+        // Samples gather between scrapes; folding them in now and then bounds the memory they
+        // hold when nobody scrapes.
+        let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = upkeep.tick() => handle.run_upkeep(),
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    // At most MAX_CLIENTS at once: more are closed unanswered.
+                    let Ok(permit) = clients.clone().try_acquire_owned() else { continue };
+                    let (handle, health) = (handle.clone(), health.clone());
+                    tokio::spawn(async move {
+                        answer(stream, &handle, &health).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    });
+    Ok(bound)
+}
+
+/// One request, one response.
+async fn answer(mut stream: TcpStream, handle: &PrometheusHandle, health: &Health) {
+    let Ok(Ok(head)) = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await else {
+        return;
+    };
+    let (status, kind, body) = respond(&head, handle, health);
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The request's head, up to the blank line (at most [`MAX_REQUEST`] bytes).
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        if buf.len() > MAX_REQUEST {
+            break;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The status line, content type and body for a request head.
+fn respond(head: &str, handle: &PrometheusHandle, health: &Health) -> (&'static str, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if head.len() > MAX_REQUEST {
+        return ("431 Request Header Fields Too Large", TEXT, "request too large\n".into());
+    }
+    if method != "GET" {
+        return ("405 Method Not Allowed", TEXT, "only GET\n".into());
+    }
+    match target.split('?').next().unwrap_or("") {
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", handle.render()),
+        "/livez" => ("200 OK", TEXT, "ok\n".into()),
+        "/readyz" => match health.ready() {
+            Ok(()) => ("200 OK", TEXT, "ready\n".into()),
+            Err(why) => ("503 Service Unavailable", TEXT, format!("not ready: {why}\n")),
+        },
+        _ => ("404 Not Found", TEXT, "try /metrics, /livez or /readyz\n".into()),
+    }
+}
+
+/// Help texts of the metrics, as Prometheus shows them.
+fn describe() {
+    metrics::describe_counter!("oppty_router_events_drained_total", "Events claimed from the event table");
+    metrics::describe_counter!(
+        "oppty_router_decisions_total",
+        "Routing decisions committed, by pipeline, rule and outcome (rule, fallback, held, unassigned)"
+    );
+    metrics::describe_counter!("oppty_router_dead_letters_total", "Events moved to the dead letter table");
+    metrics::describe_histogram!(
+        "oppty_router_batch_phase_seconds",
+        metrics::Unit::Seconds,
+        "Time in each phase of a batch (claim, context, route, write, record, commit)"
+    );
+    metrics::describe_histogram!(
+        "oppty_router_insert_to_owner_seconds",
+        metrics::Unit::Seconds,
+        "From the CRM's change (its event) to the commit of the owner's write"
+    );
+    metrics::describe_gauge!("oppty_router_leading", "1 while this replica leads");
+    metrics::describe_gauge!("oppty_router_oldest_pending_event_seconds", "Age of the oldest event waiting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_what_is_missing() {
+        let h = Health::new(Duration::from_secs(30));
+        assert_eq!(h.ready(), Err("no rule set loaded".into()));
+        h.set_rules_loaded(true);
+        assert_eq!(h.ready(), Err("not connected to the database yet".into()));
+        h.session_ended("connection refused");
+        assert_eq!(h.ready(), Err("not connected to the database: connection refused".into()));
+        h.set_role(Role::StandingBy);
+        assert_eq!(h.ready(), Ok(()), "a healthy standby is ready");
+        h.set_role(Role::Leading);
+        h.set_lag(Duration::from_secs(31));
+        assert_eq!(h.ready(), Err("the oldest event has waited 31s (metrics.ready_max_lag = 30s)".into()));
+        h.set_lag(Duration::from_secs(2));
+        assert_eq!(h.ready(), Ok(()));
+    }
+}

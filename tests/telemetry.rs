@@ -1,0 +1,131 @@
+//! What ops scrape and probe: the real binary's `/metrics`, `/livez` and `/readyz`, checked against
+//! the database.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The example config for `url`, serving metrics on `port`.
+fn config_with_metrics(dir: &Path, url: &str, port: u16) -> std::path::PathBuf {
+    let text = oppty_router::demo::EXAMPLE_CONFIG
+        .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
+        .replace("/etc/oppty-router/rules", &rules_dir().display().to_string())
+        .replace("poll_interval = \"500ms\"", "poll_interval = \"100ms\"");
+    let text = format!("{text}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\nready_max_lag = \"30s\"\n");
+    let path = dir.join("oppty-router.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// One request: the status code and the body.
+fn get(port: u16, method: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+fn wait_for(port: u16, path: &str, code: u16, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let (got, body) = get(port, "GET", path);
+        if got == code {
+            return body;
+        }
+        assert!(start.elapsed() < limit, "{path} answered {got} {body:?}, not {code}, for {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The sum of a metric's samples whose labels contain `with`.
+fn sum(metrics: &str, name: &str, with: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(name) && l.contains(with))
+        .filter(|l| l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_counts_every_decision_the_audit_holds_and_readyz_says_ready_once_leading() {
+    let db = crm_db("scrape").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = config_with_metrics(dir.path(), &db.cfg.database.url, port);
+    oppty_router::demo::insert_opportunities(&db.client, 50, "retail", 3, 0).await.expect("backlog");
+    let daemon = Child(
+        Command::new(BIN).args(["run", "-c"]).arg(&config).stdout(Stdio::null()).spawn().expect("spawn the daemon"),
+    );
+    assert_eq!(wait_for(port, "/livez", 200, Duration::from_secs(20)), "ok\n");
+    assert_eq!(wait_for(port, "/readyz", 200, Duration::from_secs(20)), "ready\n");
+    oppty_router::demo::insert_opportunities(&db.client, 20, "retail", 4, 0).await.expect("more");
+    db.wait_drained(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the last batch's counters
+
+    let (code, metrics) = get(port, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let decided = db.count("SELECT count(*) FROM oppty_router.assignments").await;
+    let by_rule = db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome = 'rule'").await;
+    assert!(decided >= 70, "every opportunity was decided: {decided}");
+    assert_eq!(
+        sum(&metrics, "oppty_router_decisions_total", ""),
+        decided as f64,
+        "decisions = the audit's rows\n{metrics}"
+    );
+    assert_eq!(sum(&metrics, "oppty_router_decisions_total", "outcome=\"rule\""), by_rule as f64, "{metrics}");
+    assert!(sum(&metrics, "oppty_router_events_drained_total", "") >= 70.0, "{metrics}");
+    assert_eq!(sum(&metrics, "oppty_router_leading", ""), 1.0, "{metrics}");
+    assert_eq!(sum(&metrics, "oppty_router_oldest_pending_event_seconds", ""), 0.0, "caught up: {metrics}");
+    assert!(sum(&metrics, "oppty_router_insert_to_owner_seconds_count", "") >= by_rule as f64, "{metrics}");
+    assert!(sum(&metrics, "oppty_router_batch_phase_seconds_count", "phase=\"commit\"") >= 1.0, "{metrics}");
+    assert_eq!(get(port, "GET", "/nothing").0, 404);
+    assert_eq!(get(port, "POST", "/metrics").0, 405);
+    signal(&daemon, nix::sys::signal::Signal::SIGTERM);
+    let mut daemon = daemon;
+    assert_eq!(daemon.0.wait().expect("exit").code(), Some(0), "a clean stop");
+}
+
+#[test]
+fn readyz_says_why_not_while_the_database_cannot_be_reached_and_livez_still_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let nowhere = format!("host=127.0.0.1 port={} dbname=crm user=nobody connect_timeout=1", free_port());
+    let config = config_with_metrics(dir.path(), &nowhere, port);
+    let daemon = Child(
+        Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the daemon"),
+    );
+    assert_eq!(wait_for(port, "/livez", 200, Duration::from_secs(20)), "ok\n");
+    let start = Instant::now();
+    let why = loop {
+        let why = wait_for(port, "/readyz", 503, Duration::from_secs(20));
+        assert!(why.starts_with("not ready: not connected to the database"), "{why}");
+        if why.contains("refused") || start.elapsed() > Duration::from_secs(10) {
+            break why;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(why.contains("refused"), "the reason is the database's: {why}");
+    drop(daemon);
+}

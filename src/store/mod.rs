@@ -236,24 +236,28 @@ impl Statements {
                  SELECT u.k, u.c, u.w::jsonb, clock_timestamp() FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, c, w) \
                  ON CONFLICT (rule_key) DO UPDATE SET cursor = EXCLUDED.cursor, weights = EXCLUDED.weights, updated_at = EXCLUDED.updated_at"
             ),
-            // A LIMIT per member in a LATERAL subquery: one short backward index scan each.
-            history: format!(
-                "SELECT u.m AS owner_id, h.at, u.t AS team_id FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(m, t, n) \
-                 CROSS JOIN LATERAL (SELECT extract(epoch FROM a.decided_at)::int8 AS at FROM {s}.assignments a \
-                   WHERE a.owner_id = u.m AND (u.t IS NULL OR a.team_id = u.t) AND a.owner_id IS NOT NULL \
-                   AND a.outcome IN ('rule', 'fallback') AND a.decided_at > now() - $4::int8 * interval '1 second' \
-                   ORDER BY a.decided_at DESC LIMIT u.n) h"
-            ),
+            history: history_sql(&s),
             pick_states: format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"),
             oldest_pending: format!(
-                "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS secs FROM {s}.events \
-                 WHERE next_attempt_at <= now()"
+                "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS secs FROM {s}.events WHERE next_attempt_at <= now()"
             ),
             idle: idle_sql(schema),
             fence: format!("SELECT true AS held FROM {s}.leader_lease WHERE singleton AND backend_pid = $1 FOR KEY SHARE"),
             sweep: SweepStatements::new(schema),
         }
     }
+}
+
+/// [`Statements::history`], for the router's schema `s` (quoted). A LIMIT per member in a LATERAL
+/// subquery: one short backward index scan each.
+fn history_sql(s: &str) -> String {
+    format!(
+        "SELECT u.m AS owner_id, h.at, u.t AS team_id FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(m, t, n) \
+         CROSS JOIN LATERAL (SELECT extract(epoch FROM a.decided_at)::int8 AS at FROM {s}.assignments a \
+           WHERE a.owner_id = u.m AND (u.t IS NULL OR a.team_id = u.t) AND a.owner_id IS NOT NULL \
+           AND a.outcome IN ('rule', 'fallback') AND a.decided_at > now() - $4::int8 * interval '1 second' \
+           ORDER BY a.decided_at DESC LIMIT u.n) h"
+    )
 }
 
 /// `$1`: whether the capture triggers NOTIFY (only while a leader waits), `$2` for how long in

@@ -218,6 +218,20 @@ fn respond(head: &str, handle: &PrometheusHandle, health: &Health) -> (&'static 
     }
 }
 
+/// The rule set now in force: its version's sequence number (`14` of `14-3fa9…`).
+pub fn rules_in_force(version: &str) {
+    if let Some(n) = version.split('-').next().and_then(|n| n.parse::<f64>().ok()) {
+        metrics::gauge!("oppty_router_rules_version").set(n);
+    }
+}
+
+/// Each team's open load as the leader's ledger has it.
+pub fn team_loads(loads: &[(std::sync::Arc<str>, i64)]) {
+    for (team, open) in loads {
+        metrics::gauge!("oppty_router_team_open_load", "team" => team.to_string()).set(*open as f64);
+    }
+}
+
 /// Help texts of the metrics, as Prometheus shows them.
 fn describe() {
     metrics::describe_counter!("oppty_router_events_drained_total", "Events claimed from the event table");
@@ -237,6 +251,11 @@ fn describe() {
         "From the CRM's change (its event) to the commit of the owner's write"
     );
     metrics::describe_gauge!("oppty_router_leading", "1 while this replica leads");
+    metrics::describe_gauge!("oppty_router_rules_version", "Sequence number of the rule set in force");
+    metrics::describe_gauge!("oppty_router_team_open_load", "Open opportunities of each team's members");
+    metrics::describe_counter!("oppty_router_rule_reloads_total", "Rule reloads, by result (ok, refused)");
+    metrics::describe_counter!("oppty_router_reclaims_total", "Opportunities reclaimed from an idle owner");
+    metrics::describe_counter!("oppty_router_sessions_lost_total", "Database sessions lost (then reconnected)");
     metrics::describe_gauge!("oppty_router_oldest_pending_event_seconds", "Age of the oldest event waiting");
 }
 

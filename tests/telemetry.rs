@@ -16,11 +16,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// The example config for `url`, serving metrics on `port`.
+/// The example config for `url`, serving metrics on `port`, with a copy of the example rules in
+/// `dir/rules`.
 fn config_with_metrics(dir: &Path, url: &str, port: u16) -> std::path::PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    for e in std::fs::read_dir(rules_dir()).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy");
+    }
     let text = oppty_router::demo::EXAMPLE_CONFIG
         .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
-        .replace("/etc/oppty-router/rules", &rules_dir().display().to_string())
+        .replace("/etc/oppty-router/rules", &rules.display().to_string())
         .replace("poll_interval = \"500ms\"", "poll_interval = \"100ms\"");
     let text = format!("{text}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\nready_max_lag = \"30s\"\n");
     let path = dir.join("oppty-router.toml");
@@ -61,8 +68,21 @@ fn sum(metrics: &str, name: &str, with: &str) -> f64 {
         .sum()
 }
 
+/// Scrape until the metric's sum reaches `at_least` (or fail after 20 s).
+fn scrape_until(port: u16, name: &str, with: &str, at_least: f64) {
+    let start = Instant::now();
+    loop {
+        let (_, metrics) = get(port, "GET", "/metrics");
+        if sum(&metrics, name, with) >= at_least {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{name}{{{with}}} never reached {at_least}:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scrape_counts_every_decision_the_audit_holds_and_readyz_says_ready_once_leading() {
+async fn a_scrape_counts_every_decision_the_audit_holds_reloads_and_team_loads_and_readyz_says_ready_once_leading() {
     let db = crm_db("scrape").await;
     db.install().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -94,7 +114,31 @@ async fn a_scrape_counts_every_decision_the_audit_holds_and_readyz_says_ready_on
     assert_eq!(sum(&metrics, "oppty_router_oldest_pending_event_seconds", ""), 0.0, "caught up: {metrics}");
     assert!(sum(&metrics, "oppty_router_insert_to_owner_seconds_count", "") >= by_rule as f64, "{metrics}");
     assert!(sum(&metrics, "oppty_router_batch_phase_seconds_count", "phase=\"commit\"") >= 1.0, "{metrics}");
+    let version: f64 = db
+        .client
+        .query_one("SELECT split_part(rules_version, '-', 1)::float8 AS v FROM oppty_router.daemon_status", &[])
+        .await
+        .expect("status")
+        .get("v");
+    assert_eq!(sum(&metrics, "oppty_router_rules_version", ""), version, "the version in force: {metrics}");
+    let hanoi = db
+        .count(
+            "SELECT count(*) FROM crm.opportunity o JOIN crm.stage s ON s.id = o.\"stageId\" \
+             WHERE o.\"accountOwnerId\" IN (101, 102, 103) AND NOT s.is_won AND NOT s.is_lost AND o.\"deletedAt\" IS NULL",
+        )
+        .await;
+    assert_eq!(sum(&metrics, "oppty_router_team_open_load", "team=\"hanoi-retail\""), hanoi as f64, "{metrics}");
     assert_eq!(get(port, "GET", "/nothing").0, 404);
+
+    // A broken save is refused, then a real edit goes in force: both counted, the version moves.
+    let rules = dir.path().join("rules");
+    std::fs::write(rules.join("99-broken.toml"), "[[member]\nid = \"broken\n").expect("save");
+    scrape_until(port, "oppty_router_rule_reloads_total", "result=\"refused\"", 1.0);
+    std::fs::remove_file(rules.join("99-broken.toml")).expect("remove");
+    let people = std::fs::read_to_string(rules.join("01-people.toml")).expect("read");
+    std::fs::write(rules.join("01-people.toml"), people.replacen("max_open = 400", "max_open = 399", 1)).expect("edit");
+    scrape_until(port, "oppty_router_rule_reloads_total", "result=\"ok\"", 1.0);
+    scrape_until(port, "oppty_router_rules_version", "", version + 1.0);
     assert_eq!(get(port, "POST", "/metrics").0, 405);
     signal(&daemon, nix::sys::signal::Signal::SIGTERM);
     let mut daemon = daemon;

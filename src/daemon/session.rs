@@ -260,6 +260,7 @@ impl<'a> Leader<'a> {
         drain.fence_on(lease.backend);
         open_lanes(cfg, &mut drain).await?;
         tracing::info!(rules = %engine.version, members = engine.members.len(), "connected and leading; draining the backlog");
+        crate::telemetry::rules_in_force(&engine.version);
         drain.set_idle(&c.client, false).await.or_halt(cfg)?;
         crate::systemd::status(&format!("routing with rules {}", engine.version));
         let now = Instant::now();
@@ -303,7 +304,7 @@ impl<'a> Leader<'a> {
             if caught_up {
                 self.ready(notified);
             }
-            self.observe_lag(caught_up).await?;
+            self.observe(caught_up).await?;
             if shutdown.is_cancelled() {
                 return Ok(stopped(&self.c.client, cfg).await);
             }
@@ -382,6 +383,7 @@ impl<'a> Leader<'a> {
                 tracing::info!(from = %self.engine.version, to = %latest.version, "rules swapped in");
                 crate::systemd::status(&format!("routing with rules {}", latest.version));
                 self.sets.live.store(latest.clone());
+                crate::telemetry::rules_in_force(&latest.version);
                 self.engine = latest.clone();
                 self.drain.swap_engine(&mut self.c.client, latest).await.or_halt(self.cfg)?;
                 self.next_heartbeat = Instant::now();
@@ -439,8 +441,9 @@ impl<'a> Leader<'a> {
         Ok(false)
     }
 
-    /// For `/readyz`: how long the oldest event due has waited (none when caught up).
-    async fn observe_lag(&mut self, caught_up: bool) -> Step<()> {
+    /// For `/readyz` and the metrics, after a round: how long the oldest event due has waited
+    /// (none when caught up), and each team's open load.
+    async fn observe(&mut self, caught_up: bool) -> Step<()> {
         let Some(h) = self.opts.health.as_deref() else { return Ok(()) };
         let lag = if caught_up {
             Duration::ZERO
@@ -448,6 +451,7 @@ impl<'a> Leader<'a> {
             self.drain.oldest_pending(&self.c.client).await.or_halt(self.cfg)?
         };
         h.set_lag(lag);
+        crate::telemetry::team_loads(&self.drain.team_loads());
         Ok(())
     }
 

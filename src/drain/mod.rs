@@ -558,6 +558,13 @@ impl Drain {
         Ok(())
     }
 
+    /// Each team's open load (its members' open opportunities) as this leader knows it.
+    pub fn team_loads(&self) -> Vec<(Arc<str>, i64)> {
+        let ledger = lock_ledger(&self.ledger);
+        let open = |m: &usize| ledger.open.get(*m).copied().unwrap_or(0);
+        self.engine.teams.iter().map(|t| (t.id.clone(), t.members.iter().map(open).sum())).collect()
+    }
+
     /// The open load of a member as this leader knows it (0 while a transaction has the ledger).
     pub fn load_of(&self, member: &str) -> i64 {
         let Ok(ledger) = self.ledger.try_lock() else { return 0 };

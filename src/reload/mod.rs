@@ -139,6 +139,7 @@ impl Reloader {
                 status.loaded_at = Some(Utc::now());
                 status.reloads += 1;
                 self.status.store(Arc::new(status));
+                metrics::counter!("oppty_router_rule_reloads_total", "result" => "ok").increment(1);
                 Ok(Reloaded::Swapped(version))
             }
             Err(e) => {
@@ -147,6 +148,7 @@ impl Reloader {
                 status.last_error = Some((Utc::now(), problems));
                 status.refused += 1;
                 self.status.store(Arc::new(status));
+                metrics::counter!("oppty_router_rule_reloads_total", "result" => "refused").increment(1);
                 Err(e)
             }
         }
@@ -186,6 +188,7 @@ impl Reloader {
         status.last_error = Some((Utc::now(), message.to_string()));
         status.refused += 1;
         self.status.store(Arc::new(status));
+        metrics::counter!("oppty_router_rule_reloads_total", "result" => "refused").increment(1);
     }
 }
 

@@ -234,7 +234,10 @@ pub fn team_loads(loads: &[(std::sync::Arc<str>, i64)]) {
 
 /// Help texts of the metrics, as Prometheus shows them.
 fn describe() {
-    metrics::describe_counter!("oppty_router_events_drained_total", "Events claimed from the event table");
+    metrics::describe_counter!(
+        "oppty_router_events_drained_total",
+        "Events done with (their transaction committed), by kind: route, changed, activity, edit"
+    );
     metrics::describe_counter!(
         "oppty_router_decisions_total",
         "Routing decisions committed, by pipeline, rule and outcome (rule, fallback, held, unassigned)"

@@ -425,6 +425,13 @@ struct Tries {
     claimed: usize,
 }
 
+/// Events done with (committed), by kind, for the metrics.
+fn count_drained(events: &[Event]) {
+    for e in events {
+        metrics::counter!("oppty_router_events_drained_total", "kind" => e.kind.as_str()).increment(1);
+    }
+}
+
 /// The phases of a batch, in the order of [`BatchReport::phase_us`].
 const PHASES: [&str; 6] = ["claim", "context", "route", "write", "record", "commit"];
 
@@ -697,6 +704,7 @@ impl Drain {
                 report.phase_us[0] = claim_us;
                 report.phase_us[5] = commit_us;
                 report.claimed = events.len();
+                count_drained(&events);
                 self.publish(routed);
                 report
             }
@@ -719,7 +727,6 @@ impl Drain {
 
     /// The one line per batch, at info.
     fn log_batch(&self, report: &BatchReport, started: Instant) {
-        metrics::counter!("oppty_router_events_drained_total").increment(report.claimed as u64);
         metrics::counter!("oppty_router_dead_letters_total").increment(report.dead_lettered as u64);
         for (phase, us) in PHASES.iter().zip(report.phase_us) {
             metrics::histogram!("oppty_router_batch_phase_seconds", "phase" => *phase).record(us as f64 / 1e6);
@@ -781,6 +788,7 @@ impl Drain {
             let outcome = self.one_alone(conn, ev, &mut lent).await?;
             if outcome.is_ok() {
                 lent.commit();
+                count_drained(std::slice::from_ref(ev));
             } else {
                 drop(lent); // undone
             }

@@ -128,6 +128,9 @@ async fn a_scrape_counts_every_decision_the_audit_holds_reloads_and_team_loads_a
              WHERE o.\"accountOwnerId\" IN (101, 102, 103) AND NOT s.is_won AND NOT s.is_lost AND o.\"deletedAt\" IS NULL",
         )
         .await;
+    // Taken at most once a second: wait for it, then it is exact.
+    scrape_until(port, "oppty_router_team_open_load", "team=\"hanoi-retail\"", hanoi as f64);
+    let (_, metrics) = get(port, "GET", "/metrics");
     assert_eq!(sum(&metrics, "oppty_router_team_open_load", "team=\"hanoi-retail\""), hanoi as f64, "{metrics}");
     assert_eq!(get(port, "GET", "/nothing").0, 404);
 

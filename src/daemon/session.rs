@@ -205,6 +205,8 @@ struct Leader<'a> {
     idle: bool,
     /// When the idle flag was last raised or renewed.
     idle_raised: Option<Instant>,
+    /// When `/readyz`'s lag and the team loads are next taken ([`Leader::observe`]).
+    next_observe: Instant,
     first: bool,
     reported: Option<Arc<crate::reload::ReloadStatus>>,
     /// The last candidate handled: promoted (its version may have been renamed since) or
@@ -275,6 +277,7 @@ impl<'a> Leader<'a> {
             leading_since,
             idle: false,
             idle_raised: None,
+            next_observe: now,
             first: true,
             reported: None,
             handled,
@@ -442,15 +445,20 @@ impl<'a> Leader<'a> {
     }
 
     /// For `/readyz` and the metrics, after a round: how long the oldest event due has waited
-    /// (none when caught up), and each team's open load.
+    /// (none when caught up), and each team's open load. Rounds can follow each other every few
+    /// milliseconds: the query and the loads are taken at most once a second.
     async fn observe(&mut self, caught_up: bool) -> Step<()> {
         let Some(h) = self.opts.health.as_deref() else { return Ok(()) };
-        let lag = if caught_up {
-            Duration::ZERO
-        } else {
-            self.drain.oldest_pending(&self.c.client).await.or_halt(self.cfg)?
-        };
-        h.set_lag(lag);
+        if caught_up {
+            h.set_lag(Duration::ZERO);
+        }
+        if Instant::now() < self.next_observe {
+            return Ok(());
+        }
+        self.next_observe = Instant::now() + Duration::from_secs(1);
+        if !caught_up {
+            h.set_lag(self.drain.oldest_pending(&self.c.client).await.or_halt(self.cfg)?);
+        }
         crate::telemetry::team_loads(&self.drain.team_loads());
         Ok(())
     }

@@ -427,8 +427,12 @@ struct Tries {
 
 /// Events done with (committed), by kind, for the metrics.
 fn count_drained(events: &[Event]) {
-    for e in events {
-        metrics::counter!("oppty_router_events_drained_total", "kind" => e.kind.as_str()).increment(1);
+    let kinds = [EventKind::Route, EventKind::Changed, EventKind::Activity, EventKind::Edit];
+    for kind in kinds {
+        let n = events.iter().filter(|e| e.kind == kind).count() as u64;
+        if n > 0 {
+            metrics::counter!("oppty_router_events_drained_total", "kind" => kind.as_str()).increment(n);
+        }
     }
 }
 
@@ -760,17 +764,20 @@ impl Drain {
     /// Committed decisions: counted for the metrics, sent to whoever listens (the demo).
     fn publish(&self, routed: Vec<Routed>) {
         let now = Utc::now();
+        // Counted per distinct (pipeline, rule, outcome) of the batch: labels are built a few
+        // times a batch, not once a decision.
+        let mut counts: HashMap<(&str, &str, &'static str), u64> = HashMap::new();
         for r in &routed {
-            let labels = [
-                ("pipeline", r.pipeline.clone()),
-                ("rule", r.rule_id.clone().unwrap_or_default()),
-                ("outcome", r.outcome.as_str().to_string()),
-            ];
-            metrics::counter!("oppty_router_decisions_total", &labels).increment(1);
+            *counts.entry((&r.pipeline, r.rule_id.as_deref().unwrap_or(""), r.outcome.as_str())).or_default() += 1;
             if r.owner.is_some() {
                 let lag = (now - r.event_at).to_std().unwrap_or_default();
                 metrics::histogram!("oppty_router_insert_to_owner_seconds").record(lag.as_secs_f64());
             }
+        }
+        for ((pipeline, rule, outcome), n) in counts {
+            let labels =
+                [("pipeline", pipeline.to_string()), ("rule", rule.to_string()), ("outcome", outcome.to_string())];
+            metrics::counter!("oppty_router_decisions_total", &labels).increment(n);
         }
         if let Some(tx) = &self.decisions {
             for r in routed {

@@ -32,14 +32,16 @@ pub async fn requeue_unassigned<C: GenericClient>(
     client: &C,
     cfg: &Config,
     since: Option<DateTime<Utc>>,
+    ids: Option<&[String]>,
 ) -> Result<u64, tokio_postgres::Error> {
     let s = cfg.router.schema.quoted();
     let sql = format!(
         "INSERT INTO {s}.events (kind, opp_id) SELECT 'route', u.opp_id FROM {s}.unrouted u \
          WHERE u.outcome = 'unassigned' AND ($1::timestamptz IS NULL OR u.since >= $1) \
+         AND ($2::text[] IS NULL OR u.opp_id = ANY($2)) \
          AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.kind = 'route' AND e.opp_id = u.opp_id)"
     );
-    client.execute(&sql, &[&since]).await
+    client.execute(&sql, &[&since, &ids]).await
 }
 
 /// Move dead-lettered events (failed since `since`, when given) back into the queue with their
@@ -48,12 +50,14 @@ pub async fn requeue_dead_letters<C: GenericClient>(
     client: &C,
     cfg: &Config,
     since: Option<DateTime<Utc>>,
+    ids: Option<&[String]>,
 ) -> Result<u64, tokio_postgres::Error> {
     let s = cfg.router.schema.quoted();
     let sql = format!(
-        "WITH d AS (DELETE FROM {s}.dead_letter WHERE $1::timestamptz IS NULL OR failed_at >= $1 RETURNING *) \
+        "WITH d AS (DELETE FROM {s}.dead_letter WHERE ($1::timestamptz IS NULL OR failed_at >= $1) \
+         AND ($2::text[] IS NULL OR opp_id = ANY($2)) RETURNING *) \
          INSERT INTO {s}.events (kind, opp_id, old_owner, new_owner, actor, at, created_at) \
          SELECT kind, opp_id, old_owner, new_owner, actor, at, created_at FROM d"
     );
-    client.execute(&sql, &[&since]).await
+    client.execute(&sql, &[&since, &ids]).await
 }

@@ -27,18 +27,31 @@ async fn stored_id(client: &Client, cfg: &Config, opp_id: &str) -> Result<String
     }
 }
 
-/// Every decision recorded for `opp_id`, oldest first, as text; and whether there was any.
-pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(String, bool), tokio_postgres::Error> {
+/// The decisions recorded for an id: the id as stored, the same id in another letter case when
+/// only that has decisions, and the decisions, oldest first.
+async fn lookup(
+    client: &Client,
+    cfg: &Config,
+    opp_id: &str,
+) -> Result<(String, Option<String>, Vec<Decision>), tokio_postgres::Error> {
     let sql = crate::store::Reads::new(&cfg.router.schema);
     let opp_id = stored_id(client, cfg, opp_id).await?;
-    let mut rows = Decision::from_rows(&client.query(&sql.decisions, &[&opp_id]).await?)?;
+    let rows = Decision::from_rows(&client.query(&sql.decisions, &[&opp_id]).await?)?;
+    if !rows.is_empty() {
+        return Ok((opp_id, None, rows));
+    }
+    // A text-like key typed in another letter case: found by a case-insensitive look, and said so.
+    let rows = Decision::from_rows(&client.query(&sql.decisions_any_case, &[&opp_id]).await?)?;
+    let other = rows.first().map(|r| r.opp_id.clone());
+    Ok((opp_id, other, rows))
+}
+
+/// Every decision recorded for `opp_id`, oldest first, as text; and whether there was any.
+pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(String, bool), tokio_postgres::Error> {
+    let (opp_id, other, rows) = lookup(client, cfg, opp_id).await?;
     let mut out = String::new();
-    if rows.is_empty() {
-        // A text-like key typed in another letter case: found by a case-insensitive look, and said so.
-        rows = Decision::from_rows(&client.query(&sql.decisions_any_case, &[&opp_id]).await?)?;
-        if let Some(found) = rows.first().map(|r| &r.opp_id) {
-            let _ = writeln!(out, "(no opportunity `{opp_id}`; showing `{found}`, the same id in another letter case)");
-        }
+    if let Some(found) = other {
+        let _ = writeln!(out, "(no opportunity `{opp_id}`; showing `{found}`, the same id in another letter case)");
     }
     if rows.is_empty() {
         let _ = writeln!(out, "opportunity {opp_id}: the router has made no decision about it");
@@ -50,6 +63,19 @@ pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(Str
         decision(&mut out, r, &names);
     }
     Ok((out, true))
+}
+
+/// [`explain`] as JSON: `opportunity`, `found_as` (another letter case), and `decisions`, each
+/// with its explanation as stored; and whether there was any.
+pub async fn explain_json(
+    client: &Client,
+    cfg: &Config,
+    opp_id: &str,
+) -> Result<(serde_json::Value, bool), tokio_postgres::Error> {
+    let (opp_id, other, rows) = lookup(client, cfg, opp_id).await?;
+    let found = !rows.is_empty();
+    let doc = serde_json::json!({ "opportunity": opp_id, "found_as": other, "decisions": rows });
+    Ok((doc, found))
 }
 
 /// One recorded decision: when, what, who, under which rule and rules version, and why.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use oppty_router::config::{Config, LogFormat};
 use oppty_router::{admin, backfill, check, daemon, db, demo, exit, explain, grants, install, load_rules, status};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,12 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "oppty-router",
     version,
-    about = "Routes a legacy CRM's sales opportunities to the right team and member"
+    about = "Routes a legacy CRM's sales opportunities to the right team and member",
+    after_long_help = "Exit status: 0 success; 1 a failure at run time (see the message); 69 the database \
+        cannot be reached, or the metrics port is taken; 75 the database was busy (run again); 78 the config, \
+        the rules or the mapping are wrong (systemd does not restart on it).\n\nFiles: \
+        /etc/oppty-router/oppty-router.toml (the config), /etc/oppty-router/rules (the rule files). \
+        Documentation: /usr/share/doc/oppty-router (README, ARCHITECTURE, rules)."
 )]
 struct Cli {
     /// The daemon config.
@@ -104,6 +109,9 @@ enum Command {
         /// Only those left (or failed) this recently (`2h`, `7d`).
         #[arg(long)]
         since: Option<humantime::Duration>,
+        /// Only these opportunities (repeat it, or separate ids with commas).
+        #[arg(long = "id", value_name = "OPPORTUNITY", value_delimiter = ',')]
+        ids: Vec<String>,
     },
     /// Print the GRANT statements a dedicated daemon role needs (run them as the database owner).
     Grants {
@@ -131,6 +139,51 @@ enum Command {
     Explain {
         /// The opportunity's id, as text.
         opportunity_id: String,
+        /// Print the decisions as JSON (each with its stored explanation).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay past opportunities through a candidate rules directory, writing nothing: what each
+    /// team and member would have received, fairness, fallbacks, and every owner that would change.
+    Simulate {
+        /// The candidate rules directory (a copy of the rules, with your edits).
+        #[arg(long)]
+        rules: PathBuf,
+        /// Replay the opportunities first decided this recently (`7d`, `36h`).
+        #[arg(long, default_value = "7d", conflicts_with = "opportunities")]
+        since: humantime::Duration,
+        /// Replay exactly these opportunities: a file with one id a line (or a CSV, id first).
+        #[arg(long, value_name = "FILE")]
+        opportunities: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the report as one self-contained HTML page (charts inline, no network).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// The replay's randomness (random picks, ties): the same seed gives the same replay.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// What the router did: assignments per team, member and rule, fairness, fallbacks, reclaims.
+    Report {
+        /// The opportunities first decided this recently (`30d`, `12h`).
+        #[arg(long, default_value = "30d")]
+        since: humantime::Duration,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the report as one self-contained HTML page (charts inline, no network).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout, or write one page per command into a directory.
+    Manpage {
+        /// Write `oppty-router.1` and `oppty-router-<command>.1` here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -274,8 +327,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Uninstall { dry_run } => cmd_uninstall(&cli, *dry_run).await,
         Command::Grants { role } => cmd_grants(&cli, role).await,
         Command::Backfill { since: s, dry_run } => cmd_backfill(&cli, since(*s), *dry_run).await,
-        Command::Requeue { unassigned, dead_letter, since: s } => {
-            cmd_requeue(&cli, *unassigned, *dead_letter, since(*s)).await
+        Command::Requeue { unassigned, dead_letter, since: s, ids } => {
+            let ids = (!ids.is_empty()).then_some(ids.as_slice());
+            cmd_requeue(&cli, *unassigned, *dead_letter, since(*s), ids).await
         }
         Command::Schema => {
             print!("{}", oppty_router::rules::json_schema());
@@ -283,7 +337,24 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Status { json } => cmd_status(&cli, *json).await,
         Command::Unpause { member, by } => cmd_unpause(&cli, member, by.clone()).await,
-        Command::Explain { opportunity_id } => cmd_explain(&cli, opportunity_id).await,
+        Command::Explain { opportunity_id, json } => cmd_explain(&cli, opportunity_id, *json).await,
+        Command::Simulate { rules, since: s, opportunities, json, html, seed } => {
+            let replay =
+                Replay { window: *s, ids: opportunities.clone(), json: *json, html: html.clone(), seed: *seed };
+            cmd_simulate(&cli, rules.clone(), replay).await
+        }
+        Command::Report { since: s, json, html } => {
+            cmd_report(&cli, Replay { window: *s, ids: None, json: *json, html: html.clone(), seed: 1 }).await
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "oppty-router", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage { dir } => match dir {
+            Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+            None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+        }
+        .map_err(|e| CliError::Failure(format!("cannot write the man page: {e}"))),
         Command::Run => {
             let cfg = Arc::new(load_config(&cli)?);
             init_tracing(cfg.log_format, &cfg.log_level);
@@ -377,14 +448,15 @@ async fn cmd_requeue(
     unassigned: bool,
     dead_letter: bool,
     since: Option<chrono::DateTime<chrono::Utc>>,
+    ids: Option<&[String]>,
 ) -> Result<(), CliError> {
     let (cfg, client) = connect(cli, " requeue").await?;
     if unassigned {
-        let n = admin::requeue_unassigned(&client, &cfg, since).await.map_err(|e| CliError::db(e, &cfg))?;
+        let n = admin::requeue_unassigned(&client, &cfg, since, ids).await.map_err(|e| CliError::db(e, &cfg))?;
         println!("queued {n} unassigned opportunities again");
     }
     if dead_letter {
-        let n = admin::requeue_dead_letters(&client, &cfg, since).await.map_err(|e| CliError::db(e, &cfg))?;
+        let n = admin::requeue_dead_letters(&client, &cfg, since, ids).await.map_err(|e| CliError::db(e, &cfg))?;
         println!("moved {n} dead-lettered events back into the queue");
     }
     Ok(())
@@ -416,15 +488,112 @@ async fn cmd_unpause(cli: &Cli, member: &str, by: Option<String>) -> Result<(), 
     }
 }
 
-async fn cmd_explain(cli: &Cli, opportunity_id: &str) -> Result<(), CliError> {
+async fn cmd_explain(cli: &Cli, opportunity_id: &str, json: bool) -> Result<(), CliError> {
     let (cfg, client) = connect(cli, " explain").await?;
-    let (text, found) = explain::explain(&client, &cfg, opportunity_id).await.map_err(|e| CliError::db(e, &cfg))?;
-    print!("{text}");
+    let found = if json {
+        let (doc, found) =
+            explain::explain_json(&client, &cfg, opportunity_id).await.map_err(|e| CliError::db(e, &cfg))?;
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+        found
+    } else {
+        let (text, found) = explain::explain(&client, &cfg, opportunity_id).await.map_err(|e| CliError::db(e, &cfg))?;
+        print!("{text}");
+        found
+    };
     if found {
         Ok(())
     } else {
         Err(CliError::Failure(String::new()))
     }
+}
+
+/// What `simulate` and `report` replay, and how they print.
+struct Replay {
+    window: humantime::Duration,
+    ids: Option<PathBuf>,
+    json: bool,
+    html: Option<PathBuf>,
+    seed: u64,
+}
+
+impl Replay {
+    /// The library's options: the window's start, the ids of `--opportunities FILE`.
+    fn options(&self) -> Result<oppty_router::simulate::Options, CliError> {
+        let ids = match &self.ids {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| CliError::Failure(format!("--opportunities {}: {e}", path.display())))?;
+                Some(oppty_router::simulate::ids_from(&text))
+            }
+            None => None,
+        };
+        let window = match &self.ids {
+            Some(path) => format!("the opportunities of {}", path.display()),
+            None => format!("first decided in the last {}", self.window),
+        };
+        Ok(oppty_router::simulate::Options {
+            since: since(Some(self.window)).unwrap_or_else(chrono::Utc::now),
+            ids,
+            seed: self.seed,
+            window,
+        })
+    }
+
+    /// The report on stdout (text or JSON), and as a page when `--html` says where.
+    fn print(&self, report: &oppty_router::report::Report) -> Result<(), CliError> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+        } else {
+            print!("{}", report.text());
+        }
+        if let Some(path) = &self.html {
+            write_whole(path, &oppty_router::report::html::render(report))
+                .map_err(|e| CliError::Failure(format!("--html {}: {e}", path.display())))?;
+            eprintln!("wrote {}", path.display());
+        }
+        Ok(())
+    }
+}
+
+/// A file written whole or not at all: a temporary file beside it, renamed over it.
+fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// A replay's failure: the rules or mapping (78), or the database.
+fn replay_error(e: oppty_router::simulate::SimulateError, cfg: &Config) -> CliError {
+    match e {
+        oppty_router::simulate::SimulateError::Sql(e) => CliError::db(e, cfg),
+        e => CliError::Config(e.to_string()),
+    }
+}
+
+async fn cmd_simulate(cli: &Cli, rules: PathBuf, replay: Replay) -> Result<(), CliError> {
+    let (mut cfg, mut client) = connect(cli, " simulate").await?;
+    cfg.router.rules_dir = rules;
+    let opts = replay.options()?;
+    let (engine, sql) =
+        oppty_router::simulate::rules_as_routed(&client, &cfg).await.map_err(|e| replay_error(e, &cfg))?;
+    let report = oppty_router::simulate::simulate(&mut client, &cfg, &sql, &engine, &opts)
+        .await
+        .map_err(|e| replay_error(e, &cfg))?;
+    replay.print(&report)
+}
+
+async fn cmd_report(cli: &Cli, replay: Replay) -> Result<(), CliError> {
+    let (cfg, mut client) = connect(cli, " report").await?;
+    let opts = replay.options()?;
+    let (engine, sql) =
+        oppty_router::simulate::rules_as_routed(&client, &cfg).await.map_err(|e| replay_error(e, &cfg))?;
+    let report = oppty_router::simulate::report(&mut client, &cfg, &sql, &engine, &opts)
+        .await
+        .map_err(|e| replay_error(e, &cfg))?;
+    replay.print(&report)
 }
 
 /// The daemon until SIGTERM (0), a config or mapping a person must fix (78), or a last batch

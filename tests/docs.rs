@@ -97,3 +97,35 @@ fn the_schema_lists_every_policy_word_and_the_daemon_refuses_a_misspelt_one_prec
         "r.toml:12:13: pipeline `p`.rule `r`.when_full: `hodl` is not a policy; use \"next_rule\", \"fallback\", \"ignore_caps\" or \"hold\""
     );
 }
+
+#[test]
+fn the_committed_man_pages_and_shell_completions_are_the_generated_ones() {
+    let bin = env!("CARGO_BIN_EXE_oppty-router");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fix = "run `cargo run -- manpage --dir docs/man` and `cargo run -- completions SHELL > docs/completions/oppty-router.SHELL` (bash, zsh, fish), and commit them";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ok = std::process::Command::new(bin).args(["manpage", "--dir"]).arg(dir.path()).status().expect("run");
+    assert!(ok.success());
+    let names = |d: &std::path::Path| {
+        let mut n: Vec<String> = std::fs::read_dir(d)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(dir.path()), names(&root.join("docs/man")), "docs/man is stale: {fix}");
+    for name in names(dir.path()) {
+        let made = std::fs::read_to_string(dir.path().join(&name)).expect("generated");
+        let committed = std::fs::read_to_string(root.join("docs/man").join(&name)).expect("committed");
+        assert!(made == committed, "docs/man/{name} is stale: {fix}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(bin).args(["completions", shell]).output().expect("run");
+        let committed = std::fs::read(root.join(format!("docs/completions/oppty-router.{shell}"))).expect("committed");
+        assert!(
+            out.status.success() && out.stdout == committed,
+            "docs/completions/oppty-router.{shell} is stale: {fix}"
+        );
+    }
+}

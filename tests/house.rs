@@ -123,6 +123,13 @@ const ROOMS: &[(&str, &str, &str)] = &[
     ("drain/", "\"INSERT ", "the router's SQL is `store`'s, the mapping's is `crm`'s"),
     ("drain/", "\"DELETE ", "the router's SQL is `store`'s, the mapping's is `crm`'s"),
     ("status.rs", "\"SELECT ", "the router's SQL is `store`'s, the mapping's is `crm`'s"),
+    ("report/", "tokio_postgres", "`report` reads no database: it is handed the decisions"),
+    ("report/", "std::fs", "`report` reads and writes no file: the binary writes the page"),
+    ("report/", "::now(", "`report` reads no clock"),
+    ("simulate.rs", "INSERT ", "`simulate` writes nothing"),
+    ("simulate.rs", "UPDATE ", "`simulate` writes nothing"),
+    ("simulate.rs", "DELETE ", "`simulate` writes nothing"),
+    ("simulate.rs", "\"SELECT ", "the router's SQL is `store`'s, the mapping's is `crm`'s"),
 ];
 
 /// Where a row may be read by position: the directory queries, whose SQL the admin writes

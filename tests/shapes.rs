@@ -423,6 +423,16 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
     assert!(code == Some(0) && out.contains("decision(s)"), "{out}");
     let (code, out) = s.cli(&["explain", &format!("{linked}          ")]);
     assert!(code == Some(0) && out.contains(&format!("opportunity {linked}: 2 decision(s)")), "{out}");
+    // The same for a script: the decisions as JSON, each with its explanation.
+    let (code, out) = s.cli(&["explain", "--json", &linked.to_uppercase()]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(doc["decisions"].as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(doc["decisions"][1]["outcome"], "rule", "{out}");
+    assert!(doc["decisions"][0]["explanation"]["held"].is_string(), "the explanation as stored: {out}");
+    let (code, out) = s.cli(&["explain", "--json", "no-such-deal"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((code, doc["decisions"].as_array().map(Vec::len)), (Some(1), Some(0)), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -477,9 +487,13 @@ async fn status_shows_every_opportunity_left_unowned_with_why_and_requeue_puts_t
         ),
     )
     .expect("edit the rules");
-    let (code, out) = s.cli(&["requeue", "--unassigned"]);
+    let (code, out) = s.cli(&["requeue", "--unassigned", "--id", "12345"]);
+    assert!(code == Some(0) && out.contains("queued 0 unassigned opportunities again"), "only the id given: {out}");
+    let (code, out) = s.cli(&["requeue", "--unassigned", "--id", &format!("12345,{nobody}")]);
     assert!(code == Some(0) && out.contains("queued 1 unassigned opportunities again"), "{out}");
-    let (code, out) = s.cli(&["requeue", "--dead-letter", "--since", "1h"]);
+    let (code, out) = s.cli(&["requeue", "--dead-letter", "--id", "12345"]);
+    assert!(code == Some(0) && out.contains("moved 0 dead-lettered events back into the queue"), "{out}");
+    let (code, out) = s.cli(&["requeue", "--dead-letter", "--since", "1h", "--id", "not-a-number"]);
     assert!(code == Some(0) && out.contains("moved 1 dead-lettered events back into the queue"), "{out}");
     s.client.execute("UPDATE sales.crm_lead SET province = 'HN' WHERE id = $1", &[&waiting]).await.expect("fill it");
     let daemon = s.start();

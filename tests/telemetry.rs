@@ -19,20 +19,7 @@ fn free_port() -> u16 {
 /// The example config for `url`, serving metrics on `port`, with a copy of the example rules in
 /// `dir/rules`.
 fn config_with_metrics(dir: &Path, url: &str, port: u16) -> std::path::PathBuf {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).expect("mkdir");
-    for e in std::fs::read_dir(rules_dir()).expect("rules") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy");
-    }
-    let text = oppty_router::demo::EXAMPLE_CONFIG
-        .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
-        .replace("/etc/oppty-router/rules", &rules.display().to_string())
-        .replace("poll_interval = \"500ms\"", "poll_interval = \"100ms\"");
-    let text = format!("{text}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\nready_max_lag = \"30s\"\n");
-    let path = dir.join("oppty-router.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    config_file(dir, url, &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\nready_max_lag = \"30s\"\n"))
 }
 
 /// One request: the status code and the body.

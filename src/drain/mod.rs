@@ -130,7 +130,7 @@ impl BatchReport {
 /// `pipeline` and the fields (the context query only; the fields, a list as long as the mapping's,
 /// are read by position after `pipeline`). A row `locked` by a CRM transaction was read by the
 /// state query: no pipeline, no fields.
-fn context_from_row(r: &tokio_postgres::Row, locked: bool) -> Result<(String, Context), tokio_postgres::Error> {
+pub fn context_from_row(r: &tokio_postgres::Row, locked: bool) -> Result<(String, Context), tokio_postgres::Error> {
     const FIELDS_FROM: usize = 6;
     let full = !locked && r.len() >= FIELDS_FROM;
     let c = Context {
@@ -365,16 +365,16 @@ impl Lane {
     }
 }
 
-struct Context {
-    owner: Option<String>,
-    open: bool,
-    deleted: bool,
+pub struct Context {
+    pub owner: Option<String>,
+    pub open: bool,
+    pub deleted: bool,
     /// The row is an opportunity at all (`opportunity.where`); leads in a shared table are not.
-    opportunity: bool,
-    pipeline: Option<String>,
-    fields: Vec<Option<String>>,
+    pub opportunity: bool,
+    pub pipeline: Option<String>,
+    pub fields: Vec<Option<String>>,
     /// Read without its fields because a CRM transaction holds the row: not routed now.
-    locked: bool,
+    pub locked: bool,
 }
 
 /// The drain's state for one leader session.

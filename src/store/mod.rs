@@ -19,7 +19,9 @@ use tokio_postgres::types::{FromSql, Type};
 use crate::db::row::typed_row;
 use crate::ident::Ident;
 pub use lease::{lane_key, LastLeader, LeaseStatements, StaleLeader, LANE_LOCK};
-pub use reads::{DaemonRow, DeadLetterGroup, Decision, LapsePause, QueueReport, Reads, UnownedGroup};
+pub use reads::{
+    DaemonRow, DeadLetterGroup, Decision, LapsePause, Past, QueueReport, Reads, ReclaimCount, UnownedGroup,
+};
 pub use sweep::{AlignChunk, Due, EarlierOwner, Queued, SweepStatements};
 
 /// What a captured change is (the event table's `kind`, which its CHECK constraint limits to these).

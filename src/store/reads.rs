@@ -21,6 +21,40 @@ pub struct Reads {
     pub decisions: String,
     /// `$1` id → the [`Decision`]s of the same id in any letter case.
     pub decisions_any_case: String,
+    /// `$1` timestamptz → the [`Past`] decision of each opportunity first decided since then
+    /// (reclaims aside), and those held since then and never decided, oldest first.
+    pub past_since: String,
+    /// `$1` text[] ids → their first [`Past`] decision, oldest first (held: its `unrouted` row).
+    pub past_of: String,
+    /// `$1` timestamptz from, `$2` to → the [`crate::store::Recent`] assignments between, for the
+    /// windowed caps of a replay starting at `$2`.
+    pub recent_between: String,
+    /// `$1` timestamptz → [`ReclaimCount`]s by pipeline since then.
+    pub reclaims_since: String,
+}
+
+typed_row! {
+    /// An opportunity's first decision (or its hold), as a replay starts from.
+    #[derive(Debug, Clone)]
+    pub struct Past {
+        pub opp_id: String,
+        /// When, in seconds since the epoch.
+        pub at: f64,
+        pub outcome: String,
+        pub owner_id: Option<String>,
+        pub team_id: Option<String>,
+        pub rule_id: Option<String>,
+        pub pipeline: Option<String>,
+    }
+}
+
+typed_row! {
+    /// Reclaims in one pipeline.
+    #[derive(Debug, Clone)]
+    pub struct ReclaimCount {
+        pub pipeline: String,
+        pub count: i64,
+    }
 }
 
 typed_row! {
@@ -80,6 +114,7 @@ typed_row! {
 
 typed_row! {
     /// One recorded decision.
+    #[derive(Debug, serde::Serialize)]
     pub struct Decision {
         pub opp_id: String,
         pub decided_at: String,
@@ -126,8 +161,34 @@ impl Reads {
                  extract(epoch FROM clock_timestamp() - updated_at)::float8 AS heartbeat_secs, stopped_at::text AS stopped_at \
                  FROM {s}.daemon_status"
             ),
+            past_since: past_sql(&s, "a.decided_at >= $1", "u.since >= $1"),
+            past_of: past_sql(&s, "a.opp_id = ANY($1)", "u.opp_id = ANY($1)"),
+            recent_between: format!(
+                "SELECT owner_id, extract(epoch FROM decided_at)::int8 AS at, team_id FROM {s}.assignments \
+                 WHERE owner_id IS NOT NULL AND outcome IN ('rule', 'fallback') AND decided_at >= $1 AND decided_at < $2"
+            ),
+            reclaims_since: format!(
+                "SELECT coalesce(pipeline, '') AS pipeline, count(*) AS count FROM {s}.assignments \
+                 WHERE outcome = 'reclaim' AND decided_at >= $1 GROUP BY 1 ORDER BY 1"
+            ),
             decisions_any_case: format!("{decisions} WHERE lower(opp_id) = lower($1) ORDER BY id"),
             decisions: format!("{decisions} WHERE opp_id = $1 ORDER BY id"),
         }
     }
+}
+
+/// [`Reads::past_since`] and [`Reads::past_of`]: each opportunity's first decision that `decided`
+/// selects (a reclaim is not one: it moves an opportunity already routed), and the holds `held`
+/// selects of opportunities never decided, oldest first.
+fn past_sql(s: &str, decided: &str, held: &str) -> String {
+    format!(
+        "SELECT opp_id, at, outcome, owner_id, team_id, rule_id, pipeline FROM ( \
+           SELECT DISTINCT ON (a.opp_id) a.opp_id, extract(epoch FROM a.decided_at)::float8 AS at, a.outcome, \
+             a.owner_id, a.team_id, a.rule_id, a.pipeline FROM {s}.assignments a \
+           WHERE {decided} AND a.outcome <> 'reclaim' ORDER BY a.opp_id, a.id) d \
+         UNION ALL \
+         SELECT u.opp_id, extract(epoch FROM u.since)::float8, 'held', NULL, NULL, NULL, u.pipeline FROM {s}.unrouted u \
+         WHERE {held} AND u.outcome = 'held' AND NOT EXISTS (SELECT 1 FROM {s}.assignments x WHERE x.opp_id = u.opp_id) \
+         ORDER BY 2, 1"
+    )
 }

@@ -69,6 +69,29 @@ pub struct TestDb {
     pub client: Client,
 }
 
+/// The example config file for `url`, with `extra` appended, and a copy of the example rules in
+/// `dir/rules` (for the real binary).
+pub fn config_file(dir: &std::path::Path, url: &str, extra: &str) -> PathBuf {
+    let rules = dir.join("rules");
+    copy_rules(&rules_dir(), &rules);
+    let text = oppty_router::demo::EXAMPLE_CONFIG
+        .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
+        .replace("/etc/oppty-router/rules", &rules.display().to_string())
+        .replace("poll_interval = \"500ms\"", "poll_interval = \"100ms\"");
+    let path = dir.join("oppty-router.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).expect("write config");
+    path
+}
+
+/// A copy of the rule files of `from` in `to`.
+pub fn copy_rules(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("rules") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copy");
+    }
+}
+
 pub fn rules_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules"))
 }

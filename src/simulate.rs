@@ -1,0 +1,348 @@
+//! `simulate` and `report`: past opportunities, from the audit and the CRM, replayed through a
+//! candidate rule set (or only told again), into a [`Report`].
+//!
+//! Owns reading what a replay starts from: each opportunity's first decision in the window (or
+//! of the ids given), its fields as the CRM holds them now, the members' open loads when the
+//! window began, the assignments the windowed caps count, the pauses in force. It must not write
+//! anything: every read runs in one READ ONLY transaction, and the engine's ledger is a copy
+//! that no daemon ever sees.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use rand::SeedableRng;
+use tokio_postgres::{Client, Transaction};
+
+use crate::config::Config;
+use crate::crm::{self, CrmSql};
+use crate::db::row::FromRow;
+use crate::engine::{Engine, Ledger, Opportunity};
+use crate::report::{Inputs, Report, Routed};
+use crate::store::{LapsePause, Past, Reads, Recent, ReclaimCount};
+
+/// Ids sent to the CRM's context query at once.
+const CHUNK: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error("{0}")]
+    Sql(#[from] tokio_postgres::Error),
+    /// The mapping or the rules are wrong, each problem a line.
+    #[error("{}", .0.join("\n"))]
+    Config(Vec<String>),
+}
+
+/// Which opportunities, and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Those first decided since then…
+    pub since: DateTime<Utc>,
+    /// …or exactly these ids (`--opportunities FILE`).
+    pub ids: Option<Vec<String>>,
+    /// The replay's randomness (random picks, ties): the same seed, the same replay.
+    pub seed: u64,
+    /// The window as the user gave it, for the report's heading.
+    pub window: String,
+}
+
+/// The rules in `cfg.router.rules_dir` as the daemon would route with them: the user ids in the
+/// CRM's form, compiled with the CRM's directory when the config has one.
+pub async fn rules_as_routed(client: &Client, cfg: &Config) -> Result<(Engine, CrmSql), SimulateError> {
+    let sql = match crm::prepare(client, cfg).await {
+        Ok(sql) => sql,
+        Err(crm::CrmError::Mapping(p)) => {
+            return Err(SimulateError::Config(p.iter().map(|p| format!("{}: {p}", cfg.path.display())).collect()))
+        }
+        Err(crm::CrmError::Sql(e)) => return Err(e.into()),
+    };
+    let mut dir = crate::rules::Directory { ids: sql.id_form, ..crate::directory_flags(cfg) };
+    if let Some(d) = &cfg.directory {
+        let read = crm::load_directory(client, d)
+            .await
+            .map_err(|p| SimulateError::Config(vec![format!("{}: {p}", cfg.path.display())]))?;
+        dir = crate::rules::Directory { ids: sql.id_form, ..read };
+    }
+    let engine = crate::load_rules_with(cfg, &dir).map_err(|e| SimulateError::Config(e.problems))?;
+    Ok((engine, sql))
+}
+
+/// What happened to each opportunity, and what `candidate` would have done instead.
+pub async fn simulate(
+    client: &mut Client,
+    cfg: &Config,
+    sql: &CrmSql,
+    candidate: &Engine,
+    opts: &Options,
+) -> Result<Report, SimulateError> {
+    let t = read_only(client).await?;
+    let past = Window::read(&t, cfg, sql, candidate, opts).await?;
+    t.commit().await?;
+    let after = past.replay(candidate, opts.seed);
+    let inputs = past.inputs(candidate, "What the candidate rules would have done", opts, candidate.version.clone());
+    Ok(Report::build(inputs, &past.before, Some(&after)))
+}
+
+/// What happened to the opportunities of the window, as the audit has it (`report`).
+pub async fn report(
+    client: &mut Client,
+    cfg: &Config,
+    sql: &CrmSql,
+    engine: &Engine,
+    opts: &Options,
+) -> Result<Report, SimulateError> {
+    let t = read_only(client).await?;
+    let mut past = Window::read(&t, cfg, sql, engine, opts).await?;
+    let reads = Reads::new(&cfg.router.schema);
+    let reclaims = ReclaimCount::from_rows(&t.query(&reads.reclaims_since, &[&opts.since]).await?)?;
+    t.commit().await?;
+    // What happened happened: opportunities deleted since still count.
+    past.before.append(&mut past.gone);
+    past.before.sort_by_key(|r| r.at);
+    past.skipped.clear();
+    let mut inputs = past.inputs(engine, "What the router did", opts, engine.version.clone());
+    inputs.reclaims = reclaims.into_iter().map(|r| (r.pipeline, r.count)).collect();
+    Ok(Report::build(inputs, &past.before, None))
+}
+
+async fn read_only(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+}
+
+/// One opportunity to replay: its fields as the CRM holds them now.
+struct Fields {
+    pipeline: Option<String>,
+    fields: Vec<Option<String>>,
+}
+
+/// Everything a replay starts from.
+struct Window {
+    /// What happened, oldest first; those that can be replayed.
+    before: Vec<Routed>,
+    /// What happened to opportunities that cannot be replayed (deleted, no longer opportunities).
+    gone: Vec<Routed>,
+    fields: Vec<Fields>,
+    skipped: BTreeMap<String, usize>,
+    /// Open loads when the window began.
+    start_loads: BTreeMap<String, i64>,
+    /// Assignments before the window that windowed caps count.
+    recent: Vec<Recent>,
+    paused: Vec<String>,
+    /// The owners of the window's opportunities still open with the owner the router gave them.
+    still_held: Vec<String>,
+}
+
+impl Window {
+    async fn read(
+        t: &Transaction<'_>,
+        cfg: &Config,
+        sql: &CrmSql,
+        engine: &Engine,
+        opts: &Options,
+    ) -> Result<Window, SimulateError> {
+        let reads = Reads::new(&cfg.router.schema);
+        let past = match &opts.ids {
+            Some(ids) => Past::from_rows(&t.query(&reads.past_of, &[ids]).await?)?,
+            None => Past::from_rows(&t.query(&reads.past_since, &[&opts.since]).await?)?,
+        };
+        let mut w = Window::from_past(t, sql, past).await?;
+        if let Some(ids) = &opts.ids {
+            let known: std::collections::HashSet<&str> =
+                w.before.iter().chain(&w.gone).map(|r| r.opp_id.as_str()).collect();
+            let never = ids.iter().filter(|i| !known.contains(i.as_str())).count();
+            if never > 0 {
+                w.skipped.insert("never decided by the router".into(), never);
+            }
+        }
+        let start = w.before.first().map_or(opts.since, |r| DateTime::from_timestamp(r.at, 0).unwrap_or(opts.since));
+        let from = start - chrono::Duration::seconds(engine.history);
+        w.recent = Recent::from_rows(&t.query(&reads.recent_between, &[&from, &start]).await?)?;
+        w.paused =
+            LapsePause::from_rows(&t.query(&reads.lapse_pauses, &[]).await?)?.into_iter().map(|p| p.member).collect();
+        w.start_loads(t, sql).await?;
+        Ok(w)
+    }
+
+    /// The past decisions with their fields from the CRM; those gone from it put aside.
+    async fn from_past(t: &Transaction<'_>, sql: &CrmSql, past: Vec<Past>) -> Result<Window, SimulateError> {
+        let mut ctx: HashMap<String, crate::drain::Context> = HashMap::with_capacity(past.len());
+        let ids: Vec<String> = past.iter().map(|p| p.opp_id.clone()).collect();
+        for chunk in ids.chunks(CHUNK) {
+            for r in t.query(&sql.context, &[&chunk]).await? {
+                let (id, c) = crate::drain::context_from_row(&r, false)?;
+                ctx.insert(id, c);
+            }
+        }
+        let mut w = Window {
+            before: Vec::with_capacity(past.len()),
+            gone: Vec::new(),
+            fields: Vec::with_capacity(past.len()),
+            skipped: BTreeMap::new(),
+            start_loads: BTreeMap::new(),
+            recent: Vec::new(),
+            paused: Vec::new(),
+            still_held: Vec::new(),
+        };
+        for p in past {
+            let routed = routed_of(&p);
+            match ctx.remove(&p.opp_id) {
+                Some(c) if c.opportunity && !c.deleted => {
+                    if c.open && c.owner.is_some() && c.owner == p.owner_id {
+                        w.still_held.extend(c.owner);
+                    }
+                    w.fields.push(Fields { pipeline: c.pipeline, fields: c.fields });
+                    w.before.push(routed);
+                }
+                c => {
+                    let why = if c.is_some_and(|c| !c.opportunity) {
+                        "no longer an opportunity"
+                    } else {
+                        "deleted from the CRM since"
+                    };
+                    *w.skipped.entry(why.into()).or_insert(0) += 1;
+                    w.gone.push(routed);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Each member's open load now, less the opportunities of the window still open with the
+    /// owner the router gave them: the load as the window began (closings are not replayed).
+    async fn start_loads(&mut self, t: &Transaction<'_>, sql: &CrmSql) -> Result<(), SimulateError> {
+        for l in crm::Load::from_rows(&t.query(&sql.full_count, &[]).await?)? {
+            self.start_loads.insert(l.owner, l.open);
+        }
+        for owner in std::mem::take(&mut self.still_held) {
+            if let Some(n) = self.start_loads.get_mut(&owner) {
+                *n = (*n - 1).max(0);
+            }
+        }
+        Ok(())
+    }
+
+    /// The candidate rules' decision for each opportunity, in the order they came, from the
+    /// loads and recent assignments as the window began.
+    fn replay(&self, engine: &Engine, seed: u64) -> Vec<Routed> {
+        let mut ledger = self.ledger(engine);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let mut out = Vec::with_capacity(self.before.len());
+        for (i, (b, f)) in self.before.iter().zip(&self.fields).enumerate() {
+            let at = DateTime::from_timestamp(b.at, 0).unwrap_or_default();
+            let opp = Opportunity {
+                id: &b.opp_id,
+                pipeline: f.pipeline.as_deref(),
+                fields: &f.fields,
+                waiting_since: at,
+                exclude: &[],
+                only_team: None,
+            };
+            let d = engine.route(&opp, &mut ledger, at, &mut rng);
+            if i % CHUNK == 0 {
+                ledger.trim(b.at, engine.history);
+            }
+            out.push(Routed {
+                opp_id: b.opp_id.clone(),
+                at: b.at,
+                outcome: d.outcome.as_str().to_string(),
+                owner: d.owner,
+                team: d.team,
+                pipeline: d.pipeline,
+                rule: d.rule_id,
+                reason: d.explanation.brief(),
+            });
+        }
+        out
+    }
+
+    /// The ledger as the window began: open loads, the assignments windowed caps count, pauses.
+    fn ledger(&self, engine: &Engine) -> Ledger {
+        let mut ledger = Ledger::for_engine(engine, None);
+        for (m, id) in engine.member_ids().enumerate() {
+            ledger.open[m] = self.start_loads.get(id).copied().unwrap_or(0);
+        }
+        for r in &self.recent {
+            let Some(m) = engine.member_index(&r.owner_id) else { continue };
+            ledger.recent[m].push_back(r.at);
+            let team = r.team_id.as_ref().and_then(|t| engine.team_index.get(t)).map(|t| &engine.teams[*t]);
+            if let Some(team) = team.filter(|t| t.caps_here.iter().any(|(x, _)| *x == m)) {
+                ledger.assign_here(&engine.members[m].id, &team.id, r.at);
+            }
+        }
+        ledger.recent.iter_mut().for_each(|q| q.make_contiguous().sort_unstable());
+        ledger.set_paused(engine, self.paused.iter().map(String::as_str));
+        ledger
+    }
+
+    /// The report's inputs: teams and names from `engine`, the window's loads and skips.
+    fn inputs(&self, engine: &Engine, title: &str, opts: &Options, rules: String) -> Inputs {
+        let id = |m: &usize| engine.members[*m].id.to_string();
+        Inputs {
+            title: title.to_string(),
+            window: opts.window.clone(),
+            rules,
+            start_loads: self.start_loads.clone(),
+            teams: engine.teams.iter().map(|t| (t.id.to_string(), t.members.iter().map(id).collect())).collect(),
+            names: engine.members.iter().map(|m| (m.id.to_string(), m.name.to_string())).collect(),
+            reclaims: BTreeMap::new(),
+            skipped: self.skipped.clone(),
+            bucket_secs: bucket_secs(self.before.first().map(|r| r.at), self.before.last().map(|r| r.at)),
+        }
+    }
+}
+
+/// A past decision as the report counts it.
+fn routed_of(p: &Past) -> Routed {
+    Routed {
+        opp_id: p.opp_id.clone(),
+        at: p.at.floor() as i64,
+        outcome: p.outcome.clone(),
+        owner: p.owner_id.clone(),
+        team: p.team_id.clone(),
+        pipeline: p.pipeline.clone().unwrap_or_else(|| crate::engine::DEFAULT_PIPELINE.to_string()),
+        rule: p.rule_id.clone(),
+        reason: String::new(),
+    }
+}
+
+/// The fallback chart's bucket: the shortest of a minute, 5 and 15 minutes, an hour, 6 hours and
+/// a day that gives at most 60 buckets.
+fn bucket_secs(first: Option<i64>, last: Option<i64>) -> i64 {
+    let span = last.unwrap_or(0) - first.unwrap_or(0);
+    [60, 300, 900, 3_600, 21_600, 86_400].into_iter().find(|b| span / b < 60).unwrap_or(86_400 * 7)
+}
+
+/// The ids of an `--opportunities` file: one per line (the first field of a CSV line); blank
+/// lines, `#` comments and a header `id` skipped.
+pub fn ids_from(text: &str) -> Vec<String> {
+    let mut ids: Vec<String> = text
+        .lines()
+        .map(|l| l.split(',').next().unwrap_or("").trim().trim_matches('"').to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.eq_ignore_ascii_case("id"))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|i| seen.insert(i.clone()));
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_opportunities_file_takes_one_id_a_line_or_a_csv_first_column() {
+        let ids = ids_from("id,name\n# exported\n42,\"Acme\"\n\n 7 \n42\n\"a-b\",x\n");
+        assert_eq!(ids, ["42", "7", "a-b"]);
+    }
+
+    #[test]
+    fn the_fallback_chart_keeps_to_sixty_buckets() {
+        assert_eq!(bucket_secs(Some(0), Some(30)), 60);
+        assert_eq!(bucket_secs(Some(0), Some(7 * 86_400)), 21_600);
+        assert_eq!(bucket_secs(None, None), 60);
+    }
+}

@@ -94,12 +94,15 @@ pub async fn report(
     let mut past = Window::read(&t, cfg, sql, engine, opts).await?;
     let reads = Reads::new(&cfg.router.schema);
     let reclaims = ReclaimCount::from_rows(&t.query(&reads.reclaims_since, &[&opts.since]).await?)?;
+    let in_force = crate::store::DaemonRow::from_rows(&t.query(&reads.daemon, &[]).await?)?;
     t.commit().await?;
     // What happened happened: opportunities deleted since still count.
     past.before.append(&mut past.gone);
     past.before.sort_by_key(|r| r.at);
     past.skipped.clear();
-    let mut inputs = past.inputs(engine, "What the router did", opts, engine.version.clone());
+    // The version the daemon routes with (this process's own compile numbers its sets anew).
+    let version = in_force.into_iter().next().map_or_else(|| engine.version.clone(), |d| d.rules_version);
+    let mut inputs = past.inputs(engine, "What the router did", opts, version);
     inputs.reclaims = reclaims.into_iter().map(|r| (r.pipeline, r.count)).collect();
     Ok(Report::build(inputs, &past.before, None))
 }
@@ -288,6 +291,7 @@ impl Window {
             start_loads: self.start_loads.clone(),
             teams: engine.teams.iter().map(|t| (t.id.to_string(), t.members.iter().map(id).collect())).collect(),
             names: engine.members.iter().map(|m| (m.id.to_string(), m.name.to_string())).collect(),
+            paused: engine.members.iter().filter(|m| m.paused).map(|m| m.id.to_string()).collect(),
             reclaims: BTreeMap::new(),
             skipped: self.skipped.clone(),
             bucket_secs: bucket_secs(self.before.first().map(|r| r.at), self.before.last().map(|r| r.at)),

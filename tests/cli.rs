@@ -358,3 +358,30 @@ async fn rule_file_tests_run_against_the_members_the_crm_adds() {
     assert_eq!(status.code(), Some(78), "a provisional set never routes: {logs}");
     assert!(logs.contains("member: expected 302, got 305"), "{logs}");
 }
+
+#[test]
+fn the_demo_tells_the_story_a_reload_mid_run_a_reclaim_caps_held_fallbacks_with_reasons_and_a_report() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oppty-router"))
+        .args(["demo", "--seconds", "4", "--rate", "150", "--backlog", "2000"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "01-people.toml edited and saved by an admin: 203 Vũ Thị Giang's daily cap raised from 50 to 80",
+        "── rules reloaded without a restart: version 2-",
+        "reclaimed by the sweeper: 3",
+        "fairness within each team",
+        "corporate-junior    1.00 / Gini 0.000",
+        "203 Vũ Thị Giang             ",
+        "no team (no team of the pipeline covers province = `CT`)",
+        "still unowned: 0; dead-lettered events: 0",
+    ] {
+        assert!(text.contains(line), "expected `{line}` in the demo's output:\n{text}");
+    }
+    let page =
+        text.lines().find_map(|l| l.split("`oppty-router report --html FILE`): ").nth(1)).expect("the page's path");
+    let html = std::fs::read_to_string(page.trim()).expect("the report page");
+    assert!(html.contains("<svg id=\"load\"") && html.contains("corporate/junior-for-the-rest"), "{page}");
+}

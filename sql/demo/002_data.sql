@@ -40,12 +40,13 @@ INSERT INTO crm.stage (id, pipeline, name, seq, is_won, is_lost) VALUES
     (13, 'corporate', 'Won', 3, true, false),
     (14, 'corporate', 'Lost', 4, false, true);
 
--- 400 accounts spread over the four provinces (Cần Thơ has no team: those go to the fallback).
+-- 2000 accounts spread over the four provinces (Cần Thơ, one in twelve, has no team: those go
+-- to the fallback).
 -- Every tenth account has an account owner (the "company owner" a sticky rule keeps).
 INSERT INTO crm.account ("accountId", name, "provinceCode", segment, "ownerId")
 SELECT md5('account' || g)::uuid::text,
        'Customer ' || g,
-       (ARRAY['HN', 'HN', 'HCM', 'HCM', 'DN', 'CT'])[1 + g % 6],
+       (ARRAY['HN', 'HCM', 'DN', 'HN', 'HCM', 'DN', 'HN', 'HCM', 'DN', 'HN', 'HCM', 'CT'])[1 + g % 12],
        (ARRAY['mass', 'affluent', 'sme'])[1 + g % 3],
        CASE WHEN g % 10 = 0 THEN (ARRAY[101, 201, 301, 102])[1 + (g / 10) % 4] END
-FROM generate_series(1, 400) AS g;
+FROM generate_series(1, 2000) AS g;

@@ -195,7 +195,7 @@ fn columns(out: &mut String, r: &Report) {
     let max = b.iter().map(|x| x.fallbacks.before.max(x.fallbacks.after.unwrap_or(0))).max().unwrap_or(0) as i64;
     let slot = (900 / b.len().max(1) as u32).clamp(6, 40);
     let bar = if r.compares { slot / 2 - 1 } else { slot - 2 };
-    let (w, h) = (slot * b.len() as u32 + 60, COLUMN_SPAN + 40);
+    let (w, h) = ((slot * b.len() as u32 + 60).max(480), COLUMN_SPAN + 40);
     let _ = write!(out, "<svg id=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" shape-rendering=\"crispEdges\">", c.id);
     let base = COLUMN_SPAN + 10;
     let _ = write!(out, "<line x1=\"0\" y1=\"{base}\" x2=\"{w}\" y2=\"{base}\" stroke=\"#999\"/>");
@@ -230,7 +230,12 @@ fn columns(out: &mut String, r: &Report) {
 }
 
 fn fair(f: &Fairness) -> String {
-    format!("{} · Gini {:.3}", f.max_min.map_or("∞".to_string(), |x| format!("{x:.2}")), f.gini)
+    let ratio = match f.max_min {
+        Some(x) => format!("{x:.2}"),
+        None if f.gini == 0.0 => "–".to_string(),
+        None => "∞".to_string(),
+    };
+    format!("{ratio} · Gini {:.3}", f.gini)
 }
 
 fn teams(out: &mut String, r: &Report) {
@@ -246,9 +251,12 @@ fn teams(out: &mut String, r: &Report) {
         let shares: Vec<String> = t
             .members
             .iter()
-            .map(|(m, p)| match p.after {
-                Some(a) => format!("{} {}→{a}", escape(m), p.before),
-                None => format!("{} {}", escape(m), p.before),
+            .map(|(m, p)| {
+                let m = if t.paused.contains(m) { format!("{} (paused)", escape(m)) } else { escape(m) };
+                match p.after {
+                    Some(a) => format!("{m} {}→{a}", p.before),
+                    None => format!("{m} {}", p.before),
+                }
             })
             .collect();
         let _ = write!(

@@ -43,6 +43,8 @@ pub struct Inputs {
     pub teams: Vec<(String, Vec<String>)>,
     /// Member id → display name.
     pub names: BTreeMap<String, String>,
+    /// Members paused in the rules (on leave): listed, left out of their teams' fairness.
+    pub paused: std::collections::BTreeSet<String>,
     /// Reclaims by pipeline in the window (`report`).
     pub reclaims: BTreeMap<String, i64>,
     /// Opportunities that could not be replayed, by why (deleted since, no longer an opportunity).
@@ -133,6 +135,8 @@ pub struct TeamRow {
     pub id: String,
     /// (member id, received through this team).
     pub members: Vec<(String, Pair<usize>)>,
+    /// Members paused in the rules: listed above, left out of the fairness.
+    pub paused: Vec<String>,
     pub assigned: Pair<usize>,
     pub fairness: Pair<Fairness>,
 }
@@ -191,7 +195,7 @@ impl Report {
     /// in the same order, as the candidate rules decide them) when given.
     pub fn build(inputs: Inputs, before: &[Routed], after: Option<&[Routed]>) -> Report {
         let members = member_rows(&inputs, before, after);
-        let teams = inputs.teams.iter().map(|(id, ms)| team_row(id, ms, before, after)).collect();
+        let teams = inputs.teams.iter().map(|(id, ms)| team_row(id, ms, &inputs.paused, before, after)).collect();
         Report {
             compares: after.is_some(),
             opportunities: before.len(),
@@ -254,18 +258,28 @@ fn member_rows(inputs: &Inputs, before: &[Routed], after: Option<&[Routed]>) -> 
         .collect()
 }
 
-fn team_row(id: &str, members: &[String], before: &[Routed], after: Option<&[Routed]>) -> TeamRow {
+fn team_row(
+    id: &str,
+    members: &[String],
+    paused: &std::collections::BTreeSet<String>,
+    before: &[Routed],
+    after: Option<&[Routed]>,
+) -> TeamRow {
     let here = |r: &Routed| (r.team.as_deref() == Some(id)).then(|| r.owner.clone()).flatten();
     let b = tally(before, here);
     let a = after.map(|a| tally(a, here));
     let rows: Vec<(String, Pair<usize>)> = members.iter().map(|m| (m.clone(), pair_of(&b, a.as_ref(), m))).collect();
-    let side = |f: fn(&Pair<usize>) -> Option<usize>| rows.iter().map(|(_, p)| f(p)).collect::<Option<Vec<usize>>>();
+    let working = rows.iter().filter(|(m, _)| !paused.contains(m));
+    let side =
+        |f: fn(&Pair<usize>) -> Option<usize>| working.clone().map(|(_, p)| f(p)).collect::<Option<Vec<usize>>>();
     let before_counts = side(|p| Some(p.before)).unwrap_or_default();
     let after_counts = a.as_ref().and_then(|_| side(|p| p.after));
+    let total = |f: fn(&Pair<usize>) -> usize| rows.iter().map(|(_, p)| f(p)).sum::<usize>();
     TeamRow {
         id: id.to_string(),
-        assigned: Pair { before: before_counts.iter().sum(), after: after_counts.as_ref().map(|c| c.iter().sum()) },
+        assigned: Pair { before: total(|p| p.before), after: a.as_ref().map(|_| total(|p| p.after.unwrap_or(0))) },
         fairness: Pair { before: Fairness::of(&before_counts), after: after_counts.as_deref().map(Fairness::of) },
+        paused: members.iter().filter(|m| paused.contains(*m)).cloned().collect(),
         members: rows,
     }
 }
@@ -366,7 +380,7 @@ mod tests {
             bucket_secs: 3_600,
             ..Default::default()
         };
-        let r = Report::build(inputs, &before, Some(&after));
+        let r = Report::build(inputs.clone(), &before, Some(&after));
         let a = r.members.iter().find(|m| m.id == "a").expect("a");
         assert_eq!((a.assigned, a.load), (Pair { before: 2, after: Some(1) }, Pair { before: 5, after: Some(4) }));
         assert_eq!(r.teams[0].assigned, Pair { before: 2, after: Some(3) });
@@ -378,5 +392,13 @@ mod tests {
         let changed: Vec<&str> = r.changes.iter().map(|c| c.opp_id.as_str()).collect();
         assert_eq!(changed, ["2", "3"]);
         assert_eq!(r.changes[1].reason, "why 3");
+        // A member on leave is listed, and left out of the fairness.
+        let on_leave = Inputs { paused: ["b".to_string()].into(), ..inputs };
+        let r = Report::build(on_leave, &before, None);
+        assert_eq!(
+            (r.teams[0].fairness.before, r.teams[0].paused.clone()),
+            (Fairness::of(&[2]), vec!["b".to_string()])
+        );
+        assert_eq!(r.teams[0].assigned.before, 2);
     }
 }

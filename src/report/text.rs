@@ -33,7 +33,11 @@ fn pair<T: std::fmt::Display>(p: &Pair<T>) -> String {
 }
 
 fn fairness(f: &Fairness) -> String {
-    let ratio = f.max_min.map_or("∞ (someone got none)".to_string(), |x| format!("{x:.2}"));
+    let ratio = match f.max_min {
+        Some(x) => format!("{x:.2}"),
+        None if f.gini == 0.0 => "–".to_string(),
+        None => "∞ (someone got none)".to_string(),
+    };
     format!("max/min {ratio}, Gini {:.3}", f.gini)
 }
 
@@ -58,7 +62,8 @@ fn teams(out: &mut String, r: &Report) {
         if let Some(a) = &t.fairness.after {
             let _ = write!(out, " → {}", fairness(a));
         }
-        let shares: Vec<String> = t.members.iter().map(|(m, p)| format!("{m} {}", pair(p))).collect();
+        let on_leave = |m: &String| if t.paused.contains(m) { " (paused)" } else { "" };
+        let shares: Vec<String> = t.members.iter().map(|(m, p)| format!("{m}{} {}", on_leave(m), pair(p))).collect();
         let _ = writeln!(out, "\n    {}", shares.join(", "));
     }
 }

@@ -47,7 +47,7 @@ fn the_shipped_unit_verifies_and_systemd_rates_its_exposure_at_most_1_5() {
     // `verify` checks the commands exist: point them at the binary under test.
     let dir = work_dir("verify");
     let unit = dir.join("oppty-router.service");
-    let text = std::fs::read_to_string(UNIT).expect("the unit").replace("/usr/local/bin/oppty-router", BIN);
+    let text = std::fs::read_to_string(UNIT).expect("the unit").replace("/usr/bin/oppty-router", BIN);
     std::fs::write(&unit, text).expect("write the unit");
     let out = systemd_analyze(&["verify", &unit.display().to_string()]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,0 +1,133 @@
+//! Ops install the Debian package: `cargo deb` builds it, and what it holds is checked with
+//! dpkg-deb (files, owners and modes, conffiles, the control file, the maintainer scripts), then
+//! it is unpacked by dpkg into a throwaway root and its binary run from there.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `cargo deb` into `dir`: the .deb's path. Needs cargo-deb (`.ci/run` installs it).
+fn build(dir: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let version = Command::new(&cargo).args(["deb", "--version"]).output();
+    assert!(
+        version.is_ok_and(|o| o.status.success()),
+        "cargo-deb is missing: `cargo install cargo-deb --locked` (.ci/run does)"
+    );
+    run(Command::new(&cargo).current_dir(ROOT).args(["deb", "--locked", "--output"]).arg(dir));
+    std::fs::read_dir(dir)
+        .expect("output dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("a .deb was written")
+}
+
+/// `dpkg-deb -c`: path → (mode string, owner/group).
+fn contents(deb: &Path) -> Vec<(String, String, String)> {
+    run(Command::new("dpkg-deb").arg("-c").arg(deb))
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let path = f.get(5)?.trim_start_matches('.').to_string();
+            Some((path, f[0].to_string(), f[1].to_string()))
+        })
+        .collect()
+}
+
+fn entry<'a>(files: &'a [(String, String, String)], path: &str) -> &'a (String, String, String) {
+    files.iter().find(|f| f.0 == path).unwrap_or_else(|| panic!("{path} is not in the package: {files:#?}"))
+}
+
+#[test]
+fn the_package_installs_a_stripped_binary_the_unit_the_config_and_rules_as_conffiles_docs_man_pages_and_the_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deb = build(dir.path());
+    let files = contents(&deb);
+
+    assert_eq!(entry(&files, "/usr/bin/oppty-router").1, "-rwxr-xr-x");
+    assert_eq!(entry(&files, "/etc/oppty-router/oppty-router.toml").1, "-rw-r-----");
+    for rule in std::fs::read_dir(Path::new(ROOT).join("config/rules")).expect("rules") {
+        let name = rule.expect("entry").file_name().to_string_lossy().to_string();
+        assert_eq!(entry(&files, &format!("/etc/oppty-router/rules/{name}")).1, "-rw-r-----", "{name}");
+    }
+    let unit = entry(&files, "/usr/lib/systemd/system/oppty-router.service");
+    assert_eq!(unit.1, "-rw-r--r--");
+    let unit_text = std::fs::read_to_string(Path::new(ROOT).join("systemd/oppty-router.service")).expect("unit");
+    let docs = unit_text.lines().find_map(|l| l.strip_prefix("Documentation=file://")).expect("Documentation=");
+    entry(&files, docs);
+    assert!(unit_text.contains("ExecStart=/usr/bin/oppty-router "), "the unit runs the packaged binary");
+    for path in [
+        "/usr/share/doc/oppty-router/ARCHITECTURE.md",
+        "/usr/share/doc/oppty-router/rules.md",
+        "/usr/share/man/man1/oppty-router.1.gz",
+        "/usr/share/man/man1/oppty-router-simulate.1.gz",
+        "/usr/share/bash-completion/completions/oppty-router",
+        "/usr/share/zsh/vendor-completions/_oppty-router",
+        "/usr/share/oppty-router/rules.schema.json",
+    ] {
+        entry(&files, path);
+    }
+    assert!(
+        files.iter().all(|f| f.2 == "0/0" || f.2 == "root/root"),
+        "files are root's in the archive; postinst gives /etc to the service group: {files:#?}"
+    );
+
+    let info = run(Command::new("dpkg-deb").arg("-I").arg(&deb));
+    for field in ["Package: oppty-router", "Depends:", "adduser", "postinst", "postrm", "conffiles"] {
+        assert!(info.contains(field), "`{field}` missing from the control information:\n{info}");
+    }
+    let control = dir.path().join("control");
+    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).expect("conffiles");
+    assert!(conffiles.contains("/etc/oppty-router/oppty-router.toml"), "{conffiles}");
+    assert!(
+        conffiles.contains("/etc/oppty-router/rules/10-retail.toml"),
+        "an admin's rule edits survive upgrades: {conffiles}"
+    );
+    let postinst = std::fs::read_to_string(control.join("postinst")).expect("postinst");
+    assert!(postinst.contains("adduser --system") && postinst.contains("chown root:oppty-router"), "{postinst}");
+    assert!(postinst.contains("daemon-reload"), "the unit is made known to systemd: {postinst}");
+    assert!(
+        !postinst.contains("systemctl start") && !postinst.contains("deb-systemd-invoke start"),
+        "never started before ops configure it (an upgrade restarts it only if it runs): {postinst}"
+    );
+
+    unpack_and_run(&deb, dir.path());
+}
+
+/// dpkg unpacks the package into a throwaway root (no maintainer scripts run: they would change
+/// this machine), and the binary runs from there, stripped of its debug information.
+fn unpack_and_run(deb: &Path, dir: &Path) {
+    let root = dir.join("root");
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
+        std::fs::create_dir_all(root.join(d)).expect("dpkg dirs");
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), "").expect("status");
+    run(Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        .args(["--force-not-root", "--force-depends", "--unpack"])
+        .arg(deb));
+    let status = run(Command::new("dpkg").arg(format!("--root={}", root.display())).args(["-s", "oppty-router"]));
+    assert!(status.contains("Status: install ok unpacked"), "{status}");
+    let bin = root.join("usr/bin/oppty-router");
+    let version = run(Command::new(&bin).arg("--version"));
+    assert!(version.starts_with("oppty-router "), "{version}");
+    let sections = run(Command::new("readelf").args(["-S", "--wide"]).arg(&bin));
+    for gone in [" .debug_info ", " .symtab "] {
+        assert!(!sections.contains(gone), "the packaged binary is stripped: it has{gone}\n{sections}");
+    }
+    let size = std::fs::metadata(&bin).expect("binary").len();
+    assert!(size < 40 << 20, "stripped, it is small: {size} bytes");
+    // Conffiles wait beside their place until dpkg configures the package (then they keep an
+    // admin's edits across upgrades).
+    assert!(root.join("etc/oppty-router/rules/01-people.toml.dpkg-new").is_file(), "the rules are unpacked");
+    assert!(root.join("usr/lib/systemd/system/oppty-router.service").is_file(), "the unit is unpacked");
+}

@@ -422,7 +422,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            let (line, col) = e.span().map(|s| crate::rules::line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError::one(format!("{file}:{line}:{col}: {}", e.message().trim()))
         })?;
         let mut p = Problems { file, text, list: Vec::new() };
@@ -455,13 +455,6 @@ pub fn unreadable(path: &Path, e: &std::io::Error) -> String {
          by it, e.g. `chgrp {group} {p} && chmod 0640 {p}`",
         p = path.display()
     )
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| before.len() - i).unwrap_or(before.len() + 1);
-    (line, col)
 }
 
 struct Problems<'a> {

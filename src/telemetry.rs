@@ -22,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 const BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
+/// Buckets of one decision's time in the engine, in seconds: microseconds to tens of milliseconds.
+const DECISION_BUCKETS: &[f64] =
+    &[0.000_005, 0.00001, 0.000_025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05];
+
 /// The largest request head read; a longer one is refused.
 const MAX_REQUEST: usize = 8 * 1024;
 /// Requests answered at once.
@@ -135,8 +139,10 @@ pub async fn serve(
 ) -> Result<SocketAddr, TelemetryError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| TelemetryError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| TelemetryError::Bind { addr, source })?;
+    let decision = metrics_exporter_prometheus::Matcher::Full("oppty_router_decision_seconds".into());
     let handle = PrometheusBuilder::new()
         .set_buckets(BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(decision, DECISION_BUCKETS))
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
     describe();
@@ -247,6 +253,11 @@ fn describe() {
         "oppty_router_batch_phase_seconds",
         metrics::Unit::Seconds,
         "Time in each phase of a batch (claim, context, route, write, record, commit)"
+    );
+    metrics::describe_histogram!(
+        "oppty_router_decision_seconds",
+        metrics::Unit::Seconds,
+        "Time the engine took to decide one opportunity (rules, candidates, pick)"
     );
     metrics::describe_histogram!(
         "oppty_router_insert_to_owner_seconds",

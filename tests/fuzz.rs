@@ -153,3 +153,14 @@ proptest! {
         let _ = TableName::parse(&raw);
     }
 }
+
+/// What the fuzzer once found: a JSON file ending inside an unclosed string whose last character
+/// takes two bytes (the parser's position fell inside it). Refused with a position, no panic.
+#[test]
+fn a_json_rule_file_cut_inside_a_character_is_refused_with_its_position() {
+    for text in ["\"¡", "{\"member\": [{\"id\": \"Nguyễ", "\"𹰟", "[[member]]\nname = \"Ng\u{1ec5}"] {
+        let name = if text.starts_with('[') { "x.toml" } else { "x.json" };
+        let e = compile_texts(&[(name, text)], &fields()).expect_err("refused");
+        assert!(e.to_string().contains(&format!("{name}:1:")) || e.to_string().contains(&format!("{name}:2:")), "{e}");
+    }
+}

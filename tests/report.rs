@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use oppty_router::report::html::{self, Chart};
+use oppty_router::report::html;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
@@ -140,13 +140,44 @@ fn bars_of(shot: &(u32, u32, Vec<u8>), colour: &str) -> Vec<u32> {
     bars
 }
 
+/// The vertical columns of one colour standing on the chart's baseline, left to right: their
+/// heights in pixels (the key's swatch, above the chart, is not one of them).
+fn columns_of(shot: &(u32, u32, Vec<u8>), colour: &str) -> Vec<u32> {
+    let (w, h, px) = shot;
+    let c = rgb(colour);
+    let at = |x: u32, y: u32| px[((y * w + x) * 3) as usize..((y * w + x) * 3 + 3) as usize] == c;
+    // Every vertical run of the colour: (x, top, bottom).
+    let mut runs = Vec::new();
+    for x in 0..*w {
+        let mut y = 0;
+        while y < *h {
+            if at(x, y) {
+                let top = y;
+                while y < *h && at(x, y) {
+                    y += 1;
+                }
+                runs.push((x, top, y));
+            }
+            y += 1;
+        }
+    }
+    let Some(base) = runs.iter().map(|r| r.2).max() else { return Vec::new() };
+    let mut columns: Vec<(u32, u32, u32)> = Vec::new(); // (last x, top, height)
+    for (x, top, bottom) in runs.into_iter().filter(|r| r.2 == base) {
+        match columns.last_mut() {
+            Some(last) if last.0 + 1 == x && last.1 == top => last.0 = x,
+            _ => columns.push((x, top, bottom - top)),
+        }
+    }
+    columns.into_iter().map(|c| c.2).collect()
+}
+
 /// What a chart's bars must measure: every non-zero value, before then after, row by row.
-fn expected_bars(values: &[(i64, Option<i64>)], chart: &Chart) -> (Vec<u32>, Vec<u32>) {
+fn expected_bars(values: &[(i64, Option<i64>)]) -> (Vec<u32>, Vec<u32>) {
     let max = values.iter().map(|(b, a)| (*b).max(a.unwrap_or(0))).max().unwrap_or(0);
     let len = |v: i64| html::length(v, max, html::BAR_SPAN);
     let before = values.iter().map(|(b, _)| len(*b)).filter(|l| *l > 0).collect();
     let after = values.iter().filter_map(|(_, a)| a.map(len)).filter(|l| *l > 0).collect();
-    let _ = chart;
     (before, after)
 }
 
@@ -174,10 +205,23 @@ fn check_charts(report: &Value, page: &Path, dir: &Path) {
     let rules: Vec<(i64, Option<i64>)> =
         report["rules_used"].as_array().expect("rules").iter().map(|r| pair(&r["assigned"])).collect();
     for (chart, values) in [(&html::LOAD, &loads), (&html::RULES, &rules)] {
-        let (before, after) = expected_bars(values, chart);
+        let (before, after) = expected_bars(values);
         assert_bars(&bars_of(&shot, chart.before), &before, &format!("{} chart, now", chart.id));
         if report["compares"] == true {
             assert_bars(&bars_of(&shot, chart.after), &after, &format!("{} chart, candidate rules", chart.id));
+        }
+    }
+    let fallbacks: Vec<(i64, Option<i64>)> =
+        report["fallbacks_over_time"].as_array().expect("buckets").iter().map(|b| pair(&b["fallbacks"])).collect();
+    let chart = &html::FALLBACKS;
+    let max = fallbacks.iter().map(|(b, a)| (*b).max(a.unwrap_or(0))).max().unwrap_or(0);
+    let len = |v: i64| html::length(v, max, html::COLUMN_SPAN);
+    let before: Vec<u32> = fallbacks.iter().map(|(b, _)| len(*b)).filter(|l| *l > 0).collect();
+    assert_bars(&columns_of(&shot, chart.before), &before, "fallbacks chart, now");
+    if report["compares"] == true {
+        let after: Vec<u32> = fallbacks.iter().filter_map(|(_, a)| a.map(len)).filter(|l| *l > 0).collect();
+        if !after.is_empty() {
+            assert_bars(&columns_of(&shot, chart.after), &after, "fallbacks chart, candidate rules");
         }
     }
 }

@@ -101,6 +101,11 @@ async fn a_scrape_counts_every_decision_the_audit_holds_reloads_and_team_loads_a
     assert_eq!(sum(&metrics, "oppty_router_leading", ""), 1.0, "{metrics}");
     assert_eq!(sum(&metrics, "oppty_router_oldest_pending_event_seconds", ""), 0.0, "caught up: {metrics}");
     assert!(sum(&metrics, "oppty_router_insert_to_owner_seconds_count", "") >= by_rule as f64, "{metrics}");
+    assert!(
+        sum(&metrics, "oppty_router_decision_seconds_count", "") >= decided as f64,
+        "every decision timed: {metrics}"
+    );
+    assert!(metrics.contains("oppty_router_decision_seconds_bucket{le=\"0.00001\"}"), "microsecond buckets: {metrics}");
     assert!(sum(&metrics, "oppty_router_batch_phase_seconds_count", "phase=\"commit\"") >= 1.0, "{metrics}");
     let version: f64 = db
         .client

@@ -112,11 +112,17 @@ impl Source {
     }
 }
 
-pub(in crate::rules) fn line_col(text: &str, off: usize) -> (usize, usize) {
-    let before = &text[..off.min(text.len())];
+/// The 1-based line and column (in characters, as editors count them) of byte offset `off`; an
+/// offset inside a character (a parser's byte count) is taken back to that character's start.
+pub fn line_col(text: &str, off: usize) -> (usize, usize) {
+    let mut off = off.min(text.len());
+    while !text.is_char_boundary(off) {
+        off -= 1;
+    }
+    let before = &text[..off];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| off - i).unwrap_or(off + 1);
-    (line, col)
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
 }
 
 pub(in crate::rules) fn line_col_bytes(bytes: &[u8], off: usize) -> (usize, usize) {
@@ -124,4 +130,14 @@ pub(in crate::rules) fn line_col_bytes(bytes: &[u8], off: usize) -> (usize, usiz
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
     let col = before.iter().rposition(|b| *b == b'\n').map_or(off + 1, |i| off - i);
     (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_position_inside_a_character_is_that_character_and_columns_count_characters() {
+        assert_eq!(super::line_col("\"¡", 2), (1, 2));
+        assert_eq!(super::line_col("a = 1\nname = \"Nguyễn\" x", 21), (2, 14));
+        assert_eq!(super::line_col("ab", 99), (1, 3));
+    }
 }

@@ -26,6 +26,7 @@ use crate::engine::Engine;
 use locate::Source;
 
 pub use compile::parse_window;
+pub use locate::line_col;
 pub use read::MAX_RULE_FILE_BYTES;
 pub use version::{continue_versions_after, version_sequence};
 

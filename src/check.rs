@@ -74,6 +74,9 @@ fn rules(cfg: &Config, offline: bool, r: &mut CheckReport) -> Option<Engine> {
         e.teams.len(),
         e.members.len()
     ));
+    for w in &e.warnings {
+        r.say(format!("{dir}: warning: {w}"));
+    }
     if e.tests_waiting > 0 && offline {
         r.say(format!(
             "{dir}: {} rule-file test(s) not run: they run against the rules with the CRM's directory \

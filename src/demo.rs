@@ -306,12 +306,20 @@ async fn one_tick(
                 &[&idle],
             )
             .await?;
-        client.batch_execute(
-            "INSERT INTO crm.mail_message (model, res_id, author_id, body) \
-             SELECT 'crm.opportunity', \"oppId\"::text, 100, 'note' FROM crm.opportunity ORDER BY random() LIMIT 1;
-             UPDATE crm.opportunity SET \"stageId\" = CASE WHEN \"pipelineCode\" = 'retail' THEN 3 ELSE 13 END \
-             WHERE \"oppId\" = (SELECT \"oppId\" FROM crm.opportunity WHERE \"accountOwnerId\" <> 1 AND \"stageId\" IN (1, 11) ORDER BY random() LIMIT 1);",
-        ).await?;
+        client
+            .batch_execute(
+                "INSERT INTO crm.mail_message (model, res_id, author_id, body) \
+                 SELECT 'crm.opportunity', \"oppId\"::text, 100, 'note' FROM crm.opportunity ORDER BY random() LIMIT 1",
+            )
+            .await?;
+        client
+            .execute(
+                "UPDATE crm.opportunity SET \"stageId\" = CASE WHEN \"pipelineCode\" = 'retail' THEN 3 ELSE 13 END \
+                 WHERE \"oppId\" = (SELECT \"oppId\" FROM crm.opportunity WHERE \"accountOwnerId\" <> 1 \
+                 AND \"stageId\" IN (1, 11) AND NOT \"oppId\"::text = ANY($1) ORDER BY random() LIMIT 1)",
+                &[&idle],
+            )
+            .await?;
     }
     Ok(with_owner)
 }
@@ -352,7 +360,24 @@ impl Plot {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        println!("  (the sweeper did not reclaim all {} idle opportunities within 10 s: see the log)", self.aged.len());
+        println!("  (the sweeper did not reclaim all {} idle opportunities within 10 s:)", self.aged.len());
+        let rows = stage
+            .client
+            .query(
+                &format!(
+                    "SELECT w.opp_id, w.owner_id, w.due_at::text AS due, w.reclaims, o.\"stageId\" AS stage, \
+                     (SELECT string_agg(a.outcome, ',' ORDER BY a.id) FROM {s}.assignments a WHERE a.opp_id = w.opp_id) AS outcomes \
+                     FROM {s}.ownership w JOIN crm.opportunity o ON o.\"oppId\"::text = w.opp_id WHERE w.opp_id = ANY($1)"
+                ),
+                &[&self.aged],
+            )
+            .await?;
+        for r in rows {
+            let (id, owner, due): (String, String, Option<String>) =
+                (r.try_get("opp_id")?, r.try_get("owner_id")?, r.try_get("due")?);
+            let (stage_id, outcomes): (i32, Option<String>) = (r.try_get("stage")?, r.try_get("outcomes")?);
+            println!("    {id}: owner {owner}, due {due:?}, stage {stage_id}, decisions {outcomes:?}");
+        }
         Ok(())
     }
 }
@@ -400,7 +425,10 @@ async fn age_assignments(stage: &Stage) -> anyhow::Result<Vec<String>> {
             &format!(
                 "UPDATE {s}.ownership SET assigned_at = assigned_at - interval '5 hours', \
                  last_owner_touch_at = last_owner_touch_at - interval '5 hours', due_at = now() - interval '1 second' \
-                 WHERE opp_id IN (SELECT opp_id FROM {s}.ownership WHERE team_id = 'digital' ORDER BY assigned_at LIMIT 3) \
+                 WHERE opp_id IN (SELECT w.opp_id FROM {s}.ownership w WHERE w.team_id = 'digital' \
+                   AND NOT EXISTS (SELECT 1 FROM crm.activity a WHERE a.\"opportunityId\"::text = w.opp_id) \
+                   AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.opp_id = w.opp_id) \
+                   ORDER BY w.assigned_at LIMIT 3) \
                  RETURNING opp_id"
             ),
             &[],

@@ -41,7 +41,23 @@ fn check_offline_accepts_the_shipped_example_and_exits_78_with_file_line_on_a_br
     let out = Command::new(BIN).args(["check", "--offline", "-c"]).arg(&good).output().expect("run check");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("rules OK"), "{stdout}");
+    assert!(stdout.contains("rules OK") && !stdout.contains("warning"), "{stdout}");
+
+    // A member whose remit shares nothing with the team's domain: the set is good, check warns.
+    let rules = own_rules(dir.path());
+    let teams = std::fs::read_to_string(rules.join("02-teams.toml")).expect("teams");
+    let teams = teams.replacen("members = [\"301\", \"302\"]", "accepts = { field = \"province\", in = [\"DN\"] }\nmembers = [\"301\", { id = \"302\", accepts = { field = \"province\", equals = \"HN\" } }]", 1);
+    std::fs::write(rules.join("02-teams.toml"), teams).expect("edit");
+    let out = Command::new(BIN)
+        .args(["check", "--offline", "--rules"])
+        .arg(&rules)
+        .arg("-c")
+        .arg(&good)
+        .output()
+        .expect("run check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "a warning is not a failure: {stdout}");
+    assert!(stdout.contains("warning: team `danang-retail`: member `302`: their remit in the team"), "{stdout}");
 
     let bad = example_config_with(
         dir.path(),

@@ -53,7 +53,7 @@ fn every_kind_of_mistake_gets_a_precise_message() {
     // (mistake, change GOOD from → to, the exact message expected)
     let cases: &[(&str, &str, &str, &str)] = &[
         ("a typo in a key", "max_open = 10", "max_opn = 10",
-         "rules.toml:15:1: member[0].max_opn: unknown field `max_opn`, expected one of `id`, `name`, `paused`, `max_open`, `caps`, `weight`, `kpi`, `attributes`, `products`, `categories`, `territories`, `tags`, `schedule`, `out_of_office`"),
+         "rules.toml:15:1: member[0].max_opn: unknown field `max_opn`, expected one of `id`, `name`, `paused`, `max_open`, `caps`, `weight`, `kpi`, `attributes`, `products`, `categories`, `territories`, `tags`, `schedule`, `out_of_office`, `accepts`"),
         ("a wrong type", "max_open = 10", "max_open = \"ten\"",
          "rules.toml:15:12: member[0].max_open: expected a non-negative integer, found the string \"ten\""),
         ("an unknown team", "team = { territory = \"province\" }", "team = { id = \"hanoi-retail\" }",

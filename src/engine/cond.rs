@@ -74,6 +74,28 @@ pub enum Cond {
     Tagged(String),
 }
 
+impl Cond {
+    /// The only values of one field this condition can accept, when it says so plainly
+    /// (`equals`, `in`, or an `all` holding one of those): (field, lower-cased values).
+    pub fn allowed_values(&self) -> Option<(usize, BTreeSet<String>)> {
+        match self {
+            Cond::Field { field, op: Op::Equals(v), .. } => Some((*field, BTreeSet::from([v.clone()]))),
+            Cond::Field { field, op: Op::In(vs), .. } => Some((*field, vs.clone())),
+            Cond::All(cs) => cs.iter().find_map(Cond::allowed_values),
+            _ => None,
+        }
+    }
+
+    /// Whether no opportunity can satisfy both: both allow a plain set of values of the same
+    /// field, and the sets share none.
+    pub fn disjoint(&self, other: &Cond) -> bool {
+        match (self.allowed_values(), other.allowed_values()) {
+            (Some((f, a)), Some((g, b))) => f == g && a.is_disjoint(&b),
+            _ => false,
+        }
+    }
+}
+
 /// Parse a date or timestamp as PostgreSQL prints them (and ISO 8601) into epoch seconds.
 pub fn parse_instant(v: &str) -> Option<i64> {
     let v = v.trim();

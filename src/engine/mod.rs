@@ -264,6 +264,8 @@ pub struct Member {
     /// Position of the id in id order (round robin turns go by id, so membership changes never
     /// reset them).
     pub rank: u32,
+    /// The member's remit (`accepts`): opportunities it rejects never reach them.
+    pub accepts: Option<Cond>,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +284,10 @@ pub struct Team {
     /// Caps that hold in this team only (the CRM's per-membership maximum): assignments made
     /// through this team in a rolling window.
     pub caps_here: Vec<(usize, Cap)>,
+    /// The team's domain (`accepts`): an opportunity it rejects is not routed to this team.
+    pub accepts: Option<Cond>,
+    /// Members' remits inside this team (`members = [{ id, accepts }]`), by member index.
+    pub remits: Vec<(usize, Cond)>,
 }
 
 impl Team {
@@ -384,6 +390,8 @@ pub enum Pick {
     Owner {
         fields: Vec<(usize, String)>,
         otherwise: Option<Box<Pick>>,
+        /// The named owner keeps it even outside their remit (`ignore_remit = true`).
+        ignore_remit: bool,
     },
 }
 
@@ -473,6 +481,9 @@ pub struct Engine {
     pub reentry_ramp: i64,
     /// The longest rolling window of any cap (the ledger keeps this much history).
     pub history: i64,
+    /// What `check` warns about: the set routes, but some of it can never apply (a member whose
+    /// remit shares no value with their team's domain).
+    pub warnings: Vec<String>,
 }
 
 enum Excl {
@@ -705,7 +716,43 @@ impl Engine {
         None
     }
 
+    /// The rule's teams for this opportunity: those its team stage names whose domain
+    /// (`accepts`) takes it (a territory stage moves on to the next, wider match).
     fn team_stage(
+        &self,
+        rule: &Rule,
+        pipeline: &Pipeline,
+        facts: &Facts<'_>,
+        tag_syms: &[u32],
+    ) -> Result<(Vec<usize>, String), String> {
+        let (teams, why) = self.teams_by_stage(rule, pipeline, facts, tag_syms)?;
+        if matches!(rule.team, TeamStage::Territory { .. }) {
+            return Ok((teams, why));
+        }
+        match self.accepting(teams, facts) {
+            (ok, rejected) if rejected.is_empty() => Ok((ok, why)),
+            (ok, rejected) if !ok.is_empty() => Ok((ok, format!("{why}; left out: {}", rejected.join("; ")))),
+            (_, rejected) => Err(rejected.join("; ")),
+        }
+    }
+
+    /// The teams whose domain takes the opportunity, and why each of the others does not.
+    fn accepting(&self, teams: Vec<usize>, facts: &Facts<'_>) -> (Vec<usize>, Vec<String>) {
+        let mut rejected = Vec::new();
+        let ok = teams
+            .into_iter()
+            .filter(|t| match self.teams[*t].accepts.as_ref().filter(|c| !c.eval(facts)) {
+                Some(c) => {
+                    rejected.push(format!("team `{}` does not accept it: {}", self.teams[*t].id, c.why_false(facts)));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        (ok, rejected)
+    }
+
+    fn teams_by_stage(
         &self,
         rule: &Rule,
         pipeline: &Pipeline,
@@ -722,9 +769,12 @@ impl Engine {
                     let names: Vec<&str> = fields.iter().map(|(_, n)| n.as_str()).collect();
                     return Err(format!("no known territory in {}", names.join(", ")));
                 };
+                let mut rejected = Vec::new();
                 for (depth, n) in self.territories.path(node).enumerate() {
                     let teams: Vec<usize> =
                         pipeline.teams.iter().copied().filter(|t| self.teams[*t].territories.contains(&n)).collect();
+                    let (teams, not) = self.accepting(teams, facts);
+                    rejected.extend(not);
                     if !teams.is_empty() {
                         let code = &self.territories.codes[n as usize];
                         let why = if depth == 0 {
@@ -732,8 +782,14 @@ impl Engine {
                         } else {
                             format!("its territory `{code}` contains {what} (most specific match)")
                         };
+                        if !rejected.is_empty() {
+                            return Ok((teams, format!("{why}; left out: {}", rejected.join("; "))));
+                        }
                         return Ok((teams, why));
                     }
+                }
+                if !rejected.is_empty() {
+                    return Err(format!("the teams covering {what} do not take it: {}", rejected.join("; ")));
                 }
                 Err(format!("no team of the pipeline covers {what}"))
             }

@@ -46,11 +46,14 @@ pub fn id_key(id: &str) -> (bool, i128, &str) {
 
 impl Engine {
     #[allow(clippy::too_many_arguments)]
+    /// `outside`: candidates left out by their remit (`accepts`) who are otherwise eligible; only
+    /// a sticky pick that ignores remits may take one of them.
     pub(super) fn pick(
         &self,
         pick: &Pick,
         rule: &Rule,
         eligible: &Cands,
+        outside: &Cands,
         facts: &Facts<'_>,
         ledger: &mut Ledger,
         now: i64,
@@ -92,30 +95,36 @@ impl Engine {
                 let shown = if k.is_finite() { format!("{k}") } else { "none".into() };
                 Ok(plain((m, t), format!("best KPI score ({shown}) among {n} eligible")))
             }
-            Pick::Owner { fields, otherwise } => {
+            Pick::Owner { fields, otherwise, ignore_remit } => {
                 let mut notes = Vec::new();
                 for (f, name) in fields {
                     let Some(v) = facts.original(*f) else {
                         notes.push(format!("{name} is empty"));
                         continue;
                     };
-                    match self.member_index(v) {
-                        None => notes.push(format!("{name} `{v}` is not a member")),
-                        Some(m) => match eligible.iter().find(|(c, _)| *c == m) {
-                            Some(&c) => {
-                                let mut why = format!("{name} `{v}` is eligible");
-                                if !notes.is_empty() {
-                                    why = format!("{why} ({})", notes.join("; "));
-                                }
-                                return Ok(plain(c, why));
-                            }
-                            None => notes.push(format!("{name} `{v}` is not eligible (paused, at cap, away, or outside this rule's team and filters)")),
-                        },
+                    let Some(m) = self.member_index(v) else {
+                        notes.push(format!("{name} `{v}` is not a member"));
+                        continue;
+                    };
+                    if let Some(&c) = eligible.iter().find(|(c, _)| *c == m) {
+                        let mut why = format!("{name} `{v}` is eligible");
+                        if !notes.is_empty() {
+                            why = format!("{why} ({})", notes.join("; "));
+                        }
+                        return Ok(plain(c, why));
+                    }
+                    match outside.iter().find(|(c, _)| *c == m) {
+                        Some(&c) if *ignore_remit => {
+                            let why = format!("{name} `{v}` is eligible; outside their remit, kept: the rule ignores remits (ignore_remit = true)");
+                            return Ok(plain(c, why));
+                        }
+                        Some(_) => notes.push(format!("{name} `{v}` is outside their remit (the rule respects remits)")),
+                        None => notes.push(format!("{name} `{v}` is not eligible (paused, at cap, away, or outside this rule's team and filters)")),
                     }
                 }
                 match otherwise {
                     Some(p) => {
-                        let mut picked = self.pick(p, rule, eligible, facts, ledger, now, rng)?;
+                        let mut picked = self.pick(p, rule, eligible, &Vec::new(), facts, ledger, now, rng)?;
                         picked.why = format!("{} ({})", picked.why, notes.join("; "));
                         Ok(picked)
                     }

@@ -133,11 +133,12 @@ impl Engine {
             filters: Vec::new(),
             excluded: BTreeMap::new(),
         };
-        let Some(cands) = self.candidates(rule, pipeline, a, &mut trace) else {
+        let Some((cands, outside)) = self.candidates(rule, pipeline, a, &mut trace) else {
             a.ex.rules.push(trace);
             return Tried::Next;
         };
         let mut scope = self.scope(&cands, a, ledger, flags, &mut trace);
+        let outside = self.outside_ok(rule, &outside, a, ledger);
         if scope.eligible.is_empty()
             && scope.full > 0
             && self.when_full(rule, &cands, &mut scope, a, ledger, &mut trace)
@@ -152,14 +153,15 @@ impl Engine {
                 a.hold.get_or_insert((at, format!("rule `{}`: the whole team is away", rule.id)));
             }
         }
-        if scope.eligible.is_empty() {
+        if scope.eligible.is_empty() && outside.iter().all(|o| !o.1) {
             trace.result = RuleResult::NobodyEligible;
             a.ex.rules.push(trace);
             return if a.hold.is_some() { Tried::Stop } else { Tried::Next };
         }
         let nows = a.now.timestamp();
         reenter(&scope.eligible, ledger, nows, flags);
-        match self.pick(&rule.pick, rule, &scope.eligible, &a.facts, ledger, nows, rng) {
+        let outside: Cands = outside.into_iter().filter(|o| o.1 || !ignores_remit(rule)).map(|o| o.0).collect();
+        match self.pick(&rule.pick, rule, &scope.eligible, &outside, &a.facts, ledger, nows, rng) {
             Ok(picked) => {
                 trace.result = RuleResult::Matched;
                 a.ex.rules.push(trace);
@@ -174,15 +176,17 @@ impl Engine {
         }
     }
 
-    /// The rule's condition, its team stage, and the members of those teams that its filters
-    /// keep; `None` (the trace says why) when the rule does not apply or leaves nobody.
+    /// The rule's condition, its team stage, the members of those teams whose remit accepts the
+    /// opportunity, and of those the ones its filters keep; `None` (the trace says why) when the
+    /// rule does not apply or leaves nobody. Also those left out by their remit (for a sticky pick
+    /// that ignores remits).
     fn candidates(
         &self,
         rule: &Rule,
         pipeline: &Pipeline,
         a: &Attempt<'_, '_>,
         trace: &mut RuleTrace,
-    ) -> Option<Cands> {
+    ) -> Option<(Cands, Cands)> {
         if let Some(c) = rule.when.as_ref().filter(|c| !c.eval(&a.facts)) {
             trace.result = RuleResult::ConditionsNotMet;
             trace.why = Some(c.why_false(&a.facts).into());
@@ -202,11 +206,60 @@ impl Engine {
             cands.extend(self.teams[t].members.iter().map(|m| (*m, t)));
         }
         if teams.len() > 1 {
-            // A member in several of these teams counts once (through the first team).
+            // A member in several of these teams counts once (through the first team whose
+            // remit for them accepts it).
             cands.sort_by_key(|(m, _)| *m);
+        }
+        let outside = self.within_remits(&mut cands, &a.facts, trace);
+        if teams.len() > 1 {
             cands.dedup_by_key(|(m, _)| *m);
         }
-        self.filter_all(rule, cands, a, trace)
+        if cands.is_empty() && !outside.is_empty() && !ignores_remit(rule) {
+            trace.result = RuleResult::NobodyFits;
+            trace.why = Some("every member's remit rejects it".into());
+            return None;
+        }
+        self.filter_all(rule, cands, a, trace).map(|c| (c, outside))
+    }
+
+    /// Leave out the candidates whose remit (their own `accepts`, and the one they have in that
+    /// team) rejects the opportunity, each in the trace with why; returns them.
+    fn within_remits(&self, cands: &mut Cands, facts: &Facts<'_>, trace: &mut RuleTrace) -> Cands {
+        let mut outside = Vec::new();
+        cands.retain(|&(m, t)| {
+            let own = self.members[m].accepts.as_ref().filter(|c| !c.eval(facts));
+            let here = self.teams[t].remits.iter().find(|(x, c)| *x == m && !c.eval(facts)).map(|(_, c)| c);
+            let Some(c) = own.or(here) else { return true };
+            let label = format!("outside their remit: {}", c.why_false(facts));
+            trace.excluded.entry(std::borrow::Cow::Owned(label)).or_default().push(self.members[m].id.clone());
+            outside.push((m, t));
+            false
+        });
+        // A member left out through one team but kept through another is not outside.
+        outside.retain(|(m, _)| !cands.iter().any(|(c, _)| c == m));
+        outside.dedup_by_key(|(m, _)| *m);
+        outside
+    }
+
+    /// For a sticky pick that ignores remits: each member left out by their remit, and whether
+    /// they could take it otherwise (active, not paused, under their caps, at work).
+    fn outside_ok(
+        &self,
+        rule: &Rule,
+        outside: &Cands,
+        a: &mut Attempt<'_, '_>,
+        ledger: &Ledger,
+    ) -> Vec<((usize, usize), bool)> {
+        let now = a.now;
+        outside
+            .iter()
+            .map(|&(m, t)| {
+                let ok = ignores_remit(rule)
+                    && self.exclusion(m, a.opp, ledger, now, true, &mut a.cache).is_none()
+                    && self.team_exclusion(m, t, ledger, now, true).is_none();
+                ((m, t), ok)
+            })
+            .collect()
     }
 
     /// The rule's filters in order: who fits this opportunity.
@@ -366,6 +419,11 @@ impl Engine {
         }
         self.fallback(a.pipeline_id, pipeline.fallback_owner.as_deref(), a.ex, a.facts.tags)
     }
+}
+
+/// Whether the rule's pick keeps a named owner even outside their remit.
+fn ignores_remit(rule: &Rule) -> bool {
+    matches!(rule.pick, super::Pick::Owner { ignore_remit: true, .. })
 }
 
 /// Fair re-entry: a member back from a pause or holiday enters level with the least loaded of

@@ -29,7 +29,7 @@ pub(in crate::rules) fn canon_ids(f: &mut RawFile, form: IdForm) {
     }
     f.member.iter_mut().for_each(|m| c(&mut m.id));
     for t in &mut f.team {
-        t.members.iter_mut().for_each(c);
+        t.members.iter_mut().for_each(|m| c(m.id_mut()));
         t.lead.iter_mut().for_each(c);
         if let Some(r) = &mut t.reclaim {
             else_owner(&mut r.then);
@@ -265,6 +265,8 @@ pub(in crate::rules) struct RawMember {
     pub(in crate::rules) schedule: Option<String>,
     #[serde(default)]
     pub(in crate::rules) out_of_office: Vec<String>,
+    /// The member's remit: only opportunities this condition accepts reach them (in any team).
+    pub(in crate::rules) accepts: Option<RawCond>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -281,14 +283,58 @@ pub(in crate::rules) struct RawTeam {
     pub(in crate::rules) territories: Vec<String>,
     #[serde(default)]
     pub(in crate::rules) tags: Vec<String>,
+    /// Member ids, or `{ id = "7", accepts = … }` for a member's remit inside this team.
     #[serde(default)]
-    pub(in crate::rules) members: Vec<String>,
+    pub(in crate::rules) members: Vec<RawTeamMember>,
+    /// The team's domain: only opportunities this condition accepts are routed to this team.
+    pub(in crate::rules) accepts: Option<RawCond>,
     /// Members' default schedule.
     pub(in crate::rules) schedule: Option<String>,
     /// The team lead (a CRM user id): where a reclaim ladder with `escalate.to = "team_lead"` goes.
     pub(in crate::rules) lead: Option<String>,
     /// This team's changes to its pipelines' reclaim rules.
     pub(in crate::rules) reclaim: Option<RawReclaimOverride>,
+}
+
+/// A team's member: an id, or an id with a remit inside this team.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "TeamMember")]
+pub(in crate::rules) enum RawTeamMember {
+    Id(String),
+    Membership(RawMembership),
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Membership")]
+pub(in crate::rules) struct RawMembership {
+    pub(in crate::rules) id: String,
+    /// The member's remit inside this team (on top of the team's domain and their own).
+    pub(in crate::rules) accepts: Option<Box<RawCond>>,
+}
+
+impl RawTeamMember {
+    pub(in crate::rules) fn id(&self) -> &str {
+        match self {
+            RawTeamMember::Id(id) => id,
+            RawTeamMember::Membership(m) => &m.id,
+        }
+    }
+
+    pub(in crate::rules) fn id_mut(&mut self) -> &mut String {
+        match self {
+            RawTeamMember::Id(id) => id,
+            RawTeamMember::Membership(m) => &mut m.id,
+        }
+    }
+
+    pub(in crate::rules) fn accepts(&self) -> Option<&RawCond> {
+        match self {
+            RawTeamMember::Id(_) => None,
+            RawTeamMember::Membership(m) => m.accepts.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -524,6 +570,9 @@ pub(in crate::rules) struct RawPickSpec {
     #[serde(default)]
     pub(in crate::rules) fields: Vec<String>,
     pub(in crate::rules) otherwise: Option<PickWord>,
+    /// The named owner keeps the opportunity even when it is outside their remit (`accepts`).
+    #[serde(default)]
+    pub(in crate::rules) ignore_remit: bool,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

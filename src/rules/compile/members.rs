@@ -13,7 +13,7 @@ impl Resolver<'_> {
         for (_, t) in teams {
             if let Some(s) = &t.schedule {
                 for m in &t.members {
-                    team_schedule.entry(m.as_str()).or_insert(s.as_str());
+                    team_schedule.entry(m.id()).or_insert(s.as_str());
                 }
             }
         }
@@ -31,6 +31,7 @@ impl Resolver<'_> {
                 );
             }
             let territories = self.territory_refs(*fi, &format!("{key}.territories"), &m.territories);
+            let accepts = m.accepts.as_ref().and_then(|c| self.cx.cond(*fi, &format!("{key}.accepts"), c));
             let directory = self.directory;
             let sym = &mut self.sym;
             self.members.push(engine::Member {
@@ -48,6 +49,7 @@ impl Resolver<'_> {
                 tags: sym.set(&m.tags),
                 schedule,
                 rank: 0,
+                accepts,
             });
         }
         self.member_index = self.members.iter().enumerate().map(|(i, m)| (m.id.to_string(), i)).collect();
@@ -135,6 +137,7 @@ impl Resolver<'_> {
                 tags: Vec::new(),
                 schedule: None,
                 rank: 0,
+                accepts: None,
             });
         }
     }

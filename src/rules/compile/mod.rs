@@ -9,6 +9,7 @@
 //! nothing it reads reaches SQL.
 
 mod cond;
+mod domains;
 mod members;
 mod pipelines;
 mod reclaim;
@@ -267,7 +268,9 @@ impl<'a> Resolver<'a> {
             hold_retry: c.settings.hold_retry,
             reentry_ramp: c.settings.reentry_ramp,
             history: history.max(86_400 * 2),
+            warnings: Vec::new(),
         };
+        let engine = Engine { warnings: domains::warnings(&engine), ..engine };
         (engine, cx)
     }
 }

@@ -201,10 +201,10 @@ impl Resolver<'_> {
                     }
                     Some(p) => simple_pick(p).map(|p| Some(Box::new(p))),
                 };
-                Some(Pick::Owner { fields: fields?, otherwise: otherwise? })
+                Some(Pick::Owner { fields: fields?, otherwise: otherwise?, ignore_remit: s.ignore_remit })
             }
             RawPick::Spec(s) => match spec_pick(&s.pick) {
-                Ok(p) if s.fields.is_empty() && s.otherwise.is_none() => Some(p),
+                Ok(p) if s.fields.is_empty() && s.otherwise.is_none() && !s.ignore_remit => Some(p),
                 Ok(_) => {
                     self.cx.err(
                         fi,

@@ -15,6 +15,8 @@ impl Resolver<'_> {
         for (fi, t) in teams {
             let key = format!("team `{}`", t.id);
             let members = self.team_members(*fi, &key, t);
+            let accepts = t.accepts.as_ref().and_then(|c| self.cx.cond(*fi, &format!("{key}.accepts"), c));
+            let remits = self.remits(*fi, &key, t);
             for p in &t.pipelines {
                 if !pipeline_ids.contains(p.as_str()) {
                     self.cx.err(*fi, p, &format!("{key}.pipelines"), format!("unknown pipeline `{p}`"));
@@ -46,16 +48,30 @@ impl Resolver<'_> {
                 tags: self.sym.set(&t.tags),
                 paused_here,
                 caps_here,
+                accepts,
+                remits,
             });
             self.team_pipelines.push(t.pipelines.clone());
         }
         self.team_index = self.teams.iter().enumerate().map(|(i, t)| (t.id.to_string(), i)).collect();
     }
 
+    /// Each member's remit inside the team (`members = [{ id, accepts }]`), by member index.
+    fn remits(&mut self, fi: usize, key: &str, t: &RawTeam) -> Vec<(usize, engine::Cond)> {
+        let mut remits = Vec::new();
+        for m in &t.members {
+            let (Some(c), Some(&i)) = (m.accepts(), self.member_index.get(m.id())) else { continue };
+            if let Some(c) = self.cx.cond(fi, &format!("{key}.members `{}`.accepts", m.id()), c) {
+                remits.push((i, c));
+            }
+        }
+        remits
+    }
+
     /// The team's members (indexes): those the file lists, then those the CRM adds.
     fn team_members(&mut self, fi: usize, key: &str, t: &RawTeam) -> Vec<usize> {
         let mut ms = Vec::new();
-        for m in &t.members {
+        for m in t.members.iter().map(|m| m.id()) {
             match self.member_index.get(m) {
                 Some(i) => ms.push(*i),
                 None => self.cx.err(

@@ -133,6 +133,9 @@ impl Reloader {
                     return Ok(Reloaded::Unchanged);
                 };
                 tracing::info!(from = %old.version, to = %engine.version, cause = why, changes = %changes, "rules reloaded");
+                for w in &engine.warnings {
+                    tracing::warn!(version = %engine.version, warning = %w, "the new rules route, but part of them never applies");
+                }
                 let version = engine.version.clone();
                 self.candidates.send_replace(Arc::new(engine));
                 status.version = version.clone();

@@ -153,8 +153,8 @@ async fn live(client: &tokio_postgres::Client, cfg: &Config, mut engine: Option<
             }
         }
     }
-    if let Some(d) = &cfg.directory {
-        if let Some(e) = with_directory(client, cfg, d, sql.id_form, r).await {
+    if cfg.directory.is_some() {
+        if let Some(e) = with_directory(client, cfg, sql.id_form, r).await {
             engine = Some(e);
         }
     }
@@ -169,12 +169,11 @@ async fn live(client: &tokio_postgres::Client, cfg: &Config, mut engine: Option<
 async fn with_directory(
     client: &tokio_postgres::Client,
     cfg: &Config,
-    d: &crate::config::DirectoryConfig,
     ids: crate::rules::IdForm,
     r: &mut CheckReport,
 ) -> Option<Engine> {
-    let dir = match crm::load_directory(client, d).await {
-        Ok(dir) => crate::rules::Directory { ids, ..dir },
+    let dir = match crm::directory_for(client, cfg, ids).await {
+        Ok(dir) => dir,
         Err(p) => {
             r.fail(format!("{}: {p}", cfg.path.display()));
             return None;

@@ -55,13 +55,9 @@ pub async fn rules_as_routed(client: &Client, cfg: &Config) -> Result<(Engine, C
         }
         Err(crm::CrmError::Sql(e)) => return Err(e.into()),
     };
-    let mut dir = crate::rules::Directory { ids: sql.id_form, ..crate::directory_flags(cfg) };
-    if let Some(d) = &cfg.directory {
-        let read = crm::load_directory(client, d)
-            .await
-            .map_err(|p| SimulateError::Config(vec![format!("{}: {p}", cfg.path.display())]))?;
-        dir = crate::rules::Directory { ids: sql.id_form, ..read };
-    }
+    let dir = crm::directory_for(client, cfg, sql.id_form)
+        .await
+        .map_err(|p| SimulateError::Config(vec![format!("{}: {p}", cfg.path.display())]))?;
     let engine = crate::load_rules_with(cfg, &dir).map_err(|e| SimulateError::Config(e.problems))?;
     Ok((engine, sql))
 }
@@ -75,7 +71,9 @@ pub async fn simulate(
     opts: &Options,
 ) -> Result<Report, SimulateError> {
     let t = read_only(client).await?;
-    let past = Window::read(&t, cfg, sql, candidate, opts).await?;
+    let reads = Reads::new(&cfg.router.schema);
+    let mut past = Window::read(&t, &reads, sql, opts).await?;
+    past.read_for_replay(&t, &reads, candidate, opts.since).await?;
     t.commit().await?;
     let after = past.replay(candidate, opts.seed);
     let inputs = past.inputs(candidate, "What the candidate rules would have done", opts, candidate.version.clone());
@@ -91,8 +89,8 @@ pub async fn report(
     opts: &Options,
 ) -> Result<Report, SimulateError> {
     let t = read_only(client).await?;
-    let mut past = Window::read(&t, cfg, sql, engine, opts).await?;
     let reads = Reads::new(&cfg.router.schema);
+    let mut past = Window::read(&t, &reads, sql, opts).await?;
     let reclaims = ReclaimCount::from_rows(&t.query(&reads.reclaims_since, &[&opts.since]).await?)?;
     let in_force = crate::store::DaemonRow::from_rows(&t.query(&reads.daemon, &[]).await?)?;
     t.commit().await?;
@@ -140,14 +138,7 @@ struct Window {
 }
 
 impl Window {
-    async fn read(
-        t: &Transaction<'_>,
-        cfg: &Config,
-        sql: &CrmSql,
-        engine: &Engine,
-        opts: &Options,
-    ) -> Result<Window, SimulateError> {
-        let reads = Reads::new(&cfg.router.schema);
+    async fn read(t: &Transaction<'_>, reads: &Reads, sql: &CrmSql, opts: &Options) -> Result<Window, SimulateError> {
         let past = match &opts.ids {
             Some(ids) => Past::from_rows(&t.query(&reads.past_of, &[ids]).await?)?,
             None => Past::from_rows(&t.query(&reads.past_since, &[&opts.since]).await?)?,
@@ -161,13 +152,25 @@ impl Window {
                 w.skipped.insert("never decided by the router".into(), never);
             }
         }
-        let start = w.before.first().map_or(opts.since, |r| DateTime::from_timestamp(r.at, 0).unwrap_or(opts.since));
-        let from = start - chrono::Duration::seconds(engine.history);
-        w.recent = Recent::from_rows(&t.query(&reads.recent_between, &[&from, &start]).await?)?;
-        w.paused =
-            LapsePause::from_rows(&t.query(&reads.lapse_pauses, &[]).await?)?.into_iter().map(|p| p.member).collect();
         w.start_loads(t, sql).await?;
         Ok(w)
+    }
+
+    /// What only a replay needs besides: the assignments before the window that `engine`'s
+    /// windowed caps count, and the pauses for lapses in force.
+    async fn read_for_replay(
+        &mut self,
+        t: &Transaction<'_>,
+        reads: &Reads,
+        engine: &Engine,
+        since: DateTime<Utc>,
+    ) -> Result<(), SimulateError> {
+        let start = self.before.first().map_or(since, |r| DateTime::from_timestamp(r.at, 0).unwrap_or(since));
+        let from = start - chrono::Duration::seconds(engine.history);
+        self.recent = Recent::from_rows(&t.query(&reads.recent_between, &[&from, &start]).await?)?;
+        self.paused =
+            LapsePause::from_rows(&t.query(&reads.lapse_pauses, &[]).await?)?.into_iter().map(|p| p.member).collect();
+        Ok(())
     }
 
     /// The past decisions with their fields from the CRM; those gone from it put aside.

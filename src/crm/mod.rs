@@ -371,6 +371,20 @@ pub struct DirectoryError {
 }
 
 /// Run the directory queries of the daemon config: who is active, who is in which team, KPIs.
+/// What the rules are compiled with to route on this CRM: its directory (`[directory]`, when the
+/// config has one) or the config's flags alone, with user ids read as the owner column writes them.
+pub async fn directory_for(
+    client: &Client,
+    cfg: &crate::config::Config,
+    ids: crate::rules::IdForm,
+) -> Result<crate::rules::Directory, DirectoryError> {
+    let dir = match &cfg.directory {
+        Some(d) => load_directory(client, d).await?,
+        None => crate::directory_flags(cfg),
+    };
+    Ok(crate::rules::Directory { ids, ..dir })
+}
+
 pub async fn load_directory(
     client: &Client,
     d: &crate::config::DirectoryConfig,

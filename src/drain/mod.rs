@@ -767,11 +767,11 @@ impl Drain {
         // Counted per distinct (pipeline, rule, outcome) of the batch: labels are built a few
         // times a batch, not once a decision.
         let mut counts: HashMap<(&str, &str, &'static str), u64> = HashMap::new();
+        let insert_to_owner = metrics::histogram!("oppty_router_insert_to_owner_seconds");
         for r in &routed {
             *counts.entry((&r.pipeline, r.rule_id.as_deref().unwrap_or(""), r.outcome.as_str())).or_default() += 1;
             if r.owner.is_some() {
-                let lag = (now - r.event_at).to_std().unwrap_or_default();
-                metrics::histogram!("oppty_router_insert_to_owner_seconds").record(lag.as_secs_f64());
+                insert_to_owner.record((now - r.event_at).to_std().unwrap_or_default().as_secs_f64());
             }
         }
         for ((pipeline, rule, outcome), n) in counts {

@@ -138,7 +138,7 @@ impl Engine {
             return Tried::Next;
         };
         let mut scope = self.scope(&cands, a, ledger, flags, &mut trace);
-        let outside = self.outside_ok(rule, &outside, a, ledger);
+        let outside = self.outside_ok(rule, outside, a, ledger);
         if scope.eligible.is_empty()
             && scope.full > 0
             && self.when_full(rule, &cands, &mut scope, a, ledger, &mut trace)
@@ -153,14 +153,13 @@ impl Engine {
                 a.hold.get_or_insert((at, format!("rule `{}`: the whole team is away", rule.id)));
             }
         }
-        if scope.eligible.is_empty() && outside.iter().all(|o| !o.1) {
+        if scope.eligible.is_empty() && (outside.is_empty() || !ignores_remit(rule)) {
             trace.result = RuleResult::NobodyEligible;
             a.ex.rules.push(trace);
             return if a.hold.is_some() { Tried::Stop } else { Tried::Next };
         }
         let nows = a.now.timestamp();
         reenter(&scope.eligible, ledger, nows, flags);
-        let outside: Cands = outside.into_iter().filter(|o| o.1 || !ignores_remit(rule)).map(|o| o.0).collect();
         match self.pick(&rule.pick, rule, &scope.eligible, &outside, &a.facts, ledger, nows, rng) {
             Ok(picked) => {
                 trace.result = RuleResult::Matched;
@@ -241,23 +240,19 @@ impl Engine {
         outside
     }
 
-    /// For a sticky pick that ignores remits: each member left out by their remit, and whether
-    /// they could take it otherwise (active, not paused, under their caps, at work).
-    fn outside_ok(
-        &self,
-        rule: &Rule,
-        outside: &Cands,
-        a: &mut Attempt<'_, '_>,
-        ledger: &Ledger,
-    ) -> Vec<((usize, usize), bool)> {
+    /// Those left out by their remit whom the pick may see: for a sticky pick that ignores remits,
+    /// those who could take it otherwise (active, not paused, under their caps, at work); for any
+    /// other, all of them (it only names them in the explanation).
+    fn outside_ok(&self, rule: &Rule, outside: Cands, a: &mut Attempt<'_, '_>, ledger: &Ledger) -> Cands {
+        if !ignores_remit(rule) {
+            return outside;
+        }
         let now = a.now;
         outside
-            .iter()
-            .map(|&(m, t)| {
-                let ok = ignores_remit(rule)
-                    && self.exclusion(m, a.opp, ledger, now, true, &mut a.cache).is_none()
-                    && self.team_exclusion(m, t, ledger, now, true).is_none();
-                ((m, t), ok)
+            .into_iter()
+            .filter(|&(m, t)| {
+                self.exclusion(m, a.opp, ledger, now, true, &mut a.cache).is_none()
+                    && self.team_exclusion(m, t, ledger, now, true).is_none()
             })
             .collect()
     }

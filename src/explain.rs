@@ -12,19 +12,11 @@ use crate::db::row::FromRow;
 use crate::engine::Explanation;
 use crate::store::Decision;
 
-/// The id as the router stored it: the CRM's text form of the id column's type (a uuid in lower
-/// case, a char(n) without its padding), whatever form it was typed or pasted in.
+/// The id as the router stored it, whatever form it was typed or pasted in
+/// ([`crate::crm::stored_ids`]).
 async fn stored_id(client: &Client, cfg: &Config, opp_id: &str) -> Result<String, tokio_postgres::Error> {
-    let o = &cfg.opportunity;
-    let trimmed = opp_id.trim();
-    let Some(t) = crate::crm::catalog_type(client, &o.table, &o.id).await?.filter(|t| crate::crm::safe_type(t)) else {
-        return Ok(trimmed.to_string());
-    };
-    // A value that does not fit the type is looked up as typed.
-    match client.query_one(&format!("SELECT $1::text::{t}::text AS id"), &[&trimmed]).await {
-        Ok(r) => r.try_get("id"),
-        Err(_) => Ok(trimmed.to_string()),
-    }
+    let ids = crate::crm::stored_ids(client, cfg, &[opp_id.to_string()]).await?;
+    Ok(ids.into_iter().next().unwrap_or_default())
 }
 
 /// The decisions recorded for an id: the id as stored, the same id in another letter case when

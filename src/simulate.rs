@@ -70,6 +70,7 @@ pub async fn simulate(
     candidate: &Engine,
     opts: &Options,
 ) -> Result<Report, SimulateError> {
+    let opts = &as_stored(client, cfg, opts).await?;
     let t = read_only(client).await?;
     let reads = Reads::new(&cfg.router.schema);
     let mut past = Window::read(&t, &reads, sql, opts).await?;
@@ -103,6 +104,21 @@ pub async fn report(
     let mut inputs = past.inputs(engine, "What the router did", opts, version);
     inputs.reclaims = reclaims.into_iter().map(|r| (r.pipeline, r.count)).collect();
     Ok(Report::build(inputs, &past.before, None))
+}
+
+/// The options with `--opportunities` ids as the router stores them (a uuid typed in upper case
+/// finds its decisions).
+async fn as_stored(client: &Client, cfg: &Config, opts: &Options) -> Result<Options, tokio_postgres::Error> {
+    let ids = match &opts.ids {
+        Some(ids) => {
+            let mut stored = crm::stored_ids(client, cfg, ids).await?;
+            let mut seen = std::collections::HashSet::new();
+            stored.retain(|i| seen.insert(i.clone()));
+            Some(stored)
+        }
+        None => None,
+    };
+    Ok(Options { ids, ..opts.clone() })
 }
 
 async fn read_only(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {

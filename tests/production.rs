@@ -363,6 +363,30 @@ async fn in_production_the_crm_and_a_narrow_daemon_role_meet_over_tls_and_everyt
         .expect_err("the title is not the router's to write");
     assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("42501"));
     daemon.stop().await;
+
+    // The sales-ops commands, as the narrow role over TLS: what happened, and a replay.
+    let narrow_file = write_config(dir.path(), "narrow.toml", &verify_full(&name, &router_role, "router-pw"));
+    let (code, out) = run_cli(&["report", "--since", "1h"], &narrow_file);
+    assert!(code == Some(0) && out.contains("Gini"), "report as the narrow role: {out}");
+    let rules = rules_dir().display().to_string();
+    let (code, out) = run_cli(&["simulate", "--rules", &rules, "--since", "1h"], &narrow_file);
+    assert_eq!(code, Some(0), "simulate as the narrow role: {out}");
+    let kept = count(
+        &admin,
+        "SELECT count(DISTINCT a.opp_id) FROM oppty_router.assignments a \
+         JOIN crm.opportunity o ON o.\"oppId\"::text = a.opp_id WHERE a.outcome <> 'reclaim' AND o.\"deletedAt\" IS NULL",
+    )
+    .await;
+    let decided =
+        count(&admin, "SELECT count(DISTINCT opp_id) FROM oppty_router.assignments WHERE outcome <> 'reclaim'").await;
+    assert!(
+        out.contains(&format!("· {kept} opportunities")),
+        "each decision still in the CRM replayed ({kept}): {out}"
+    );
+    assert!(
+        decided == kept || out.contains(&format!("not replayed: {} (deleted from the CRM since)", decided - kept)),
+        "the deleted ones are said: {out}"
+    );
 }
 
 fn load_rules(cfg: &Config) -> oppty_router::engine::Engine {

@@ -147,6 +147,18 @@ impl Shape {
     fn cli(&self, args: &[&str]) -> (Option<i32>, String) {
         cli(args, &self.file)
     }
+
+    /// The binary's exit code and standard output alone (for JSON).
+    fn cli_stdout(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("-c")
+            .arg(&self.file)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run the binary");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 fn cli(args: &[&str], file: &Path) -> (Option<i32>, String) {
@@ -627,6 +639,23 @@ async fn upper_case_uuids_in_the_rules_name_the_crms_users_with_one_load_each() 
     let (code, out) = s.cli(&["explain", "c0000000-0000-0000-0000-0000000000ee"]);
     assert_eq!(code, Some(1), "an opportunity the router never decided about: {out}");
     assert!(out.contains("the router has made no decision about it"), "{out}");
+
+    // What happened, and a replay of the deal listed as a person pastes it (upper case, spaces).
+    let (code, out) = s.cli_stdout(&["report", "--since", "1h", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((code, report["opportunities"].as_u64()), (Some(0), Some(1)), "{out}");
+    let an = report["members"].as_array().and_then(|m| m.iter().find(|m| m["id"] == owner.as_str())).expect("An");
+    assert_eq!(an["assigned"]["before"], 1, "counted under the CRM's form of her id: {out}");
+    let list = s.cfg.router.rules_dir.join("../deals.csv");
+    std::fs::write(&list, format!("id\n  {deal}  \nC0000000-0000-0000-0000-0000000000EE\n")).expect("list");
+    let rules = s.cfg.router.rules_dir.display().to_string();
+    let (code, out) =
+        s.cli_stdout(&["simulate", "--rules", &rules, "--opportunities", &list.display().to_string(), "--json"]);
+    let sim: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(sim["opportunities"], 1, "the pasted id found its decision: {out}");
+    assert_eq!(sim["skipped"]["never decided by the router"], 1, "the other one is said: {out}");
+    assert_eq!(sim["changes"].as_array().map(Vec::len), Some(0), "the same rules, the same owner: {out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

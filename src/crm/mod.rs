@@ -371,6 +371,31 @@ pub struct DirectoryError {
 }
 
 /// Run the directory queries of the daemon config: who is active, who is in which team, KPIs.
+/// Opportunity ids as the router stores them: the CRM's text form of the id column's type (a uuid
+/// in lower case, a char(n) without its padding), whatever form they were typed or pasted in. A
+/// value that does not fit the type is kept as typed (trimmed). Run outside a transaction: a cast
+/// that fails is tried and dropped.
+pub async fn stored_ids(
+    client: &Client,
+    cfg: &crate::config::Config,
+    ids: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let o = &cfg.opportunity;
+    let trimmed = ids.iter().map(|i| i.trim().to_string());
+    let Some(t) = catalog_type(client, &o.table, &o.id).await?.filter(|t| safe_type(t)) else {
+        return Ok(trimmed.collect());
+    };
+    let cast = format!("SELECT $1::text::{t}::text AS id");
+    let mut out = Vec::with_capacity(ids.len());
+    for id in trimmed {
+        match client.query_one(&cast, &[&id]).await {
+            Ok(r) => out.push(r.try_get("id")?),
+            Err(_) => out.push(id),
+        }
+    }
+    Ok(out)
+}
+
 /// What the rules are compiled with to route on this CRM: its directory (`[directory]`, when the
 /// config has one) or the config's flags alone, with user ids read as the owner column writes them.
 pub async fn directory_for(

@@ -246,25 +246,6 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
     assert_eq!(child.0.wait().expect("exit").code(), Some(0));
 }
 
-/// Start `run` with text logs; the logs are collected until it exits.
-fn start_daemon(cfg: &std::path::Path) -> (Child, std::thread::JoinHandle<String>) {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(cfg)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let mut pipe = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
-        s
-    });
-    (Child(child), reader)
-}
-
 /// The rules version the daemon with this pid reports, once it does.
 async fn version_reported_by(db: &TestDb, pid: u32) -> String {
     let started = Instant::now();

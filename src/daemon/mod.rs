@@ -19,9 +19,11 @@ use crate::db;
 use crate::db::row::FromRow;
 use crate::drain::{DrainError, Routed};
 use crate::engine::Engine;
+use crate::reload::Reloader;
 use crate::rules::Directory;
 use crate::store::{LastLeader, LeaseStatements};
 
+mod directory;
 mod lease;
 mod session;
 
@@ -103,144 +105,17 @@ pub struct RunOptions {
     pub health: Option<Arc<crate::telemetry::Health>>,
 }
 
-/// Why the directory could not be refreshed: a query the server failed (with that error's kind),
-/// or rules that do not compile with what the CRM said.
-#[derive(Debug)]
-struct RefreshError {
-    message: String,
-    kind: Option<db::ErrorKind>,
-}
-
-impl RefreshError {
-    fn rules(message: String) -> Self {
-        RefreshError { message, kind: None }
-    }
-
-    /// Not about the queries or the rules: the connection went, the server was busy (a retry
-    /// fixes these), or it refuses us.
-    fn is_session_fault(&self) -> bool {
-        self.kind.is_some_and(|k| k.passes() || k == db::ErrorKind::Refused)
-    }
-}
-
-impl std::fmt::Display for RefreshError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl Fault for RefreshError {
-    fn refused(&self) -> bool {
-        self.kind == Some(db::ErrorKind::Refused)
-    }
-}
-
-/// Run the directory queries and recompile the rules with them. A failing query or a rule set
-/// that no longer compiles leaves the last good ones in force.
-async fn refresh_directory(
-    client: &tokio_postgres::Client,
-    cfg: &Arc<Config>,
-    publish: &Candidates,
-    directory: &ArcSwap<Directory>,
-    reloader: Option<&Arc<crate::reload::Reloader>>,
-) -> Result<(), RefreshError> {
-    let Some(d) = &cfg.directory else { return Ok(()) };
-    let mut dir =
-        crm::load_directory(client, d).await.map_err(|e| RefreshError { message: e.to_string(), kind: e.kind })?;
-    dir.ids = directory.load().ids;
-    if let Some(r) = reloader {
-        let counts = (dir.active.as_ref().map(|a| a.len()), dir.memberships.len(), dir.kpi.len());
-        directory.store(Arc::new(dir));
-        r.reload_in_background(crate::reload::DIRECTORY_REFRESH)
-            .await
-            .map_err(|e| RefreshError::rules(e.to_string()))?;
-        tracing::info!(active = counts.0, memberships = counts.1, kpis = counts.2, "directory loaded from the CRM");
-        return Ok(());
-    }
-    let dir = Arc::new(dir);
-    let engine = compile_in_background(cfg, &dir).await.map_err(RefreshError::rules)?;
-    if engine.hash == publish.borrow().hash {
-        directory.store(dir);
-        return Ok(());
-    }
-    tracing::info!(
-        active = dir.active.as_ref().map(|a| a.len()),
-        memberships = dir.memberships.len(),
-        kpis = dir.kpi.len(),
-        "directory loaded from the CRM"
-    );
-    directory.store(dir);
-    publish.send_replace(Arc::new(engine));
-    Ok(())
-}
-
-/// Refresh the directory on a connection and task of its own (routing goes on meanwhile).
-fn spawn_refresh(
-    cfg: Arc<Config>,
-    publish: Candidates,
-    directory: Arc<ArcSwap<Directory>>,
-    reloader: Option<Arc<crate::reload::Reloader>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let client = match db::connect(&cfg.database, " directory").await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "directory refresh could not connect; the last good rules stay in force");
-                return;
-            }
-        };
-        if let Err(e) = refresh_directory(&client, &cfg, &publish, &directory, reloader.as_ref()).await {
-            tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
-        }
-    })
-}
-
-/// Compile the rule files with `dir` on a blocking thread (never on the routing task).
-async fn compile_in_background(cfg: &Arc<Config>, dir: &Arc<Directory>) -> Result<Engine, String> {
-    let (cfg, dir) = (cfg.clone(), dir.clone());
-    match tokio::task::spawn_blocking(move || crate::load_rules_with(&cfg, &dir)).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("the rules compile stopped unexpectedly: {e}")),
-    }
-}
-
-/// Read the rule files' user ids in the owner column's form from now on (recompiling once when
-/// it changes: an upper-case uuid in a file then names the CRM's lower-case user).
-async fn use_id_form(
-    cfg: &Arc<Config>,
-    publish: &Candidates,
-    directory: &ArcSwap<Directory>,
-    reloader: Option<&Arc<crate::reload::Reloader>>,
-    form: crate::rules::IdForm,
-) -> Result<(), String> {
-    if directory.load().ids == form {
-        return Ok(());
-    }
-    let dir = Arc::new(Directory { ids: form, ..(**directory.load()).clone() });
-    directory.store(dir.clone());
-    match reloader {
-        Some(r) => r.reload_in_background("user ids in the CRM's form").await.map(|_| ()).map_err(|e| e.to_string()),
-        None => {
-            publish.send_replace(Arc::new(compile_in_background(cfg, &dir).await?));
-            Ok(())
-        }
-    }
-}
-
 enum SessionEnd {
     Shutdown,
     Lost(String),
 }
 
-/// Where rule sets are published as candidates: the reloader's channel, or the daemon's own when
-/// it runs without one.
-type Candidates = tokio::sync::watch::Sender<Arc<Engine>>;
-
 /// The rule sets: the one in force, which only the daemon writes (it owns the database that
-/// checks a set), and the candidates it promotes.
+/// checks a set), the reloader that compiles candidates (from the files, the directory refresh,
+/// SIGHUP: one path for every cause), and the candidates it promotes.
 struct RuleSets {
     live: Arc<ArcSwap<Engine>>,
-    publish: Candidates,
+    reloader: Arc<Reloader>,
     candidates: tokio::sync::watch::Receiver<Arc<Engine>>,
 }
 
@@ -253,12 +128,17 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let mut backoff = Duration::from_millis(100);
     let mut notified = false;
-    let publish = match &opts.reloader {
-        Some(r) => r.candidates(),
-        None => tokio::sync::watch::channel(rules.load_full()).0,
+    let reloader = match &opts.reloader {
+        Some(r) => r.clone(),
+        None => {
+            // Without a caller's reloader, one of the daemon's own: every rule set, whatever
+            // caused it, is compiled and compared the same way.
+            opts.directory.store(Arc::new(crate::directory_flags(&cfg)));
+            Arc::new(Reloader::new(cfg.clone(), rules.clone(), opts.directory.clone()))
+        }
     };
-    let candidates = publish.subscribe();
-    let mut sets = RuleSets { live: rules, publish, candidates };
+    let candidates = reloader.candidates().subscribe();
+    let mut sets = RuleSets { live: rules, reloader, candidates };
     if let Some(h) = &opts.health {
         h.set_rules_loaded(true);
     }
@@ -332,7 +212,7 @@ async fn continue_versions(
     client: &tokio_postgres::Client,
     cfg: &Config,
     rules: &ArcSwap<Engine>,
-    reloader: Option<&crate::reload::Reloader>,
+    reloader: &Reloader,
 ) -> Result<(), tokio_postgres::Error> {
     let sql = LeaseStatements::new(&cfg.router.schema).last_leader;
     let Some(row) = client.query_opt(&sql, &[]).await? else { return Ok(()) };
@@ -343,9 +223,7 @@ async fn continue_versions(
     };
     if let Some(next) = crate::rules::continue_versions_after(last, &rules.load()) {
         tracing::info!(previous = version.as_deref().unwrap_or(""), now = %next.version, "rules version continues after the last one recorded");
-        if let Some(r) = reloader {
-            r.renamed(&next.version);
-        }
+        reloader.renamed(&next.version);
         rules.store(Arc::new(next));
     }
     Ok(())
@@ -360,10 +238,10 @@ async fn write_status(
     client: &tokio_postgres::Client,
     cfg: &Config,
     engine: &Engine,
-    reloader: Option<&crate::reload::Reloader>,
+    reloader: &Reloader,
     leading_since: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), tokio_postgres::Error> {
-    let st = reloader.map(|r| (**r.status.load()).clone()).unwrap_or_default();
+    let st = (**reloader.status.load()).clone();
     let host = this_host();
     let (err_at, err) = match &st.last_error {
         Some((at, e)) => (Some(*at), Some(e.clone())),

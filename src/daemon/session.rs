@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    continue_versions, end_for, lease, refresh_directory, spawn_refresh, stopped, use_id_form, write_status,
-    DaemonError, Fault, RuleSets, RunOptions, SessionEnd, ALIVE_EVERY,
+    continue_versions, directory, end_for, lease, stopped, write_status, DaemonError, Fault, RuleSets, RunOptions,
+    SessionEnd, ALIVE_EVERY,
 };
 use crate::config::Config;
 use crate::crm::{self, CrmSql};
@@ -86,7 +86,7 @@ async fn steps(
     notified: &mut bool,
     backoff: &mut Duration,
 ) -> Step<SessionEnd> {
-    let c = connect(cfg, sets, opts).await?;
+    let c = connect(cfg, sets).await?;
     let health = opts.health.as_deref();
     health.inspect(|h| h.set_role(Role::StandingBy));
     if !stand_by(&c.client, cfg, shutdown).await? {
@@ -101,7 +101,7 @@ async fn steps(
 }
 
 /// Connect, check the mapping and the router's schema, and read the CRM's directory.
-async fn connect(cfg: &Arc<Config>, sets: &RuleSets, opts: &RunOptions) -> Step<Connected> {
+async fn connect(cfg: &Arc<Config>, sets: &RuleSets) -> Step<Connected> {
     let client = db::connect(&cfg.database, "").await.or_halt(cfg)?;
     let (listener, wakeups) = db::connect_listener(&cfg.database, " listener").await.or_halt(cfg)?;
     listener.batch_execute(&format!("LISTEN {}", cfg.router.channel.quoted())).await.or_halt(cfg)?;
@@ -118,14 +118,15 @@ async fn connect(cfg: &Arc<Config>, sets: &RuleSets, opts: &RunOptions) -> Step<
     if let Err(why) = crate::install::check_installed(&client, cfg).await.or_halt(cfg)? {
         return Err(Halt::Stop(DaemonError::Refused(why)));
     }
-    if let Err(e) = use_id_form(cfg, &sets.publish, &opts.directory, opts.reloader.as_ref(), sql.id_form).await {
+    let r = &sets.reloader;
+    if let Err(e) = directory::use_id_form(&r.directory, r, sql.id_form).await {
         return Err(mapping("rules", e));
     }
-    if let Err(e) = refresh_directory(&client, cfg, &sets.publish, &opts.directory, opts.reloader.as_ref()).await {
+    if let Err(e) = directory::refresh(&client, cfg, &r.directory, r).await {
         if client.is_closed() || e.is_session_fault() {
             return Err(e).or_halt(cfg);
         }
-        if sets.publish.borrow().provisional {
+        if r.latest().provisional {
             // Never compiled with the directory: a wrong query, or rules (their tests included)
             // that fail with the CRM's teams, is a config error; a provisional set never routes.
             return Err(mapping("directory", e.to_string()));
@@ -240,7 +241,7 @@ impl<'a> Leader<'a> {
                     live_checked = true;
                 }
                 Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(cfg),
-                Err(e) => refuse(sets, opts, &candidate, &e.to_string()),
+                Err(e) => refuse(sets, &candidate, &e.to_string()),
             }
         }
         // The set in force: an id the CRM cannot hold in it is a config error (a provisional
@@ -255,7 +256,7 @@ impl<'a> Leader<'a> {
                 Err(e) => return Err(mapping("rules", e.to_string())),
             }
         }
-        continue_versions(&c.client, cfg, &sets.live, opts.reloader.as_deref()).await.or_halt(cfg)?;
+        continue_versions(&c.client, cfg, &sets.live, &sets.reloader).await.or_halt(cfg)?;
         let engine = sets.live.load_full();
         let mut drain = Drain::new(cfg.clone(), c.sql.clone(), engine.clone(), opts.decisions.clone());
         drain.reconcile(&mut c.client).await.or_halt(cfg)?;
@@ -336,16 +337,11 @@ impl<'a> Leader<'a> {
 
     /// `status`'s heartbeat, and at once when the reload status changed.
     async fn report_status(&mut self) -> Step<()> {
-        let now_status = self.opts.reloader.as_ref().map(|r| r.status.load_full());
-        let changed = match (&now_status, &self.reported) {
-            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
-            (Some(_), None) => true,
-            _ => false,
-        };
+        let now_status = self.sets.reloader.status.load_full();
+        let changed = self.reported.as_ref().is_none_or(|b| !Arc::ptr_eq(&now_status, b));
         if changed || Instant::now() >= self.next_heartbeat {
-            self.reported = now_status;
-            let reloader = self.opts.reloader.as_deref();
-            write_status(&self.c.client, self.cfg, &self.engine, reloader, self.leading_since)
+            self.reported = Some(now_status);
+            write_status(&self.c.client, self.cfg, &self.engine, &self.sets.reloader, self.leading_since)
                 .await
                 .or_halt(self.cfg)?;
             self.next_heartbeat = Instant::now() + Duration::from_secs(10);
@@ -360,13 +356,8 @@ impl<'a> Leader<'a> {
             return;
         }
         if self.refreshing.as_ref().is_none_or(|h| h.is_finished()) {
-            let o = self.opts;
-            self.refreshing = Some(spawn_refresh(
-                self.cfg.clone(),
-                self.sets.publish.clone(),
-                o.directory.clone(),
-                o.reloader.clone(),
-            ));
+            let r = &self.sets.reloader;
+            self.refreshing = Some(directory::spawn_refresh(self.cfg.clone(), r.directory.clone(), r.clone()));
         }
         self.next_refresh = self.cfg.directory.as_ref().map(|d| Instant::now() + d.refresh);
     }
@@ -392,7 +383,7 @@ impl<'a> Leader<'a> {
                 self.next_heartbeat = Instant::now();
             }
             Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(self.cfg),
-            Err(e) => refuse(self.sets, self.opts, &latest, &e.to_string()),
+            Err(e) => refuse(self.sets, &latest, &e.to_string()),
         }
         Ok(())
     }
@@ -476,10 +467,8 @@ impl<'a> Leader<'a> {
 
 /// A candidate the CRM refuses (its member ids do not fit the owner column): it never goes in
 /// force; `status` tells why.
-fn refuse(sets: &RuleSets, opts: &RunOptions, candidate: &Engine, why: &str) {
+fn refuse(sets: &RuleSets, candidate: &Engine, why: &str) {
     let kept = sets.live.load();
     tracing::error!(error = %why, rejected = %candidate.version, kept = %kept.version, "new rules refused; the last good rules stay in force");
-    if let Some(r) = &opts.reloader {
-        r.refused_by_database(why, &kept);
-    }
+    sets.reloader.refused_by_database(why, &kept);
 }

@@ -74,8 +74,10 @@ impl Ledger {
                     l.recent[i] = ol.recent[j].clone();
                     l.reentry[i] = ol.reentry[j];
                     l.paused[i] = ol.paused.get(j).copied().unwrap_or(false);
-                    // A member paused in the old rules and not in the new ones is coming back.
-                    l.away[i] = ol.away[j] || (oe.members[j].paused && !m.paused);
+                    // A member paused or disabled in the old rules and not in the new ones is
+                    // coming back (they re-enter level with the others, not with their deficit).
+                    let (was, is) = (&oe.members[j], m);
+                    l.away[i] = ol.away[j] || (was.paused && !is.paused) || (!was.active && is.active);
                 }
             }
             l.cursors = ol.cursors.clone();

@@ -314,7 +314,8 @@ impl Engine {
                 }
                 _ => {}
             }
-            if matches!(e, Excl::Paused | Excl::PausedForLapses | Excl::Inactive | Excl::OutOfOffice) && !ledger.away[m]
+            if matches!(e, Excl::Paused | Excl::PausedHere | Excl::PausedForLapses | Excl::Inactive | Excl::OutOfOffice)
+                && !ledger.away[m]
             {
                 flags.push(FlagUndo { member: m, away: false, reentry: ledger.reentry[m] });
                 ledger.away[m] = true;

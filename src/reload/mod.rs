@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::rules::Directory;
 
+mod people;
 mod summary;
 pub use summary::{bounded, digest, summarize, summarize_digests, Digest};
 
@@ -99,7 +100,8 @@ impl Reloader {
     /// call it from a blocking thread ([`Reloader::reload_in_background`] does).
     pub fn reload(&self, why: &str) -> Result<Reloaded, crate::rules::RulesError> {
         let mut in_force = self.in_force.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let dir = self.directory.load();
+        let mut dir = (**self.directory.load()).clone();
+        dir.tests_warn = why == DIRECTORY_REFRESH && !self.latest().provisional;
         let result = crate::load_rules_with(&self.cfg, &dir);
         let mut status = (**self.status.load()).clone();
         match result {
@@ -107,7 +109,10 @@ impl Reloader {
                 let old = self.latest();
                 // Good files again: a refusal before this is history.
                 status.last_error = None;
-                let changes = if engine.hash == old.hash {
+                // The first set compiled with the CRM's directory always goes in force: the one
+                // before it never routes, however alike the two look.
+                let first_with_directory = old.provisional && !engine.provisional;
+                let changes = if engine.hash == old.hash && !first_with_directory {
                     None
                 } else {
                     let old_digest = match in_force.take() {
@@ -121,7 +126,10 @@ impl Reloader {
                     } else {
                         (old.hash.clone(), old_digest)
                     });
-                    changes
+                    match changes {
+                        None if first_with_directory => Some("compiled with the CRM's directory".to_string()),
+                        c => c,
+                    }
                 };
                 let Some(changes) = changes else {
                     if why == DIRECTORY_REFRESH {
@@ -133,8 +141,13 @@ impl Reloader {
                     return Ok(Reloaded::Unchanged);
                 };
                 tracing::info!(from = %old.version, to = %engine.version, cause = why, changes = %changes, "rules reloaded");
+                let by = if why == DIRECTORY_REFRESH { " by the CRM" } else { "" };
+                let people = if old.provisional { Vec::new() } else { people::changes(&old, &engine) };
+                for change in people {
+                    tracing::info!(version = %engine.version, cause = why, "{change}{by}");
+                }
                 for w in &engine.warnings {
-                    tracing::warn!(version = %engine.version, warning = %w, "the new rules route, but part of them never applies");
+                    tracing::warn!(version = %engine.version, warning = %w, "the new rules route, with a warning");
                 }
                 let version = engine.version.clone();
                 self.candidates.send_replace(Arc::new(engine));

@@ -74,7 +74,16 @@ pub fn digest(e: &Engine) -> Digest {
     for t in &e.teams {
         let mut members: Vec<&str> = t.members.iter().map(|m| &*e.members[*m].id).collect();
         members.sort_unstable();
-        let text = canon(&(&t.name, &t.crm_id, &t.lead, members, terr(&t.territories), sym(&t.tags)));
+        // Per membership, by member id: paused here, this team's own caps, the remit here.
+        let id = |m: &usize| &*e.members[*m].id;
+        let mut paused: Vec<&str> = t.paused_here.iter().map(id).collect();
+        paused.sort_unstable();
+        let mut caps: Vec<(&str, String)> = t.caps_here.iter().map(|(m, c)| (id(m), canon(c))).collect();
+        caps.sort_unstable();
+        let mut remits: Vec<(&str, String)> = t.remits.iter().map(|(m, c)| (id(m), canon(c))).collect();
+        remits.sort_unstable();
+        let here = canon(&(paused, caps, remits, &t.accepts));
+        let text = canon(&(&t.name, &t.crm_id, &t.lead, members, terr(&t.territories), sym(&t.tags), here));
         out.entry("teams").or_default().insert(t.id.to_string(), text);
     }
     for m in &e.members {
@@ -100,6 +109,7 @@ pub fn digest(e: &Engine) -> Digest {
             terr(&m.territories),
             sym(&m.tags),
             schedule,
+            &m.accepts,
         ));
         out.entry("members").or_default().insert(m.id.to_string(), text);
     }

@@ -61,6 +61,10 @@ pub struct Directory {
     /// now is provisional (it never routes), and the files' `[[test]]`s wait until the set is
     /// compiled with the directory, as it will route.
     pub unread: bool,
+    /// Compiled for a refresh of the directory alone, with a set compiled with it in force: a
+    /// rule-file test the CRM's change breaks (a member it disabled, say) is a warning, not a
+    /// refusal. The CRM's word on people applies; the admin is told which test to update.
+    pub tests_warn: bool,
 }
 
 /// A member's pause or cap within one team, as the CRM keeps it.

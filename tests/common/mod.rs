@@ -284,3 +284,22 @@ pub async fn manual_drain_with(cfg: &Config) -> (oppty_router::drain::Drain, Cli
     drain.reconcile(&mut client).await.expect("loads");
     (drain, client)
 }
+
+/// Start `run` with text logs; the logs are collected until it exits.
+pub fn start_daemon(cfg: &std::path::Path) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oppty-router"))
+        .args(["run", "-c"])
+        .arg(cfg)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
+        s
+    });
+    (Child(child), reader)
+}

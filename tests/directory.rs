@@ -1,0 +1,413 @@
+//! The CRM's word on people is live: with `[directory]` on, on every CRM shape (integer ids with
+//! leads and opportunities in one table; uuid ids in a quoted camelCase schema; char(36) ids;
+//! text ids with naive local times), the real daemon starts, routes to the members the CRM
+//! lists, and applies a pause or a cap the CRM changes alone at its next refresh, logged in words
+//! and as a new rules version.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio_postgres::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
+
+/// One CRM shape: the id type of users and deals, how the rule files write the users' ids (and
+/// how the CRM reads them back), and what is special about it.
+struct Shape {
+    label: &'static str,
+    id_type: &'static str,
+    /// An, Bình, Chi, the admin: as the rule files write them.
+    in_files: [&'static str; 4],
+    /// The same users as the CRM's owner column reads back as text.
+    in_crm: [&'static str; 4],
+    /// A deal's id, as text the id type reads, for deal `n`.
+    deal: fn(u32) -> String,
+    /// Leads and opportunities share the table: only `kind = 'opportunity'` is routed.
+    shared_table: bool,
+    /// The CRM writes naive local times (`timestamp without time zone` in Hanoi's time).
+    naive_local_times: bool,
+}
+
+const SHAPES: &[Shape] = &[
+    Shape {
+        label: "integer",
+        id_type: "integer",
+        in_files: ["10", "11", "12", "99"],
+        in_crm: ["10", "11", "12", "99"],
+        deal: |n| (1000 + n).to_string(),
+        shared_table: true,
+        naive_local_times: false,
+    },
+    Shape {
+        label: "uuid",
+        id_type: "uuid",
+        in_files: [
+            "A0000000-0000-0000-0000-0000000000AA",
+            "{A0000000-0000-0000-0000-0000000000BB}",
+            "a0000000-0000-0000-0000-0000000000cc",
+            "A0000000-0000-0000-0000-0000000000FF",
+        ],
+        in_crm: [
+            "a0000000-0000-0000-0000-0000000000aa",
+            "a0000000-0000-0000-0000-0000000000bb",
+            "a0000000-0000-0000-0000-0000000000cc",
+            "a0000000-0000-0000-0000-0000000000ff",
+        ],
+        deal: |n| format!("c0000000-0000-0000-0000-{n:012}"),
+        shared_table: false,
+        naive_local_times: false,
+    },
+    Shape {
+        label: "char36",
+        id_type: "char(36)",
+        in_files: [
+            "5e0a1b2c-0000-4000-8000-0000000000aa",
+            "5e0a1b2c-0000-4000-8000-0000000000bb",
+            "5e0a1b2c-0000-4000-8000-0000000000cc",
+            "1",
+        ],
+        in_crm: [
+            "5e0a1b2c-0000-4000-8000-0000000000aa",
+            "5e0a1b2c-0000-4000-8000-0000000000bb",
+            "5e0a1b2c-0000-4000-8000-0000000000cc",
+            "1",
+        ],
+        deal: |n| format!("d{n:035}"),
+        shared_table: false,
+        naive_local_times: false,
+    },
+    Shape {
+        label: "text",
+        id_type: "text",
+        in_files: ["an.nguyen", "Binh.Tran", "chi.le", "admin"],
+        in_crm: ["an.nguyen", "Binh.Tran", "chi.le", "admin"],
+        deal: |n| format!("DEAL-{n}"),
+        shared_table: false,
+        naive_local_times: true,
+    },
+];
+
+impl Shape {
+    fn crm_sql(&self) -> String {
+        let t = self.id_type;
+        let [a, b, c, admin] = self.in_crm;
+        let created = if self.naive_local_times {
+            // Hanoi's wall clock, as a CRM that stores local times writes it.
+            "\"createdAt\" timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'Asia/Ho_Chi_Minh'),"
+        } else {
+            ""
+        };
+        format!(
+            r#"
+CREATE SCHEMA "SalesApp";
+CREATE TABLE "SalesApp"."User" ("userId" {t} PRIMARY KEY, "displayName" text NOT NULL, "isActive" boolean NOT NULL DEFAULT true);
+INSERT INTO "SalesApp"."User" ("userId", "displayName") VALUES ('{a}', 'An'), ('{b}', 'Bình'), ('{c}', 'Chi'), ('{admin}', 'Admin');
+CREATE TABLE "SalesApp"."TeamMember" (
+    "teamId" text NOT NULL, "userId" {t} NOT NULL REFERENCES "SalesApp"."User",
+    "skipAutoAssign" boolean NOT NULL DEFAULT false, "maxPer30d" integer);
+INSERT INTO "SalesApp"."TeamMember" ("teamId", "userId") VALUES ('T-NORTH', '{a}'), ('T-NORTH', '{b}'), ('T-NORTH', '{c}');
+CREATE TABLE "SalesApp"."Deal" (
+    "dealId" {t} PRIMARY KEY,
+    "ownerUserId" {t} REFERENCES "SalesApp"."User",
+    "Region" text,
+    kind text NOT NULL DEFAULT 'opportunity',
+    {created}
+    "isClosed" boolean NOT NULL DEFAULT false
+);
+"#
+        )
+    }
+
+    fn config(&self, url: &str, rules: &std::path::Path) -> String {
+        let mut extra_opportunity = String::new();
+        if self.shared_table {
+            extra_opportunity
+                .push_str("where = \"o.kind = 'opportunity'\"\nwatch_columns = [\"kind\", \"isClosed\"]\n");
+        } else {
+            extra_opportunity.push_str("watch_columns = [\"isClosed\"]\n");
+        }
+        let mut database = String::new();
+        if self.naive_local_times {
+            extra_opportunity.push_str("created_at = \"createdAt\"\n");
+            database.push_str("naive_timestamps = \"Asia/Ho_Chi_Minh\"\n");
+        }
+        format!(
+            r#"
+[database]
+url = "{url}"
+{database}
+[router]
+rules_dir = "{rules}"
+poll_interval = "100ms"
+[opportunity]
+table = '"SalesApp"."Deal"'
+id = "dealId"
+owner = "ownerUserId"
+open_when = 'NOT o."isClosed"'
+{extra_opportunity}
+[opportunity.fields]
+province = "Region"
+[directory]
+active_members = 'SELECT "userId"::text FROM "SalesApp"."User" WHERE "isActive"'
+team_members = '''
+    SELECT "teamId", "userId"::text, "skipAutoAssign" AS paused, "maxPer30d" AS max_assignments,
+           CASE WHEN "maxPer30d" IS NOT NULL THEN '30d' END AS per
+    FROM "SalesApp"."TeamMember"'''
+refresh = "1s"
+"#,
+            rules = rules.display()
+        )
+    }
+
+    fn rules(&self) -> String {
+        let [a, b, c, admin] = self.in_files;
+        format!(
+            r#"
+[settings]
+fallback_owner = "{admin}"
+[[territory]]
+id = "HN"
+name = "Hà Nội"
+[[member]]
+id = "{a}"
+name = "An"
+[[member]]
+id = "{b}"
+name = "Bình"
+[[member]]
+id = "{c}"
+name = "Chi"
+# Who is in the team, paused or capped there: the CRM says (directory.team_members).
+[[team]]
+id = "north"
+name = "North"
+crm_id = "T-NORTH"
+pipelines = ["default"]
+territories = ["HN"]
+[[pipeline]]
+id = "default"
+[[pipeline.rule]]
+id = "by-province"
+team = {{ territory = "province" }}
+member = "fewest_open"
+[[test]]
+name = "Hanoi goes to An when the others are busy"
+fields = {{ province = "HN" }}
+open = {{ "{b}" = 3, "{c}" = 3 }}
+expect = {{ member = "{a}", team = "north" }}
+"#
+        )
+    }
+}
+
+/// A shape's CRM in a database of its own, its config and rules in a directory of their own.
+struct Crm<'s> {
+    shape: &'s Shape,
+    client: Client,
+    dir: tempfile::TempDir,
+    next: u32,
+}
+
+impl Crm<'_> {
+    fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("oppty-router.toml")
+    }
+
+    fn cli(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("-c")
+            .arg(self.config_path())
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run the binary");
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
+    async fn sql(&self, sql: &str) {
+        self.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A new deal in Hanoi (`kind` lead or opportunity); its id.
+    async fn deal(&mut self, kind: &str) -> String {
+        self.next += 1;
+        let id = (self.shape.deal)(self.next);
+        let sql = format!(
+            "INSERT INTO \"SalesApp\".\"Deal\" (\"dealId\", \"Region\", kind) VALUES ($1::text::{}, 'HN', $2)",
+            self.shape.id_type
+        );
+        self.client.execute(&sql, &[&id, &kind]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        id
+    }
+
+    async fn owner(&self, deal: &str) -> Option<String> {
+        let sql = format!(
+            "SELECT rtrim(\"ownerUserId\"::text) FROM \"SalesApp\".\"Deal\" WHERE \"dealId\" = $1::text::{}",
+            self.shape.id_type
+        );
+        self.client.query_one(&sql, &[&deal]).await.expect("owner").get(0)
+    }
+
+    async fn owned(&self, deal: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(o) = self.owner(deal).await {
+                return o;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{}: deal {deal} still unowned", self.shape.label);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Route `n` new opportunities one after the other; who got each, by name.
+    async fn route(&mut self, n: usize) -> Vec<&'static str> {
+        let mut got = Vec::new();
+        for _ in 0..n {
+            let deal = self.deal("opportunity").await;
+            let owner = self.owned(&deal).await;
+            let at = self.shape.in_crm.iter().position(|c| *c == owner);
+            got.push(at.map_or("someone else", |i| ["An", "Bình", "Chi", "Admin"][i]));
+        }
+        got
+    }
+
+    async fn version(&self) -> Option<String> {
+        let row = self.client.query_opt("SELECT rules_version FROM oppty_router.daemon_status", &[]).await.ok()??;
+        row.get(0)
+    }
+
+    /// Change the CRM's directory with `sql`, then wait until the daemon routes with a new set.
+    async fn change(&self, sql: &str) {
+        let before = self.version().await;
+        self.sql(sql).await;
+        let started = Instant::now();
+        while self.version().await == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{}: no new rules version within 10 s of `{sql}` (refresh is 1s)",
+                self.shape.label
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn crm(shape: &Shape) -> Crm<'_> {
+    let (_, url, client) = empty_db(&format!("dir_{}", shape.label)).await;
+    client.batch_execute(&shape.crm_sql()).await.expect("the CRM");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("rules dir");
+    std::fs::write(rules.join("rules.toml"), shape.rules()).expect("rules");
+    std::fs::write(dir.path().join("oppty-router.toml"), shape.config(&url, &rules)).expect("config");
+    Crm { shape, client, dir, next: 0 }
+}
+
+fn count(got: &[&str], who: &str) -> usize {
+    got.iter().filter(|g| **g == who).count()
+}
+
+/// The whole story on one shape.
+async fn the_crms_word_is_live_on(shape: &Shape) {
+    let mut c = crm(shape).await;
+    let label = shape.label;
+    let (code, out) = c.cli(&["install"]);
+    assert_eq!(code, Some(0), "{label}: {out}");
+    let (code, out) = c.cli(&["check"]);
+    assert_eq!(code, Some(0), "{label}: check with the CRM's directory: {out}");
+    let (child, logs) = start_daemon(&c.config_path());
+
+    // The members come from the CRM; fewest open spreads the first three.
+    let got = c.route(3).await;
+    assert_eq!((count(&got, "An"), count(&got, "Bình"), count(&got, "Chi")), (1, 1, 1), "{label}: {got:?}");
+    if shape.shared_table {
+        let lead = c.deal("lead").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(c.owner(&lead).await, None, "{label}: a lead in the shared table is not routed");
+    }
+
+    // Bình ticks the CRM's "skip auto assignment" for North, and nothing else changes.
+    let [_, b, ch, _] = shape.in_crm;
+    c.change(&format!("UPDATE \"SalesApp\".\"TeamMember\" SET \"skipAutoAssign\" = true WHERE \"userId\" = '{b}'"))
+        .await;
+    let got = c.route(4).await;
+    assert_eq!(count(&got, "Bình"), 0, "{label}: paused in North by the CRM, from the next refresh on: {got:?}");
+    let (code, status) = c.cli(&["status"]);
+    assert_eq!(code, Some(0), "{status}");
+    assert!(
+        status.contains("paused in one team by the CRM: ") && status.contains("(Bình) in team north"),
+        "{label}: status says what is in force: {status}"
+    );
+
+    // Chi's membership gets a cap of 2 per 30 days, alone: she has had 2 or more through North.
+    c.change(&format!("UPDATE \"SalesApp\".\"TeamMember\" SET \"maxPer30d\" = 2 WHERE \"userId\" = '{ch}'")).await;
+    let got = c.route(3).await;
+    assert_eq!(got, ["An", "An", "An"], "{label}: Chi is at her CRM cap in North, Bình is paused");
+
+    // Bình un-ticks it: she receives again, level with the others (not the whole backlog at once).
+    c.change(&format!("UPDATE \"SalesApp\".\"TeamMember\" SET \"skipAutoAssign\" = false WHERE \"userId\" = '{b}'"))
+        .await;
+    let got = c.route(4).await;
+    assert!(count(&got, "Bình") >= 1 && count(&got, "An") >= 1, "{label}: Bình re-enters fairly: {got:?}");
+
+    // An is disabled in the CRM.
+    let [a, ..] = shape.in_crm;
+    c.change(&format!("UPDATE \"SalesApp\".\"User\" SET \"isActive\" = false WHERE \"userId\" = '{a}'")).await;
+    let got = c.route(2).await;
+    assert_eq!(got, ["Bình", "Bình"], "{label}: An disabled, Chi full: only Bình receives");
+
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    drop(child);
+    let logs = logs.join().expect("logs");
+    for said in [
+        "paused in north by the CRM",
+        "un-paused in north by the CRM",
+        "'s cap in north none → 2 per 30 days by the CRM",
+        "disabled by the CRM",
+        // The admin's own test named An: it is said, and the CRM's word applies all the same.
+        "test `Hanoi goes to An when the others are busy` no longer holds with the CRM's directory as it is now",
+    ] {
+        assert!(logs.contains(said), "{label}: the log says `{said}`: {logs}");
+    }
+    assert!(logs.contains("Bình ("), "{label}: people are named: {logs}");
+    assert!(!logs.contains("never compiled with the CRM's directory"), "{label}: {logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_every_crm_shape_the_daemon_starts_with_the_directory_and_applies_a_pause_or_cap_the_crm_changes_alone() {
+    for shape in SHAPES {
+        the_crms_word_is_live_on(shape).await;
+    }
+}
+
+/// The regression of the previous release: a directory that changes nothing the rule files
+/// route by (`active_members` alone, everyone active) still puts the set compiled with it in
+/// force; the provisional set before it never routes, and the daemon never stops with 78 for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_of_active_members_alone_that_changes_nothing_still_starts_the_daemon() {
+    let shape = &SHAPES[1];
+    let mut c = crm(shape).await;
+    let cfg = std::fs::read_to_string(c.config_path()).expect("config");
+    let start_at = cfg.find("team_members").expect("team_members");
+    let end_at = cfg.find("refresh =").expect("refresh");
+    std::fs::write(c.config_path(), format!("{}{}", &cfg[..start_at], &cfg[end_at..])).expect("config");
+    let [a, b, ch, _] = shape.in_files;
+    let rules_file = c.dir.path().join("rules/rules.toml");
+    let rules = std::fs::read_to_string(&rules_file).expect("rules").replace(
+        "territories = [\"HN\"]\n",
+        &format!("territories = [\"HN\"]\nmembers = [\"{a}\", \"{b}\", \"{ch}\"]\n"),
+    );
+    std::fs::write(&rules_file, rules).expect("rules");
+    let (code, out) = c.cli(&["install"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (child, logs) = start_daemon(&c.config_path());
+    let got = c.route(3).await;
+    assert_eq!((count(&got, "An"), count(&got, "Bình"), count(&got, "Chi")), (1, 1, 1), "{got:?}");
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    drop(child);
+    let logs = logs.join().expect("logs");
+    assert!(logs.contains("compiled with the CRM's directory"), "the first set with the directory is said: {logs}");
+}

@@ -358,6 +358,12 @@ async fn the_crms_word_is_live_on(shape: &Shape) {
     c.change(&format!("UPDATE \"SalesApp\".\"User\" SET \"isActive\" = false WHERE \"userId\" = '{a}'")).await;
     let got = c.route(2).await;
     assert_eq!(got, ["Bình", "Bình"], "{label}: An disabled, Chi full: only Bình receives");
+    let (_, status) = c.cli(&["status"]);
+    for said in ["as the rules in force route", "disabled in the CRM: ", "(An)", "capped in one team by the CRM: "] {
+        assert!(status.contains(said), "{label}: status shows what is in force (`{said}`): {status}");
+    }
+    assert!(status.contains("(Chi) in team north: 2 per"), "{label}: {status}");
+    assert!(status.contains("warning: ") && status.contains("no longer holds"), "{label}: {status}");
 
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     drop(child);

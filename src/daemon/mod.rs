@@ -261,6 +261,7 @@ async fn write_status(
                 &(st.refused as i64),
                 &err,
                 &err_at,
+                &serde_json::to_string(&crate::status::people::of(engine)).ok(),
             ],
         )
         .await?;

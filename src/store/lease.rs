@@ -91,10 +91,10 @@ impl LeaseStatements {
             last_leader: format!("SELECT rules_version, host, pid FROM {s}.daemon_status WHERE singleton"),
             report: format!(
                 "INSERT INTO {s}.daemon_status (singleton, host, pid, leading_since, rules_version, rules_loaded_at, reloads, \
-                 refused_reloads, last_error, last_error_at, updated_at) VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp()) \
+                 refused_reloads, last_error, last_error_at, people, updated_at) VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, clock_timestamp()) \
                  ON CONFLICT (singleton) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, leading_since = EXCLUDED.leading_since, \
                  rules_version = EXCLUDED.rules_version, rules_loaded_at = EXCLUDED.rules_loaded_at, reloads = EXCLUDED.reloads, \
-                 refused_reloads = EXCLUDED.refused_reloads, last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, \
+                 refused_reloads = EXCLUDED.refused_reloads, last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, people = EXCLUDED.people, \
                  updated_at = EXCLUDED.updated_at, stopped_at = NULL"
             ),
         }

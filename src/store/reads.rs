@@ -109,6 +109,8 @@ typed_row! {
         pub last_error_at: Option<String>,
         pub heartbeat_secs: f64,
         pub stopped_at: Option<String>,
+        /// Who the rules in force pause, disable or cap ([`crate::status::People`] as JSON).
+        pub people: Option<String>,
     }
 }
 
@@ -158,8 +160,8 @@ impl Reads {
             daemon: format!(
                 "SELECT host, pid, leading_since::text AS leading_since, rules_version, rules_loaded_at::text AS rules_loaded_at, \
                  reloads, refused_reloads, last_error, last_error_at::text AS last_error_at, \
-                 extract(epoch FROM clock_timestamp() - updated_at)::float8 AS heartbeat_secs, stopped_at::text AS stopped_at \
-                 FROM {s}.daemon_status"
+                 extract(epoch FROM clock_timestamp() - updated_at)::float8 AS heartbeat_secs, stopped_at::text AS stopped_at, \
+                 people::text AS people FROM {s}.daemon_status"
             ),
             past_since: past_sql(&s, "a.decided_at >= $1", "u.since >= $1"),
             past_of: past_sql(&s, "a.opp_id = ANY($1)", "u.opp_id = ANY($1)"),

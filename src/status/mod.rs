@@ -12,6 +12,9 @@ use crate::config::Config;
 use crate::db::row::FromRow;
 use crate::store::{DaemonRow, Reads};
 pub use crate::store::{DeadLetterGroup, LapsePause, QueueReport, UnownedGroup};
+pub use people::People;
+
+pub mod people;
 
 /// Everything `status` shows, for the text and for `status --json`.
 #[derive(Debug, Default, serde::Serialize)]
@@ -31,10 +34,11 @@ pub struct Report {
     pub dead_letters: Vec<DeadLetterGroup>,
     /// Members paused by the reclaim ladder for letting opportunities lapse.
     pub paused_for_lapses: Vec<LapsePause>,
-    /// Members paused in the rule files (they get nothing new).
-    pub paused_in_rules: Vec<String>,
-    /// Members the CRM pauses in one team (`directory.team_members`' `paused` column).
-    pub paused_in_teams: Vec<String>,
+    /// Who the rules in force pause, disable or cap: as the leader recorded it, or (no leader
+    /// running) as the files and the CRM say now.
+    pub people: People,
+    /// Where [`Report::people`] comes from, in words.
+    pub people_source: String,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -51,6 +55,8 @@ pub struct DaemonReport {
     pub refused_reloads: i64,
     /// The last refused reload while its rules are still on disk: when, and every problem.
     pub last_refused: Option<(String, String)>,
+    /// Who its rules in force pause, disable or cap, as it recorded them.
+    pub people: Option<People>,
 }
 
 /// The status report as text, and whether a daemon is leading with a fresh heartbeat.
@@ -72,33 +78,31 @@ pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postg
     r.unowned = UnownedGroup::from_rows(&client.query(&sql.unowned, &[]).await?)?;
     r.dead_letters = DeadLetterGroup::from_rows(&client.query(&sql.dead_letters, &[]).await?)?;
     r.paused_for_lapses = LapsePause::from_rows(&client.query(&sql.lapse_pauses, &[]).await?)?;
-    paused(client, cfg, &mut r).await;
+    let recorded = r.daemon.as_ref().filter(|_| r.healthy).and_then(|d| d.people.clone());
+    match recorded {
+        Some(p) => {
+            r.people_source = format!("as the rules in force route ({})", p.rules_version);
+            r.people = p;
+        }
+        None => people_now(client, cfg, &mut r).await,
+    }
     Ok(r)
 }
 
-/// Who is paused: in the rule files as on disk now, and per team by the CRM's directory (nothing
+/// No leader running: who the files and the CRM's directory pause, disable or cap now (nothing
 /// when the rules do not load; the rule files alone when the directory cannot be read).
-async fn paused(client: &Client, cfg: &Config, r: &mut Report) {
+async fn people_now(client: &Client, cfg: &Config, r: &mut Report) {
     let mut dir = crate::directory_flags(cfg);
+    r.people_source = "as the rule files say now (no daemon is leading)".into();
     if let Some(d) = &cfg.directory {
         if let Ok(loaded) = crate::crm::load_directory(client, d).await {
             dir = loaded;
+            r.people_source = "as the rule files and the CRM say now (no daemon is leading)".into();
         }
     }
-    let Ok(e) = crate::load_rules_with(cfg, &dir) else { return };
-    r.paused_in_rules = e.members.iter().filter(|m| m.paused).map(|m| named(&m.id, &m.name)).collect();
-    for t in &e.teams {
-        for m in t.paused_here.iter().map(|m| &e.members[*m]) {
-            r.paused_in_teams.push(format!("{} in team {}", named(&m.id, &m.name), t.id));
-        }
-    }
-}
-
-fn named(id: &str, name: &str) -> String {
-    if name == id || name.is_empty() {
-        id.to_string()
-    } else {
-        format!("{id} ({name})")
+    match crate::load_rules_with(cfg, &dir) {
+        Ok(e) => r.people = people::of(&e),
+        Err(_) => r.people_source = "unknown: the rule files on disk do not load (no daemon is leading)".into(),
     }
 }
 
@@ -116,6 +120,7 @@ async fn daemon(client: &Client, sql: &Reads) -> Result<Option<DaemonReport>, to
         last_refused: r.last_error_at.zip(r.last_error),
         last_heartbeat_secs: r.heartbeat_secs,
         stopped_at: r.stopped_at,
+        people: r.people.and_then(|p| serde_json::from_str(&p).ok()),
     }))
 }
 
@@ -150,12 +155,7 @@ impl Report {
                 let _ = writeln!(out, "  {}: {} (since {})", p.member, p.reason, p.since);
             }
         }
-        if !self.paused_in_rules.is_empty() {
-            let _ = writeln!(out, "paused in the rule files: {}", self.paused_in_rules.join(", "));
-        }
-        if !self.paused_in_teams.is_empty() {
-            let _ = writeln!(out, "paused in one team by the CRM: {}", self.paused_in_teams.join(", "));
-        }
+        self.people.text(&self.people_source, &mut out);
         out
     }
 

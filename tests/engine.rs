@@ -658,12 +658,75 @@ fn org_rules(org: &Org, pick: &str) -> String {
         ));
     }
     text.push_str(&format!(
-        "[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"by-territory\"\nteam = {{ territory = \"province\" }}\nmember = \"{pick}\"\n"
+        "[[pipeline]]\nid = \"p\"\n[[pipeline.rule]]\nid = \"by-territory\"\nteam = {{ territory = \"province\" }}\nmember = \"{pick}\"\nturn = \"rule\"\n"
     ));
     if org.all_teams_rule {
-        text.push_str(&format!("[[pipeline.rule]]\nid = \"anyone\"\nmember = \"{pick}\"\n"));
+        text.push_str(&format!("[[pipeline.rule]]\nid = \"anyone\"\nmember = \"{pick}\"\nturn = \"rule\"\n"));
     }
     text
+}
+
+/// The same organisation with two rules feeding each team: customers coming back go to the team
+/// the `source` field names ("already in this team"), the others by territory; both follow the
+/// team's one turn (the default).
+fn two_rules_one_team(org: &Org, pick: &str) -> String {
+    let text = org_rules(&Org { all_teams_rule: false, ..org.clone() }, pick);
+    let head = text.split("[[pipeline]]").next().unwrap_or_default().to_string();
+    head + &format!(
+        "[[pipeline]]\nid = \"p\"\n\
+         [[pipeline.rule]]\nid = \"returning\"\nwhen = {{ field = \"segment\", equals = \"returning\" }}\nteam = {{ from_field = \"source\" }}\nmember = \"{pick}\"\n\
+         [[pipeline.rule]]\nid = \"by-territory\"\nteam = {{ territory = \"province\" }}\nmember = \"{pick}\"\n"
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// One round-robin turn per team, whatever mix of rules feeds it: within each team, every
+    /// member's count is within one of their share (by weight, for the weighted pick).
+    #[test]
+    fn any_mix_of_rules_feeding_a_team_keeps_its_spread_within_one(
+        org in gen_org(),
+        weighted in any::<bool>(),
+        returning in prop::collection::vec(any::<bool>(), 250),
+    ) {
+        let pick = if weighted { "weighted_round_robin" } else { "round_robin" };
+        let text = two_rules_one_team(&org, pick);
+        let e = compile_texts(&[("org.toml", &text)], &fields()).unwrap_or_else(|err| panic!("{err}\n{text}"));
+        let mut l = Ledger::for_engine(&e, None);
+        let mut rng = SmallRng::seed_from_u64(0);
+        let now = monday_morning();
+        let at = |f: &str| FIELDS.iter().position(|x| *x == f).expect("field");
+        let mut got: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        let mut rules_used: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+        for (o, back) in org.opportunities.iter().zip(&returning) {
+            let Some(t) = o else { continue };
+            let mut v = vec![None; FIELDS.len()];
+            v[at("province")] = Some(format!("T{t}"));
+            if *back {
+                v[at("segment")] = Some("returning".into());
+                v[at("source")] = Some(format!("team{t}"));
+            }
+            let d = e.route(&plain(&v, now), &mut l, now, &mut rng);
+            prop_assert_eq!(d.outcome, Outcome::Rule, "{:?}", d.explanation);
+            let team = d.team.clone().expect("team");
+            rules_used.entry(team.clone()).or_default().insert(d.rule_id.clone().expect("rule"));
+            *got.entry(team).or_default().entry(d.owner.clone().expect("owner")).or_default() += 1;
+        }
+        for (team, picks) in &got {
+            let t: usize = team.trim_start_matches("team").parse().expect("team no");
+            let n: usize = picks.values().sum();
+            let total_w: u32 = org.teams[t].iter().map(|(_, w)| if weighted { *w } else { 1 }).sum();
+            for (m, w) in &org.teams[t] {
+                let w = if weighted { *w } else { 1 };
+                let c = picks.get(&m.to_string()).copied().unwrap_or(0) as f64;
+                let share = n as f64 * f64::from(w) / f64::from(total_w);
+                prop_assert!((c - share).abs() < 1.0 + 1e-9,
+                    "team {team} fed by {:?}: member {m} (weight {w}) got {c} of {n}, share {share:.2}; all: {picks:?}",
+                    rules_used.get(team));
+            }
+        }
+    }
 }
 
 proptest! {

@@ -420,6 +420,9 @@ pub struct Rule {
     pub pick: Pick,
     pub when_full: WhenFull,
     pub when_away: WhenAway,
+    /// Round robin keeps a turn of this rule's own in each team (`turn = "rule"`); by default
+    /// every rule feeding a team follows the team's one turn.
+    pub own_turn: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -1,9 +1,10 @@
 //! Choosing one member among the eligible candidates of a rule: the `member = …` strategies.
 //!
 //! Owns the pick strategies and their turn state in the [`Ledger`] (round-robin cursors and
-//! weighted round-robin weights). Turns are kept per (rule, team), in the id column's natural
-//! order, so a rule that picks in several teams never lets one team's turns skip members of
-//! another. Like the rest of the engine it does no I/O and reads no clock.
+//! weighted round-robin weights). Turns are kept per team, shared by every rule that feeds it
+//! (or per (rule, team) when a rule asks for its own), in the id column's natural order, so two
+//! rules feeding one team never give one member two turns, and a rule that picks in several teams
+//! never lets one team's turns skip members of another. Like the rest of the engine it does no I/O and reads no clock.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -143,7 +144,7 @@ impl Engine {
         let (t, team_why) = self.choose_team(rule, eligible, &weight, ledger, &mut undo).ok_or("no candidate")?;
         let in_team: Vec<usize> = eligible.iter().filter(|c| c.1 == t).map(|c| c.0).collect();
         let team = &self.teams[t];
-        let key = format!("{}@{}", rule.key, team.id);
+        let key = turn_key(rule, &team.id);
         let n = in_team.len();
         let (m, why) = if weighted {
             let state = ledger.weights.entry(key.clone()).or_default();
@@ -171,8 +172,9 @@ impl Engine {
                 .ok_or("no candidate")?;
             ledger.cursors.insert(key.clone(), self.members[m].id.to_string());
             undo.push(PickUndo::Cursor { key: key.clone(), prev: prev.clone() });
+            let whose = if rule.own_turn { "this rule's own turn" } else { "the team's turn" };
             let why = format!(
-                "round robin in team `{}`: next after `{}` among {n} eligible",
+                "round robin in team `{}` ({whose}): next after `{}` among {n} eligible",
                 team.id,
                 prev.as_deref().unwrap_or("-")
             );
@@ -218,6 +220,16 @@ impl Engine {
         })?;
         ledger.dirty.push(key);
         Some((t, Some(format!("team `{}`'s turn among {} teams", self.teams[t].id, teams.len()))))
+    }
+}
+
+/// Where a team's round-robin turn is kept: the team's one turn (`team:<id>`), shared by every
+/// rule that feeds it, or the rule's own in that team (`<pipeline>/<rule>@<id>`, `turn = "rule"`).
+pub fn turn_key(rule: &Rule, team: &str) -> String {
+    if rule.own_turn {
+        format!("{}@{team}", rule.key)
+    } else {
+        format!("team:{team}")
     }
 }
 

@@ -67,7 +67,7 @@ pub fn digest(e: &Engine) -> Digest {
                 other => canon(other),
             };
             // A filter's attribute symbol is skipped: its name is there.
-            let text = canon(&(pos, &r.when, team, &r.filters, &r.pick, r.when_full, r.when_away));
+            let text = canon(&(pos, &r.when, team, &r.filters, &r.pick, r.when_full, r.when_away, r.own_turn));
             out.entry("rules").or_default().insert(r.key.clone(), text);
         }
     }

@@ -118,6 +118,12 @@ words! {
 }
 
 words! {
+    /// Whose turn a round-robin pick follows in a team: "team" (the default: one turn per team,
+    /// shared by every rule that feeds it) or "rule" (a turn of this rule's own in each team).
+    TurnWord as "Turn" { Team = "team", Rule = "rule" }
+}
+
+words! {
     /// What a filter that would leave nobody does.
     IfNobodyWord as "IfNobody" { NextRule = "next_rule", SkipFilter = "skip_filter" }
 }
@@ -380,6 +386,8 @@ pub(in crate::rules) struct RawRule {
     pub(in crate::rules) member: RawPick,
     pub(in crate::rules) when_full: Option<WhenFullWord>,
     pub(in crate::rules) when_away: Option<WhenAwayWord>,
+    /// Round robin: "team" (default; one turn per team, shared by every rule feeding it) or "rule".
+    pub(in crate::rules) turn: Option<TurnWord>,
 }
 
 /// Take back an assignment whose owner did nothing in time, and give it to someone else.

@@ -4,7 +4,7 @@
 use super::Resolver;
 use crate::engine::{self, Cond, Filter, FilterKind, IfNobody, Pick, TeamStage, WhenAway, WhenFull};
 use crate::rules::format::{
-    AnyAllWord, IfNobodyWord, PickWord, RawFilter, RawPick, RawPipeline, RawRule, RawTeamStage, SpecPickWord,
+    AnyAllWord, IfNobodyWord, PickWord, RawFilter, RawPick, RawPipeline, RawRule, RawTeamStage, SpecPickWord, TurnWord,
     WhenAwayWord, WhenFullWord,
 };
 
@@ -33,6 +33,7 @@ impl Resolver<'_> {
         let pick = self.pick(fi, &key, r);
         let when_full = self.when_full(fi, &key, r);
         let when_away = self.when_away(fi, &key, r);
+        let own_turn = self.own_turn(fi, &key, r);
         if let Some(c) = &when {
             self.tags_applied(fi, &key, r, c);
         }
@@ -45,6 +46,7 @@ impl Resolver<'_> {
             pick: pick?,
             when_full,
             when_away,
+            own_turn,
         })
     }
 
@@ -246,6 +248,20 @@ impl Resolver<'_> {
                 let msg = format!("`{o}` is not a policy; use \"next_rule\" or \"wait\"");
                 self.cx.err(fi, o, &format!("{key}.when_away"), msg);
                 WhenAway::NextRule
+            }
+        }
+    }
+
+    /// Whether a round-robin pick keeps a turn of the rule's own in each team (`turn = "rule"`)
+    /// instead of the team's one turn.
+    fn own_turn(&mut self, fi: usize, key: &str, r: &RawRule) -> bool {
+        match &r.turn {
+            None | Some(TurnWord::Team) => false,
+            Some(TurnWord::Rule) => true,
+            Some(TurnWord::Other(o)) => {
+                let msg = format!("`{o}` is not a turn; use \"team\" (one turn per team, the default) or \"rule\"");
+                self.cx.err(fi, o, &format!("{key}.turn"), msg);
+                false
             }
         }
     }

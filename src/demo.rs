@@ -511,13 +511,18 @@ async fn print_story(stage: &mut Stage) -> anyhow::Result<()> {
         window: "the demo's run".into(),
     };
     let report = crate::simulate::report(&mut stage.client, &stage.cfg, &sql, &engine, &opts).await?;
-    println!("\n  fairness within each team (largest share / smallest; Gini, 0 = all equal; caps and weights below):");
+    println!(
+        "\n  fairness within each team (received / expected by the rules, largest over smallest; Gini, 0 = \
+         everyone got their share; members count for the time they could receive, by weight):"
+    );
     for t in report.teams.iter().filter(|t| t.assigned.before > 0) {
-        let on_leave = |m: &String| if t.paused.contains(m) { " (paused)" } else { "" };
-        let shares: Vec<String> = t.members.iter().map(|(m, p)| format!("{m}{} {}", on_leave(m), p.before)).collect();
+        let shares: Vec<String> = t
+            .members
+            .iter()
+            .map(|m| format!("{} {}/{:.1}", m.label(t.paused.contains(&m.id)), m.assigned.before, m.expected.before))
+            .collect();
         let f = &t.fairness.before;
-        let ratio = f.max_min.map_or("∞".to_string(), |r| format!("{r:.2}"));
-        println!("    {:<17} {:>6} / Gini {:.3}   {}", t.id, ratio, f.gini, shares.join(", "));
+        println!("    {:<17} {:>6} / Gini {:.3}   {}", t.id, f.ratio_text(), f.gini, shares.join(", "));
     }
     print_caps(stage, &engine, &report).await?;
     print_fallbacks(stage).await?;

@@ -16,7 +16,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::config::Config;
 use crate::crm::{self, CrmSql};
 use crate::db::row::FromRow;
-use crate::engine::{Engine, Ledger, Opportunity};
+use crate::engine::{Engine, Explanation, Ledger, Opportunity};
 use crate::report::{Inputs, Report, Routed};
 use crate::store::{LapsePause, Past, Reads, Recent, ReclaimCount};
 
@@ -73,7 +73,7 @@ pub async fn simulate(
     let opts = &as_stored(client, cfg, opts).await?;
     let t = read_only(client).await?;
     let reads = Reads::new(&cfg.router.schema);
-    let mut past = Window::read(&t, &reads, sql, opts).await?;
+    let mut past = Window::read(&t, &reads, sql, opts, candidate).await?;
     past.read_for_replay(&t, &reads, candidate, opts.since).await?;
     t.commit().await?;
     let after = past.replay(candidate, opts.seed);
@@ -91,7 +91,7 @@ pub async fn report(
 ) -> Result<Report, SimulateError> {
     let t = read_only(client).await?;
     let reads = Reads::new(&cfg.router.schema);
-    let mut past = Window::read(&t, &reads, sql, opts).await?;
+    let mut past = Window::read(&t, &reads, sql, opts, engine).await?;
     let reclaims = ReclaimCount::from_rows(&t.query(&reads.reclaims_since, &[&opts.since]).await?)?;
     let in_force = crate::store::DaemonRow::from_rows(&t.query(&reads.daemon, &[]).await?)?;
     t.commit().await?;
@@ -154,12 +154,20 @@ struct Window {
 }
 
 impl Window {
-    async fn read(t: &Transaction<'_>, reads: &Reads, sql: &CrmSql, opts: &Options) -> Result<Window, SimulateError> {
+    /// The window's decisions, each with who could have received it by `engine` (the rules the
+    /// report is about).
+    async fn read(
+        t: &Transaction<'_>,
+        reads: &Reads,
+        sql: &CrmSql,
+        opts: &Options,
+        engine: &Engine,
+    ) -> Result<Window, SimulateError> {
         let past = match &opts.ids {
             Some(ids) => Past::from_rows(&t.query(&reads.past_of, &[ids]).await?)?,
             None => Past::from_rows(&t.query(&reads.past_since, &[&opts.since]).await?)?,
         };
-        let mut w = Window::from_past(t, sql, past).await?;
+        let mut w = Window::from_past(t, sql, past, engine).await?;
         if let Some(ids) = &opts.ids {
             let known: std::collections::HashSet<&str> =
                 w.before.iter().chain(&w.gone).map(|r| r.opp_id.as_str()).collect();
@@ -190,7 +198,12 @@ impl Window {
     }
 
     /// The past decisions with their fields from the CRM; those gone from it put aside.
-    async fn from_past(t: &Transaction<'_>, sql: &CrmSql, past: Vec<Past>) -> Result<Window, SimulateError> {
+    async fn from_past(
+        t: &Transaction<'_>,
+        sql: &CrmSql,
+        past: Vec<Past>,
+        engine: &Engine,
+    ) -> Result<Window, SimulateError> {
         let mut ctx: HashMap<String, crate::drain::Context> = HashMap::with_capacity(past.len());
         let ids: Vec<String> = past.iter().map(|p| p.opp_id.clone()).collect();
         for chunk in ids.chunks(CHUNK) {
@@ -210,7 +223,7 @@ impl Window {
             still_held: Vec::new(),
         };
         for p in past {
-            let routed = routed_of(&p);
+            let routed = routed_of(&p, engine);
             match ctx.remove(&p.opp_id) {
                 Some(c) if c.opportunity && !c.deleted => {
                     if c.open && c.owner.is_some() && c.owner == p.owner_id {
@@ -267,6 +280,7 @@ impl Window {
             if i % CHUNK == 0 {
                 ledger.trim(b.at, engine.history);
             }
+            let entitled = entitled(engine, &d.explanation, &d.pipeline, d.rule_id.as_deref(), d.team.as_deref());
             out.push(Routed {
                 opp_id: b.opp_id.clone(),
                 at: b.at,
@@ -276,6 +290,7 @@ impl Window {
                 pipeline: d.pipeline,
                 rule: d.rule_id,
                 reason: d.explanation.brief(),
+                entitled,
             });
         }
         out
@@ -318,18 +333,36 @@ impl Window {
     }
 }
 
-/// A past decision as the report counts it.
-fn routed_of(p: &Past) -> Routed {
+/// A past decision as the report counts it, with who could have received it (read from its own
+/// explanation; none when the explanation does not read).
+fn routed_of(p: &Past, engine: &Engine) -> Routed {
+    let pipeline = p.pipeline.clone().unwrap_or_else(|| crate::engine::DEFAULT_PIPELINE.to_string());
+    let ex: Option<Explanation> = p.explanation.as_deref().and_then(|e| serde_json::from_str(e).ok());
+    let entitled =
+        ex.map(|ex| entitled(engine, &ex, &pipeline, p.rule_id.as_deref(), p.team_id.as_deref())).unwrap_or_default();
     Routed {
         opp_id: p.opp_id.clone(),
         at: p.at.floor() as i64,
         outcome: p.outcome.clone(),
         owner: p.owner_id.clone(),
         team: p.team_id.clone(),
-        pipeline: p.pipeline.clone().unwrap_or_else(|| crate::engine::DEFAULT_PIPELINE.to_string()),
+        pipeline,
         rule: p.rule_id.clone(),
         reason: String::new(),
+        entitled,
     }
+}
+
+/// Who could have received a decision made by a rule through a team, and their share of it.
+fn entitled(
+    engine: &Engine,
+    ex: &Explanation,
+    pipeline: &str,
+    rule: Option<&str>,
+    team: Option<&str>,
+) -> Vec<(String, f64)> {
+    let (Some(rule), Some(team)) = (rule, team) else { return Vec::new() };
+    engine.entitlement(ex, pipeline, rule, team).into_iter().map(|(m, s)| (m.to_string(), s)).collect()
 }
 
 /// The fallback chart's bucket: the shortest of a minute, 5 and 15 minutes, an hour, 6 hours and

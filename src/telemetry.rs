@@ -238,6 +238,20 @@ pub fn team_loads(loads: &[(std::sync::Arc<str>, i64)]) {
     }
 }
 
+/// Each team's fairness since the leader started: received over expected by the rules, largest
+/// over smallest (+Inf when someone who could receive got none; not set while too few decisions
+/// to measure), and the Gini coefficient of the same, the figures `report` shows.
+pub fn team_fairness(teams: &[(std::sync::Arc<str>, crate::report::Fairness)]) {
+    for (team, f) in teams {
+        let gini = metrics::gauge!("oppty_router_team_fairness_gini", "team" => team.to_string());
+        gini.set(f.gini);
+        if f.measured > 0 {
+            let ratio = metrics::gauge!("oppty_router_team_fairness_max_min", "team" => team.to_string());
+            ratio.set(f.max_min.unwrap_or(f64::INFINITY));
+        }
+    }
+}
+
 /// Help texts of the metrics, as Prometheus shows them.
 fn describe() {
     metrics::describe_counter!(
@@ -249,6 +263,14 @@ fn describe() {
         "Routing decisions committed, by pipeline, rule and outcome (rule, fallback, held, unassigned)"
     );
     metrics::describe_counter!("oppty_router_dead_letters_total", "Events moved to the dead letter table");
+    metrics::describe_gauge!(
+        "oppty_router_team_fairness_gini",
+        "Per team, since the leader started: Gini of each member's received over what they could expect by the rules (0 = everyone got their share)"
+    );
+    metrics::describe_gauge!(
+        "oppty_router_team_fairness_max_min",
+        "Per team, since the leader started: the largest received/expected over the smallest (1 = even; +Inf: someone who could receive got none)"
+    );
     metrics::describe_histogram!(
         "oppty_router_batch_phase_seconds",
         metrics::Unit::Seconds,

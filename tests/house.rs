@@ -100,6 +100,8 @@ const ROOMS: &[(&str, &str, &str)] = &[
     ("rules/", "::now(", "compiling and the files' tests read no clock (a test's `now` is in the file)"),
     ("config.rs", "tokio_postgres", "`config` does not touch the database"),
     ("reload/", "tokio_postgres", "`reload` does not touch the database"),
+    ("drain/shares.rs", "tokio_postgres", "`drain::shares` reads nothing: committed decisions are handed in"),
+    ("drain/shares.rs", "route(", "`drain::shares` decides nothing"),
     ("reload/people.rs", "std::fs", "`reload::people` reads nothing: both sets are handed in"),
     ("status/people.rs", "Client", "`status::people` reads nothing: the set is handed in"),
     ("daemon/directory.rs", ".live", "the directory refresh never puts a set in force (the session promotes)"),

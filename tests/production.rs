@@ -505,10 +505,6 @@ async fn connection_errors_carry_the_servers_message_and_sqlstate() {
     assert!(e.to_string().contains("Connection refused"), "{e}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 fn run_cli(args: &[&str], config: &Path) -> (Option<i32>, String) {
     let out =
         Command::new(BIN).args(args).arg("-c").arg(config).env_remove("RUST_LOG").output().expect("run the binary");

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,25 +11,10 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// The example config for `url`, serving metrics on `port`, with a copy of the example rules in
 /// `dir/rules`.
 fn config_with_metrics(dir: &Path, url: &str, port: u16) -> std::path::PathBuf {
     config_file(dir, url, &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\nready_max_lag = \"30s\"\n"))
-}
-
-/// One request: the status code and the body.
-fn get(port: u16, method: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
 fn wait_for(port: u16, path: &str, code: u16, limit: Duration) -> String {
@@ -43,16 +27,6 @@ fn wait_for(port: u16, path: &str, code: u16, limit: Duration) -> String {
         assert!(start.elapsed() < limit, "{path} answered {got} {body:?}, not {code}, for {limit:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The sum of a metric's samples whose labels contain `with`.
-fn sum(metrics: &str, name: &str, with: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.starts_with(name) && l.contains(with))
-        .filter(|l| l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Scrape until the metric's sum reaches `at_least` (or fail after 20 s).

@@ -451,6 +451,7 @@ impl<'a> Leader<'a> {
             h.set_lag(self.drain.oldest_pending(&self.c.client).await.or_halt(self.cfg)?);
         }
         crate::telemetry::team_loads(&self.drain.team_loads());
+        crate::telemetry::team_fairness(&self.drain.team_fairness());
         Ok(())
     }
 

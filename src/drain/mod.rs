@@ -28,6 +28,7 @@ use rand::rngs::SmallRng;
 
 mod process;
 mod reclaim;
+mod shares;
 pub use reclaim::SweepStep;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,8 @@ pub struct Routed {
     pub rule_id: Option<String>,
     pub pipeline: String,
     pub event_at: DateTime<Utc>,
+    /// Who could have received it, and their share (`Engine::entitlement`).
+    pub entitled: Vec<(Arc<str>, f64)>,
 }
 
 /// What one batch did.
@@ -416,6 +419,8 @@ pub struct Drain {
     /// Whether the last round left a backlog (a connection's last batch came back full): then
     /// every connection drains in the next, else only the first [`STEADY_CONNECTIONS`].
     backlog: bool,
+    /// What each member received and could expect per team since this leader started.
+    shares: std::sync::Mutex<shares::Shares>,
 }
 
 /// A connection's batches: claims tried, and those that found events.
@@ -470,6 +475,7 @@ impl Drain {
             history: HistoryNeed::default(),
             // A new leader may find a backlog: every connection starts.
             backlog: true,
+            shares: std::sync::Mutex::default(),
         }
     }
 
@@ -574,6 +580,11 @@ impl Drain {
         let ledger = lock_ledger(&self.ledger);
         let open = |m: &usize| ledger.open.get(*m).copied().unwrap_or(0);
         self.engine.teams.iter().map(|t| (t.id.clone(), t.members.iter().map(open).sum())).collect()
+    }
+
+    /// Each team's fairness since this leader started (received against expected by the rules).
+    pub fn team_fairness(&self) -> Vec<(Arc<str>, crate::report::Fairness)> {
+        self.shares.lock().unwrap_or_else(|p| p.into_inner()).fairness()
     }
 
     /// The open load of a member as this leader knows it (0 while a transaction has the ledger).
@@ -778,6 +789,10 @@ impl Drain {
             let labels =
                 [("pipeline", pipeline.to_string()), ("rule", rule.to_string()), ("outcome", outcome.to_string())];
             metrics::counter!("oppty_router_decisions_total", &labels).increment(n);
+        }
+        {
+            let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+            routed.iter().for_each(|r| shares.add(r));
         }
         if let Some(tx) = &self.decisions {
             for r in routed {

@@ -405,6 +405,10 @@ impl Drain {
                 r.ownership.first_look.push(first);
                 *r.assigned.entry(o.clone()).or_default() += 1;
             }
+            let entitled = match (&d.owner, &d.rule_id, &d.team) {
+                (Some(_), Some(rule), Some(team)) => engine.entitlement(&d.explanation, &d.pipeline, rule, team),
+                _ => Vec::new(),
+            };
             r.routed.push(Routed {
                 opp_id: p.opp.clone(),
                 owner: d.owner.clone(),
@@ -413,6 +417,7 @@ impl Drain {
                 rule_id: d.rule_id.clone(),
                 pipeline: d.pipeline.clone(),
                 event_at: p.event_at,
+                entitled,
             });
         }
         r

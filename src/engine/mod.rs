@@ -7,6 +7,7 @@
 //! its types and the drain keeps the ledger.
 
 pub mod cond;
+mod entitle;
 pub mod history;
 pub mod ledger;
 mod pick;
@@ -151,6 +152,9 @@ pub struct FilterTrace {
     pub of: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The members it left out (they could not receive this opportunity: fairness counts it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

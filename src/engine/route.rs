@@ -8,6 +8,7 @@
 //! handed in, and the ledger is the only state it changes (every change undoable).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -265,21 +266,35 @@ impl Engine {
             if kept.is_empty() {
                 match f.if_nobody {
                     IfNobody::NextRule => {
-                        trace.filters.push(FilterTrace { filter: label, kept: 0, of: before, note: None });
+                        let left_out = self.left_out(&cands, &kept);
+                        trace.filters.push(FilterTrace { filter: label, kept: 0, of: before, note: None, left_out });
                         trace.result = RuleResult::NobodyFits;
                         return None;
                     }
                     IfNobody::SkipFilter => {
                         let note = Some("skipped: it would leave nobody".into());
-                        trace.filters.push(FilterTrace { filter: label, kept: before, of: before, note });
+                        let left_out = Vec::new();
+                        trace.filters.push(FilterTrace { filter: label, kept: before, of: before, note, left_out });
                         continue;
                     }
                 }
             }
-            trace.filters.push(FilterTrace { filter: label, kept: kept.len(), of: before, note: None });
+            let left_out = self.left_out(&cands, &kept);
+            trace.filters.push(FilterTrace { filter: label, kept: kept.len(), of: before, note: None, left_out });
             cands = kept;
         }
         Some(cands)
+    }
+
+    /// The members of `before` that `kept` no longer has, each once.
+    fn left_out(&self, before: &Cands, kept: &Cands) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = before
+            .iter()
+            .filter(|(m, _)| !kept.iter().any(|(k, _)| k == m))
+            .map(|(m, _)| self.members[*m].id.clone())
+            .collect();
+        out.dedup();
+        out
     }
 
     /// Who of the candidates can take a new opportunity now; the others are in the trace with

@@ -230,19 +230,14 @@ fn columns(out: &mut String, r: &Report) {
 }
 
 fn fair(f: &Fairness) -> String {
-    let ratio = match f.max_min {
-        Some(x) => format!("{x:.2}"),
-        None if f.gini == 0.0 => "–".to_string(),
-        None => "∞".to_string(),
-    };
-    format!("{ratio} · Gini {:.3}", f.gini)
+    format!("{} · Gini {:.3}", f.ratio_text(), f.gini)
 }
 
 fn teams(out: &mut String, r: &Report) {
     section(
         out,
         "Fairness within each team",
-        "Largest share over smallest (∞: a member got none), and the Gini coefficient.",
+        "Each member's received over expected (what they could have received by the rules: while active, not paused, not away, not full; by weight), largest over smallest (∞: someone who could receive got none), and the Gini coefficient of the same.",
     );
     let after = if r.compares { "<th>candidate rules</th>" } else { "" };
     let _ =
@@ -251,11 +246,12 @@ fn teams(out: &mut String, r: &Report) {
         let shares: Vec<String> = t
             .members
             .iter()
-            .map(|(m, p)| {
-                let m = if t.paused.contains(m) { format!("{} (paused)", escape(m)) } else { escape(m) };
-                match p.after {
-                    Some(a) => format!("{m} {}→{a}", p.before),
-                    None => format!("{m} {}", p.before),
+            .map(|m| {
+                let (p, e) = (&m.assigned, &m.expected);
+                let who = escape(&m.label(t.paused.contains(&m.id)));
+                match (p.after, e.after) {
+                    (Some(a), Some(ea)) => format!("{who} {}→{a} (expected {:.1}→{ea:.1})", p.before, e.before),
+                    _ => format!("{who} {} (expected {:.1})", p.before, e.before),
                 }
             })
             .collect();

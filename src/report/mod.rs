@@ -27,6 +27,10 @@ pub struct Routed {
     pub rule: Option<String>,
     /// The decision in one line (a replay's explanation); empty for the audit's.
     pub reason: String,
+    /// Each member's share of this decision by the rules that made it (`Engine::entitlement`):
+    /// who could have received it, by weight.
+    #[serde(skip)]
+    pub entitled: Vec<(String, f64)>,
 }
 
 /// What goes into a report besides the decisions.
@@ -96,23 +100,84 @@ pub struct MemberRow {
     pub load: Pair<i64>,
 }
 
-/// How evenly a team's members were given work: the largest share over the smallest, and the
-/// Gini coefficient (0 = all equal, towards 1 = one member got everything).
+/// How evenly a team's members were given work, measured against what each could expect by the
+/// rules (their entitlement: the decisions they could have received, by weight): the largest
+/// received/expected over the smallest, and the Gini coefficient of the same (0 = everyone got
+/// exactly their share, towards 1 = one member got everything). A member who could not receive
+/// (disabled, paused, away, full) is counted for the part of the window they could; a team
+/// configured 2:1 that gives 2:1 reads as fair.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Fairness {
-    /// `None` when a member got nothing (the ratio is unbounded) or nobody got anything.
+    /// Over the members who could expect at least one; `None` when one of them got nothing (the
+    /// ratio is unbounded) or nobody could expect one.
     pub max_min: Option<f64>,
     pub gini: f64,
+    /// How many members could expect at least one (those the ratio compares).
+    pub measured: usize,
 }
 
 impl Fairness {
-    pub fn of(counts: &[usize]) -> Fairness {
-        let (Some(&max), Some(&min)) = (counts.iter().max(), counts.iter().min()) else {
-            return Fairness::default();
-        };
-        let max_min = (min > 0).then(|| max as f64 / min as f64);
-        Fairness { max_min, gini: gini(counts) }
+    /// From each member's (received, expected).
+    /// Expectations and figures are taken to a millionth, so sums made in another order (the
+    /// daemon's, as decisions commit; the report's, by time) give the very same figure.
+    pub fn of(shares: &[(usize, f64)]) -> Fairness {
+        let shares: Vec<(usize, f64)> = shares.iter().map(|(r, e)| (*r, micro(*e))).collect();
+        let due: Vec<f64> = shares.iter().filter(|(_, e)| *e >= 1.0).map(|(r, e)| *r as f64 / e).collect();
+        let (max, min) = due.iter().fold((f64::MIN, f64::MAX), |(hi, lo), x| (hi.max(*x), lo.min(*x)));
+        let max_min = (!due.is_empty() && min > 0.0).then(|| micro(max / min));
+        Fairness { max_min, gini: micro(weighted_gini(&shares)), measured: due.len() }
     }
+}
+
+impl Fairness {
+    /// The ratio as people read it: "1.25", "∞" (someone who could expect one got none), or "–"
+    /// (too few decisions to measure).
+    pub fn ratio_text(&self) -> String {
+        match self.max_min {
+            Some(x) => format!("{x:.2}"),
+            None if self.measured == 0 => "–".to_string(),
+            None => "∞".to_string(),
+        }
+    }
+}
+
+impl TeamMember {
+    /// "Bình (11)", or the id alone when the rules give no name; "(paused)" when on leave.
+    pub fn label(&self, paused: bool) -> String {
+        let who = if self.name == self.id || self.name.is_empty() {
+            self.id.clone()
+        } else {
+            format!("{} ({})", self.name, self.id)
+        };
+        if paused {
+            format!("{who} (paused)")
+        } else {
+            who
+        }
+    }
+}
+
+/// `x` to a millionth.
+pub fn micro(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// The Gini coefficient of received/expected, each member weighing what they could expect:
+/// Σᵢ Σⱼ |Eⱼ rᵢ − Eᵢ rⱼ| / (2 · ΣE · Σr). With equal expectations it is the plain Gini of the counts.
+pub fn weighted_gini(shares: &[(usize, f64)]) -> f64 {
+    let counted: Vec<(f64, f64)> = shares.iter().filter(|(_, e)| *e > 1e-9).map(|(r, e)| (*r as f64, *e)).collect();
+    let expected: f64 = counted.iter().map(|(_, e)| e).sum();
+    let received: f64 = counted.iter().map(|(r, _)| r).sum();
+    if counted.len() < 2 || received == 0.0 {
+        return 0.0;
+    }
+    let mut sum = 0.0;
+    for (ri, ei) in &counted {
+        for (rj, ej) in &counted {
+            sum += (ej * ri - ei * rj).abs();
+        }
+    }
+    sum / (2.0 * expected * received)
 }
 
 /// The Gini coefficient: mean absolute difference over twice the mean.
@@ -129,13 +194,22 @@ pub fn gini(counts: &[usize]) -> f64 {
     weighted / (n * total)
 }
 
+/// One member of a team: what they received through it, and what they could expect.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeamMember {
+    pub id: String,
+    pub name: String,
+    pub assigned: Pair<usize>,
+    /// Their entitlement: the team's decisions they could have received, by weight.
+    pub expected: Pair<f64>,
+}
+
 /// One team: what each member received through it, and how fair that was.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TeamRow {
     pub id: String,
-    /// (member id, received through this team).
-    pub members: Vec<(String, Pair<usize>)>,
-    /// Members paused in the rules: listed above, left out of the fairness.
+    pub members: Vec<TeamMember>,
+    /// Members paused in the rules: listed above; they could expect nothing while paused.
     pub paused: Vec<String>,
     pub assigned: Pair<usize>,
     pub fairness: Pair<Fairness>,
@@ -195,7 +269,7 @@ impl Report {
     /// in the same order, as the candidate rules decide them) when given.
     pub fn build(inputs: Inputs, before: &[Routed], after: Option<&[Routed]>) -> Report {
         let members = member_rows(&inputs, before, after);
-        let teams = inputs.teams.iter().map(|(id, ms)| team_row(id, ms, &inputs.paused, before, after)).collect();
+        let teams = inputs.teams.iter().map(|(id, ms)| team_row(&inputs, id, ms, before, after)).collect();
         Report {
             compares: after.is_some(),
             opportunities: before.len(),
@@ -258,30 +332,46 @@ fn member_rows(inputs: &Inputs, before: &[Routed], after: Option<&[Routed]>) -> 
         .collect()
 }
 
-fn team_row(
-    id: &str,
-    members: &[String],
-    paused: &std::collections::BTreeSet<String>,
-    before: &[Routed],
-    after: Option<&[Routed]>,
-) -> TeamRow {
+fn team_row(inputs: &Inputs, id: &str, members: &[String], before: &[Routed], after: Option<&[Routed]>) -> TeamRow {
     let here = |r: &Routed| (r.team.as_deref() == Some(id)).then(|| r.owner.clone()).flatten();
     let b = tally(before, here);
     let a = after.map(|a| tally(a, here));
-    let rows: Vec<(String, Pair<usize>)> = members.iter().map(|m| (m.clone(), pair_of(&b, a.as_ref(), m))).collect();
-    let working = rows.iter().filter(|(m, _)| !paused.contains(m));
-    let side =
-        |f: fn(&Pair<usize>) -> Option<usize>| working.clone().map(|(_, p)| f(p)).collect::<Option<Vec<usize>>>();
-    let before_counts = side(|p| Some(p.before)).unwrap_or_default();
-    let after_counts = a.as_ref().and_then(|_| side(|p| p.after));
-    let total = |f: fn(&Pair<usize>) -> usize| rows.iter().map(|(_, p)| f(p)).sum::<usize>();
+    let (eb, ea) = (expected_in(id, before), after.map(|a| expected_in(id, a)));
+    let rows: Vec<TeamMember> = members
+        .iter()
+        .map(|m| TeamMember {
+            id: m.clone(),
+            name: inputs.names.get(m).cloned().unwrap_or_else(|| m.clone()),
+            assigned: pair_of(&b, a.as_ref(), m),
+            expected: Pair {
+                before: micro(eb.get(m).copied().unwrap_or(0.0)),
+                after: ea.as_ref().map(|e| micro(e.get(m).copied().unwrap_or(0.0))),
+            },
+        })
+        .collect();
+    let before_shares: Vec<(usize, f64)> = rows.iter().map(|r| (r.assigned.before, r.expected.before)).collect();
+    let after_shares: Option<Vec<(usize, f64)>> = a
+        .as_ref()
+        .map(|_| rows.iter().map(|r| (r.assigned.after.unwrap_or(0), r.expected.after.unwrap_or(0.0))).collect());
+    let total = |f: fn(&Pair<usize>) -> usize| rows.iter().map(|r| f(&r.assigned)).sum::<usize>();
     TeamRow {
         id: id.to_string(),
         assigned: Pair { before: total(|p| p.before), after: a.as_ref().map(|_| total(|p| p.after.unwrap_or(0))) },
-        fairness: Pair { before: Fairness::of(&before_counts), after: after_counts.as_deref().map(Fairness::of) },
-        paused: members.iter().filter(|m| paused.contains(*m)).cloned().collect(),
+        fairness: Pair { before: Fairness::of(&before_shares), after: after_shares.as_deref().map(Fairness::of) },
+        paused: members.iter().filter(|m| inputs.paused.contains(*m)).cloned().collect(),
         members: rows,
     }
+}
+
+/// Each member's entitlement summed over the decisions that gave an owner through `team`.
+fn expected_in(team: &str, rows: &[Routed]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.team.as_deref() == Some(team) && r.owner.is_some()) {
+        for (m, share) in &r.entitled {
+            *out.entry(m.clone()).or_insert(0.0) += share;
+        }
+    }
+    out
 }
 
 /// Opportunities given an owner by each rule, in pipeline and rule order.
@@ -344,9 +434,34 @@ mod tests {
         assert_eq!(gini(&[5, 5, 5, 5]), 0.0);
         assert!((gini(&[0, 0, 0, 12]) - 0.75).abs() < 1e-9, "{}", gini(&[0, 0, 0, 12]));
         assert!((gini(&[1, 3]) - 0.25).abs() < 1e-9);
-        assert_eq!(Fairness::of(&[4, 2]).max_min, Some(2.0));
-        assert_eq!(Fairness::of(&[4, 0]).max_min, None);
+        // With equal expectations the weighted Gini is the plain one.
+        let shares = |c: &[usize]| {
+            let e = c.iter().sum::<usize>() as f64 / c.len() as f64;
+            c.iter().map(|c| (*c, e)).collect::<Vec<_>>()
+        };
+        for c in [&[5, 5, 5, 5][..], &[0, 0, 0, 12], &[1, 3], &[7, 2, 9]] {
+            assert!((weighted_gini(&shares(c)) - gini(c)).abs() < 1e-9, "{c:?}");
+        }
+        assert_eq!(Fairness::of(&shares(&[4, 2])).max_min, Some(2.0));
+        assert_eq!(Fairness::of(&shares(&[4, 0])).max_min, None);
         assert_eq!(Fairness::of(&[]), Fairness::default());
+    }
+
+    #[test]
+    fn fairness_is_measured_against_what_each_could_expect() {
+        // A team configured 2:1 that gave 20 and 10 is fair by its own rules.
+        let f = Fairness::of(&[(20, 20.0), (10, 10.0)]);
+        assert_eq!((f.max_min, f.gini), (Some(1.0), 0.0));
+        // Someone on leave all window could expect nothing: left out, not "∞".
+        let f = Fairness::of(&[(15, 15.0), (15, 15.0), (0, 0.0)]);
+        assert_eq!((f.max_min, f.gini, f.measured), (Some(1.0), 0.0, 2));
+        // Away half the window: counted for the half they could receive.
+        let f = Fairness::of(&[(12, 12.5), (13, 12.5), (5, 5.0)]);
+        assert!(f.max_min.is_some_and(|r| r < 1.1) && f.gini < 0.03, "{f:?}");
+        // Someone who could have received ten and got none is unfair.
+        let f = Fairness::of(&[(20, 10.0), (0, 10.0)]);
+        assert_eq!(f.max_min, None);
+        assert!((f.gini - 0.5).abs() < 1e-9, "{f:?}");
     }
 
     fn routed(id: &str, at: i64, outcome: &str, owner: Option<&str>, team: Option<&str>) -> Routed {
@@ -359,6 +474,8 @@ mod tests {
             pipeline: "default".into(),
             rule: (outcome == "rule").then(|| "r".to_string()),
             reason: format!("why {id}"),
+            // Both members of the team could receive each decision, alike.
+            entitled: vec![("a".into(), 0.5), ("b".into(), 0.5)],
         }
     }
 
@@ -384,8 +501,9 @@ mod tests {
         let a = r.members.iter().find(|m| m.id == "a").expect("a");
         assert_eq!((a.assigned, a.load), (Pair { before: 2, after: Some(1) }, Pair { before: 5, after: Some(4) }));
         assert_eq!(r.teams[0].assigned, Pair { before: 2, after: Some(3) });
-        assert_eq!(r.teams[0].fairness.before.max_min, None, "b got nothing before");
+        assert_eq!(r.teams[0].fairness.before.max_min, None, "b could expect one and got nothing before");
         assert_eq!(r.teams[0].fairness.after.and_then(|f| f.max_min), Some(2.0));
+        assert_eq!(r.teams[0].members[1].expected, Pair { before: 1.0, after: Some(1.5) });
         assert_eq!(r.outcomes.after.map(|o| o.fallback), Some(0));
         assert_eq!(r.fallbacks_over_time.len(), 2);
         assert_eq!(r.fallbacks_over_time[1].fallbacks, Pair { before: 1, after: Some(0) });
@@ -395,10 +513,7 @@ mod tests {
         // A member on leave is listed, and left out of the fairness.
         let on_leave = Inputs { paused: ["b".to_string()].into(), ..inputs };
         let r = Report::build(on_leave, &before, None);
-        assert_eq!(
-            (r.teams[0].fairness.before, r.teams[0].paused.clone()),
-            (Fairness::of(&[2]), vec!["b".to_string()])
-        );
+        assert_eq!(r.teams[0].paused, vec!["b".to_string()]);
         assert_eq!(r.teams[0].assigned.before, 2);
     }
 }

@@ -33,12 +33,12 @@ fn pair<T: std::fmt::Display>(p: &Pair<T>) -> String {
 }
 
 fn fairness(f: &Fairness) -> String {
-    let ratio = match f.max_min {
-        Some(x) => format!("{x:.2}"),
-        None if f.gini == 0.0 => "–".to_string(),
-        None => "∞ (someone got none)".to_string(),
+    let ratio = match f.ratio_text().as_str() {
+        "∞" => "∞ (someone who could receive got none)".to_string(),
+        "–" => "– (too few to measure)".to_string(),
+        r => r.to_string(),
     };
-    format!("max/min {ratio}, Gini {:.3}", f.gini)
+    format!("received/expected max/min {ratio}, Gini {:.3}", f.gini)
 }
 
 fn outcomes(out: &mut String, r: &Report) {
@@ -62,8 +62,22 @@ fn teams(out: &mut String, r: &Report) {
         if let Some(a) = &t.fairness.after {
             let _ = write!(out, " → {}", fairness(a));
         }
-        let on_leave = |m: &String| if t.paused.contains(m) { " (paused)" } else { "" };
-        let shares: Vec<String> = t.members.iter().map(|(m, p)| format!("{m}{} {}", on_leave(m), pair(p))).collect();
+        let expected = |p: &Pair<f64>| match p.after {
+            Some(a) => format!("{:.1} → {a:.1}", p.before),
+            None => format!("{:.1}", p.before),
+        };
+        let shares: Vec<String> = t
+            .members
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {} (expected {})",
+                    m.label(t.paused.contains(&m.id)),
+                    pair(&m.assigned),
+                    expected(&m.expected)
+                )
+            })
+            .collect();
         let _ = writeln!(out, "\n    {}", shares.join(", "));
     }
 }

@@ -45,6 +45,8 @@ typed_row! {
         pub team_id: Option<String>,
         pub rule_id: Option<String>,
         pub pipeline: Option<String>,
+        /// The decision's explanation (JSON), for who could have received it.
+        pub explanation: Option<String>,
     }
 }
 
@@ -184,12 +186,14 @@ impl Reads {
 /// selects of opportunities never decided, oldest first.
 fn past_sql(s: &str, decided: &str, held: &str) -> String {
     format!(
-        "SELECT opp_id, at, outcome, owner_id, team_id, rule_id, pipeline FROM ( \
+        "SELECT opp_id, at, outcome, owner_id, team_id, rule_id, pipeline, explanation FROM ( \
            SELECT DISTINCT ON (a.opp_id) a.opp_id, extract(epoch FROM a.decided_at)::float8 AS at, a.outcome, \
-             a.owner_id, a.team_id, a.rule_id, a.pipeline FROM {s}.assignments a \
+             a.owner_id, a.team_id, a.rule_id, a.pipeline, a.explanation::text AS explanation \
+           FROM {s}.assignments_explained a \
            WHERE {decided} AND a.outcome <> 'reclaim' ORDER BY a.opp_id, a.id) d \
          UNION ALL \
-         SELECT u.opp_id, extract(epoch FROM u.since)::float8, 'held', NULL, NULL, NULL, u.pipeline FROM {s}.unrouted u \
+         SELECT u.opp_id, extract(epoch FROM u.since)::float8, 'held', NULL, NULL, NULL, u.pipeline, NULL \
+         FROM {s}.unrouted u \
          WHERE {held} AND u.outcome = 'held' AND NOT EXISTS (SELECT 1 FROM {s}.assignments x WHERE x.opp_id = u.opp_id) \
          ORDER BY 2, 1"
     )

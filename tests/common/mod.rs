@@ -303,3 +303,30 @@ pub fn start_daemon(cfg: &std::path::Path) -> (Child, std::thread::JoinHandle<St
     });
     (Child(child), reader)
 }
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// One request: the status code and the body.
+pub fn get(port: u16, method: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    std::io::Write::write_all(&mut s, request.as_bytes()).expect("send");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).expect("read");
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+/// The sum of a metric's samples whose labels contain `with`.
+pub fn sum(metrics: &str, name: &str, with: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(name) && l.contains(with))
+        .filter(|l| l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

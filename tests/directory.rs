@@ -227,10 +227,6 @@ impl Crm<'_> {
         (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 
-    async fn sql(&self, sql: &str) {
-        self.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
     /// A new deal in Hanoi (`kind` lead or opportunity); its id.
     async fn deal(&mut self, kind: &str) -> String {
         self.next += 1;
@@ -274,24 +270,9 @@ impl Crm<'_> {
         got
     }
 
-    async fn version(&self) -> Option<String> {
-        let row = self.client.query_opt("SELECT rules_version FROM oppty_router.daemon_status", &[]).await.ok()??;
-        row.get(0)
-    }
-
     /// Change the CRM's directory with `sql`, then wait until the daemon routes with a new set.
     async fn change(&self, sql: &str) {
-        let before = self.version().await;
-        self.sql(sql).await;
-        let started = Instant::now();
-        while self.version().await == before {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{}: no new rules version within 10 s of `{sql}` (refresh is 1s)",
-                self.shape.label
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        change_and_wait(&self.client, sql).await;
     }
 }
 

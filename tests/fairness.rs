@@ -96,21 +96,6 @@ async fn route(client: &Client, n: usize) {
     }
 }
 
-async fn version(client: &Client) -> Option<String> {
-    client.query_opt("SELECT rules_version FROM oppty_router.daemon_status", &[]).await.ok()??.get(0)
-}
-
-/// Change the CRM, then wait for the daemon to route with a new rules version.
-async fn change(client: &Client, sql: &str) {
-    let before = version(client).await;
-    client.batch_execute(sql).await.expect(sql);
-    let started = Instant::now();
-    while version(client).await == before {
-        assert!(started.elapsed() < Duration::from_secs(10), "no new version after `{sql}`");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn cli_json(cfg: &std::path::Path, args: &[&str]) -> Value {
     let out = Command::new(BIN).args(args).arg("-c").arg(cfg).env_remove("RUST_LOG").output().expect("run");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -139,9 +124,9 @@ async fn a_team_fair_by_its_weights_with_a_member_paused_for_part_of_the_window_
 
     route(&client, 16).await;
     // Chi opts out of North in the CRM for a while, then comes back.
-    change(&client, "UPDATE crm.team_member SET paused = true WHERE user_id = 12").await;
+    change_and_wait(&client, "UPDATE crm.team_member SET paused = true WHERE user_id = 12").await;
     route(&client, 12).await;
-    change(&client, "UPDATE crm.team_member SET paused = false WHERE user_id = 12").await;
+    change_and_wait(&client, "UPDATE crm.team_member SET paused = false WHERE user_id = 12").await;
     route(&client, 8).await;
 
     let report = cli_json(&cfg, &["report", "--since", "1h", "--json"]);

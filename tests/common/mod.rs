@@ -330,3 +330,20 @@ pub fn sum(metrics: &str, name: &str, with: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The rules version the leading daemon reports, if any.
+pub async fn rules_version(client: &Client) -> Option<String> {
+    client.query_opt("SELECT rules_version FROM oppty_router.daemon_status", &[]).await.ok()??.get(0)
+}
+
+/// Change the CRM with `sql`, then wait (10 s at most) until the daemon routes with a new rules
+/// version: a `[directory]` refresh saw it.
+pub async fn change_and_wait(client: &Client, sql: &str) {
+    let before = rules_version(client).await;
+    client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let started = Instant::now();
+    while rules_version(client).await == before {
+        assert!(started.elapsed() < Duration::from_secs(10), "no new rules version within 10 s of `{sql}`");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -169,6 +169,7 @@ struct RawOpportunity {
     watch_columns: Vec<String>,
     edited_by: Option<String>,
     created_at: Option<String>,
+    assigned_at: Option<String>,
     #[serde(default)]
     fields: BTreeMap<String, RawField>,
 }
@@ -281,6 +282,10 @@ pub struct OpportunityMap {
     pub edited_by: Option<Ident>,
     /// When the row was created (a timestamp column): `backfill --since` reads it.
     pub created_at: Option<Ident>,
+    /// When the owner was last set, by anyone (a timestamp column the CRM keeps): caps with
+    /// `count = "crm"` count the rows each member was assigned in their window by it (by
+    /// `created_at` when this is not mapped), manual assignments included.
+    pub assigned_at: Option<Ident>,
     /// In the order they are fetched; rules refer to them by name.
     pub fields: Vec<FieldDef>,
 }
@@ -661,6 +666,7 @@ fn opportunity_of(p: &mut Problems<'_>, o: RawOpportunity) -> Option<Opportunity
         .collect();
     let edited_by = o.edited_by.as_deref().and_then(|c| p.ident("opportunity.edited_by", c));
     let created_at = o.created_at.as_deref().and_then(|c| p.ident("opportunity.created_at", c));
+    let assigned_at = o.assigned_at.as_deref().and_then(|c| p.ident("opportunity.assigned_at", c));
     let mut fields = Vec::new();
     for (name, f) in o.fields {
         let key = format!("opportunity.fields.{name}");
@@ -685,6 +691,7 @@ fn opportunity_of(p: &mut Problems<'_>, o: RawOpportunity) -> Option<Opportunity
         watch_columns,
         edited_by,
         created_at,
+        assigned_at,
         fields,
     })
 }

@@ -55,6 +55,9 @@ fn probes(cfg: &Config, sql: &CrmSql) -> Vec<Probe> {
         p("opportunity (load recount)", &sql.recount, false),
         p("opportunity (load recount)", &sql.full_count, false),
     ];
+    if let Some(a) = &sql.assigned_since {
+        out.push(p("opportunity.assigned_at (the CRM's count for caps)", a, false));
+    }
     match &sql.write {
         WriteSql::Batch(s) => out.push(p("write_back.set", s, false)),
         WriteSql::PerRow { sql: s, .. } => out.push(p("write_back.statement", s, true)),

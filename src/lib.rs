@@ -60,9 +60,12 @@ pub fn load_rules_with(
     directory: &rules::Directory,
 ) -> Result<engine::Engine, rules::RulesError> {
     let fields: Vec<String> = cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
-    if directory.owner_edits_unmapped != cfg.opportunity.edited_by.is_none() {
+    let o = &cfg.opportunity;
+    let crm_count_unmapped = o.assigned_at.is_none() && o.created_at.is_none();
+    if directory.owner_edits_unmapped != o.edited_by.is_none() || directory.crm_count_unmapped != crm_count_unmapped {
         let mut d = directory.clone();
-        d.owner_edits_unmapped = cfg.opportunity.edited_by.is_none();
+        d.owner_edits_unmapped = o.edited_by.is_none();
+        d.crm_count_unmapped = crm_count_unmapped;
         return rules::load_dir_with(&cfg.router.rules_dir, &fields, &d);
     }
     rules::load_dir_with(&cfg.router.rules_dir, &fields, directory)

@@ -398,3 +398,135 @@ async fn a_directory_of_active_members_alone_that_changes_nothing_still_starts_t
     let logs = logs.join().expect("logs");
     assert!(logs.contains("compiled with the CRM's directory"), "the first set with the directory is said: {logs}");
 }
+
+/// A CRM whose "assigned in 30 days" counts every assignment, by a person or the router: the
+/// column the CRM sets whenever the owner changes.
+const COUNTING_CRM: &str = r#"
+CREATE SCHEMA crm;
+CREATE TABLE crm.users (id integer PRIMARY KEY, name text NOT NULL);
+INSERT INTO crm.users VALUES (10, 'An'), (11, 'Bình'), (99, 'Admin');
+CREATE TABLE crm.deal (
+    id serial PRIMARY KEY, owner_id integer REFERENCES crm.users, region text,
+    closed boolean NOT NULL DEFAULT false, assigned_at timestamptz);
+CREATE FUNCTION crm.stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.owner_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.owner_id IS DISTINCT FROM OLD.owner_id) THEN
+        NEW.assigned_at := coalesce(NEW.assigned_at, now());
+        IF TG_OP = 'UPDATE' THEN NEW.assigned_at := now(); END IF;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON crm.deal FOR EACH ROW EXECUTE FUNCTION crm.stamp();
+"#;
+
+const COUNTING_RULES: &str = r#"
+[settings]
+fallback_owner = "99"
+[[territory]]
+id = "HN"
+[[member]]
+id = "10"
+name = "An"
+caps = [{ max = 3, per = "30d", count = "crm" }]
+[[member]]
+id = "11"
+name = "Bình"
+caps = [{ max = 3, per = "30d", count = "crm" }]
+[[team]]
+id = "north"
+pipelines = ["default"]
+territories = ["HN"]
+members = ["10", "11"]
+[[pipeline]]
+id = "default"
+[[pipeline.rule]]
+id = "by-province"
+team = { territory = "province" }
+member = "round_robin"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_counting_the_crms_assignments_counts_what_people_assigned_by_hand() {
+    let (_, url, client) = empty_db("crmcount").await;
+    client.batch_execute(COUNTING_CRM).await.expect("CRM");
+    // Two deals An was given by hand this month, one long ago (outside the window).
+    client
+        .batch_execute(
+            "INSERT INTO crm.deal (owner_id, region, assigned_at) VALUES (10, 'HN', now() - interval '1 day'), \
+             (10, 'HN', now() - interval '2 days'), (10, 'HN', now() - interval '40 days')",
+        )
+        .await
+        .expect("manual assignments");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("rules dir");
+    std::fs::write(rules.join("rules.toml"), COUNTING_RULES).expect("rules");
+    let cfg = dir.path().join("oppty-router.toml");
+    let config = format!(
+        "[database]\nurl = \"{url}\"\n[router]\nrules_dir = \"{}\"\npoll_interval = \"100ms\"\n\
+         [opportunity]\ntable = \"crm.deal\"\nid = \"id\"\nowner = \"owner_id\"\nopen_when = \"NOT o.closed\"\n\
+         assigned_at = \"assigned_at\"\n[opportunity.fields]\nprovince = \"region\"\n\
+         [directory]\nactive_members = \"SELECT id::text FROM crm.users\"\nrefresh = \"1s\"\n",
+        rules.display()
+    );
+    std::fs::write(&cfg, &config).expect("config");
+    // Without a column saying when the CRM assigns, the cap is refused where it is written.
+    let unmapped = dir.path().join("unmapped.toml");
+    std::fs::write(&unmapped, config.replace("assigned_at = \"assigned_at\"\n", "")).expect("config");
+    let out = Command::new(BIN).args(["check", "-c"]).arg(&unmapped).output().expect("check");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{text}");
+    assert!(text.contains("rules.toml:9:") && text.contains("needs `opportunity.assigned_at`"), "{text}");
+
+    let out = Command::new(BIN).args(["install", "-c"]).arg(&cfg).output().expect("install");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (child, logs) = start_daemon(&cfg);
+    let owners = |n: usize| {
+        let client = &client;
+        async move {
+            let mut got = Vec::new();
+            for _ in 0..n {
+                let id: i32 = client
+                    .query_one("INSERT INTO crm.deal (region) VALUES ('HN') RETURNING id", &[])
+                    .await
+                    .expect("deal")
+                    .get(0);
+                let started = Instant::now();
+                loop {
+                    let o: Option<i32> = client
+                        .query_one("SELECT owner_id FROM crm.deal WHERE id = $1", &[&id])
+                        .await
+                        .expect("o")
+                        .get(0);
+                    if let Some(o) = o {
+                        got.push((id, o));
+                        break;
+                    }
+                    assert!(started.elapsed() < Duration::from_secs(10), "deal {id} unowned");
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+            got
+        }
+    };
+    // An has 2 of 3 by the CRM's count: one more, then Bình.
+    let got: Vec<i32> = owners(3).await.into_iter().map(|(_, o)| o).collect();
+    assert_eq!(got.iter().filter(|o| **o == 10).count(), 1, "An's manual assignments count: {got:?}");
+    // A manager gives Bình two by hand: with the router's one she is at 3 by the CRM's count.
+    client
+        .batch_execute("INSERT INTO crm.deal (owner_id, region) VALUES (11, 'HN'), (11, 'HN')")
+        .await
+        .expect("by hand");
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the next read (directory.refresh = 1s)
+    let last = owners(1).await;
+    assert_eq!(last[0].1, 99, "both at their CRM cap: the fallback owner");
+    let out = Command::new(BIN).args(["explain", &last[0].0.to_string(), "-c"]).arg(&cfg).output().expect("explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the CRM's count, manual ones included"), "explain says which count: {text}");
+    let out = Command::new(BIN).args(["status", "-c"]).arg(&cfg).output().expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("caps counting the CRM's assignments") && text.contains("10 (An): 3 per 30d"), "{text}");
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    drop(child);
+    let _ = logs.join();
+}

@@ -74,6 +74,10 @@ fn every_kind_of_mistake_gets_a_precise_message() {
          "rules.toml:15:12: string values must be quoted, expected literal string"),
         ("a pick that does not exist", "member = \"fewest_open\"", "member = \"least_loaded\"",
          "rules.toml:28:10: pipeline `retail`.rule `by-province`.member: `least_loaded` is not a way to pick a member; use random, fewest_open, round_robin, weighted_round_robin, best_kpi, or { pick = \"owner\", fields = [...] }"),
+        ("a count on an open cap", "max_open = 10", "caps = [{ max = 10, per = \"open\", count = \"crm\" }]",
+         "rules.toml:15:43: member `101`.caps.count: an open cap always counts the CRM's open opportunities; `count` is for windowed caps"),
+        ("a count that does not exist", "max_open = 10", "caps = [{ max = 10, per = \"30d\", count = \"manual\" }]",
+         "rules.toml:15:42: member `101`.caps.count: `manual` is not a count; use \"router\" (the default) or \"crm\""),
         ("an unknown pipeline", "[[pipeline]]", "[[team]]\nid = \"other\"\npipelines = [\"corporate\"]\nmembers = [\"101\"]\n\n[[pipeline]]",
          "rules.toml:25:14: team `other`.pipelines: unknown pipeline `corporate`"),
     ];

@@ -58,6 +58,15 @@ pub enum Reassign {
 }
 
 crate::db::row::typed_row! {
+    /// One assignment as the CRM records it (`CrmSql::assigned_since`): whose, and when (seconds
+    /// since the epoch).
+    pub struct CrmAssigned {
+        pub owner: String,
+        pub at: i64,
+    }
+}
+
+crate::db::row::typed_row! {
     /// An owner's open load (`CrmSql::recount`, `CrmSql::full_count`).
     pub struct Load {
         pub owner: String,
@@ -85,6 +94,10 @@ pub struct CrmSql {
     pub recount: String,
     /// → every owner's [`Load`].
     pub full_count: String,
+    /// `$1` text[] of owners, `$2` timestamptz → every [`CrmAssigned`] of theirs since then, by
+    /// `opportunity.assigned_at` (else `created_at`): what caps with `count = "crm"` count, manual
+    /// assignments included. `None` when neither is mapped.
+    pub assigned_since: Option<String>,
     /// `$1` text[] → the same array cast to the owner column's type (fails on a bad id).
     pub owner_cast: String,
     /// `$1` text[] → the same array cast to the team column's type, when a team column is mapped.

@@ -65,6 +65,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
     let context_locking = may_lock.then(|| format!("{context} ORDER BY o.{id} FOR NO KEY UPDATE OF o SKIP LOCKED"));
     let (write, reassign) = write_sql(client, cfg, &keys, &id_t, &owner_t, &mut p).await?;
     let (recount, full_count) = count_sql(cfg, &owner_t);
+    let assigned_since = assigned_sql(cfg, &owner_t);
     let owner_users = fit::owner_reference(client, cfg, &owner_t).await?;
     if p.is_empty() {
         try_prepare(client, &context, "opportunity (context query)", &mut p).await?;
@@ -73,6 +74,9 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
             try_prepare(client, c, "opportunity (context query)", &mut p).await?;
         }
         try_prepare(client, &recount, "opportunity (load recount)", &mut p).await?;
+        if let Some(a) = &assigned_since {
+            try_prepare(client, a, "opportunity.assigned_at (the CRM's count for caps)", &mut p).await?;
+        }
     }
     if !p.is_empty() {
         return Err(CrmError::Mapping(p));
@@ -85,6 +89,7 @@ pub async fn prepare(client: &Client, cfg: &Config) -> Result<CrmSql, CrmError> 
         reassign,
         recount,
         full_count,
+        assigned_since,
         owner_cast: format!("SELECT $1::text[]::{owner_t}[]"),
         team_cast: keys.team.as_ref().map(|t| format!("SELECT $1::text[]::{t}[]")),
         owner_users,
@@ -110,9 +115,10 @@ async fn key_types(client: &Client, cfg: &Config, p: &mut Vec<MappingProblem>) -
         Some(c) => column_type(client, &o.table, c, "opportunity.edited_by", p).await?,
         None => None,
     };
-    if let Some(c) = &o.created_at {
-        if let Some(t) = column_type(client, &o.table, c, "opportunity.created_at", p).await? {
-            time_column(&t, c.as_str(), "opportunity.created_at", p);
+    for (c, key) in [(&o.created_at, "opportunity.created_at"), (&o.assigned_at, "opportunity.assigned_at")] {
+        let Some(c) = c else { continue };
+        if let Some(t) = column_type(client, &o.table, c, key, p).await? {
+            time_column(&t, c.as_str(), key, p);
         }
     }
     Ok(KeyTypes { id, owner, team, edited_by })
@@ -347,6 +353,21 @@ async fn batch_write_sql(
         try_prepare(client, &reassign, "write_back.set", p).await?;
     }
     Ok((WriteSql::Batch(sql), Some(Reassign::Batch(reassign))))
+}
+
+/// Every assignment of some owners (`$1`) since `$2`, by when the CRM says the owner was set (or
+/// the row created): manual ones included, closed ones too (a cap counts what was given), deleted
+/// ones not.
+fn assigned_sql(cfg: &Config, owner_t: &str) -> Option<String> {
+    let o = &cfg.opportunity;
+    let at = o.assigned_at.as_ref().or(o.created_at.as_ref())?.quoted();
+    let (table, owner) = (o.table.quoted(), o.owner.quoted());
+    let (deleted, is_opp) = (deleted_pred(cfg), where_pred(cfg));
+    Some(format!(
+        "SELECT o.{owner}::text AS owner, extract(epoch FROM o.{at}::timestamptz)::int8 AS at FROM {table} o \
+         WHERE o.{owner} = ANY($1::text[]::{owner_t}[]) AND o.{at} >= $2::timestamptz \
+         AND NOT coalesce(({deleted})::bool, false) AND ({is_opp})::bool ORDER BY 2"
+    ))
 }
 
 /// The open load of some owners (`$1`), and of every owner.

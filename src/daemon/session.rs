@@ -215,6 +215,8 @@ struct Leader<'a> {
     handled: Arc<Engine>,
     next_refresh: Option<Instant>,
     refreshing: Option<tokio::task::JoinHandle<()>>,
+    /// When the CRM's assignments are next read for caps that count them.
+    next_crm_count: Instant,
     next_sweep: Instant,
     next_heartbeat: Instant,
 }
@@ -284,6 +286,7 @@ impl<'a> Leader<'a> {
             handled,
             next_refresh: cfg.directory.as_ref().map(|d| now + d.refresh),
             refreshing: None,
+            next_crm_count: now + crm_count_every(cfg),
             next_sweep: now + cfg.router.reclaim_interval,
             next_heartbeat: now,
         })
@@ -302,6 +305,7 @@ impl<'a> Leader<'a> {
             self.report_status().await?;
             self.refresh_directory();
             self.pick_up_rules().await?;
+            self.read_crm_count().await?;
             self.sweep_step().await?;
             let (report, caught_up) =
                 self.drain.drain_for(&mut self.c.client, shutdown, Some(ROUND)).await.or_halt(cfg)?;
@@ -360,6 +364,17 @@ impl<'a> Leader<'a> {
             self.refreshing = Some(directory::spawn_refresh(self.cfg.clone(), r.directory.clone(), r.clone()));
         }
         self.next_refresh = self.cfg.directory.as_ref().map(|d| Instant::now() + d.refresh);
+    }
+
+    /// Every `directory.refresh`, between rounds: the CRM's assignments, for caps that count
+    /// them (a person's manual assignment counts from then on).
+    async fn read_crm_count(&mut self) -> Step<()> {
+        if Instant::now() < self.next_crm_count {
+            return Ok(());
+        }
+        self.drain.read_crm_assigned(&mut self.c.client).await.or_halt(self.cfg)?;
+        self.next_crm_count = Instant::now() + crm_count_every(self.cfg);
+        Ok(())
     }
 
     /// A newer candidate: check its member ids against the CRM, then promote it and route with
@@ -464,6 +479,11 @@ impl<'a> Leader<'a> {
         }
         Ok(())
     }
+}
+
+/// How often the CRM's assignments are read for caps that count them: as often as the directory.
+fn crm_count_every(cfg: &Config) -> Duration {
+    cfg.directory.as_ref().map_or(Duration::from_secs(300), |d| d.refresh)
 }
 
 /// A candidate the CRM refuses (its member ids do not fit the owner column): it never goes in

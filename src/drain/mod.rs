@@ -20,12 +20,13 @@ use crate::config::Config;
 use crate::crm::CrmSql;
 use crate::db::prepared::Prepared;
 use crate::db::row::FromRow;
-use crate::engine::history::HistoryNeed;
+use crate::engine::history::{CrmCountNeed, HistoryNeed};
 use crate::engine::{Engine, Ledger, Outcome, Undo};
 use crate::store::Statements;
 pub use crate::store::{Event, EventKind};
 use rand::rngs::SmallRng;
 
+mod crm_count;
 mod process;
 mod reclaim;
 mod shares;
@@ -521,7 +522,7 @@ impl Drain {
         self.prep.execute(client, &self.store.member_state, &[&members, &counts, &zeros]).await.map_err(pg)?;
         *lock_ledger(&self.ledger) = ledger;
         self.refresh_pauses(client).await.map_err(DrainError::from_pg)?;
-        Ok(())
+        self.read_crm_assigned(client).await
     }
 
     /// Route with a new rule set from the next batch on. The ledger is carried over by member id;
@@ -545,7 +546,11 @@ impl Drain {
         }
         self.history = need;
         *lock_ledger(&self.ledger) = ledger;
+        let crm_need_grew = CrmCountNeed::of(&engine) != CrmCountNeed::of(&self.engine);
         self.engine = engine;
+        if crm_need_grew {
+            self.read_crm_assigned(client).await?;
+        }
         Ok(())
     }
 

@@ -114,3 +114,34 @@ member = "fewest_open"
         assert!(!read.covers(&need(&more)), "a new member");
     }
 }
+
+/// The CRM's record a rule set's caps with `count = "crm"` need: the members with such a cap, and
+/// how far back (seconds: the longest such window; a day's cap reads a day and a half, whatever
+/// its time zone). Empty when no cap counts the CRM's assignments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrmCountNeed {
+    pub members: Vec<String>,
+    pub window: i64,
+}
+
+impl CrmCountNeed {
+    pub fn of(engine: &Engine) -> CrmCountNeed {
+        let mut need = CrmCountNeed::default();
+        for m in &engine.members {
+            let windows: Vec<i64> = m
+                .caps
+                .iter()
+                .filter(|c| c.crm_count)
+                .map(|c| match c.window {
+                    Window::Rolling(secs) => secs,
+                    Window::Day(_) | Window::Open => 36 * 3_600,
+                })
+                .collect();
+            if let Some(w) = windows.into_iter().max() {
+                need.members.push(m.id.to_string());
+                need.window = need.window.max(w);
+            }
+        }
+        need
+    }
+}

@@ -31,6 +31,13 @@ pub struct Ledger {
     /// Epoch seconds of recent assignments per (member id, team id), oldest first, for the caps
     /// that hold in one team only (kept for memberships with such a cap).
     pub recent_here: HashMap<(Arc<str>, Arc<str>), VecDeque<i64>>,
+    /// The CRM's own record of assignments per member (epoch seconds, oldest first), manual ones
+    /// included, as read at [`Ledger::crm_read_at`]: what caps with `count = "crm"` count.
+    pub crm_recent: Vec<VecDeque<i64>>,
+    /// When the CRM's assignments were read (epoch seconds, taken before the read, between
+    /// rounds: every assignment the router made before it is in the CRM's record). `None`:
+    /// never read, and those caps count the router's own.
+    pub crm_read_at: Option<i64>,
 }
 
 /// A member's away flag and re-entry ramp as they were before a decision changed them.
@@ -65,6 +72,7 @@ impl Ledger {
             reentry: vec![None; n],
             away: vec![false; n],
             paused: vec![false; n],
+            crm_recent: vec![VecDeque::new(); n],
             ..Default::default()
         };
         if let Some((oe, ol)) = old {
@@ -72,6 +80,7 @@ impl Ledger {
                 if let Some(j) = oe.member_index(&m.id) {
                     l.open[i] = ol.open[j];
                     l.recent[i] = ol.recent[j].clone();
+                    l.crm_recent[i] = ol.crm_recent.get(j).cloned().unwrap_or_default();
                     l.reentry[i] = ol.reentry[j];
                     l.paused[i] = ol.paused.get(j).copied().unwrap_or(false);
                     // A member paused or disabled in the old rules and not in the new ones is
@@ -80,6 +89,7 @@ impl Ledger {
                     l.away[i] = ol.away[j] || (was.paused && !is.paused) || (!was.active && is.active);
                 }
             }
+            l.crm_read_at = ol.crm_read_at;
             l.cursors = ol.cursors.clone();
             l.weights = ol.weights.clone();
             l.recent_here = ol.recent_here.clone();
@@ -104,7 +114,7 @@ impl Ledger {
 
     /// Forget assignments older than `horizon` seconds before `now`.
     pub fn trim(&mut self, now: i64, horizon: i64) {
-        for q in self.recent.iter_mut().chain(self.recent_here.values_mut()) {
+        for q in self.recent.iter_mut().chain(self.recent_here.values_mut()).chain(self.crm_recent.iter_mut()) {
             while q.front().is_some_and(|t| *t < now - horizon) {
                 q.pop_front();
             }
@@ -115,6 +125,29 @@ impl Ledger {
     pub fn assigned_since(&self, m: usize, since: i64) -> usize {
         let q = &self.recent[m];
         q.len() - q.partition_point(|t| *t < since)
+    }
+
+    /// Assignments of member `m` at or after `since` as a cap with `count = "crm"` counts them:
+    /// the CRM's record as last read, plus the router's own since (`at` ≥ the read: one made in
+    /// that very second may count twice, never not at all); never fewer than the router's own in
+    /// the window (a CRM whose column missed the router's writes still holds the cap).
+    pub fn crm_assigned_since(&self, m: usize, since: i64) -> usize {
+        let own = self.assigned_since(m, since);
+        let Some(read_at) = self.crm_read_at else { return own };
+        let crm = self.crm_recent.get(m).map_or(0, |q| q.len() - q.partition_point(|t| *t < since));
+        (crm + self.assigned_since(m, since.max(read_at))).max(own)
+    }
+
+    /// Put the CRM's record of assignments in, read at `read_at` (epoch seconds): `(member, at)`.
+    pub fn set_crm_assigned(&mut self, engine: &Engine, rows: impl IntoIterator<Item = (usize, i64)>, read_at: i64) {
+        self.crm_recent = vec![VecDeque::new(); engine.members.len()];
+        for (m, at) in rows {
+            if let Some(q) = self.crm_recent.get_mut(m) {
+                q.push_back(at);
+            }
+        }
+        self.crm_recent.iter_mut().for_each(|q| q.make_contiguous().sort_unstable());
+        self.crm_read_at = Some(read_at);
     }
 
     /// Assignments of `member` through `team` at or after `since`.
@@ -230,6 +263,23 @@ mod tests {
         assert_eq!(l.open, vec![0, 0]);
         assert!(l.recent[1].is_empty());
         assert_eq!(l.cursors.get("p/r").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn the_crms_count_adds_the_routers_own_since_it_was_read_and_is_never_below_the_routers() {
+        let mut l = ledger();
+        l.assign(0, 50); // the router's, before the read: in the CRM's record too
+        l.crm_recent = vec![VecDeque::from([20, 50, 60]), VecDeque::new()]; // 20 and 60 by hand
+        l.crm_read_at = Some(70);
+        l.assign(0, 80); // the router's, after the read
+        assert_eq!(l.crm_assigned_since(0, 0), 4, "3 in the CRM's record and 1 since");
+        assert_eq!(l.crm_assigned_since(0, 55), 2, "60 by hand, 80 by the router");
+        // A CRM whose column missed the router's writes: never fewer than the router's own.
+        l.assign(1, 30);
+        l.assign(1, 40);
+        assert_eq!(l.crm_assigned_since(1, 0), 2);
+        l.crm_read_at = None;
+        assert_eq!(l.crm_assigned_since(0, 0), 2, "never read: the router's own");
     }
 
     #[test]

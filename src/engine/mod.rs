@@ -243,6 +243,9 @@ pub struct Cap {
     pub window: Window,
     pub max: u32,
     pub label: String,
+    /// Counts every assignment the CRM records in the window (`count = "crm"`), manual ones
+    /// included, plus the router's own since the CRM was last read; else the router's own.
+    pub crm_count: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -585,6 +588,7 @@ impl Engine {
         member.caps.iter().position(|cap| {
             let used = match &cap.window {
                 Window::Open => ledger.open[m],
+                Window::Rolling(secs) if cap.crm_count => ledger.crm_assigned_since(m, now.timestamp() - secs) as i64,
                 Window::Rolling(secs) => ledger.assigned_since(m, now.timestamp() - secs) as i64,
                 Window::Day(tz) => {
                     let local = now.with_timezone(tz).date_naive();
@@ -593,7 +597,11 @@ impl Engine {
                         .and_then(|n| chrono::TimeZone::from_local_datetime(tz, &n).earliest())
                         .map(|d| d.timestamp())
                         .unwrap_or(now.timestamp() - 86_400);
-                    ledger.assigned_since(m, midnight) as i64
+                    if cap.crm_count {
+                        ledger.crm_assigned_since(m, midnight) as i64
+                    } else {
+                        ledger.assigned_since(m, midnight) as i64
+                    }
                 }
             };
             used >= i64::from(cap.max)
@@ -920,9 +928,11 @@ impl Engine {
 }
 
 fn cap_label(cap: &Cap) -> &'static str {
-    match cap.window {
-        Window::Open => "at cap: open opportunities",
-        Window::Rolling(_) => "at cap: assignments in a rolling window",
-        Window::Day(_) => "at cap: assignments today",
+    match (&cap.window, cap.crm_count) {
+        (Window::Open, _) => "at cap: open opportunities",
+        (Window::Rolling(_), false) => "at cap: assignments in a rolling window",
+        (Window::Rolling(_), true) => "at cap: assignments in a rolling window (the CRM's count, manual ones included)",
+        (Window::Day(_), false) => "at cap: assignments today",
+        (Window::Day(_), true) => "at cap: assignments today (the CRM's count, manual ones included)",
     }
 }

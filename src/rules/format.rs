@@ -118,6 +118,13 @@ words! {
 }
 
 words! {
+    /// What a windowed cap counts: "router" (the default: the assignments the router made, from
+    /// its audit) or "crm" (every assignment the CRM records in the window, manual ones included;
+    /// needs `opportunity.assigned_at` or `created_at` in the daemon config).
+    CapCountWord as "CapCount" { Router = "router", Crm = "crm" }
+}
+
+words! {
     /// Whose turn a round-robin pick follows in a team: "team" (the default: one turn per team,
     /// shared by every rule that feeds it) or "rule" (a turn of this rule's own in each team).
     TurnWord as "Turn" { Team = "team", Rule = "rule" }
@@ -242,6 +249,9 @@ pub(in crate::rules) struct RawCap {
     pub(in crate::rules) max: u32,
     pub(in crate::rules) per: String,
     pub(in crate::rules) timezone: Option<String>,
+    /// What a windowed cap counts: "router" (default: the assignments the router made) or "crm"
+    /// (every assignment the CRM records in the window, manual ones included).
+    pub(in crate::rules) count: Option<CapCountWord>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

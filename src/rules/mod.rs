@@ -54,6 +54,9 @@ pub struct Directory {
     /// The daemon config does not map `opportunity.edited_by`: rules counting owner edits are
     /// refused (false when compiling without a config: nothing is known then).
     pub owner_edits_unmapped: bool,
+    /// The daemon config maps neither `opportunity.assigned_at` nor `created_at`: caps counting
+    /// the CRM's assignments (`count = "crm"`) are refused (false without a config).
+    pub crm_count_unmapped: bool,
     /// How the CRM's owner column writes a user id as text; ids in the rule files are read in
     /// that form (an upper-case uuid in a file is the same user as the CRM's lower-case one).
     pub ids: IdForm,

@@ -21,6 +21,9 @@ pub struct People {
     pub paused_in_teams: Vec<String>,
     /// Caps that hold in one team only (the CRM's per-membership maximum).
     pub caps_in_teams: Vec<String>,
+    /// Caps that count the CRM's own assignments (`count = "crm"`), manual ones included.
+    #[serde(default)]
+    pub caps_counted_by_the_crm: Vec<String>,
     /// What the set warns about (a remit that never applies, a rule-file test the CRM broke).
     pub warnings: Vec<String>,
 }
@@ -40,6 +43,11 @@ pub fn of(e: &Engine) -> People {
     members.sort_by(|a, b| a.id.cmp(&b.id));
     p.paused_in_rules = members.iter().filter(|m| m.paused).map(|m| named(m)).collect();
     p.inactive = members.iter().filter(|m| !m.active).map(|m| named(m)).collect();
+    for m in &members {
+        for c in m.caps.iter().filter(|c| c.crm_count) {
+            p.caps_counted_by_the_crm.push(format!("{}: {} per {}", named(m), c.max, c.label));
+        }
+    }
     for t in &e.teams {
         for m in t.paused_here.iter().map(|m| &e.members[*m]) {
             p.paused_in_teams.push(format!("{} in team {}", named(m), t.id));
@@ -64,6 +72,7 @@ impl People {
             ("disabled in the CRM", &self.inactive),
             ("paused in one team by the CRM", &self.paused_in_teams),
             ("capped in one team by the CRM", &self.caps_in_teams),
+            ("caps counting the CRM's assignments (manual ones included)", &self.caps_counted_by_the_crm),
         ];
         let mut any = false;
         for (what, who) in lines {

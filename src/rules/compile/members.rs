@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{duration, timezone, Resolver};
 use crate::engine::{self, Cap, Window};
-use crate::rules::format::{RawMember, RawTeam};
+use crate::rules::format::{CapCountWord, RawCap, RawMember, RawTeam};
 
 impl Resolver<'_> {
     pub(super) fn members(&mut self, members: &[(usize, RawMember)], teams: &[(usize, RawTeam)]) {
@@ -60,7 +60,7 @@ impl Resolver<'_> {
     fn caps(&mut self, fi: usize, key: &str, m: &RawMember) -> Vec<Cap> {
         let mut caps = Vec::new();
         if let Some(max) = m.max_open {
-            caps.push(Cap { window: Window::Open, max, label: "open".into() });
+            caps.push(Cap { window: Window::Open, max, label: "open".into(), crm_count: false });
         }
         for c in &m.caps {
             let window = match c.per.trim() {
@@ -75,12 +75,39 @@ impl Resolver<'_> {
                     Window::Rolling(d)
                 }),
             };
+            let crm_count = self.cap_count(fi, key, c, &window);
             match window {
-                Ok(w) => caps.push(Cap { window: w, max: c.max, label: c.per.clone() }),
+                Ok(w) => caps.push(Cap { window: w, max: c.max, label: c.per.clone(), crm_count }),
                 Err(e) => self.cx.err(fi, &c.per, &format!("{key}.caps.per"), e),
             }
         }
         caps
+    }
+
+    /// Whether a cap counts the CRM's assignments (`count = "crm"`): only a windowed cap can,
+    /// and only with a config that says when the CRM assigns.
+    fn cap_count(&mut self, fi: usize, key: &str, c: &RawCap, window: &Result<Window, String>) -> bool {
+        let ckey = format!("{key}.caps.count");
+        match &c.count {
+            None | Some(CapCountWord::Router) => false,
+            Some(CapCountWord::Other(o)) => {
+                let msg = format!("`{o}` is not a count; use \"router\" (the default) or \"crm\"");
+                self.cx.err(fi, o, &ckey, msg);
+                false
+            }
+            Some(CapCountWord::Crm) if matches!(window, Ok(Window::Open)) => {
+                let msg = "an open cap always counts the CRM's open opportunities; `count` is for windowed caps";
+                self.cx.err(fi, "crm", &ckey, msg);
+                false
+            }
+            Some(CapCountWord::Crm) if self.directory.crm_count_unmapped => {
+                let msg = "`count = \"crm\"` needs `opportunity.assigned_at` (the column the CRM sets when it \
+                           assigns an owner) or `opportunity.created_at` in the daemon config";
+                self.cx.err(fi, "crm", &ckey, msg);
+                false
+            }
+            Some(CapCountWord::Crm) => true,
+        }
     }
 
     /// The member's schedule: the one named (or its team's), and, with days out of office of

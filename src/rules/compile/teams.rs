@@ -119,7 +119,7 @@ fn membership_rules(
         }
         if let Some((max, per)) = r.cap {
             let label = humantime::format_duration(std::time::Duration::from_secs(per.max(0) as u64)).to_string();
-            caps.push((m, Cap { window: Window::Rolling(per), max, label }));
+            caps.push((m, Cap { window: Window::Rolling(per), max, label, crm_count: false }));
         }
     }
     paused.sort_unstable();

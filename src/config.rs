@@ -65,6 +65,8 @@ struct RawDirectory {
     active_members: Option<String>,
     team_members: Option<String>,
     kpi: Option<String>,
+    territories: Option<String>,
+    team_territories: Option<String>,
     #[serde(default = "default_refresh", with = "humantime_serde")]
     refresh: Duration,
 }
@@ -356,6 +358,12 @@ pub struct DirectoryConfig {
     pub team_members: Option<String>,
     /// Returns (member id, score) pairs (text, float8), for `best_kpi`.
     pub kpi: Option<String>,
+    /// Returns the CRM's territory tree, by column name: `id`, and optional `name`, `parent` (or
+    /// `lft` and `rgt`, a nested set), `aliases` (text[] or comma-separated text).
+    pub territories: Option<String>,
+    /// Returns (team crm id, territory id) pairs (two text columns): the territories each team
+    /// with that `crm_id` covers, besides those its rule file lists.
+    pub team_territories: Option<String>,
     /// How often the queries run again.
     pub refresh: Duration,
 }
@@ -725,6 +733,8 @@ fn directory_of(p: &mut Problems<'_>, d: RawDirectory) -> DirectoryConfig {
         active_members: q(p, "directory.active_members", d.active_members),
         team_members: q(p, "directory.team_members", d.team_members),
         kpi: q(p, "directory.kpi", d.kpi),
+        territories: q(p, "directory.territories", d.territories),
+        team_territories: q(p, "directory.team_territories", d.team_territories),
         refresh: d.refresh,
     }
 }

@@ -72,6 +72,8 @@ fn probes(cfg: &Config, sql: &CrmSql) -> Vec<Probe> {
             ("directory.active_members", &d.active_members),
             ("directory.team_members", &d.team_members),
             ("directory.kpi", &d.kpi),
+            ("directory.territories", &d.territories),
+            ("directory.team_territories", &d.team_territories),
         ] {
             if let Some(q) = q {
                 out.push(p(key, q, false));

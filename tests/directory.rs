@@ -486,25 +486,7 @@ async fn a_cap_counting_the_crms_assignments_counts_what_people_assigned_by_hand
         async move {
             let mut got = Vec::new();
             for _ in 0..n {
-                let id: i32 = client
-                    .query_one("INSERT INTO crm.deal (region) VALUES ('HN') RETURNING id", &[])
-                    .await
-                    .expect("deal")
-                    .get(0);
-                let started = Instant::now();
-                loop {
-                    let o: Option<i32> = client
-                        .query_one("SELECT owner_id FROM crm.deal WHERE id = $1", &[&id])
-                        .await
-                        .expect("o")
-                        .get(0);
-                    if let Some(o) = o {
-                        got.push((id, o));
-                        break;
-                    }
-                    assert!(started.elapsed() < Duration::from_secs(10), "deal {id} unowned");
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                }
+                got.push(deal_owned(client, "INSERT INTO crm.deal (region) VALUES ('HN') RETURNING id", &[]).await);
             }
             got
         }
@@ -529,4 +511,114 @@ async fn a_cap_counting_the_crms_assignments_counts_what_people_assigned_by_hand
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     drop(child);
     let _ = logs.join();
+}
+
+/// A CRM keeping its areas as a nested set, and which team covers which area.
+const AREAS_CRM: &str = r#"
+CREATE SCHEMA crm;
+CREATE TABLE crm.users (id integer PRIMARY KEY, name text NOT NULL);
+INSERT INTO crm.users VALUES (10, 'An'), (11, 'Bình'), (99, 'Admin');
+CREATE TABLE crm.area (code text PRIMARY KEY, title text NOT NULL, lft integer NOT NULL, rgt integer NOT NULL);
+INSERT INTO crm.area VALUES ('VN', 'Việt Nam', 1, 10), ('HN', 'Hà Nội', 2, 7), ('BD', 'Ba Đình', 3, 4),
+    ('HK', 'Hoàn Kiếm', 5, 6), ('SG', 'Hồ Chí Minh', 8, 9);
+CREATE TABLE crm.team_area (team text NOT NULL, area text NOT NULL);
+INSERT INTO crm.team_area VALUES ('T-N', 'HN'), ('T-S', 'SG');
+CREATE TABLE crm.deal (id serial PRIMARY KEY, owner_id integer REFERENCES crm.users, district text,
+    closed boolean NOT NULL DEFAULT false);
+"#;
+
+/// No territory tree in the files: one alias added to the CRM's Hà Nội.
+const AREAS_RULES: &str = r#"
+[settings]
+fallback_owner = "99"
+[[territory]]
+id = "HN"
+aliases = ["Hanoi"]
+[[member]]
+id = "10"
+name = "An"
+[[member]]
+id = "11"
+name = "Bình"
+[[team]]
+id = "north"
+crm_id = "T-N"
+pipelines = ["default"]
+members = ["10"]
+[[team]]
+id = "south"
+crm_id = "T-S"
+pipelines = ["default"]
+members = ["11"]
+[[pipeline]]
+id = "default"
+[[pipeline.rule]]
+id = "by-district"
+team = { territory = "district" }
+member = "fewest_open"
+[[test]]
+name = "Ba Đình is in the north"
+fields = { district = "Ba Đình" }
+expect = { team = "north" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_territory_tree_and_who_covers_what_come_from_the_crms_nested_set_and_follow_its_changes() {
+    let (_, url, client) = empty_db("areas").await;
+    client.batch_execute(AREAS_CRM).await.expect("CRM");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("rules dir");
+    std::fs::write(rules.join("rules.toml"), AREAS_RULES).expect("rules");
+    let cfg = dir.path().join("oppty-router.toml");
+    let config = format!(
+        "[database]\nurl = \"{url}\"\n[router]\nrules_dir = \"{}\"\npoll_interval = \"100ms\"\n\
+         [opportunity]\ntable = \"crm.deal\"\nid = \"id\"\nowner = \"owner_id\"\nopen_when = \"NOT o.closed\"\n\
+         [opportunity.fields]\ndistrict = \"district\"\n\
+         [directory]\nterritories = \"SELECT code AS id, title AS name, lft, rgt FROM crm.area\"\n\
+         team_territories = \"SELECT team, area FROM crm.team_area\"\nrefresh = \"1s\"\n",
+        rules.display()
+    );
+    std::fs::write(&cfg, &config).expect("config");
+    let run = |args: &[&str], file: &std::path::Path| {
+        let out = Command::new(BIN).args(args).arg("-c").arg(file).env_remove("RUST_LOG").output().expect("run");
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (code, out) = run(&["install"], &cfg);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["check"], &cfg);
+    assert_eq!(code, Some(0), "the files' test runs against the CRM's tree: {out}");
+    let (child, logs) = start_daemon(&cfg);
+    let owner_of = |district: &'static str| {
+        let client = &client;
+        async move { deal_owned(client, "INSERT INTO crm.deal (district) VALUES ($1) RETURNING id", &[&district]).await.1 }
+    };
+    assert_eq!(owner_of("Ba Đình").await, 10, "a district under Hà Nội: the north, by the CRM's tree");
+    assert_eq!(owner_of("Hồ Chí Minh").await, 11, "the south covers SG in the CRM");
+    assert_eq!(owner_of("Hanoi").await, 10, "an alias the rule file adds to the CRM's node");
+    assert_eq!(owner_of("Tây Hồ").await, 99, "not a territory yet: the fallback owner");
+
+    // The CRM adds a district under Hà Nội (the nested set renumbered), and covers it.
+    change_and_wait(
+        &client,
+        "UPDATE crm.area SET rgt = rgt + 2 WHERE rgt >= 7; UPDATE crm.area SET lft = lft + 2 WHERE lft > 7; \
+         INSERT INTO crm.area VALUES ('TH', 'Tây Hồ', 7, 8)",
+    )
+    .await;
+    assert_eq!(owner_of("Tây Hồ").await, 10, "the new district is under Hà Nội from the next refresh");
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    drop(child);
+    let logs = logs.join().expect("logs");
+    assert!(logs.contains("territories +th"), "the change is said: {logs}");
+
+    // A tree that names a parent it does not return is refused where it is configured.
+    let broken = dir.path().join("broken.toml");
+    let text = config.replace(
+        "SELECT code AS id, title AS name, lft, rgt FROM crm.area",
+        "SELECT code AS id, title AS name, CASE code WHEN 'BD' THEN 'XX' END AS parent FROM crm.area",
+    );
+    std::fs::write(&broken, text).expect("config");
+    let (code, out) = run(&["check"], &broken);
+    assert_eq!(code, Some(78), "{out}");
+    assert!(out.contains("directory.territories: territory `BD` has parent `XX`"), "{out}");
 }

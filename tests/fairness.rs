@@ -78,21 +78,7 @@ listen = "127.0.0.1:{port}"
 
 async fn route(client: &Client, n: usize) {
     for _ in 0..n {
-        let id: i32 = client
-            .query_one("INSERT INTO crm.deal (region) VALUES ('HN') RETURNING id", &[])
-            .await
-            .expect("deal")
-            .get(0);
-        let started = Instant::now();
-        loop {
-            let owner: Option<i32> =
-                client.query_one("SELECT owner_id FROM crm.deal WHERE id = $1", &[&id]).await.expect("owner").get(0);
-            if owner.is_some() {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "deal {id} unowned");
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
+        deal_owned(client, "INSERT INTO crm.deal (region) VALUES ('HN') RETURNING id", &[]).await;
     }
 }
 

@@ -49,6 +49,11 @@ pub struct Directory {
     pub membership_rules: Vec<MembershipRule>,
     /// KPI score per member id.
     pub kpi: HashMap<String, f64>,
+    /// The CRM's territory tree (`directory.territories`), before the rule files' territories
+    /// (which may add to it or override a node).
+    pub territories: Vec<CrmTerritory>,
+    /// (team crm id, territory id) pairs: the territories the CRM says each team covers.
+    pub team_territories: Vec<(String, String)>,
     /// Team memberships come from the CRM: a team may list no members in the files.
     pub memberships_from_crm: bool,
     /// The daemon config does not map `opportunity.edited_by`: rules counting owner edits are
@@ -68,6 +73,15 @@ pub struct Directory {
     /// rule-file test the CRM's change breaks (a member it disabled, say) is a warning, not a
     /// refusal. The CRM's word on people applies; the admin is told which test to update.
     pub tests_warn: bool,
+}
+
+/// A territory as the CRM's tree has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrmTerritory {
+    pub id: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub aliases: Vec<String>,
 }
 
 /// A member's pause or cap within one team, as the CRM keeps it.

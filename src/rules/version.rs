@@ -74,6 +74,27 @@ pub(super) fn fingerprint(files: &[Source], directory: &Directory) -> String {
         h.update(m);
         h.update([3]);
     }
+    let mut terr: Vec<&super::CrmTerritory> = directory.territories.iter().collect();
+    terr.sort_by(|a, b| a.id.cmp(&b.id));
+    for t in terr {
+        for part in [t.id.as_str(), t.name.as_str(), t.parent.as_deref().unwrap_or("\u{1}")] {
+            h.update(part);
+            h.update([5]);
+        }
+        for a in &t.aliases {
+            h.update(a);
+            h.update([6]);
+        }
+        h.update([7]);
+    }
+    let mut covered = directory.team_territories.clone();
+    covered.sort();
+    for (team, t) in &covered {
+        h.update(team);
+        h.update([8]);
+        h.update(t);
+        h.update([9]);
+    }
     let mut kpis: Vec<(&String, &f64)> = directory.kpi.iter().collect();
     kpis.sort_by(|a, b| a.0.cmp(b.0));
     for (m, k) in kpis {

@@ -347,3 +347,23 @@ pub async fn change_and_wait(client: &Client, sql: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Insert a deal into a test CRM's `crm.deal` with `insert` (returning its `id`), then wait (10 s
+/// at most) until the router gives it an owner: (id, owner).
+pub async fn deal_owned(
+    client: &Client,
+    insert: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> (i32, i32) {
+    let id: i32 = client.query_one(insert, params).await.unwrap_or_else(|e| panic!("{insert}: {e}")).get(0);
+    let started = Instant::now();
+    loop {
+        let owner: Option<i32> =
+            client.query_one("SELECT owner_id FROM crm.deal WHERE id = $1", &[&id]).await.expect("owner").get(0);
+        if let Some(o) = owner {
+            return (id, o);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "deal {id} still unowned");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}

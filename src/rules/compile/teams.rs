@@ -30,7 +30,12 @@ impl Resolver<'_> {
                     "the team takes part in no pipeline; list at least one",
                 );
             }
-            let territories = self.territory_refs(*fi, &format!("{key}.territories"), &t.territories);
+            let mut territories = self.territory_refs(*fi, &format!("{key}.territories"), &t.territories);
+            for n in self.crm_team_territories(t.crm_id.as_deref()) {
+                if !territories.contains(&n) {
+                    territories.push(n);
+                }
+            }
             let (paused_here, caps_here) =
                 membership_rules(t.crm_id.as_deref(), &self.directory.membership_rules, &self.member_index);
             for (_, c) in &caps_here {

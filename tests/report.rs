@@ -273,6 +273,13 @@ async fn simulating_binh_on_leave_moves_each_of_her_opportunities_to_a_colleague
     let hanoi = report["teams"].as_array().expect("teams").iter().find(|t| t["id"] == "hanoi-retail").expect("team");
     assert!(hanoi["fairness"]["after"]["gini"].is_number(), "fairness per team: {hanoi}");
     check_charts(&report, &page, dir.path());
+    // As text, people are named: in the team sections and in the changes with their reasons.
+    let (code, text, _) = cli(&config, &["simulate", "--rules", candidate.to_str().expect("path"), "--since", "1h"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Trần Thị Bình (102) → "), "{text}");
+    let picks: Vec<&str> = text.split("picked ").skip(1).map(|p| p.split(':').next().unwrap_or("")).collect();
+    assert!(!picks.is_empty() && picks.iter().all(|p| p.contains(" (")), "each pick named: {picks:?}");
+    assert!(text.contains("(expected "), "each member's entitlement beside what they got: {text}");
 
     // The same edit with the files' tests still in it: refused, saying which test, nothing replayed.
     let tested = with_binh_on_leave(dir.path(), true);

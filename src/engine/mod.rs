@@ -181,7 +181,9 @@ impl Explanation {
             parts.push(p);
         }
         if let Some(m) = &self.member {
-            parts.push(format!("picked {}: {}", m.id, m.why));
+            let who =
+                if m.name.is_empty() || m.name == m.id { m.id.to_string() } else { format!("{} ({})", m.name, m.id) };
+            parts.push(format!("picked {who}: {}", m.why));
         }
         for what in [&self.held, &self.fallback, &self.note].into_iter().flatten() {
             parts.push(what.clone());

@@ -274,7 +274,7 @@ fn changes(out: &mut String, r: &Report) {
     }
     section(out, "Opportunities whose owner would change", &format!("{} in all, oldest first.", r.changes.len()));
     out.push_str("<table id=\"changes\"><tr><th>opportunity</th><th>now</th><th>candidate rules</th><th>why</th></tr>");
-    let who = |o: &Option<String>| escape(o.as_deref().unwrap_or("nobody"));
+    let who = |o: &Option<String>| escape(&r.who(o.as_deref()));
     for c in &r.changes {
         let _ = write!(
             out,

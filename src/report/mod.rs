@@ -141,6 +141,18 @@ impl Fairness {
     }
 }
 
+impl Report {
+    /// A member as people read them: "Bình (102)", the id alone when no name is known, or
+    /// "nobody".
+    pub fn who(&self, id: Option<&str>) -> String {
+        let Some(id) = id else { return "nobody".into() };
+        match self.members.iter().find(|m| m.id == id) {
+            Some(m) if !m.name.is_empty() && m.name != m.id => format!("{} ({id})", m.name),
+            _ => id.to_string(),
+        }
+    }
+}
+
 impl TeamMember {
     /// "Bình (11)", or the id alone when the rules give no name; "(paused)" when on leave.
     pub fn label(&self, paused: bool) -> String {

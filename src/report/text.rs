@@ -108,7 +108,7 @@ fn changes(out: &mut String, r: &Report) {
     }
     let _ = writeln!(out, "\n{} opportunities would change owner", r.changes.len());
     for c in r.changes.iter().take(CHANGES_SHOWN) {
-        let who = |o: &Option<String>| o.clone().unwrap_or_else(|| "nobody".into());
+        let who = |o: &Option<String>| r.who(o.as_deref());
         let _ =
             writeln!(out, "  {}: {} → {} ({}): {}", c.opp_id, who(&c.before), who(&c.after), c.after_outcome, c.reason);
     }

@@ -611,6 +611,14 @@ async fn the_territory_tree_and_who_covers_what_come_from_the_crms_nested_set_an
     let logs = logs.join().expect("logs");
     assert!(logs.contains("territories +th"), "the change is said: {logs}");
 
+    // The same tree as a parent column: the files' test (Ba Đình is in the north) holds with it.
+    let by_parent = dir.path().join("parent.toml");
+    let parent = "CASE WHEN code IN ('HN', 'SG') THEN 'VN' WHEN code = 'VN' THEN NULL ELSE 'HN' END AS parent";
+    let text = config.replace("lft, rgt FROM crm.area", &format!("{parent} FROM crm.area"));
+    std::fs::write(&by_parent, text).expect("config");
+    let (code, out) = run(&["check"], &by_parent);
+    assert_eq!(code, Some(0), "a parent column reads the same tree: {out}");
+
     // A tree that names a parent it does not return is refused where it is configured.
     let broken = dir.path().join("broken.toml");
     let text = config.replace(

@@ -286,13 +286,18 @@ impl Engine {
         Some(cands)
     }
 
-    /// The members of `before` that `kept` no longer has, each once.
+    /// The members of `before` that `kept` no longer has. A filter keeps candidates in their
+    /// order, so one walk over both finds them (never a search per candidate).
     fn left_out(&self, before: &Cands, kept: &Cands) -> Vec<Arc<str>> {
-        let mut out: Vec<Arc<str>> = before
-            .iter()
-            .filter(|(m, _)| !kept.iter().any(|(k, _)| k == m))
-            .map(|(m, _)| self.members[*m].id.clone())
-            .collect();
+        let mut out: Vec<Arc<str>> = Vec::with_capacity(before.len() - kept.len().min(before.len()));
+        let mut next = kept.iter().peekable();
+        for c in before {
+            if next.peek() == Some(&c) {
+                next.next();
+            } else {
+                out.push(self.members[c.0].id.clone());
+            }
+        }
         out.dedup();
         out
     }

@@ -8,7 +8,7 @@
 
 use tokio_postgres::{Client, Row};
 
-use super::MappingProblem;
+use super::{territories, MappingProblem};
 
 /// A directory query that failed: what the admin reads, and, when the server failed it, the kind
 /// of that error (a lost connection is not a wrong query).
@@ -81,12 +81,19 @@ pub async fn load_directory(
             }
         }
     }
-    super::territories::read(client, d, &mut out).await?;
+    if let Some(sql) = &d.territories {
+        const KEY: &str = "directory.territories";
+        out.territories = territories::tree_of(&query(client, KEY, sql).await?).map_err(|w| bad(KEY, &w))?;
+    }
+    if let Some(sql) = &d.team_territories {
+        const KEY: &str = "directory.team_territories";
+        out.team_territories = territories::coverage(&query(client, KEY, sql).await?).map_err(|w| bad(KEY, &w))?;
+    }
     Ok(out)
 }
 
 /// One directory query's rows; a failure names its config key, with the server's error kind.
-pub(super) async fn query(client: &Client, key: &'static str, sql: &str) -> Result<Vec<Row>, DirectoryError> {
+async fn query(client: &Client, key: &'static str, sql: &str) -> Result<Vec<Row>, DirectoryError> {
     client.query(sql, &[]).await.map_err(|e| DirectoryError {
         problem: MappingProblem {
             key: key.into(),
@@ -97,7 +104,7 @@ pub(super) async fn query(client: &Client, key: &'static str, sql: &str) -> Resu
 }
 
 /// A query whose rows are not of the documented shape.
-pub(super) fn bad(key: &str, want: &str) -> DirectoryError {
+fn bad(key: &str, want: &str) -> DirectoryError {
     DirectoryError { problem: MappingProblem { key: key.into(), message: format!("must return {want}") }, kind: None }
 }
 

@@ -2,58 +2,49 @@
 //! and `rgt`) and the territories each team covers (`directory.team_territories`), read like the
 //! rest of the directory and refreshed with it.
 //!
-//! It must not judge the tree (unknown parents, cycles): `rules` does, naming these keys.
+//! It must not run a query (`crm::directory` runs them and hands the rows in) nor judge the tree
+//! (unknown parents, cycles): `rules` does, naming these keys.
 
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
-use super::directory::{bad, query};
-use super::DirectoryError;
 use crate::rules::CrmTerritory;
 
-const TREE: &str = "directory.territories";
-const COVERED: &str = "directory.team_territories";
+/// What a row of the wrong shape misses, as "must return …" says it.
+type Want = String;
 
-/// Read the tree and the teams' territories the config asks for into `out`.
-pub(super) async fn read(
-    client: &Client,
-    d: &crate::config::DirectoryConfig,
-    out: &mut crate::rules::Directory,
-) -> Result<(), DirectoryError> {
-    if let Some(sql) = &d.territories {
-        out.territories = tree_of(&query(client, TREE, sql).await?)?;
-    }
-    if let Some(sql) = &d.team_territories {
-        let want = "two text columns (team crm id, territory id)";
-        for r in query(client, COVERED, sql).await? {
-            let team: Option<String> = r.try_get(0).map_err(|_| bad(COVERED, want))?;
-            let terr: Option<String> = r.try_get(1).map_err(|_| bad(COVERED, want))?;
-            if let (Some(t), Some(x)) = (team, terr) {
-                out.team_territories.push((t.trim().to_string(), x.trim().to_string()));
-            }
+/// (team crm id, territory id) pairs from `directory.team_territories`' rows.
+pub(super) fn coverage(rows: &[Row]) -> Result<Vec<(String, String)>, Want> {
+    let want = || "two text columns (team crm id, territory id)".to_string();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let team: Option<String> = r.try_get(0).map_err(|_| want())?;
+        let terr: Option<String> = r.try_get(1).map_err(|_| want())?;
+        if let (Some(t), Some(x)) = (team, terr) {
+            out.push((t.trim().to_string(), x.trim().to_string()));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-fn text(r: &Row, i: Option<usize>, what: &str) -> Result<Option<String>, DirectoryError> {
-    i.map_or(Ok(None), |i| r.try_get(i).map_err(|_| bad(TREE, &format!("column `{what}` as text"))))
+fn text(r: &Row, i: Option<usize>, what: &str) -> Result<Option<String>, Want> {
+    i.map_or(Ok(None), |i| r.try_get(i).map_err(|_| format!("column `{what}` as text")))
 }
 
-fn int(r: &Row, i: usize, what: &str) -> Result<Option<i64>, DirectoryError> {
+fn int(r: &Row, i: usize, what: &str) -> Result<Option<i64>, Want> {
     r.try_get::<_, Option<i32>>(i)
         .map(|v| v.map(i64::from))
         .or_else(|_| r.try_get::<_, Option<i64>>(i))
-        .map_err(|_| bad(TREE, &format!("column `{what}` as an integer")))
+        .map_err(|_| format!("column `{what}` as an integer"))
 }
 
 /// The tree from its rows, read by column name: `id`; optional `name`, `aliases` (text[] or
 /// comma-separated text), and `parent` or else `lft` and `rgt` (a nested set: a node's parent is
 /// the innermost node whose interval holds its own).
-fn tree_of(rows: &[Row]) -> Result<Vec<CrmTerritory>, DirectoryError> {
+pub(super) fn tree_of(rows: &[Row]) -> Result<Vec<CrmTerritory>, Want> {
     let Some(first) = rows.first() else { return Ok(Vec::new()) };
     let col = |name: &str| first.columns().iter().position(|c| c.name() == name);
     let want = "a column named `id` (text), and optionally `name`, `parent` (or `lft` and `rgt`), `aliases`";
-    let id = col("id").ok_or_else(|| bad(TREE, want))?;
+    let id = col("id").ok_or_else(|| want.to_string())?;
     let (name, parent, aliases) = (col("name"), col("parent"), col("aliases"));
     let nested = match (parent, col("lft"), col("rgt")) {
         (None, Some(l), Some(r)) => Some((l, r)),
@@ -82,13 +73,13 @@ fn tree_of(rows: &[Row]) -> Result<Vec<CrmTerritory>, DirectoryError> {
 }
 
 /// `aliases` as a text[] or as comma-separated text.
-fn aliases_of(r: &Row, col: Option<usize>) -> Result<Vec<String>, DirectoryError> {
+fn aliases_of(r: &Row, col: Option<usize>) -> Result<Vec<String>, Want> {
     let Some(i) = col else { return Ok(Vec::new()) };
     let list: Vec<String> = match r.try_get::<_, Option<Vec<String>>>(i) {
         Ok(v) => v.unwrap_or_default(),
         Err(_) => r
             .try_get::<_, Option<String>>(i)
-            .map_err(|_| bad(TREE, "column `aliases` as text[] or comma-separated text"))?
+            .map_err(|_| "column `aliases` as text[] or comma-separated text".to_string())?
             .map(|s| s.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
     };

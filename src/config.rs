@@ -108,6 +108,8 @@ struct RawRouter {
     #[serde(with = "humantime_serde")]
     retry_backoff: Duration,
     #[serde(with = "humantime_serde")]
+    retry_max_backoff: Duration,
+    #[serde(with = "humantime_serde")]
     reconnect_max_backoff: Duration,
     #[serde(with = "humantime_serde")]
     shutdown_timeout: Duration,
@@ -130,6 +132,7 @@ impl Default for RawRouter {
             poll_interval: Duration::from_millis(500),
             max_attempts: 5,
             retry_backoff: Duration::from_secs(1),
+            retry_max_backoff: Duration::from_secs(600),
             reconnect_max_backoff: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(20),
             reload_debounce: Duration::from_millis(50),
@@ -389,7 +392,9 @@ pub struct RouterConfig {
     pub drain_connections: u32,
     pub poll_interval: Duration,
     pub max_attempts: u32,
+    /// The first retry's delay, doubled each attempt up to `retry_max_backoff`, jittered.
     pub retry_backoff: Duration,
+    pub retry_max_backoff: Duration,
     pub reconnect_max_backoff: Duration,
     pub shutdown_timeout: Duration,
     /// Quiet time after a change in the rules directory before the rules are reloaded.
@@ -623,8 +628,11 @@ fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<Rou
             ),
         );
     }
-    if router.max_attempts == 0 {
-        p.add("router.max_attempts", "is 0; use at least 1");
+    if router.max_attempts == 0 || router.max_attempts > 100 {
+        p.add("router.max_attempts", format!("is {}; use 1 to 100 (5 is a good start)", router.max_attempts));
+    }
+    if router.retry_max_backoff < router.retry_backoff || router.retry_max_backoff > Duration::from_secs(7 * 86_400) {
+        p.add("router.retry_max_backoff", "use router.retry_backoff to 7d (10m is a good start)");
     }
     if router.reload_debounce < Duration::from_millis(10) || router.reload_debounce > Duration::from_secs(10) {
         p.add("router.reload_debounce", "use 10ms to 10s (50ms is a good start)");
@@ -652,6 +660,7 @@ fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<Rou
         poll_interval: router.poll_interval,
         max_attempts: router.max_attempts,
         retry_backoff: router.retry_backoff,
+        retry_max_backoff: router.retry_max_backoff,
         reconnect_max_backoff: router.reconnect_max_backoff,
         shutdown_timeout: router.shutdown_timeout,
         reload_debounce: router.reload_debounce,
@@ -877,13 +886,15 @@ owner = "accountOwnerId"
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let text = MIN.replace("owner = \"accountOwnerId\"", "owner = \"\"\nopen_when = \"true; drop table x\"")
-            + "[router]\nbatch_size = 0\n";
+            + "[router]\nbatch_size = 0\nmax_attempts = 1000\nretry_backoff = \"1m\"\nretry_max_backoff = \"10s\"\n";
         let err = Config::parse(&text, Path::new("x.toml")).expect_err("bad");
         let s = err.to_string();
         assert!(s.contains("opportunity.owner: `` is empty"), "{s}");
         assert!(s.contains("opportunity.open_when: contains `;`"), "{s}");
         assert!(s.contains("x.toml:"), "{s}");
         assert!(s.contains("router.batch_size: is 0"), "{s}");
+        assert!(s.contains("router.max_attempts: is 1000; use 1 to 100"), "{s}");
+        assert!(s.contains("router.retry_max_backoff: use router.retry_backoff to 7d"), "{s}");
     }
 
     #[test]

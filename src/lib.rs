@@ -18,6 +18,7 @@ pub mod ident;
 pub mod install;
 pub mod reload;
 pub mod report;
+pub mod retry;
 pub mod rules;
 pub mod simulate;
 pub mod status;

@@ -164,7 +164,9 @@ pub async fn run(
             }
             Err(e) => return Err(e),
         }
-        if !sleep_alive(backoff, &shutdown).await {
+        // Jittered: replicas that lost the database together do not all come back at once.
+        let wait = crate::retry::backoff(backoff, 1, cfg.router.reconnect_max_backoff, rand::random::<f64>());
+        if !sleep_alive(wait, &shutdown).await {
             return Ok(());
         }
         backoff = (backoff * 2).min(cfg.router.reconnect_max_backoff);

@@ -844,7 +844,11 @@ impl Drain {
                         tracing::error!(event = ev.id, opportunity = %ev.opp_id, attempts, error = %msg, "event moved to dead letter");
                         total.dead_lettered += 1;
                     } else {
-                        let backoff = self.cfg.router.retry_backoff.as_millis() as f64 * 2f64.powi(attempts - 1);
+                        let r = &self.cfg.router;
+                        let jitter =
+                            rand::RngExt::random::<f64>(&mut *self.rng.lock().unwrap_or_else(|p| p.into_inner()));
+                        let wait = crate::retry::backoff(r.retry_backoff, attempts as u32, r.retry_max_backoff, jitter);
+                        let backoff = wait.as_secs_f64() * 1000.0;
                         (conn.prep)
                             .execute(conn.client, &self.store.retry, &[&ev.id, &msg, &backoff])
                             .await

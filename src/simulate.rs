@@ -222,8 +222,11 @@ impl Window {
             paused: Vec::new(),
             still_held: Vec::new(),
         };
+        // Decisions share their explanations (the audit stores each distinct one once): each is
+        // parsed once here too.
+        let mut parsed: HashMap<String, Option<Explanation>> = HashMap::new();
         for p in past {
-            let routed = routed_of(&p, engine);
+            let routed = routed_of(&p, engine, &mut parsed);
             match ctx.remove(&p.opp_id) {
                 Some(c) if c.opportunity && !c.deleted => {
                     if c.open && c.owner.is_some() && c.owner == p.owner_id {
@@ -334,12 +337,17 @@ impl Window {
 }
 
 /// A past decision as the report counts it, with who could have received it (read from its own
-/// explanation; none when the explanation does not read).
-fn routed_of(p: &Past, engine: &Engine) -> Routed {
+/// explanation, parsed once per distinct text in `parsed`; none when it does not read).
+fn routed_of(p: &Past, engine: &Engine, parsed: &mut HashMap<String, Option<Explanation>>) -> Routed {
     let pipeline = p.pipeline.clone().unwrap_or_else(|| crate::engine::DEFAULT_PIPELINE.to_string());
-    let ex: Option<Explanation> = p.explanation.as_deref().and_then(|e| serde_json::from_str(e).ok());
+    let ex = p.explanation.as_deref().and_then(|text| {
+        if !parsed.contains_key(text) {
+            parsed.insert(text.to_string(), serde_json::from_str(text).ok());
+        }
+        parsed.get(text).and_then(Option::as_ref)
+    });
     let entitled =
-        ex.map(|ex| entitled(engine, &ex, &pipeline, p.rule_id.as_deref(), p.team_id.as_deref())).unwrap_or_default();
+        ex.map(|ex| entitled(engine, ex, &pipeline, p.rule_id.as_deref(), p.team_id.as_deref())).unwrap_or_default();
     Routed {
         opp_id: p.opp_id.clone(),
         at: p.at.floor() as i64,

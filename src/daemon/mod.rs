@@ -240,6 +240,7 @@ async fn write_status(
     client: &tokio_postgres::Client,
     cfg: &Config,
     engine: &Engine,
+    people: Option<&str>,
     reloader: &Reloader,
     leading_since: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), tokio_postgres::Error> {
@@ -263,7 +264,7 @@ async fn write_status(
                 &(st.refused as i64),
                 &err,
                 &err_at,
-                &serde_json::to_string(&crate::status::people::of(engine)).ok(),
+                &people,
             ],
         )
         .await?;

@@ -201,6 +201,9 @@ struct Leader<'a> {
     c: Connected,
     drain: Drain,
     engine: Arc<Engine>,
+    /// Who `engine` pauses, disables or caps, as `status` reads it (JSON): made once per set in
+    /// force, not at every heartbeat.
+    people: Option<String>,
     lease_lost: CancellationToken,
     leading_since: chrono::DateTime<chrono::Utc>,
     idle: bool,
@@ -275,6 +278,7 @@ impl<'a> Leader<'a> {
             opts,
             c,
             drain,
+            people: people_of(&engine),
             engine,
             lease_lost: lease.lost.clone(),
             leading_since,
@@ -345,7 +349,8 @@ impl<'a> Leader<'a> {
         let changed = self.reported.as_ref().is_none_or(|b| !Arc::ptr_eq(&now_status, b));
         if changed || Instant::now() >= self.next_heartbeat {
             self.reported = Some(now_status);
-            write_status(&self.c.client, self.cfg, &self.engine, &self.sets.reloader, self.leading_since)
+            let people = self.people.as_deref();
+            write_status(&self.c.client, self.cfg, &self.engine, people, &self.sets.reloader, self.leading_since)
                 .await
                 .or_halt(self.cfg)?;
             self.next_heartbeat = Instant::now() + Duration::from_secs(10);
@@ -393,6 +398,7 @@ impl<'a> Leader<'a> {
                 crate::systemd::status(&format!("routing with rules {}", latest.version));
                 self.sets.live.store(latest.clone());
                 crate::telemetry::rules_in_force(&latest.version);
+                self.people = people_of(&latest);
                 self.engine = latest.clone();
                 self.drain.swap_engine(&mut self.c.client, latest).await.or_halt(self.cfg)?;
                 self.next_heartbeat = Instant::now();
@@ -479,6 +485,11 @@ impl<'a> Leader<'a> {
         }
         Ok(())
     }
+}
+
+/// Who a set pauses, disables or caps, as the leader records it for `status`.
+fn people_of(engine: &Engine) -> Option<String> {
+    serde_json::to_string(&crate::status::people::of(engine)).ok()
 }
 
 /// How often the CRM's assignments are read for caps that count them: as often as the directory.

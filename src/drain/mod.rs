@@ -546,9 +546,9 @@ impl Drain {
         }
         self.history = need;
         *lock_ledger(&self.ledger) = ledger;
-        let crm_need_grew = CrmCountNeed::of(&engine) != CrmCountNeed::of(&self.engine);
+        let crm_need_changed = CrmCountNeed::of(&engine) != CrmCountNeed::of(&self.engine);
         self.engine = engine;
-        if crm_need_grew {
+        if crm_need_changed {
             self.read_crm_assigned(client).await?;
         }
         Ok(())

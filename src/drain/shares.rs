@@ -27,11 +27,19 @@ impl Shares {
         if r.entitled.is_empty() {
             return;
         }
-        let members = self.by_team.entry(Arc::from(team.as_str())).or_default();
+        if !self.by_team.contains_key(team.as_str()) {
+            self.by_team.insert(Arc::from(team.as_str()), TeamShares::default());
+        }
+        let Some(members) = self.by_team.get_mut(team.as_str()) else { return };
         for (m, share) in &r.entitled {
             members.entry(m.clone()).or_default().1 += share;
         }
-        members.entry(Arc::from(owner.as_str())).or_default().0 += 1;
+        // The owner could receive it, so is among the entitled: counted without a new key.
+        if let Some(got) = members.get_mut(owner.as_str()) {
+            got.0 += 1;
+        } else {
+            members.insert(Arc::from(owner.as_str()), (1, 0.0));
+        }
     }
 
     /// Each team's fairness so far, in team id order.

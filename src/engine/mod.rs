@@ -35,6 +35,15 @@ pub use schedule::Schedule;
 /// The pipeline used for opportunities whose pipeline is not mapped or is empty.
 pub const DEFAULT_PIPELINE: &str = "default";
 
+/// A person as people read them: "Bình (102)", or the id alone when no other name is known.
+pub fn person(id: &str, name: &str) -> String {
+    if name.is_empty() || name == id {
+        id.to_string()
+    } else {
+        format!("{name} ({id})")
+    }
+}
+
 /// One opportunity as the engine sees it: the mapped fields, by their position in the mapping.
 #[derive(Debug, Clone)]
 pub struct Opportunity<'a> {
@@ -181,9 +190,7 @@ impl Explanation {
             parts.push(p);
         }
         if let Some(m) = &self.member {
-            let who =
-                if m.name.is_empty() || m.name == m.id { m.id.to_string() } else { format!("{} ({})", m.name, m.id) };
-            parts.push(format!("picked {who}: {}", m.why));
+            parts.push(format!("picked {}: {}", person(&m.id, &m.name), m.why));
         }
         for what in [&self.held, &self.fallback, &self.note].into_iter().flatten() {
             parts.push(what.clone());
@@ -588,10 +595,13 @@ impl Engine {
     fn cap_reached(&self, m: usize, ledger: &Ledger, now: DateTime<Utc>) -> Option<usize> {
         let member = &self.members[m];
         member.caps.iter().position(|cap| {
+            let since = |from: i64| {
+                let n = if cap.crm_count { ledger.crm_assigned_since(m, from) } else { ledger.assigned_since(m, from) };
+                n as i64
+            };
             let used = match &cap.window {
                 Window::Open => ledger.open[m],
-                Window::Rolling(secs) if cap.crm_count => ledger.crm_assigned_since(m, now.timestamp() - secs) as i64,
-                Window::Rolling(secs) => ledger.assigned_since(m, now.timestamp() - secs) as i64,
+                Window::Rolling(secs) => since(now.timestamp() - secs),
                 Window::Day(tz) => {
                     let local = now.with_timezone(tz).date_naive();
                     let midnight = local
@@ -599,11 +609,7 @@ impl Engine {
                         .and_then(|n| chrono::TimeZone::from_local_datetime(tz, &n).earliest())
                         .map(|d| d.timestamp())
                         .unwrap_or(now.timestamp() - 86_400);
-                    if cap.crm_count {
-                        ledger.crm_assigned_since(m, midnight) as i64
-                    } else {
-                        ledger.assigned_since(m, midnight) as i64
-                    }
+                    since(midnight)
                 }
             };
             used >= i64::from(cap.max)

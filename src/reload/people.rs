@@ -15,11 +15,7 @@ pub const MAX_LINES: usize = 40;
 
 /// A member's name and id as people read it: "Felix Wagner (301)", or the id alone.
 fn who(m: &Member) -> String {
-    if m.name.is_empty() || *m.name == *m.id {
-        m.id.to_string()
-    } else {
-        format!("{} ({})", m.name, m.id)
-    }
+    crate::engine::person(&m.id, &m.name)
 }
 
 fn cap_words(c: &Cap) -> String {
@@ -92,7 +88,7 @@ fn member_changes(old: &Engine, o: usize, new: &Engine, n: usize, out: &mut Vec<
 }
 
 fn remit_text(c: &crate::engine::cond::Cond) -> String {
-    serde_json::to_string(c).unwrap_or_default()
+    super::summary::canon(c)
 }
 
 /// A membership as people read it, by member id: paused here, this team's caps, remit here.

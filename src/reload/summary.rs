@@ -16,7 +16,7 @@ pub type Digest = BTreeMap<&'static str, BTreeMap<String, String>>;
 /// Canonical text of a compiled value: its JSON (fields in order, maps sorted, symbols skipped).
 /// Never `Debug` output, whose form a dependency may change and which prints a hash set in any
 /// order.
-fn canon<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn canon<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 

@@ -127,9 +127,7 @@ impl Fairness {
         let max_min = (!due.is_empty() && min > 0.0).then(|| micro(max / min));
         Fairness { max_min, gini: micro(weighted_gini(&shares)), measured: due.len() }
     }
-}
 
-impl Fairness {
     /// The ratio as people read it: "1.25", "∞" (someone who could expect one got none), or "–"
     /// (too few decisions to measure).
     pub fn ratio_text(&self) -> String {
@@ -146,21 +144,15 @@ impl Report {
     /// "nobody".
     pub fn who(&self, id: Option<&str>) -> String {
         let Some(id) = id else { return "nobody".into() };
-        match self.members.iter().find(|m| m.id == id) {
-            Some(m) if !m.name.is_empty() && m.name != m.id => format!("{} ({id})", m.name),
-            _ => id.to_string(),
-        }
+        let name = self.members.iter().find(|m| m.id == id).map_or("", |m| m.name.as_str());
+        crate::engine::person(id, name)
     }
 }
 
 impl TeamMember {
     /// "Bình (11)", or the id alone when the rules give no name; "(paused)" when on leave.
     pub fn label(&self, paused: bool) -> String {
-        let who = if self.name == self.id || self.name.is_empty() {
-            self.id.clone()
-        } else {
-            format!("{} ({})", self.name, self.id)
-        };
+        let who = crate::engine::person(&self.id, &self.name);
         if paused {
             format!("{who} (paused)")
         } else {
@@ -190,20 +182,6 @@ pub fn weighted_gini(shares: &[(usize, f64)]) -> f64 {
         }
     }
     sum / (2.0 * expected * received)
-}
-
-/// The Gini coefficient: mean absolute difference over twice the mean.
-pub fn gini(counts: &[usize]) -> f64 {
-    let n = counts.len() as f64;
-    let total: f64 = counts.iter().map(|c| *c as f64).sum();
-    if counts.len() < 2 || total == 0.0 {
-        return 0.0;
-    }
-    let mut sorted: Vec<f64> = counts.iter().map(|c| *c as f64).collect();
-    sorted.sort_by(f64::total_cmp);
-    // Σ (2i − n − 1) x_i over the sorted values, i from 1.
-    let weighted: f64 = sorted.iter().enumerate().map(|(i, x)| (2.0 * (i as f64 + 1.0) - n - 1.0) * x).sum();
-    weighted / (n * total)
 }
 
 /// One member of a team: what they received through it, and what they could expect.
@@ -440,6 +418,21 @@ fn changes(before: &[Routed], after: &[Routed]) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plain Gini coefficient (mean absolute difference over twice the mean): the weighted one
+    /// must equal it when every member could expect the same.
+    fn gini(counts: &[usize]) -> f64 {
+        let n = counts.len() as f64;
+        let total: f64 = counts.iter().map(|c| *c as f64).sum();
+        if counts.len() < 2 || total == 0.0 {
+            return 0.0;
+        }
+        let mut sorted: Vec<f64> = counts.iter().map(|c| *c as f64).collect();
+        sorted.sort_by(f64::total_cmp);
+        // Σ (2i − n − 1) x_i over the sorted values, i from 1.
+        let weighted: f64 = sorted.iter().enumerate().map(|(i, x)| (2.0 * (i as f64 + 1.0) - n - 1.0) * x).sum();
+        weighted / (n * total)
+    }
 
     #[test]
     fn gini_is_zero_for_equal_shares_and_grows_as_one_member_takes_more() {

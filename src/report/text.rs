@@ -88,7 +88,7 @@ fn members(out: &mut String, r: &Report) {
         let _ = writeln!(
             out,
             "  {:<24} assigned {:<10} load {}",
-            if m.name == m.id { m.id.clone() } else { format!("{} ({})", m.name, m.id) },
+            crate::engine::person(&m.id, &m.name),
             pair(&m.assigned),
             pair(&m.load)
         );

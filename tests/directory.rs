@@ -206,7 +206,11 @@ expect = {{ member = "{a}", team = "north" }}
 /// A shape's CRM in a database of its own, its config and rules in a directory of their own.
 struct Crm<'s> {
     shape: &'s Shape,
+    /// The CRM's own writes (its own role once [`Crm::as_in_production`] ran).
     client: Client,
+    /// The database owner: reads the router's status.
+    admin: Client,
+    url: String,
     dir: tempfile::TempDir,
     next: u32,
 }
@@ -272,19 +276,44 @@ impl Crm<'_> {
 
     /// Change the CRM's directory with `sql`, then wait until the daemon routes with a new set.
     async fn change(&self, sql: &str) {
-        change_and_wait(&self.client, sql).await;
+        change_and_wait_seen_by(&self.client, &self.admin, sql).await;
+    }
+
+    /// As a real install runs, once the owner installed: the CRM writes with a role of its own
+    /// holding data rights on its tables only, and the daemon runs as a role holding exactly
+    /// what `grants` prints (its config is rewritten to connect as it).
+    async fn as_in_production(&mut self) {
+        let label = self.shape.label;
+        let crm_role = login_role_for_test(&self.admin, "crm_app").await;
+        let router_role = login_role_for_test(&self.admin, "router").await;
+        self.admin
+            .batch_execute(&format!(
+                "GRANT USAGE ON SCHEMA \"SalesApp\" TO \"{crm_role}\"; \
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"SalesApp\" TO \"{crm_role}\""
+            ))
+            .await
+            .expect("the CRM's role");
+        let (code, script) = self.cli(&["grants", &router_role]);
+        assert_eq!(code, Some(0), "{label}: {script}");
+        self.admin.batch_execute(&script).await.unwrap_or_else(|e| panic!("{label}: the printed grants run: {e}"));
+        let cfg = std::fs::read_to_string(self.config_path()).expect("config");
+        let daemon_url = as_role(&self.url, &router_role);
+        std::fs::write(self.config_path(), cfg.replace(&self.url, &daemon_url)).expect("config");
+        let crm_url = as_role(&self.url, &crm_role);
+        self.client = oppty_router::db::connect(&db_config(&crm_url), "").await.expect("the CRM's role connects");
     }
 }
 
 async fn crm(shape: &Shape) -> Crm<'_> {
     let (_, url, client) = empty_db(&format!("dir_{}", shape.label)).await;
     client.batch_execute(&shape.crm_sql()).await.expect("the CRM");
+    let admin = oppty_router::db::connect(&db_config(&url), "").await.expect("the owner");
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).expect("rules dir");
     std::fs::write(rules.join("rules.toml"), shape.rules()).expect("rules");
     std::fs::write(dir.path().join("oppty-router.toml"), shape.config(&url, &rules)).expect("config");
-    Crm { shape, client, dir, next: 0 }
+    Crm { shape, client, admin, url, dir, next: 0 }
 }
 
 fn count(got: &[&str], who: &str) -> usize {
@@ -297,8 +326,10 @@ async fn the_crms_word_is_live_on(shape: &Shape) {
     let label = shape.label;
     let (code, out) = c.cli(&["install"]);
     assert_eq!(code, Some(0), "{label}: {out}");
+    c.as_in_production().await;
     let (code, out) = c.cli(&["check"]);
-    assert_eq!(code, Some(0), "{label}: check with the CRM's directory: {out}");
+    assert_eq!(code, Some(0), "{label}: check with the CRM's directory, as the daemon's narrow role: {out}");
+    assert!(!out.contains("superuser"), "{label}: {out}");
     let (child, logs) = start_daemon(&c.config_path());
 
     // The members come from the CRM; fewest open spreads the first three.
@@ -360,6 +391,7 @@ async fn the_crms_word_is_live_on(shape: &Shape) {
         assert!(logs.contains(said), "{label}: the log says `{said}`: {logs}");
     }
     assert!(logs.contains("Bình ("), "{label}: people are named: {logs}");
+    assert!(!logs.contains("connected as a superuser"), "{label}: the daemon ran as its narrow role: {logs}");
     assert!(!logs.contains("never compiled with the CRM's directory"), "{label}: {logs}");
 }
 

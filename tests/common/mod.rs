@@ -339,10 +339,15 @@ pub async fn rules_version(client: &Client) -> Option<String> {
 /// Change the CRM with `sql`, then wait (10 s at most) until the daemon routes with a new rules
 /// version: a `[directory]` refresh saw it.
 pub async fn change_and_wait(client: &Client, sql: &str) {
-    let before = rules_version(client).await;
-    client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    change_and_wait_seen_by(client, client, sql).await;
+}
+
+/// [`change_and_wait`] with the CRM's own role (`crm`) and the router's status read by `watcher`.
+pub async fn change_and_wait_seen_by(crm: &Client, watcher: &Client, sql: &str) {
+    let before = rules_version(watcher).await;
+    crm.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     let started = Instant::now();
-    while rules_version(client).await == before {
+    while rules_version(watcher).await == before {
         assert!(started.elapsed() < Duration::from_secs(10), "no new rules version within 10 s of `{sql}`");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -366,4 +371,21 @@ pub async fn deal_owned(
         assert!(started.elapsed() < Duration::from_secs(10), "deal {id} still unowned");
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
+}
+
+/// `url` connecting as `role` instead (a later setting wins, as in libpq).
+pub fn as_role(url: &str, role: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}user={role}&password=pw")
+    } else {
+        format!("{url} user={role} password=pw")
+    }
+}
+
+/// A login role of this test run's own (roles are the cluster's, not the database's).
+pub async fn login_role_for_test(admin: &Client, label: &str) -> String {
+    let role = format!("{label}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    admin.batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw'")).await.expect("create role");
+    role
 }

@@ -119,6 +119,10 @@ struct RawRouter {
     reclaim_interval: Duration,
     #[serde(with = "humantime_serde")]
     leader_lease: Duration,
+    #[serde(with = "humantime_serde")]
+    lock_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    statement_timeout: Duration,
 }
 
 impl Default for RawRouter {
@@ -138,6 +142,8 @@ impl Default for RawRouter {
             reload_debounce: Duration::from_millis(50),
             reclaim_interval: Duration::from_secs(60),
             leader_lease: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -403,6 +409,11 @@ pub struct RouterConfig {
     pub reclaim_interval: Duration,
     /// A leader that has not renewed its lease for this long is taken over by a standby.
     pub leader_lease: Duration,
+    /// The longest a statement of the daemon's waits for a lock (rows a CRM transaction holds are
+    /// skipped where they can be, and tried again shortly).
+    pub lock_timeout: Duration,
+    /// The longest a statement of the daemon's runs (a batch's, the sweep's, a recount).
+    pub statement_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -643,6 +654,21 @@ fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<Rou
     if router.leader_lease < Duration::from_secs(1) || router.leader_lease > Duration::from_secs(600) {
         p.add("router.leader_lease", "use 1s to 10m (5s is a good start: a frozen leader is taken over after it)");
     }
+    if router.lock_timeout < Duration::from_millis(10) || router.lock_timeout > Duration::from_secs(60) {
+        p.add(
+            "router.lock_timeout",
+            "use 10ms to 1m (1s is a good start: a row a person holds is skipped, not waited for)",
+        );
+    }
+    if router.statement_timeout < Duration::from_millis(100)
+        || router.statement_timeout > Duration::from_secs(3600)
+        || router.statement_timeout <= router.lock_timeout
+    {
+        p.add(
+            "router.statement_timeout",
+            "use 100ms to 1h, longer than router.lock_timeout (30s is a good start: longer than any batch takes)",
+        );
+    }
     if router.poll_interval < Duration::from_millis(10) {
         p.add("router.poll_interval", "is below 10ms; use e.g. \"500ms\"");
     }
@@ -666,6 +692,8 @@ fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<Rou
         reload_debounce: router.reload_debounce,
         reclaim_interval: router.reclaim_interval,
         leader_lease: router.leader_lease,
+        lock_timeout: router.lock_timeout,
+        statement_timeout: router.statement_timeout,
     })
 }
 

@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (12, "012_wakeup_expiry.sql", include_str!("../sql/012_wakeup_expiry.sql")),
     (13, "013_recent_by_owner.sql", include_str!("../sql/013_recent_by_owner.sql")),
     (14, "014_people_in_force.sql", include_str!("../sql/014_people_in_force.sql")),
+    (15, "015_claims.sql", include_str!("../sql/015_claims.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

@@ -47,6 +47,8 @@ pub struct Cluster {
     run_as: Option<(u32, u32)>,
     stopped: bool,
     keep: bool,
+    /// The server's options, for a start after [`Cluster::stop_server`].
+    server_opts: String,
 }
 
 fn find_bin_dir() -> Option<PathBuf> {
@@ -111,7 +113,7 @@ impl Cluster {
                 .map_err(|e| ClusterError::Step { step: "chown".into(), detail: e.to_string() })?;
         }
         let port = if opts.tcp { free_port()? } else { 5432 };
-        let c = Cluster { dir: base, port, bin, run_as, stopped: false, keep: false };
+        let mut c = Cluster { dir: base, port, bin, run_as, stopped: false, keep: false, server_opts: String::new() };
         let data = c.data_dir();
         step_err(
             "initdb",
@@ -154,7 +156,8 @@ impl Cluster {
         if let Some(hba) = &opts.hba {
             c.write_owned("data/pg_hba.conf", hba)?;
         }
-        let opts = server_opts;
+        c.server_opts = server_opts;
+        let opts = &c.server_opts;
         step_err(
             "pg_ctl start",
             c.cmd("pg_ctl")
@@ -162,7 +165,7 @@ impl Cluster {
                 .arg(&data)
                 .arg("-l")
                 .arg(c.dir.join("server.log"))
-                .args(["-o", &opts, "-w", "-t", "60", "start"])
+                .args(["-o", opts, "-w", "-t", "60", "start"])
                 .stdin(Stdio::null())
                 .output(),
         )?;
@@ -245,6 +248,35 @@ impl Cluster {
                 .arg("-l")
                 .arg(self.log_path())
                 .args(["-m", "fast", "-w", "-t", "60", "restart"])
+                .stdin(Stdio::null())
+                .output(),
+        )
+    }
+
+    /// Stop the server, keeping its data (`pg_ctl stop -m fast`): an outage, until
+    /// [`Cluster::start_server`].
+    pub fn stop_server(&self) -> Result<(), ClusterError> {
+        step_err(
+            "pg_ctl stop",
+            self.cmd("pg_ctl")
+                .arg("-D")
+                .arg(self.data_dir())
+                .args(["-m", "fast", "-w", "stop"])
+                .stdin(Stdio::null())
+                .output(),
+        )
+    }
+
+    /// Start a server stopped by [`Cluster::stop_server`]; returns once it accepts connections.
+    pub fn start_server(&self) -> Result<(), ClusterError> {
+        step_err(
+            "pg_ctl start",
+            self.cmd("pg_ctl")
+                .arg("-D")
+                .arg(self.data_dir())
+                .arg("-l")
+                .arg(self.log_path())
+                .args(["-o", &self.server_opts, "-w", "-t", "60", "start"])
                 .stdin(Stdio::null())
                 .output(),
         )

@@ -382,3 +382,35 @@ fn the_demo_tells_the_story_a_reload_mid_run_a_reclaim_caps_held_fallbacks_with_
     let html = std::fs::read_to_string(page.trim()).expect("the report page");
     assert!(html.contains("<svg id=\"load\"") && html.contains("corporate/junior-for-the-rest"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_is_said_once_in_the_servers_words_not_at_every_reconnect() {
+    let db = crm_db("said_once").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = example_config_with(
+        dir.path(),
+        &db.cfg.database.url,
+        &[("poll_interval = \"500ms\"", "poll_interval = \"100ms\"")],
+    );
+    let (mut child, reader) = start_daemon(&cfg);
+    // Three times: the daemon's sessions are ended by an administrator, and it reconnects.
+    for round in 0..3 {
+        let opp = db.insert_opportunity(&format!("round {round}"), "DN", "retail").await;
+        db.wait_owned(&opp, Duration::from_secs(20)).await;
+        db.count(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name LIKE 'oppty-router%' AND pid <> pg_backend_pid()",
+            db.name
+        ))
+        .await;
+    }
+    let opp = db.insert_opportunity("after the reconnects", "DN", "retail").await;
+    db.wait_owned(&opp, Duration::from_secs(20)).await;
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let _ = child.0.wait();
+    let logs = reader.join().expect("read logs");
+    assert!(logs.matches("database session lost").count() >= 3, "{logs}");
+    assert_eq!(logs.matches("connected as a superuser").count(), 1, "said once a process:\n{logs}");
+    assert!(!logs.contains("error=db error"), "every error in the server's words:\n{logs}");
+}

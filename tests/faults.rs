@@ -212,6 +212,7 @@ fn start_through(
 ) -> (tokio::task::JoinHandle<Result<(), daemon::DaemonError>>, CancellationToken, Arc<AtomicBool>) {
     let mut cfg = db.cfg.clone();
     cfg.database.url = proxy.url(&db.cfg.database.url, &db.name);
+    cfg.database.application_name = "replica A".into();
     cfg.router.reconnect_max_backoff = Duration::from_millis(200);
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
@@ -284,7 +285,10 @@ async fn a_crm_migration_locking_the_table_at_start_up_is_waited_out_not_taken_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_meets_a_lock_is_rolled_back_and_tried_again_on_the_same_connection_charging_nothing() {
-    let db = crm_db("contention").await;
+    let mut db = crm_db("contention").await;
+    // A lock not granted in time: each event is tried alone, then given back uncharged, claimed
+    // again after the retry backoff.
+    db.cfg.router.retry_backoff = Duration::from_millis(50);
     db.install().await;
     let (mut drain, mut client) = db.manual_drain().await;
     client.batch_execute("SET lock_timeout = '100ms'").await.expect("lock_timeout");
@@ -297,6 +301,7 @@ async fn a_batch_that_meets_a_lock_is_rolled_back_and_tried_again_on_the_same_co
     assert_eq!((r.contended, r.routed, r.retried, r.dead_lettered), (3, 0, 0, 0), "{r:?}");
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.events WHERE attempts = 0").await, 3, "queued, uncharged");
     other.batch_execute("COMMIT").await.expect("release");
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let r = drain.batch(&mut client).await.expect("batch");
     assert_eq!(r.routed, 3, "{r:?}");
 }
@@ -343,6 +348,17 @@ async fn a_leader_cut_off_by_a_partition_is_taken_over_within_its_lease_and_rout
     assert_ne!(lease_backend(&db).await, a_backend, "B leads now");
     println!("partition: routing resumed {:?} after the cut (lease 2 s)", cut_at.elapsed());
     assert!(took < Duration::from_secs(6), "taken over within the lease and a few polls: {took:?}");
+    // A's other sessions (its LISTEN and lease connections) were ended with its leadership, though
+    // the partition hides A's end from the server.
+    let a_sessions = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name LIKE 'replica A%'",
+        db.name
+    );
+    let waited = Instant::now();
+    while db.count(&a_sessions).await != 0 {
+        assert!(waited.elapsed() < Duration::from_secs(3), "the old leader's listener and lease sessions are ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The partition heals: A finds its session gone and stands by.
     proxy.stall.store(false, Ordering::SeqCst);
@@ -377,13 +393,18 @@ async fn a_batch_on_a_connection_of_a_leader_whose_lease_names_another_session_w
         .await
         .expect("the new leader's lease");
     let opp = db.insert_opportunity("queued as the lease moved", "HCM", "retail").await;
-    let err = match drain.batch(&mut client).await {
-        Ok(r) => panic!("a fenced batch ran: {r:?}"),
-        Err(e) => e,
-    };
-    assert!(matches!(err, oppty_router::drain::DrainError::Fenced), "{err}");
+    // The claim itself is fenced: a leader the lease no longer names claims nothing (a batch
+    // that claimed just before the lease moved is fenced as it begins).
+    match drain.batch(&mut client).await {
+        Ok(r) => assert_eq!(r.claimed, 0, "a fenced leader claims nothing: {r:?}"),
+        Err(e) => assert!(matches!(e, oppty_router::drain::DrainError::Fenced), "{e}"),
+    }
     assert_eq!(db.owner_of(&opp).await, 1, "nothing written");
-    assert_eq!(db.count("SELECT count(*) FROM oppty_router.events").await, 1, "the event stays queued");
+    assert_eq!(
+        db.count("SELECT count(*) FROM oppty_router.events WHERE attempts = 0 AND claimed_by IS NULL").await,
+        1,
+        "the event stays queued, uncharged"
+    );
     // The lease names this session again: its batches run.
     db.client
         .execute("UPDATE oppty_router.leader_lease SET backend_pid = $1", &[&ours])

@@ -118,7 +118,36 @@ const ROOMS: &[(&str, &str, &str)] = &[
     ("daemon/", "row.get(", "a daemon path reads rows with `try_get` (a panic is an outage)"),
     ("drain/", "db::connect", "`drain` does not connect"),
     ("drain/", "notify::", "`drain` does not watch files"),
-    ("drain/", "tokio::time::sleep", "`drain` does not wait"),
+    (
+        "drain/mod.rs",
+        "tokio::time::sleep",
+        "`drain` does not wait but in `drain::rounds` (a connection done with its round waits for the others)",
+    ),
+    (
+        "drain/claims.rs",
+        "tokio::time::sleep",
+        "`drain` does not wait but in `drain::rounds` (a connection done with its round waits for the others)",
+    ),
+    (
+        "drain/process.rs",
+        "tokio::time::sleep",
+        "`drain` does not wait but in `drain::rounds` (a connection done with its round waits for the others)",
+    ),
+    (
+        "drain/reclaim.rs",
+        "tokio::time::sleep",
+        "`drain` does not wait but in `drain::rounds` (a connection done with its round waits for the others)",
+    ),
+    (
+        "drain/crm_count.rs",
+        "tokio::time::sleep",
+        "`drain` does not wait but in `drain::rounds` (a connection done with its round waits for the others)",
+    ),
+    (
+        "drain/shares.rs",
+        "tokio::time::sleep",
+        "`drain` does not wait but in `drain::rounds` (a connection done with its round waits for the others)",
+    ),
     ("rules/locate.rs", "match_indices", "positions come from the parser's spans, never a text search"),
     ("rules/locate.rs", "text.find", "positions come from the parser's spans, never a text search"),
     ("store/", "crm::", "`store` holds nothing of the CRM's"),

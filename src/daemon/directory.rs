@@ -75,7 +75,7 @@ pub(super) fn spawn_refresh(
     reloader: Arc<Reloader>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = match db::connect(&cfg.database, " directory").await {
+        let client = match db::connect_daemon(&cfg, " directory").await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "directory refresh could not connect; the last good rules stay in force");

@@ -104,11 +104,15 @@ async fn take_over_if_stale(
 }
 
 /// Renew the lease of the leader session `backend` every third of the lease, on a connection of
-/// its own, until `stop`. Cancels `lost` (and ends) when the lease is no longer this session's, or
-/// when it cannot renew before the lease runs out (the session is then ended by a standby anyway).
+/// its own, until `stop`, while the drain makes progress: a drain whose `progress` has not beaten
+/// for a lease (a statement that never returns, a loop that never yields) is not renewed for, so
+/// a standby takes over within about two leases. Cancels `lost` (and ends) when the lease is no
+/// longer this session's, or when it was not renewed for a lease (a standby ends the session then
+/// anyway).
 pub fn spawn_renewer(
     cfg: std::sync::Arc<Config>,
     backend: i32,
+    progress: std::sync::Arc<crate::drain::Progress>,
     stop: CancellationToken,
     lost: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -117,47 +121,75 @@ pub fn spawn_renewer(
         let sql = LeaseStatements::new(&cfg.router.schema).renew;
         let mut client: Option<Client> = None;
         let mut last_ok = tokio::time::Instant::now();
+        let mut said_stuck = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.cancelled() => return,
             }
-            // Nothing here may wait longer than a renewal period (a partition hangs, it does not fail).
-            if client.as_ref().is_none_or(|c| c.is_closed()) {
-                let connect = tokio::time::timeout(every, db::connect(&cfg.database, " lease"));
-                client = connect.await.ok().and_then(Result::ok);
-            }
-            let renewed = match &client {
-                Some(c) => match tokio::time::timeout(every, c.execute(&sql, &[&ttl_ms(&cfg), &backend])).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::warn!("renewing the leader lease timed out");
-                        client = None;
-                        Ok(1) // not renewed: counted below by the time since the last renewal
-                    }
-                },
-                None => Ok(1),
-            };
-            match renewed {
-                Ok(0) => {
-                    tracing::warn!("the leader lease names another session now; leaving leadership");
-                    lost.cancel();
-                    return;
+            let stuck = progress.age();
+            if stuck >= cfg.router.leader_lease {
+                if !std::mem::replace(&mut said_stuck, true) {
+                    tracing::error!(stuck_ms = stuck.as_millis() as u64,
+                        "the drain has made no progress for a whole lease: no longer renewing it, so a standby takes over");
                 }
-                Ok(_) if client.is_some() => last_ok = tokio::time::Instant::now(),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %db::describe(&e), "could not renew the leader lease");
-                    client = None;
+            } else {
+                said_stuck = false;
+                match renew_once(&cfg, &mut client, &sql, backend, every).await {
+                    Renewal::Renewed => last_ok = tokio::time::Instant::now(),
+                    Renewal::Failed => {}
+                    Renewal::Lost => {
+                        tracing::warn!("the leader lease names another session now; leaving leadership");
+                        lost.cancel();
+                        return;
+                    }
                 }
             }
             if last_ok.elapsed() >= cfg.router.leader_lease {
-                tracing::warn!("the leader lease could not be renewed in time; leaving leadership");
+                tracing::warn!("the leader lease was not renewed in time; leaving leadership");
                 lost.cancel();
                 return;
             }
         }
     })
+}
+
+/// What one try at renewing did.
+enum Renewal {
+    Renewed,
+    /// Not this time (no connection, an error, too slow): counted by the time since the last one.
+    Failed,
+    /// The lease names another session.
+    Lost,
+}
+
+/// One renewal, on the renewer's connection (made again when gone): its session joins the lanes'
+/// lock, so a leader taking over ends it with the rest. Nothing here waits longer than `every`
+/// (a partition hangs, it does not fail).
+async fn renew_once(cfg: &Config, client: &mut Option<Client>, sql: &str, backend: i32, every: Duration) -> Renewal {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        let connect = async {
+            let c = db::connect_daemon(cfg, " lease").await.ok()?;
+            c.execute(crate::store::LANE_LOCK, &[&crate::store::lane_key(&cfg.router.schema)]).await.ok()?;
+            Some(c)
+        };
+        *client = tokio::time::timeout(every, connect).await.ok().flatten();
+    }
+    let Some(c) = client.as_ref() else { return Renewal::Failed };
+    match tokio::time::timeout(every, c.execute(sql, &[&ttl_ms(cfg), &backend])).await {
+        Ok(Ok(0)) => Renewal::Lost,
+        Ok(Ok(_)) => Renewal::Renewed,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %db::describe(&e), "could not renew the leader lease");
+            *client = None;
+            Renewal::Failed
+        }
+        Err(_) => {
+            tracing::warn!("renewing the leader lease timed out");
+            *client = None;
+            Renewal::Failed
+        }
+    }
 }
 
 /// How long a standby waits between two looks at the lock.

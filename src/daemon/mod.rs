@@ -43,11 +43,20 @@ pub enum DaemonError {
 /// (the session is lost: reconnect).
 trait Fault: std::fmt::Display {
     fn refused(&self) -> bool;
+
+    /// The error in the server's words (never a bare "db error").
+    fn said(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl Fault for tokio_postgres::Error {
     fn refused(&self) -> bool {
         db::kind_of(self) == db::ErrorKind::Refused
+    }
+
+    fn said(&self) -> String {
+        db::describe(self)
     }
 }
 
@@ -65,10 +74,11 @@ impl Fault for DrainError {
 
 fn end_for(e: impl Fault, cfg: &Config) -> Result<SessionEnd, DaemonError> {
     if e.refused() {
-        let hint = refusal_hint(&e.to_string(), cfg);
-        return Err(DaemonError::Refused(format!("{e}{hint}")));
+        let said = e.said();
+        let hint = refusal_hint(&said, cfg);
+        return Err(DaemonError::Refused(format!("{said}{hint}")));
     }
-    Ok(SessionEnd::Lost(e.to_string()))
+    Ok(SessionEnd::Lost(e.said()))
 }
 
 /// What to do about a refusal, for the common ones.
@@ -107,8 +117,16 @@ pub struct RunOptions {
 
 enum SessionEnd {
     Shutdown,
+    /// The session was lost after it connected: reconnect after a backoff that doubles.
     Lost(String),
+    /// The server could not be reached at all (down, restarting, cut off): look again soon, so
+    /// routing resumes within a moment of the server accepting connections again.
+    Unreachable(String),
 }
+
+/// How often a daemon whose server cannot be reached tries again (jittered): a refused connection
+/// costs neither side anything.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// The rule sets: the one in force, which only the daemon writes (it owns the database that
 /// checks a set), the reloader that compiles candidates (from the files, the directory refresh,
@@ -142,34 +160,52 @@ pub async fn run(
     if let Some(h) = &opts.health {
         h.set_rules_loaded(true);
     }
+    // What the last unreachable server said: said once, not at every look.
+    let mut unreachable: Option<String> = None;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        match session::session(&cfg, &mut sets, &shutdown, &opts, &mut notified, &mut backoff).await {
-            Ok(SessionEnd::Shutdown) => {
+        let end = session::session(&cfg, &mut sets, &shutdown, &opts, &mut notified, &mut backoff).await?;
+        // Jittered: replicas that lost the database together do not all come back at once.
+        let wait = match end {
+            SessionEnd::Shutdown => {
                 tracing::info!("shut down cleanly");
                 return Ok(());
             }
-            Ok(SessionEnd::Lost(why)) => {
-                metrics::counter!("oppty_router_sessions_lost_total").increment(1);
-                if let Some(h) = &opts.health {
-                    h.session_ended(&why);
-                }
+            SessionEnd::Lost(why) => {
+                unreachable = None;
+                session_ended(&opts, &why);
                 tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "database session lost; reconnecting");
                 crate::systemd::status(&format!(
                     "waiting for the database (retry in {} ms): {why}",
                     backoff.as_millis()
                 ));
+                let wait = crate::retry::backoff(backoff, 1, cfg.router.reconnect_max_backoff, rand::random::<f64>());
+                backoff = (backoff * 2).min(cfg.router.reconnect_max_backoff);
+                wait
             }
-            Err(e) => return Err(e),
-        }
-        // Jittered: replicas that lost the database together do not all come back at once.
-        let wait = crate::retry::backoff(backoff, 1, cfg.router.reconnect_max_backoff, rand::random::<f64>());
+            SessionEnd::Unreachable(why) => {
+                if unreachable.as_deref() != Some(why.as_str()) {
+                    session_ended(&opts, &why);
+                    tracing::warn!(error = %why, every_ms = PROBE_EVERY.as_millis() as u64, "cannot reach the database; looking again until it answers");
+                    crate::systemd::status(&format!("waiting for the database: {why}"));
+                    unreachable = Some(why);
+                }
+                crate::retry::backoff(PROBE_EVERY, 1, PROBE_EVERY * 2, rand::random::<f64>())
+            }
+        };
         if !sleep_alive(wait, &shutdown).await {
             return Ok(());
         }
-        backoff = (backoff * 2).min(cfg.router.reconnect_max_backoff);
+    }
+}
+
+/// A session ended (lost, or the server unreachable): counted, and told `/readyz`.
+fn session_ended(opts: &RunOptions, why: &str) {
+    metrics::counter!("oppty_router_sessions_lost_total").increment(1);
+    if let Some(h) = &opts.health {
+        h.session_ended(why);
     }
 }
 

@@ -49,6 +49,16 @@ impl<T, E: Fault> OrHalt<T> for Result<T, E> {
     }
 }
 
+/// The first connection of a session failed: refused (stop), else the server is not there
+/// (down, restarting, cut off): the daemon looks again soon.
+fn unreachable(e: db::DbError, cfg: &Config) -> Halt {
+    match end_for(e, cfg) {
+        Ok(SessionEnd::Lost(why)) => Halt::End(SessionEnd::Unreachable(why)),
+        Ok(end) => Halt::End(end),
+        Err(stop) => Halt::Stop(stop),
+    }
+}
+
 /// A problem of the mapping or the rules that a restart will not fix.
 fn mapping(key: &str, message: String) -> Halt {
     let problem = crm::MappingProblem { key: key.into(), message };
@@ -92,7 +102,7 @@ async fn steps(
     if !stand_by(&c.client, cfg, shutdown).await? {
         return Ok(SessionEnd::Shutdown);
     }
-    let lease = hold_lease(&c.client, cfg).await?;
+    let lease = hold_lease(&c, cfg).await?;
     let _stop_renewing = lease.stop.clone().drop_guard();
     let mut leader = Leader::start(cfg, sets, opts, c, &lease).await?;
     health.inspect(|h| h.set_role(Role::Leading));
@@ -102,11 +112,16 @@ async fn steps(
 
 /// Connect, check the mapping and the router's schema, and read the CRM's directory.
 async fn connect(cfg: &Arc<Config>, sets: &RuleSets) -> Step<Connected> {
-    let client = db::connect(&cfg.database, "").await.or_halt(cfg)?;
+    let client = db::connect_daemon(cfg, "").await.map_err(|e| unreachable(e, cfg))?;
     let (listener, wakeups) = db::connect_listener(&cfg.database, " listener").await.or_halt(cfg)?;
-    listener.batch_execute(&format!("LISTEN {}", cfg.router.channel.quoted())).await.or_halt(cfg)?;
+    let listen = format!("{}; LISTEN {}", db::daemon_session(&cfg.router), cfg.router.channel.quoted());
+    listener.batch_execute(&listen).await.or_halt(cfg)?;
     if let Some(role) = db::is_superuser(&client).await.or_halt(cfg)? {
-        tracing::warn!(role = %role, "connected as a superuser: give the daemon its own narrow role (`oppty-router grants ROLE` prints what it needs)");
+        // Said once a process, not at every reconnect.
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            tracing::warn!(role = %role, "connected as a superuser: give the daemon its own narrow role (`oppty-router grants ROLE` prints what it needs)");
+        }
     }
     let sql = match crm::prepare(&client, cfg).await {
         Ok(s) => s,
@@ -144,8 +159,14 @@ async fn stand_by(client: &tokio_postgres::Client, cfg: &Arc<Config>, shutdown: 
     let mut waiting_logged = false;
     let mut said_cannot = false;
     loop {
-        if lease::try_lead(client, cfg, &mut said_cannot).await.or_halt(cfg)? {
-            return Ok(true);
+        match lease::try_lead(client, cfg, &mut said_cannot).await {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            // The old leader's batch still holds the lease row, or a lock timed out: look again.
+            Err(e) if !db::kind_of(&e).ends_session() => {
+                tracing::debug!(error = %db::describe(&e), "the lease is busy; looking again");
+            }
+            Err(e) => return Err(e).or_halt(cfg),
         }
         if !waiting_logged {
             tracing::info!("another replica is draining; standing by");
@@ -161,15 +182,17 @@ async fn stand_by(client: &tokio_postgres::Client, cfg: &Arc<Config>, shutdown: 
 }
 
 /// Keep the lease while leading: the renewer's own connection, and a token cancelled if the
-/// lease is lost.
-async fn hold_lease(client: &tokio_postgres::Client, cfg: &Arc<Config>) -> Step<Lease> {
-    // The server ends this session within seconds of its client dying, releasing the lock.
-    client.batch_execute(db::DRAIN_SESSION).await.or_halt(cfg)?;
+/// lease is lost. The LISTEN connection joins the lanes' lock: a leader that takes over ends it
+/// with the old leader's other sessions.
+async fn hold_lease(c: &Connected, cfg: &Arc<Config>) -> Step<Lease> {
+    let lanes = crate::store::lane_key(&cfg.router.schema);
+    c._listener.execute(crate::store::LANE_LOCK, &[&lanes]).await.or_halt(cfg)?;
     let backend: i32 =
-        client.query_one("SELECT pg_backend_pid() AS pid", &[]).await.or_halt(cfg)?.try_get("pid").or_halt(cfg)?;
+        c.client.query_one("SELECT pg_backend_pid() AS pid", &[]).await.or_halt(cfg)?.try_get("pid").or_halt(cfg)?;
     let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
-    lease::spawn_renewer(cfg.clone(), backend, stop.clone(), lost.clone());
-    Ok(Lease { lost, stop, backend })
+    let progress = Arc::new(crate::drain::Progress::new());
+    lease::spawn_renewer(cfg.clone(), backend, progress.clone(), stop.clone(), lost.clone());
+    Ok(Lease { lost, stop, backend, progress })
 }
 
 /// The lease while leading.
@@ -180,14 +203,15 @@ struct Lease {
     stop: CancellationToken,
     /// The leading session's backend, which the lease names.
     backend: i32,
+    /// The drain's heartbeat: the lease is renewed only while it beats.
+    progress: Arc<crate::drain::Progress>,
 }
 
 /// The drain's lanes: `router.drain_connections` − 1 more connections, each holding the lanes'
 /// lock, with the same settings as the session's.
 async fn open_lanes(cfg: &Arc<Config>, drain: &mut Drain) -> Step<()> {
     for n in 2..=cfg.router.drain_connections as usize {
-        let client = db::connect(&cfg.database, &format!(" lane {n}")).await.or_halt(cfg)?;
-        client.batch_execute(db::DRAIN_SESSION).await.or_halt(cfg)?;
+        let client = db::connect_daemon(cfg, &format!(" lane {n}")).await.or_halt(cfg)?;
         drain.add_lane(crate::drain::Lane::start(client, cfg).await.or_halt(cfg)?);
     }
     Ok(())
@@ -205,6 +229,10 @@ struct Leader<'a> {
     /// force, not at every heartbeat.
     people: Option<String>,
     lease_lost: CancellationToken,
+    /// The drain's heartbeat, beaten between rounds and while waiting too.
+    progress: Arc<crate::drain::Progress>,
+    /// Rounds in a row that met a problem the session waits out ([`Leader::wait_out`]).
+    setbacks: u32,
     leading_since: chrono::DateTime<chrono::Utc>,
     idle: bool,
     /// When the idle flag was last raised or renewed.
@@ -266,6 +294,8 @@ impl<'a> Leader<'a> {
         let mut drain = Drain::new(cfg.clone(), c.sql.clone(), engine.clone(), opts.decisions.clone());
         drain.reconcile(&mut c.client).await.or_halt(cfg)?;
         drain.fence_on(lease.backend);
+        drain.beat_into(lease.progress.clone());
+        lease.progress.beat();
         open_lanes(cfg, &mut drain).await?;
         tracing::info!(rules = %engine.version, members = engine.members.len(), "connected and leading; draining the backlog");
         crate::telemetry::rules_in_force(&engine.version);
@@ -281,6 +311,8 @@ impl<'a> Leader<'a> {
             people: people_of(&engine),
             engine,
             lease_lost: lease.lost.clone(),
+            progress: lease.progress.clone(),
+            setbacks: 0,
             leading_since,
             idle: false,
             idle_raised: None,
@@ -303,6 +335,7 @@ impl<'a> Leader<'a> {
         let cfg = self.cfg;
         loop {
             crate::systemd::watchdog();
+            self.progress.beat();
             if self.lease_lost.is_cancelled() {
                 return Ok(SessionEnd::Lost("the leader lease was lost".into()));
             }
@@ -311,8 +344,17 @@ impl<'a> Leader<'a> {
             self.pick_up_rules().await?;
             self.read_crm_count().await?;
             self.sweep_step().await?;
-            let (report, caught_up) =
-                self.drain.drain_for(&mut self.c.client, shutdown, Some(ROUND)).await.or_halt(cfg)?;
+            let (report, caught_up) = match self.drain.drain_for(&mut self.c.client, shutdown, Some(ROUND)).await {
+                Ok(round) => {
+                    self.setbacks = 0;
+                    round
+                }
+                Err(e) if !e.ends_session() => {
+                    self.wait_out(&e, shutdown).await;
+                    continue;
+                }
+                Err(e) => return Err(e).or_halt(cfg),
+            };
             if caught_up {
                 self.ready(notified);
             }
@@ -323,6 +365,7 @@ impl<'a> Leader<'a> {
             if self.more_to_do(&report).await? {
                 continue;
             }
+            self.progress.beat();
             tokio::select! {
                 w = self.c.wakeups.recv() => {
                     if w.is_none() {
@@ -340,6 +383,29 @@ impl<'a> Leader<'a> {
                 _ = shutdown.cancelled() => return Ok(stopped(&self.c.client, cfg).await),
                 _ = self.lease_lost.cancelled() => return Ok(SessionEnd::Lost("the leader lease was lost".into())),
             }
+        }
+    }
+
+    /// A round that met a problem the session waits out (a statement of the queue's that timed
+    /// out or met another transaction): said once per problem in a row, then tried again after a
+    /// capped, jittered wait; the session and its state stay.
+    async fn wait_out(&mut self, e: &crate::drain::DrainError, shutdown: &CancellationToken) {
+        self.setbacks += 1;
+        let wait = crate::retry::backoff(
+            Duration::from_millis(100),
+            self.setbacks,
+            Duration::from_secs(5),
+            rand::random::<f64>(),
+        );
+        if self.setbacks == 1 {
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "draining met a problem; trying again shortly");
+        } else {
+            tracing::debug!(error = %e, setbacks = self.setbacks, "draining met the problem again");
+        }
+        self.progress.beat();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => {}
         }
     }
 

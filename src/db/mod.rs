@@ -251,20 +251,49 @@ pub fn target(db: &DatabaseConfig, app_suffix: &str) -> Result<Target, DbError> 
     pg.keepalives_idle(Duration::from_secs(5));
     pg.keepalives_interval(Duration::from_secs(2));
     pg.keepalives_retries(3);
-    Ok(Target { pg, tls: tls.connector()?, shown })
+    Ok(Target { pg, tls: connector_for(&db.url, &tls)?, shown })
 }
 
-/// The settings of the leader's connections. Keepalives: the server notices a dead client of a
-/// session within seconds (not the OS's two hours) and ends it, releasing its locks (ignored over
+/// The TLS connector of a connection string, built once per process (it reads the certificate
+/// files, and the system's roots with them) and reused by every connection after.
+fn connector_for(url: &str, tls: &TlsSettings) -> Result<MakeRustlsConnect, DbError> {
+    static BUILT: std::sync::Mutex<Vec<(String, MakeRustlsConnect)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, c)) = built.iter().find(|(u, _)| u == url) {
+        return Ok(c.clone());
+    }
+    let c = tls.connector()?;
+    built.push((url.to_string(), c.clone()));
+    Ok(c)
+}
+
+/// [`target`] off the runtime's threads: it may read files (the password file, certificates).
+async fn target_blocking(db: &DatabaseConfig, app_suffix: &str) -> Result<Target, DbError> {
+    let (db, suffix) = (db.clone(), app_suffix.to_string());
+    tokio::task::spawn_blocking(move || target(&db, &suffix))
+        .await
+        .unwrap_or_else(|e| Err(DbError::BadUrl(format!("reading the connection settings failed: {e}"))))
+}
+
+/// The settings of every session of the daemon's. Keepalives: the server notices a dead client of
+/// a session within seconds (not the OS's two hours) and ends it, releasing its locks (ignored over
 /// a Unix socket, where it cannot happen). No JIT: the router's statements are short, and a
 /// compile costs more than they run (the start-up count over 480,000 opportunities spent 120 to
-/// 300 ms compiling when the CRM's predicates made the planner's estimate large).
-pub const DRAIN_SESSION: &str =
-    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; SET jit = off";
+/// 300 ms compiling when the CRM's predicates made the planner's estimate large). Every wait
+/// bounded: `router.lock_timeout` and `router.statement_timeout`, set by the session itself so a
+/// role's or database's own setting (however short or long) does not apply.
+pub fn daemon_session(router: &crate::config::RouterConfig) -> String {
+    format!(
+        "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; SET jit = off; \
+         SET lock_timeout = {}; SET statement_timeout = {}; SET idle_in_transaction_session_timeout = 0",
+        router.lock_timeout.as_millis().max(1),
+        router.statement_timeout.as_millis().max(1)
+    )
+}
 
 /// Connect and spawn the connection driver. The returned client errors once the connection dies.
 pub async fn connect(db: &DatabaseConfig, app_suffix: &str) -> Result<Client, DbError> {
-    let t = target(db, app_suffix)?;
+    let t = target_blocking(db, app_suffix).await?;
     let (client, conn) = t.pg.connect(t.tls).await.map_err(|source| DbError::Connect { target: t.shown, source })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
@@ -274,10 +303,20 @@ pub async fn connect(db: &DatabaseConfig, app_suffix: &str) -> Result<Client, Db
     Ok(client)
 }
 
+/// Connect a session of the daemon's, with its settings ([`daemon_session`]).
+pub async fn connect_daemon(cfg: &crate::config::Config, app_suffix: &str) -> Result<Client, DbError> {
+    let client = connect(&cfg.database, app_suffix).await?;
+    client
+        .batch_execute(&daemon_session(&cfg.router))
+        .await
+        .map_err(|source| DbError::Connect { target: redacted(&cfg.database.url), source })?;
+    Ok(client)
+}
+
 /// Connect a session for LISTEN. Notifications (payloads are ignored: they are only a hint) are
 /// sent on the returned channel; the channel closes when the connection dies.
 pub async fn connect_listener(db: &DatabaseConfig, app_suffix: &str) -> Result<(Client, mpsc::Receiver<()>), DbError> {
-    let t = target(db, app_suffix)?;
+    let t = target_blocking(db, app_suffix).await?;
     let (client, mut conn) =
         t.pg.connect(t.tls).await.map_err(|source| DbError::Connect { target: t.shown, source })?;
     let (tx, rx) = mpsc::channel(1);

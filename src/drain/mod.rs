@@ -26,11 +26,15 @@ use crate::store::Statements;
 pub use crate::store::{Event, EventKind};
 use rand::rngs::SmallRng;
 
+mod claims;
 mod crm_count;
 mod process;
 mod reclaim;
+mod rounds;
 mod shares;
 pub use reclaim::SweepStep;
+pub use rounds::Progress;
+use rounds::{Round, Working};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
@@ -49,17 +53,37 @@ pub enum DrainError {
     /// session; the mapping is checked again on reconnect. No event is charged for it.
     #[error("the CRM no longer fits the mapping: {}", crate::db::describe(.0))]
     Mapping(tokio_postgres::Error),
+    /// A statement of the drain's own (a claim, a retry, a dead letter) met another transaction
+    /// or a lock it would not wait for: the session goes on and tries again shortly.
+    #[error("the queue met another transaction: {}", crate::db::describe(.0))]
+    Contention(tokio_postgres::Error),
+    /// A statement of the drain's own ran past `router.statement_timeout` (or was cancelled):
+    /// the session goes on and tries again shortly.
+    #[error("a statement of the queue timed out: {}", crate::db::describe(.0))]
+    Timeout(tokio_postgres::Error),
+    /// A statement of the drain's own failed on the data it read or wrote: the session goes on
+    /// and tries again shortly.
+    #[error("a statement of the queue failed: {}", crate::db::describe(.0))]
+    Row(tokio_postgres::Error),
 }
 
 impl DrainError {
-    /// An error that ends the session: refused (stop), the mapping (check it again), or the
-    /// connection (reconnect).
+    /// The error as its kind says (`db::kind_of`): what ends the session (refused: stop; the
+    /// mapping: check it again; the connection: reconnect), and what the session waits out.
     pub fn from_pg(e: tokio_postgres::Error) -> DrainError {
         match crate::db::kind_of(&e) {
             crate::db::ErrorKind::Refused => DrainError::Refused(e),
             crate::db::ErrorKind::Mapping => DrainError::Mapping(e),
-            _ => DrainError::Connection(e),
+            crate::db::ErrorKind::Connection => DrainError::Connection(e),
+            crate::db::ErrorKind::Contention => DrainError::Contention(e),
+            crate::db::ErrorKind::Timeout => DrainError::Timeout(e),
+            crate::db::ErrorKind::Row => DrainError::Row(e),
         }
+    }
+
+    /// Whether the session must end for it (else it waits a moment and goes on).
+    pub fn ends_session(&self) -> bool {
+        matches!(self, DrainError::Fenced | DrainError::Connection(_) | DrainError::Refused(_) | DrainError::Mapping(_))
     }
 }
 
@@ -67,6 +91,9 @@ impl DrainError {
 fn ends_session(e: &tokio_postgres::Error) -> bool {
     crate::db::kind_of(e).ends_session()
 }
+
+/// How long a deferred batch's events wait before they are claimed again (`BatchReport::deferred`).
+const DEFER_DELAY: Duration = Duration::from_millis(100);
 
 /// At most this many failed events are retried (each alone) before each fresh batch.
 const RETRIES_PER_BATCH: i64 = 20;
@@ -105,6 +132,9 @@ pub struct BatchReport {
     /// Events whose transaction met another one (a deadlock, a serialization failure): rolled
     /// back, not charged, claimed again.
     pub contended: usize,
+    /// Events of a batch that had to recount loads and found no moment without another batch in
+    /// flight: given back uncharged, claimed again a moment later.
+    pub deferred: usize,
     /// Where the time went, in microseconds: claim, context, route, write, record, commit.
     pub phase_us: [u64; 6],
 }
@@ -124,6 +154,7 @@ impl BatchReport {
         self.isolated += o.isolated;
         self.locked += o.locked;
         self.contended += o.contended;
+        self.deferred += o.deferred;
         for (a, b) in self.phase_us.iter_mut().zip(o.phase_us) {
             *a += b;
         }
@@ -238,15 +269,31 @@ impl<'a> LedgerTx<'a> {
     }
 
     /// Take a place at the gate: alone (no other batch in flight) to recount loads, else shared.
-    async fn enter(&mut self, alone: bool) {
-        if !matches!(self.held, Gate::Out) {
-            return;
+    /// Alone, it never queues (a queued recount would hold up every batch behind one that takes
+    /// long): it looks for a moment when no batch is in flight, for at most `wait`; false when
+    /// none came (the batch is then given back and claimed again a moment later).
+    async fn enter(&mut self, alone: bool, wait: Duration) -> bool {
+        match self.held {
+            Gate::Out => {}
+            Gate::Alone { .. } => return true,
+            // A shared place is never made exclusive: the batch is given back instead.
+            Gate::Shared { .. } => return !alone,
         }
-        self.held = if alone {
-            Gate::Alone { held: self.gate.write().await }
-        } else {
-            Gate::Shared { _held: self.gate.read().await }
-        };
+        if !alone {
+            self.held = Gate::Shared { _held: self.gate.read().await };
+            return true;
+        }
+        let until = Instant::now() + wait;
+        loop {
+            if let Ok(held) = self.gate.try_write() {
+                self.held = Gate::Alone { held };
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            rounds::moment().await;
+        }
     }
 
     /// The recount is done: other batches may go on beside this one.
@@ -306,19 +353,6 @@ impl Drop for LedgerOut<'_> {
             undo_journal(&mut self.ledger, std::mem::take(&mut self.journal), true);
         }
         *lock_ledger(self.slot) = std::mem::take(&mut self.ledger);
-    }
-}
-
-/// When a round of draining ends (besides finding the queue empty).
-#[derive(Clone, Copy)]
-struct Round<'a> {
-    stop: &'a tokio_util::sync::CancellationToken,
-    until: Option<Instant>,
-}
-
-impl Round<'_> {
-    fn over(&self) -> bool {
-        self.stop.is_cancelled() || self.until.is_some_and(|u| Instant::now() >= u)
     }
 }
 
@@ -402,6 +436,8 @@ pub struct Drain {
     /// The leader session's backend: each batch's transaction first checks that the lease still
     /// names it (and holds the lease row, so a replica taking over waits for the batch to end).
     fence: Option<i32>,
+    /// Beats after every round: the lease is renewed only while it does (`daemon::lease`).
+    progress: Arc<Progress>,
     rng: std::sync::Mutex<SmallRng>,
     decisions: Option<mpsc::UnboundedSender<Routed>>,
     /// The statements over the router's own tables.
@@ -465,6 +501,7 @@ impl Drain {
             batches: std::sync::Mutex::new(vec![Tries::default()]),
             explained: Explained::default(),
             fence: None,
+            progress: Arc::new(Progress::new()),
             engine,
             rng: std::sync::Mutex::new(rand::make_rng::<SmallRng>()),
             cfg,
@@ -619,6 +656,11 @@ impl Drain {
         self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|t| t.tried).collect()
     }
 
+    /// Beat `progress` after every round (the lease renewer watches it).
+    pub fn beat_into(&mut self, progress: Arc<Progress>) {
+        self.progress = progress;
+    }
+
     /// Fence every batch on the leader session `backend` (see [`Drain::fence`]).
     pub fn fence_on(&mut self, backend: i32) {
         self.fence = Some(backend);
@@ -660,15 +702,16 @@ impl Drain {
         result
     }
 
-    /// One batch on connection `n` of `conn` (0: the session's, which takes the retries first),
-    /// counted in [`Drain::claims_per_connection`], and in [`Drain::batches_per_connection`] when
-    /// it claimed anything.
+    /// One batch on connection `n` of `conn` (0: the session's): the events due again first, each
+    /// alone, then a fresh batch; counted in [`Drain::claims_per_connection`], and in
+    /// [`Drain::batches_per_connection`] when it claimed anything. (An event that ends the session
+    /// charges only itself: the other connections' claims are given back as the session ends.)
     async fn batch_on(&self, conn: &mut Conn<'_>, n: usize) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
-        let mut report = if n == 0 { self.retries(conn).await? } else { BatchReport::default() };
+        let mut report = self.retries(conn, n).await?;
         let fresh = self.fresh(conn).await?;
         report.add(&fresh);
-        if report.claimed + report.contended > 0 {
+        if report.claimed + report.contended + report.deferred > 0 {
             self.log_batch(&report, started);
         }
         if let Some(b) = self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(n) {
@@ -678,36 +721,38 @@ impl Drain {
         Ok(report)
     }
 
-    /// Events that failed before and are due again, each in a transaction of its own: a failing
-    /// event never again takes a batch of healthy ones down with it.
-    async fn retries(&self, conn: &mut Conn<'_>) -> Result<BatchReport, DrainError> {
-        let rows = conn.prep.query(conn.client, &self.store.claim_retries, &[&RETRIES_PER_BATCH]).await;
-        let events = rows.and_then(|r| Event::from_rows(&r)).map_err(DrainError::from_pg)?;
-        if events.is_empty() {
-            return Ok(BatchReport::default());
-        }
-        self.isolate(conn, &events).await
-    }
-
-    /// Claim a batch of fresh events (never tried before) and process them in one transaction;
+    /// Claim a batch of fresh events, charging each an attempt in the claim's own statement (it
+    /// stands whatever becomes of the batch: a crash counts), and process them in one transaction;
     /// if it fails for something about the rows, process them one by one.
     async fn fresh(&self, conn: &mut Conn<'_>) -> Result<BatchReport, DrainError> {
         let started = Instant::now();
         let limit = i64::from(self.cfg.router.batch_size);
         let prep = conn.prep;
-        let tx = conn.client.transaction().await.map_err(DrainError::from_pg)?;
-        // The claim goes with the origin and the fence: a fenced batch rolls back whatever it claimed.
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&limit];
-        let (marked, rows) = tokio::join!(self.mark(&tx, prep), prep.query(&tx, &self.store.claim, &params));
-        marked?;
+        let rows = prep.query(conn.client, &self.store.claim, &[&limit, &self.fence]).await;
         let events = rows.and_then(|r| Event::from_rows(&r)).map_err(DrainError::from_pg)?;
-        let claim_us = started.elapsed().as_micros() as u64;
         if events.is_empty() {
-            tx.rollback().await.map_err(DrainError::from_pg)?;
             return Ok(BatchReport::default());
         }
         let mut lent = self.lend();
+        let (events, deferred) = self.enter_or_defer(conn, &mut lent, events).await?;
+        if events.is_empty() {
+            return Ok(BatchReport { deferred, ..Default::default() });
+        }
+        let tx = conn.client.transaction().await.map_err(DrainError::from_pg)?;
+        // The claim taken with the origin and the fence: a fenced batch writes nothing.
+        let events = self.take(&tx, prep, events).await?;
+        let claim_us = started.elapsed().as_micros() as u64;
+        if events.is_empty() {
+            tx.rollback().await.map_err(DrainError::from_pg)?;
+            return Ok(BatchReport { deferred, ..Default::default() });
+        }
         let result = self.process(&BatchTx { tx: &tx, prep }, &events, &mut lent).await;
+        if result.as_ref().is_ok_and(|(r, _)| r.deferred > 0) {
+            drop((tx, lent)); // nothing was done: rolled back
+            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+            self.refund(conn, &ids, DEFER_DELAY).await?;
+            return Ok(BatchReport { deferred: events.len(), ..Default::default() });
+        }
         let result = match result {
             Ok(ok) => {
                 let commit_started = Instant::now();
@@ -721,6 +766,7 @@ impl Drain {
         let report = match result {
             Ok(((mut report, routed), commit_us)) => {
                 lent.commit();
+                report.deferred += deferred;
                 report.phase_us[0] = claim_us;
                 report.phase_us[5] = commit_us;
                 report.claimed = events.len();
@@ -730,16 +776,7 @@ impl Drain {
             }
             Err(e) => {
                 drop(lent); // undone
-                if ends_session(&e) {
-                    return Err(DrainError::from_pg(e));
-                }
-                if crate::db::kind_of(&e) == crate::db::ErrorKind::Contention {
-                    // Rolled back, nothing charged: the same events are claimed again at once.
-                    tracing::warn!(error = %db_message(&e), events = events.len(), "batch met another transaction; trying again");
-                    return Ok(BatchReport { contended: events.len(), ..Default::default() });
-                }
-                tracing::warn!(error = %db_message(&e), events = events.len(), "batch failed; isolating its events");
-                BatchReport { isolated: events.len(), ..self.isolate(conn, &events).await? }
+                self.batch_failed(conn, &events, e).await?
             }
         };
         Ok(report)
@@ -765,6 +802,7 @@ impl Drain {
             isolated = report.isolated,
             locked = report.locked,
             contended = report.contended,
+            deferred = report.deferred,
             rules = %self.engine.version,
             ms = started.elapsed().as_millis() as u64,
             claim_us = report.phase_us[0],
@@ -804,87 +842,6 @@ impl Drain {
                 let _ = tx.send(r);
             }
         }
-    }
-
-    /// Process each event of a failed batch in its own transaction, so one poisoned event cannot
-    /// block the others; a failing event is retried with backoff, then moved to the dead letter.
-    async fn isolate(&self, conn: &mut Conn<'_>, events: &[Event]) -> Result<BatchReport, DrainError> {
-        let mut total = BatchReport { claimed: events.len(), ..Default::default() };
-        for ev in events {
-            let mut lent = self.lend();
-            let outcome = self.one_alone(conn, ev, &mut lent).await?;
-            if outcome.is_ok() {
-                lent.commit();
-                count_drained(std::slice::from_ref(ev));
-            } else {
-                drop(lent); // undone
-            }
-            match outcome {
-                Ok(None) => {}
-                Ok(Some((report, routed))) => {
-                    self.publish(routed);
-                    let claimed = total.claimed;
-                    total.add(&report);
-                    total.claimed = claimed;
-                }
-                Err(e) if ends_session(&e) => return Err(DrainError::from_pg(e)),
-                Err(e) if crate::db::kind_of(&e) == crate::db::ErrorKind::Contention => {
-                    // Not charged: claimed again by a later batch (or retry).
-                    tracing::warn!(event = ev.id, opportunity = %ev.opp_id, error = %db_message(&e), "event met another transaction; it stays queued");
-                    total.contended += 1;
-                }
-                Err(e) => {
-                    let msg = db_message(&e);
-                    let attempts = ev.attempts + 1;
-                    if attempts >= self.cfg.router.max_attempts as i32 {
-                        (conn.prep)
-                            .execute(conn.client, &self.store.dead_letter, &[&ev.id, &msg])
-                            .await
-                            .map_err(DrainError::from_pg)?;
-                        tracing::error!(event = ev.id, opportunity = %ev.opp_id, attempts, error = %msg, "event moved to dead letter");
-                        total.dead_lettered += 1;
-                    } else {
-                        let r = &self.cfg.router;
-                        let jitter =
-                            rand::RngExt::random::<f64>(&mut *self.rng.lock().unwrap_or_else(|p| p.into_inner()));
-                        let wait = crate::retry::backoff(r.retry_backoff, attempts as u32, r.retry_max_backoff, jitter);
-                        let backoff = wait.as_secs_f64() * 1000.0;
-                        (conn.prep)
-                            .execute(conn.client, &self.store.retry, &[&ev.id, &msg, &backoff])
-                            .await
-                            .map_err(DrainError::from_pg)?;
-                        tracing::warn!(event = ev.id, opportunity = %ev.opp_id, attempts, retry_in_ms = backoff as u64, error = %msg, "event failed; will retry");
-                        total.retried += 1;
-                    }
-                }
-            }
-        }
-        Ok(total)
-    }
-
-    /// One event claimed and processed in a transaction of its own. The outer error ends the
-    /// session (the transaction could not begin); the inner one is the event's.
-    #[allow(clippy::type_complexity)]
-    async fn one_alone(
-        &self,
-        conn: &mut Conn<'_>,
-        ev: &Event,
-        lent: &mut LedgerTx<'_>,
-    ) -> Result<Result<Option<(BatchReport, Vec<Routed>)>, tokio_postgres::Error>, DrainError> {
-        let prep = conn.prep;
-        let tx = self.begin(conn.client, prep).await?;
-        let done = async {
-            let Some(row) = prep.query_opt(&tx, &self.store.claim_one, &[&ev.id]).await? else {
-                return Ok(None); // already gone
-            };
-            let one = [Event::from_row(&row)?];
-            self.process(&BatchTx { tx: &tx, prep }, &one, lent).await.map(Some)
-        }
-        .await;
-        Ok(match done {
-            Ok(v) => tx.commit().await.map(|()| v),
-            Err(e) => Err(e), // rolled back as `tx` drops
-        })
     }
 
     /// The context of these opportunities: owner, open, deleted, pipeline, fields for those to
@@ -962,18 +919,31 @@ impl Drain {
         // Past the first two, connections join only while there is a backlog: a steady stream
         // split more ways is only more, smaller batches, each a commit of its own.
         let joining = if self.backlog { lanes.len() } else { lanes.len().min(STEADY_CONNECTIONS - 1) };
+        let progress = self.progress.clone();
+        let working = Working::new(1 + joining, &progress);
         let result = {
             let this = &*self;
-            let round = Round { stop, until };
-            let main = this.drain_on(Conn { client, prep: &prep }, 0, round);
-            let others = (lanes.iter_mut().take(joining).enumerate())
-                .map(|(i, l)| this.drain_on(Conn { client: &mut l.client, prep: &l.prep }, i + 1, round));
+            let round = Round { stop, until, working: &working };
+            let main =
+                async { this.drain_on(Conn { client: &mut *client, prep: &prep }, 0, round).await.map_err(|e| (0, e)) };
+            let others = (lanes.iter_mut().take(joining).enumerate()).map(|(i, l)| async move {
+                this.drain_on(Conn { client: &mut l.client, prep: &l.prep }, i + 1, round).await.map_err(|e| (i + 1, e))
+            });
             // The first error ends the session: the other lanes' batches are dropped (rolled back, undone).
             futures_util::future::try_join(main, futures_util::future::try_join_all(others)).await
         };
         self.prep = prep;
         self.lanes = lanes;
-        let ((mut total, mut caught_up), others) = result?;
+        let ((mut total, mut caught_up), others) = match result {
+            Ok(v) => {
+                self.progress.beat();
+                v
+            }
+            Err((failed, e)) => {
+                self.give_back_all_but(client, failed).await;
+                return Err(e);
+            }
+        };
         for (r, c) in &others {
             total.add(r);
             caught_up &= c;
@@ -983,7 +953,8 @@ impl Drain {
     }
 
     /// Batches on connection `n` (0: the session's) while there are events, until the round ends.
-    /// Also says whether its last batch came back short.
+    /// Also says whether its last batch came back short. A connection with nothing more to do
+    /// waits for the others, looking for new events every poll meanwhile.
     async fn drain_on(
         &self,
         mut conn: Conn<'_>,
@@ -991,13 +962,19 @@ impl Drain {
         round: Round<'_>,
     ) -> Result<(BatchReport, bool), DrainError> {
         let mut total = BatchReport::default();
+        let poll = self.cfg.router.poll_interval.min(Duration::from_millis(100));
         loop {
             crate::systemd::watchdog();
+            round.working.in_batch(n, true);
             let r = self.batch_on(&mut conn, n).await?;
+            round.working.in_batch(n, false);
             total.add(&r);
             let short = r.claimed < self.cfg.router.batch_size as usize && r.contended == 0;
-            let more = r.claimed > 0 || r.contended > 0;
-            if !more || round.over() {
+            let more = r.claimed > 0 || r.contended > 0 || r.deferred > 0;
+            if more && !round.over() {
+                continue;
+            }
+            if round.working.rest() || !round.working.wait(&round, poll).await {
                 return Ok((total, short));
             }
         }
@@ -1377,22 +1354,36 @@ mod ledger_tx_tests {
     }
 
     #[tokio::test]
-    async fn a_batch_that_recounts_loads_waits_until_no_other_batch_is_in_flight() {
+    async fn a_batch_recounts_loads_only_when_no_other_batch_is_in_flight_and_holds_none_up_while_it_looks() {
         let shared = Shared::new(Ledger::default());
         let mut in_flight = shared.lend();
-        in_flight.enter(false).await;
+        assert!(in_flight.enter(false, Duration::ZERO).await);
         let mut recounting = shared.lend();
-        let waited = tokio::time::timeout(Duration::from_millis(100), recounting.enter(true)).await;
-        assert!(waited.is_err(), "the recount waits while another batch is in flight");
+        assert!(
+            !recounting.enter(true, Duration::from_millis(100)).await,
+            "no recount while another batch is in flight"
+        );
+        // A recount looking for its moment holds up no batch meanwhile.
+        let mut beside = shared.lend();
+        let looking = async { recounting.enter(true, Duration::from_millis(300)).await };
+        let (alone, shared_now) = tokio::join!(looking, async {
+            let entered = tokio::time::timeout(Duration::from_millis(100), beside.enter(false, Duration::ZERO)).await;
+            drop(beside);
+            entered
+        });
+        assert!(shared_now.is_ok(), "a batch goes on while a recount looks for its moment");
+        assert!(!alone, "still one in flight");
         in_flight.commit();
-        tokio::time::timeout(Duration::from_secs(5), recounting.enter(true)).await.expect("alone once it committed");
+        assert!(recounting.enter(true, Duration::from_secs(5)).await, "alone once the others committed");
         // While it recounts, a new batch waits; once it shares, the new one goes on beside it.
         let mut next = shared.lend();
         assert!(
-            tokio::time::timeout(Duration::from_millis(100), next.enter(false)).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(100), next.enter(false, Duration::ZERO)).await.is_err(),
             "waits for the recount"
         );
         recounting.share();
-        tokio::time::timeout(Duration::from_secs(5), next.enter(false)).await.expect("beside it after the recount");
+        tokio::time::timeout(Duration::from_secs(5), next.enter(false, Duration::ZERO))
+            .await
+            .expect("beside it after the recount");
     }
 }

@@ -7,7 +7,7 @@
 //! owners (the engine does), nor commit: the caller commits or rolls back the whole batch.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -16,6 +16,10 @@ use super::{
     Journal, LedgerTx, Routed, Unrouted,
 };
 use crate::crm::WriteSql;
+
+/// How long a batch that must recount loads looks for a moment when no other batch is in flight,
+/// before it is given back (to be claimed again [`super::DEFER_DELAY`] later).
+pub(super) const RECOUNT_WAIT: Duration = Duration::from_millis(500);
 use crate::db::row::FromRow;
 use crate::engine::{Decision, Engine, Ledger, Opportunity, Outcome};
 
@@ -137,10 +141,17 @@ impl Drain {
         let mut touched: HashSet<usize> = HashSet::new();
         let mut sorted = self.sort(events, &mut report);
         sorted.recount.retain(|o| engine.member_index(o).is_some());
-        // A recount sees only committed loads: it waits until no other batch is in flight.
-        lent.enter(!sorted.recount.is_empty()).await;
-        self.recount(t, engine, std::mem::take(&mut sorted.recount), lent, &mut touched).await?;
-        lent.share();
+        // A recount sees only committed loads: it runs when no other batch has assignments in
+        // flight (a batch takes its place at the gate only as it starts routing, so one stuck
+        // reading its context holds up no recount).
+        if !sorted.recount.is_empty() {
+            if !lent.enter(true, RECOUNT_WAIT).await {
+                // Nothing done yet: the caller rolls back and gives the events back.
+                return Ok((BatchReport { deferred: events.len(), ..Default::default() }, Vec::new()));
+            }
+            self.recount(t, engine, std::mem::take(&mut sorted.recount), lent, &mut touched).await?;
+            lent.share();
+        }
         // Opportunities to route need their fields; those that only changed, their state alone.
         let mut ids: Vec<String> = sorted.route.iter().map(|e| e.opp_id.clone()).collect();
         ids.sort();
@@ -153,6 +164,7 @@ impl Drain {
         let ctx = self.load_context(t, &ids, &state_ids, true).await?;
         let mut unrouted = self.release(t, &sorted.changed, &ctx).await?;
         laps.lap(&mut report, 1);
+        lent.enter(false, Duration::ZERO).await;
         let now = Utc::now();
         let mut again = Again::default();
         let pending = lent.with(|ledger, journal| {
@@ -182,6 +194,15 @@ impl Drain {
     }
 
     /// Who is touched: opportunities to route, opportunities that changed, owners to recount.
+    /// Whether the event moves the load of a member of the rules in force (its owners are then
+    /// recounted from the CRM, alone at the gate).
+    pub(super) fn needs_recount(&self, ev: &Event) -> bool {
+        [&ev.old_owner, &ev.new_owner]
+            .into_iter()
+            .flatten()
+            .any(|o| !self.sql.unowned(Some(o)) && self.engine.member_index(o).is_some())
+    }
+
     fn sort<'e>(&self, events: &'e [Event], report: &mut BatchReport) -> Sorted<'e> {
         let mut s = Sorted::default();
         let mut seen_route = HashSet::new();
@@ -296,7 +317,9 @@ impl Drain {
             };
             if c.locked {
                 let at = now + chrono::Duration::from_std(self.cfg.router.retry_backoff).unwrap_or_default();
-                tracing::info!(opportunity = %ev.opp_id, retry_at = %at, "locked by a CRM transaction; routing it again shortly");
+                // Per decision, at debug: a row a person holds for minutes comes back every
+                // retry_backoff; the batch line counts it (`locked`).
+                tracing::debug!(opportunity = %ev.opp_id, retry_at = %at, "locked by a CRM transaction; routing it again shortly");
                 step.report.locked += 1;
                 step.again.push(&ev.opp_id, ev.created_at, at);
                 continue;

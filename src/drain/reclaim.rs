@@ -331,7 +331,8 @@ impl Drain {
         let triage = triage(engine, batch.policy, due, &queued, batch.now);
         let earlier = self.earlier_owners(&tx, &triage.stale, batch.policy).await?;
         let stale_ids: Vec<String> = triage.stale.iter().map(|r| r.id.clone()).collect();
-        let ctx = self.load_context(&super::BatchTx { tx: &tx, prep: &self.prep }, &stale_ids, &[], false).await?;
+        // Locked as read, skipping rows a CRM transaction holds: the sweep never waits on a person.
+        let ctx = self.load_context(&super::BatchTx { tx: &tx, prep: &self.prep }, &stale_ids, &[], true).await?;
         let mut verdicts = self.decide(engine, &batch, &triage.stale, &ctx, earlier, ledger, journal);
         let written = self.reassign(&tx, batch.reassign, &verdicts.writes).await?;
         unwritten(&mut verdicts, &written, ledger, journal);
@@ -358,6 +359,7 @@ impl Drain {
             deferred = triage.defer.opp.len() - triage.warn.opp.len(),
             warned = triage.warn.opp.len(),
             waiting = triage.waiting,
+            locked = verdicts.locked,
             "reclaim sweep"
         );
         Ok(Swept { due: triage.due, acted, reclaimed })
@@ -438,6 +440,10 @@ impl Drain {
         };
         for row in stale {
             let p = batch.policy.for_team(row.team.as_deref());
+            if ctx.get(&row.id).is_some_and(|c| c.locked) {
+                v.locked += 1; // still due: the next sweep looks again
+                continue;
+            }
             let Some(c) = ctx
                 .get(&row.id)
                 .filter(|c| c.open && !c.deleted && c.opportunity && c.owner.as_deref() == Some(row.owner.as_str()))
@@ -699,6 +705,8 @@ struct Verdicts<'p> {
     restart: Vec<String>,
     /// The ledger entry of each reassignment, to take back if it is not written.
     pending_undo: HashMap<String, (usize, i64)>,
+    /// Rows a CRM transaction holds: not waited for, looked at again by the next sweep.
+    locked: usize,
 }
 
 /// Sort the due rows: a queued interaction that counts waits for the drain; otherwise the

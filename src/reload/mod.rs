@@ -59,6 +59,9 @@ pub struct Reloader {
     /// One reload at a time (the watcher, SIGHUP and the directory refresh may ask together);
     /// it keeps the digest of the set in force, by content hash, so a reload digests only the new.
     in_force: std::sync::Mutex<Option<(String, Digest)>>,
+    /// Held only while `status` is read, changed and stored (never across a compile): the daemon
+    /// updates it from the runtime's threads.
+    status_lock: std::sync::Mutex<()>,
 }
 
 /// The outcome of one reload.
@@ -82,6 +85,7 @@ impl Reloader {
             directory,
             status: ArcSwap::from_pointee(status),
             in_force: std::sync::Mutex::new(None),
+            status_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -103,12 +107,9 @@ impl Reloader {
         let mut dir = (**self.directory.load()).clone();
         dir.tests_warn = why == DIRECTORY_REFRESH && !self.latest().provisional;
         let result = crate::load_rules_with(&self.cfg, &dir);
-        let mut status = (**self.status.load()).clone();
         match result {
             Ok(engine) => {
                 let old = self.latest();
-                // Good files again: a refusal before this is history.
-                status.last_error = None;
                 // The first set compiled with the CRM's directory always goes in force: the one
                 // before it never routes, however alike the two look.
                 let first_with_directory = old.provisional && !engine.provisional;
@@ -137,7 +138,8 @@ impl Reloader {
                     } else {
                         tracing::info!(cause = why, version = %old.version, "rules reloaded: no change");
                     }
-                    self.status.store(Arc::new(status));
+                    // Good files again: a refusal before this is history.
+                    self.update_status(|s| s.last_error = None);
                     return Ok(Reloaded::Unchanged);
                 };
                 tracing::info!(from = %old.version, to = %engine.version, cause = why, changes = %changes, "rules reloaded");
@@ -151,19 +153,22 @@ impl Reloader {
                 }
                 let version = engine.version.clone();
                 self.candidates.send_replace(Arc::new(engine));
-                status.version = version.clone();
-                status.loaded_at = Some(Utc::now());
-                status.reloads += 1;
-                self.status.store(Arc::new(status));
+                self.update_status(|s| {
+                    s.last_error = None;
+                    s.version = version.clone();
+                    s.loaded_at = Some(Utc::now());
+                    s.reloads += 1;
+                });
                 metrics::counter!("oppty_router_rule_reloads_total", "result" => "ok").increment(1);
                 Ok(Reloaded::Swapped(version))
             }
             Err(e) => {
                 let problems = bounded_problems(&e);
                 tracing::error!(cause = why, kept = %self.latest().version, problems = %problems, "rules refused; the last good rules stay in force");
-                status.last_error = Some((Utc::now(), problems));
-                status.refused += 1;
-                self.status.store(Arc::new(status));
+                self.update_status(|s| {
+                    s.last_error = Some((Utc::now(), problems));
+                    s.refused += 1;
+                });
                 metrics::counter!("oppty_router_rule_reloads_total", "result" => "refused").increment(1);
                 Err(e)
             }
@@ -190,20 +195,25 @@ impl Reloader {
     /// The set in force was given a new version number (the sequence continues after the one a
     /// previous process recorded).
     pub fn renamed(&self, version: &str) {
-        let _one_at_a_time = self.in_force.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.update_status(|s| s.version = version.to_string());
+    }
+
+    /// Change the reload status: read, changed and stored under a lock held for that alone.
+    fn update_status(&self, f: impl FnOnce(&mut ReloadStatus)) {
+        let _one_at_a_time = self.status_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut status = (**self.status.load()).clone();
-        status.version = version.to_string();
+        f(&mut status);
         self.status.store(Arc::new(status));
     }
 
     /// The daemon refused the set in force (its member ids do not fit the CRM's owner column) and
     /// put `kept` back: record it, so `status` tells the truth.
     pub fn refused_by_database(&self, message: &str, kept: &Engine) {
-        let mut status = (**self.status.load()).clone();
-        status.version = kept.version.clone();
-        status.last_error = Some((Utc::now(), message.to_string()));
-        status.refused += 1;
-        self.status.store(Arc::new(status));
+        self.update_status(|s| {
+            s.version = kept.version.clone();
+            s.last_error = Some((Utc::now(), message.to_string()));
+            s.refused += 1;
+        });
         metrics::counter!("oppty_router_rule_reloads_total", "result" => "refused").increment(1);
     }
 }
@@ -278,11 +288,19 @@ pub async fn watch(
                 Err(_) => break,
             }
         }
-        // The directory may have been replaced, or the symlink to it swapped: watch what is there now.
-        watched = rewatch(&mut watcher, &dir, watched);
-        let before = fingerprint(&dir);
+        // The directory may have been replaced, or the symlink to it swapped: watch what is there
+        // now. File system calls run on a blocking thread, never on the runtime's.
+        let (d, old) = (dir.clone(), watched.take());
+        let looked = tokio::task::spawn_blocking(move || {
+            let now = rewatch(&mut watcher, &d, old);
+            (watcher, now, fingerprint(&d))
+        })
+        .await;
+        let Ok((w, now, before)) = looked else { return Ok(()) };
+        (watcher, watched) = (w, now);
         let _ = reloader.reload_in_background("rule files changed").await;
-        if fingerprint(&dir) != before {
+        let d = dir.clone();
+        if tokio::task::spawn_blocking(move || fingerprint(&d)).await.is_ok_and(|after| after != before) {
             // Written while we read it (a save in two steps): look again after the next quiet spell.
             tokio::time::sleep(debounce).await;
             let _ = reloader.reload_in_background("rule files changed while being read").await;

@@ -82,7 +82,10 @@ typed_row! {
         pub actor: Option<String>,
         pub at: Option<DateTime<Utc>>,
         pub created_at: DateTime<Utc>,
+        /// Claims so far, this one included (charged as it was claimed).
         pub attempts: i32,
+        /// Why its last try failed (`None`: it never failed, or its claimer's session ended).
+        pub last_error: Option<String>,
     }
 }
 
@@ -109,12 +112,22 @@ typed_row! {
 /// The drain's statements over the router's tables, for one schema.
 #[derive(Debug, Clone)]
 pub struct Statements {
-    /// `$1` batch size → a fresh batch of [`Event`]s (never retried ones), deleted as claimed.
+    /// `$1` batch size, `$2` the leader session's backend (NULL: unfenced) → a fresh batch of
+    /// [`Event`]s (never claimed before), charged an attempt and named this session's in the
+    /// statement itself (run outside any transaction: the charge stands whatever becomes of the
+    /// batch, a crash included). A leader the lease no longer names claims nothing.
     pub claim: String,
-    /// `$1` limit → events to retry, read only (each is claimed alone by `claim_one`).
-    pub claim_retries: String,
-    /// `$1` event id → that event, deleted as claimed.
-    pub claim_one: String,
+    /// `$1` the leader session's backend → one event to try again, alone: one that failed and is
+    /// due, or one whose claimer's session is gone (it crashed while routing it), charged an
+    /// attempt and named this session's. Locked rows are skipped: lanes never claim (nor charge)
+    /// the same event twice.
+    pub claim_retry: String,
+    /// `$1` event ids → those of them this session claimed, deleted (in the batch's transaction:
+    /// locked until it ends, gone once it commits).
+    pub take: String,
+    /// `$1` event ids, `$2` delay in ms: this session's claim given back uncharged (the batch met
+    /// another transaction; it is claimed again after the delay).
+    pub refund: String,
     /// Assignments (the audit) and the explanations new to the store: see `AuditCols::insert`.
     pub audit: String,
     /// What the router assigned, and when the sweeper first looks.
@@ -125,7 +138,11 @@ pub struct Statements {
     pub touch: String,
     /// Members' open loads and assignment totals.
     pub member_state: String,
-    /// `$1` event id, `$2` error, `$3` backoff in ms → attempts.
+    /// Every claim of this session's given back uncharged (its batches were cut short by another
+    /// connection's failure).
+    pub give_back: String,
+    /// `$1` event id, `$2` error, `$3` backoff in ms: tried again after the backoff (the attempt
+    /// was charged at the claim).
     pub retry: String,
     /// `$1` event id, `$2` error: moved to the dead letters.
     pub dead_letter: String,
@@ -155,20 +172,21 @@ pub struct Statements {
 impl Statements {
     pub fn new(schema: &Ident) -> Statements {
         let s = schema.quoted();
-        let cols = "id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts";
         Statements {
-            // The ids are collected into an array first (an InitPlan, run once): with `id IN
-            // (SELECT … LIMIT)` a nested-loop plan re-runs the LIMIT subquery per row and one
-            // statement takes the whole backlog.
-            claim: format!(
-                "DELETE FROM {s}.events WHERE id = ANY(ARRAY(SELECT id FROM {s}.events WHERE attempts = 0 \
-                 AND next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING {cols}"
+            claim: claim_sql(&s),
+            claim_retry: claim_retry_sql(&s),
+            give_back: format!(
+                "UPDATE {s}.events SET attempts = greatest(attempts - 1, 0), claimed_by = NULL \
+                 WHERE attempts > 0 AND claimed_by = pg_backend_pid()"
             ),
-            // Read only: each is then claimed by id in its own transaction (`claim_one`).
-            claim_retries: format!(
-                "SELECT {cols} FROM {s}.events WHERE attempts > 0 AND next_attempt_at <= now() ORDER BY id LIMIT $1"
+            take: format!(
+                "DELETE FROM {s}.events WHERE id = ANY($1::int8[]) AND claimed_by = pg_backend_pid() RETURNING id"
             ),
-            claim_one: format!("DELETE FROM {s}.events WHERE id = $1 RETURNING {cols}"),
+            refund: format!(
+                "UPDATE {s}.events SET attempts = attempts - 1, claimed_by = NULL, \
+                 next_attempt_at = greatest(next_attempt_at, clock_timestamp() + $2::float8 * interval '1 millisecond') \
+                 WHERE id = ANY($1::int8[]) AND claimed_by = pg_backend_pid()"
+            ),
             // The explanations new to the store first (`$11` keys, `$12` their JSON texts, in key
             // order: two batches inserting the same new ones wait for each other, never deadlock).
             audit: format!(
@@ -213,13 +231,13 @@ impl Statements {
                  last_assigned_at = coalesce(EXCLUDED.last_assigned_at, m.last_assigned_at), updated_at = EXCLUDED.updated_at"
             ),
             retry: format!(
-                "UPDATE {s}.events SET attempts = attempts + 1, last_error = $2, \
-                 next_attempt_at = clock_timestamp() + $3::float8 * interval '1 millisecond' WHERE id = $1 RETURNING attempts"
+                "UPDATE {s}.events SET last_error = $2, claimed_by = NULL, \
+                 next_attempt_at = clock_timestamp() + $3::float8 * interval '1 millisecond' WHERE id = $1"
             ),
             dead_letter: format!(
                 "WITH d AS (DELETE FROM {s}.events WHERE id = $1 RETURNING *) \
                  INSERT INTO {s}.dead_letter (id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, error) \
-                 SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts + 1, $2 FROM d"
+                 SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, $2 FROM d"
             ),
             // Park what was left unowned (with why); clear what is owned, closed or gone.
             unrouted: format!(
@@ -240,14 +258,78 @@ impl Statements {
             ),
             history: history_sql(&s),
             pick_states: format!("SELECT rule_key, cursor, weights FROM {s}.pick_state"),
+            // The oldest by `created_at` (requeued events keep theirs), found by its index.
             oldest_pending: format!(
-                "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS secs FROM {s}.events WHERE next_attempt_at <= now()"
+                "SELECT coalesce(extract(epoch FROM now() - (SELECT created_at FROM {s}.events \
+                 WHERE next_attempt_at <= now() ORDER BY created_at LIMIT 1)), 0)::float8 AS secs"
             ),
             idle: idle_sql(schema),
             fence: format!("SELECT true AS held FROM {s}.leader_lease WHERE singleton AND backend_pid = $1 FOR KEY SHARE"),
             sweep: SweepStatements::new(schema),
         }
     }
+}
+
+impl Statements {
+    /// Every statement by name, the sweep's included: what a test runs `EXPLAIN` on.
+    pub fn named(&self) -> Vec<(&'static str, &str)> {
+        let mut v: Vec<(&'static str, &str)> = vec![
+            ("claim", &self.claim),
+            ("claim_retry", &self.claim_retry),
+            ("take", &self.take),
+            ("refund", &self.refund),
+            ("give_back", &self.give_back),
+            ("audit", &self.audit),
+            ("own", &self.own),
+            ("release", &self.release),
+            ("touch", &self.touch),
+            ("member_state", &self.member_state),
+            ("retry", &self.retry),
+            ("dead_letter", &self.dead_letter),
+            ("unrouted", &self.unrouted),
+            ("requeue", &self.requeue),
+            ("pick_state", &self.pick_state),
+            ("history", &self.history),
+            ("pick_states", &self.pick_states),
+            ("oldest_pending", &self.oldest_pending),
+            ("idle", &self.idle),
+            ("fence", &self.fence),
+        ];
+        v.extend(self.sweep.named());
+        v
+    }
+}
+
+/// The columns of an [`Event`].
+const EVENT_COLUMNS: &str = "id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, last_error";
+
+/// Whether the lease names the leader session `$n` (NULL: unfenced), for the router's schema `s`.
+fn leads(s: &str, n: u8) -> String {
+    format!("(${n}::int4 IS NULL OR EXISTS (SELECT 1 FROM {s}.leader_lease WHERE singleton AND backend_pid = ${n}))")
+}
+
+/// [`Statements::claim`]. The ids are collected into an array first (an InitPlan, run once): with
+/// `id IN (SELECT … LIMIT)` a nested-loop plan re-runs the LIMIT subquery per row and one statement
+/// takes the whole backlog.
+fn claim_sql(s: &str) -> String {
+    format!(
+        "UPDATE {s}.events SET attempts = attempts + 1, claimed_by = pg_backend_pid() \
+         WHERE id = ANY(ARRAY(SELECT id FROM {s}.events WHERE attempts = 0 \
+         AND next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) AND {} RETURNING {EVENT_COLUMNS}",
+        leads(s, 2)
+    )
+}
+
+/// [`Statements::claim_retry`]: a claimer is gone when no server process has its pid. Fewest
+/// attempts first: the batch-mates of an event that took their session down go before it.
+fn claim_retry_sql(s: &str) -> String {
+    format!(
+        "UPDATE {s}.events SET attempts = attempts + 1, claimed_by = pg_backend_pid() \
+         WHERE id = (SELECT e.id FROM {s}.events e WHERE e.attempts > 0 AND e.next_attempt_at <= now() \
+         AND (e.claimed_by IS NULL OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = e.claimed_by)) \
+         ORDER BY e.attempts, e.id LIMIT 1 FOR UPDATE OF e SKIP LOCKED) AND {} RETURNING {EVENT_COLUMNS}",
+        leads(s, 1)
+    )
 }
 
 /// [`Statements::history`], for the router's schema `s` (quoted). A LIMIT per member in a LATERAL

@@ -169,4 +169,27 @@ impl SweepStatements {
             ),
         }
     }
+
+    /// Every statement by name (`Statements::named`).
+    pub fn named(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("sweep.paused", &self.paused),
+            ("sweep.fingerprint", &self.fingerprint),
+            ("sweep.set_fingerprint", &self.set_fingerprint),
+            ("sweep.align_any[0]", &self.align_any[0]),
+            ("sweep.align_any[1]", &self.align_any[1]),
+            ("sweep.align_chunk[0]", &self.align_chunk[0]),
+            ("sweep.align_chunk[1]", &self.align_chunk[1]),
+            ("sweep.due", &self.due),
+            ("sweep.queued", &self.queued),
+            ("sweep.earlier_owners", &self.earlier_owners),
+            ("sweep.interacted", &self.interacted),
+            ("sweep.finish", &self.finish),
+            ("sweep.restart", &self.restart),
+            ("sweep.track", &self.track),
+            ("sweep.defer", &self.defer),
+            ("sweep.warn", &self.warn),
+            ("sweep.pause_lapsed", &self.pause_lapsed),
+        ]
+    }
 }

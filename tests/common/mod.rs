@@ -389,3 +389,46 @@ pub async fn login_role_for_test(admin: &Client, label: &str) -> String {
     admin.batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw'")).await.expect("create role");
     role
 }
+
+/// Ten good opportunities around one titled `bad`, routed by a daemon until the bad one is
+/// dead-lettered; every good one must be routed. Returns the bad one's id and its dead letter
+/// (opportunity, attempts, error).
+pub async fn one_dead_letter_among_routed_ones(db: &TestDb, bad: &str) -> (String, (String, i32, String)) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(db.insert_opportunity(&format!("good {i}"), "HCM", "retail").await);
+    }
+    let bad_id = db.insert_opportunity(bad, "HCM", "retail").await;
+    for i in 5..10 {
+        ids.push(db.insert_opportunity(&format!("good {i}"), "DN", "retail").await);
+    }
+    let daemon = db.start();
+    let started = Instant::now();
+    while db.count("SELECT count(*) FROM oppty_router.dead_letter").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the {bad} event reaches the dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.wait_drained(Duration::from_secs(10)).await;
+    daemon.stop().await;
+    for id in &ids {
+        assert_ne!(db.owner_of(id).await, 1, "every other opportunity of the batch is routed");
+    }
+    assert_eq!(db.owner_of(&bad_id).await, 1, "the {bad} one keeps the queue owner");
+    let row = db
+        .client
+        .query_one("SELECT opp_id, attempts, error FROM oppty_router.dead_letter", &[])
+        .await
+        .expect("one dead letter");
+    (bad_id, (row.get(0), row.get(1), row.get(2)))
+}
+
+/// The sample CRM with one more condition on the `segment` field's query (over `o`, the row).
+pub async fn with_segment_condition(label: &str, condition: &str) -> TestDb {
+    crm_db_with(label, |text| {
+        let from = "segment = { sql = \"SELECT a.segment FROM crm.account a WHERE a.\\\"accountId\\\" = o.\\\"accountId\\\"\" }";
+        assert!(text.contains(from), "the example config maps segment by a query");
+        let to = from.replace("\" }", &format!(" AND ({})\" }}", condition.replace('"', "\\\"")));
+        *text = text.replace(from, &to);
+    })
+    .await
+}

@@ -352,6 +352,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tls_connector_is_built_once_and_reused_by_every_connection_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root.crt");
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("a certificate");
+        std::fs::write(&root, ca.cert.pem()).expect("write");
+        let db = DatabaseConfig {
+            url: format!("host=localhost dbname=crm sslmode=verify-full sslrootcert={}", root.display()),
+            password_file: None,
+            application_name: "oppty-router".into(),
+            connect_timeout: Duration::from_secs(5),
+            naive_timestamps: None,
+        };
+        assert!(target(&db, "").is_ok(), "the first connection reads the root certificate");
+        std::fs::remove_file(&root).expect("remove");
+        // Read once: the certificates (and the system's roots) are not read again per connection.
+        assert!(target(&db, " lane 2").is_ok(), "later connections reuse the connector");
+    }
+
+    #[test]
     fn each_sqlstate_has_the_kind_whose_reaction_fits_it() {
         use ErrorKind::*;
         let cases = [

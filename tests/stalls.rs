@@ -194,3 +194,34 @@ async fn routing_resumes_within_a_second_of_the_database_accepting_connections_a
     assert!(resumed < Duration::from_secs(1), "resumed within a second: {resumed:?}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_claimed_by_a_live_session_is_claimed_by_no_other_and_once_it_ends_alone_charged_once_more() {
+    let db = crm_db("claims").await;
+    db.install().await;
+    let opp = db.insert_opportunity("claimed", "HCM", "retail").await;
+    let store = oppty_router::store::Statements::new(&db.cfg.router.schema);
+    let a = oppty_router::db::connect(&db.cfg.database, " lane a").await.expect("connect");
+    let b = oppty_router::db::connect(&db.cfg.database, " lane b").await.expect("connect");
+    let unfenced: Option<i32> = None;
+    let claimed = a.query(&store.claim, &[&100i64, &unfenced]).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "A claims the event");
+    let attempts: i32 = claimed[0].try_get("attempts").expect("attempts");
+    assert_eq!(attempts, 1, "charged as it is claimed, in the claim's own statement");
+    // While A's session lives, B finds nothing: not as fresh, not as one to try again.
+    assert!(b.query(&store.claim, &[&100i64, &unfenced]).await.expect("claim").is_empty());
+    assert!(b.query_opt(&store.claim_retry, &[&unfenced]).await.expect("retry").is_none());
+    // A's session ends without finishing (a crash, a kill): B claims it again, alone, charged again.
+    drop(a);
+    let started = Instant::now();
+    let again = loop {
+        if let Some(r) = b.query_opt(&store.claim_retry, &[&unfenced]).await.expect("retry") {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "claimed again once A's session is gone");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(again.try_get::<_, String>("opp_id").expect("opp"), opp);
+    assert_eq!(again.try_get::<_, i32>("attempts").expect("attempts"), 2);
+    assert!(b.query_opt(&store.claim_retry, &[&unfenced]).await.expect("retry").is_none(), "and by nobody else");
+}

@@ -819,3 +819,39 @@ async fn a_missing_grant_stops_the_daemon_with_the_servers_words_and_charges_no_
     );
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.dead_letter").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_server_certificate_given_as_its_own_root_is_trusted_as_libpq_trusts_it() {
+    // The PostgreSQL manual's recipe: one self-signed certificate for the server, marked a CA.
+    let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    p.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    p.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = p.self_signed(&key).expect("self-sign");
+    let cluster = Cluster::start_with(ClusterOptions {
+        durable: false,
+        tcp: true,
+        tls: Some(ServerTls { cert_pem: cert.pem(), key_pem: key.serialize_pem(), ca_pem: None }),
+        hba: Some("local all all trust\nhostssl all all 127.0.0.1/32 trust\n".into()),
+        settings: Vec::new(),
+    })
+    .expect("a TLS cluster");
+    let files = tempfile::tempdir().expect("tempdir");
+    let own = files.path().join("server.crt");
+    std::fs::write(&own, cert.pem()).expect("write");
+    let other = files.path().join("other.crt");
+    std::fs::write(&other, make_ca("somebody else's CA").cert.pem()).expect("write");
+    for mode in ["verify-ca", "verify-full"] {
+        let url = |root: &std::path::Path| {
+            format!("{} sslmode={mode} sslrootcert={}", cluster.tcp_url("postgres", "postgres"), root.display())
+        };
+        let c = db::connect(&db_config(&url(&own)), "").await.unwrap_or_else(|e| panic!("{mode}: {e}"));
+        c.query_one("SELECT 1", &[]).await.expect("a query over TLS");
+        let refused = match db::connect(&db_config(&url(&other)), "").await {
+            Ok(_) => panic!("{mode}: a certificate another CA did not sign is refused"),
+            Err(e) => e,
+        };
+        assert_eq!(refused.kind(), db::ErrorKind::Refused, "{mode}: {refused}");
+    }
+}

@@ -143,11 +143,13 @@ impl TlsSettings {
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| TlsError::Rustls(e.to_string()))?;
-                if mode == SslMode::VerifyFull {
-                    webpki
-                } else {
-                    Arc::new(CaOnly(webpki))
-                }
+                // A server's self-signed certificate given as its own root (the PostgreSQL
+                // manual's recipe, which marks it a CA) is trusted as it is, as libpq does.
+                let pinned = match root {
+                    RootCert::File(path) => read_certs("sslrootcert", path)?,
+                    RootCert::System => Vec::new(),
+                };
+                Arc::new(Verified { chain: webpki, pinned, check_name: mode == SslMode::VerifyFull })
             }
         };
         let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
@@ -252,11 +254,19 @@ impl ServerCertVerifier for Unverified {
     }
 }
 
-/// `verify-ca`: the chain must lead to the given CA; the host name is not compared.
+/// `verify-ca` and `verify-full`: the chain must lead to a root certificate; under `verify-full`
+/// the certificate must also be issued for the host (under `verify-ca` the name is not compared).
+/// A certificate found, byte for byte, among the root certificates (a self-signed server
+/// certificate given as its own `sslrootcert`) is trusted as it is, as OpenSSL trusts it; under
+/// `verify-full` its names must still fit the host.
 #[derive(Debug)]
-struct CaOnly(Arc<WebPkiServerVerifier>);
+struct Verified {
+    chain: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+    check_name: bool,
+}
 
-impl ServerCertVerifier for CaOnly {
+impl ServerCertVerifier for Verified {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -265,12 +275,20 @@ impl ServerCertVerifier for CaOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        let chained = match self.chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.check_name => return Ok(ServerCertVerified::assertion()),
             other => other,
+        };
+        if chained.is_ok() || !self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+            return chained;
         }
+        if self.check_name {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
+        }
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -279,7 +297,7 @@ impl ServerCertVerifier for CaOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.chain.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -288,11 +306,11 @@ impl ServerCertVerifier for CaOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.chain.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.chain.supported_verify_schemes()
     }
 }
 

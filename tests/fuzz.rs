@@ -143,6 +143,48 @@ proptest! {
         }
     }
 
+    /// SQL made of what PostgreSQL reads as comments, strings (doubled quotes, `E''` escapes,
+    /// dollar quotes), quoted identifiers, casts and slices, each holding a `:name`, between real
+    /// parameters: only the real ones are replaced, everything else stays as written.
+    #[test]
+    fn only_real_parameters_are_replaced_whatever_surrounds_them(
+        toks in prop::collection::vec((0usize..10, 0usize..4), 0..30),
+    ) {
+        let ns = ["id", "owner", "team", "old_owner"];
+        let (mut sql, mut want, mut used) = (String::new(), String::new(), Vec::<usize>::new());
+        for (t, k) in toks {
+            let n = ns[k];
+            let text = match t {
+                0 => format!(":{n}"),
+                1 => format!("-- it's :{n}\n"),
+                2 => format!("/* :{n} /* ' */ :{n} */"),
+                3 => format!("'it''s :{n}'"),
+                4 => format!("E'it\\'s :{n}'"),
+                5 => format!("$t$ :{n} ' $t$"),
+                6 => format!("\"a\"\":{n}\""),
+                7 => "::int".to_string(),
+                8 => "a[1:2]".to_string(),
+                _ => "SELECT".to_string(),
+            };
+            let expected = if t == 0 {
+                let pos = used.iter().position(|u| *u == k).unwrap_or_else(|| {
+                    used.push(k);
+                    used.len() - 1
+                });
+                format!("(${}::text)", pos + 1)
+            } else {
+                text.clone()
+            };
+            sql.push_str(&text);
+            sql.push(' ');
+            want.push_str(&expected);
+            want.push(' ');
+        }
+        let (out, got) = bind_named(&sql, &ns).expect("binds");
+        prop_assert_eq!(out, want);
+        prop_assert_eq!(got, used);
+    }
+
     /// Arbitrary identifiers: parsed or refused; a parsed one, quoted, parses back to itself.
     #[test]
     fn identifiers_parse_or_are_refused_and_round_trip_through_quoting(raw in "\\PC{0,40}") {

@@ -10,11 +10,13 @@ use tokio_postgres::Client;
 
 mod directory;
 mod fit;
+mod named;
 mod statements;
 mod territories;
 
 pub use directory::{directory_for, load_directory, DirectoryError};
 pub use fit::{check_directory_users, check_rule_values, RuleValuesError};
+pub use named::bind_named;
 pub use statements::prepare;
 
 use crate::config::Config;
@@ -307,74 +309,6 @@ pub(crate) fn deleted_pred(cfg: &Config) -> String {
     cfg.opportunity.deleted_when.as_ref().map(|s| format!("({s})")).unwrap_or_else(|| "false".into())
 }
 
-/// Replace `:name` parameters with `($n::text)` (they are all sent as text), leaving `::casts`, quoted text and identifiers alone.
-/// Returns the SQL and, for each `$n`, the index in `names` of the value it takes.
-pub fn bind_named(sql: &str, names: &[&str]) -> Result<(String, Vec<usize>), String> {
-    let mut used: Vec<usize> = Vec::new();
-    let mut out = String::with_capacity(sql.len());
-    let chars: Vec<char> = sql.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' || c == '"' {
-            let q = c;
-            out.push(c);
-            i += 1;
-            while i < chars.len() {
-                out.push(chars[i]);
-                if chars[i] == q {
-                    break;
-                }
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        if c == ':' {
-            if i + 1 < chars.len() && chars[i + 1] == ':' {
-                out.push_str("::");
-                i += 2;
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                    out.push(chars[i]);
-                    i += 1;
-                }
-                continue;
-            }
-            let start = i + 1;
-            let mut j = start;
-            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
-                j += 1;
-            }
-            if j > start {
-                let name: String = chars[start..j].iter().collect();
-                match names.iter().position(|n| *n == name) {
-                    Some(k) => {
-                        let n = match used.iter().position(|u| *u == k) {
-                            Some(n) => n,
-                            None => {
-                                used.push(k);
-                                used.len() - 1
-                            }
-                        };
-                        out.push_str(&format!("(${}::text)", n + 1));
-                    }
-                    None => {
-                        return Err(format!(
-                            "unknown parameter `:{name}`; use {}",
-                            names.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", ")
-                        ))
-                    }
-                }
-                i = j;
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    Ok((out, used))
-}
-
 /// The named parameters of a custom write-back statement, in `$n` order.
 pub const WRITE_PARAMS: &[&str] = &["opportunity_id", "owner", "team", "previous_owner"];
 
@@ -401,22 +335,4 @@ pub async fn stored_ids(
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn named_parameters_become_positional_and_casts_survive() {
-        let sql = "UPDATE t SET owner = :owner::int, note = 'at :owner' WHERE id = :opportunity_id::uuid";
-        assert_eq!(
-            bind_named(sql, WRITE_PARAMS).expect("binds"),
-            (
-                "UPDATE t SET owner = ($1::text)::int, note = 'at :owner' WHERE id = ($2::text)::uuid".to_string(),
-                vec![1, 0]
-            )
-        );
-        assert!(bind_named("SELECT :nope", WRITE_PARAMS).expect_err("unknown").contains(":opportunity_id"));
-    }
 }

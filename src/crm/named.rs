@@ -1,0 +1,180 @@
+//! `:name` parameters in the SQL ops write in the config (`write_back.statement`,
+//! `write_back.reclaim_statement`), turned into positional ones, reading the text as PostgreSQL
+//! reads it: a `:name` inside a comment (`--`, nested `/* */`), a string (`'…'` with doubled
+//! quotes, `E'…'` with backslash escapes, `$tag$…$tag$`), a quoted identifier (`"…"` with doubled
+//! quotes), a cast (`::type`) or an array slice (`a[1:2]`) is left as it is.
+//!
+//! It must not change anything else of the text: what the server parses is the statement as
+//! written, with each parameter replaced by `($n::text)`.
+
+/// Replace `:name` parameters with `($n::text)` (they are all sent as text). Returns the SQL and,
+/// for each `$n`, the index in `names` of the value it takes.
+pub fn bind_named(sql: &str, names: &[&str]) -> Result<(String, Vec<usize>), String> {
+    let b = sql.as_bytes();
+    let mut used: Vec<usize> = Vec::new();
+    let mut out = String::with_capacity(sql.len() + 16);
+    let (mut i, mut brackets) = (0, 0usize);
+    while i < b.len() {
+        if let Some(end) = quoted_or_comment(sql, i) {
+            out.push_str(&sql[i..end]);
+            i = end;
+            continue;
+        }
+        match b[i] {
+            b'[' => brackets += 1,
+            b']' => brackets = brackets.saturating_sub(1),
+            b':' if b.get(i + 1) == Some(&b':') => {
+                out.push_str("::");
+                i += 2;
+                continue;
+            }
+            b':' if brackets == 0 && b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+                let end = word_end(b, i + 1);
+                let name = &sql[i + 1..end];
+                let k = names.iter().position(|n| *n == name).ok_or_else(|| {
+                    format!(
+                        "unknown parameter `:{name}`; use {}",
+                        names.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", ")
+                    )
+                })?;
+                let n = used.iter().position(|u| *u == k).unwrap_or_else(|| {
+                    used.push(k);
+                    used.len() - 1
+                });
+                out.push_str(&format!("(${}::text)", n + 1));
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        let ch = sql[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    Ok((out, used))
+}
+
+/// Where a name's characters (`[A-Za-z0-9_]`) starting at `i` end.
+fn word_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+        i += 1;
+    }
+    i
+}
+
+/// When a comment, string, quoted identifier or dollar-quoted text begins at `i`: where it ends
+/// (the end of the text when it is not closed).
+fn quoted_or_comment(sql: &str, i: usize) -> Option<usize> {
+    let b = sql.as_bytes();
+    let next = b.get(i + 1).copied();
+    let after_word = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+    match b[i] {
+        b'-' if next == Some(b'-') => Some(sql[i..].find('\n').map_or(sql.len(), |n| i + n + 1)),
+        b'/' if next == Some(b'*') => Some(block_comment_end(b, i)),
+        b'\'' => Some(quote_end(b, i, b'\'', false)),
+        b'"' => Some(quote_end(b, i, b'"', false)),
+        b'E' | b'e' if next == Some(b'\'') && !after_word => Some(quote_end(b, i + 1, b'\'', true)),
+        b'$' if !after_word => dollar_quote_end(sql, i),
+        _ => None,
+    }
+}
+
+/// The end of a nested `/* … */` comment beginning at `i`.
+fn block_comment_end(b: &[u8], i: usize) -> usize {
+    let (mut depth, mut j) = (0usize, i);
+    while j + 1 < b.len() {
+        if b[j] == b'/' && b[j + 1] == b'*' {
+            depth += 1;
+            j += 2;
+        } else if b[j] == b'*' && b[j + 1] == b'/' {
+            depth -= 1;
+            j += 2;
+            if depth == 0 {
+                return j;
+            }
+        } else {
+            j += 1;
+        }
+    }
+    b.len()
+}
+
+/// The end of text quoted with `q` beginning at `i` (a doubled `q` stands for one; with
+/// `backslash`, `\` escapes the next character, as in `E'…'`).
+fn quote_end(b: &[u8], i: usize, q: u8, backslash: bool) -> usize {
+    let mut j = i + 1;
+    while j < b.len() {
+        let escaped = backslash && b[j] == b'\\';
+        if escaped || (b[j] == q && b.get(j + 1) == Some(&q)) {
+            j += 2;
+        } else if b[j] == q {
+            return j + 1;
+        } else {
+            j += 1;
+        }
+    }
+    b.len()
+}
+
+/// The end of `$tag$ … $tag$` beginning at `i`, when a dollar quote begins there (`$1`, a
+/// positional parameter, is not one).
+fn dollar_quote_end(sql: &str, i: usize) -> Option<usize> {
+    let b = sql.as_bytes();
+    let tag_end = if b.get(i + 1) == Some(&b'$') {
+        i + 2
+    } else if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') {
+        let e = word_end(b, i + 1);
+        if b.get(e) != Some(&b'$') {
+            return None;
+        }
+        e + 1
+    } else {
+        return None;
+    };
+    let tag = &sql[i..tag_end];
+    Some(sql[tag_end..].find(tag).map_or(sql.len(), |n| tag_end + n + tag.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: &[&str] = &["opportunity_id", "owner", "team", "previous_owner"];
+
+    #[test]
+    fn named_parameters_become_positional_and_casts_survive() {
+        let sql = "UPDATE t SET owner = :owner::int, note = 'at :owner' WHERE id = :opportunity_id::uuid";
+        assert_eq!(
+            bind_named(sql, NAMES).expect("binds"),
+            (
+                "UPDATE t SET owner = ($1::text)::int, note = 'at :owner' WHERE id = ($2::text)::uuid".to_string(),
+                vec![1, 0]
+            )
+        );
+        assert!(bind_named("SELECT :nope", NAMES).expect_err("unknown").contains(":opportunity_id"));
+    }
+
+    #[test]
+    fn what_postgresql_reads_as_a_comment_a_string_or_a_slice_is_left_as_written() {
+        let cases = [
+            // An apostrophe in a comment once swallowed the parameters after it.
+            (
+                "UPDATE t SET o = :owner -- not already in \"Assign To\"'s list\nWHERE id = :opportunity_id",
+                "UPDATE t SET o = ($1::text) -- not already in \"Assign To\"'s list\nWHERE id = ($2::text)",
+            ),
+            (
+                "/* :owner /* nested ' */ still :team */ SELECT :owner",
+                "/* :owner /* nested ' */ still :team */ SELECT ($1::text)",
+            ),
+            ("SELECT E'it\\'s :owner', :team", "SELECT E'it\\'s :owner', ($1::text)"),
+            ("SELECT 'it''s :owner', \"a\"\":team\", :team", "SELECT 'it''s :owner', \"a\"\":team\", ($1::text)"),
+            ("SELECT $q$ :owner ' $q$, $$ :team $$, :owner", "SELECT $q$ :owner ' $q$, $$ :team $$, ($1::text)"),
+            ("SELECT a[1:2], b[2:3][1:1], :owner::int[]", "SELECT a[1:2], b[2:3][1:1], ($1::text)::int[]"),
+            ("SELECT $1, :owner", "SELECT $1, ($1::text)"),
+            ("SELECT 'Nguyễn :owner', :owner", "SELECT 'Nguyễn :owner', ($1::text)"),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(bind_named(sql, NAMES).expect(sql).0, want, "{sql}");
+        }
+    }
+}

@@ -78,8 +78,7 @@ impl Drain {
             return Ok((events, 0));
         }
         let (later, now): (Vec<Event>, Vec<Event>) = events.into_iter().partition(|e| self.needs_recount(e));
-        let ids: Vec<i64> = later.iter().map(|e| e.id).collect();
-        self.refund(conn, &ids, DEFER_DELAY).await?;
+        self.refund(conn, &later, DEFER_DELAY).await?;
         Ok((now, later.len()))
     }
 
@@ -97,8 +96,7 @@ impl Drain {
         }
         let lock_wait = e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
         if crate::db::kind_of(&e) == crate::db::ErrorKind::Contention && !lock_wait {
-            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-            self.refund(conn, &ids, Duration::ZERO).await?;
+            self.refund(conn, events, Duration::ZERO).await?;
             tracing::warn!(error = %db_message(&e), events = events.len(), "batch met another transaction; trying again");
             return Ok(BatchReport { contended: events.len(), ..Default::default() });
         }
@@ -113,8 +111,7 @@ impl Drain {
     pub(super) async fn ended_by(&self, conn: &mut Conn<'_>, events: &[Event], e: tokio_postgres::Error) -> DrainError {
         let err = DrainError::from_pg(e);
         if matches!(err, DrainError::Refused(_) | DrainError::Mapping(_)) {
-            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-            if let Err(r) = self.refund(conn, &ids, Duration::ZERO).await {
+            if let Err(r) = self.refund(conn, events, Duration::ZERO).await {
                 tracing::debug!(error = %r, "could not give the claims back; they are tried again alone");
             }
         }
@@ -122,7 +119,13 @@ impl Drain {
     }
 
     /// Claims of this session's given back uncharged, claimed again after `delay`.
-    pub(super) async fn refund(&self, conn: &mut Conn<'_>, ids: &[i64], delay: Duration) -> Result<(), DrainError> {
+    pub(super) async fn refund(
+        &self,
+        conn: &mut Conn<'_>,
+        events: &[Event],
+        delay: Duration,
+    ) -> Result<(), DrainError> {
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         let ms = delay.as_secs_f64() * 1000.0;
         conn.prep.execute(conn.client, &self.store.refund, &[&ids, &ms]).await.map_err(DrainError::from_pg)?;
         Ok(())
@@ -176,7 +179,7 @@ impl Drain {
                 Err(e) if ends_session(&e) => return Err(self.ended_by(conn, std::slice::from_ref(ev), e).await),
                 Err(e) if crate::db::kind_of(&e) == crate::db::ErrorKind::Contention => {
                     // Given back uncharged: claimed again after a moment.
-                    self.refund(conn, &[ev.id], self.cfg.router.retry_backoff).await?;
+                    self.refund(conn, std::slice::from_ref(ev), self.cfg.router.retry_backoff).await?;
                     tracing::warn!(event = ev.id, opportunity = %ev.opp_id, error = %db_message(&e), "event met another transaction; it stays queued");
                     total.contended += 1;
                 }
@@ -227,7 +230,7 @@ impl Drain {
         let done = self.process(&BatchTx { tx: &tx, prep }, &one, lent).await.map(Some);
         if matches!(&done, Ok(Some((r, _))) if r.deferred > 0) {
             drop(tx); // nothing was done: rolled back
-            self.refund(conn, &[ev.id], DEFER_DELAY).await?;
+            self.refund(conn, std::slice::from_ref(ev), DEFER_DELAY).await?;
             return Ok(Ok(None));
         }
         Ok(match done {

@@ -749,8 +749,7 @@ impl Drain {
         let result = self.process(&BatchTx { tx: &tx, prep }, &events, &mut lent).await;
         if result.as_ref().is_ok_and(|(r, _)| r.deferred > 0) {
             drop((tx, lent)); // nothing was done: rolled back
-            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-            self.refund(conn, &ids, DEFER_DELAY).await?;
+            self.refund(conn, &events, DEFER_DELAY).await?;
             return Ok(BatchReport { deferred: events.len(), ..Default::default() });
         }
         let result = match result {

@@ -140,7 +140,6 @@ impl Drain {
         let mut report = BatchReport::default();
         let mut touched: HashSet<usize> = HashSet::new();
         let mut sorted = self.sort(events, &mut report);
-        sorted.recount.retain(|o| engine.member_index(o).is_some());
         // A recount sees only committed loads: it runs when no other batch has assignments in
         // flight (a batch takes its place at the gate only as it starts routing, so one stuck
         // reading its context holds up no recount).
@@ -197,21 +196,23 @@ impl Drain {
     /// Whether the event moves the load of a member of the rules in force (its owners are then
     /// recounted from the CRM, alone at the gate).
     pub(super) fn needs_recount(&self, ev: &Event) -> bool {
+        self.recounted(ev).next().is_some()
+    }
+
+    /// The members of the rules in force whose loads the event moves (its owners, the unowned
+    /// left out): the one definition the gate and the recount share.
+    fn recounted<'e>(&self, ev: &'e Event) -> impl Iterator<Item = &'e String> + use<'_, 'e> {
         [&ev.old_owner, &ev.new_owner]
             .into_iter()
             .flatten()
-            .any(|o| !self.sql.unowned(Some(o)) && self.engine.member_index(o).is_some())
+            .filter(|o| !self.sql.unowned(Some(o)) && self.engine.member_index(o).is_some())
     }
 
     fn sort<'e>(&self, events: &'e [Event], report: &mut BatchReport) -> Sorted<'e> {
         let mut s = Sorted::default();
         let mut seen_route = HashSet::new();
         for ev in events {
-            for o in [&ev.old_owner, &ev.new_owner].into_iter().flatten() {
-                if !self.sql.unowned(Some(o)) {
-                    s.recount.insert(o.clone());
-                }
-            }
+            s.recount.extend(self.recounted(ev).cloned());
             match ev.kind {
                 EventKind::Route => {
                     if seen_route.insert(ev.opp_id.as_str()) {

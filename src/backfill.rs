@@ -12,7 +12,6 @@ use tokio_postgres::GenericClient;
 
 use crate::config::Config;
 use crate::crm::{deleted_pred, open_pred, unowned_pred, where_pred};
-use crate::ident::literal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
@@ -25,8 +24,8 @@ pub enum BackfillError {
 }
 
 /// The rows to queue, as a `FROM … WHERE …` over the opportunity table `o`; `$1` the oldest
-/// creation time wanted (or NULL), and `unowned` the SQL for the unowned placeholders (text[]).
-fn candidates(cfg: &Config, unowned: &str) -> String {
+/// creation time wanted (or NULL). Unowned is the CRM's predicate (`unowned_when`).
+fn candidates(cfg: &Config) -> String {
     let o = &cfg.opportunity;
     let s = cfg.router.schema.quoted();
     let id = o.id.quoted();
@@ -40,28 +39,24 @@ fn candidates(cfg: &Config, unowned: &str) -> String {
          AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.kind = 'route' AND e.opp_id = o.{id}::text)",
         table = o.table.quoted(),
         is_opp = where_pred(cfg),
-        unowned = unowned_pred(cfg, "o", unowned),
+        unowned = unowned_pred(cfg, "o"),
         open = open_pred(cfg),
         deleted = deleted_pred(cfg),
     )
 }
 
-fn queue_sql(cfg: &Config, unowned: &str) -> String {
+fn queue_sql(cfg: &Config) -> String {
     format!(
         "INSERT INTO {}.events (kind, opp_id) SELECT 'route', o.{}::text {}",
         cfg.router.schema.quoted(),
         cfg.opportunity.id.quoted(),
-        candidates(cfg, unowned)
+        candidates(cfg)
     )
 }
 
 /// The statement as `install --dry-run` prints it (values inline; no `--since`).
 pub fn dry_run_sql(cfg: &Config) -> String {
-    let unowned = format!(
-        "ARRAY[{}]::text[]",
-        cfg.opportunity.unowned_values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", ")
-    );
-    format!("{};\n", queue_sql(cfg, &unowned).replace("$1::timestamptz", "NULL::timestamptz"))
+    format!("{};\n", queue_sql(cfg).replace("$1::timestamptz", "NULL::timestamptz"))
 }
 
 /// Queue every open, unowned opportunity not already queued (created since `since`, when given);
@@ -75,11 +70,10 @@ pub async fn backfill<C: GenericClient>(
     if since.is_some() && cfg.opportunity.created_at.is_none() {
         return Err(BackfillError::NoCreatedAt);
     }
-    let unowned = &cfg.opportunity.unowned_values;
     if dry_run {
-        let sql = format!("SELECT count(*) AS n {}", candidates(cfg, "$2::text[]"));
-        let n: i64 = client.query_one(&sql, &[&since, unowned]).await?.try_get("n")?;
+        let sql = format!("SELECT count(*) AS n {}", candidates(cfg));
+        let n: i64 = client.query_one(&sql, &[&since]).await?.try_get("n")?;
         return Ok(n.max(0) as u64);
     }
-    Ok(client.execute(&queue_sql(cfg, "$2::text[]"), &[&since, unowned]).await?)
+    Ok(client.execute(&queue_sql(cfg), &[&since]).await?)
 }

@@ -18,7 +18,9 @@ pub const ORIGIN_SETTING: &str = "oppty_router.origin";
 /// router's tables), never of whoever writes to the CRM: a CRM role with no rights on the router's
 /// schema still inserts its opportunities. The search path is pinned so nothing the caller puts on
 /// it can stand in for a function or table the body names (every name in the bodies is qualified).
-const DEFINER: &str = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp";
+/// String literals read as written whatever the caller's session says (a legacy CRM's session may
+/// run with `standard_conforming_strings` off).
+const DEFINER: &str = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on";
 
 /// The functions' header: [`DEFINER`], and the zone naive timestamps are written in, so that an
 /// activity's time is read the same whatever zone the CRM's session has.
@@ -27,6 +29,30 @@ fn definer(cfg: &Config) -> String {
         Some(zone) => format!("{DEFINER} SET TimeZone = {}", literal(zone)),
         None => DEFINER.to_string(),
     }
+}
+
+/// The SQL of the daemon config that runs inside the capture functions, by config key: what
+/// `install --dry-run` lists before the functions, so that a DBA reads every piece of ops SQL the
+/// CRM's writes will execute.
+pub fn config_fragments(cfg: &Config) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(w) = &cfg.opportunity.unowned_when {
+        out.push(("opportunity.unowned_when".to_string(), w.clone()));
+    }
+    for (i, a) in cfg.activities.iter().enumerate() {
+        if let ActivityLink::Sql { sql, .. } = &a.link {
+            out.push((format!("activity[{i}].opportunity.sql"), sql.clone()));
+        }
+        if let RowValue::Sql(e) = &a.actor {
+            out.push((format!("activity[{i}].actor.sql"), e.clone()));
+        }
+    }
+    for (i, r) in cfg.related.iter().enumerate() {
+        if let RowValue::Sql(q) = &r.opportunity {
+            out.push((format!("related[{i}].opportunity.sql"), q.clone()));
+        }
+    }
+    out
 }
 
 /// Trigger names all start with this, so `uninstall` finds exactly what `install` added.
@@ -77,13 +103,8 @@ fn capture_opportunity(cfg: &Config, tag: &str) -> String {
     let o = &cfg.opportunity;
     let id = o.id.quoted();
     let owner = o.owner.quoted();
-    let placeholders = if o.unowned_values.is_empty() {
-        "'{}'::text[]".to_string()
-    } else {
-        format!("ARRAY[{}]::text[]", o.unowned_values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", "))
-    };
     let channel = literal(cfg.router.channel.as_str());
-    let unowned = crate::crm::unowned_pred(cfg, "NEW", &placeholders);
+    let unowned = crate::crm::unowned_pred(cfg, "NEW");
     format!(
         r#"CREATE OR REPLACE FUNCTION {s}.capture_opportunity() RETURNS trigger
 LANGUAGE plpgsql {definer} AS {tag}

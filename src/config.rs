@@ -175,6 +175,7 @@ struct RawOpportunity {
     #[serde(rename = "where")]
     where_: Option<String>,
     open_when: Option<String>,
+    unowned_when: Option<String>,
     deleted_when: Option<String>,
     #[serde(default)]
     watch_columns: Vec<String>,
@@ -273,6 +274,10 @@ pub struct FieldDef {
     pub source: FieldSource,
 }
 
+/// The named parameters of a custom write-back statement (`write_back.statement`,
+/// `reclaim_statement`), in `$n` order.
+pub const WRITE_PARAMS: &[&str] = &["opportunity_id", "owner", "team", "previous_owner"];
+
 /// Where the opportunity lives and what its columns mean.
 #[derive(Debug, Clone)]
 pub struct OpportunityMap {
@@ -286,6 +291,9 @@ pub struct OpportunityMap {
     /// holding leads and opportunities routes and counts only these.
     pub where_: Option<String>,
     pub open_when: Option<String>,
+    /// The CRM's own "nobody owns this" over the row `o`, any columns (a second "assigned to"
+    /// column too); `None`: the owner column is NULL or one of `unowned_values`.
+    pub unowned_when: Option<String>,
     pub deleted_when: Option<String>,
     pub watch_columns: Vec<Ident>,
     /// Who last changed the row (a user id column the CRM sets on every edit): an edit by the
@@ -535,11 +543,24 @@ impl Problems<'_> {
             self.add(key, "is empty; write an SQL expression over the opportunity row `o`");
             return None;
         }
-        if raw.contains(';') {
-            self.add(key, "contains `;`; write one expression, not statements");
-            return None;
+        let problems = crate::sql_text::lint(raw, true);
+        for m in &problems {
+            self.add(key, m.clone());
         }
-        Some(raw.trim().to_string())
+        problems.is_empty().then(|| raw.trim().to_string())
+    }
+
+    /// An ops-written statement with `:name` parameters: what can be told wrong of it offline.
+    fn statement(&mut self, key: &str, raw: &str) {
+        let problems = crate::sql_text::lint(raw, false);
+        for m in &problems {
+            self.add(key, m.clone());
+        }
+        if problems.is_empty() {
+            if let Err(m) = crate::sql_text::bind_named(raw, WRITE_PARAMS) {
+                self.add(key, m);
+            }
+        }
     }
 
     fn field(&mut self, key: &str, raw: RawField) -> Option<FieldSource> {
@@ -705,10 +726,14 @@ fn opportunity_of(p: &mut Problems<'_>, o: RawOpportunity) -> Option<Opportunity
     let pipeline = o.pipeline.and_then(|f| p.field("opportunity.pipeline", f));
     let where_ = o.where_.as_deref().and_then(|s| p.sql("opportunity.where", s));
     let open_when = o.open_when.as_deref().and_then(|s| p.sql("opportunity.open_when", s));
+    let unowned_when = o.unowned_when.as_deref().and_then(|s| p.sql("opportunity.unowned_when", s));
     let deleted_when = o.deleted_when.as_deref().and_then(|s| p.sql("opportunity.deleted_when", s));
     let watch_columns: Vec<Ident> = (o.watch_columns.iter().enumerate())
         .filter_map(|(i, c)| p.ident(&format!("opportunity.watch_columns[{i}]"), c))
         .collect();
+    if let Some(w) = &unowned_when {
+        unwatched(p, w, &owner, &watch_columns);
+    }
     let edited_by = o.edited_by.as_deref().and_then(|c| p.ident("opportunity.edited_by", c));
     let created_at = o.created_at.as_deref().and_then(|c| p.ident("opportunity.created_at", c));
     let assigned_at = o.assigned_at.as_deref().and_then(|c| p.ident("opportunity.assigned_at", c));
@@ -732,6 +757,7 @@ fn opportunity_of(p: &mut Problems<'_>, o: RawOpportunity) -> Option<Opportunity
         pipeline,
         where_,
         open_when,
+        unowned_when,
         deleted_when,
         watch_columns,
         edited_by,
@@ -739,6 +765,24 @@ fn opportunity_of(p: &mut Problems<'_>, o: RawOpportunity) -> Option<Opportunity
         assigned_at,
         fields,
     })
+}
+
+/// The columns `unowned_when` reads must be watched: a change to one (a person filling or
+/// clearing an "assigned to" list) is what the capture trigger must see.
+fn unwatched(p: &mut Problems<'_>, when: &str, owner: &Option<Ident>, watched: &[Ident]) {
+    let watched: Vec<&str> = watched.iter().chain(owner.as_ref()).map(Ident::as_str).collect();
+    let missing: Vec<String> =
+        crate::sql_text::columns_of(when, "o").into_iter().filter(|c| !watched.contains(&c.as_str())).collect();
+    if !missing.is_empty() {
+        let list = missing.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+        p.add(
+            "opportunity.unowned_when",
+            format!(
+                "reads {list}, not in opportunity.watch_columns; add {} there, so that a person setting or clearing it is captured",
+                if missing.len() == 1 { "it" } else { "them" }
+            ),
+        );
+    }
 }
 
 fn activity_of(p: &mut Problems<'_>, i: usize, a: RawActivity) -> Option<ActivityMap> {
@@ -755,12 +799,14 @@ fn activity_of(p: &mut Problems<'_>, i: usize, a: RawActivity) -> Option<Activit
 fn directory_of(p: &mut Problems<'_>, d: RawDirectory) -> DirectoryConfig {
     let q = |p: &mut Problems<'_>, key: &str, v: Option<String>| {
         v.and_then(|s| {
-            if s.trim().is_empty() || s.contains(';') {
+            let problems = crate::sql_text::lint(&s, true);
+            if s.trim().is_empty() {
                 p.add(key, "write one SELECT statement, without `;`");
-                None
-            } else {
-                Some(s.trim().to_string())
             }
+            for m in &problems {
+                p.add(key, m.replace("write one expression", "write one SELECT statement"));
+            }
+            (!s.trim().is_empty() && problems.is_empty()).then(|| s.trim().to_string())
         })
     };
     if d.refresh < Duration::from_secs(1) {
@@ -788,10 +834,12 @@ fn write_back_of(p: &mut Problems<'_>, write_back: RawWriteBack) -> WriteBack {
             if s.trim().is_empty() {
                 p.add("write_back.statement", "is empty");
             }
+            p.statement("write_back.statement", &s);
             let reclaim = write_back.reclaim_statement.map(|r| {
                 if r.trim().is_empty() {
                     p.add("write_back.reclaim_statement", "is empty; remove it, or write the reclaim statement");
                 }
+                p.statement("write_back.reclaim_statement", &r);
                 r.trim().trim_end_matches(';').to_string()
             });
             WriteBack::Statement { sql: s.trim().trim_end_matches(';').to_string(), reclaim }
@@ -912,13 +960,25 @@ owner = "accountOwnerId"
     }
 
     #[test]
+    fn sql_from_the_config_that_cannot_run_is_refused_offline_with_its_key() {
+        let text = MIN.replace(
+            "owner = \"accountOwnerId\"",
+            "owner = \"accountOwnerId\"\nwhere = \"o.kind = 'deal\"\nunowned_when = \"o.\\\"assignedTo\\\" IS NULL\"",
+        ) + "[write_back]\nstatement = \"UPDATE t SET o = :owner -- it's\\nWHERE id = :opportunity_idd\"\n";
+        let s = Config::parse(&text, Path::new("x.toml")).expect_err("bad").to_string();
+        assert!(s.contains("opportunity.where: a string `'` opened at character 10 is never closed"), "{s}");
+        assert!(s.contains("opportunity.unowned_when: reads \"assignedTo\", not in opportunity.watch_columns"), "{s}");
+        assert!(s.contains("write_back.statement: unknown parameter `:opportunity_idd`"), "{s}");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_key() {
         let text = MIN.replace("owner = \"accountOwnerId\"", "owner = \"\"\nopen_when = \"true; drop table x\"")
             + "[router]\nbatch_size = 0\nmax_attempts = 1000\nretry_backoff = \"1m\"\nretry_max_backoff = \"10s\"\n";
         let err = Config::parse(&text, Path::new("x.toml")).expect_err("bad");
         let s = err.to_string();
         assert!(s.contains("opportunity.owner: `` is empty"), "{s}");
-        assert!(s.contains("opportunity.open_when: contains `;`"), "{s}");
+        assert!(s.contains("opportunity.open_when: `;` at character 5: write one expression"), "{s}");
         assert!(s.contains("x.toml:"), "{s}");
         assert!(s.contains("router.batch_size: is 0"), "{s}");
         assert!(s.contains("router.max_attempts: is 1000; use 1 to 100"), "{s}");

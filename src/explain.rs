@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::config::Config;
 use crate::db::row::FromRow;
 use crate::engine::Explanation;
-use crate::store::Decision;
+use crate::store::{Decision, Skip};
 
 /// The id as the router stored it, whatever form it was typed or pasted in
 /// ([`crate::crm::stored_ids`]).
@@ -38,35 +38,52 @@ async fn lookup(
     Ok((opp_id, other, rows))
 }
 
-/// Every decision recorded for `opp_id`, oldest first, as text; and whether there was any.
+/// The times the router was asked to route `opp_id` (as stored) and wrote nothing, oldest first.
+async fn skips(client: &Client, cfg: &Config, opp_id: &str) -> Result<Vec<Skip>, tokio_postgres::Error> {
+    let sql = crate::store::Reads::new(&cfg.router.schema);
+    Skip::from_rows(&client.query(&sql.skips_of, &[&opp_id]).await?)
+}
+
+/// Every decision recorded for `opp_id`, oldest first, and every time it was not written, as
+/// text; and whether there was any.
 pub async fn explain(client: &Client, cfg: &Config, opp_id: &str) -> Result<(String, bool), tokio_postgres::Error> {
     let (opp_id, other, rows) = lookup(client, cfg, opp_id).await?;
+    let skipped = skips(client, cfg, other.as_deref().unwrap_or(&opp_id)).await?;
     let mut out = String::new();
     if let Some(found) = other {
         let _ = writeln!(out, "(no opportunity `{opp_id}`; showing `{found}`, the same id in another letter case)");
     }
-    if rows.is_empty() {
+    if rows.is_empty() && skipped.is_empty() {
         let _ = writeln!(out, "opportunity {opp_id}: the router has made no decision about it");
         return Ok((out, false));
     }
-    let _ = writeln!(out, "opportunity {opp_id}: {} decision(s)", rows.len());
+    let _ = writeln!(out, "opportunity {opp_id}: {} decision(s), not written {} time(s)", rows.len(), skipped.len());
     let names = member_names(cfg);
     for r in rows {
         decision(&mut out, r, &names);
     }
+    for s in skipped {
+        let seen = s.owner_seen.map(|o| format!("; owner seen: {o}")).unwrap_or_default();
+        let _ = writeln!(out, "\n{}  not written: {}{seen}", s.skipped_at, s.reason);
+        if let Some(at) = s.event_at {
+            let _ = writeln!(out, "  queued at {at}");
+        }
+    }
     Ok((out, true))
 }
 
-/// [`explain`] as JSON: `opportunity`, `found_as` (another letter case), and `decisions`, each
-/// with its explanation as stored; and whether there was any.
+/// [`explain`] as JSON: `opportunity`, `found_as` (another letter case), `decisions`, each with
+/// its explanation as stored, and `not_written` (the skips, with why); and whether there was any.
 pub async fn explain_json(
     client: &Client,
     cfg: &Config,
     opp_id: &str,
 ) -> Result<(serde_json::Value, bool), tokio_postgres::Error> {
     let (opp_id, other, rows) = lookup(client, cfg, opp_id).await?;
-    let found = !rows.is_empty();
-    let doc = serde_json::json!({ "opportunity": opp_id, "found_as": other, "decisions": rows });
+    let skipped = skips(client, cfg, other.as_deref().unwrap_or(&opp_id)).await?;
+    let found = !rows.is_empty() || !skipped.is_empty();
+    let doc =
+        serde_json::json!({ "opportunity": opp_id, "found_as": other, "decisions": rows, "not_written": skipped });
     Ok((doc, found))
 }
 

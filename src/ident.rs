@@ -136,14 +136,36 @@ fn split_qualified(raw: &str) -> Result<Vec<String>, IdentError> {
 }
 
 /// A string literal for the few places SQL text must carry a value (trigger bodies, which cannot
-/// take parameters). Only values from the daemon config (owned by ops) ever come here.
+/// take parameters). Only values from the daemon config (owned by ops) ever come here. It reads
+/// the same whatever `standard_conforming_strings` says: a value with a backslash is written as an
+/// `E''` string with the backslash doubled (as libpq's `PQescapeLiteral` does).
 pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let quoted = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}
+
+/// A `text[]` of literals ([`literal`]), `'{}'::text[]` when empty.
+pub fn text_array(values: &[String]) -> String {
+    if values.is_empty() {
+        return "'{}'::text[]".into();
+    }
+    format!("ARRAY[{}]::text[]", values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_literal_reads_the_same_whatever_standard_conforming_strings_says() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal(r"a\b'c"), r"E'a\\b''c'");
+        assert_eq!(text_array(&[]), "'{}'::text[]");
+    }
 
     #[test]
     fn camel_case_keeps_its_case_and_is_quoted() {

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (13, "013_recent_by_owner.sql", include_str!("../sql/013_recent_by_owner.sql")),
     (14, "014_people_in_force.sql", include_str!("../sql/014_people_in_force.sql")),
     (15, "015_claims.sql", include_str!("../sql/015_claims.sql")),
+    (16, "016_skips.sql", include_str!("../sql/016_skips.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.
@@ -107,13 +108,24 @@ fn header_sql(cfg: &Config) -> String {
 /// The whole script `install` runs on an empty database (for `--dry-run`).
 pub fn dry_run_sql(cfg: &Config) -> String {
     let s = cfg.router.schema.quoted();
-    let mut out = String::from("-- oppty-router install (as run on a database without the router)\nBEGIN;\n");
+    let mut out = String::from(
+        "-- oppty-router install (as run on a database without the router)\nBEGIN;\nSET LOCAL standard_conforming_strings = on;\n",
+    );
     out.push_str(&header_sql(cfg));
     for (v, name, text) in MIGRATIONS {
         out.push_str(&format!("\n-- {name}\n{}", render(cfg, text)));
         out.push_str(&format!("INSERT INTO {s}.schema_version (version, name) VALUES ({v}, '{name}');\n"));
     }
     out.push_str("\n-- capture triggers, generated from the mapping\n");
+    let fragments = capture::config_fragments(cfg);
+    if fragments.is_empty() {
+        out.push_str("-- (no SQL from the config runs inside them: names and values only)\n");
+    } else {
+        out.push_str("-- SQL from the config that runs inside them, with every write the CRM makes:\n");
+        for (key, sql) in fragments {
+            out.push_str(&format!("--   {key}: {}\n", sql.split_whitespace().collect::<Vec<_>>().join(" ")));
+        }
+    }
     out.push_str(&capture::install_sql(cfg));
     out.push_str("\n-- the opportunities already open and unowned, queued for routing (not with --no-backfill)\n");
     out.push_str(&crate::backfill::dry_run_sql(cfg));
@@ -131,6 +143,8 @@ pub async fn install(client: &mut Client, cfg: &Config) -> Result<InstallReport,
 pub async fn install_with(client: &mut Client, cfg: &Config, backfill: bool) -> Result<InstallReport, InstallError> {
     let s = cfg.router.schema.quoted();
     let tx = client.transaction().await?;
+    // Literals in the generated SQL read as written, whatever the role's or database's setting.
+    tx.batch_execute("SET LOCAL standard_conforming_strings = on").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK]).await?;
     tx.batch_execute(&header_sql(cfg)).await?;
     let current: i32 = tx

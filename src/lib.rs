@@ -21,6 +21,7 @@ pub mod report;
 pub mod retry;
 pub mod rules;
 pub mod simulate;
+pub mod sql_text;
 pub mod status;
 pub mod store;
 pub mod systemd;

@@ -4,9 +4,9 @@
 //! (each case is killed after a few seconds), every failure is an error with a message. The
 //! unbounded runs are the cargo-fuzz targets in `fuzz/` (see BENCHMARKS.md).
 
-use oppty_router::crm::bind_named;
 use oppty_router::ident::{Ident, TableName};
 use oppty_router::rules::compile_texts;
+use oppty_router::sql_text::bind_named;
 use proptest::prelude::*;
 
 const EXAMPLES: &[(&str, &str)] = &[

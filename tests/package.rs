@@ -131,3 +131,69 @@ fn unpack_and_run(deb: &Path, dir: &Path) {
     assert!(root.join("etc/oppty-router/rules/01-people.toml.dpkg-new").is_file(), "the rules are unpacked");
     assert!(root.join("usr/lib/systemd/system/oppty-router.service").is_file(), "the unit is unpacked");
 }
+
+/// The maintainer script `postinst configure <old version>` run on a throwaway /etc: dpkg's file
+/// list and the service user are stood in for (`dpkg-query`, `getent`), and `chown`/`chgrp`
+/// record what they would give the service group (it need not exist here). Returns that record.
+fn postinst_on(etc: &Path, bin: &Path, packaged: &[PathBuf], old_version: &str) -> String {
+    let log = bin.join("given.log");
+    let list: String = packaged.iter().map(|p| format!("{}\n", p.display())).collect();
+    let fakes = [
+        ("dpkg-query", format!("#!/bin/sh\nprintf '%s' '{list}'\n")),
+        ("getent", "#!/bin/sh\nexit 0\n".to_string()),
+        ("chgrp", format!("#!/bin/sh\necho \"chgrp $*\" >> {}\n", log.display())),
+        ("chown", format!("#!/bin/sh\necho \"chown $*\" >> {}\n", log.display())),
+    ];
+    for (name, text) in fakes {
+        std::fs::write(bin.join(name), text).expect("fake");
+        run(Command::new("chmod").arg("755").arg(bin.join(name)));
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    run(Command::new("sh")
+        .arg(Path::new(ROOT).join("debian/postinst"))
+        .args(["configure", old_version])
+        .env("PATH", path)
+        .env("OPPTY_ROUTER_ETC", etc));
+    std::fs::read_to_string(&log).unwrap_or_default()
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
+}
+
+#[test]
+fn an_upgrade_gives_the_service_the_packages_files_and_never_widens_a_file_an_admin_narrowed() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(nix::unistd::geteuid().is_root(), "this test checks files owned by root:root and must run as root");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (etc, bin) = (dir.path().join("etc/oppty-router"), dir.path().join("bin"));
+    std::fs::create_dir_all(etc.join("rules")).expect("mkdir");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let file = |name: &str, mode: u32| {
+        let p = etc.join(name);
+        std::fs::write(&p, "x").expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        p
+    };
+    // As dpkg unpacks the package's files; one an admin narrowed; one an admin added.
+    let config = file("oppty-router.toml", 0o640);
+    let rules = file("rules/10-retail.toml", 0o640);
+    let narrowed = file("rules/20-corporate.toml", 0o600);
+    let password = file("db-password", 0o600);
+    let packaged = [config.clone(), rules.clone(), narrowed.clone(), dir.path().join("usr/bin/oppty-router")];
+
+    let given = postinst_on(&etc, &bin, &packaged, "0.1.0");
+    assert!(given.contains(&format!("chgrp oppty-router {}", config.display())), "{given}");
+    assert!(given.contains(&format!("chgrp oppty-router {}", rules.display())), "{given}");
+    assert!(!given.contains("20-corporate") && !given.contains("db-password"), "left as the admin set them: {given}");
+    assert!(!given.contains("chown"), "an upgrade leaves the directories as they are: {given}");
+    assert_eq!((mode(&narrowed), mode(&password)), (0o600, 0o600), "nothing is widened");
+
+    std::fs::remove_file(bin.join("given.log")).ok();
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let given = postinst_on(&etc, &bin, &packaged, "");
+    assert!(given.contains(&format!("chown root:oppty-router {} {}/rules", etc.display(), etc.display())), "{given}");
+    assert_eq!(mode(&etc), 0o750, "the first install closes the directory to others");
+    assert_eq!((mode(&narrowed), mode(&password)), (0o600, 0o600), "nothing is widened");
+}

@@ -216,7 +216,7 @@ async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_b
         oppty_router::install::MIGRATIONS.len() as i64
     );
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup").await, 1);
-    assert_eq!(once, 5 * 1000 + 4 * 100 + 15, "5 triggers (one for owner edits), 4 functions, 15 tables");
+    assert_eq!(once, 5 * 1000 + 4 * 100 + 16, "5 triggers (one for owner edits), 4 functions, 16 tables");
 
     let mut c = oppty_router::db::connect(&db.cfg.database, "").await.expect("connect");
     oppty_router::install::uninstall(&mut c, &db.cfg).await.expect("uninstall");
@@ -308,7 +308,7 @@ async fn a_custom_write_back_statement_sets_the_owner_through_ops_sql() {
         let end = text.find("[log]").expect("log section");
         text.replace_range(
             start..end,
-            "[write_back]\nstatement = \"\"\"\nUPDATE crm.opportunity SET \"accountOwnerId\" = :owner::int, \"salesTeamId\" = :team::int, \"assignedAt\" = now()\nWHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = 1\n\"\"\"\n\n",
+            "[write_back]\nstatement = \"\"\"\nUPDATE crm.opportunity SET \"accountOwnerId\" = :owner::int, \"salesTeamId\" = :team::int, \"assignedAt\" = now()\nWHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = 1\nRETURNING \"accountOwnerId\"::text AS owner\n\"\"\"\n\n",
         );
     })
     .await;

@@ -280,12 +280,13 @@ async fn after_install_a_crm_role_without_rights_on_the_router_schema_keeps_work
 }
 
 #[test]
-fn the_capture_functions_run_as_their_owner_with_a_pinned_search_path() {
+fn the_capture_functions_run_as_their_owner_with_a_pinned_search_path_and_string_syntax() {
     let cfg = Config::parse(demo::EXAMPLE_CONFIG, Path::new("oppty-router.toml")).expect("example parses");
     let sql = oppty_router::capture::install_sql(&cfg);
     let functions = sql.matches("CREATE OR REPLACE FUNCTION").count();
     assert_eq!(functions, 4, "opportunity, owner edits, two activity tables");
-    assert_eq!(sql.matches("SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS").count(), functions, "{sql}");
+    let header = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS";
+    assert_eq!(sql.matches(header).count(), functions, "{sql}");
     assert_eq!(sql.matches("REVOKE ALL ON FUNCTION").count(), functions, "{sql}");
 }
 
@@ -758,10 +759,12 @@ async fn grants_for_ops_written_statements_name_what_they_insert_and_update() {
 statement = """
   UPDATE crm.opportunity SET "accountOwnerId" = :owner::int, "assignedAt" = now()
   WHERE "oppId" = :opportunity_id::uuid AND "accountOwnerId" = 1
+  RETURNING "accountOwnerId"::text AS owner
 """
 reclaim_statement = """
   WITH note AS (INSERT INTO crm.activity ("opportunityId", kind, "userId") VALUES (:opportunity_id::uuid, 'reassigned', :owner::int))
   UPDATE crm.opportunity SET "accountOwnerId" = :owner::int WHERE "oppId" = :opportunity_id::uuid AND "accountOwnerId" = :previous_owner::int
+  RETURNING "accountOwnerId"::text AS owner
 """
 "#,
         );

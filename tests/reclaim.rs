@@ -509,12 +509,12 @@ fn custom_write_back(text: &mut String, reclaim_statement: bool) {
     let end = text.find("[directory]").expect("directory section");
     let mut section = String::from(
         "[write_back]\nstatement = \"\"\"\nUPDATE crm.opportunity SET \"accountOwnerId\" = :owner::int, \"assignedAt\" = now()\n\
-         WHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = 1\n\"\"\"\n",
+         WHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = 1\nRETURNING \"accountOwnerId\"::text AS owner\n\"\"\"\n",
     );
     if reclaim_statement {
         section.push_str(
             "reclaim_statement = \"\"\"\nUPDATE crm.opportunity SET \"accountOwnerId\" = :owner::int, \"assignedAt\" = now(), title = title || ' (reclaimed)'\n\
-             WHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = :previous_owner::int\n\"\"\"\n",
+             WHERE \"oppId\" = :opportunity_id::uuid AND \"accountOwnerId\" = :previous_owner::int\nRETURNING \"accountOwnerId\"::text AS owner\n\"\"\"\n",
         );
     }
     text.replace_range(start..end, &format!("{section}\n"));

@@ -714,6 +714,7 @@ statement = """
   WITH note AS (INSERT INTO crm.mail_message (model, res_id, author_id, body)
                 VALUES ('crm.opportunity', :opportunity_id, :owner::int, 'Assigned by the router'))
   UPDATE crm.opportunity SET "accountOwnerId" = :owner::int WHERE "oppId" = :opportunity_id::uuid AND "accountOwnerId" = 1
+  RETURNING "accountOwnerId"::text AS owner
 """
 [[activity]]
 name = "tasks"

@@ -10,13 +10,12 @@ use tokio_postgres::Client;
 
 mod directory;
 mod fit;
-mod named;
 mod statements;
 mod territories;
 
+pub use crate::sql_text::bind_named;
 pub use directory::{directory_for, load_directory, DirectoryError};
 pub use fit::{check_directory_users, check_rule_values, RuleValuesError};
-pub use named::bind_named;
 pub use statements::prepare;
 
 use crate::config::Config;
@@ -46,8 +45,8 @@ pub enum CrmError {
 /// How the owner is written back, as prepared SQL.
 #[derive(Debug, Clone)]
 pub enum WriteSql {
-    /// `$1` ids, `$2` owners, `$3` teams (text arrays), `$4` unowned placeholders; returns the `id`s
-    /// actually written.
+    /// `$1` ids, `$2` owners, `$3` teams (text arrays); writes only rows still unowned
+    /// ([`unowned_pred`]) and returns the `id` and `owner` of each row written.
     Batch(String),
     /// Run once per assignment; `params[n]` says which of [`WRITE_PARAMS`] `$n+1` takes.
     PerRow { sql: String, params: Vec<usize> },
@@ -57,7 +56,8 @@ pub enum WriteSql {
 #[derive(Debug, Clone)]
 pub enum Reassign {
     /// `$1` ids, `$2` new owners, `$3` teams, `$4` the owners they must still have, `$5`/`$6`
-    /// whether any activity / owner edits count as interactions; returns the ids written.
+    /// whether any activity / owner edits count as interactions; returns the `id` and `owner` of
+    /// each row written.
     Batch(String),
     /// `write_back.reclaim_statement`, once per opportunity; `params` as in [`WriteSql::PerRow`].
     PerRow { sql: String, params: Vec<usize> },
@@ -118,8 +118,9 @@ pub struct CrmSql {
 }
 
 impl CrmSql {
-    /// "Unowned", the one definition in Rust: no owner, or one of `opportunity.unowned_values`
-    /// (the SQL twin is `unowned_pred`).
+    /// Whether an owner value means "nobody": none, or one of `opportunity.unowned_values` (a
+    /// queue user). Whether a row is unowned is the CRM's predicate's to say ([`unowned_pred`],
+    /// read with the row).
     pub fn unowned(&self, owner: Option<&str>) -> bool {
         owner.is_none_or(|o| self.unowned_values.iter().any(|u| u == o))
     }
@@ -227,6 +228,45 @@ async fn try_prepare(
     }
 }
 
+/// Prepare an ops write statement (`write_back.statement`, `reclaim_statement`): it must say
+/// what it wrote, as a text column `owner` (`RETURNING o."ownerId"::text AS owner`), so that the
+/// audit, the loads and `explain` follow what the CRM now holds, never a row count.
+async fn prepare_write(
+    client: &Client,
+    sql: &str,
+    key: &str,
+    problems: &mut Vec<MappingProblem>,
+) -> Result<(), tokio_postgres::Error> {
+    let stmt = match client.prepare(sql).await {
+        Ok(stmt) => stmt,
+        Err(e) if client.is_closed() || crate::db::kind_of(&e).passes() => return Err(e),
+        Err(e) => {
+            problems.push(MappingProblem { key: key.into(), message: crate::db::message(&e) });
+            return Ok(());
+        }
+    };
+    if let Some(message) = write_returns(stmt.columns()) {
+        problems.push(MappingProblem { key: key.into(), message });
+    }
+    Ok(())
+}
+
+/// What is wrong with a write statement's result columns, if anything: it needs a text `owner`.
+fn write_returns(columns: &[tokio_postgres::Column]) -> Option<String> {
+    use tokio_postgres::types::Type;
+    let fix = "end it with `RETURNING <the owner column>::text AS owner` (the owner it set, one row per row it \
+               wrote), so that the audit records what was written, not a row count";
+    match columns.iter().find(|c| c.name() == "owner") {
+        None if columns.is_empty() => Some(format!("returns nothing; {fix}")),
+        None => {
+            let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+            Some(format!("returns no `owner` column (it returns {}); {fix}", names.join(", ")))
+        }
+        Some(c) if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(c.type_()) => None,
+        Some(c) => Some(format!("returns `owner` as {}; cast it: `RETURNING …::text AS owner`", c.type_())),
+    }
+}
+
 /// The one column an ops-written query returns: its type, or a problem with it. A lost
 /// connection or a refusal is not a problem of the query: it is returned as an error (the
 /// session is retried, not stopped as misconfigured).
@@ -290,11 +330,35 @@ async fn check_related(
     Ok(())
 }
 
-/// "Unowned", the one definition in SQL: the owner column of `row` is NULL or one of `values`
-/// (a text[] expression: a bound parameter, or the config's literals in a trigger body).
-pub(crate) fn unowned_pred(cfg: &Config, row: &str, values: &str) -> String {
-    let owner = cfg.opportunity.owner.quoted();
-    format!("({row}.{owner} IS NULL OR {row}.{owner}::text = ANY ({values}))")
+/// "Unowned", the one definition in SQL, over the row `row` (the table's alias `o`, or `NEW` in a
+/// trigger body): `opportunity.unowned_when` (written over `o`), else the owner column NULL or one
+/// of `unowned_values` (the config's values, as literals). A predicate that yields NULL says
+/// "owned": a row is written only when the CRM's own words say nobody has it.
+pub(crate) fn unowned_pred(cfg: &Config, row: &str) -> String {
+    let o = &cfg.opportunity;
+    match &o.unowned_when {
+        Some(w) if row == "o" => format!("coalesce(({w})::bool, false)"),
+        Some(w) => format!("coalesce((SELECT ({w})::bool FROM (SELECT {row}.*) AS o), false)"),
+        None => {
+            let owner = o.owner.quoted();
+            let values = crate::ident::text_array(&o.unowned_values);
+            format!("({row}.{owner} IS NULL OR {row}.{owner}::text = ANY ({values}))")
+        }
+    }
+}
+
+/// Whether the row `o` would be unowned were its owner column cleared: what a reclaim checks
+/// besides the owner it hands on, so that an assignment a person made in another column that
+/// `opportunity.unowned_when` reads is never taken. Always true without `unowned_when`.
+pub(crate) fn unowned_but_owner_pred(cfg: &Config) -> String {
+    let o = &cfg.opportunity;
+    match &o.unowned_when {
+        None => "true".into(),
+        Some(w) => format!(
+            "coalesce((SELECT ({w})::bool FROM jsonb_populate_record(o, jsonb_build_object({}::text, NULL)) AS o), false)",
+            crate::ident::literal(o.owner.as_str())
+        ),
+    }
 }
 
 pub(crate) fn open_pred(cfg: &Config) -> String {
@@ -309,8 +373,7 @@ pub(crate) fn deleted_pred(cfg: &Config) -> String {
     cfg.opportunity.deleted_when.as_ref().map(|s| format!("({s})")).unwrap_or_else(|| "false".into())
 }
 
-/// The named parameters of a custom write-back statement, in `$n` order.
-pub const WRITE_PARAMS: &[&str] = &["opportunity_id", "owner", "team", "previous_owner"];
+pub use crate::config::WRITE_PARAMS;
 
 /// Opportunity ids as the router stores them: the CRM's text form of the id column's type (a uuid
 /// in lower case, a char(n) without its padding), whatever form they were typed or pasted in. A

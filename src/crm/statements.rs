@@ -11,8 +11,9 @@ use std::collections::HashSet;
 use tokio_postgres::Client;
 
 use super::{
-    bind_named, check_related, column_type, deleted_pred, fit, open_pred, row_sql_type, table_exists, try_prepare,
-    unowned_pred, where_pred, CrmError, CrmSql, MappingProblem, Reassign, WriteSql, WRITE_PARAMS,
+    bind_named, check_related, column_type, deleted_pred, fit, open_pred, prepare_write, row_sql_type, table_exists,
+    try_prepare, unowned_but_owner_pred, unowned_pred, where_pred, CrmError, CrmSql, MappingProblem, Reassign,
+    WriteSql, WRITE_PARAMS,
 };
 use crate::config::{ActivityLink, Config, FieldSource, WriteBack};
 
@@ -168,11 +169,13 @@ async fn field_exprs(client: &Client, cfg: &Config, p: &mut Vec<MappingProblem>)
     Ok(exprs.collect())
 }
 
-/// `open_when`, `deleted_when` and `where` are conditions the database accepts.
+/// `open_when`, `unowned_when`, `deleted_when` and `where` are conditions the database accepts.
 async fn check_predicates(client: &Client, cfg: &Config, p: &mut Vec<MappingProblem>) -> Result<(), CrmError> {
     let table = cfg.opportunity.table.quoted();
+    let unowned = cfg.opportunity.unowned_when.as_ref().map_or_else(|| "true".into(), |w| format!("({w})"));
     let preds = [
         (open_pred(cfg), "opportunity.open_when"),
+        (unowned, "opportunity.unowned_when"),
         (deleted_pred(cfg), "opportunity.deleted_when"),
         (where_pred(cfg), "opportunity.where"),
     ];
@@ -234,18 +237,22 @@ async fn activity_types(client: &Client, cfg: &Config, p: &mut Vec<MappingProble
     Ok(out)
 }
 
-/// The open/deleted/opportunity flags of a row `o`, as columns `open`, `deleted`, `opp`.
+/// The flags of a row `o`, as columns `open`, `deleted`, `opp`, `unowned` (nobody has it, by
+/// `unowned_when`) and `only_owner` (nobody would, were its owner column cleared: a reclaim may
+/// hand it on).
 fn flags(cfg: &Config) -> String {
     let (open, deleted, is_opp) = (open_pred(cfg), deleted_pred(cfg), where_pred(cfg));
     format!(
         "coalesce(({open})::bool, false) AS open, coalesce(({deleted})::bool, false) AS deleted, \
-         coalesce(({is_opp})::bool, false) AS opp"
+         coalesce(({is_opp})::bool, false) AS opp, {} AS unowned, {} AS only_owner",
+        unowned_pred(cfg, "o"),
+        unowned_but_owner_pred(cfg)
     )
 }
 
 /// The context query (state, pipeline and fields) and the state query (the flags alone). Their
-/// columns: `id`, `owner`, `open`, `deleted`, `opp`, then (context only) `pipeline` and the fields,
-/// in `opportunity.fields` order.
+/// columns: `id`, `owner`, `open`, `deleted`, `opp`, `unowned`, `only_owner`, then (context only)
+/// `pipeline` and the fields, in `opportunity.fields` order.
 fn context_sql(cfg: &Config, id_t: &str, field_exprs: &[String]) -> (String, String) {
     let o = &cfg.opportunity;
     let (table, id, owner) = (o.table.quoted(), o.id.quoted(), o.owner.quoted());
@@ -255,8 +262,10 @@ fn context_sql(cfg: &Config, id_t: &str, field_exprs: &[String]) -> (String, Str
     // The pipeline and fields only of rows that could be routed (open, not deleted, an
     // opportunity): a field failing for a row does not fail its closing. `OFFSET 0` keeps the
     // flags computed once per row (not copied into each CASE).
-    let mut context =
-        format!("SELECT o.{id}::text AS id, o.{owner}::text AS owner, s.open, s.deleted, s.opp, CASE WHEN s.live THEN {pipeline} END AS pipeline");
+    let mut context = format!(
+        "SELECT o.{id}::text AS id, o.{owner}::text AS owner, s.open, s.deleted, s.opp, s.unowned, s.only_owner, \
+         CASE WHEN s.live THEN {pipeline} END AS pipeline"
+    );
     for f in field_exprs {
         context.push_str(&format!(", CASE WHEN s.live THEN {f} END"));
     }
@@ -296,7 +305,7 @@ async fn write_sql(
             if let Some(r) = reclaim {
                 match bind_named(r, WRITE_PARAMS) {
                     Ok((sql, params)) => {
-                        try_prepare(client, &sql, "write_back.reclaim_statement", p).await?;
+                        prepare_write(client, &sql, "write_back.reclaim_statement", p).await?;
                         reassign = Some(Reassign::PerRow { sql, params });
                     }
                     Err(e) => p.push(MappingProblem { key: "write_back.reclaim_statement".into(), message: e }),
@@ -304,7 +313,7 @@ async fn write_sql(
             }
             let write = match bind_named(s, WRITE_PARAMS) {
                 Ok((sql, params)) => {
-                    try_prepare(client, &sql, "write_back.statement", p).await?;
+                    prepare_write(client, &sql, "write_back.statement", p).await?;
                     WriteSql::PerRow { sql, params }
                 }
                 Err(e) => {
@@ -331,18 +340,19 @@ async fn batch_write_sql(
     let (table, id, owner) = (o.table.quoted(), o.id.quoted(), o.owner.quoted());
     let sql = format!(
         "UPDATE {table} AS o SET {sets} FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, owner, team) \
-         WHERE o.{id} = u.id::{id_t} AND {unowned} RETURNING o.{id}::text AS id",
-        unowned = unowned_pred(cfg, "o", "$4::text[]")
+         WHERE o.{id} = u.id::{id_t} AND {unowned} RETURNING o.{id}::text AS id, o.{owner}::text AS owner",
+        unowned = unowned_pred(cfg, "o")
     );
     try_prepare(client, &sql, "write_back.set", p).await?;
     let rs = cfg.router.schema.quoted();
     let reassign = format!(
         "UPDATE {table} AS o SET {sets} \
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[]) AS u(id, owner, team, old, anyone, edits) \
-         WHERE o.{id} = u.id::{id_t} AND o.{owner}::text = u.old \
+         WHERE o.{id} = u.id::{id_t} AND o.{owner}::text = u.old AND {only_owner} \
          AND NOT EXISTS (SELECT 1 FROM {rs}.events e WHERE e.opp_id = u.id AND {}) \
-         RETURNING o.{id}::text AS id",
-        crate::store::COUNTS_AS_INTERACTION
+         RETURNING o.{id}::text AS id, o.{owner}::text AS owner",
+        crate::store::COUNTS_AS_INTERACTION,
+        only_owner = unowned_but_owner_pred(cfg)
     );
     // It reads the router's queue: checkable once `install` has created it.
     let installed: bool = client

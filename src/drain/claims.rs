@@ -171,7 +171,7 @@ impl Drain {
             match outcome {
                 Ok(None) => {}
                 Ok(Some((report, routed))) => {
-                    self.publish(routed);
+                    self.publish(routed, &report);
                     let claimed = total.claimed;
                     total.add(&report);
                     total.claimed = claimed;

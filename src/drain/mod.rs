@@ -32,6 +32,7 @@ mod process;
 mod reclaim;
 mod rounds;
 mod shares;
+mod skips;
 pub use reclaim::SweepStep;
 pub use rounds::Progress;
 use rounds::{Round, Working};
@@ -121,6 +122,8 @@ pub struct BatchReport {
     pub held: usize,
     pub unassigned: usize,
     pub skipped: usize,
+    /// Why each skipped one was not written ([`skips`]'s words), counted once committed.
+    pub skipped_by: Vec<&'static str>,
     pub activities: usize,
     pub changes: usize,
     pub retried: usize,
@@ -147,6 +150,7 @@ impl BatchReport {
         self.held += o.held;
         self.unassigned += o.unassigned;
         self.skipped += o.skipped;
+        self.skipped_by.extend(&o.skipped_by);
         self.activities += o.activities;
         self.changes += o.changes;
         self.retried += o.retried;
@@ -161,18 +165,20 @@ impl BatchReport {
     }
 }
 
-/// One row of the context (or state) query: `id`, `owner`, `open`, `deleted`, `opp`, then the
-/// `pipeline` and the fields (the context query only; the fields, a list as long as the mapping's,
+/// One row of the context (or state) query: `id`, `owner`, `open`, `deleted`, `opp`, `unowned`,
+/// `only_owner`, then the `pipeline` and the fields (the context query only; the fields, a list as long as the mapping's,
 /// are read by position after `pipeline`). A row `locked` by a CRM transaction was read by the
 /// state query: no pipeline, no fields.
 pub fn context_from_row(r: &tokio_postgres::Row, locked: bool) -> Result<(String, Context), tokio_postgres::Error> {
-    const FIELDS_FROM: usize = 6;
+    const FIELDS_FROM: usize = 8;
     let full = !locked && r.len() >= FIELDS_FROM;
     let c = Context {
         owner: r.try_get("owner")?,
         open: r.try_get("open")?,
         deleted: r.try_get("deleted")?,
         opportunity: r.try_get("opp")?,
+        unowned: r.try_get("unowned")?,
+        only_owner: r.try_get("only_owner")?,
         pipeline: if full { r.try_get("pipeline")? } else { None },
         fields: if full { (FIELDS_FROM..r.len()).map(|i| r.try_get(i)).collect::<Result<_, _>>()? } else { Vec::new() },
         locked,
@@ -185,6 +191,8 @@ enum Journal {
     Assign(Undo),
     /// An assignment taken back because its write did not happen (the row was owned meanwhile).
     Unassigned(usize, i64),
+    /// An assignment a write statement made to another member than the one picked.
+    Assigned(usize, i64),
     /// A member's open load moved by this much (a recount, a reclaim moving a load).
     Moved(usize, i64),
 }
@@ -198,6 +206,7 @@ fn undo_journal(ledger: &mut Ledger, journal: Vec<Journal>, alone: bool) {
             Journal::Assign(u) if alone => ledger.undo(&u),
             Journal::Assign(u) => ledger.undo_load(&u),
             Journal::Unassigned(m, at) => ledger.assign(m, at),
+            Journal::Assigned(m, at) => ledger.unassign(m, at),
             Journal::Moved(m, by) => ledger.open[m] = (ledger.open[m] - by).max(0),
         }
     }
@@ -409,6 +418,11 @@ pub struct Context {
     pub deleted: bool,
     /// The row is an opportunity at all (`opportunity.where`); leads in a shared table are not.
     pub opportunity: bool,
+    /// Nobody owns it, in the CRM's own words (`opportunity.unowned_when`, else the owner column).
+    pub unowned: bool,
+    /// Nobody would own it were its owner column cleared: no person's assignment elsewhere in the
+    /// row, so a reclaim may hand it on.
+    pub only_owner: bool,
     pub pipeline: Option<String>,
     pub fields: Vec<Option<String>>,
     /// Read without its fields because a CRM transaction holds the row: not routed now.
@@ -770,7 +784,7 @@ impl Drain {
                 report.phase_us[5] = commit_us;
                 report.claimed = events.len();
                 count_drained(&events);
-                self.publish(routed);
+                self.publish(routed, &report);
                 report
             }
             Err(e) => {
@@ -814,8 +828,12 @@ impl Drain {
         );
     }
 
-    /// Committed decisions: counted for the metrics, sent to whoever listens (the demo).
-    fn publish(&self, routed: Vec<Routed>) {
+    /// Committed decisions: counted for the metrics, sent to whoever listens (the demo); the
+    /// batch's skips counted by why.
+    fn publish(&self, routed: Vec<Routed>, report: &BatchReport) {
+        for reason in &report.skipped_by {
+            metrics::counter!("oppty_router_skipped_total", "reason" => *reason).increment(1);
+        }
         let now = Utc::now();
         // Counted per distinct (pipeline, rule, outcome) of the batch: labels are built a few
         // times a batch, not once a decision.
@@ -1033,6 +1051,12 @@ impl Unrouted {
         }
     }
 
+    /// The write statement refused a row nobody has: left unowned until it is fixed (`backfill`
+    /// queues such rows again).
+    fn unwritten(&mut self, id: &str, pipeline: &str) {
+        self.park.insert(id.to_string(), ("unwritten", skips::REFUSED.to_string(), pipeline.to_string()));
+    }
+
     fn is_empty(&self) -> bool {
         self.clear.is_empty() && self.park.is_empty()
     }
@@ -1185,15 +1209,17 @@ impl AuditCols {
 }
 
 /// Run an ops write statement once per row, pipelined; `row` holds the values of
-/// [`crate::crm::WRITE_PARAMS`] (opportunity id first), `params` which of them each `$n` takes.
-/// Returns the opportunity ids the statement wrote.
+/// [`crate::crm::WRITE_PARAMS`] (opportunity id first, owner second), `params` which of them each
+/// `$n` takes. Returns each row written with the owner the statement says it set (its `owner`
+/// column: the one wanted if any row returned says so, else the first given); a statement that
+/// returns no row, or no owner, wrote nothing.
 async fn write_per_row(
     prep: &Prepared,
     tx: &Transaction<'_>,
     sql: &str,
     params: &[usize],
     rows: impl Iterator<Item = [Option<String>; 4]>,
-) -> Result<Vec<String>, tokio_postgres::Error> {
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
     let stmt = prep.statement(tx, sql).await?;
     let futs = rows.map(|row| {
         let stmt = stmt.clone();
@@ -1201,15 +1227,19 @@ async fn write_per_row(
         async move {
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-            let n = tx.execute(&stmt, &refs).await?;
-            Ok::<_, tokio_postgres::Error>((row[0].clone(), n))
+            let returned = tx.query(&stmt, &refs).await?;
+            let owners: Vec<String> = returned
+                .iter()
+                .map(|r| r.try_get::<_, Option<String>>("owner"))
+                .filter_map(Result::transpose)
+                .collect::<Result<_, _>>()?;
+            let [id, wanted, ..] = row;
+            let owners: Vec<String> = owners.into_iter().map(|o| o.trim_end().to_string()).collect();
+            let owner = owners.iter().find(|o| Some(*o) == wanted.as_ref()).or(owners.first()).cloned();
+            Ok::<_, tokio_postgres::Error>(id.zip(owner))
         }
     });
-    Ok(first_cause(futures_util::future::join_all(futs).await)?
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .filter_map(|(id, _)| id)
-        .collect())
+    Ok(first_cause(futures_util::future::join_all(futs).await)?.into_iter().flatten().collect())
 }
 
 /// The results of pipelined statements, or the error that failed their transaction: the first

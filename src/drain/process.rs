@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::skips::{self, Skips};
 use super::{
     clamp_i32, first_cause, set_open, write_per_row, AuditCols, BatchReport, BatchTx, Context, Drain, Event, EventKind,
     Journal, LedgerTx, Routed, Unrouted,
@@ -79,16 +80,34 @@ struct Records {
     /// Assignments per owner in this batch.
     assigned: HashMap<String, i64>,
     routed: Vec<Routed>,
+    /// Opportunities queued to route and not written, with why.
+    skips: Skips,
+    /// Members whose load moved besides the decisions' own (a write statement's other owner).
+    touched: Vec<usize>,
+}
+
+/// What the write-back did: the owner written to each row it matched, and the rows it matched
+/// nothing of as read again.
+struct Written {
+    owners: HashMap<String, String>,
+    missed: HashMap<String, Context>,
 }
 
 /// What routing and settling a batch change besides the ledger: the counts, what is left
-/// unowned, what is routed again later.
+/// unowned, what is routed again later, what was not written and why.
+#[derive(Default)]
+struct Tally {
+    report: BatchReport,
+    unrouted: Unrouted,
+    again: Again,
+    skips: Skips,
+}
+
+/// The ledger lent for a phase, and the batch's [`Tally`].
 struct RouteStep<'a> {
     ledger: &'a mut Ledger,
     journal: &'a mut Vec<Journal>,
-    report: &'a mut BatchReport,
-    unrouted: &'a mut Unrouted,
-    again: &'a mut Again,
+    tally: &'a mut Tally,
 }
 
 /// The ledger as the batch leaves it, to store: the touched members' loads and assignment
@@ -137,9 +156,9 @@ impl Drain {
         lent: &mut LedgerTx<'_>,
     ) -> Result<(BatchReport, Vec<Routed>), tokio_postgres::Error> {
         let engine = &*self.engine;
-        let mut report = BatchReport::default();
+        let mut tally = Tally::default();
         let mut touched: HashSet<usize> = HashSet::new();
-        let mut sorted = self.sort(events, &mut report);
+        let mut sorted = self.sort(events, &mut tally.report);
         // A recount sees only committed loads: it runs when no other batch has assignments in
         // flight (a batch takes its place at the gate only as it starts routing, so one stuck
         // reading its context holds up no recount).
@@ -161,30 +180,30 @@ impl Drain {
         state_ids.dedup();
         let mut laps = Laps(Instant::now());
         let ctx = self.load_context(t, &ids, &state_ids, true).await?;
-        let mut unrouted = self.release(t, &sorted.changed, &ctx).await?;
-        laps.lap(&mut report, 1);
+        tally.unrouted = self.release(t, &sorted.changed, &ctx).await?;
+        laps.lap(&mut tally.report, 1);
         lent.enter(false, Duration::ZERO).await;
         let now = Utc::now();
-        let mut again = Again::default();
         let pending = lent.with(|ledger, journal| {
             ledger.trim(now.timestamp(), engine.history);
-            let mut step =
-                RouteStep { ledger, journal, report: &mut report, unrouted: &mut unrouted, again: &mut again };
-            self.route(engine, &sorted.route, &ctx, now, &mut step)
+            self.route(engine, &sorted.route, &ctx, now, &mut RouteStep { ledger, journal, tally: &mut tally })
         });
         for p in &pending {
             touched.extend(p.decision.undo.assigned.map(|(m, _)| m));
         }
-        laps.lap(&mut report, 2);
+        laps.lap(&mut tally.report, 2);
         let written = self.write_owners(t, &pending).await?;
-        laps.lap(&mut report, 3);
+        let missed = self.reread_missed(t, &pending, &written).await?;
+        laps.lap(&mut tally.report, 3);
         let (records, state) = lent.with(|ledger, journal| {
-            let mut step =
-                RouteStep { ledger, journal, report: &mut report, unrouted: &mut unrouted, again: &mut again };
-            let records = self.settle(engine, pending, &written, &mut step);
+            let mut step = RouteStep { ledger, journal, tally: &mut tally };
+            let mut records = self.settle(engine, pending, &Written { owners: written, missed }, &mut step);
+            records.skips = std::mem::take(&mut step.tally.skips);
+            touched.extend(records.touched.iter().copied());
             let state = LedgerState::of(engine, &touched, &records, step.ledger);
             (records, state)
         });
+        let Tally { mut report, unrouted, again, .. } = tally;
         let (routed, stored) =
             self.record_batch(t, engine, records, state, &sorted.activities, again, unrouted).await?;
         lent.learned.extend(stored);
@@ -289,7 +308,7 @@ impl Drain {
     }
 
     fn unowned(&self, c: &Context) -> bool {
-        self.sql.unowned(c.owner.as_deref())
+        c.unowned
     }
 
     /// Route each opportunity still routable; one a CRM transaction holds is routed again
@@ -311,9 +330,12 @@ impl Drain {
         let decision_time = metrics::histogram!("oppty_router_decision_seconds");
         for ev in route {
             let Some(c) = ctx.get(&ev.opp_id).filter(|c| self.routable(c)) else {
-                self.skipped(ev, ctx.get(&ev.opp_id));
-                step.report.skipped += 1;
-                step.unrouted.clear(&ev.opp_id);
+                let seen = ctx.get(&ev.opp_id);
+                let why = skips::at_read(seen);
+                step.tally.skips.push(&ev.opp_id, why, seen.and_then(|c| c.owner.clone()), ev.created_at);
+                step.tally.report.skipped += 1;
+                step.tally.report.skipped_by.push(why);
+                step.tally.unrouted.clear(&ev.opp_id);
                 continue;
             };
             if c.locked {
@@ -321,8 +343,8 @@ impl Drain {
                 // Per decision, at debug: a row a person holds for minutes comes back every
                 // retry_backoff; the batch line counts it (`locked`).
                 tracing::debug!(opportunity = %ev.opp_id, retry_at = %at, "locked by a CRM transaction; routing it again shortly");
-                step.report.locked += 1;
-                step.again.push(&ev.opp_id, ev.created_at, at);
+                step.tally.report.locked += 1;
+                step.tally.again.push(&ev.opp_id, ev.created_at, at);
                 continue;
             }
             let opp = Opportunity {
@@ -347,26 +369,15 @@ impl Drain {
         pending
     }
 
-    /// Why an opportunity is not routed, at debug.
-    fn skipped(&self, ev: &Event, c: Option<&Context>) {
-        match c {
-            None => tracing::debug!(opportunity = %ev.opp_id, "skipped: deleted before it was routed"),
-            Some(c) if !c.opportunity => {
-                tracing::debug!(opportunity = %ev.opp_id, "skipped: not an opportunity (opportunity.where)")
-            }
-            Some(c) => tracing::debug!(opportunity = %ev.opp_id, owner = ?c.owner, open = c.open, deleted = c.deleted,
-                "skipped: already owned, closed or deleted"),
-        }
-    }
-
-    /// Write owners back; only rows still unowned are written. Returns those written.
+    /// Write owners back; only rows still unowned are written. Returns those written, each with
+    /// the owner the write says it set.
     async fn write_owners(
         &self,
         t: &BatchTx<'_>,
         pending: &[Pending],
-    ) -> Result<HashSet<String>, tokio_postgres::Error> {
+    ) -> Result<HashMap<String, String>, tokio_postgres::Error> {
         let to_write: Vec<&Pending> = pending.iter().filter(|p| p.decision.owner.is_some()).collect();
-        let mut written: HashSet<String> = HashSet::new();
+        let mut written: HashMap<String, String> = HashMap::new();
         if to_write.is_empty() {
             return Ok(written);
         }
@@ -375,8 +386,8 @@ impl Drain {
                 let ids: Vec<&str> = to_write.iter().map(|p| p.opp.as_str()).collect();
                 let owners: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.owner.as_deref()).collect();
                 let teams: Vec<Option<&str>> = to_write.iter().map(|p| p.decision.team_crm_id.as_deref()).collect();
-                for r in t.query(sql, &[&ids, &owners, &teams, &self.sql.unowned_values]).await? {
-                    written.insert(r.try_get("id")?);
+                for r in t.query(sql, &[&ids, &owners, &teams]).await? {
+                    written.insert(r.try_get("id")?, r.try_get("owner")?);
                 }
             }
             WriteSql::PerRow { sql, params } => {
@@ -389,31 +400,82 @@ impl Drain {
         Ok(written)
     }
 
-    /// The decisions as they stand after the write: one a person (or another writer) owned
-    /// between our read and our write is taken back out of the ledger; the others are counted,
-    /// audited and tracked.
-    fn settle(
+    /// The rows a write matched nothing of, read again (their state alone): what they are now
+    /// says why. One more query, only in a batch where a write missed.
+    async fn reread_missed(
         &self,
-        engine: &Engine,
-        pending: Vec<Pending>,
-        written: &HashSet<String>,
-        step: &mut RouteStep<'_>,
-    ) -> Records {
+        t: &BatchTx<'_>,
+        pending: &[Pending],
+        written: &HashMap<String, String>,
+    ) -> Result<HashMap<String, Context>, tokio_postgres::Error> {
+        let missed: Vec<String> = (pending.iter())
+            .filter(|p| p.decision.owner.is_some() && !written.contains_key(&p.opp))
+            .map(|p| p.opp.clone())
+            .collect();
+        if missed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.load_context(t, &[], &missed, false).await
+    }
+
+    /// A decision whose write matched no row: taken back out of the ledger, and recorded with why
+    /// (a statement that refused a row nobody has leaves it unowned, and says so).
+    fn missed(&self, p: &Pending, now: Option<&Context>, step: &mut RouteStep<'_>) {
+        if let Some((m, at)) = p.decision.undo.assigned {
+            step.ledger.unassign(m, at);
+            step.journal.push(Journal::Unassigned(m, at));
+        }
+        let custom = matches!(self.sql.write, WriteSql::PerRow { .. });
+        let (why, left_unowned) = skips::after_write(now, custom);
+        step.tally.skips.push(&p.opp, why, now.and_then(|c| c.owner.clone()), p.event_at);
+        step.tally.report.skipped += 1;
+        step.tally.report.skipped_by.push(why);
+        if left_unowned {
+            step.tally.unrouted.unwritten(&p.opp, &p.decision.pipeline);
+        } else {
+            step.tally.unrouted.clear(&p.opp);
+        }
+    }
+
+    /// A write statement that set another owner than the one picked: the ledger, the audit and
+    /// the tracking follow what it wrote. Returns the member now holding it, when one is.
+    fn written_as(&self, engine: &Engine, p: &mut Pending, owner: &str, step: &mut RouteStep<'_>) -> Option<usize> {
+        tracing::warn!(opportunity = %p.opp, picked = ?p.decision.owner, written = owner,
+            "write_back.statement set another owner than the one picked; recorded as written");
+        let at = p.decision.undo.assigned.map(|(_, at)| at);
+        if let Some((m, at)) = p.decision.undo.assigned.take() {
+            step.ledger.unassign(m, at);
+            step.journal.push(Journal::Unassigned(m, at));
+        }
+        p.decision.owner = Some(owner.to_string());
+        let n = engine.member_index(owner)?;
+        let at = at.unwrap_or_else(|| p.event_at.timestamp());
+        step.ledger.assign(n, at);
+        step.journal.push(Journal::Assigned(n, at));
+        Some(n)
+    }
+
+    /// The decisions as they stand after the write: one a person (or another writer) owned
+    /// between our read and our write is taken back out of the ledger and recorded as skipped;
+    /// the others are counted, audited and tracked as written.
+    fn settle(&self, engine: &Engine, pending: Vec<Pending>, written: &Written, step: &mut RouteStep<'_>) -> Records {
         let mut r = Records::default();
-        for p in pending {
-            let d = &p.decision;
-            if d.owner.is_some() && !written.contains(&p.opp) {
-                if let Some((m, at)) = d.undo.assigned {
-                    step.ledger.unassign(m, at);
-                    step.journal.push(Journal::Unassigned(m, at));
+        for mut p in pending {
+            if p.decision.owner.is_some() {
+                match written.owners.get(&p.opp) {
+                    None => {
+                        self.missed(&p, written.missed.get(&p.opp), step);
+                        continue;
+                    }
+                    Some(w) if p.decision.owner.as_deref() != Some(w.as_str()) => {
+                        r.touched.extend(self.written_as(engine, &mut p, w, step));
+                    }
+                    Some(_) => {}
                 }
-                tracing::debug!(opportunity = %p.opp, "skipped: owned by someone else before the write");
-                step.report.skipped += 1;
-                step.unrouted.clear(&p.opp);
-                continue;
             }
-            step.unrouted.note(&p.opp, d);
-            count(step.report, &p, step.again);
+            let d = &p.decision;
+            step.tally.unrouted.note(&p.opp, d);
+            count(&mut step.tally.report, &p, &mut step.tally.again);
             tracing::debug!(opportunity = %p.opp, owner = ?d.owner, team = ?d.team, outcome = d.outcome.as_str(),
                 rule = ?d.rule_id, pipeline = %d.pipeline, "decision");
             r.audit.push(&p.opp, d, p.previous.clone(), p.event_at);
@@ -469,7 +531,8 @@ impl Drain {
         // in one order (explanations, loads, turns; each sorted). A first use sent after the
         // others (waiting for its parse) deadlocked with a batch on another connection (1 s lost).
         let st = &self.store;
-        let sqls = [&st.audit, &st.own, &st.touch, &st.requeue, &st.unrouted, &st.member_state, &st.pick_state];
+        let sqls =
+            [&st.audit, &st.own, &st.touch, &st.requeue, &st.unrouted, &st.skips, &st.member_state, &st.pick_state];
         t.prep.prepare_all(t.tx, &sqls.map(String::as_str)).await?;
         let audit = async {
             if a.opp.is_empty() {
@@ -509,14 +572,21 @@ impl Drain {
             let (clear, park) = unrouted.into_columns();
             t.execute(&self.store.unrouted, &[&clear, &park.0, &park.1, &park.2, &park.3]).await
         };
+        let skipped = async {
+            let k = &r.skips;
+            if k.is_empty() {
+                return Ok(0);
+            }
+            t.execute(&self.store.skips, &[&k.opp, &k.reason, &k.owner, &k.event_at]).await
+        };
         // The rows other batches write too (loads, turns) go last: locked only until the commit.
-        let (stored, ownership, touch, requeue, parked, member_state, picks) =
-            tokio::join!(biased; audit, ownership, touch, requeue, parked, member_state, picks);
+        let (stored, ownership, touch, requeue, parked, skipped, member_state, picks) =
+            tokio::join!(biased; audit, ownership, touch, requeue, parked, skipped, member_state, picks);
         let (keys, audit) = match stored {
             Ok(keys) => (keys, Ok(0)),
             Err(e) => (Vec::new(), Err(e)),
         };
-        first_cause([audit, ownership, touch, requeue, parked, member_state, picks])?;
+        first_cause([audit, ownership, touch, requeue, parked, skipped, member_state, picks])?;
         Ok((r.routed, keys))
     }
 

@@ -336,7 +336,7 @@ impl Drain {
         let mut verdicts = self.decide(engine, &batch, &triage.stale, &ctx, earlier, ledger, journal);
         let written = self.reassign(&tx, batch.reassign, &verdicts.writes).await?;
         unwritten(&mut verdicts, &written, ledger, journal);
-        let done: Vec<&Write> = verdicts.writes.iter().filter(|w| written.contains(&w.opp)).collect();
+        let done: Vec<&Write> = verdicts.writes.iter().filter(|w| written.contains_key(&w.opp)).collect();
         move_loads(engine, &done, ledger, journal);
         let paused = self.record_sweep(&tx, engine, &batch, &triage, &verdicts, &done, ledger).await?;
         tx.commit().await?;
@@ -420,8 +420,8 @@ impl Drain {
     }
 
     /// The engine's ladder step for each stale assignment. One whose opportunity was deleted,
-    /// closed or given to someone else by a person since is not ours to reclaim: it stops being
-    /// tracked.
+    /// closed or given to someone else by a person since (in the owner column, or in any column
+    /// `unowned_when` reads) is not ours to reclaim: it stops being tracked.
     #[allow(clippy::too_many_arguments)]
     fn decide<'p>(
         &self,
@@ -446,7 +446,8 @@ impl Drain {
             }
             let Some(c) = ctx
                 .get(&row.id)
-                .filter(|c| c.open && !c.deleted && c.opportunity && c.owner.as_deref() == Some(row.owner.as_str()))
+                .filter(|c| c.open && !c.deleted && c.opportunity && c.only_owner)
+                .filter(|c| c.owner.as_deref() == Some(row.owner.as_str()))
             else {
                 v.finished.push(row.id.clone());
                 continue;
@@ -476,14 +477,15 @@ impl Drain {
     }
 
     /// Write the new owners: only where the CRM still has the owner we assigned and no
-    /// interaction that counts arrived since the read. Returns the opportunities written.
+    /// interaction that counts arrived since the read. Returns the opportunities written, each
+    /// with the owner the write says it set.
     async fn reassign(
         &self,
         tx: &Transaction<'_>,
         reassign: &Reassign,
         writes: &[Write<'_>],
-    ) -> Result<HashSet<String>, tokio_postgres::Error> {
-        let mut written: HashSet<String> = HashSet::new();
+    ) -> Result<HashMap<String, String>, tokio_postgres::Error> {
+        let mut written: HashMap<String, String> = HashMap::new();
         if writes.is_empty() {
             return Ok(written);
         }
@@ -496,7 +498,7 @@ impl Drain {
                 let news: Vec<&str> = writes.iter().map(|w| w.new.as_str()).collect();
                 let teams: Vec<Option<&str>> = writes.iter().map(|w| w.team_crm.as_deref()).collect();
                 for r in self.prep.query(tx, sql, &[&ids, &news, &teams, &olds, &anyone, &edits]).await? {
-                    written.insert(r.try_get("id")?);
+                    written.insert(r.try_get("id")?, r.try_get("owner")?);
                 }
             }
             Reassign::PerRow { sql, params } => {
@@ -755,15 +757,31 @@ impl Deferrals {
 }
 
 /// What was not written (a person changed it this instant) is not recorded as reclaimed, and its
-/// ledger entry is taken back.
-fn unwritten(v: &mut Verdicts<'_>, written: &HashSet<String>, ledger: &mut Ledger, journal: &mut Vec<Journal>) {
+/// ledger entry is taken back. What a reclaim statement wrote to another owner than the one
+/// picked is recorded as written to that owner (the loads follow it too).
+fn unwritten(v: &mut Verdicts<'_>, written: &HashMap<String, String>, ledger: &mut Ledger, journal: &mut Vec<Journal>) {
     let mut keep = vec![true; v.audit.opp.len()];
     for (i, (opp, outcome)) in v.audit.opp.iter().zip(&v.audit.outcome).enumerate() {
-        if outcome == Outcome::Reclaim.as_str() && !written.contains(opp) {
-            keep[i] = false;
-            if let Some(&(m, at)) = v.pending_undo.get(opp) {
-                ledger.unassign(m, at);
-                journal.push(Journal::Unassigned(m, at));
+        if outcome != Outcome::Reclaim.as_str() {
+            continue;
+        }
+        let owner = written.get(opp);
+        let other = owner.filter(|o| v.audit.owner[i].as_ref() != Some(*o));
+        if owner.is_some() && other.is_none() {
+            continue;
+        }
+        keep[i] = owner.is_some();
+        if let Some(&(m, at)) = v.pending_undo.get(opp) {
+            ledger.unassign(m, at);
+            journal.push(Journal::Unassigned(m, at));
+        }
+        if let Some(o) = other {
+            tracing::warn!(opportunity = %opp, picked = ?v.audit.owner[i], written = %o,
+                "write_back.reclaim_statement set another owner than the one picked; recorded as written");
+            v.audit.owner[i] = Some(o.clone());
+            for w in v.writes.iter_mut().filter(|w| &w.opp == opp) {
+                w.new = o.clone();
+                w.by_engine = false;
             }
         }
     }

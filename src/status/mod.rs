@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::config::Config;
 use crate::db::row::FromRow;
 use crate::store::{DaemonRow, Reads};
-pub use crate::store::{DeadLetterGroup, LapsePause, QueueReport, UnownedGroup};
+pub use crate::store::{DeadLetterGroup, LapsePause, QueueReport, SkipGroup, UnownedGroup};
 pub use people::People;
 
 pub mod people;
@@ -32,6 +32,8 @@ pub struct Report {
     pub unowned: Vec<UnownedGroup>,
     /// Dead letters by error (the ten most common).
     pub dead_letters: Vec<DeadLetterGroup>,
+    /// Opportunities queued to route and not written in the last 24 hours, by why.
+    pub skipped_lately: Vec<SkipGroup>,
     /// Members paused by the reclaim ladder for letting opportunities lapse.
     pub paused_for_lapses: Vec<LapsePause>,
     /// Who the rules in force pause, disable or cap: as the leader recorded it, or (no leader
@@ -77,6 +79,7 @@ pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postg
     r.queue = QueueReport::from_row(&client.query_one(&sql.queue, &[]).await?)?;
     r.unowned = UnownedGroup::from_rows(&client.query(&sql.unowned, &[]).await?)?;
     r.dead_letters = DeadLetterGroup::from_rows(&client.query(&sql.dead_letters, &[]).await?)?;
+    r.skipped_lately = SkipGroup::from_rows(&client.query(&sql.skips_lately, &[]).await?)?;
     r.paused_for_lapses = LapsePause::from_rows(&client.query(&sql.lapse_pauses, &[]).await?)?;
     let recorded = r.daemon.as_ref().filter(|_| r.healthy).and_then(|d| d.people.clone());
     match recorded {
@@ -211,6 +214,10 @@ impl Report {
                 "unassigned (no rule yielded anybody, no fallback owner; `oppty-router requeue --unassigned` retries)",
             ),
             ("held", "held (waiting; retried by the daemon)"),
+            (
+                "unwritten",
+                "unwritten (write_back.statement wrote nothing though the row is unowned; fix it, then `oppty-router backfill`)",
+            ),
         ] {
             let group: Vec<&UnownedGroup> = self.unowned.iter().filter(|g| g.outcome == outcome).collect();
             if group.is_empty() {
@@ -220,6 +227,15 @@ impl Report {
             let oldest = group.iter().map(|g| g.since.as_str()).min().unwrap_or_default();
             let _ = writeln!(out, "left unowned, {what}: {total}, the oldest since {oldest}");
             for g in group {
+                let _ = writeln!(out, "  {:>6}  {}", g.count, g.reason);
+            }
+        }
+        if self.skipped_lately.is_empty() {
+            let _ = writeln!(out, "not written in the last 24 h: none");
+        } else {
+            let total: i64 = self.skipped_lately.iter().map(|g| g.count).sum();
+            let _ = writeln!(out, "not written in the last 24 h (queued to route; `explain <id>` says more): {total}");
+            for g in &self.skipped_lately {
                 let _ = writeln!(out, "  {:>6}  {}", g.count, g.reason);
             }
         }

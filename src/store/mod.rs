@@ -20,7 +20,8 @@ use crate::db::row::typed_row;
 use crate::ident::Ident;
 pub use lease::{lane_key, LastLeader, LeaseStatements, StaleLeader, LANE_LOCK};
 pub use reads::{
-    DaemonRow, DeadLetterGroup, Decision, LapsePause, Past, QueueReport, Reads, ReclaimCount, UnownedGroup,
+    DaemonRow, DeadLetterGroup, Decision, LapsePause, Past, QueueReport, Reads, ReclaimCount, Skip, SkipGroup,
+    UnownedGroup,
 };
 pub use sweep::{AlignChunk, Due, EarlierOwner, Queued, SweepStatements};
 
@@ -148,6 +149,9 @@ pub struct Statements {
     pub dead_letter: String,
     /// Park what was left unowned (with why); clear what is owned, closed or gone.
     pub unrouted: String,
+    /// `$1` ids, `$2` reasons, `$3` owners seen, `$4` event times: opportunities queued to route
+    /// that the router did not write, with why.
+    pub skips: String,
     /// Opportunities to route again at a given time.
     pub requeue: String,
     /// Round-robin cursors and weights.
@@ -247,6 +251,7 @@ impl Statements {
                  ON CONFLICT (opp_id) DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, \
                  pipeline = EXCLUDED.pipeline, decided_at = clock_timestamp()"
             ),
+            skips: skips_sql(&s),
             requeue: format!(
                 "INSERT INTO {s}.events (kind, opp_id, created_at, next_attempt_at) \
                  SELECT 'route', u.o, u.c, u.n FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS u(o, c, n)"
@@ -270,6 +275,13 @@ impl Statements {
     }
 }
 
+fn skips_sql(s: &str) -> String {
+    format!(
+        "INSERT INTO {s}.skips (opp_id, reason, owner_seen, event_at) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])"
+    )
+}
+
 impl Statements {
     /// Every statement by name, the sweep's included: what a test runs `EXPLAIN` on.
     pub fn named(&self) -> Vec<(&'static str, &str)> {
@@ -287,6 +299,7 @@ impl Statements {
             ("retry", &self.retry),
             ("dead_letter", &self.dead_letter),
             ("unrouted", &self.unrouted),
+            ("skips", &self.skips),
             ("requeue", &self.requeue),
             ("pick_state", &self.pick_state),
             ("history", &self.history),

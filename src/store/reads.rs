@@ -31,6 +31,30 @@ pub struct Reads {
     pub recent_between: String,
     /// `$1` timestamptz → [`ReclaimCount`]s by pipeline since then.
     pub reclaims_since: String,
+    /// `$1` id → its [`Skip`]s, oldest first.
+    pub skips_of: String,
+    /// → [`SkipGroup`]s of the last 24 hours, by reason.
+    pub skips_lately: String,
+}
+
+typed_row! {
+    /// An opportunity queued to route that the router did not write, and why.
+    #[derive(Debug, serde::Serialize)]
+    pub struct Skip {
+        pub skipped_at: String,
+        pub reason: String,
+        pub owner_seen: Option<String>,
+        pub event_at: Option<String>,
+    }
+}
+
+typed_row! {
+    /// Skips of one reason.
+    #[derive(Debug, serde::Serialize)]
+    pub struct SkipGroup {
+        pub reason: String,
+        pub count: i64,
+    }
 }
 
 typed_row! {
@@ -174,6 +198,14 @@ impl Reads {
             reclaims_since: format!(
                 "SELECT coalesce(pipeline, '') AS pipeline, count(*) AS count FROM {s}.assignments \
                  WHERE outcome = 'reclaim' AND decided_at >= $1 GROUP BY 1 ORDER BY 1"
+            ),
+            skips_of: format!(
+                "SELECT skipped_at::text AS skipped_at, reason, owner_seen, event_at::text AS event_at \
+                 FROM {s}.skips WHERE opp_id = $1 ORDER BY id"
+            ),
+            skips_lately: format!(
+                "SELECT reason, count(*) AS count FROM {s}.skips WHERE skipped_at > now() - interval '24 hours' \
+                 GROUP BY 1 ORDER BY 2 DESC, 1"
             ),
             decisions_any_case: format!("{decisions} WHERE lower(opp_id) = lower($1) ORDER BY id"),
             decisions: format!("{decisions} WHERE opp_id = $1 ORDER BY id"),

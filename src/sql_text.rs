@@ -1,11 +1,12 @@
-//! `:name` parameters in the SQL ops write in the config (`write_back.statement`,
-//! `write_back.reclaim_statement`), turned into positional ones, reading the text as PostgreSQL
-//! reads it: a `:name` inside a comment (`--`, nested `/* */`), a string (`'…'` with doubled
-//! quotes, `E'…'` with backslash escapes, `$tag$…$tag$`), a quoted identifier (`"…"` with doubled
-//! quotes), a cast (`::type`) or an array slice (`a[1:2]`) is left as it is.
+//! The SQL ops write in the config, read as PostgreSQL reads it: comments (`--`, nested `/* */`),
+//! strings (`'…'` with doubled quotes, `E'…'` with backslash escapes, `$tag$…$tag$`), quoted
+//! identifiers (`"…"` with doubled quotes), casts (`::type`) and array slices (`a[1:2]`). Owns
+//! turning `:name` parameters into positional ones (`write_back.statement`,
+//! `reclaim_statement`), what can be told wrong of the text without a server (`lint`, for
+//! `check --offline`), and which columns of the row `o` an expression reads (`columns_of`).
 //!
 //! It must not change anything else of the text: what the server parses is the statement as
-//! written, with each parameter replaced by `($n::text)`.
+//! written, with each parameter replaced by `($n::text)`. It imports nothing of the crate.
 
 /// Replace `:name` parameters with `($n::text)` (they are all sent as text). Returns the SQL and,
 /// for each `$n`, the index in `names` of the value it takes.
@@ -16,6 +17,7 @@ pub fn bind_named(sql: &str, names: &[&str]) -> Result<(String, Vec<usize>), Str
     let (mut i, mut brackets) = (0, 0usize);
     while i < b.len() {
         if let Some(end) = quoted_or_comment(sql, i) {
+            let end = end.unwrap_or_else(|open| open);
             out.push_str(&sql[i..end]);
             i = end;
             continue;
@@ -62,14 +64,17 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// When a comment, string, quoted identifier or dollar-quoted text begins at `i`: where it ends
-/// (the end of the text when it is not closed).
-fn quoted_or_comment(sql: &str, i: usize) -> Option<usize> {
+/// Where a span that begins at some point ends: `Ok` where it is closed, `Err(the end of the
+/// text)` when it never is.
+type SpanEnd = Result<usize, usize>;
+
+/// When a comment, string, quoted identifier or dollar-quoted text begins at `i`: where it ends.
+fn quoted_or_comment(sql: &str, i: usize) -> Option<SpanEnd> {
     let b = sql.as_bytes();
     let next = b.get(i + 1).copied();
     let after_word = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
     match b[i] {
-        b'-' if next == Some(b'-') => Some(sql[i..].find('\n').map_or(sql.len(), |n| i + n + 1)),
+        b'-' if next == Some(b'-') => Some(Ok(sql[i..].find('\n').map_or(sql.len(), |n| i + n + 1))),
         b'/' if next == Some(b'*') => Some(block_comment_end(b, i)),
         b'\'' => Some(quote_end(b, i, b'\'', false)),
         b'"' => Some(quote_end(b, i, b'"', false)),
@@ -80,7 +85,7 @@ fn quoted_or_comment(sql: &str, i: usize) -> Option<usize> {
 }
 
 /// The end of a nested `/* … */` comment beginning at `i`.
-fn block_comment_end(b: &[u8], i: usize) -> usize {
+fn block_comment_end(b: &[u8], i: usize) -> SpanEnd {
     let (mut depth, mut j) = (0usize, i);
     while j + 1 < b.len() {
         if b[j] == b'/' && b[j + 1] == b'*' {
@@ -90,35 +95,35 @@ fn block_comment_end(b: &[u8], i: usize) -> usize {
             depth -= 1;
             j += 2;
             if depth == 0 {
-                return j;
+                return Ok(j);
             }
         } else {
             j += 1;
         }
     }
-    b.len()
+    Err(b.len())
 }
 
 /// The end of text quoted with `q` beginning at `i` (a doubled `q` stands for one; with
 /// `backslash`, `\` escapes the next character, as in `E'…'`).
-fn quote_end(b: &[u8], i: usize, q: u8, backslash: bool) -> usize {
+fn quote_end(b: &[u8], i: usize, q: u8, backslash: bool) -> SpanEnd {
     let mut j = i + 1;
     while j < b.len() {
         let escaped = backslash && b[j] == b'\\';
         if escaped || (b[j] == q && b.get(j + 1) == Some(&q)) {
             j += 2;
         } else if b[j] == q {
-            return j + 1;
+            return Ok(j + 1);
         } else {
             j += 1;
         }
     }
-    b.len()
+    Err(b.len())
 }
 
 /// The end of `$tag$ … $tag$` beginning at `i`, when a dollar quote begins there (`$1`, a
 /// positional parameter, is not one).
-fn dollar_quote_end(sql: &str, i: usize) -> Option<usize> {
+fn dollar_quote_end(sql: &str, i: usize) -> Option<SpanEnd> {
     let b = sql.as_bytes();
     let tag_end = if b.get(i + 1) == Some(&b'$') {
         i + 2
@@ -132,7 +137,83 @@ fn dollar_quote_end(sql: &str, i: usize) -> Option<usize> {
         return None;
     };
     let tag = &sql[i..tag_end];
-    Some(sql[tag_end..].find(tag).map_or(sql.len(), |n| tag_end + n + tag.len()))
+    Some(sql[tag_end..].find(tag).map(|n| tag_end + n + tag.len()).ok_or(sql.len()))
+}
+
+/// What can be told wrong of ops-written SQL without a server, in words: a string, quoted name,
+/// dollar quote or comment never closed; parentheses that do not pair; and, in an `expression`, a
+/// `;` (one expression, not statements). Quotes and comments are read as PostgreSQL reads them.
+pub fn lint(sql: &str, expression: bool) -> Vec<String> {
+    let b = sql.as_bytes();
+    let (mut problems, mut depth, mut i) = (Vec::new(), 0i64, 0);
+    while i < b.len() {
+        if let Some(end) = quoted_or_comment(sql, i) {
+            match end {
+                Ok(end) => i = end,
+                Err(_) => {
+                    problems.push(format!("{} opened at character {} is never closed", span_name(sql, i), i + 1));
+                    break;
+                }
+            }
+            continue;
+        }
+        match b[i] {
+            b'(' => depth += 1,
+            b')' if depth == 0 => problems.push(format!("`)` at character {} closes nothing", i + 1)),
+            b')' => depth -= 1,
+            b';' if expression => {
+                problems.push(format!("`;` at character {}: write one expression, not statements", i + 1))
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if depth > 0 {
+        problems.push(format!("{depth} `(` never closed"));
+    }
+    problems
+}
+
+/// What begins at `i`, in words.
+fn span_name(sql: &str, i: usize) -> &'static str {
+    match sql.as_bytes()[i] {
+        b'/' => "a comment `/*`",
+        b'"' => "a quoted name `\"`",
+        b'$' => "a dollar quote",
+        _ => "a string `'`",
+    }
+}
+
+/// The columns of the row `alias` that ops SQL reads (`alias.col`, `alias."Col"`), outside
+/// strings and comments, as the catalog names them (an unquoted name in lower case).
+pub fn columns_of(sql: &str, alias: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(end) = quoted_or_comment(sql, i) {
+            i = end.unwrap_or_else(|open| open);
+            continue;
+        }
+        let starts_word = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.');
+        let after = i + alias.len();
+        let named = sql.get(i..after).is_some_and(|w| w.eq_ignore_ascii_case(alias));
+        if starts_word && named && b.get(after) == Some(&b'.') {
+            let col = if b.get(after + 1) == Some(&b'"') {
+                let end = quote_end(b, after + 1, b'"', false).unwrap_or_else(|open| open);
+                sql[after + 2..end.saturating_sub(1).max(after + 2)].replace("\"\"", "\"")
+            } else {
+                sql[after + 1..word_end(b, after + 1)].to_ascii_lowercase()
+            };
+            if !col.is_empty() && !out.contains(&col) {
+                out.push(col);
+            }
+            i = after + 1;
+            continue;
+        }
+        i += sql[i..].chars().next().map_or(1, char::len_utf8);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -140,6 +221,32 @@ mod tests {
     use super::*;
 
     const NAMES: &[&str] = &["opportunity_id", "owner", "team", "previous_owner"];
+
+    #[test]
+    fn what_can_be_caught_without_a_server_is_said_in_words() {
+        assert!(lint("o.a = 'x' AND (o.b IS NULL)", true).is_empty());
+        assert!(lint("o.note = 'a;b' -- ; in a comment\n", true).is_empty());
+        let cases = [
+            ("o.a = 'it''s", "a string `'` opened at character 7 is never closed"),
+            ("o.\"a = 1", "a quoted name `\"` opened at character 3 is never closed"),
+            ("/* a /* b */ o.a", "a comment `/*` opened at character 1 is never closed"),
+            ("$x$ a", "a dollar quote opened at character 1 is never closed"),
+            ("(o.a = 1", "1 `(` never closed"),
+            ("o.a = 1)", "`)` at character 8 closes nothing"),
+            ("true; drop table x", "`;` at character 5: write one expression, not statements"),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(lint(sql, true), vec![want.to_string()], "{sql}");
+        }
+        assert!(lint("UPDATE t SET a = 1;", false).is_empty());
+    }
+
+    #[test]
+    fn the_columns_an_expression_reads_are_named_as_the_catalog_names_them() {
+        let sql = "o.\"ownerId\" IS NULL AND coalesce(o.assigned_to, '[]') = 'o.not_this' AND foo.x AND o.\"ownerId\" <> 1 -- o.nor_this";
+        assert_eq!(columns_of(sql, "o"), vec!["ownerId".to_string(), "assigned_to".to_string()]);
+        assert_eq!(columns_of("(O.Stage)", "o"), vec!["stage".to_string()]);
+    }
 
     #[test]
     fn named_parameters_become_positional_and_casts_survive() {

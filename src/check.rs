@@ -119,6 +119,15 @@ async fn connect(cfg: &Config, r: &mut CheckReport) -> Option<tokio_postgres::Cl
             r.ok &= installed;
             Some(client)
         }
+        Err(e) if db::kind_of(&e) == db::ErrorKind::Refused => {
+            r.fail(format!(
+                "{}: the router's schema cannot be read as this role: {} — give the role what \
+                 `oppty-router grants ROLE` prints (run by the owners it names)",
+                cfg.path.display(),
+                db::describe(&e)
+            ));
+            None
+        }
         Err(e) => {
             r.fail(format!("database error while checking: {}", db::describe(&e)));
             None
@@ -142,6 +151,7 @@ async fn live(client: &tokio_postgres::Client, cfg: &Config, mut engine: Option<
     };
     r.database_checked = true;
     r.say(format!("{}: mapping OK against {} (every statement prepared)", cfg.path.display(), cfg.redacted_url()));
+    rights(client, cfg, &sql, r).await;
     if cfg.directory.is_none() && sql.id_form != crate::rules::IdForm::default() {
         // Read the files' user ids as the CRM writes them (a text owner column: as written).
         let dir = crate::rules::Directory { ids: sql.id_form, ..crate::directory_flags(cfg) };
@@ -162,6 +172,28 @@ async fn live(client: &tokio_postgres::Client, cfg: &Config, mut engine: Option<
         if let Err(msg) = crm::check_rule_values(client, &sql, e).await {
             r.fail(format!("{}: {msg}", cfg.router.rules_dir.display()));
         }
+    }
+}
+
+/// Every privilege the daemon's statements need, held by the role `check` connects as (the one
+/// the daemon will run as): what is missing is named with the GRANT that fixes it.
+async fn rights(client: &tokio_postgres::Client, cfg: &Config, sql: &crm::CrmSql, r: &mut CheckReport) {
+    match crate::grants::lacking(client, cfg, sql).await {
+        Ok(missing) if missing.is_empty() => {
+            r.say(format!("{}: rights OK (every privilege the daemon's statements need is held)", cfg.path.display()))
+        }
+        Ok(missing) => {
+            r.fail(format!(
+                "{}: this role lacks {} privilege(s) the daemon's statements need; the GRANTs that fix it \
+                 (`oppty-router grants ROLE` prints them all, in parts by who runs them):",
+                cfg.path.display(),
+                missing.len()
+            ));
+            for m in missing {
+                r.fail(format!("  {m}"));
+            }
+        }
+        Err(e) => r.fail(format!("{}: the rights could not be checked: {e}", cfg.path.display())),
     }
 }
 

@@ -43,6 +43,26 @@ pub enum InstallError {
     TooNew { found: i32, known: i32 },
     #[error(transparent)]
     Backfill(#[from] crate::backfill::BackfillError),
+    #[error("uninstall failed: {}", crate::db::describe(.0))]
+    Uninstall(tokio_postgres::Error),
+    /// `uninstall` needs to own what it drops: these, named with their owners.
+    #[error(
+        "uninstall needs to own what it drops, and the role {role} owns neither {}: run it as their owner or a superuser \
+         (nothing was changed)", .missing.join(", ")
+    )]
+    NotOwner { role: String, missing: Vec<String> },
+}
+
+impl InstallError {
+    /// The error's kind ([`crate::db::ErrorKind`]): what the command's exit code follows.
+    pub fn kind(&self) -> crate::db::ErrorKind {
+        match self {
+            InstallError::Sql(e) | InstallError::Uninstall(e) => crate::db::kind_of(e),
+            InstallError::Backfill(crate::backfill::BackfillError::Sql(e)) => crate::db::kind_of(e),
+            InstallError::NotOwner { .. } => crate::db::ErrorKind::Refused,
+            InstallError::TooNew { .. } | InstallError::Backfill(_) => crate::db::ErrorKind::Mapping,
+        }
+    }
 }
 
 fn install_hint(e: &tokio_postgres::Error) -> &'static str {
@@ -192,23 +212,55 @@ async fn find_triggers(
 
 /// The SQL `uninstall` would run on this database.
 pub async fn uninstall_sql(client: &mut Client, cfg: &Config) -> Result<String, InstallError> {
-    let tx = client.transaction().await?;
+    let tx = client.transaction().await.map_err(InstallError::Uninstall)?;
     let mut out = String::from("BEGIN;\n");
-    for (table, trigger) in find_triggers(&tx, cfg).await? {
+    for (table, trigger) in find_triggers(&tx, cfg).await.map_err(InstallError::Uninstall)? {
         let trig = crate::ident::Ident::parse(&trigger).map(|i| i.quoted()).unwrap_or(trigger);
         out.push_str(&format!("DROP TRIGGER IF EXISTS {trig} ON {table};\n"));
     }
     out.push_str(&format!("DROP SCHEMA IF EXISTS {} CASCADE;\nCOMMIT;\n", cfg.router.schema.quoted()));
-    tx.rollback().await?;
+    tx.rollback().await.map_err(InstallError::Uninstall)?;
     Ok(out)
 }
 
+/// What `uninstall` would drop that the connected role does not own (tables it takes triggers
+/// off, the router's schema), each with its owner.
+async fn not_owned(client: &Client, cfg: &Config) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT format('%s (owned by %I)', c.oid::regclass, pg_get_userbyid(c.relowner)) AS what FROM pg_trigger t \
+             JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = $1 AND NOT pg_has_role(current_user, c.relowner, 'USAGE') \
+             UNION SELECT format('schema %I (owned by %I)', n.nspname, pg_get_userbyid(n.nspowner)) FROM pg_namespace n \
+             WHERE n.nspname = $1 AND NOT pg_has_role(current_user, n.nspowner, 'USAGE') ORDER BY 1",
+            &[&cfg.router.schema.as_str()],
+        )
+        .await?;
+    rows.iter().map(|r| r.try_get("what")).collect()
+}
+
 /// Remove the triggers and the router's schema. The CRM's tables and data are left as they were.
+/// A role that does not own all of it changes nothing and is told whose it is.
 pub async fn uninstall(client: &mut Client, cfg: &Config) -> Result<String, InstallError> {
     let sql = uninstall_sql(client, cfg).await?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&INSTALL_LOCK]).await?;
+    if crate::db::is_superuser(client).await.map_err(InstallError::Uninstall)?.is_none() {
+        let missing = not_owned(client, cfg).await.map_err(InstallError::Uninstall)?;
+        if !missing.is_empty() {
+            let role: String = (client.query_one("SELECT quote_ident(current_user) AS me", &[]).await)
+                .and_then(|r| r.try_get("me"))
+                .map_err(InstallError::Uninstall)?;
+            return Err(InstallError::NotOwner { role, missing });
+        }
+    }
+    client.execute("SELECT pg_advisory_lock($1)", &[&INSTALL_LOCK]).await.map_err(InstallError::Uninstall)?;
     let result = client.batch_execute(&sql).await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&INSTALL_LOCK]).await?;
-    result?;
+    if result.is_err() {
+        // The script's transaction is aborted: end it, so the unlock below runs (and the error
+        // said is the script's own, not "current transaction is aborted").
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&INSTALL_LOCK]).await;
+    result.map_err(InstallError::Uninstall)?;
+    unlocked.map_err(InstallError::Uninstall)?;
     Ok(sql)
 }

@@ -113,10 +113,14 @@ enum Command {
         #[arg(long = "id", value_name = "OPPORTUNITY", value_delimiter = ',')]
         ids: Vec<String>,
     },
-    /// Print the GRANT statements a dedicated daemon role needs (run them as the database owner).
+    /// Print the GRANT statements a dedicated daemon role needs, in parts by who can grant them
+    /// (the owners of the CRM's tables and of the router's schema, the database owner).
     Grants {
         /// The daemon's role (as it will log in: `user=` in database.url).
         role: String,
+        /// Print the REVOKE statements withdrawing them instead (before or after `uninstall`).
+        #[arg(long)]
+        revoke: bool,
     },
     /// Show the daemon's state: rules in force, the last refused reload, the queue.
     Status {
@@ -250,6 +254,16 @@ impl CliError {
         CliError::Db { error, schema: cfg.router.schema.as_str().to_string() }
     }
 
+    /// `install` or `uninstall` failed: the words said, the exit code by the error's kind.
+    fn install(e: install::InstallError) -> CliError {
+        let m = e.to_string();
+        match e.kind() {
+            db::ErrorKind::Refused | db::ErrorKind::Mapping => CliError::Config(m),
+            db::ErrorKind::Connection => CliError::Unavailable(m),
+            _ => CliError::Failure(m),
+        }
+    }
+
     /// A connection that failed: 78 when the server refuses us for a reason a retry will not fix,
     /// 69 when it cannot be reached.
     fn connect(e: db::DbError) -> CliError {
@@ -325,7 +339,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Install { no_backfill, .. } => cmd_install(&cli, !no_backfill).await,
         Command::Uninstall { dry_run } => cmd_uninstall(&cli, *dry_run).await,
-        Command::Grants { role } => cmd_grants(&cli, role).await,
+        Command::Grants { role, revoke } => cmd_grants(&cli, role, *revoke).await,
         Command::Backfill { since: s, dry_run } => cmd_backfill(&cli, since(*s), *dry_run).await,
         Command::Requeue { unassigned, dead_letter, since: s, ids } => {
             let ids = (!ids.is_empty()).then_some(ids.as_slice());
@@ -387,7 +401,7 @@ async fn cmd_install(cli: &Cli, backfill: bool) -> Result<(), CliError> {
     if let Err(e) = oppty_router::crm::prepare(&client, &cfg).await {
         return Err(CliError::Config(format!("{}: {e}", cfg.path.display())));
     }
-    let r = install::install_with(&mut client, &cfg, backfill).await.map_err(|e| CliError::Failure(e.to_string()))?;
+    let r = install::install_with(&mut client, &cfg, backfill).await.map_err(CliError::install)?;
     if r.applied.is_empty() {
         println!("schema {} is up to date", cfg.router.schema.as_str());
     }
@@ -407,19 +421,27 @@ async fn cmd_uninstall(cli: &Cli, dry_run: bool) -> Result<(), CliError> {
     let cfg = load_config(cli)?;
     init_tracing(cfg.log_format, &cfg.log_level);
     let mut client = db::connect(&cfg.database, " install").await.map_err(CliError::connect)?;
-    let failed = |e: install::InstallError| CliError::Failure(e.to_string());
     if dry_run {
-        print!("{}", install::uninstall_sql(&mut client, &cfg).await.map_err(failed)?);
+        print!("{}", install::uninstall_sql(&mut client, &cfg).await.map_err(CliError::install)?);
     } else {
-        install::uninstall(&mut client, &cfg).await.map_err(failed)?;
+        install::uninstall(&mut client, &cfg).await.map_err(CliError::install)?;
         println!("uninstalled: the capture triggers and schema {} are gone", cfg.router.schema.as_str());
+        println!(
+            "the daemon's role still holds its privileges on the CRM's tables: `oppty-router grants --revoke ROLE` \
+             prints the REVOKE statements"
+        );
     }
     Ok(())
 }
 
-async fn cmd_grants(cli: &Cli, role: &str) -> Result<(), CliError> {
+async fn cmd_grants(cli: &Cli, role: &str, revoke: bool) -> Result<(), CliError> {
     let (cfg, mut client) = connect(cli, " grants").await?;
-    match grants::grants(&mut client, &cfg, role).await {
+    let script = if revoke {
+        grants::revoke(&mut client, &cfg, role).await
+    } else {
+        grants::grants(&mut client, &cfg, role).await
+    };
+    match script {
         Ok(script) => {
             print!("{script}");
             Ok(())

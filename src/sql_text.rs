@@ -174,6 +174,66 @@ pub fn lint(sql: &str, expression: bool) -> Vec<String> {
     problems
 }
 
+/// A piece of SQL text as the lexer sees it (strings, comments and dollar quotes are dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// A name or keyword as written (not folded).
+    Word(String),
+    /// A quoted name, without its quotes (`""` read as `"`).
+    Quoted(String),
+    /// Any other character that is not white space.
+    Punct(char),
+}
+
+impl Token {
+    /// Whether this is the keyword `kw` (any letter case).
+    pub fn is(&self, kw: &str) -> bool {
+        matches!(self, Token::Word(w) if w.eq_ignore_ascii_case(kw))
+    }
+
+    /// A name as the catalog spells it: a quoted name as written, an unquoted one in lower case.
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Token::Word(w) => Some(w.to_ascii_lowercase()),
+            Token::Quoted(q) => Some(q.clone()),
+            Token::Punct(_) => None,
+        }
+    }
+}
+
+/// The text's names, keywords and punctuation, in order.
+pub fn tokens(sql: &str) -> Vec<Token> {
+    let b = sql.as_bytes();
+    let (mut out, mut i) = (Vec::new(), 0);
+    while i < b.len() {
+        if b[i] == b'"' {
+            let end = quote_end(b, i, b'"', false).unwrap_or_else(|open| open);
+            out.push(Token::Quoted(sql[i + 1..end.saturating_sub(1).max(i + 1)].replace("\"\"", "\"")));
+            i = end;
+            continue;
+        }
+        if let Some(end) = quoted_or_comment(sql, i) {
+            i = end.unwrap_or_else(|open| open);
+            continue;
+        }
+        if b[i].is_ascii_alphabetic() || b[i] == b'_' || b[i] >= 0x80 {
+            let mut e = i;
+            while e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] == b'_' || b[e] == b'$' || b[e] >= 0x80) {
+                e += 1;
+            }
+            out.push(Token::Word(sql[i..e].to_string()));
+            i = e;
+            continue;
+        }
+        let ch = sql[i..].chars().next().unwrap_or(' ');
+        if !ch.is_whitespace() {
+            out.push(Token::Punct(ch));
+        }
+        i += ch.len_utf8();
+    }
+    out
+}
+
 /// What begins at `i`, in words.
 fn span_name(sql: &str, i: usize) -> &'static str {
     match sql.as_bytes()[i] {
@@ -246,6 +306,27 @@ mod tests {
         let sql = "o.\"ownerId\" IS NULL AND coalesce(o.assigned_to, '[]') = 'o.not_this' AND foo.x AND o.\"ownerId\" <> 1 -- o.nor_this";
         assert_eq!(columns_of(sql, "o"), vec!["ownerId".to_string(), "assigned_to".to_string()]);
         assert_eq!(columns_of("(O.Stage)", "o"), vec!["stage".to_string()]);
+    }
+
+    #[test]
+    fn tokens_are_names_keywords_and_punctuation_outside_strings_and_comments() {
+        let t = tokens("UPDATE crm.\"Deal\" SET note = 'a -- b', \"x\"\"y\" = 1 /* c */ -- d\nRETURNING Nguyễn");
+        let want = [
+            Token::Word("UPDATE".into()),
+            Token::Word("crm".into()),
+            Token::Punct('.'),
+            Token::Quoted("Deal".into()),
+            Token::Word("SET".into()),
+            Token::Word("note".into()),
+            Token::Punct('='),
+            Token::Punct(','),
+            Token::Quoted("x\"y".into()),
+            Token::Punct('='),
+            Token::Punct('1'),
+            Token::Word("RETURNING".into()),
+            Token::Word("Nguyễn".into()),
+        ];
+        assert_eq!(t, want);
     }
 
     #[test]

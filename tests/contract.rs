@@ -276,3 +276,60 @@ async fn a_legacy_session_without_standard_conforming_strings_is_captured_as_the
         .expect("insert as a legacy session");
     assert_eq!(db.count(queued).await, before + 1, "owned by 101, yet unowned by the CRM's own words: queued to route");
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
+
+/// The binary with this config; its exit code and everything it said.
+fn cli(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the binary");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_start_up_install_uninstall_and_check_failure_says_the_servers_words_never_db_error() {
+    let db = crm_db("words").await;
+    db.install().await;
+    let role = login_role_for_test(&db.client, "nobody").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let narrow = config_file(dir.path(), &as_role(&db.cfg.database.url, &role), "");
+    let other = tempfile::tempdir().expect("tempdir");
+    let stranger = format!("{role}_unknown");
+    let unknown = config_file(other.path(), &as_role(&db.cfg.database.url, &stranger), "");
+    let cases: &[(&std::path::Path, &[&str], Option<i32>, &str)] = &[
+        (&narrow, &["run"], Some(78), "permission denied for schema crm"),
+        (&narrow, &["check"], Some(78), "permission denied for schema oppty_router (42501) — give the role what"),
+        (&narrow, &["install"], Some(78), "permission denied"),
+        (&narrow, &["uninstall"], Some(78), "uninstall needs to own what it drops"),
+        (&narrow, &["uninstall", "--dry-run"], Some(0), "DROP SCHEMA IF EXISTS"),
+        (&narrow, &["status"], Some(78), "permission denied"),
+        (&narrow, &["grants", "someone"], Some(78), "permission denied for schema crm"),
+        (&unknown, &["run"], Some(78), "does not exist"),
+        (&unknown, &["check"], Some(78), "does not exist"),
+        (&unknown, &["install"], Some(78), "does not exist"),
+        (&unknown, &["uninstall"], Some(78), "does not exist"),
+    ];
+    for (config, args, code, said) in cases {
+        let (got, out) = cli(config, args);
+        let what = format!("`{}` ({})", args.join(" "), config.display());
+        assert!(!out.contains("db error"), "{what} says the server's words, not `db error`:\n{out}");
+        assert!(!out.contains("25P02"), "{what} says the first cause, not an aborted transaction:\n{out}");
+        assert!(out.contains(said), "{what} says `{said}`:\n{out}");
+        assert_eq!(got, *code, "{what}:\n{out}");
+    }
+}

@@ -279,28 +279,57 @@ impl Crm<'_> {
         change_and_wait_seen_by(&self.client, &self.admin, sql).await;
     }
 
-    /// As a real install runs, once the owner installed: the CRM writes with a role of its own
-    /// holding data rights on its tables only, and the daemon runs as a role holding exactly
-    /// what `grants` prints (its config is rewritten to connect as it).
-    async fn as_in_production(&mut self) {
+    /// As a real install runs, once installed: the CRM's tables belong to a role of their own
+    /// (neither a superuser nor the database owner), the CRM writes with another role holding
+    /// data rights on its tables only, and the daemon runs as a role holding exactly what
+    /// `grants` prints, each part run by the role it names (its config is rewritten to connect as
+    /// it). Returns the daemon's role.
+    async fn as_in_production(&mut self) -> String {
         let label = self.shape.label;
         let crm_role = login_role_for_test(&self.admin, "crm_app").await;
         let router_role = login_role_for_test(&self.admin, "router").await;
+        let tables_owner = login_role_for_test(&self.admin, "crm_owner").await;
         self.admin
             .batch_execute(&format!(
-                "GRANT USAGE ON SCHEMA \"SalesApp\" TO \"{crm_role}\"; \
-                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"SalesApp\" TO \"{crm_role}\""
+                "ALTER SCHEMA \"SalesApp\" OWNER TO \"{tables_owner}\"; \
+                 ALTER TABLE \"SalesApp\".\"User\" OWNER TO \"{tables_owner}\"; \
+                 ALTER TABLE \"SalesApp\".\"TeamMember\" OWNER TO \"{tables_owner}\"; \
+                 ALTER TABLE \"SalesApp\".\"Deal\" OWNER TO \"{tables_owner}\"; \
+                 SET ROLE \"{tables_owner}\"; \
+                 GRANT USAGE ON SCHEMA \"SalesApp\" TO \"{crm_role}\"; \
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"SalesApp\" TO \"{crm_role}\"; RESET ROLE"
             ))
             .await
-            .expect("the CRM's role");
+            .expect("the CRM's owner and role");
         let (code, script) = self.cli(&["grants", &router_role]);
         assert_eq!(code, Some(0), "{label}: {script}");
-        self.admin.batch_execute(&script).await.unwrap_or_else(|e| panic!("{label}: the printed grants run: {e}"));
+        assert!(script.contains(&format!("-- part 1: as {tables_owner}, or a superuser")), "{label}: {script}");
+        run_in_parts(&self.admin, &script, label).await;
         let cfg = std::fs::read_to_string(self.config_path()).expect("config");
         let daemon_url = as_role(&self.url, &router_role);
         std::fs::write(self.config_path(), cfg.replace(&self.url, &daemon_url)).expect("config");
         let crm_url = as_role(&self.url, &crm_role);
         self.client = oppty_router::db::connect(&db_config(&crm_url), "").await.expect("the CRM's role connects");
+        router_role
+    }
+}
+
+/// Run a `grants` script part by part, each as the role its header names (`SET ROLE`: with that
+/// role's rights only, not the superuser's), the database's part as the database owner.
+async fn run_in_parts(admin: &Client, script: &str, label: &str) {
+    let mut parts = script.split("\n-- part ").skip(1).peekable();
+    assert!(parts.peek().is_some(), "{label}: the script has parts: {script}");
+    for part in parts {
+        let header = part.lines().next().unwrap_or_default();
+        let role = header.split(": as ").nth(1).and_then(|r| r.split([',', ' ']).next()).unwrap_or_default();
+        assert!(!role.is_empty(), "{label}: `{header}` names its role");
+        let body = part.split_once('\n').map_or("", |(_, b)| b);
+        let sql = format!("SET ROLE {role};\n{body}\nRESET ROLE;");
+        admin
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: part `{header}` runs as {role}: {e}\n{sql}"));
+        admin.batch_execute("RESET ROLE").await.expect("reset");
     }
 }
 
@@ -326,9 +355,10 @@ async fn the_crms_word_is_live_on(shape: &Shape) {
     let label = shape.label;
     let (code, out) = c.cli(&["install"]);
     assert_eq!(code, Some(0), "{label}: {out}");
-    c.as_in_production().await;
+    let router_role = c.as_in_production().await;
     let (code, out) = c.cli(&["check"]);
     assert_eq!(code, Some(0), "{label}: check with the CRM's directory, as the daemon's narrow role: {out}");
+    assert!(out.contains("rights OK"), "{label}: {out}");
     assert!(!out.contains("superuser"), "{label}: {out}");
     let (child, logs) = start_daemon(&c.config_path());
 
@@ -393,6 +423,38 @@ async fn the_crms_word_is_live_on(shape: &Shape) {
     assert!(logs.contains("Bình ("), "{label}: people are named: {logs}");
     assert!(!logs.contains("connected as a superuser"), "{label}: the daemon ran as its narrow role: {logs}");
     assert!(!logs.contains("never compiled with the CRM's directory"), "{label}: {logs}");
+    withdrawn_after_uninstall(&c, &router_role).await;
+}
+
+/// `uninstall` as the daemon's role changes nothing and names the owners; as the owner it
+/// removes the router and says the role keeps its grants; `grants --revoke`, run in parts,
+/// leaves the role holding nothing on the CRM's tables.
+async fn withdrawn_after_uninstall(c: &Crm<'_>, router_role: &str) {
+    let label = c.shape.label;
+    let (code, out) = c.cli(&["uninstall"]);
+    assert_eq!(code, Some(78), "{label}: {out}");
+    assert!(out.contains("uninstall needs to own what it drops") && out.contains("(owned by"), "{label}: {out}");
+    assert!(!out.contains("db error") && !out.contains("25P02"), "{label}: {out}");
+    let cfg = std::fs::read_to_string(c.config_path()).expect("config");
+    let owner_url = c.url.clone();
+    std::fs::write(c.config_path(), cfg.replace(&as_role(&c.url, router_role), &owner_url)).expect("config");
+    let (code, out) = c.cli(&["uninstall"]);
+    assert_eq!(code, Some(0), "{label}: {out}");
+    assert!(out.contains("grants --revoke ROLE"), "{label}: uninstall says the grants stay: {out}");
+    let (code, revoke) = c.cli(&["grants", "--revoke", router_role]);
+    assert_eq!(code, Some(0), "{label}: {revoke}");
+    run_in_parts(&c.admin, &revoke, label).await;
+    let held = c
+        .admin
+        .query_one(
+            "SELECT (SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = $1) \
+                  + (SELECT count(*) FROM information_schema.column_privileges WHERE grantee = $1)",
+            &[&router_role],
+        )
+        .await
+        .expect("privileges")
+        .get::<_, i64>(0);
+    assert_eq!(held, 0, "{label}: the revoke leaves the daemon's role nothing on the CRM's tables:\n{revoke}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

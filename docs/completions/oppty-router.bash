@@ -309,7 +309,7 @@ _oppty__router() {
             return 0
             ;;
         oppty__subcmd__router__subcmd__grants)
-            opts="-c -h --config --database-url --help"
+            opts="-c -h --revoke --config --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

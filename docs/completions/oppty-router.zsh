@@ -116,6 +116,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[The daemon config]:CONFIG:_files' \
 '--config=[The daemon config]:CONFIG:_files' \
 '--database-url=[Connect with this connection string instead of the config'\''s \`database.url\` (and without its \`database.password_file\`)\: for a DBA running \`install\` or \`grants\` as the database owner]:DATABASE_URL:_default' \
+'--revoke[Print the REVOKE statements withdrawing them instead (before or after \`uninstall\`)]' \
 '-h[Print help]' \
 '--help[Print help]' \
 ':role -- The daemon'\''s role (as it will log in\: `user=` in database.url):_default' \
@@ -308,7 +309,7 @@ _oppty-router_commands() {
 'uninstall:Remove the capture triggers and the router'\''s schema; the CRM'\''s tables are untouched' \
 'demo:Everything on a throwaway database\: sample CRM, live routing, summary, latency' \
 'requeue:Put opportunities left behind back in the queue\: those the router left unassigned, or whose events were dead-lettered (after fixing the cause\: see \`status\`)' \
-'grants:Print the GRANT statements a dedicated daemon role needs (run them as the database owner)' \
+'grants:Print the GRANT statements a dedicated daemon role needs, in parts by who can grant them (the owners of the CRM'\''s tables and of the router'\''s schema, the database owner)' \
 'status:Show the daemon'\''s state\: rules in force, the last refused reload, the queue' \
 'schema:Print the JSON Schema of rule files (committed as config/rules.schema.json)' \
 'unpause:Lift a member'\''s pause for letting opportunities lapse (see \`status\`); the daemon gives them work again from its next sweep' \
@@ -361,7 +362,7 @@ _oppty-router__subcmd__help_commands() {
 'uninstall:Remove the capture triggers and the router'\''s schema; the CRM'\''s tables are untouched' \
 'demo:Everything on a throwaway database\: sample CRM, live routing, summary, latency' \
 'requeue:Put opportunities left behind back in the queue\: those the router left unassigned, or whose events were dead-lettered (after fixing the cause\: see \`status\`)' \
-'grants:Print the GRANT statements a dedicated daemon role needs (run them as the database owner)' \
+'grants:Print the GRANT statements a dedicated daemon role needs, in parts by who can grant them (the owners of the CRM'\''s tables and of the router'\''s schema, the database owner)' \
 'status:Show the daemon'\''s state\: rules in force, the last refused reload, the queue' \
 'schema:Print the JSON Schema of rule files (committed as config/rules.schema.json)' \
 'unpause:Lift a member'\''s pause for letting opportunities lapse (see \`status\`); the daemon gives them work again from its next sweep' \

@@ -133,6 +133,7 @@ async fn connect(cfg: &Arc<Config>, sets: &RuleSets) -> Step<Connected> {
     if let Err(why) = crate::install::check_installed(&client, cfg).await.or_halt(cfg)? {
         return Err(Halt::Stop(DaemonError::Refused(why)));
     }
+    rights(&client, cfg, &sql).await?;
     let r = &sets.reloader;
     if let Err(e) = directory::use_id_form(&r.directory, r, sql.id_form).await {
         return Err(mapping("rules", e));
@@ -149,6 +150,21 @@ async fn connect(cfg: &Arc<Config>, sets: &RuleSets) -> Step<Connected> {
         tracing::error!(error = %e, "directory refresh failed; the last good rules stay in force");
     }
     Ok(Connected { client, _listener: listener, wakeups, sql })
+}
+
+/// Every privilege the daemon's statements need is held, before anything is routed: a missing
+/// one stops the daemon at start (78) with the GRANTs that fix it, never at its first write.
+async fn rights(client: &tokio_postgres::Client, cfg: &Arc<Config>, sql: &crm::CrmSql) -> Step<()> {
+    match crate::grants::lacking(client, cfg, sql).await {
+        Ok(missing) if missing.is_empty() => Ok(()),
+        Ok(missing) => Err(Halt::Stop(DaemonError::Refused(format!(
+            "the daemon's role lacks {} privilege(s) its statements need (`oppty-router grants ROLE` prints them all):\n  {}",
+            missing.len(),
+            missing.join("\n  ")
+        )))),
+        Err(crate::grants::GrantsError::Sql(e)) => Err(e).or_halt(cfg),
+        Err(e) => Err(Halt::Stop(DaemonError::Refused(e.to_string()))),
+    }
 }
 
 /// Leadership: one replica drains at a time; the others wait here as hot standbys. The lock is

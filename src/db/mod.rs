@@ -10,6 +10,7 @@ pub mod conninfo;
 pub mod prepared;
 pub mod row;
 pub mod tls;
+mod tls_words;
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub enum DbError {
     PasswordFile(String),
     #[error("database.url: {0}")]
     Tls(#[from] tls::TlsError),
-    #[error("cannot connect to {target}: {}", describe(.source))]
+    #[error("cannot connect to {target}: {}", describe_connect(.source, target))]
     Connect { target: String, source: tokio_postgres::Error },
 }
 
@@ -193,6 +194,22 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         source = cause.source();
     }
     s
+}
+
+/// [`describe`] of a failed connection to `target` (as shown): a TLS failure said in words first
+/// (which certificate, which file), the driver's account after it.
+pub fn describe_connect(e: &tokio_postgres::Error, target: &str) -> String {
+    let mut source = e.source();
+    while let Some(s) = source {
+        let inner = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &dyn std::error::Error);
+        if let Some(words) =
+            inner.unwrap_or(s).downcast_ref::<rustls::Error>().and_then(|t| tls_words::in_words(t, Some(target)))
+        {
+            return format!("{words} ({})", describe(e));
+        }
+        source = s.source();
+    }
+    describe(e)
 }
 
 /// The server's message alone (no SQLSTATE), for problems already named by a config key; for an

@@ -71,10 +71,35 @@ fn main() {
         text.len() as f64 / 1e6
     );
     println!(
-        "save → new rule set in force, {} saves: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "save → new rule set offered to the daemon, {} saves: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         lat.len(),
         q(0.5),
         q(0.99),
         q(1.0)
     );
+    refusals();
+}
+
+/// Refusing a file of many invalid definitions: the time grows with the file, not its square.
+fn refusals() {
+    for n in [4_000usize, 20_000] {
+        let bad_team: String = (0..n)
+            .map(|i| format!("[[team]]\nid = \"t{i}\"\nmembers = [\"nobody-{i}\"]\npipelines = [\"p\"]\n\n"))
+            .collect();
+        let bad_type: String = (0..n)
+            .map(|i| format!("[[pipeline]]\nid = \"p{i}\"\n[[pipeline.rule]]\nid = \"r{i}\"\nteam = \"t{i}\"\n\n"))
+            .collect();
+        for (what, text) in [("unknown members", &bad_team), ("values of the wrong type", &bad_type)] {
+            let started = Instant::now();
+            let problems = match oppty_router::rules::compile_texts(&[("big.toml", text)], &[]) {
+                Ok(_) => 0,
+                Err(e) => e.problems.len(),
+            };
+            println!(
+                "refusing {n} invalid definitions ({what}, {:.1} MB): {:.0} ms, {problems} problems",
+                text.len() as f64 / 1e6,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
 }

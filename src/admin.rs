@@ -33,31 +33,36 @@ pub async fn requeue_unassigned<C: GenericClient>(
     cfg: &Config,
     since: Option<DateTime<Utc>>,
     ids: Option<&[String]>,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let s = cfg.router.schema.quoted();
     let sql = format!(
         "INSERT INTO {s}.events (kind, opp_id) SELECT 'route', u.opp_id FROM {s}.unrouted u \
          WHERE u.outcome = 'unassigned' AND ($1::timestamptz IS NULL OR u.since >= $1) \
          AND ($2::text[] IS NULL OR u.opp_id = ANY($2)) \
-         AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.kind = 'route' AND e.opp_id = u.opp_id)"
+         AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.kind = 'route' AND e.opp_id = u.opp_id) \
+         RETURNING opp_id"
     );
-    client.execute(&sql, &[&since, &ids]).await
+    ids_of(client.query(&sql, &[&since, &ids]).await?)
+}
+
+fn ids_of(rows: Vec<tokio_postgres::Row>) -> Result<Vec<String>, tokio_postgres::Error> {
+    rows.iter().map(|r| r.try_get("opp_id")).collect()
 }
 
 /// Move dead-lettered events (failed since `since`, when given) back into the queue with their
-/// attempts reset. Returns how many.
+/// attempts reset. Returns the opportunity of each event moved.
 pub async fn requeue_dead_letters<C: GenericClient>(
     client: &C,
     cfg: &Config,
     since: Option<DateTime<Utc>>,
     ids: Option<&[String]>,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let s = cfg.router.schema.quoted();
     let sql = format!(
         "WITH d AS (DELETE FROM {s}.dead_letter WHERE ($1::timestamptz IS NULL OR failed_at >= $1) \
          AND ($2::text[] IS NULL OR opp_id = ANY($2)) RETURNING *) \
          INSERT INTO {s}.events (kind, opp_id, old_owner, new_owner, actor, at, created_at) \
-         SELECT kind, opp_id, old_owner, new_owner, actor, at, created_at FROM d"
+         SELECT kind, opp_id, old_owner, new_owner, actor, at, created_at FROM d RETURNING opp_id"
     );
-    client.execute(&sql, &[&since, &ids]).await
+    ids_of(client.query(&sql, &[&since, &ids]).await?)
 }

@@ -169,8 +169,13 @@ async fn live(client: &tokio_postgres::Client, cfg: &Config, mut engine: Option<
         }
     }
     if let Some(e) = &engine {
-        if let Err(msg) = crm::check_rule_values(client, &sql, e).await {
-            r.fail(format!("{}: {msg}", cfg.router.rules_dir.display()));
+        match crm::check_rule_values(client, &sql, e).await {
+            Ok(()) => {}
+            Err(e @ crm::RuleValuesError::Db(_)) => r.fail(format!("{}: {e}", cfg.router.rules_dir.display())),
+            Err(misfit) => {
+                r.ok = false;
+                r.lines.extend(misfit.located(&e.sources));
+            }
         }
     }
 }

@@ -116,6 +116,8 @@ struct RawRouter {
     #[serde(with = "humantime_serde")]
     reload_debounce: Duration,
     #[serde(with = "humantime_serde")]
+    reload_settle: Duration,
+    #[serde(with = "humantime_serde")]
     reclaim_interval: Duration,
     #[serde(with = "humantime_serde")]
     leader_lease: Duration,
@@ -140,6 +142,7 @@ impl Default for RawRouter {
             reconnect_max_backoff: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(20),
             reload_debounce: Duration::from_millis(50),
+            reload_settle: Duration::from_secs(1),
             reclaim_interval: Duration::from_secs(60),
             leader_lease: Duration::from_secs(5),
             lock_timeout: Duration::from_secs(1),
@@ -413,6 +416,9 @@ pub struct RouterConfig {
     pub shutdown_timeout: Duration,
     /// Quiet time after a change in the rules directory before the rules are reloaded.
     pub reload_debounce: Duration,
+    /// Rule files that do not compile are judged only once the directory has been quiet this
+    /// long (an editor's save in steps is not a refusal); a file removed waits as long.
+    pub reload_settle: Duration,
     /// How often the reclaim sweeper looks for stale assignments.
     pub reclaim_interval: Duration,
     /// A leader that has not renewed its lease for this long is taken over by a standby.
@@ -669,6 +675,9 @@ fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<Rou
     if router.reload_debounce < Duration::from_millis(10) || router.reload_debounce > Duration::from_secs(10) {
         p.add("router.reload_debounce", "use 10ms to 10s (50ms is a good start)");
     }
+    if router.reload_settle < router.reload_debounce || router.reload_settle > Duration::from_secs(60) {
+        p.add("router.reload_settle", "use router.reload_debounce to 60s (1s is a good start)");
+    }
     if router.reclaim_interval < Duration::from_millis(100) {
         p.add("router.reclaim_interval", "is below 100ms; use e.g. \"1m\"");
     }
@@ -711,6 +720,7 @@ fn router_of(p: &mut Problems<'_>, router: RawRouter, path: &Path) -> Option<Rou
         reconnect_max_backoff: router.reconnect_max_backoff,
         shutdown_timeout: router.shutdown_timeout,
         reload_debounce: router.reload_debounce,
+        reload_settle: router.reload_settle,
         reclaim_interval: router.reclaim_interval,
         leader_lease: router.leader_lease,
         lock_timeout: router.lock_timeout,

@@ -10,6 +10,28 @@ use oppty_router::config::{Config, LogFormat};
 use oppty_router::{admin, backfill, check, daemon, db, demo, exit, explain, grants, install, load_rules, status};
 use tokio_util::sync::CancellationToken;
 
+/// Print a line on stdout; a closed pipe (`explain … | head`) ends the command quietly (exit 0).
+macro_rules! say {
+    () => { out(format_args!(""), true) };
+    ($($t:tt)*) => { out(format_args!($($t)*), true) };
+}
+
+/// [`say!`] without the newline.
+macro_rules! say_raw {
+    ($($t:tt)*) => { out(format_args!($($t)*), false) };
+}
+
+fn out(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let written = o.write_fmt(args).and_then(|()| if newline { o.write_all(b"\n") } else { Ok(()) });
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(exit::OK);
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "oppty-router",
@@ -65,7 +87,7 @@ enum Command {
     /// behind); prints how many. Nothing already queued is queued twice.
     Backfill {
         /// Only those created this recently (`2h`, `7d`; needs opportunity.created_at).
-        #[arg(long)]
+        #[arg(long, value_parser = since_arg)]
         since: Option<humantime::Duration>,
         /// Count them, queue nothing.
         #[arg(long)]
@@ -107,7 +129,7 @@ enum Command {
         #[arg(long)]
         dead_letter: bool,
         /// Only those left (or failed) this recently (`2h`, `7d`).
-        #[arg(long)]
+        #[arg(long, value_parser = since_arg)]
         since: Option<humantime::Duration>,
         /// Only these opportunities (repeat it, or separate ids with commas).
         #[arg(long = "id", value_name = "OPPORTUNITY", value_delimiter = ',')]
@@ -122,7 +144,7 @@ enum Command {
         #[arg(long)]
         revoke: bool,
     },
-    /// Show the daemon's state: rules in force, the last refused reload, the queue.
+    /// Show the daemon's state: rules in force, the latest refusal of new rules, the queue.
     Status {
         /// Print the report as JSON (for scripts and monitoring).
         #[arg(long)]
@@ -154,7 +176,7 @@ enum Command {
         #[arg(long)]
         rules: PathBuf,
         /// Replay the opportunities first decided this recently (`7d`, `36h`).
-        #[arg(long, default_value = "7d", conflicts_with = "opportunities")]
+        #[arg(long, default_value = "7d", conflicts_with = "opportunities", value_parser = since_arg)]
         since: humantime::Duration,
         /// Replay exactly these opportunities: a file with one id a line (or a CSV, id first).
         #[arg(long, value_name = "FILE")]
@@ -172,7 +194,7 @@ enum Command {
     /// What the router did: assignments per team, member and rule, fairness, fallbacks, reclaims.
     Report {
         /// The opportunities first decided this recently (`30d`, `12h`).
-        #[arg(long, default_value = "30d")]
+        #[arg(long, default_value = "30d", value_parser = since_arg)]
         since: humantime::Duration,
         /// Print the report as JSON.
         #[arg(long)]
@@ -295,21 +317,39 @@ async fn connect(cli: &Cli, label: &str) -> Result<(Config, tokio_postgres::Clie
     Ok((cfg, client))
 }
 
-/// A `--since` duration as the moment it reaches back to.
+/// The longest `--since` reaches back: a hundred years.
+const SINCE_MAX_DAYS: u64 = 36_500;
+
+/// A `--since` value: a duration (`2h`, `7d`), at most a hundred years.
+fn since_arg(text: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration =
+        text.parse().map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 2h, 7d"))?;
+    if std::time::Duration::from(d) > std::time::Duration::from_secs(SINCE_MAX_DAYS * 86_400) {
+        return Err(format!("`{text}` reaches back too far; use at most {SINCE_MAX_DAYS}d (a hundred years)"));
+    }
+    Ok(d)
+}
+
+/// A `--since` duration as the moment it reaches back to (range-checked by [`since_arg`]).
 fn since(d: Option<humantime::Duration>) -> Option<chrono::DateTime<chrono::Utc>> {
-    d.and_then(|d| chrono::Duration::from_std(d.into()).ok()).map(|d| chrono::Utc::now() - d)
+    d.and_then(|d| chrono::Duration::from_std(d.into()).ok()).and_then(|d| chrono::Utc::now().checked_sub_signed(d))
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("oppty-router").build() {
-        Ok(rt) => match rt.block_on(run(cli)) {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                e.print();
-                e.exit_code()
+        Ok(rt) => {
+            let done = rt.block_on(run(cli));
+            // A reload compiling on a blocking thread never holds up the exit.
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+            match done {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    e.print();
+                    e.exit_code()
+                }
             }
-        },
+        }
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             exit::FAILURE
@@ -334,7 +374,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Check { offline, rules } => cmd_check(&cli, *offline, rules.clone()).await,
         Command::Install { dry_run: true, .. } => {
-            print!("{}", install::dry_run_sql(&load_config(&cli)?));
+            say_raw!("{}", install::dry_run_sql(&load_config(&cli)?));
             Ok(())
         }
         Command::Install { no_backfill, .. } => cmd_install(&cli, !no_backfill).await,
@@ -346,7 +386,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             cmd_requeue(&cli, *unassigned, *dead_letter, since(*s), ids).await
         }
         Command::Schema => {
-            print!("{}", oppty_router::rules::json_schema());
+            say_raw!("{}", oppty_router::rules::json_schema());
             Ok(())
         }
         Command::Status { json } => cmd_status(&cli, *json).await,
@@ -385,7 +425,7 @@ async fn cmd_check(cli: &Cli, offline: bool, rules: Option<PathBuf>) -> Result<(
     init_tracing(LogFormat::Text, "warn");
     let report = check::check(&cfg, offline).await;
     for l in &report.lines {
-        println!("{l}");
+        say!("{l}");
     }
     match report.exit_code() {
         exit::OK => Ok(()),
@@ -403,16 +443,16 @@ async fn cmd_install(cli: &Cli, backfill: bool) -> Result<(), CliError> {
     }
     let r = install::install_with(&mut client, &cfg, backfill).await.map_err(CliError::install)?;
     if r.applied.is_empty() {
-        println!("schema {} is up to date", cfg.router.schema.as_str());
+        say!("schema {} is up to date", cfg.router.schema.as_str());
     }
     for a in r.applied {
-        println!("applied {a}");
+        say!("applied {a}");
     }
     for t in r.triggers {
-        println!("trigger {t}");
+        say!("trigger {t}");
     }
     if backfill {
-        println!("queued {} open, unowned opportunities already in the CRM", r.backfilled);
+        say!("queued {} open, unowned opportunities already in the CRM", r.backfilled);
     }
     Ok(())
 }
@@ -422,11 +462,11 @@ async fn cmd_uninstall(cli: &Cli, dry_run: bool) -> Result<(), CliError> {
     init_tracing(cfg.log_format, &cfg.log_level);
     let mut client = db::connect(&cfg.database, " install").await.map_err(CliError::connect)?;
     if dry_run {
-        print!("{}", install::uninstall_sql(&mut client, &cfg).await.map_err(CliError::install)?);
+        say_raw!("{}", install::uninstall_sql(&mut client, &cfg).await.map_err(CliError::install)?);
     } else {
         install::uninstall(&mut client, &cfg).await.map_err(CliError::install)?;
-        println!("uninstalled: the capture triggers and schema {} are gone", cfg.router.schema.as_str());
-        println!(
+        say!("uninstalled: the capture triggers and schema {} are gone", cfg.router.schema.as_str());
+        say!(
             "the daemon's role still holds its privileges on the CRM's tables: `oppty-router grants --revoke ROLE` \
              prints the REVOKE statements"
         );
@@ -443,7 +483,7 @@ async fn cmd_grants(cli: &Cli, role: &str, revoke: bool) -> Result<(), CliError>
     };
     match script {
         Ok(script) => {
-            print!("{script}");
+            say_raw!("{script}");
             Ok(())
         }
         Err(grants::GrantsError::Sql(e)) => Err(CliError::db(e, &cfg)),
@@ -458,9 +498,9 @@ async fn cmd_backfill(cli: &Cli, since: Option<chrono::DateTime<chrono::Utc>>, d
         e => CliError::Config(format!("{}: {e}", cfg.path.display())),
     })?;
     if dry_run {
-        println!("{n} open, unowned opportunities would be queued (dry run: nothing queued)");
+        say!("{n} open, unowned opportunities would be queued (dry run: nothing queued)");
     } else {
-        println!("queued {n} open, unowned opportunities for routing");
+        say!("queued {n} open, unowned opportunities for routing");
     }
     Ok(())
 }
@@ -473,13 +513,39 @@ async fn cmd_requeue(
     ids: Option<&[String]>,
 ) -> Result<(), CliError> {
     let (cfg, client) = connect(cli, " requeue").await?;
+    // The ids as the router stores them (blanks trimmed, a uuid in its canonical form).
+    let ids = match ids {
+        Some(given) => {
+            Some(oppty_router::crm::stored_ids(&client, &cfg, given).await.map_err(|e| CliError::db(e, &cfg))?)
+        }
+        None => None,
+    };
+    let mut matched = std::collections::HashSet::new();
     if unassigned {
-        let n = admin::requeue_unassigned(&client, &cfg, since, ids).await.map_err(|e| CliError::db(e, &cfg))?;
-        println!("queued {n} unassigned opportunities again");
+        let done =
+            admin::requeue_unassigned(&client, &cfg, since, ids.as_deref()).await.map_err(|e| CliError::db(e, &cfg))?;
+        say!("queued {} unassigned opportunities again", done.len());
+        matched.extend(done);
     }
     if dead_letter {
-        let n = admin::requeue_dead_letters(&client, &cfg, since, ids).await.map_err(|e| CliError::db(e, &cfg))?;
-        println!("moved {n} dead-lettered events back into the queue");
+        let done = admin::requeue_dead_letters(&client, &cfg, since, ids.as_deref())
+            .await
+            .map_err(|e| CliError::db(e, &cfg))?;
+        say!("moved {} dead-lettered events back into the queue", done.len());
+        matched.extend(done);
+    }
+    let Some(ids) = ids else { return Ok(()) };
+    let what = match (unassigned, dead_letter) {
+        (true, true) => "neither unassigned nor dead-lettered",
+        (true, false) => "not unassigned (owned, held, or already queued)",
+        _ => "not dead-lettered",
+    };
+    let missed: Vec<&String> = ids.iter().filter(|i| !matched.contains(*i)).collect();
+    for id in &missed {
+        eprintln!("--id {id}: matched nothing: {what} (`oppty-router explain {id}` says what happened to it)");
+    }
+    if !ids.is_empty() && missed.len() == ids.len() {
+        return Err(CliError::Failure("no --id matched anything to requeue".into()));
     }
     Ok(())
 }
@@ -488,9 +554,9 @@ async fn cmd_status(cli: &Cli, json: bool) -> Result<(), CliError> {
     let (cfg, client) = connect(cli, " status").await?;
     let report = status::report(&client, &cfg).await.map_err(|e| CliError::db(e, &cfg))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+        say!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
     } else {
-        print!("{}", report.text());
+        say_raw!("{}", report.text());
     }
     if report.healthy {
         Ok(())
@@ -503,7 +569,7 @@ async fn cmd_unpause(cli: &Cli, member: &str, by: Option<String>) -> Result<(), 
     let (cfg, client) = connect(cli, " unpause").await?;
     let by = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "admin".into());
     if admin::unpause(&client, &cfg, member, &by).await.map_err(|e| CliError::db(e, &cfg))? {
-        println!("{member}: pause lifted by {by}; the daemon gives them work again from its next sweep");
+        say!("{member}: pause lifted by {by}; the daemon gives them work again from its next sweep");
         Ok(())
     } else {
         Err(CliError::Failure(format!("{member}: not paused for lapses (see `oppty-router status`)")))
@@ -515,11 +581,11 @@ async fn cmd_explain(cli: &Cli, opportunity_id: &str, json: bool) -> Result<(), 
     let found = if json {
         let (doc, found) =
             explain::explain_json(&client, &cfg, opportunity_id).await.map_err(|e| CliError::db(e, &cfg))?;
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+        say!("{}", serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
         found
     } else {
         let (text, found) = explain::explain(&client, &cfg, opportunity_id).await.map_err(|e| CliError::db(e, &cfg))?;
-        print!("{text}");
+        say_raw!("{text}");
         found
     };
     if found {
@@ -564,9 +630,9 @@ impl Replay {
     /// The report on stdout (text or JSON), and as a page when `--html` says where.
     fn print(&self, report: &oppty_router::report::Report) -> Result<(), CliError> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
+            say!("{}", serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
         } else {
-            print!("{}", report.text());
+            say_raw!("{}", report.text());
         }
         if let Some(path) = &self.html {
             write_whole(path, &oppty_router::report::html::render(report))

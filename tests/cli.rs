@@ -188,7 +188,7 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
     let started = Instant::now();
     let out = loop {
         let out = status();
-        if String::from_utf8_lossy(&out.stdout).contains("last refused reload") {
+        if String::from_utf8_lossy(&out.stdout).contains("latest refusal") {
             break out;
         }
         assert!(
@@ -239,7 +239,7 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
         std::thread::sleep(Duration::from_millis(100));
     }
     let text = String::from_utf8_lossy(&status().stdout).to_string();
-    assert!(!text.contains("last refused reload"), "{text}");
+    assert!(!text.contains("latest refusal"), "{text}");
     assert!(text.contains("paused in the rule files: 103 (Lê Văn Cường)"), "a paused member shows as paused: {text}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM");
@@ -264,7 +264,7 @@ async fn version_reported_by(db: &TestDb, pid: u32) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_daemon_never_repeats_a_rules_version_and_a_sighup_without_change_says_so() {
+async fn a_restarted_daemon_keeps_the_version_of_the_same_rules_and_numbers_new_ones_after_it() {
     let db = crm_db("versions").await;
     db.install().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -278,14 +278,31 @@ async fn a_restarted_daemon_never_repeats_a_rules_version_and_a_sighup_without_c
     assert!(logs.contains("rules reloaded: no change") && logs.contains("cause=\"SIGHUP\""), "{logs}");
     drop(child);
 
-    // The same files, a new process: the version moves on, the content hash stays.
+    // The same files, a new process: the same version.
     let (child, logs) = start_daemon(&cfg);
     let second = version_reported_by(&db, child.0.id()).await;
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let logs = logs.join().expect("logs");
+    assert_eq!(first, second, "identical content keeps its version:\n{logs}");
+    drop(child);
+
+    // Other rules, a new process: the next number, never one used before.
+    let rules = dir.path().join("rules");
+    copy_rules(&rules_dir(), &rules);
+    let people = rules.join("01-people.toml");
+    std::fs::write(&people, std::fs::read_to_string(&people).expect("read").replacen("weight = 2 ", "weight = 5 ", 1))
+        .expect("edit");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace(&rules_dir().display().to_string(), &rules.display().to_string());
+    std::fs::write(&cfg, text).expect("write");
+    let (child, logs) = start_daemon(&cfg);
+    let third = version_reported_by(&db, child.0.id()).await;
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let logs = logs.join().expect("logs");
     let seq = |v: &str| v.split_once('-').map(|(s, h)| (s.parse::<u64>().expect("sequence"), h.to_string()));
-    let ((a, ha), (b, hb)) = (seq(&first).expect("version"), seq(&second).expect("version"));
-    assert!(b > a && ha == hb, "{first} then {second}:\n{logs}");
+    let ((a, ha), (c, hc)) = (seq(&first).expect("version"), seq(&third).expect("version"));
+    assert!(c == a + 1 && ha != hc, "{first} then {third}:\n{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,7 +384,7 @@ fn the_demo_tells_the_story_a_reload_mid_run_a_reclaim_caps_held_fallbacks_with_
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     for line in [
         "01-people.toml edited and saved by an admin: 203 Vũ Thị Giang's daily cap raised from 50 to 80",
-        "── rules reloaded without a restart: version 2-",
+        "── rules reloaded without a restart: version 1-",
         "reclaimed by the sweeper: 3",
         "fairness within each team",
         "corporate-junior    1.00 / Gini 0.000",

@@ -618,7 +618,8 @@ async fn a_reload_storm_while_opportunities_stream_in_routes_each_once_by_a_vali
     let _ = watcher.await;
 
     let st = reloader.status.load();
-    assert!(st.reloads >= 20 && st.refused >= 20, "a real storm: {} reloads, {} refused", st.reloads, st.refused);
+    // The directory is never quiet for a settle: broken saves are never judged, good ones go in force.
+    assert!(st.reloads >= 10 && st.refused == 0, "a real storm: {} sets in force, {} refused", st.reloads, st.refused);
     assert_eq!(
         db.count("SELECT count(*) FROM crm.opportunity WHERE \"accountOwnerId\" = 1").await,
         0,
@@ -846,6 +847,7 @@ async fn reloading(label: &str) -> Reloading {
     db.cfg.router.rules_dir = rules.path().to_path_buf();
     db.cfg.directory = None;
     db.cfg.router.reload_debounce = Duration::from_millis(20);
+    db.cfg.router.reload_settle = Duration::from_millis(200);
     db.install().await;
     let cfg = Arc::new(db.cfg.clone());
     let live = Arc::new(ArcSwap::from_pointee(oppty_router::load_rules(&cfg).expect("rules")));

@@ -310,7 +310,7 @@ _oppty-router_commands() {
 'demo:Everything on a throwaway database\: sample CRM, live routing, summary, latency' \
 'requeue:Put opportunities left behind back in the queue\: those the router left unassigned, or whose events were dead-lettered (after fixing the cause\: see \`status\`)' \
 'grants:Print the GRANT statements a dedicated daemon role needs, in parts by who can grant them (the owners of the CRM'\''s tables and of the router'\''s schema, the database owner)' \
-'status:Show the daemon'\''s state\: rules in force, the last refused reload, the queue' \
+'status:Show the daemon'\''s state\: rules in force, the latest refusal of new rules, the queue' \
 'schema:Print the JSON Schema of rule files (committed as config/rules.schema.json)' \
 'unpause:Lift a member'\''s pause for letting opportunities lapse (see \`status\`); the daemon gives them work again from its next sweep' \
 'explain:Show why the router assigned an opportunity the way it did' \
@@ -363,7 +363,7 @@ _oppty-router__subcmd__help_commands() {
 'demo:Everything on a throwaway database\: sample CRM, live routing, summary, latency' \
 'requeue:Put opportunities left behind back in the queue\: those the router left unassigned, or whose events were dead-lettered (after fixing the cause\: see \`status\`)' \
 'grants:Print the GRANT statements a dedicated daemon role needs, in parts by who can grant them (the owners of the CRM'\''s tables and of the router'\''s schema, the database owner)' \
-'status:Show the daemon'\''s state\: rules in force, the last refused reload, the queue' \
+'status:Show the daemon'\''s state\: rules in force, the latest refusal of new rules, the queue' \
 'schema:Print the JSON Schema of rule files (committed as config/rules.schema.json)' \
 'unpause:Lift a member'\''s pause for letting opportunities lapse (see \`status\`); the daemon gives them work again from its next sweep' \
 'explain:Show why the router assigned an opportunity the way it did' \

@@ -129,14 +129,44 @@ pub async fn check(
     Ok(())
 }
 
-/// Why a rule set does not fit the CRM: a value it names (a person must fix the rules), or the
+/// Why a rule set does not fit the CRM: values it names (a person must fix the rules), or the
 /// database failing the check itself (its kind says what to do: see `db::ErrorKind`).
 #[derive(Debug, thiserror::Error)]
 pub enum RuleValuesError {
-    #[error("{0}")]
-    Misfit(String),
+    #[error("{}", .0.iter().map(Misfit::to_string).collect::<Vec<_>>().join("\n"))]
+    Misfit(Vec<Misfit>),
     #[error("checking the rules' ids against the CRM: {}", crate::db::describe(.0))]
     Db(#[from] tokio_postgres::Error),
+}
+
+/// A value of the rules the CRM cannot take: the value as the rules name it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit {
+    pub value: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Misfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` {}", self.value, self.why)
+    }
+}
+
+impl RuleValuesError {
+    /// Every problem as `file:line:column: key: message`, placed where the rule files the set was
+    /// compiled from write the value (its definition, else each place it is named, a few at most).
+    pub fn located(&self, sources: &[(std::path::PathBuf, String)]) -> Vec<String> {
+        let RuleValuesError::Misfit(misfits) = self else { return vec![self.to_string()] };
+        let mut out = Vec::new();
+        for m in misfits {
+            let places = crate::rules::where_written(sources, &m.value);
+            if places.is_empty() {
+                out.push(m.to_string());
+            }
+            out.extend(places.into_iter().take(3).map(|(at, key)| format!("{at}: {key}: {m}")));
+        }
+        out
+    }
 }
 
 /// A value the cast refuses: `Ok(Some(reason))`; an error about anything but the value: `Err`.
@@ -220,30 +250,32 @@ pub async fn owner_reference(
 /// user of the table it references), every team's `crm_id` fits the team column, and no fallback
 /// owner is one of `unowned_values`.
 pub async fn check_rule_values(client: &Client, sql: &CrmSql, engine: &Engine) -> Result<(), RuleValuesError> {
-    use RuleValuesError::Misfit;
     let ids = engine.owner_ids();
+    let mut misfits = Vec::new();
     if let Some((id, msg)) = first_misfit(client, &sql.owner_cast, &ids).await? {
-        return Err(Misfit(format!("member or owner id `{id}` is not a valid value of the CRM's owner column: {msg}")));
-    }
-    if let Some((table, missing_sql)) = &sql.owner_users {
+        misfits.push(Misfit { value: id, why: format!("is not a valid value of the CRM's owner column: {msg}") });
+    } else if let Some((table, missing_sql)) = &sql.owner_users {
         let missing: Vec<String> =
             client.query(missing_sql, &[&ids]).await?.iter().map(|r| r.try_get("x")).collect::<Result<_, _>>()?;
-        if !missing.is_empty() {
-            return Err(Misfit(format!(
-                "member or owner id(s) {} are not users in {table} (the owner column's foreign key): an assignment to \
-                 them would fail; correct the id, or add the user in the CRM",
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-            )));
-        }
+        misfits.extend(missing.into_iter().map(|value| Misfit {
+            value,
+            why: format!(
+                "is not a user in {table} (the owner column's foreign key): an assignment to it would fail; correct \
+                 the id, or add the user in the CRM"
+            ),
+        }));
     }
     if let Some(team_cast) = &sql.team_cast {
         let ids: Vec<String> = engine.teams.iter().filter_map(|t| t.crm_id.clone()).collect();
         if let Some((id, msg)) = first_misfit(client, team_cast, &ids).await? {
             let team = engine.teams.iter().find(|t| t.crm_id.as_deref() == Some(&id)).map(|t| t.id.clone());
-            return Err(Misfit(format!(
-                "team `{}`: crm_id `{id}` is not a valid value of the CRM's team column (opportunity.team): {msg}",
-                team.unwrap_or_default()
-            )));
+            misfits.push(Misfit {
+                value: id,
+                why: format!(
+                    "(crm_id of team `{}`) is not a valid value of the CRM's team column (opportunity.team): {msg}",
+                    team.unwrap_or_default()
+                ),
+            });
         }
     }
     let fallbacks = engine
@@ -253,11 +285,18 @@ pub async fn check_rule_values(client: &Client, sql: &CrmSql, engine: &Engine) -
         .chain(engine.pipelines.iter().filter_map(|(id, p)| p.fallback_owner.as_ref().map(|f| (id.as_str(), f))));
     for (pipeline, owner) in fallbacks {
         if sql.unowned_values.iter().any(|u| u == owner) {
-            return Err(Misfit(format!(
-                "fallback_owner `{owner}` (pipeline `{pipeline}`) is one of opportunity.unowned_values: an opportunity \
-                 given to it would still count as unowned; name a real person or queue owner"
-            )));
+            misfits.push(Misfit {
+                value: owner.clone(),
+                why: format!(
+                    "(fallback_owner of `{pipeline}`) is one of opportunity.unowned_values: an opportunity given to \
+                     it would still count as unowned; name a real person or queue owner"
+                ),
+            });
         }
     }
-    Ok(())
+    if misfits.is_empty() {
+        Ok(())
+    } else {
+        Err(RuleValuesError::Misfit(misfits))
+    }
 }

@@ -134,7 +134,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 struct RuleSets {
     live: Arc<ArcSwap<Engine>>,
     reloader: Arc<Reloader>,
-    candidates: tokio::sync::watch::Receiver<Arc<Engine>>,
+    candidates: tokio::sync::watch::Receiver<Arc<crate::reload::Candidate>>,
 }
 
 /// Run until `shutdown` is cancelled. Lost connections are retried with backoff for ever.
@@ -244,25 +244,16 @@ async fn stopped(client: &tokio_postgres::Client, cfg: &Config) -> SessionEnd {
     SessionEnd::Shutdown
 }
 
-/// Rule set versions never repeat, across restarts and replicas: the sequence goes on after the
-/// last version the previous leader recorded (unless that was this very process).
-async fn continue_versions(
-    client: &tokio_postgres::Client,
-    cfg: &Config,
-    rules: &ArcSwap<Engine>,
-    reloader: &Reloader,
-) -> Result<(), tokio_postgres::Error> {
+/// Rule set versions never repeat, across restarts and replicas: the sets put in force from now
+/// on are numbered after the last version the previous leader recorded (unless that was this
+/// very process); the same content keeps that version.
+async fn continue_versions(client: &tokio_postgres::Client, cfg: &Config) -> Result<(), tokio_postgres::Error> {
     let sql = LeaseStatements::new(&cfg.router.schema).last_leader;
     let Some(row) = client.query_opt(&sql, &[]).await? else { return Ok(()) };
     let LastLeader { rules_version: version, host, pid } = LastLeader::from_row(&row)?;
     let ours = pid == Some(std::process::id() as i32) && host == this_host().into();
-    let Some(last) = version.as_deref().and_then(crate::rules::version_sequence).filter(|_| !ours) else {
-        return Ok(());
-    };
-    if let Some(next) = crate::rules::continue_versions_after(last, &rules.load()) {
-        tracing::info!(previous = version.as_deref().unwrap_or(""), now = %next.version, "rules version continues after the last one recorded");
-        reloader.renamed(&next.version);
-        rules.store(Arc::new(next));
+    if let Some(last) = version.as_deref().filter(|_| !ours) {
+        crate::rules::recorded_in_force(last);
     }
     Ok(())
 }
@@ -295,7 +286,7 @@ async fn write_status(
                 &(std::process::id() as i32),
                 &leading_since,
                 &engine.version,
-                &st.loaded_at,
+                &st.in_force_since,
                 &(st.reloads as i64),
                 &(st.refused as i64),
                 &err,

@@ -259,7 +259,7 @@ struct Leader<'a> {
     reported: Option<Arc<crate::reload::ReloadStatus>>,
     /// The last candidate handled: promoted (its version may have been renamed since) or
     /// refused. It is not looked at again.
-    handled: Arc<Engine>,
+    handled: Arc<crate::reload::Candidate>,
     next_refresh: Option<Instant>,
     refreshing: Option<tokio::task::JoinHandle<()>>,
     /// When the CRM's assignments are next read for caps that count them.
@@ -280,17 +280,18 @@ impl<'a> Leader<'a> {
         lease: &Lease,
     ) -> Step<Leader<'a>> {
         let leading_since = chrono::Utc::now();
+        continue_versions(&c.client, cfg).await.or_halt(cfg)?;
         let candidate = sets.candidates.borrow_and_update().clone();
         let handled = candidate.clone();
         let mut live_checked = false;
-        if !Arc::ptr_eq(&candidate, &sets.live.load()) {
-            match crm::check_rule_values(&c.client, &c.sql, &candidate).await {
+        if !Arc::ptr_eq(&candidate.engine, &sets.live.load()) {
+            match crm::check_rule_values(&c.client, &c.sql, &candidate.engine).await {
                 Ok(()) => {
-                    sets.live.store(candidate);
+                    put_in_force(sets, &candidate).await;
                     live_checked = true;
                 }
                 Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(cfg),
-                Err(e) => refuse(sets, &candidate, &e.to_string()),
+                Err(e) => refuse(sets, &candidate, &e),
             }
         }
         // The set in force: an id the CRM cannot hold in it is a config error (a provisional
@@ -305,8 +306,15 @@ impl<'a> Leader<'a> {
                 Err(e) => return Err(mapping("rules", e.to_string())),
             }
         }
-        continue_versions(&c.client, cfg, &sets.live, &sets.reloader).await.or_halt(cfg)?;
-        let engine = sets.live.load_full();
+        // Leading with it: the set in force takes its place in the sequence (leading again
+        // with the same set changes nothing).
+        let before = sets.live.load_full();
+        let engine = crate::rules::put_in_force(&before);
+        if !Arc::ptr_eq(&engine, &before) {
+            tracing::info!(previous = %before.version, now = %engine.version, "rules version continues after the last one recorded");
+            sets.reloader.renamed(&engine.version);
+            sets.live.store(engine.clone());
+        }
         let mut drain = Drain::new(cfg.clone(), c.sql.clone(), engine.clone(), opts.decisions.clone());
         drain.reconcile(&mut c.client).await.or_halt(cfg)?;
         drain.fence_on(lease.backend);
@@ -474,19 +482,20 @@ impl<'a> Leader<'a> {
             return Ok(());
         }
         self.handled = latest.clone();
-        match crm::check_rule_values(&self.c.client, self.drain.crm_sql(), &latest).await {
+        if Arc::ptr_eq(&latest.engine, &self.engine) {
+            // The files are back to the set in force: nothing to do.
+            return Ok(());
+        }
+        match crm::check_rule_values(&self.c.client, self.drain.crm_sql(), &latest.engine).await {
             Ok(()) => {
-                tracing::info!(from = %self.engine.version, to = %latest.version, "rules swapped in");
-                crate::systemd::status(&format!("routing with rules {}", latest.version));
-                self.sets.live.store(latest.clone());
-                crate::telemetry::rules_in_force(&latest.version);
-                self.people = people_of(&latest);
-                self.engine = latest.clone();
-                self.drain.swap_engine(&mut self.c.client, latest).await.or_halt(self.cfg)?;
+                let engine = put_in_force(self.sets, &latest).await;
+                self.people = people_of(&engine);
+                self.engine = engine.clone();
+                self.drain.swap_engine(&mut self.c.client, engine).await.or_halt(self.cfg)?;
                 self.next_heartbeat = Instant::now();
             }
             Err(crm::RuleValuesError::Db(e)) => return Err(e).or_halt(self.cfg),
-            Err(e) => refuse(self.sets, &latest, &e.to_string()),
+            Err(e) => refuse(self.sets, &latest, &e),
         }
         Ok(())
     }
@@ -580,9 +589,53 @@ fn crm_count_every(cfg: &Config) -> Duration {
 }
 
 /// A candidate the CRM refuses (its member ids do not fit the owner column): it never goes in
-/// force; `status` tells why.
-fn refuse(sets: &RuleSets, candidate: &Engine, why: &str) {
+/// force; one ERROR says every problem where the files write it, and `status` keeps it until a
+/// later set goes in force. The same refusal again (a directory refresh) is not news.
+fn refuse(sets: &RuleSets, candidate: &crate::reload::Candidate, e: &crm::RuleValuesError) {
     let kept = sets.live.load();
-    tracing::error!(error = %why, rejected = %candidate.version, kept = %kept.version, "new rules refused; the last good rules stay in force");
-    sets.reloader.refused_by_database(why, &kept);
+    let problems = crate::reload::bounded_problems(&e.located(&candidate.engine.sources));
+    if sets.reloader.refused_by_database(&problems, &candidate.engine, candidate.cause == "SIGHUP") {
+        tracing::error!(
+            cause = %candidate.cause,
+            rejected = %candidate.engine.version,
+            kept = %kept.version,
+            problems = %problems,
+            "new rules refused by the CRM; the last good rules stay in force"
+        );
+    } else {
+        tracing::debug!(rejected = %candidate.engine.version, kept = %kept.version, "the CRM still refuses the rules");
+    }
+}
+
+/// Put a candidate the CRM accepted in force: it takes its version (`rules::put_in_force`), and
+/// the one log line saying a set is in force names it with what changed (from the set it
+/// replaces, computed again if that is not the one the candidate was compared with).
+async fn put_in_force(sets: &RuleSets, candidate: &crate::reload::Candidate) -> Arc<Engine> {
+    let old = sets.live.load_full();
+    let engine = crate::rules::put_in_force(&candidate.engine);
+    let (changes, people) = if candidate.against == old.hash {
+        (candidate.changes.clone(), candidate.people.clone())
+    } else {
+        let (o, n) = (old.clone(), engine.clone());
+        tokio::task::spawn_blocking(move || {
+            let changes = crate::reload::summarize(&o, &n).unwrap_or_else(|| "none that routes".into());
+            let people = if o.provisional { Vec::new() } else { crate::reload::people_changes(&o, &n) };
+            (changes, people)
+        })
+        .await
+        .unwrap_or_default()
+    };
+    tracing::info!(from = %old.version, cause = %candidate.cause, changes = %changes, "rules {} in force", engine.version);
+    let by = if candidate.cause == crate::reload::DIRECTORY_REFRESH { " by the CRM" } else { "" };
+    for change in people {
+        tracing::info!(version = %engine.version, cause = %candidate.cause, "{change}{by}");
+    }
+    for w in &engine.warnings {
+        tracing::warn!(version = %engine.version, warning = %w, "the rules in force route, with a warning");
+    }
+    sets.live.store(engine.clone());
+    sets.reloader.promoted(&engine);
+    crate::systemd::status(&format!("routing with rules {}", engine.version));
+    crate::telemetry::rules_in_force(&engine.version);
+    engine
 }

@@ -503,6 +503,9 @@ pub struct Engine {
     /// What `check` warns about: the set routes, but some of it can never apply (a member whose
     /// remit shares no value with their team's domain).
     pub warnings: Vec<String>,
+    /// The rule files the set was compiled from (name, text), kept for messages that say where a
+    /// value is written (a member id the CRM refuses). Never read to route.
+    pub sources: std::sync::Arc<[(std::path::PathBuf, String)]>,
 }
 
 enum Excl {

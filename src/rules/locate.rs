@@ -38,16 +38,29 @@ fn last_name(path: &str) -> &str {
     last.split('[').next().unwrap_or(last)
 }
 
+/// The spots of a file by string value (in file order) and by key path.
+#[derive(Default)]
+struct Index {
+    by_text: std::collections::HashMap<String, Vec<usize>>,
+    by_path: std::collections::BTreeMap<String, usize>,
+}
+
 /// One file's text, kept for messages, and (once a message needs them) its spots.
 pub(in crate::rules) struct Source {
     pub(in crate::rules) path: PathBuf,
     pub(in crate::rules) text: String,
     spots: OnceLock<Vec<Spot>>,
+    /// The spots by string value and by key path, so a file with thousands of problems finds
+    /// each one's place by a lookup, not a scan.
+    index: OnceLock<Index>,
+    /// Where each line starts (built the first time a message needs a position): a file with
+    /// thousands of problems finds each one's line by a binary search, not a scan.
+    lines: OnceLock<Vec<usize>>,
 }
 
 impl Source {
     pub(in crate::rules) fn new(path: PathBuf, text: String) -> Source {
-        Source { path, text, spots: OnceLock::new() }
+        Source { path, text, spots: OnceLock::new(), index: OnceLock::new(), lines: OnceLock::new() }
     }
 
     pub(in crate::rules) fn is_json(&self) -> bool {
@@ -60,14 +73,48 @@ impl Source {
         self.spots.get_or_init(|| super::parse::spots(self.is_json(), &self.text))
     }
 
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| {
+            let mut ix = Index::default();
+            for (i, s) in self.spots().iter().enumerate() {
+                if let Some(t) = &s.text {
+                    ix.by_text.entry(t.clone()).or_default().push(i);
+                }
+                ix.by_path.insert(s.path.clone(), i);
+            }
+            ix
+        })
+    }
+
+    /// The spots whose string value is `text`, in file order.
+    fn valued<'a>(&'a self, text: &str) -> impl Iterator<Item = &'a Spot> + Clone + 'a {
+        let spots = self.spots();
+        self.index().by_text.get(text).into_iter().flatten().map(move |i| &spots[*i])
+    }
+
     /// The definitions `id = "<id>"` (or `"id": "<id>"`), in order.
     fn definitions<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Spot> + 'a {
-        self.spots().iter().filter(move |s| s.is_definition() && s.text.as_deref() == Some(id))
+        self.valued(id).filter(|s| s.is_definition())
     }
 
     pub(in crate::rules) fn at(&self, off: usize) -> String {
-        let (l, c) = line_col(&self.text, off);
+        let (l, c) = self.line_col(off);
         format!("{}:{l}:{c}", self.path.display())
+    }
+
+    /// [`line_col`] through the file's line index.
+    pub(in crate::rules) fn line_col(&self, off: usize) -> (usize, usize) {
+        let starts = self.lines.get_or_init(|| {
+            let ends = self.text.bytes().enumerate().filter(|(_, b)| *b == b'\n');
+            std::iter::once(0).chain(ends.map(|(i, _)| i + 1)).collect()
+        });
+        let mut off = off.min(self.text.len());
+        while !self.text.is_char_boundary(off) {
+            off -= 1;
+        }
+        let line = starts.partition_point(|s| *s <= off);
+        let start = starts[line.saturating_sub(1)];
+        (line, self.text[start..off].chars().count() + 1)
     }
 
     fn at_or_file(&self, off: Option<usize>) -> String {
@@ -88,7 +135,16 @@ impl Source {
     pub(in crate::rules) fn locate_key(&self, owner: &str, key: &str) -> String {
         let Some(def) = self.definitions(owner).next() else { return self.locate(owner, key) };
         let inside = format!("{}.", def.path.trim_end_matches(".id"));
-        let found = self.spots().iter().find(|s| s.path.starts_with(&inside) && s.name() == key && s.key_at.is_some());
+        let spots = self.spots();
+        let found = self
+            .index()
+            .by_path
+            .range(inside.clone()..)
+            .take_while(|(p, _)| p.starts_with(&inside))
+            .map(|(_, i)| *i)
+            .filter(|i| spots[*i].name() == key && spots[*i].key_at.is_some())
+            .min()
+            .map(|i| &spots[i]);
         self.at_or_file(found.and_then(|s| s.key_at).or(def.value_at))
     }
 
@@ -97,7 +153,7 @@ impl Source {
     /// the file alone.
     pub(in crate::rules) fn locate(&self, needle: &str, key: &str) -> String {
         let hint = last_name(key);
-        let mut values = self.spots().iter().filter(|s| s.text.as_deref() == Some(needle));
+        let mut values = self.valued(needle);
         let first = values.clone().next();
         let named = values.find(|s| s.name() == hint);
         self.at_or_file(named.or(first).and_then(|s| s.value_at))
@@ -110,6 +166,26 @@ impl Source {
         let json = self.is_json();
         self.text.lines().map(str::trim).all(|l| l.is_empty() || (!json && l.starts_with('#')))
     }
+}
+
+/// Where `value` is written in the files a set was compiled from, as `(file:line:column, key
+/// path)`: its definitions (`member[3].id`) first, then every other place it is named (a team's
+/// `members`, a `fallback_owner`), in file order. An id is matched as the rules read it (a uuid in
+/// any letter case).
+pub fn where_written(sources: &[(PathBuf, String)], value: &str) -> Vec<(String, String)> {
+    let canon = |s: &str| super::IdForm::Canonical.canon(s);
+    let wanted = canon(value);
+    let mut defs = Vec::new();
+    let mut uses = Vec::new();
+    for (path, text) in sources {
+        let src = Source::new(path.clone(), text.clone());
+        for s in src.spots().iter().filter(|s| s.text.as_deref().is_some_and(|t| t == value || canon(t) == wanted)) {
+            let at = src.at_or_file(s.value_at);
+            if s.is_definition() { &mut defs } else { &mut uses }.push((at, s.path.clone()));
+        }
+    }
+    defs.append(&mut uses);
+    defs
 }
 
 /// The 1-based line and column (in characters, as editors count them) of byte offset `off`; an

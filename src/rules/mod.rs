@@ -26,9 +26,9 @@ use crate::engine::Engine;
 use locate::Source;
 
 pub use compile::parse_window;
-pub use locate::line_col;
+pub use locate::{line_col, where_written};
 pub use read::MAX_RULE_FILE_BYTES;
-pub use version::{continue_versions_after, version_sequence};
+pub use version::{put_in_force, recorded_in_force, version_sequence};
 
 /// Every problem of a rule set, one per line.
 #[derive(Debug, thiserror::Error)]

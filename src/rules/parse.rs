@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use super::format::{
     RawFile, RawMember, RawPipeline, RawRule, RawSchedule, RawSettings, RawTagRule, RawTeam, RawTerritory, RawTest,
 };
-use super::locate::{line_col, Source, Spot};
+use super::locate::{Source, Spot};
 
 /// The keys a rule file may have at its top level (a test checks them against [`RawFile`]).
 pub(super) const TOP_LEVEL: &[&str] =
@@ -41,7 +41,7 @@ fn render(src: &Source, p: Problem) -> String {
     let file = src.path.display();
     let at = match p.at {
         Some(off) => {
-            let (l, c) = line_col(&src.text, off);
+            let (l, c) = src.line_col(off);
             format!("{file}:{l}:{c}")
         }
         None => file.to_string(),

@@ -1,7 +1,8 @@
 //! Rule set versions: `<sequence>-<hash>`. The hash is a canonical digest of what the set was
 //! compiled from (the files' names and texts, and what the CRM's directory said), so the same
 //! inputs give the same hash in any process and on any version of our dependencies; the sequence
-//! only grows, within a process and across restarts.
+//! counts the sets put in force and only grows, within a process and across restarts (a
+//! candidate bears the number it would take; one that is refused leaves the sequence as it was).
 //!
 //! Owns the version text. It must not read files or the database.
 
@@ -11,25 +12,50 @@ use super::locate::Source;
 use super::Directory;
 use crate::engine::Engine;
 
-/// Rule set versions: a sequence that only grows within this process, and continues after the
-/// last version the database recorded (see [`continue_versions_after`]).
-static NEXT_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+/// The last version put in force by this process (or recorded by the one before): its sequence
+/// and hash. Sequences count sets put in force; a candidate is numbered as the next one.
+static IN_FORCE: std::sync::Mutex<(u64, String)> = std::sync::Mutex::new((0, String::new()));
+
+fn in_force() -> std::sync::MutexGuard<'static, (u64, String)> {
+    IN_FORCE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The sequence number of a version (`<sequence>-<hash>`).
 pub fn version_sequence(version: &str) -> Option<u64> {
     version.split_once('-')?.0.parse().ok()
 }
 
-/// Versions never repeat across restarts: continue the sequence after `last` (the last version
-/// recorded by a previous process) and, when `current` is not newer, give it the next number.
-pub fn continue_versions_after(last: u64, current: &Engine) -> Option<Engine> {
-    use std::sync::atomic::Ordering::SeqCst;
-    NEXT_SEQUENCE.fetch_max(last.saturating_add(1), SeqCst);
-    if version_sequence(&current.version).is_some_and(|s| s > last) {
-        return None;
+/// The set as it goes in force: it keeps its version when that is the next in the sequence (or
+/// is the very set in force: leading again changes nothing), else it is given the next number.
+/// Identical content keeps the version already in force.
+pub fn put_in_force(set: &std::sync::Arc<Engine>) -> std::sync::Arc<Engine> {
+    let mut last = in_force();
+    let seq = version_sequence(&set.version).unwrap_or(0);
+    if set.hash == last.1 && last.0 > 0 {
+        if seq == last.0 {
+            return set.clone();
+        }
+        let version = format!("{}-{}", last.0, set.hash);
+        return std::sync::Arc::new(Engine { version, ..(**set).clone() });
     }
-    let version = format!("{}-{}", NEXT_SEQUENCE.fetch_add(1, SeqCst), current.hash);
-    Some(Engine { version, ..current.clone() })
+    if seq > last.0 {
+        *last = (seq, set.hash.clone());
+        return set.clone();
+    }
+    *last = (last.0 + 1, set.hash.clone());
+    std::sync::Arc::new(Engine { version: format!("{}-{}", last.0, set.hash), ..(**set).clone() })
+}
+
+/// Versions never repeat across restarts: `last` is the version a previous process recorded in
+/// force; the sets this process puts in force from now on are numbered after it (and the same
+/// content as `last` keeps its version).
+pub fn recorded_in_force(last: &str) {
+    let Some(seq) = version_sequence(last) else { return };
+    let hash = last.split_once('-').map(|(_, h)| h.to_string()).unwrap_or_default();
+    let mut now = in_force();
+    if seq >= now.0 {
+        *now = (seq, hash);
+    }
 }
 
 /// The digest of a rule set's inputs: every file's name and text, in order, then what the CRM's
@@ -104,7 +130,7 @@ pub(super) fn fingerprint(files: &[Source], directory: &Directory) -> String {
     h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The next version of this process for a set with this hash.
+/// A candidate's version: the number the next set put in force takes, and its hash.
 pub(super) fn next(hash: &str) -> String {
-    format!("{}-{hash}", NEXT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+    format!("{}-{hash}", in_force().0 + 1)
 }

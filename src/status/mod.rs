@@ -52,7 +52,7 @@ pub struct DaemonReport {
     /// When it stopped cleanly (SIGTERM); `None` while it runs.
     pub stopped_at: Option<String>,
     pub rules_version: String,
-    pub rules_loaded_at: Option<String>,
+    pub rules_in_force_since: Option<String>,
     pub reloads: i64,
     pub refused_reloads: i64,
     /// The last refused reload while its rules are still on disk: when, and every problem.
@@ -117,7 +117,7 @@ async fn daemon(client: &Client, sql: &Reads) -> Result<Option<DaemonReport>, to
         pid: r.pid,
         leading_since: r.leading_since,
         rules_version: r.rules_version,
-        rules_loaded_at: r.rules_loaded_at,
+        rules_in_force_since: r.rules_loaded_at,
         reloads: r.reloads,
         refused_reloads: r.refused_reloads,
         last_refused: r.last_error_at.zip(r.last_error),
@@ -189,14 +189,14 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "rules: version {} in force (loaded {}); {} reloads, {} refused",
+            "rules: version {} in force since {}; {} sets put in force, {} refused",
             d.rules_version,
-            d.rules_loaded_at.as_deref().unwrap_or("at start"),
+            d.rules_in_force_since.as_deref().unwrap_or("start"),
             d.reloads,
             d.refused_reloads
         );
         if let Some((at, err)) = &d.last_refused {
-            let _ = writeln!(out, "last refused reload, at {at} (the rules above stayed in force):");
+            let _ = writeln!(out, "latest refusal, at {at} (the rules above stay in force until the files are fixed):");
             for line in err.lines() {
                 let _ = writeln!(out, "  {line}");
             }

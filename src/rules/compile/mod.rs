@@ -279,6 +279,7 @@ impl<'a> Resolver<'a> {
             reentry_ramp: c.settings.reentry_ramp,
             history: history.max(86_400 * 2),
             warnings: Vec::new(),
+            sources: cx.files.iter().map(|f| (f.path.clone(), f.text.clone())).collect(),
         };
         let engine = Engine { warnings: domains::warnings(&engine), ..engine };
         (engine, cx)

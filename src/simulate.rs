@@ -73,7 +73,7 @@ pub async fn simulate(
     let opts = &as_stored(client, cfg, opts).await?;
     let t = read_only(client).await?;
     let reads = Reads::new(&cfg.router.schema);
-    let mut past = Window::read(&t, &reads, sql, opts, candidate).await?;
+    let mut past = Window::read(&t, &reads, sql, opts, candidate, Told::First).await?;
     past.read_for_replay(&t, &reads, candidate, opts.since).await?;
     t.commit().await?;
     let after = past.replay(candidate, opts.seed);
@@ -91,7 +91,7 @@ pub async fn report(
 ) -> Result<Report, SimulateError> {
     let t = read_only(client).await?;
     let reads = Reads::new(&cfg.router.schema);
-    let mut past = Window::read(&t, &reads, sql, opts, engine).await?;
+    let mut past = Window::read(&t, &reads, sql, opts, engine, Told::Ended).await?;
     let reclaims = ReclaimCount::from_rows(&t.query(&reads.reclaims_since, &[&opts.since]).await?)?;
     let in_force = crate::store::DaemonRow::from_rows(&t.query(&reads.daemon, &[]).await?)?;
     t.commit().await?;
@@ -130,6 +130,14 @@ async fn read_only(client: &mut Client) -> Result<Transaction<'_>, tokio_postgre
         .await
 }
 
+/// How each opportunity of the window is told: by its first decision (what a replay redoes), or
+/// as it ended (`report`: its last decision, or why it is unowned now).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Told {
+    First,
+    Ended,
+}
+
 /// One opportunity to replay: its fields as the CRM holds them now.
 struct Fields {
     pipeline: Option<String>,
@@ -162,10 +170,15 @@ impl Window {
         sql: &CrmSql,
         opts: &Options,
         engine: &Engine,
+        told: Told,
     ) -> Result<Window, SimulateError> {
+        let (of, since) = match told {
+            Told::First => (&reads.past_of, &reads.past_since),
+            Told::Ended => (&reads.ended_of, &reads.ended_since),
+        };
         let past = match &opts.ids {
-            Some(ids) => Past::from_rows(&t.query(&reads.past_of, &[ids]).await?)?,
-            None => Past::from_rows(&t.query(&reads.past_since, &[&opts.since]).await?)?,
+            Some(ids) => Past::from_rows(&t.query(of, &[ids]).await?)?,
+            None => Past::from_rows(&t.query(since, &[&opts.since]).await?)?,
         };
         let mut w = Window::from_past(t, sql, past, engine).await?;
         if let Some(ids) = &opts.ids {

@@ -17,6 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::Engine;
+
 /// Histogram buckets, in seconds: a batch phase takes milliseconds, an owner arrives in
 /// milliseconds to minutes.
 const BUCKETS: &[f64] =
@@ -231,6 +233,27 @@ pub fn rules_in_force(version: &str) {
     }
 }
 
+/// The opportunities held now (waiting): a gauge, never a decision.
+pub fn held(n: i64) {
+    metrics::gauge!("oppty_router_held_opportunities").set(n as f64);
+}
+
+/// The `pipeline` and `rule` label values of a decision: as the rules name them, or `other` for
+/// a value the rule files do not know (a pipeline a CRM user typed), so the series stay as many
+/// as the rules make.
+pub fn bounded_labels<'a>(engine: &'a Engine, pipeline: &'a str, rule: Option<&'a str>) -> (&'a str, &'a str) {
+    let Some(p) = engine.pipelines.get(pipeline) else { return (OTHER, rule.map_or("", |_| OTHER)) };
+    let rule = match rule {
+        None => "",
+        Some(r) if p.rules.iter().any(|x| &*x.id == r) => r,
+        Some(_) => OTHER,
+    };
+    (pipeline, rule)
+}
+
+/// The label value for anything the rule files do not name.
+pub const OTHER: &str = "other";
+
 /// Each team's open load as the leader's ledger has it.
 pub fn team_loads(loads: &[(std::sync::Arc<str>, i64)]) {
     for (team, open) in loads {
@@ -260,7 +283,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         "oppty_router_decisions_total",
-        "Routing decisions committed, by pipeline, rule and outcome (rule, fallback, held, unassigned)"
+        "Routing decisions committed, by final outcome (rule, fallback, unassigned), pipeline and rule (`other`: one the rule files do not name); a hold is not a decision"
     );
     metrics::describe_counter!("oppty_router_dead_letters_total", "Events moved to the dead letter table");
     metrics::describe_gauge!(
@@ -293,6 +316,10 @@ fn describe() {
     metrics::describe_counter!("oppty_router_reclaims_total", "Opportunities reclaimed from an idle owner");
     metrics::describe_counter!("oppty_router_sessions_lost_total", "Database sessions lost (then reconnected)");
     metrics::describe_gauge!("oppty_router_oldest_pending_event_seconds", "Age of the oldest event waiting");
+    metrics::describe_gauge!(
+        "oppty_router_held_opportunities",
+        "Opportunities held now: waiting for capacity, an away team or required fields"
+    );
 }
 
 #[cfg(test)]

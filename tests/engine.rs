@@ -1012,3 +1012,48 @@ fn every_explanation_reads_back_through_the_same_type() {
     }
     assert!(with_exclusions > 0, "some explanation lists excluded members");
 }
+
+#[test]
+fn explanations_show_territories_and_teams_as_the_rules_write_them() {
+    let text = r#"
+[[territory]]
+id = "DE"
+name = "Deutschland"
+[[territory]]
+id = "BY"
+name = "Bayern"
+parent = "DE"
+[[member]]
+id = "m1"
+[[team]]
+id = "Germany"
+pipelines = ["p"]
+territories = ["DE"]
+members = ["m1"]
+[[pipeline]]
+id = "p"
+[[pipeline.rule]]
+id = "current-team"
+team = { from_field = "segment" }
+member = "fewest_open"
+[[pipeline.rule]]
+id = "by-land"
+team = { territory = "province" }
+member = "fewest_open"
+"#;
+    let e = compile_texts(&[("r.toml", text)], &fields()).expect("rules");
+    let now = monday_morning();
+    let mut ledger = Ledger::for_engine(&e, None);
+    let mut rng = SmallRng::seed_from_u64(1);
+    let explained = |given: &[(&str, &str)], ledger: &mut Ledger, rng: &mut SmallRng| {
+        let v = values(FIELDS, given);
+        let opp =
+            Opportunity { id: "o", pipeline: Some("p"), fields: &v, waiting_since: now, exclude: &[], only_team: None };
+        serde_json::to_string(&e.route(&opp, ledger, now, rng).explanation).expect("json")
+    };
+    let by_land = explained(&[("province", "by")], &mut ledger, &mut rng);
+    assert!(by_land.contains("its territory `DE` contains"), "as the rules write it: {by_land}");
+    let named = explained(&[("segment", "germany")], &mut ledger, &mut rng);
+    assert!(named.contains("segment = `germany` names team `Germany`"), "the team it names, no guess: {named}");
+    assert!(!named.contains("served this customer last"), "{named}");
+}

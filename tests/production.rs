@@ -617,7 +617,7 @@ const MISFITS: &[MisfitCase] = &[
         story: "the fallback owner is itself an unowned value",
         crm_sql: "",
         config: &[("unowned_values = [\"1\"]", "unowned_values = [\"1\", \"100\"]")],
-        expect: "fallback_owner `100` (pipeline `settings`) is one of opportunity.unowned_values",
+        expect: "settings.fallback_owner: `100` (fallback_owner of `settings`) is one of opportunity.unowned_values",
     },
     MisfitCase {
         story: "the fallback owner has left the company",

@@ -445,6 +445,13 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
     let (code, out) = s.cli(&["explain", "--json", "no-such-deal"]);
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!((code, doc["decisions"].as_array().map(Vec::len)), (Some(1), Some(0)), "{out}");
+    // The report counts each deal once, where it ended (both were held first).
+    let (code, out) = s.cli_stdout(&["report", "--since", "1h", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, Some(0), "{out}");
+    let o = &report["outcomes"]["before"];
+    assert_eq!((o["rule"].as_i64(), o["fallback"].as_i64(), o["held"].as_i64()), (Some(1), Some(1), Some(0)), "{o}");
+    assert_eq!(report["opportunities"], 2, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,11 +507,13 @@ async fn status_shows_every_opportunity_left_unowned_with_why_and_requeue_puts_t
     )
     .expect("edit the rules");
     let (code, out) = s.cli(&["requeue", "--unassigned", "--id", "12345"]);
-    assert!(code == Some(0) && out.contains("queued 0 unassigned opportunities again"), "only the id given: {out}");
-    let (code, out) = s.cli(&["requeue", "--unassigned", "--id", &format!("12345,{nobody}")]);
+    assert!(code == Some(1) && out.contains("queued 0 unassigned opportunities again"), "only the id given: {out}");
+    assert!(out.contains("--id 12345: matched nothing: not unassigned"), "the id that matched nothing: {out}");
+    let (code, out) = s.cli(&["requeue", "--unassigned", "--id", &format!("12345, {nobody}")]);
     assert!(code == Some(0) && out.contains("queued 1 unassigned opportunities again"), "{out}");
+    assert!(out.contains("--id 12345: matched nothing") && !out.contains(&format!("--id {nobody}:")), "{out}");
     let (code, out) = s.cli(&["requeue", "--dead-letter", "--id", "12345"]);
-    assert!(code == Some(0) && out.contains("moved 0 dead-lettered events back into the queue"), "{out}");
+    assert!(code == Some(1) && out.contains("moved 0 dead-lettered events back into the queue"), "{out}");
     let (code, out) = s.cli(&["requeue", "--dead-letter", "--since", "1h", "--id", "not-a-number"]);
     assert!(code == Some(0) && out.contains("moved 1 dead-lettered events back into the queue"), "{out}");
     s.client.execute("UPDATE sales.crm_lead SET province = 'HN' WHERE id = $1", &[&waiting]).await.expect("fill it");
@@ -515,6 +524,13 @@ async fn status_shows_every_opportunity_left_unowned_with_why_and_requeue_puts_t
     assert!([10, 11].contains(&s.owner(waiting).await), "routed once its province was set");
     let (_, out) = s.cli(&["status"]);
     assert!(out.contains("left unowned: none"), "{out}");
+    // The report counts each by where it ended: both with a member by a rule (the first decisions
+    // were an unassigned and a hold).
+    let (code, out) = s.cli_stdout(&["report", "--since", "1h", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, Some(0), "{out}");
+    let o = &report["outcomes"]["before"];
+    assert_eq!((o["rule"].as_i64(), o["held"].as_i64(), o["unassigned"].as_i64()), (Some(2), Some(0), Some(0)), "{o}");
     let (code, out) = s.cli(&["requeue"]);
     assert_eq!(code, Some(2), "say what to requeue: {out}");
 }

@@ -56,14 +56,26 @@ async fn a_scrape_counts_every_decision_the_audit_holds_reloads_and_team_loads_a
     assert_eq!(wait_for(port, "/livez", 200, Duration::from_secs(20)), "ok\n");
     assert_eq!(wait_for(port, "/readyz", 200, Duration::from_secs(20)), "ready\n");
     oppty_router::demo::insert_opportunities(&db.client, 20, "retail", 4, 0).await.expect("more");
+    // Pipelines a CRM user typed: one `other` series, never one per value.
+    for (i, typed) in ["Retail Banking ", "retail-2027", "zzz"].iter().enumerate() {
+        oppty_router::demo::insert_opportunities(&db.client, 2, typed, 10 + i as u32, 0).await.expect("typed");
+    }
     db.wait_drained(Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // the last batch's counters
+    tokio::time::sleep(Duration::from_millis(1300)).await; // the last batch's counters, a gauge taken each second
 
     let (code, metrics) = get(port, "GET", "/metrics");
     assert_eq!(code, 200);
-    let decided = db.count("SELECT count(*) FROM oppty_router.assignments").await;
+    for typed in ["Retail Banking", "retail-2027", "zzz"] {
+        assert!(!metrics.contains(&format!("pipeline=\"{typed}")), "no series for `{typed}`: {metrics}");
+    }
+    assert_eq!(sum(&metrics, "oppty_router_decisions_total", "pipeline=\"other\""), 6.0, "{metrics}");
+    let held = db.count("SELECT count(*) FROM oppty_router.unrouted WHERE outcome = 'held'").await;
+    assert!(metrics.contains("oppty_router_held_opportunities "), "held is a gauge: {metrics}");
+    assert_eq!(sum(&metrics, "oppty_router_held_opportunities", ""), held as f64, "{metrics}");
+    assert_eq!(sum(&metrics, "oppty_router_decisions_total", "outcome=\"held\""), 0.0, "a hold is no decision");
+    let decided = db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome <> 'held'").await;
     let by_rule = db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome = 'rule'").await;
-    assert!(decided >= 70, "every opportunity was decided: {decided}");
+    assert!(decided >= 76, "every opportunity was decided: {decided}");
     assert_eq!(
         sum(&metrics, "oppty_router_decisions_total", ""),
         decided as f64,

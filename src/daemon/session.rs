@@ -564,6 +564,7 @@ impl<'a> Leader<'a> {
         }
         crate::telemetry::team_loads(&self.drain.team_loads());
         crate::telemetry::team_fairness(&self.drain.team_fairness());
+        crate::telemetry::held(self.drain.held_now(&self.c.client).await.or_halt(self.cfg)?);
         Ok(())
     }
 

@@ -836,11 +836,14 @@ impl Drain {
         }
         let now = Utc::now();
         // Counted per distinct (pipeline, rule, outcome) of the batch: labels are built a few
-        // times a batch, not once a decision.
+        // times a batch, not once a decision. Only final outcomes: a hold is a wait (the
+        // `oppty_router_held_opportunities` gauge), counted once it ends. Label values are the
+        // rules' own: a pipeline or rule the rule files do not name is `other`.
         let mut counts: HashMap<(&str, &str, &'static str), u64> = HashMap::new();
         let insert_to_owner = metrics::histogram!("oppty_router_insert_to_owner_seconds");
-        for r in &routed {
-            *counts.entry((&r.pipeline, r.rule_id.as_deref().unwrap_or(""), r.outcome.as_str())).or_default() += 1;
+        for r in routed.iter().filter(|r| r.outcome != crate::engine::Outcome::Held) {
+            let (pipeline, rule) = crate::telemetry::bounded_labels(&self.engine, &r.pipeline, r.rule_id.as_deref());
+            *counts.entry((pipeline, rule, r.outcome.as_str())).or_default() += 1;
             if r.owner.is_some() {
                 insert_to_owner.record((now - r.event_at).to_std().unwrap_or_default().as_secs_f64());
             }
@@ -1008,6 +1011,12 @@ impl Drain {
         let row = self.prep.query_one(client, &self.store.oldest_pending, &[]).await.map_err(DrainError::from_pg)?;
         let secs: f64 = row.try_get("secs").map_err(DrainError::from_pg)?;
         Ok(Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or_default())
+    }
+
+    /// How many opportunities are held now (waiting for capacity, an away team or fields).
+    pub async fn held_now(&self, client: &Client) -> Result<i64, DrainError> {
+        let row = self.prep.query_one(client, &self.store.held_now, &[]).await.map_err(DrainError::from_pg)?;
+        row.try_get("n").map_err(DrainError::from_pg)
     }
 
     /// How long to wait between polls.

@@ -347,7 +347,8 @@ impl Drain {
             tracing::warn!(member = %m, pipeline = batch.pipeline, "member paused for letting opportunities lapse; lift with `oppty-router unpause {m}`");
         }
         let reclaimed = done.len();
-        metrics::counter!("oppty_router_reclaims_total", "pipeline" => batch.pipeline.to_string())
+        let (pipeline, _) = crate::telemetry::bounded_labels(engine, batch.pipeline, None);
+        metrics::counter!("oppty_router_reclaims_total", "pipeline" => pipeline.to_string())
             .increment(reclaimed as u64);
         let finished = verdicts.finished.len() + done.iter().filter(|w| w.track.is_none()).count();
         let acted = reclaimed + verdicts.restart.len() + finished + triage.defer.opp.len();

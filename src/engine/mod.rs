@@ -317,6 +317,8 @@ impl Team {
 #[derive(Debug, Clone, Default)]
 pub struct Territories {
     pub codes: Vec<String>,
+    /// Each code as the rules or the CRM write it (`DE`), for what people read.
+    pub written: Vec<String>,
     pub parent: Vec<Option<u32>>,
     pub index: HashMap<String, u32>,
 }
@@ -802,7 +804,7 @@ impl Engine {
                     let (teams, not) = self.accepting(teams, facts);
                     rejected.extend(not);
                     if !teams.is_empty() {
-                        let code = &self.territories.codes[n as usize];
+                        let code = &self.territories.written[n as usize];
                         let why = if depth == 0 {
                             format!("its territory covers {what}")
                         } else {
@@ -826,7 +828,7 @@ impl Engine {
                     team.id.eq_ignore_ascii_case(v) || team.crm_id.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(v))
                 });
                 match found {
-                    Some(t) => Ok((vec![t], format!("{name} = `{v}`: the team that served this customer last"))),
+                    Some(t) => Ok((vec![t], format!("{name} = `{v}` names team `{}`", self.teams[t].id))),
                     None => Err(format!("{name} = `{v}` is not a team of this pipeline")),
                 }
             }

@@ -107,11 +107,15 @@ fn summary(out: &mut String, r: &Report) {
     let _ = write!(
         out,
         "<table id=\"outcomes\"><tr>{head}</tr><tr><td>by a rule</td>{}</tr><tr><td>fallback owner</td>{}</tr>\
-         <tr><td>held</td>{}</tr><tr><td>unassigned</td>{}</tr></table>",
+         <tr><td>by a reclaim</td>{}</tr><tr><td>still waiting (held)</td>{}</tr><tr><td>unassigned</td>{}</tr>\
+         <tr><td>not written</td>{}</tr><tr><td>owned, closed or deleted in the CRM first</td>{}</tr></table>",
         cell(|o| o.rule),
         cell(|o| o.fallback),
+        cell(|o| o.reclaimed),
         cell(|o| o.held),
-        cell(|o| o.unassigned)
+        cell(|o| o.unassigned),
+        cell(|o| o.unwritten),
+        cell(|o| o.elsewhere)
     );
     for (why, n) in &r.skipped {
         let _ = write!(out, "<p class=\"note\">Not replayed: {n} ({}).</p>", escape(why));

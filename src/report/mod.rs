@@ -19,7 +19,9 @@ pub struct Routed {
     pub opp_id: String,
     /// When it was decided (seconds since the epoch).
     pub at: i64,
-    /// `rule`, `fallback`, `held` or `unassigned`.
+    /// Where it ended: `rule`, `fallback`, `reclaim` (owned by a reclaim's pick), `held`
+    /// (waiting), `unassigned`, `unwritten` (the write statement refused it) or `skipped` (owned,
+    /// closed or deleted in the CRM before the router wrote).
     pub outcome: String,
     pub owner: Option<String>,
     pub team: Option<String>,
@@ -57,13 +59,24 @@ pub struct Inputs {
     pub bucket_secs: i64,
 }
 
-/// How many decisions had each outcome.
+/// How many opportunities ended each way: each counted once, by where it ended (for `report`,
+/// its last decision, or why it is still unowned; for a replay, the replay's decision).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Outcomes {
+    /// Owned by a rule's pick.
     pub rule: usize,
+    /// Owned by a fallback owner.
     pub fallback: usize,
+    /// Owned by the member a reclaim gave it to.
+    pub reclaimed: usize,
+    /// Still waiting (held: for capacity, an away team or required fields); not an end.
     pub held: usize,
+    /// Unowned: no rule yielded anybody and there is no fallback owner.
     pub unassigned: usize,
+    /// Unowned: the write statement refused it.
+    pub unwritten: usize,
+    /// Owned by a person, closed or deleted in the CRM before the router wrote (`explain` says).
+    pub elsewhere: usize,
 }
 
 impl Outcomes {
@@ -73,7 +86,10 @@ impl Outcomes {
             match r.outcome.as_str() {
                 "rule" => o.rule += 1,
                 "fallback" => o.fallback += 1,
+                "reclaim" => o.reclaimed += 1,
                 "held" => o.held += 1,
+                "unwritten" => o.unwritten += 1,
+                "skipped" => o.elsewhere += 1,
                 _ => o.unassigned += 1,
             }
         }

@@ -46,12 +46,16 @@ fn outcomes(out: &mut String, r: &Report) {
     let side = |f: fn(&super::Outcomes) -> usize| pair(&Pair { before: f(&o.before), after: o.after.as_ref().map(f) });
     let _ = writeln!(
         out,
-        "\noutcomes{}: by a rule {}, fallback {}, held {}, unassigned {}",
+        "\noutcomes{}, each opportunity once, where it ended: by a rule {}, fallback {}, by a reclaim {}; \
+         still waiting (held) {}; unowned: unassigned {}, not written {}; owned, closed or deleted in the CRM first {}",
         if r.compares { " (now → candidate rules)" } else { "" },
         side(|o| o.rule),
         side(|o| o.fallback),
+        side(|o| o.reclaimed),
         side(|o| o.held),
-        side(|o| o.unassigned)
+        side(|o| o.unassigned),
+        side(|o| o.unwritten),
+        side(|o| o.elsewhere)
     );
 }
 

@@ -164,6 +164,8 @@ pub struct Statements {
     pub pick_states: String,
     /// → `secs`: how long the oldest event due has waited (0 when none is).
     pub oldest_pending: String,
+    /// → `n`: the opportunities held now (waiting), found by `unrouted`'s outcome index.
+    pub held_now: String,
     /// `$1`: whether the triggers NOTIFY (only while the daemon is idle), `$2`: for how long (ms).
     pub idle: String,
     /// `$1` the leader session's backend pid → a row while the lease names it, which the batch's
@@ -268,6 +270,7 @@ impl Statements {
                 "SELECT coalesce(extract(epoch FROM now() - (SELECT created_at FROM {s}.events \
                  WHERE next_attempt_at <= now() ORDER BY created_at LIMIT 1)), 0)::float8 AS secs"
             ),
+            held_now: format!("SELECT count(*) AS n FROM {s}.unrouted WHERE outcome = 'held'"),
             idle: idle_sql(schema),
             fence: format!("SELECT true AS held FROM {s}.leader_lease WHERE singleton AND backend_pid = $1 FOR KEY SHARE"),
             sweep: SweepStatements::new(schema),
@@ -305,6 +308,7 @@ impl Statements {
             ("history", &self.history),
             ("pick_states", &self.pick_states),
             ("oldest_pending", &self.oldest_pending),
+            ("held_now", &self.held_now),
             ("idle", &self.idle),
             ("fence", &self.fence),
         ];

@@ -26,6 +26,10 @@ pub struct Reads {
     pub past_since: String,
     /// `$1` text[] ids → their first [`Past`] decision, oldest first (held: its `unrouted` row).
     pub past_of: String,
+    /// `$1` timestamptz → each opportunity first decided since then, as it ended ([`ended_sql`]).
+    pub ended_since: String,
+    /// `$1` text[] ids → the same for these opportunities.
+    pub ended_of: String,
     /// `$1` timestamptz from, `$2` to → the [`crate::store::Recent`] assignments between, for the
     /// windowed caps of a replay starting at `$2`.
     pub recent_between: String,
@@ -191,6 +195,8 @@ impl Reads {
             ),
             past_since: past_sql(&s, "a.decided_at >= $1", "u.since >= $1"),
             past_of: past_sql(&s, "a.opp_id = ANY($1)", "u.opp_id = ANY($1)"),
+            ended_since: ended_sql(&s, "a.decided_at >= $1", "u.since >= $1"),
+            ended_of: ended_sql(&s, "a.opp_id = ANY($1)", "u.opp_id = ANY($1)"),
             recent_between: format!(
                 "SELECT owner_id, extract(epoch FROM decided_at)::int8 AS at, team_id FROM {s}.assignments \
                  WHERE owner_id IS NOT NULL AND outcome IN ('rule', 'fallback') AND decided_at >= $1 AND decided_at < $2"
@@ -211,6 +217,33 @@ impl Reads {
             decisions: format!("{decisions} WHERE opp_id = $1 ORDER BY id"),
         }
     }
+}
+
+/// [`Reads::ended_since`] and [`Reads::ended_of`]: each opportunity whose first decision `decided`
+/// selects, at the time of that first decision, as it ended: its last decision (a reclaim's
+/// included), unless the router's `unrouted` table holds it now (waiting, unassigned, unwritten);
+/// one whose last decision was a hold that nothing holds any more went to a person, closed or was
+/// deleted in the CRM first (`skipped`). The holds `held` selects of opportunities never decided
+/// come last, as in [`past_sql`].
+fn ended_sql(s: &str, decided: &str, held: &str) -> String {
+    format!(
+        "SELECT f.opp_id, f.at, \
+           CASE WHEN u.outcome IS NOT NULL THEN u.outcome WHEN l.outcome = 'held' THEN 'skipped' ELSE l.outcome END AS outcome, \
+           CASE WHEN u.outcome IS NULL AND l.outcome IN ('rule', 'fallback', 'reclaim') THEN l.owner_id END AS owner_id, \
+           l.team_id, l.rule_id, coalesce(l.pipeline, f.pipeline) AS pipeline, l.explanation \
+         FROM ( \
+           SELECT DISTINCT ON (a.opp_id) a.opp_id, extract(epoch FROM a.decided_at)::float8 AS at, a.pipeline \
+           FROM {s}.assignments a WHERE {decided} AND a.outcome NOT IN ('reclaim', 'kept') ORDER BY a.opp_id, a.id) f \
+         CROSS JOIN LATERAL ( \
+           SELECT a.outcome, a.owner_id, a.team_id, a.rule_id, a.pipeline, a.explanation::text AS explanation \
+           FROM {s}.assignments_explained a WHERE a.opp_id = f.opp_id AND a.outcome <> 'kept' ORDER BY a.id DESC LIMIT 1) l \
+         LEFT JOIN {s}.unrouted u ON u.opp_id = f.opp_id \
+         UNION ALL \
+         SELECT u.opp_id, extract(epoch FROM u.since)::float8, 'held', NULL, NULL, NULL, u.pipeline, NULL \
+         FROM {s}.unrouted u \
+         WHERE {held} AND u.outcome = 'held' AND NOT EXISTS (SELECT 1 FROM {s}.assignments x WHERE x.opp_id = u.opp_id) \
+         ORDER BY 2, 1"
+    )
 }
 
 /// [`Reads::past_since`] and [`Reads::past_of`]: each opportunity's first decision that `decided`

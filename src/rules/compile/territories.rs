@@ -16,6 +16,7 @@ impl Resolver<'_> {
             if !terr.index.contains_key(&code) {
                 terr.index.insert(code.clone(), terr.codes.len() as u32);
                 terr.codes.push(code);
+                terr.written.push(t.id.trim().to_string());
                 terr.parent.push(None);
             }
         }
@@ -51,6 +52,7 @@ impl Resolver<'_> {
             if !terr.index.contains_key(&code) {
                 terr.index.insert(code.clone(), terr.codes.len() as u32);
                 terr.codes.push(code);
+                terr.written.push(t.id.clone());
                 terr.parent.push(None);
             }
         }

@@ -215,6 +215,8 @@ async fn a_kubernetes_configmap_swap_of_its_data_symlink_is_picked_up() {
     std::fs::rename(d.join("..data_tmp"), d.join("..data")).expect("atomic swap");
     std::fs::remove_dir_all(d.join("..2026_11_23_01")).expect("old data");
     l.wait_for("ConfigMap swap", |l| l.weight_of_402() == Some(44)).await;
+    let st = l.reloader.status.load();
+    assert_eq!((st.refused, st.candidates), (0, 1), "one candidate, never a refusal: {st:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

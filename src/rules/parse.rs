@@ -54,6 +54,11 @@ fn render(src: &Source, p: Problem) -> String {
 }
 
 fn parse_toml(text: &str) -> Result<RawFile, Vec<Problem>> {
+    // A file that reads whole is read in one pass; only one that does not is walked definition by
+    // definition for every problem (a large file is never copied node by node for nothing).
+    if let Ok(f) = toml::from_str::<RawFile>(text) {
+        return Ok(f);
+    }
     let doc = toml_edit::Document::parse(text).map_err(|e| {
         vec![Problem { at: e.span().map(|s| s.start), path: String::new(), message: e.message().trim().to_string() }]
     })?;

@@ -503,14 +503,25 @@ async fn print_loads(stage: &Stage) -> anyhow::Result<()> {
 /// The story's outcome: fairness within each team, the caps, why fallbacks happened, the reload,
 /// the reclaims, and the page of what happened (what `report --html` writes).
 async fn print_story(stage: &mut Stage) -> anyhow::Result<()> {
-    let (engine, sql) = crate::simulate::rules_as_routed(&stage.client, &stage.cfg).await?;
+    let (engine, sql) = crate::simulate::rules_as_routed(&stage.client, &stage.cfg, true).await?;
     let opts = crate::simulate::Options {
         since: chrono::Utc::now() - chrono::Duration::days(1),
         ids: None,
         seed: 1,
         window: "the demo's run".into(),
+        in_force: false,
     };
     let report = crate::simulate::report(&mut stage.client, &stage.cfg, &sql, &engine, &opts).await?;
+    // What the router says it did is what it did: the same decisions replayed with the rules that
+    // made them (the reload mid-run included) from what each saw change nothing.
+    let again = crate::simulate::Options { in_force: true, ..opts.clone() };
+    let replayed = crate::simulate::simulate(&mut stage.client, &stage.cfg, &sql, &engine, &again).await?;
+    println!(
+        "\n  simulate of the rules in force (`oppty-router simulate --in-force`): {} opportunities replayed from what \
+         the router saw, {} would change",
+        replayed.opportunities,
+        replayed.changes.len()
+    );
     println!(
         "\n  fairness within each team (received / expected by the rules, largest over smallest; Gini, 0 = \
          everyone got their share; members count for the time they could receive, by weight):"

@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (14, "014_people_in_force.sql", include_str!("../sql/014_people_in_force.sql")),
     (15, "015_claims.sql", include_str!("../sql/015_claims.sql")),
     (16, "016_skips.sql", include_str!("../sql/016_skips.sql")),
+    (17, "017_seen.sql", include_str!("../sql/017_seen.sql")),
 ];
 
 /// Advisory-lock key serialising concurrent installs.

@@ -173,8 +173,12 @@ enum Command {
     /// team and member would have received, fairness, fallbacks, and every owner that would change.
     Simulate {
         /// The candidate rules directory (a copy of the rules, with your edits).
-        #[arg(long)]
-        rules: PathBuf,
+        #[arg(long, required_unless_present = "in_force")]
+        rules: Option<PathBuf>,
+        /// Replay each decision with the rule set that made it (as the router kept it), from what
+        /// it saw: what the router did, decided again; anything that would change is a fault.
+        #[arg(long, conflicts_with = "rules")]
+        in_force: bool,
         /// Replay the opportunities first decided this recently (`7d`, `36h`).
         #[arg(long, default_value = "7d", conflicts_with = "opportunities", value_parser = since_arg)]
         since: humantime::Duration,
@@ -392,13 +396,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status { json } => cmd_status(&cli, *json).await,
         Command::Unpause { member, by } => cmd_unpause(&cli, member, by.clone()).await,
         Command::Explain { opportunity_id, json } => cmd_explain(&cli, opportunity_id, *json).await,
-        Command::Simulate { rules, since: s, opportunities, json, html, seed } => {
-            let replay =
-                Replay { window: *s, ids: opportunities.clone(), json: *json, html: html.clone(), seed: *seed };
+        Command::Simulate { rules, in_force, since: s, opportunities, json, html, seed } => {
+            let replay = Replay {
+                window: *s,
+                ids: opportunities.clone(),
+                json: *json,
+                html: html.clone(),
+                seed: *seed,
+                in_force: *in_force,
+            };
             cmd_simulate(&cli, rules.clone(), replay).await
         }
         Command::Report { since: s, json, html } => {
-            cmd_report(&cli, Replay { window: *s, ids: None, json: *json, html: html.clone(), seed: 1 }).await
+            let replay = Replay { window: *s, ids: None, json: *json, html: html.clone(), seed: 1, in_force: false };
+            cmd_report(&cli, replay).await
         }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "oppty-router", &mut std::io::stdout());
@@ -602,6 +613,7 @@ struct Replay {
     json: bool,
     html: Option<PathBuf>,
     seed: u64,
+    in_force: bool,
 }
 
 impl Replay {
@@ -624,6 +636,7 @@ impl Replay {
             ids,
             seed: self.seed,
             window,
+            in_force: self.in_force,
         })
     }
 
@@ -661,12 +674,15 @@ fn replay_error(e: oppty_router::simulate::SimulateError, cfg: &Config) -> CliEr
     }
 }
 
-async fn cmd_simulate(cli: &Cli, rules: PathBuf, replay: Replay) -> Result<(), CliError> {
+async fn cmd_simulate(cli: &Cli, rules: Option<PathBuf>, replay: Replay) -> Result<(), CliError> {
     let (mut cfg, mut client) = connect(cli, " simulate").await?;
-    cfg.router.rules_dir = rules;
+    if let Some(rules) = rules {
+        cfg.router.rules_dir = rules;
+    }
     let opts = replay.options()?;
-    let (engine, sql) =
-        oppty_router::simulate::rules_as_routed(&client, &cfg).await.map_err(|e| replay_error(e, &cfg))?;
+    let (engine, sql) = oppty_router::simulate::rules_as_routed(&client, &cfg, replay.in_force)
+        .await
+        .map_err(|e| replay_error(e, &cfg))?;
     let report = oppty_router::simulate::simulate(&mut client, &cfg, &sql, &engine, &opts)
         .await
         .map_err(|e| replay_error(e, &cfg))?;
@@ -677,7 +693,7 @@ async fn cmd_report(cli: &Cli, replay: Replay) -> Result<(), CliError> {
     let (cfg, mut client) = connect(cli, " report").await?;
     let opts = replay.options()?;
     let (engine, sql) =
-        oppty_router::simulate::rules_as_routed(&client, &cfg).await.map_err(|e| replay_error(e, &cfg))?;
+        oppty_router::simulate::rules_as_routed(&client, &cfg, true).await.map_err(|e| replay_error(e, &cfg))?;
     let report = oppty_router::simulate::report(&mut client, &cfg, &sql, &engine, &opts)
         .await
         .map_err(|e| replay_error(e, &cfg))?;

@@ -16,6 +16,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::config::Config;
 use crate::crm::{self, CrmSql};
 use crate::db::row::FromRow;
+use crate::engine::seen::Seen;
 use crate::engine::{Engine, Explanation, Ledger, Opportunity};
 use crate::report::{Inputs, Report, Routed};
 use crate::store::{LapsePause, Past, Reads, Recent, ReclaimCount};
@@ -43,11 +44,19 @@ pub struct Options {
     pub seed: u64,
     /// The window as the user gave it, for the report's heading.
     pub window: String,
+    /// Replay each decision with the rule set that made it (kept by version), not `candidate`.
+    pub in_force: bool,
 }
 
 /// The rules in `cfg.router.rules_dir` as the daemon would route with them: the user ids in the
-/// CRM's form, compiled with the CRM's directory when the config has one.
-pub async fn rules_as_routed(client: &Client, cfg: &Config) -> Result<(Engine, CrmSql), SimulateError> {
+/// CRM's form, compiled with the CRM's directory when the config has one. With `tests_warn`, a
+/// rule-file test the CRM's directory as it is now breaks does not refuse them (as the daemon's
+/// directory refresh): for `report` and `simulate --in-force`, where they only name people.
+pub async fn rules_as_routed(
+    client: &Client,
+    cfg: &Config,
+    tests_warn: bool,
+) -> Result<(Engine, CrmSql), SimulateError> {
     let sql = match crm::prepare(client, cfg).await {
         Ok(sql) => sql,
         Err(crm::CrmError::Mapping(p)) => {
@@ -55,9 +64,10 @@ pub async fn rules_as_routed(client: &Client, cfg: &Config) -> Result<(Engine, C
         }
         Err(crm::CrmError::Sql(e)) => return Err(e.into()),
     };
-    let dir = crm::directory_for(client, cfg, sql.id_form)
+    let mut dir = crm::directory_for(client, cfg, sql.id_form)
         .await
         .map_err(|p| SimulateError::Config(vec![format!("{}: {p}", cfg.path.display())]))?;
+    dir.tests_warn = tests_warn;
     let engine = crate::load_rules_with(cfg, &dir).map_err(|e| SimulateError::Config(e.problems))?;
     Ok((engine, sql))
 }
@@ -73,11 +83,17 @@ pub async fn simulate(
     let opts = &as_stored(client, cfg, opts).await?;
     let t = read_only(client).await?;
     let reads = Reads::new(&cfg.router.schema);
-    let mut past = Window::read(&t, &reads, sql, opts, candidate, Told::First).await?;
+    let mut past = Window::read(&t, &reads, sql, opts, candidate, Told::First, cfg).await?;
     past.read_for_replay(&t, &reads, candidate, opts.since).await?;
+    let sets = if opts.in_force { past.sets_in_force(&t, &reads, cfg).await? } else { RuleSets::default() };
     t.commit().await?;
-    let after = past.replay(candidate, opts.seed);
-    let inputs = past.inputs(candidate, "What the candidate rules would have done", opts, candidate.version.clone());
+    let after = past.replay(candidate, &sets, opts.seed);
+    let (title, rules) = if opts.in_force {
+        ("What the rules in force then would do, replayed", format!("each decision's own ({} sets)", sets.sets.len()))
+    } else {
+        ("What the candidate rules would have done", candidate.version.clone())
+    };
+    let inputs = past.inputs(candidate, title, opts, rules);
     Ok(Report::build(inputs, &past.before, Some(&after)))
 }
 
@@ -91,7 +107,7 @@ pub async fn report(
 ) -> Result<Report, SimulateError> {
     let t = read_only(client).await?;
     let reads = Reads::new(&cfg.router.schema);
-    let mut past = Window::read(&t, &reads, sql, opts, engine, Told::Ended).await?;
+    let mut past = Window::read(&t, &reads, sql, opts, engine, Told::Ended, cfg).await?;
     let reclaims = ReclaimCount::from_rows(&t.query(&reads.reclaims_since, &[&opts.since]).await?)?;
     let in_force = crate::store::DaemonRow::from_rows(&t.query(&reads.daemon, &[]).await?)?;
     t.commit().await?;
@@ -138,10 +154,20 @@ enum Told {
     Ended,
 }
 
-/// One opportunity to replay: its fields as the CRM holds them now.
+/// One decision to replay: what it saw when the router kept it (fields, moment, randomness,
+/// ledger), else the opportunity's fields as the CRM holds them now.
 struct Fields {
     pipeline: Option<String>,
     fields: Vec<Option<String>>,
+    seen: Option<Box<Seen>>,
+    /// The rule set that made it.
+    version: Option<String>,
+}
+
+/// The rule sets that made the window's decisions, compiled again from what the router kept.
+#[derive(Default)]
+struct RuleSets {
+    sets: HashMap<String, Engine>,
 }
 
 /// Everything a replay starts from.
@@ -171,6 +197,7 @@ impl Window {
         opts: &Options,
         engine: &Engine,
         told: Told,
+        cfg: &Config,
     ) -> Result<Window, SimulateError> {
         let (of, since) = match told {
             Told::First => (&reads.past_of, &reads.past_since),
@@ -180,7 +207,8 @@ impl Window {
             Some(ids) => Past::from_rows(&t.query(of, &[ids]).await?)?,
             None => Past::from_rows(&t.query(since, &[&opts.since]).await?)?,
         };
-        let mut w = Window::from_past(t, sql, past, engine).await?;
+        let names: Vec<String> = cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
+        let mut w = Window::from_past(t, sql, past, engine, &names).await?;
         if let Some(ids) = &opts.ids {
             let known: std::collections::HashSet<&str> =
                 w.before.iter().chain(&w.gone).map(|r| r.opp_id.as_str()).collect();
@@ -210,12 +238,14 @@ impl Window {
         Ok(())
     }
 
-    /// The past decisions with their fields from the CRM; those gone from it put aside.
+    /// The past decisions with what each saw (or, for one made before the router kept it, its
+    /// fields from the CRM now: those gone from it put aside).
     async fn from_past(
         t: &Transaction<'_>,
         sql: &CrmSql,
         past: Vec<Past>,
         engine: &Engine,
+        names: &[String],
     ) -> Result<Window, SimulateError> {
         let mut ctx: HashMap<String, crate::drain::Context> = HashMap::with_capacity(past.len());
         let ids: Vec<String> = past.iter().map(|p| p.opp_id.clone()).collect();
@@ -240,21 +270,31 @@ impl Window {
         let mut parsed: HashMap<String, Option<Explanation>> = HashMap::new();
         for p in past {
             let routed = routed_of(&p, engine, &mut parsed);
-            match ctx.remove(&p.opp_id) {
-                Some(c) if c.opportunity && !c.deleted => {
-                    if c.open && c.owner.is_some() && c.owner == p.owner_id {
-                        w.still_held.extend(c.owner);
-                    }
-                    w.fields.push(Fields { pipeline: c.pipeline, fields: c.fields });
+            let c = ctx.remove(&p.opp_id).filter(|c| c.opportunity && !c.deleted);
+            if let Some(c) = c.as_ref().filter(|c| c.open && c.owner.is_some() && c.owner == p.owner_id) {
+                w.still_held.extend(c.owner.clone());
+            }
+            let seen = p.seen.as_deref().and_then(|t| serde_json::from_str::<Seen>(t).ok());
+            match (seen, c) {
+                (Some(seen), _) => {
+                    let fields = names.iter().map(|n| seen.fields.get(n).cloned()).collect();
+                    let pipeline = seen.pipeline.clone();
+                    w.fields.push(Fields { pipeline, fields, seen: Some(Box::new(seen)), version: p.rules_version });
                     w.before.push(routed);
                 }
-                c => {
-                    let why = if c.is_some_and(|c| !c.opportunity) {
-                        "no longer an opportunity"
-                    } else {
-                        "deleted from the CRM since"
-                    };
-                    *w.skipped.entry(why.into()).or_insert(0) += 1;
+                (None, Some(c)) => {
+                    w.fields.push(Fields {
+                        pipeline: c.pipeline,
+                        fields: c.fields,
+                        seen: None,
+                        version: p.rules_version,
+                    });
+                    w.before.push(routed);
+                }
+                (None, None) => {
+                    *w.skipped
+                        .entry("deleted from the CRM since (decided before the router kept what it saw)".into())
+                        .or_insert(0) += 1;
                     w.gone.push(routed);
                 }
             }
@@ -276,23 +316,32 @@ impl Window {
         Ok(())
     }
 
-    /// The candidate rules' decision for each opportunity, in the order they came, from the
-    /// loads and recent assignments as the window began.
-    fn replay(&self, engine: &Engine, seed: u64) -> Vec<Routed> {
-        let mut ledger = self.ledger(engine);
+    /// The rules' decision for each opportunity, in the order they came: from what the router
+    /// saw then (its fields, moment, randomness, and the loads, caps and turns of the members its
+    /// rules reached), else from the loads and recent assignments as the window began. With
+    /// `sets`, each decision is replayed with the rule set that made it; `candidate` otherwise.
+    fn replay(&self, candidate: &Engine, sets: &RuleSets, seed: u64) -> Vec<Routed> {
+        let mut ledgers: HashMap<usize, Ledger> = HashMap::new();
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         let mut out = Vec::with_capacity(self.before.len());
         for (i, (b, f)) in self.before.iter().zip(&self.fields).enumerate() {
-            let at = DateTime::from_timestamp(b.at, 0).unwrap_or_default();
-            let opp = Opportunity {
-                id: &b.opp_id,
-                pipeline: f.pipeline.as_deref(),
-                fields: &f.fields,
-                waiting_since: at,
-                exclude: &[],
-                only_team: None,
+            let engine = f.version.as_ref().and_then(|v| sets.sets.get(v)).unwrap_or(candidate);
+            let ledger = ledgers.entry(engine as *const Engine as usize).or_insert_with(|| self.ledger(engine));
+            let d = match &f.seen {
+                Some(seen) => replay_seen(engine, ledger, &b.opp_id, f, seen),
+                None => {
+                    let at = DateTime::from_timestamp(b.at, 0).unwrap_or_default();
+                    let opp = Opportunity {
+                        id: &b.opp_id,
+                        pipeline: f.pipeline.as_deref(),
+                        fields: &f.fields,
+                        waiting_since: at,
+                        exclude: &[],
+                        only_team: None,
+                    };
+                    engine.route(&opp, ledger, at, &mut rng)
+                }
             };
-            let d = engine.route(&opp, &mut ledger, at, &mut rng);
             if i % CHUNK == 0 {
                 ledger.trim(b.at, engine.history);
             }
@@ -310,6 +359,41 @@ impl Window {
             });
         }
         out
+    }
+
+    /// The rule sets that made the window's decisions, compiled again from the files and the
+    /// CRM's directory the router kept with each version; one it cannot compile is said, and its
+    /// decisions are replayed with the rules on disk.
+    async fn sets_in_force(
+        &mut self,
+        t: &Transaction<'_>,
+        reads: &Reads,
+        cfg: &Config,
+    ) -> Result<RuleSets, SimulateError> {
+        let mut versions: Vec<String> = self.fields.iter().filter_map(|f| f.version.clone()).collect();
+        versions.sort();
+        versions.dedup();
+        let names: Vec<String> = cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
+        let mut sets = RuleSets::default();
+        for row in t.query(&reads.rule_sets, &[&versions]).await? {
+            let (version, sources, directory): (String, String, String) =
+                (row.try_get("version")?, row.try_get("sources")?, row.try_get("directory")?);
+            match compile_kept(&sources, &directory, &names) {
+                Ok(engine) => drop(sets.sets.insert(version, engine)),
+                Err(why) => {
+                    let note =
+                        format!("rules {version} could not be compiled again ({why}): replayed with the rules on disk");
+                    *self.skipped.entry(note).or_insert(0) += 1;
+                }
+            }
+        }
+        let missing = versions.iter().filter(|v| !sets.sets.contains_key(*v)).count();
+        if missing > 0 && sets.sets.len() + missing == versions.len() {
+            let note =
+                "rule sets not kept by the router (put in force before it kept them): replayed with the rules on disk";
+            self.skipped.insert(note.into(), missing);
+        }
+        Ok(sets)
     }
 
     /// The ledger as the window began: open loads, the assignments windowed caps count, pauses.
@@ -347,6 +431,33 @@ impl Window {
             bucket_secs: bucket_secs(self.before.first().map(|r| r.at), self.before.last().map(|r| r.at)),
         }
     }
+}
+
+/// One decision replayed from what it saw: the ledger of the members its rules reached put back
+/// as the router counted it, the same moment, the same randomness.
+fn replay_seen(engine: &Engine, ledger: &mut Ledger, id: &str, f: &Fields, seen: &Seen) -> crate::engine::Decision {
+    let at = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
+    seen.ledger.apply(engine, ledger);
+    let opp = Opportunity {
+        id,
+        pipeline: f.pipeline.as_deref(),
+        fields: &f.fields,
+        waiting_since: at(seen.waiting_since_us),
+        exclude: &seen.exclude,
+        only_team: seen.only_team.as_deref(),
+    };
+    engine.route(&opp, ledger, at(seen.now_us), &mut rand::rngs::SmallRng::seed_from_u64(seen.seed))
+}
+
+/// A rule set as the router kept it (its files, and what the CRM's directory said), compiled
+/// again; its own tests only warn (the CRM may have changed since).
+fn compile_kept(sources: &str, directory: &str, names: &[String]) -> Result<Engine, String> {
+    let files: Vec<(String, String)> = serde_json::from_str(sources).map_err(|e| e.to_string())?;
+    let mut dir: crate::rules::Directory = serde_json::from_str(directory).map_err(|e| e.to_string())?;
+    dir.tests_warn = true;
+    dir.unread = false;
+    let texts: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    crate::rules::compile_texts_with(&texts, names, &dir).map_err(|e| e.problems.join("; "))
 }
 
 /// A past decision as the report counts it, with who could have received it (read from its own

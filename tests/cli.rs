@@ -391,6 +391,7 @@ fn the_demo_tells_the_story_a_reload_mid_run_a_reclaim_caps_held_fallbacks_with_
         "203 Vũ Thị Giang             ",
         "no team (no team of the pipeline covers province = `CT`)",
         "still unowned: 0; dead-lettered events: 0",
+        "opportunities replayed from what the router saw, 0 would change",
     ] {
         assert!(text.contains(line), "expected `{line}` in the demo's output:\n{text}");
     }

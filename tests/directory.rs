@@ -423,6 +423,18 @@ async fn the_crms_word_is_live_on(shape: &Shape) {
     assert!(logs.contains("Bình ("), "{label}: people are named: {logs}");
     assert!(!logs.contains("connected as a superuser"), "{label}: the daemon ran as its narrow role: {logs}");
     assert!(!logs.contains("never compiled with the CRM's directory"), "{label}: {logs}");
+    // Every decision of the story (a pause, a cap and a disabling by the CRM in between, each a
+    // new rules version), decided again by the rules that made it from what the router saw.
+    let out = Command::new(BIN)
+        .args(["simulate", "--in-force", "--since", "1h", "--json", "-c"])
+        .arg(c.config_path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("simulate");
+    let replay: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{label}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(replay["changes"], serde_json::json!([]), "{label}: the rules in force change nothing: {replay}");
+    assert!(replay["opportunities"].as_u64() >= Some(16), "{label}: {replay}");
     withdrawn_after_uninstall(&c, &router_role).await;
 }
 

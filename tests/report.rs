@@ -317,3 +317,71 @@ async fn the_report_counts_what_the_audit_holds_per_member_and_outcome_and_draws
     assert_eq!(code, Some(0));
     assert!(text.contains("hanoi-retail") && text.contains("Gini"), "{text}");
 }
+
+/// A copy of the rules where Đà Nẵng (DN) is covered by the Hà Nội team instead of its own.
+fn with_danang_moved_to_hanoi(dir: &Path) -> PathBuf {
+    let rules = dir.join("moved");
+    copy_rules(&rules_dir(), &rules);
+    let teams = rules.join("02-teams.toml");
+    let text = std::fs::read_to_string(&teams).expect("read");
+    let text = text.replacen("territories = [\"HN\"]", "territories = [\"HN\", \"DN\"]", 1).replacen(
+        "territories = [\"DN\"]",
+        "territories = []",
+        1,
+    );
+    std::fs::write(&teams, text).expect("edit");
+    for f in ["10-retail.toml", "30-wealth.toml"] {
+        let text = std::fs::read_to_string(rules.join(f)).expect("read");
+        let cut = text.find("[[test]]").unwrap_or(text.len());
+        std::fs::write(rules.join(f), &text[..cut]).expect("write");
+    }
+    rules
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_replays_what_the_router_saw_so_the_rules_in_force_change_nothing_and_a_moved_territory_moves_exactly_its_own(
+) {
+    let db = a_routed_morning().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(dir.path(), &db.cfg.database.url, "");
+    // Since then the router's own writes are CRM data (every deal has an owner and a team, which
+    // the sticky fields read), and the CRM moved every account to another province: none of it
+    // is what the router saw.
+    db.client.batch_execute("UPDATE crm.account SET \"provinceCode\" = 'CT'").await.expect("the CRM moves on");
+    let routed: Vec<(String, Option<String>, Option<String>)> = db
+        .client
+        .query(
+            "SELECT opp_id, team_id, rule_id FROM oppty_router.assignments WHERE outcome <> 'reclaim' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("audit")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+
+    let (code, out, err) = cli(&config, &["simulate", "--in-force", "--since", "1h", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(report["opportunities"], routed.len(), "every decision replayed: {report}");
+    assert_eq!(report["changes"], serde_json::json!([]), "the rules in force decide again what they decided");
+
+    let moved = with_danang_moved_to_hanoi(dir.path());
+    let (code, out, err) =
+        cli(&config, &["simulate", "--rules", moved.to_str().expect("path"), "--since", "1h", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON report");
+    let mut expected: Vec<&str> = (routed.iter())
+        .filter(|(_, team, rule)| team.as_deref() == Some("danang-retail") && rule.as_deref() == Some("province-team"))
+        .map(|(id, _, _)| id.as_str())
+        .collect();
+    expected.sort_unstable();
+    assert!(!expected.is_empty(), "the morning had Đà Nẵng opportunities");
+    let changes = report["changes"].as_array().expect("changes");
+    let mut got: Vec<&str> = changes.iter().filter_map(|c| c["opp_id"].as_str()).collect();
+    got.sort_unstable();
+    assert_eq!(got, expected, "exactly the opportunities the province-team rule gave Đà Nẵng move");
+    for c in changes {
+        assert!(["101", "102"].contains(&c["after"].as_str().unwrap_or("")), "to Hà Nội: {c}");
+    }
+}

@@ -452,6 +452,16 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
     let o = &report["outcomes"]["before"];
     assert_eq!((o["rule"].as_i64(), o["fallback"].as_i64(), o["held"].as_i64()), (Some(1), Some(1), Some(0)), "{o}");
     assert_eq!(report["opportunities"], 2, "{report}");
+    // Replayed with the rules in force from what the router saw (the link missing, then there):
+    // each decides again what it decided.
+    let (code, out) = s.cli_stdout(&["simulate", "--in-force", "--since", "1h", "--json"]);
+    let replay: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        (replay["opportunities"].as_i64(), replay["changes"].as_array().map(Vec::len)),
+        (Some(2), Some(0)),
+        "{replay}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

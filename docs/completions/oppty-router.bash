@@ -763,7 +763,7 @@ _oppty__router() {
             return 0
             ;;
         oppty__subcmd__router__subcmd__simulate)
-            opts="-c -h --rules --since --opportunities --json --html --seed --config --database-url --help"
+            opts="-c -h --rules --in-force --since --opportunities --json --html --seed --config --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

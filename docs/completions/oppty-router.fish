@@ -109,6 +109,7 @@ complete -c oppty-router -n "__fish_oppty_router_using_subcommand simulate" -l h
 complete -c oppty-router -n "__fish_oppty_router_using_subcommand simulate" -l seed -d 'The replay\'s randomness (random picks, ties): the same seed gives the same replay' -r
 complete -c oppty-router -n "__fish_oppty_router_using_subcommand simulate" -s c -l config -d 'The daemon config' -r -F
 complete -c oppty-router -n "__fish_oppty_router_using_subcommand simulate" -l database-url -d 'Connect with this connection string instead of the config\'s `database.url` (and without its `database.password_file`): for a DBA running `install` or `grants` as the database owner' -r
+complete -c oppty-router -n "__fish_oppty_router_using_subcommand simulate" -l in-force -d 'Replay each decision with the rule set that made it (as the router kept it), from what it saw: what the router did, decided again; anything that would change is a fault'
 complete -c oppty-router -n "__fish_oppty_router_using_subcommand simulate" -l json -d 'Print the report as JSON'
 complete -c oppty-router -n "__fish_oppty_router_using_subcommand simulate" -s h -l help -d 'Print help'
 complete -c oppty-router -n "__fish_oppty_router_using_subcommand report" -l since -d 'The opportunities first decided this recently (`30d`, `12h`)' -r

@@ -173,6 +173,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[The daemon config]:CONFIG:_files' \
 '--config=[The daemon config]:CONFIG:_files' \
 '--database-url=[Connect with this connection string instead of the config'\''s \`database.url\` (and without its \`database.password_file\`)\: for a DBA running \`install\` or \`grants\` as the database owner]:DATABASE_URL:_default' \
+'(--rules)--in-force[Replay each decision with the rule set that made it (as the router kept it), from what it saw\: what the router did, decided again; anything that would change is a fault]' \
 '--json[Print the report as JSON]' \
 '-h[Print help]' \
 '--help[Print help]' \

@@ -315,6 +315,7 @@ impl<'a> Leader<'a> {
             sets.reloader.renamed(&engine.version);
             sets.live.store(engine.clone());
         }
+        record_set(&c.client, cfg, &engine).await.or_halt(cfg)?;
         let mut drain = Drain::new(cfg.clone(), c.sql.clone(), engine.clone(), opts.decisions.clone());
         drain.reconcile(&mut c.client).await.or_halt(cfg)?;
         drain.fence_on(lease.backend);
@@ -489,6 +490,7 @@ impl<'a> Leader<'a> {
         match crm::check_rule_values(&self.c.client, self.drain.crm_sql(), &latest.engine).await {
             Ok(()) => {
                 let engine = put_in_force(self.sets, &latest).await;
+                record_set(&self.c.client, self.cfg, &engine).await.or_halt(self.cfg)?;
                 self.people = people_of(&engine);
                 self.engine = engine.clone();
                 self.drain.swap_engine(&mut self.c.client, engine).await.or_halt(self.cfg)?;
@@ -606,6 +608,20 @@ fn refuse(sets: &RuleSets, candidate: &crate::reload::Candidate, e: &crm::RuleVa
     } else {
         tracing::debug!(rejected = %candidate.engine.version, kept = %kept.version, "the CRM still refuses the rules");
     }
+}
+
+/// Keep the set in force by its version (its files and what the CRM's directory said), so a
+/// replay can compile exactly the rules that made a decision.
+async fn record_set(
+    client: &tokio_postgres::Client,
+    cfg: &Config,
+    engine: &Engine,
+) -> Result<(), tokio_postgres::Error> {
+    let sql = crate::store::LeaseStatements::new(&cfg.router.schema).rule_set;
+    let files: Vec<(String, &str)> =
+        engine.sources.iter().map(|(p, t)| (p.display().to_string(), t.as_str())).collect();
+    let sources = serde_json::to_string(&files).unwrap_or_else(|_| "[]".into());
+    client.execute(&sql, &[&engine.version, &engine.hash, &sources, &&*engine.directory]).await.map(|_| ())
 }
 
 /// Put a candidate the CRM accepted in force: it takes its version (`rules::put_in_force`), and

@@ -1132,6 +1132,8 @@ struct AuditCols {
     explanation: Vec<String>,
     key: Vec<ExplanationKey>,
     event_at: Vec<DateTime<Utc>>,
+    /// What each decision saw (`engine::seen`, JSON), when it was a routing decision.
+    seen: Vec<Option<String>>,
 }
 
 impl AuditCols {
@@ -1151,6 +1153,7 @@ impl AuditCols {
             explanation: pick(self.explanation, keep),
             key: pick(self.key, keep),
             event_at: pick(self.event_at, keep),
+            seen: pick(self.seen, keep),
         }
     }
 
@@ -1196,13 +1199,22 @@ impl AuditCols {
                 &self.event_at,
                 &new,
                 &new_texts,
+                &self.seen,
             ],
         )
         .await?;
         Ok(new_keys)
     }
 
-    fn push(&mut self, opp: &str, d: &crate::engine::Decision, previous: Option<String>, event_at: DateTime<Utc>) {
+    fn push(
+        &mut self,
+        opp: &str,
+        d: &crate::engine::Decision,
+        previous: Option<String>,
+        event_at: DateTime<Utc>,
+        seen: Option<String>,
+    ) {
+        self.seen.push(seen);
         self.opp.push(opp.to_string());
         self.owner.push(d.owner.clone());
         self.team.push(d.team.clone());

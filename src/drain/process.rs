@@ -23,6 +23,8 @@ use crate::crm::WriteSql;
 pub(super) const RECOUNT_WAIT: Duration = Duration::from_millis(500);
 use crate::db::row::FromRow;
 use crate::engine::{Decision, Engine, Ledger, Opportunity, Outcome};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 
 /// A batch's events by what they ask for.
 #[derive(Default)]
@@ -43,6 +45,8 @@ struct Pending {
     decision: Decision,
     previous: Option<String>,
     event_at: DateTime<Utc>,
+    /// What the decision saw (`engine::seen`), as stored with it.
+    seen: Option<String>,
 }
 
 /// Opportunities to route again later (held for capacity, locked by a CRM transaction).
@@ -355,18 +359,51 @@ impl Drain {
                 exclude: &[],
                 only_team: None,
             };
+            // Each decision's randomness from a seed of its own, kept with what it saw: a replay
+            // draws the same.
+            let seed: u64 = rand::RngExt::random(&mut *rng);
             let started = std::time::Instant::now();
-            let decision = engine.route(&opp, step.ledger, now, &mut *rng);
+            let decision = engine.route(&opp, step.ledger, now, &mut SmallRng::seed_from_u64(seed));
             decision_time.record(started.elapsed().as_secs_f64());
+            let seen = self.seen(engine, &opp, &decision, step.ledger, now, seed);
             step.journal.push(Journal::Assign(decision.undo.clone()));
             pending.push(Pending {
                 opp: ev.opp_id.clone(),
                 decision,
                 previous: c.owner.clone(),
                 event_at: ev.created_at,
+                seen,
             });
         }
         pending
+    }
+
+    /// What a decision saw, as JSON: the fields by name, the moment, the seed, and the ledger as
+    /// it stood before the decision for the members its rules reached.
+    fn seen(
+        &self,
+        engine: &Engine,
+        opp: &Opportunity<'_>,
+        d: &Decision,
+        ledger: &crate::engine::Ledger,
+        now: DateTime<Utc>,
+        seed: u64,
+    ) -> Option<String> {
+        use crate::engine::seen::{reached, LedgerView, Seen};
+        let reached = reached(engine, &d.explanation);
+        let view = LedgerView::of(engine, ledger, &reached, &d.pipeline, now.timestamp()).before(engine, &d.undo);
+        let names = self.cfg.opportunity.fields.iter().map(|f| f.name.clone());
+        let seen = Seen {
+            now_us: now.timestamp_micros(),
+            seed,
+            pipeline: opp.pipeline.map(str::to_string),
+            fields: names.zip(opp.fields).filter_map(|(n, v)| Some((n, v.clone()?))).collect(),
+            waiting_since_us: opp.waiting_since.timestamp_micros(),
+            exclude: opp.exclude.iter().map(|x| x.to_string()).collect(),
+            only_team: opp.only_team.map(str::to_string),
+            ledger: view,
+        };
+        serde_json::to_string(&seen).ok()
     }
 
     /// Write owners back; only rows still unowned are written. Returns those written, each with
@@ -478,7 +515,7 @@ impl Drain {
             count(&mut step.tally.report, &p, &mut step.tally.again);
             tracing::debug!(opportunity = %p.opp, owner = ?d.owner, team = ?d.team, outcome = d.outcome.as_str(),
                 rule = ?d.rule_id, pipeline = %d.pipeline, "decision");
-            r.audit.push(&p.opp, d, p.previous.clone(), p.event_at);
+            r.audit.push(&p.opp, d, p.previous.clone(), p.event_at, p.seen.take());
             if let Some(o) = &d.owner {
                 r.ownership.opp.push(p.opp.clone());
                 r.ownership.owner.push(o.clone());

@@ -459,7 +459,7 @@ impl Drain {
             if let Some(a) = verdict.decision.undo.assigned {
                 v.pending_undo.insert(row.id.clone(), a);
             }
-            v.audit.push(&row.id, &verdict.decision, Some(row.owner.clone()), batch.now);
+            v.audit.push(&row.id, &verdict.decision, Some(row.owner.clone()), batch.now, None);
             match verdict.step {
                 Step::Move { to, team_crm, track, by_engine } => v.writes.push(Write {
                     opp: row.id.clone(),

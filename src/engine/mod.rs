@@ -14,6 +14,7 @@ mod pick;
 pub mod reclaim;
 mod route;
 pub mod schedule;
+pub mod seen;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -508,6 +509,9 @@ pub struct Engine {
     /// The rule files the set was compiled from (name, text), kept for messages that say where a
     /// value is written (a member id the CRM refuses). Never read to route.
     pub sources: std::sync::Arc<[(std::path::PathBuf, String)]>,
+    /// What the CRM's directory said when the set was compiled (JSON), kept with the files so
+    /// the set can be compiled again exactly (`simulate --in-force`).
+    pub directory: std::sync::Arc<str>,
 }
 
 enum Excl {

@@ -38,7 +38,7 @@ pub struct RulesError {
 }
 
 /// What the CRM says about members, loaded through the daemon config (optional).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Directory {
     /// When set, members not in it are inactive.
     pub active: Option<HashSet<String>>,
@@ -76,7 +76,7 @@ pub struct Directory {
 }
 
 /// A territory as the CRM's tree has it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CrmTerritory {
     pub id: String,
     pub name: String,
@@ -85,7 +85,7 @@ pub struct CrmTerritory {
 }
 
 /// A member's pause or cap within one team, as the CRM keeps it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MembershipRule {
     /// The team's CRM id.
     pub team: String,
@@ -97,7 +97,7 @@ pub struct MembershipRule {
 }
 
 /// The canonical text form of a user id, by the owner column's type.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum IdForm {
     /// A uuid column, or not known yet (offline): an id that is a uuid in any letter case (braces
     /// and missing hyphens too) is read in lower case, hyphenated, as PostgreSQL writes a uuid;

@@ -24,6 +24,9 @@ pub struct LeaseStatements {
     pub stopped: String,
     /// → the [`LastLeader`] recorded.
     pub last_leader: String,
+    /// `$1` version, `$2` hash, `$3` sources (JSON text), `$4` directory (JSON text): a rule set
+    /// put in force, kept once per version.
+    pub rule_set: String,
     /// `$1` host … `$9` last error at: this leader's state.
     pub report: String,
 }
@@ -89,6 +92,10 @@ impl LeaseStatements {
             ),
             stopped: format!("UPDATE {s}.daemon_status SET stopped_at = clock_timestamp() WHERE pid = $1"),
             last_leader: format!("SELECT rules_version, host, pid FROM {s}.daemon_status WHERE singleton"),
+            rule_set: format!(
+                "INSERT INTO {s}.rule_sets (version, hash, sources, directory) \
+                 VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb) ON CONFLICT (version) DO NOTHING"
+            ),
             report: format!(
                 "INSERT INTO {s}.daemon_status (singleton, host, pid, leading_since, rules_version, rules_loaded_at, reloads, \
                  refused_reloads, last_error, last_error_at, people, updated_at) VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, clock_timestamp()) \

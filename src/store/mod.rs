@@ -199,10 +199,10 @@ impl Statements {
                 "WITH x AS (INSERT INTO {s}.explanations (key, body) SELECT n.k, n.b::jsonb \
                    FROM unnest($11::bytea[], $12::text[]) AS n(k, b) ON CONFLICT (key) DO NOTHING) \
                  INSERT INTO {s}.assignments (opp_id, owner_id, team_id, previous_owner, outcome, pipeline, rule_id, \
-                 rules_version, explanation_key, event_at) \
-                 SELECT u.o, u.w, u.t, u.p, u.c, u.l, u.r, $8, u.e, u.a \
+                 rules_version, explanation_key, event_at, seen) \
+                 SELECT u.o, u.w, u.t, u.p, u.c, u.l, u.r, $8, u.e, u.a, u.s::jsonb \
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                 $9::bytea[], $10::timestamptz[]) AS u(o, w, t, p, c, l, r, e, a)"
+                 $9::bytea[], $10::timestamptz[], $13::text[]) AS u(o, w, t, p, c, l, r, e, a, s)"
             ),
             own: format!(
                 "INSERT INTO {s}.ownership (opp_id, owner_id, team_id, pipeline, assigned_at, last_owner_touch_at, due_at) \

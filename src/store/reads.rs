@@ -26,6 +26,8 @@ pub struct Reads {
     pub past_since: String,
     /// `$1` text[] ids → their first [`Past`] decision, oldest first (held: its `unrouted` row).
     pub past_of: String,
+    /// `$1` text[] versions → `version`, `sources`, `directory` (JSON text) of the rule sets kept.
+    pub rule_sets: String,
     /// `$1` timestamptz → each opportunity first decided since then, as it ended ([`ended_sql`]).
     pub ended_since: String,
     /// `$1` text[] ids → the same for these opportunities.
@@ -62,7 +64,7 @@ typed_row! {
 }
 
 typed_row! {
-    /// An opportunity's first decision (or its hold), as a replay starts from.
+    /// An opportunity's decision (or its hold), as a replay or a report starts from.
     #[derive(Debug, Clone)]
     pub struct Past {
         pub opp_id: String,
@@ -75,6 +77,10 @@ typed_row! {
         pub pipeline: Option<String>,
         /// The decision's explanation (JSON), for who could have received it.
         pub explanation: Option<String>,
+        /// The rule set that made it.
+        pub rules_version: Option<String>,
+        /// What it saw (`engine::seen`, JSON): none for a decision made before the router kept it.
+        pub seen: Option<String>,
     }
 }
 
@@ -195,6 +201,10 @@ impl Reads {
             ),
             past_since: past_sql(&s, "a.decided_at >= $1", "u.since >= $1"),
             past_of: past_sql(&s, "a.opp_id = ANY($1)", "u.opp_id = ANY($1)"),
+            rule_sets: format!(
+                "SELECT version, sources::text AS sources, directory::text AS directory FROM {s}.rule_sets \
+                 WHERE version = ANY($1)"
+            ),
             ended_since: ended_sql(&s, "a.decided_at >= $1", "u.since >= $1"),
             ended_of: ended_sql(&s, "a.opp_id = ANY($1)", "u.opp_id = ANY($1)"),
             recent_between: format!(
@@ -230,7 +240,8 @@ fn ended_sql(s: &str, decided: &str, held: &str) -> String {
         "SELECT f.opp_id, f.at, \
            CASE WHEN u.outcome IS NOT NULL THEN u.outcome WHEN l.outcome = 'held' THEN 'skipped' ELSE l.outcome END AS outcome, \
            CASE WHEN u.outcome IS NULL AND l.outcome IN ('rule', 'fallback', 'reclaim') THEN l.owner_id END AS owner_id, \
-           l.team_id, l.rule_id, coalesce(l.pipeline, f.pipeline) AS pipeline, l.explanation \
+           l.team_id, l.rule_id, coalesce(l.pipeline, f.pipeline) AS pipeline, l.explanation, \
+           NULL::text AS rules_version, NULL::text AS seen \
          FROM ( \
            SELECT DISTINCT ON (a.opp_id) a.opp_id, extract(epoch FROM a.decided_at)::float8 AS at, a.pipeline \
            FROM {s}.assignments a WHERE {decided} AND a.outcome NOT IN ('reclaim', 'kept') ORDER BY a.opp_id, a.id) f \
@@ -239,25 +250,30 @@ fn ended_sql(s: &str, decided: &str, held: &str) -> String {
            FROM {s}.assignments_explained a WHERE a.opp_id = f.opp_id AND a.outcome <> 'kept' ORDER BY a.id DESC LIMIT 1) l \
          LEFT JOIN {s}.unrouted u ON u.opp_id = f.opp_id \
          UNION ALL \
-         SELECT u.opp_id, extract(epoch FROM u.since)::float8, 'held', NULL, NULL, NULL, u.pipeline, NULL \
+         SELECT u.opp_id, extract(epoch FROM u.since)::float8, 'held', NULL, NULL, NULL, u.pipeline, NULL, NULL, NULL \
          FROM {s}.unrouted u \
          WHERE {held} AND u.outcome = 'held' AND NOT EXISTS (SELECT 1 FROM {s}.assignments x WHERE x.opp_id = u.opp_id) \
          ORDER BY 2, 1"
     )
 }
 
-/// [`Reads::past_since`] and [`Reads::past_of`]: each opportunity's first decision that `decided`
-/// selects (a reclaim is not one: it moves an opportunity already routed), and the holds `held`
-/// selects of opportunities never decided, oldest first.
+/// [`Reads::past_since`] and [`Reads::past_of`]: each opportunity whose first decision `decided`
+/// selects (a reclaim is not one: it moves an opportunity already routed), as the router last
+/// routed it (its last decision that is not a reclaim's), with the rule set that made it and what
+/// it saw; and the holds `held` selects of opportunities never decided, oldest first.
 fn past_sql(s: &str, decided: &str, held: &str) -> String {
     format!(
-        "SELECT opp_id, at, outcome, owner_id, team_id, rule_id, pipeline, explanation FROM ( \
-           SELECT DISTINCT ON (a.opp_id) a.opp_id, extract(epoch FROM a.decided_at)::float8 AS at, a.outcome, \
-             a.owner_id, a.team_id, a.rule_id, a.pipeline, a.explanation::text AS explanation \
-           FROM {s}.assignments_explained a \
-           WHERE {decided} AND a.outcome <> 'reclaim' ORDER BY a.opp_id, a.id) d \
+        "SELECT f.opp_id, extract(epoch FROM l.decided_at)::float8 AS at, l.outcome, l.owner_id, l.team_id, l.rule_id, \
+           coalesce(l.pipeline, f.pipeline) AS pipeline, l.explanation, l.rules_version, l.seen FROM ( \
+           SELECT DISTINCT ON (a.opp_id) a.opp_id, a.pipeline FROM {s}.assignments a \
+           WHERE {decided} AND a.outcome NOT IN ('reclaim', 'kept') ORDER BY a.opp_id, a.id) f \
+         CROSS JOIN LATERAL ( \
+           SELECT a.id, a.decided_at, a.outcome, a.owner_id, a.team_id, a.rule_id, a.pipeline, \
+             a.explanation::text AS explanation, a.rules_version, x.seen::text AS seen \
+           FROM {s}.assignments_explained a JOIN {s}.assignments x ON x.id = a.id \
+           WHERE a.opp_id = f.opp_id AND a.outcome NOT IN ('reclaim', 'kept') ORDER BY a.id DESC LIMIT 1) l \
          UNION ALL \
-         SELECT u.opp_id, extract(epoch FROM u.since)::float8, 'held', NULL, NULL, NULL, u.pipeline, NULL \
+         SELECT u.opp_id, extract(epoch FROM u.since)::float8, 'held', NULL, NULL, NULL, u.pipeline, NULL, NULL, NULL \
          FROM {s}.unrouted u \
          WHERE {held} AND u.outcome = 'held' AND NOT EXISTS (SELECT 1 FROM {s}.assignments x WHERE x.opp_id = u.opp_id) \
          ORDER BY 2, 1"

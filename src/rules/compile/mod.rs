@@ -280,6 +280,7 @@ impl<'a> Resolver<'a> {
             history: history.max(86_400 * 2),
             warnings: Vec::new(),
             sources: cx.files.iter().map(|f| (f.path.clone(), f.text.clone())).collect(),
+            directory: serde_json::to_string(directory).unwrap_or_default().into(),
         };
         let engine = Engine { warnings: domains::warnings(&engine), ..engine };
         (engine, cx)

@@ -216,7 +216,7 @@ async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_b
         oppty_router::install::MIGRATIONS.len() as i64
     );
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup").await, 1);
-    assert_eq!(once, 5 * 1000 + 4 * 100 + 16, "5 triggers (one for owner edits), 4 functions, 16 tables");
+    assert_eq!(once, 5 * 1000 + 4 * 100 + 17, "5 triggers (one for owner edits), 4 functions, 17 tables");
 
     let mut c = oppty_router::db::connect(&db.cfg.database, "").await.expect("connect");
     oppty_router::install::uninstall(&mut c, &db.cfg).await.expect("uninstall");

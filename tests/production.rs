@@ -380,14 +380,10 @@ async fn in_production_the_crm_and_a_narrow_daemon_role_meet_over_tls_and_everyt
     .await;
     let decided =
         count(&admin, "SELECT count(DISTINCT opp_id) FROM oppty_router.assignments WHERE outcome <> 'reclaim'").await;
-    assert!(
-        out.contains(&format!("· {kept} opportunities")),
-        "each decision still in the CRM replayed ({kept}): {out}"
-    );
-    assert!(
-        decided == kept || out.contains(&format!("not replayed: {} (deleted from the CRM since)", decided - kept)),
-        "the deleted ones are said: {out}"
-    );
+    // Replayed from what the router saw: those deleted from the CRM since as well.
+    assert!(decided > kept, "some were deleted since: {decided} decided, {kept} still in the CRM");
+    assert!(out.contains(&format!("· {decided} opportunities")), "every decision replayed ({decided}): {out}");
+    assert!(!out.contains("not replayed"), "{out}");
 }
 
 fn load_rules(cfg: &Config) -> oppty_router::engine::Engine {

@@ -365,6 +365,13 @@ async fn simulate_replays_what_the_router_saw_so_the_rules_in_force_change_nothi
     let report: Value = serde_json::from_str(&out).expect("JSON report");
     assert_eq!(report["opportunities"], routed.len(), "every decision replayed: {report}");
     assert_eq!(report["changes"], serde_json::json!([]), "the rules in force decide again what they decided");
+    // The same files as a candidate (no reload in the window): the same, no change.
+    let same = rules_dir();
+    let (code, out, err) =
+        cli(&config, &["simulate", "--rules", same.to_str().expect("path"), "--since", "1h", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(report["changes"], serde_json::json!([]), "unchanged rules as a candidate change nothing");
 
     let moved = with_danang_moved_to_hanoi(dir.path());
     let (code, out, err) =

@@ -391,7 +391,7 @@ impl Drain {
     ) -> Option<String> {
         use crate::engine::seen::{reached, LedgerView, Seen};
         let reached = reached(engine, &d.explanation);
-        let view = LedgerView::of(engine, ledger, &reached, &d.pipeline, now.timestamp()).before(engine, &d.undo);
+        let view = LedgerView::of(engine, ledger, &reached, &d.pipeline, now, &d.undo);
         let names = self.cfg.opportunity.fields.iter().map(|f| f.name.clone());
         let seen = Seen {
             now_us: now.timestamp_micros(),

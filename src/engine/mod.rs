@@ -258,6 +258,24 @@ pub struct Cap {
     pub crm_count: bool,
 }
 
+impl Cap {
+    /// Where the cap's window starts at `now` (epoch seconds); `None` for open opportunities.
+    pub fn since(&self, now: DateTime<Utc>) -> Option<i64> {
+        match &self.window {
+            Window::Open => None,
+            Window::Rolling(secs) => Some(now.timestamp() - secs),
+            Window::Day(tz) => Some(
+                now.with_timezone(tz)
+                    .date_naive()
+                    .and_hms_opt(0, 0, 0)
+                    .and_then(|n| chrono::TimeZone::from_local_datetime(tz, &n).earliest())
+                    .map(|d| d.timestamp())
+                    .unwrap_or(now.timestamp() - 86_400),
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Member {
     pub id: Arc<str>,
@@ -608,18 +626,9 @@ impl Engine {
                 let n = if cap.crm_count { ledger.crm_assigned_since(m, from) } else { ledger.assigned_since(m, from) };
                 n as i64
             };
-            let used = match &cap.window {
-                Window::Open => ledger.open[m],
-                Window::Rolling(secs) => since(now.timestamp() - secs),
-                Window::Day(tz) => {
-                    let local = now.with_timezone(tz).date_naive();
-                    let midnight = local
-                        .and_hms_opt(0, 0, 0)
-                        .and_then(|n| chrono::TimeZone::from_local_datetime(tz, &n).earliest())
-                        .map(|d| d.timestamp())
-                        .unwrap_or(now.timestamp() - 86_400);
-                    since(midnight)
-                }
+            let used = match cap.since(now) {
+                None => ledger.open[m],
+                Some(from) => since(from),
             };
             used >= i64::from(cap.max)
         })

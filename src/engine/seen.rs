@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::Undo;
@@ -47,23 +48,22 @@ pub struct LedgerView {
     pub cursors: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub weights: BTreeMap<String, BTreeMap<String, i64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crm_read_at: Option<i64>,
 }
 
-/// One member as a decision saw them.
+/// One member as a decision saw them: loads and cap counts as counted, not the assignments
+/// behind them (a replay puts back assignments that count the same).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MemberView {
     pub open: i64,
-    /// Assignments the member's caps may count (epoch seconds); for a member without caps, the
-    /// last one alone (a tie-break reads it).
+    /// The newest assignment (epoch seconds): fewest-open's tie-break reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<i64>,
+    /// Per windowed cap: where its window started and what it counted (at most its maximum + 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recent: Vec<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub crm: Vec<i64>,
-    /// Per team with a cap of its own: the assignments it counts.
+    pub counts: Vec<(i64, u32)>,
+    /// Per team with a cap of its own: the same.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub here: BTreeMap<String, Vec<i64>>,
+    pub here: BTreeMap<String, Vec<(i64, u32)>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reentry: Option<(i64, i64)>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -72,50 +72,81 @@ pub struct MemberView {
     pub paused: bool,
 }
 
-/// The members a decision reached: those of every team its rules' team stages named.
-pub fn reached(engine: &Engine, ex: &Explanation) -> Vec<usize> {
-    let mut out: Vec<usize> = (ex.rules.iter())
+/// The teams a decision's rules' team stages named, and their members.
+pub fn reached(engine: &Engine, ex: &Explanation) -> (Vec<usize>, Vec<usize>) {
+    let mut teams: Vec<usize> = (ex.rules.iter())
         .filter_map(|r| r.team.as_ref())
         .flat_map(|t| t.ids.iter())
-        .filter_map(|id| engine.team_index.get(&**id))
-        .flat_map(|t| engine.teams[*t].members.iter().copied())
+        .filter_map(|id| engine.team_index.get(&**id).copied())
         .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+    teams.sort_unstable();
+    teams.dedup();
+    let mut members: Vec<usize> = teams.iter().flat_map(|t| engine.teams[*t].members.iter().copied()).collect();
+    members.sort_unstable();
+    members.dedup();
+    (teams, members)
+}
+
+/// Assignments that count as `counts` say (each window's count from its start) with `last`
+/// the newest: one at `last`, the rest at each window's start, which only it and the wider ones
+/// count.
+fn assignments(last: Option<i64>, counts: &[(i64, u32)]) -> VecDeque<i64> {
+    let mut q: Vec<i64> = last.into_iter().collect();
+    let mut windows = counts.to_vec();
+    windows.sort_by_key(|w| std::cmp::Reverse(w.0));
+    for (since, n) in windows {
+        let have = q.iter().filter(|t| **t >= since).count();
+        q.extend(std::iter::repeat_n(since, (n as usize).saturating_sub(have)));
+    }
+    q.sort_unstable();
+    q.into()
 }
 
 impl LedgerView {
-    /// The ledger as `members` of `pipeline` stood at `now` (epoch seconds), before a decision.
-    pub fn of(engine: &Engine, ledger: &Ledger, members: &[usize], pipeline: &str, now: i64) -> LedgerView {
-        let from = now - engine.history;
-        let window = |q: &VecDeque<i64>| q.iter().copied().filter(|t| *t >= from).collect::<Vec<i64>>();
-        let mut view = LedgerView { crm_read_at: ledger.crm_read_at, ..Default::default() };
+    /// The ledger as a decision's reached `teams` and their `members` saw it, before the decision
+    /// (taken after it, `undo` taken back: which members it reached is known only then).
+    pub fn of(
+        engine: &Engine,
+        ledger: &Ledger,
+        (teams, members): &(Vec<usize>, Vec<usize>),
+        pipeline: &str,
+        now: DateTime<Utc>,
+        undo: &Undo,
+    ) -> LedgerView {
+        let mine = undo.assigned;
+        let mut view = LedgerView::default();
         for &m in members {
             let member = &engine.members[m];
-            let capped = !member.caps.is_empty();
-            let mut here = BTreeMap::new();
-            for ((who, team), q) in &ledger.recent_here {
-                if **who == *member.id {
-                    here.insert(team.to_string(), window(q));
-                }
-            }
+            let took = mine.filter(|(x, _)| *x == m).map(|(_, at)| at);
+            let counts = (member.caps.iter())
+                .filter_map(|cap| {
+                    let since = cap.since(now)?;
+                    let n = if cap.crm_count {
+                        ledger.crm_assigned_since(m, since)
+                    } else {
+                        ledger.assigned_since(m, since)
+                    };
+                    let n = n.saturating_sub(usize::from(took.is_some_and(|at| at >= since)));
+                    Some((since, n.min(cap.max as usize + 1) as u32))
+                })
+                .collect();
+            let mut newest = ledger.recent[m].iter().rev().copied();
+            let last = match took {
+                Some(at) => newest.by_ref().position(|t| t == at).and_then(|_| newest.next()),
+                None => newest.next(),
+            };
             let v = MemberView {
-                open: ledger.open[m],
-                // The caps count the window; fewest-open's tie-break reads the last assignment.
-                recent: if capped {
-                    window(&ledger.recent[m])
-                } else {
-                    ledger.recent[m].back().copied().into_iter().collect()
-                },
-                crm: if capped { ledger.crm_recent.get(m).map(window).unwrap_or_default() } else { Vec::new() },
-                here,
+                open: ledger.open[m] - i64::from(took.is_some()),
+                last,
+                counts,
+                here: BTreeMap::new(),
                 reentry: ledger.reentry[m],
                 away: ledger.away[m],
                 paused: ledger.paused.get(m).copied().unwrap_or(false),
             };
             view.members.insert(member.id.to_string(), v);
         }
+        view.team_caps(engine, ledger, teams, now, undo);
         let prefix = format!("{pipeline}/");
         for (k, c) in ledger.cursors.iter().filter(|(k, _)| k.starts_with(&prefix)) {
             view.cursors.insert(k.clone(), c.clone());
@@ -123,31 +154,30 @@ impl LedgerView {
         for (k, w) in ledger.weights.iter().filter(|(k, _)| k.starts_with(&prefix)) {
             view.weights.insert(k.clone(), w.iter().map(|(a, b)| (a.clone(), *b)).collect());
         }
+        view.turns_and_flags_before(engine, undo);
         view
     }
 
-    /// The view as it stood before the decision whose `undo` it is (taken after it: which
-    /// members it reached is known only then): its assignment, turns and flags taken back, as
-    /// [`Ledger::undo`] does.
-    pub fn before(mut self, engine: &Engine, undo: &Undo) -> LedgerView {
-        if let Some((m, at)) = undo.assigned {
-            if let Some(v) = self.members.get_mut(&*engine.members[m].id) {
-                v.open = (v.open - 1).max(0);
-                if let Some(pos) = v.recent.iter().rposition(|t| *t == at) {
-                    v.recent.remove(pos);
+    /// The caps the reached teams hold for their members, as counted before the decision.
+    fn team_caps(&mut self, engine: &Engine, ledger: &Ledger, teams: &[usize], now: DateTime<Utc>, undo: &Undo) {
+        for &t in teams {
+            let team = &engine.teams[t];
+            for (m, cap) in &team.caps_here {
+                let Some(since) = cap.since(now) else { continue };
+                let id = &engine.members[*m].id;
+                let mut n = ledger.assigned_here(id, &team.id, since);
+                if undo.here.as_ref().is_some_and(|(w, x)| w == id && *x == team.id) {
+                    n = n.saturating_sub(1);
                 }
-                if let Some((_, team)) = &undo.here {
-                    if let Some(q) = v.here.get_mut(&**team) {
-                        if let Some(pos) = q.iter().rposition(|t| *t == at) {
-                            q.remove(pos);
-                        }
-                        if q.is_empty() {
-                            v.here.remove(&**team);
-                        }
-                    }
+                if let Some(v) = self.members.get_mut(&**id) {
+                    v.here.insert(team.id.to_string(), vec![(since, n.min(cap.max as usize + 1) as u32)]);
                 }
             }
         }
+    }
+
+    /// The decision's pick state and flags taken back, as [`Ledger::undo`] does.
+    fn turns_and_flags_before(&mut self, engine: &Engine, undo: &Undo) {
         for p in undo.picks.iter().rev() {
             match p {
                 PickUndo::Cursor { key, prev: Some(prev) } => drop(self.cursors.insert(key.clone(), prev.clone())),
@@ -164,18 +194,18 @@ impl LedgerView {
                 v.reentry = f.reentry;
             }
         }
-        self
     }
 
     /// Put what this view saw into `ledger` (for `engine`'s members), over whatever it held for
-    /// them: a replay decides from the loads, caps and turns the router counted then.
+    /// them: a replay decides from the loads, caps and turns the router counted then. The counts
+    /// are the effective ones (a CRM-counted cap's included), so the CRM's own record is not used.
     pub fn apply(&self, engine: &Engine, ledger: &mut Ledger) {
         for (id, v) in &self.members {
             let Some(m) = engine.member_index(id) else { continue };
             ledger.open[m] = v.open;
-            ledger.recent[m] = v.recent.iter().copied().collect();
+            ledger.recent[m] = assignments(v.last, &v.counts);
             if let Some(q) = ledger.crm_recent.get_mut(m) {
-                *q = v.crm.iter().copied().collect();
+                q.clear();
             }
             ledger.reentry[m] = v.reentry;
             ledger.away[m] = v.away;
@@ -183,9 +213,9 @@ impl LedgerView {
                 *p = v.paused;
             }
             ledger.recent_here.retain(|(who, _), _| **who != **id);
-            for (team, q) in &v.here {
+            for (team, counts) in &v.here {
                 let key: (Arc<str>, Arc<str>) = (Arc::from(id.as_str()), Arc::from(team.as_str()));
-                ledger.recent_here.insert(key, q.iter().copied().collect());
+                ledger.recent_here.insert(key, assignments(None, counts));
             }
         }
         for (k, c) in &self.cursors {
@@ -194,8 +224,20 @@ impl LedgerView {
         for (k, w) in &self.weights {
             ledger.weights.insert(k.clone(), w.iter().map(|(a, b)| (a.clone(), *b)).collect());
         }
-        if self.crm_read_at.is_some() {
-            ledger.crm_read_at = self.crm_read_at;
-        }
+        ledger.crm_read_at = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignments_put_back_count_as_each_window_counted_with_the_newest_last() {
+        let q = assignments(Some(1_000), &[(500, 5), (900, 3), (990, 1)]);
+        let since = |from: i64| q.iter().filter(|t| **t >= from).count();
+        assert_eq!((since(990), since(900), since(500)), (1, 3, 5), "{q:?}");
+        assert_eq!(q.back(), Some(&1_000), "the tie-break reads the newest");
+        assert!(assignments(None, &[]).is_empty());
     }
 }

@@ -804,7 +804,7 @@ fn spawn_signals(
 /// A SIGHUP's reload, told to systemd; logged by the reloader, with what changed or every problem.
 async fn reload_on_sighup(reloader: Arc<oppty_router::reload::Reloader>) {
     oppty_router::systemd::reloading();
-    let r = reloader.reload_in_background("SIGHUP").await;
+    let r = reloader.reload_in_background(oppty_router::reload::SIGHUP).await;
     let version = reloader.status.load().version.clone();
     oppty_router::systemd::reloaded(&match r {
         Ok(_) => format!("routing with rules {version}"),

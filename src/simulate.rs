@@ -375,23 +375,24 @@ impl Window {
         versions.dedup();
         let names: Vec<String> = cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
         let mut sets = RuleSets::default();
+        let mut failed: HashMap<String, String> = HashMap::new();
         for row in t.query(&reads.rule_sets, &[&versions]).await? {
             let (version, sources, directory): (String, String, String) =
                 (row.try_get("version")?, row.try_get("sources")?, row.try_get("directory")?);
             match compile_kept(&sources, &directory, &names) {
                 Ok(engine) => drop(sets.sets.insert(version, engine)),
-                Err(why) => {
-                    let note =
-                        format!("rules {version} could not be compiled again ({why}): replayed with the rules on disk");
-                    *self.skipped.entry(note).or_insert(0) += 1;
-                }
+                Err(why) => drop(failed.insert(version, why)),
             }
         }
-        let missing = versions.iter().filter(|v| !sets.sets.contains_key(*v)).count();
-        if missing > 0 && sets.sets.len() + missing == versions.len() {
-            let note =
-                "rule sets not kept by the router (put in force before it kept them): replayed with the rules on disk";
-            self.skipped.insert(note.into(), missing);
+        // Each decision whose own rules cannot be had is replayed with the rules on disk: said,
+        // counted by decision.
+        for v in self.fields.iter().filter_map(|f| f.version.as_ref()).filter(|v| !sets.sets.contains_key(*v)) {
+            let why = match failed.get(v) {
+                Some(e) => format!("rules {v} could not be compiled again: {e}"),
+                None => format!("rules {v} were not kept (put in force before the router kept rule sets)"),
+            };
+            let note = format!("with the rules that made them: {why}; replayed with the rules on disk");
+            *self.skipped.entry(note).or_insert(0) += 1;
         }
         Ok(sets)
     }

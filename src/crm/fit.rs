@@ -157,9 +157,9 @@ impl RuleValuesError {
     /// compiled from write the value (its definition, else each place it is named, a few at most).
     pub fn located(&self, sources: &[(std::path::PathBuf, String)]) -> Vec<String> {
         let RuleValuesError::Misfit(misfits) = self else { return vec![self.to_string()] };
+        let values: Vec<&str> = misfits.iter().map(|m| m.value.as_str()).collect();
         let mut out = Vec::new();
-        for m in misfits {
-            let places = crate::rules::where_written(sources, &m.value);
+        for (m, places) in misfits.iter().zip(crate::rules::where_written(sources, &values)) {
             if places.is_empty() {
                 out.push(m.to_string());
             }

@@ -597,7 +597,7 @@ fn crm_count_every(cfg: &Config) -> Duration {
 fn refuse(sets: &RuleSets, candidate: &crate::reload::Candidate, e: &crm::RuleValuesError) {
     let kept = sets.live.load();
     let problems = crate::reload::bounded_problems(&e.located(&candidate.engine.sources));
-    if sets.reloader.refused_by_database(&problems, &candidate.engine, candidate.cause == "SIGHUP") {
+    if sets.reloader.refused_by_database(&problems, &candidate.engine, candidate.cause == crate::reload::SIGHUP) {
         tracing::error!(
             cause = %candidate.cause,
             rejected = %candidate.engine.version,

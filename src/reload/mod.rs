@@ -20,7 +20,7 @@ mod reloader;
 mod summary;
 mod watch;
 pub use people::changes as people_changes;
-pub use reloader::{Reloaded, Reloader, DIRECTORY_REFRESH, FILES_CHANGED};
+pub use reloader::{Reloaded, Reloader, DIRECTORY_REFRESH, FILES_CHANGED, SIGHUP};
 pub use summary::{bounded, digest, summarize, summarize_digests, Digest};
 pub use watch::watch;
 

@@ -19,6 +19,9 @@ use crate::rules::{Directory, RulesError};
 /// The cause given by the daemon's periodic directory refresh (its "no change" is not news).
 pub const DIRECTORY_REFRESH: &str = "directory refresh";
 
+/// The cause a SIGHUP gives: someone asked, so a refusal is said again.
+pub const SIGHUP: &str = "SIGHUP";
+
 /// The causes the watcher gives begin with this.
 pub const FILES_CHANGED: &str = "rule files changed";
 
@@ -212,12 +215,17 @@ impl Reloader {
             return e;
         }
         tracing::error!(cause = why, kept = %kept, problems = %problems, "rules refused; the last good rules stay in force");
+        self.record_refusal(problems);
+        e
+    }
+
+    /// A refusal (of the files, or of a candidate by the CRM): `status` keeps it, the metric counts it.
+    fn record_refusal(&self, problems: String) {
         self.update_status(|s| {
             s.last_error = Some((Utc::now(), problems));
             s.refused += 1;
         });
         metrics::counter!("oppty_router_rule_reloads_total", "result" => "refused").increment(1);
-        e
     }
 
     /// [`Reloader::reload`] on a blocking thread, so reading and compiling never hold up the
@@ -257,11 +265,8 @@ impl Reloader {
             return false;
         }
         *last = Some(this);
-        self.update_status(|s| {
-            s.last_error = Some((Utc::now(), problems.to_string()));
-            s.refused += 1;
-        });
-        metrics::counter!("oppty_router_rule_reloads_total", "result" => "refused").increment(1);
+        drop(last);
+        self.record_refusal(problems.to_string());
         true
     }
 

@@ -168,23 +168,28 @@ impl Source {
     }
 }
 
-/// Where `value` is written in the files a set was compiled from, as `(file:line:column, key
-/// path)`: its definitions (`member[3].id`) first, then every other place it is named (a team's
-/// `members`, a `fallback_owner`), in file order. An id is matched as the rules read it (a uuid in
-/// any letter case).
-pub fn where_written(sources: &[(PathBuf, String)], value: &str) -> Vec<(String, String)> {
+/// Where each of `values` is written in the files a set was compiled from, as `(file:line:column,
+/// key path)`: its definitions (`member[3].id`) first, then every other place it is named (a
+/// team's `members`, a `fallback_owner`), in file order. An id is matched as the rules read it (a
+/// uuid in any letter case). Each file is read once, whatever the number of values.
+pub fn where_written(sources: &[(PathBuf, String)], values: &[&str]) -> Vec<Vec<(String, String)>> {
     let canon = |s: &str| super::IdForm::Canonical.canon(s);
-    let wanted = canon(value);
-    let mut defs = Vec::new();
-    let mut uses = Vec::new();
+    let mut wanted: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+    for (i, v) in values.iter().enumerate() {
+        wanted.entry(canon(v)).or_default().push(i);
+    }
+    let (mut defs, mut uses) = (vec![Vec::new(); values.len()], vec![Vec::new(); values.len()]);
     for (path, text) in sources {
         let src = Source::new(path.clone(), text.clone());
-        for s in src.spots().iter().filter(|s| s.text.as_deref().is_some_and(|t| t == value || canon(t) == wanted)) {
-            let at = src.at_or_file(s.value_at);
-            if s.is_definition() { &mut defs } else { &mut uses }.push((at, s.path.clone()));
+        for s in src.spots() {
+            let Some(all) = s.text.as_deref().and_then(|t| wanted.get(&canon(t))) else { continue };
+            let place = (src.at_or_file(s.value_at), s.path.clone());
+            for &i in all {
+                if s.is_definition() { &mut defs[i] } else { &mut uses[i] }.push(place.clone());
+            }
         }
     }
-    defs.append(&mut uses);
+    defs.iter_mut().zip(&mut uses).for_each(|(d, u)| d.append(u));
     defs
 }
 

@@ -136,7 +136,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
 /// Start PostgreSQL, load the sample CRM, read the rules, install the router.
 async fn set_up(opts: &DemoOptions) -> anyhow::Result<Stage> {
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(true)).await??;
+    let cluster = tokio::task::spawn_blocking(|| {
+        crate::throwaway::provide(&|line| println!("  {line}"))?;
+        Cluster::start(true)
+    })
+    .await??;
     if !opts.keep {
         cluster.stop_when_gone(std::process::id());
     }

@@ -7,14 +7,24 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ClusterError {
-    #[error("no PostgreSQL server binaries found (looked at $PG_BIN, `pg_config --bindir`, /usr/lib/postgresql/*/bin); install them, e.g. `apt-get install postgresql`")]
+    #[error("no PostgreSQL server binaries found (looked at $PG_BIN, `pg_config --bindir`, /usr/lib/postgresql/*/bin): install Debian's `postgresql` package (`apt-get install postgresql`; `cargo xtask test` installs what the tests need)")]
     NoBinaries,
-    #[error("running as root, and there is no `postgres` user to run initdb as (initdb refuses root): create one with `useradd -r postgres`")]
+    #[error("running as root, and there is no `postgres` user to run initdb as (initdb refuses root): create one with `useradd --system postgres` (`cargo xtask test` does)")]
     NoUser,
+    #[error("PostgreSQL's server binaries are missing and cannot be installed from here ({0}): install Debian's `postgresql` package (`sudo apt-get install postgresql`), or set $PG_BIN to a folder holding initdb")]
+    CannotInstall(String),
     #[error("{step} failed: {detail}")]
     Step { step: String, detail: String },
+}
+
+/// Its words, also where a test's `expect` prints it: the line names the command that installs
+/// what is missing.
+impl std::fmt::Debug for ClusterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// How a throwaway cluster listens, beyond its private Unix socket (always there, `trust`).
@@ -75,6 +85,49 @@ fn find_bin_dir() -> Option<PathBuf> {
         .collect();
     found.sort();
     found.pop().map(|(_, p)| p)
+}
+
+/// For the demo on a machine with only Rust: installs Debian's `postgresql` package when no server
+/// binaries are found, and creates the `postgres` user when root has none, saying each in one
+/// line through `say`. Tests never call it: a missing binary fails them with the command that
+/// installs it.
+pub fn provide(say: &dyn Fn(&str)) -> Result<(), ClusterError> {
+    if find_bin_dir().is_none() {
+        say("PostgreSQL's server binaries are missing: installing Debian's `postgresql` package (apt-get install postgresql)");
+        as_root(&["apt-get", "update", "-qq"])?;
+        as_root(&["apt-get", "install", "-y", "-qq", "postgresql"])?;
+        find_bin_dir().ok_or(ClusterError::NoBinaries)?;
+    }
+    let root = nix::unistd::geteuid().is_root();
+    if root && nix::unistd::User::from_name("postgres").ok().flatten().is_none() {
+        say("creating the `postgres` user to run the cluster as (initdb refuses root)");
+        as_root(&["useradd", "--system", "--home", "/var/lib/postgresql", "--shell", "/bin/sh", "postgres"])?;
+    }
+    Ok(())
+}
+
+/// Run an installing command as root: directly when root, through `sudo` otherwise.
+fn as_root(argv: &[&str]) -> Result<(), ClusterError> {
+    let on_path =
+        |n: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).is_file()));
+    if !on_path(argv[0]) && !Path::new("/usr/sbin").join(argv[0]).is_file() {
+        return Err(ClusterError::CannotInstall(format!("no {}", argv[0])));
+    }
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        Command::new(argv[0])
+    } else if on_path("sudo") {
+        let mut c = Command::new("sudo");
+        c.args(["env", "DEBIAN_FRONTEND=noninteractive", argv[0]]);
+        c
+    } else {
+        return Err(ClusterError::CannotInstall("not root, and no sudo".into()));
+    };
+    let status = cmd.args(&argv[1..]).env("DEBIAN_FRONTEND", "noninteractive").stdout(Stdio::null()).status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(ClusterError::CannotInstall(format!("`{}` failed: {s}", argv.join(" ")))),
+        Err(e) => Err(ClusterError::CannotInstall(format!("`{}` could not start: {e}", argv.join(" ")))),
+    }
 }
 
 fn step_err(step: &str, out: std::io::Result<std::process::Output>) -> Result<(), ClusterError> {

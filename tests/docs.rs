@@ -13,6 +13,26 @@ fn the_readme_embeds_the_shipped_example_config_verbatim() {
     );
 }
 
+/// The README's two commands are the ones CI runs: what passes in CI is what a new user runs.
+#[test]
+fn the_readmes_two_commands_are_what_ci_runs() {
+    let readme = include_str!("../README.md");
+    let block = readme
+        .split("## Two commands")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README.md has a sh block under \"## Two commands\"");
+    let commands: Vec<&str> =
+        block.lines().map(|l| l.split('#').next().unwrap_or_default().trim()).filter(|c| !c.is_empty()).collect();
+    assert_eq!(commands, ["cargo run --release -- demo", "cargo xtask test"], "README.md's two commands");
+    let ci = include_str!("../.ci/run");
+    let ran: Vec<&str> = ci.lines().map(str::trim).filter(|l| l.starts_with("cargo ")).collect();
+    assert!(ran.contains(&"cargo xtask setup"), ".ci/run installs with the README's set-up: {ran:?}");
+    assert_eq!(ran.last(), Some(&"cargo xtask test --locked"), ".ci/run ends with the README's test command");
+    assert!(ran.iter().any(|c| c.starts_with("cargo run --locked -q -- demo")), ".ci/run runs the demo: {ran:?}");
+}
+
 #[test]
 fn the_shipped_example_config_and_rules_load() {
     let cfg = oppty_router::config::Config::parse(

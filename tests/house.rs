@@ -271,7 +271,7 @@ fn the_lint_policy_denies_unwrap_and_ci_fails_on_any_lint_or_format_difference()
     assert!(manifest.contains("unwrap_used = \"deny\""), "Cargo.toml [lints.clippy] must deny unwrap_used");
     let ci = std::fs::read_to_string(Path::new(ROOT).join(".ci/run")).expect(".ci/run");
     assert!(
-        ci.contains("cargo clippy --all-targets --locked -- -D warnings"),
+        ci.contains("cargo clippy --workspace --all-targets --locked -- -D warnings"),
         ".ci/run must run clippy with -D warnings"
     );
     assert!(ci.contains("cargo fmt --all -- --check"), ".ci/run must check formatting");

@@ -8,19 +8,21 @@ use std::process::Command;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("{cmd:?}: {e} (`cargo xtask needs` lists what the tests need; `cargo xtask test` installs it)")
+    });
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{cmd:?} failed:\n{text}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `cargo deb` into `dir`: the .deb's path. Needs cargo-deb (`.ci/run` installs it).
+/// `cargo deb` into `dir`: the .deb's path. Needs cargo-deb (`cargo xtask test` installs it).
 fn build(dir: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let version = Command::new(&cargo).args(["deb", "--version"]).output();
     assert!(
         version.is_ok_and(|o| o.status.success()),
-        "cargo-deb is missing: `cargo install cargo-deb --locked` (.ci/run does)"
+        "cargo-deb is missing: `cargo install cargo-deb --locked` (`cargo xtask test` does)"
     );
     run(Command::new(&cargo).current_dir(ROOT).args(["deb", "--locked", "--output"]).arg(dir));
     std::fs::read_dir(dir)

@@ -74,7 +74,10 @@ fn member<'a>(report: &'a Value, id: &str) -> &'a Value {
 
 /// The page rendered by headless Chromium at 1 device pixel per CSS pixel, as RGB rows.
 fn screenshot(page: &Path, dir: &Path) -> (u32, u32, Vec<u8>) {
-    assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing: install Debian's chromium (.ci/run does)");
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: `apt-get install chromium` (`cargo xtask test` does)"
+    );
     let png = dir.join("page.png");
     let status = Command::new(CHROMIUM)
         .args([

@@ -39,7 +39,7 @@ fn systemd_analyze(args: &[&str]) -> std::process::Output {
     Command::new("systemd-analyze")
         .args(args)
         .output()
-        .expect("systemd-analyze is installed (.ci/run installs systemd)")
+        .expect("systemd-analyze is missing: `apt-get install systemd` (`cargo xtask test` does)")
 }
 
 #[test]
@@ -175,6 +175,10 @@ async fn the_daemon_routes_under_the_units_restrictions() {
          --no-new-privs '{BIN}' run -c '{}'",
         cfg.display()
     );
+    Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .expect("setpriv is missing: `apt-get install util-linux` (`cargo xtask test` does)");
     let mut child = Child(
         Command::new("unshare")
             .args(["--mount", "sh", "-c", &script])
@@ -182,7 +186,7 @@ async fn the_daemon_routes_under_the_units_restrictions() {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("unshare"),
+            .expect("unshare is missing: `apt-get install util-linux` (`cargo xtask test` does)"),
     );
     let mut pipe = child.0.stderr.take().expect("stderr");
     let logs = std::thread::spawn(move || {

@@ -535,7 +535,7 @@ impl Bench<'_> {
                 .arg(&node_dir)
                 .arg(format!("graphile-worker@{GRAPHILE_WORKER}"))
                 .output()
-                .expect("npm (Node.js) is needed for the graphile-worker row");
+                .expect("npm is missing: `apt-get install nodejs npm` (`cargo xtask test` does)");
             assert!(out.status.success(), "npm install graphile-worker: {}", String::from_utf8_lossy(&out.stderr));
         }
         self.rt.block_on(async {
@@ -548,7 +548,7 @@ impl Bench<'_> {
             .args([&url, &jobs, "10"])
             .env("NODE_PATH", node_dir.join("node_modules"))
             .output()
-            .expect("node");
+            .expect("node is missing: `apt-get install nodejs` (`cargo xtask test` does)");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "graphile-worker: {text}{}", String::from_utf8_lossy(&out.stderr));
         let result: serde_json::Value = serde_json::from_str(text.trim()).expect("graphile.js prints JSON");

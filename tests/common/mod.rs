@@ -49,7 +49,7 @@ fn server() -> &'static Server {
             Server { url_for: Box::new(move |db| with_dbname(&u, db)), admin_db: "postgres".into(), _cluster: None }
         }
         _ => {
-            let cluster = Cluster::start(false).expect("start a throwaway PostgreSQL cluster");
+            let cluster = Cluster::start(false).expect("a throwaway PostgreSQL cluster");
             cluster.stop_when_gone(std::process::id());
             let dir = cluster.dir.clone();
             let port = cluster.port;

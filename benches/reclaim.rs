@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use devkit::demo;
+use devkit::throwaway::Cluster;
 use oppty_router::config::Config;
 use oppty_router::drain::Drain;
-use oppty_router::throwaway::Cluster;
-use oppty_router::{crm, db, demo, install};
+use oppty_router::{crm, db, install};
 
 fn env_num(name: &str, default: i64) -> i64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

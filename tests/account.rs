@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
 fn own_setup(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let rules = dir.join("rules");
     copy_rules(&rules_dir(), &rules);
-    let text = oppty_router::demo::EXAMPLE_CONFIG
+    let text = devkit::demo::EXAMPLE_CONFIG
         .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
         .replace("/etc/oppty-router/rules", &rules.display().to_string())
         .replace("reload_settle = \"1s\"", "reload_settle = \"300ms\"");

@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::db_config;
+use devkit::demo;
+use devkit::throwaway::Cluster;
 use oppty_router::config::Config;
 use oppty_router::engine::Window;
-use oppty_router::throwaway::Cluster;
-use oppty_router::{db, demo, install};
+use oppty_router::{db, install};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use tokio_postgres::Client;

@@ -22,7 +22,7 @@ fn own_rules(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn example_config_with(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> std::path::PathBuf {
-    let mut text = oppty_router::demo::EXAMPLE_CONFIG
+    let mut text = devkit::demo::EXAMPLE_CONFIG
         .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
         .replace("/etc/oppty-router/rules", &rules_dir().display().to_string());
     for (from, to) in extra {
@@ -67,7 +67,7 @@ fn check_offline_accepts_the_shipped_example_and_exits_78_with_file_line_on_a_br
     let out = Command::new(BIN).args(["check", "--offline", "-c"]).arg(&bad).output().expect("run check");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "EX_CONFIG: {stderr}");
-    let line = oppty_router::demo::EXAMPLE_CONFIG.lines().position(|l| l.starts_with("batch_size")).expect("line") + 1;
+    let line = devkit::demo::EXAMPLE_CONFIG.lines().position(|l| l.starts_with("batch_size")).expect("line") + 1;
     assert!(stderr.contains(&format!("oppty-router.toml:{line}:")), "file:line: {stderr}");
     assert!(stderr.contains("invalid type"), "{stderr}");
 }

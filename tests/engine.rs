@@ -34,7 +34,7 @@ fn example() -> Engine {
 
 /// The fields the example daemon config maps, in its order.
 fn example_fields() -> Vec<String> {
-    let cfg = oppty_router::config::Config::parse(oppty_router::demo::EXAMPLE_CONFIG, std::path::Path::new("x.toml"))
+    let cfg = oppty_router::config::Config::parse(devkit::demo::EXAMPLE_CONFIG, std::path::Path::new("x.toml"))
         .expect("config");
     cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect()
 }

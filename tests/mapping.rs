@@ -93,7 +93,7 @@ async fn every_kind_of_primary_key_and_quoted_names_route() {
             )
             .await
             .expect("insert deals");
-        oppty_router::demo::wait_until_drained(&client, &cfg, Duration::from_secs(5)).await.expect("drained");
+        devkit::demo::wait_until_drained(&client, &cfg, Duration::from_secs(5)).await.expect("drained");
         daemon.stop().await;
         let owners: Vec<(Option<String>, i32)> = client
             .query(

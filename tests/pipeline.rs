@@ -105,8 +105,8 @@ async fn an_opportunity_a_person_assigned_before_the_daemon_saw_it_keeps_that_ow
 async fn opportunities_inserted_while_the_daemon_is_stopped_are_all_routed_when_it_starts() {
     let db = crm_db("backlog").await;
     db.install().await;
-    oppty_router::demo::insert_opportunities(&db.client, 1200, "retail", 3, 0).await.expect("insert");
-    oppty_router::demo::insert_opportunities(&db.client, 300, "corporate", 4, 0).await.expect("insert");
+    devkit::demo::insert_opportunities(&db.client, 1200, "retail", 3, 0).await.expect("insert");
+    devkit::demo::insert_opportunities(&db.client, 300, "corporate", 4, 0).await.expect("insert");
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.events").await, 1500);
     let daemon = db.start();
     db.wait_drained(Duration::from_secs(30)).await;
@@ -147,7 +147,7 @@ async fn killing_the_daemons_connections_while_opportunities_arrive_loses_nothin
     let mut round = 0u32;
     while started.elapsed() < Duration::from_secs(4) {
         round += 1;
-        oppty_router::demo::insert_opportunities(&db.client, 25, "retail", round, 0).await.expect("insert");
+        devkit::demo::insert_opportunities(&db.client, 25, "retail", round, 0).await.expect("insert");
         inserted += 25;
         if round % 5 == 0 {
             let n = db
@@ -202,7 +202,7 @@ async fn crm_fingerprint(db: &TestDb) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_twice_is_install_once_and_uninstall_leaves_the_crm_exactly_as_before() {
     let db = crm_db("install").await;
-    oppty_router::demo::insert_opportunities(&db.client, 10, "retail", 1, 0).await.expect("insert");
+    devkit::demo::insert_opportunities(&db.client, 10, "retail", 1, 0).await.expect("insert");
     let before = crm_fingerprint(&db).await;
     db.install().await;
     let objects = "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'oppty_router_%') * 1000 + \
@@ -605,7 +605,7 @@ async fn a_reload_storm_while_opportunities_stream_in_routes_each_once_by_a_vali
             original.replacen("weight = 2 ", "weight = = 2 ", 1) // invalid TOML
         };
         std::fs::write(&people, text).expect("rewrite");
-        oppty_router::demo::insert_opportunities(&db.client, 5, if i % 3 == 0 { "corporate" } else { "retail" }, i, 0)
+        devkit::demo::insert_opportunities(&db.client, 5, if i % 3 == 0 { "corporate" } else { "retail" }, i, 0)
             .await
             .expect("insert");
         inserted += 5;
@@ -930,7 +930,7 @@ async fn a_backlog_drained_on_two_connections_at_once_routes_each_opportunity_on
     db.install().await;
     let before = open_loads(&db).await;
     let start: String = db.client.query_one("SELECT now()::text AS t", &[]).await.expect("now").get("t");
-    oppty_router::demo::insert_opportunities(&db.client, 2_000, "retail", 5, 0).await.expect("backlog");
+    devkit::demo::insert_opportunities(&db.client, 2_000, "retail", 5, 0).await.expect("backlog");
     let (mut drain, mut client) = db.manual_drain().await;
     let lane = oppty_router::db::connect(&db.cfg.database, " lane 2").await.expect("connect");
     drain.add_lane(oppty_router::drain::Lane::start(lane, &db.cfg).await.expect("lane"));
@@ -1085,7 +1085,7 @@ async fn a_third_connection_drains_only_during_a_backlog_and_a_steady_trickle_is
         drain.add_lane(oppty_router::drain::Lane::start(lane, &db.cfg).await.expect("lane"));
     }
     let stop = tokio_util::sync::CancellationToken::new();
-    oppty_router::demo::insert_opportunities(&db.client, 1_000, "retail", 5, 0).await.expect("backlog");
+    devkit::demo::insert_opportunities(&db.client, 1_000, "retail", 5, 0).await.expect("backlog");
     drain.drain_all(&mut client, &stop).await.expect("backlog drained");
     let per = drain.batches_per_connection();
     assert!(per.iter().all(|b| *b > 3), "a backlog: all three connections drained batches: {per:?}");
@@ -1093,7 +1093,7 @@ async fn a_third_connection_drains_only_during_a_backlog_and_a_steady_trickle_is
     // A trickle, batch after short batch: the third connection never even claims.
     let before = drain.claims_per_connection();
     for i in 0..5 {
-        oppty_router::demo::insert_opportunities(&db.client, 10, "retail", 6 + i, 0).await.expect("trickle");
+        devkit::demo::insert_opportunities(&db.client, 10, "retail", 6 + i, 0).await.expect("trickle");
         drain.drain_all(&mut client, &stop).await.expect("trickle drained");
     }
     let after = drain.claims_per_connection();
@@ -1104,7 +1104,7 @@ async fn a_third_connection_drains_only_during_a_backlog_and_a_steady_trickle_is
     assert_eq!(after[2], before[2], "the third did not claim: {before:?} → {after:?}");
 
     // A burst: a round whose batches come back full brings the third back.
-    oppty_router::demo::insert_opportunities(&db.client, 400, "retail", 11, 0).await.expect("burst");
+    devkit::demo::insert_opportunities(&db.client, 400, "retail", 11, 0).await.expect("burst");
     drain.drain_for(&mut client, &stop, Some(Duration::from_millis(1))).await.expect("one round");
     assert_eq!(drain.claims_per_connection()[2], after[2], "the burst's first round: two connections");
     drain.drain_all(&mut client, &stop).await.expect("burst drained");

@@ -12,9 +12,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
+use devkit::demo;
+use devkit::throwaway::{Cluster, ClusterOptions, ServerTls};
 use oppty_router::config::Config;
-use oppty_router::throwaway::{Cluster, ClusterOptions, ServerTls};
-use oppty_router::{db, demo, install};
+use oppty_router::{db, install};
 use tokio_postgres::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
@@ -727,7 +728,9 @@ fn a_config_the_service_user_cannot_read_says_who_must_read_it_and_how() {
     let file = write_config(dir.path(), "oppty-router.toml", "host=/nonexistent dbname=crm");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let mut cmd = Command::new(BIN);
+    // The service user runs a copy it can reach wherever the checkout is (under /root, say).
+    let stage = ServiceDir::new("unreadable");
+    let mut cmd = Command::new(if nix::unistd::geteuid().is_root() { stage.binary() } else { BIN.into() });
     cmd.args(["check", "--offline", "-c"]).arg(&file);
     let user = if nix::unistd::geteuid().is_root() {
         // Root reads anything: run as the unprivileged `postgres` user, as systemd runs the service.

@@ -32,7 +32,7 @@ fn copy_rules(to: &Path) {
 async fn live(layout: impl FnOnce(&Path) -> PathBuf) -> Live {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = layout(tmp.path());
-    let mut cfg = Config::parse(oppty_router::demo::EXAMPLE_CONFIG, Path::new("oppty-router.toml")).expect("config");
+    let mut cfg = Config::parse(devkit::demo::EXAMPLE_CONFIG, Path::new("oppty-router.toml")).expect("config");
     cfg.router.rules_dir = dir.clone();
     cfg.directory = None;
     // Longer than any step of the saves below, shorter than the tests' patience.

@@ -234,7 +234,7 @@ fn check_charts(report: &Value, page: &Path, dir: &Path) {
 async fn a_routed_morning() -> TestDb {
     let db = crm_db("simulate").await;
     db.install().await;
-    oppty_router::demo::insert_opportunities(&db.client, 90, "retail", 5, 0).await.expect("opportunities");
+    devkit::demo::insert_opportunities(&db.client, 90, "retail", 5, 0).await.expect("opportunities");
     let daemon = db.start();
     db.wait_drained(Duration::from_secs(30)).await;
     daemon.stop().await;

@@ -27,9 +27,13 @@ fn work_dir(label: &str) -> PathBuf {
 }
 
 fn config_at(dir: &Path, url: &str) -> PathBuf {
-    let text = oppty_router::demo::EXAMPLE_CONFIG
+    config_with_rules(dir, url, &rules_dir())
+}
+
+fn config_with_rules(dir: &Path, url: &str, rules: &Path) -> PathBuf {
+    let text = devkit::demo::EXAMPLE_CONFIG
         .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
-        .replace("/etc/oppty-router/rules", &rules_dir().display().to_string());
+        .replace("/etc/oppty-router/rules", &rules.display().to_string());
     let path = dir.join("oppty-router.toml");
     std::fs::write(&path, text).expect("write config");
     path
@@ -145,7 +149,11 @@ async fn the_daemon_routes_under_the_units_restrictions() {
     assert!(nix::unistd::Uid::effective().is_root(), "this test sets up the unit's sandbox and must run as root");
     let db = crm_db("sandbox").await;
     db.install().await;
-    let dir = work_dir("sandbox");
+    // The binary, the config and the rules where the service user reaches them, wherever the
+    // checkout is, and the sandbox leaves them visible.
+    let stage = ServiceDir::new("sandbox");
+    let dir = stage.0.clone();
+    let bin = stage.binary();
     // The server's socket lives under /tmp, which the sandbox replaces: bind it outside first.
     let pg: tokio_postgres::Config = db.cfg.database.url.parse().expect("url");
     let (url, bind) = match pg.get_hosts().first() {
@@ -157,22 +165,14 @@ async fn the_daemon_routes_under_the_units_restrictions() {
         }
         _ => (db.cfg.database.url.clone(), String::new()),
     };
-    let cfg = config_at(&dir, &url);
-    // A checkout under /tmp (CI clones there) stays visible, read-only, through the private /tmp:
-    // the original /tmp is held at /mnt meanwhile, then let go.
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let private_tmp = match repo.strip_prefix("/tmp/") {
-        Some(rel) => format!(
-            "mount --rbind /tmp /mnt; mount -t tmpfs -o mode=1777 tmpfs /tmp; mkdir -p '{repo}'; \
-             mount --rbind '/mnt/{rel}' '{repo}'; mount -o remount,bind,ro '{repo}'; umount -l /mnt"
-        ),
-        None => "mount -t tmpfs -o mode=1777 tmpfs /tmp".to_string(),
-    };
+    let cfg = config_with_rules(&dir, &url, &stage.rules());
     let script = format!(
         "set -e; mount --make-rprivate /; {bind}; \
-         mount -o remount,bind,ro /; {private_tmp}; mount -t tmpfs tmpfs /root; mount -t tmpfs tmpfs /home; \
+         mount -o remount,bind,ro /; mount -t tmpfs -o mode=1777 tmpfs /tmp; \
+         mount -t tmpfs tmpfs /root; mount -t tmpfs tmpfs /home; \
          exec setpriv --reuid=postgres --regid=postgres --clear-groups --bounding-set=-all --inh-caps=-all \
-         --no-new-privs '{BIN}' run -c '{}'",
+         --no-new-privs '{}' run -c '{}'",
+        bin.display(),
         cfg.display()
     );
     Command::new("setpriv")

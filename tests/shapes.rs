@@ -117,7 +117,7 @@ impl Shape {
     }
 
     async fn drained(&self) {
-        oppty_router::demo::wait_until_drained(&self.client, &self.cfg, Duration::from_secs(20))
+        devkit::demo::wait_until_drained(&self.client, &self.cfg, Duration::from_secs(20))
             .await
             .expect("drained in time");
     }

@@ -160,17 +160,16 @@ async fn a_role_level_statement_timeout_does_not_apply_to_the_daemons_statements
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_resumes_within_a_second_of_the_database_accepting_connections_after_an_outage() {
-    let cluster = oppty_router::throwaway::Cluster::start(false).expect("a cluster of the test's own (it is stopped)");
+    let cluster = devkit::throwaway::Cluster::start(false).expect("a cluster of the test's own (it is stopped)");
     let admin = oppty_router::db::connect(&db_config(&cluster.url("postgres")), "").await.expect("connect");
     admin.batch_execute("CREATE DATABASE outage").await.expect("create database");
     let url = cluster.url("outage");
-    let text =
-        oppty_router::demo::EXAMPLE_CONFIG.replace("host=/var/run/postgresql dbname=crm user=oppty_router", &url);
+    let text = devkit::demo::EXAMPLE_CONFIG.replace("host=/var/run/postgresql dbname=crm user=oppty_router", &url);
     let mut cfg =
         oppty_router::config::Config::parse(&text, std::path::Path::new("oppty-router.toml")).expect("config");
     cfg.router.rules_dir = rules_dir();
     let client = oppty_router::db::connect(&cfg.database, "").await.expect("connect");
-    for (file, sql) in oppty_router::demo::DEMO_SQL {
+    for (file, sql) in devkit::demo::DEMO_SQL {
         client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{file}: {e}"));
     }
     let db = TestDb { name: "outage".into(), cfg, client };

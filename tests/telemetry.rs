@@ -49,16 +49,16 @@ async fn a_scrape_counts_every_decision_the_audit_holds_reloads_and_team_loads_a
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let config = config_with_metrics(dir.path(), &db.cfg.database.url, port);
-    oppty_router::demo::insert_opportunities(&db.client, 50, "retail", 3, 0).await.expect("backlog");
+    devkit::demo::insert_opportunities(&db.client, 50, "retail", 3, 0).await.expect("backlog");
     let daemon = Child(
         Command::new(BIN).args(["run", "-c"]).arg(&config).stdout(Stdio::null()).spawn().expect("spawn the daemon"),
     );
     assert_eq!(wait_for(port, "/livez", 200, Duration::from_secs(20)), "ok\n");
     assert_eq!(wait_for(port, "/readyz", 200, Duration::from_secs(20)), "ready\n");
-    oppty_router::demo::insert_opportunities(&db.client, 20, "retail", 4, 0).await.expect("more");
+    devkit::demo::insert_opportunities(&db.client, 20, "retail", 4, 0).await.expect("more");
     // Pipelines a CRM user typed: one `other` series, never one per value.
     for (i, typed) in ["Retail Banking ", "retail-2027", "zzz"].iter().enumerate() {
-        oppty_router::demo::insert_opportunities(&db.client, 2, typed, 10 + i as u32, 0).await.expect("typed");
+        devkit::demo::insert_opportunities(&db.client, 2, typed, 10 + i as u32, 0).await.expect("typed");
     }
     db.wait_drained(Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(1300)).await; // the last batch's counters, a gauge taken each second

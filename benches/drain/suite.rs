@@ -25,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use devkit::demo;
+use devkit::throwaway::{Cluster, ClusterOptions};
 use oppty_router::config::Config;
-use oppty_router::throwaway::{Cluster, ClusterOptions};
-use oppty_router::{db, demo, install};
+use oppty_router::{db, install};
 use tokio_postgres::Client;
 
 /// What to measure, and how much.

@@ -8,11 +8,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use devkit::demo;
+use devkit::throwaway::Cluster;
 use oppty_router::config::Config;
 use oppty_router::daemon::{self, RunOptions};
 use oppty_router::engine::Engine;
-use oppty_router::throwaway::Cluster;
-use oppty_router::{db, demo, install, load_rules};
+use oppty_router::{db, install, load_rules};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -74,7 +75,7 @@ pub struct TestDb {
 pub fn config_file(dir: &std::path::Path, url: &str, extra: &str) -> PathBuf {
     let rules = dir.join("rules");
     copy_rules(&rules_dir(), &rules);
-    let text = oppty_router::demo::EXAMPLE_CONFIG
+    let text = devkit::demo::EXAMPLE_CONFIG
         .replace("host=/var/run/postgresql dbname=crm user=oppty_router", url)
         .replace("/etc/oppty-router/rules", &rules.display().to_string())
         .replace("poll_interval = \"500ms\"", "poll_interval = \"100ms\"");
@@ -431,4 +432,44 @@ pub async fn with_segment_condition(label: &str, condition: &str) -> TestDb {
         *text = text.replace(from, &to);
     })
     .await
+}
+
+/// A fresh directory the service user (`postgres` here, `oppty-router` in production) can reach
+/// wherever the checkout is (a clone under /root is closed to other users), and that the unit's
+/// sandbox leaves visible (it hides /tmp, /root and /home): under /var/tmp, each part of the path
+/// traversable by all. Removed when dropped.
+pub struct ServiceDir(pub PathBuf);
+
+impl ServiceDir {
+    pub fn new(label: &str) -> ServiceDir {
+        use std::os::unix::fs::PermissionsExt;
+        let base = PathBuf::from("/var/tmp/oppty-router-tests");
+        let dir = base.join(format!("{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir under /var/tmp");
+        for d in [&base, &dir] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+        }
+        ServiceDir(dir)
+    }
+
+    /// The binary under test, copied here so the service user can run it.
+    pub fn binary(&self) -> PathBuf {
+        let to = self.0.join("oppty-router");
+        std::fs::copy(env!("CARGO_BIN_EXE_oppty-router"), &to).expect("copy the binary");
+        to
+    }
+
+    /// The example rules, copied here.
+    pub fn rules(&self) -> PathBuf {
+        let to = self.0.join("rules");
+        copy_rules(&rules_dir(), &to);
+        to
+    }
+}
+
+impl Drop for ServiceDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -1057,3 +1057,42 @@ member = "fewest_open"
     assert!(named.contains("segment = `germany` names team `Germany`"), "the team it names, no guess: {named}");
     assert!(!named.contains("served this customer last"), "{named}");
 }
+
+/// A replay takes the round-robin turn the decision saw: a team's one turn shared by every rule
+/// that feeds it (`team:<id>`) is part of what each decision saw, and a turn not taken yet is
+/// replayed as not taken, whatever the replaying ledger held before (the demo's `simulate
+/// --in-force` found one pick differ under load before it was).
+#[test]
+fn a_replay_of_a_round_robin_pick_takes_the_teams_turn_the_decision_saw() {
+    use oppty_router::engine::seen::{reached, LedgerView};
+    let text = "[[member]]\nid = \"a\"\n[[member]]\nid = \"b\"\n[[member]]\nid = \"c\"\n[[team]]\nid = \"t\"\n\
+                members = [\"a\", \"b\", \"c\"]\npipelines = [\"p\"]\n[[pipeline]]\nid = \"p\"\n\
+                [[pipeline.rule]]\nid = \"r\"\nteam = { id = \"t\" }\nmember = \"round_robin\"\n";
+    let e = compile_texts(&[("r.toml", text)], &[]).expect("rules");
+    let now = Utc::now();
+    let opp = |id: &'static str| Opportunity {
+        id,
+        pipeline: Some("p"),
+        fields: &[],
+        waiting_since: now,
+        exclude: &[],
+        only_team: None,
+    };
+    let mut live = Ledger::for_engine(&e, None);
+    let mut seen = Vec::new();
+    for id in ["o1", "o2", "o3", "o4"] {
+        let d = e.route(&opp(id), &mut live, now, &mut SmallRng::seed_from_u64(7));
+        let view = LedgerView::of(&e, &live, &reached(&e, &d.explanation), &d.pipeline, now, &d.undo);
+        seen.push((id, d.owner.clone(), view));
+    }
+    let owners: Vec<_> = seen.iter().map(|(_, o, _)| o.clone().unwrap_or_default()).collect();
+    assert_eq!(owners, ["a", "b", "c", "a"], "the team's turn goes round");
+    for (id, owner, view) in &seen {
+        // Replayed alone, on a fresh ledger and on one whose turn has moved on since.
+        for mut ledger in [Ledger::for_engine(&e, None), live.clone()] {
+            view.apply(&e, &mut ledger);
+            let d = e.route(&opp(id), &mut ledger, now, &mut SmallRng::seed_from_u64(7));
+            assert_eq!(&d.owner, owner, "{id} replayed from what it saw: {view:?}");
+        }
+    }
+}

@@ -40,7 +40,7 @@ fn unique(label: &str) -> String {
 
 struct Ca {
     cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 fn make_ca(name: &str) -> Ca {
@@ -50,7 +50,7 @@ fn make_ca(name: &str) -> Ca {
     p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
     let key = rcgen::KeyPair::generate().expect("CA key");
     let cert = p.self_signed(&key).expect("self-sign the CA");
-    Ca { cert, key }
+    Ca { cert, issuer: rcgen::Issuer::new(p, key) }
 }
 
 impl Ca {
@@ -63,7 +63,7 @@ impl Ca {
             p.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().expect("ip")));
         }
         let key = rcgen::KeyPair::generate().expect("key");
-        let cert = p.signed_by(&key, &self.cert, &self.key).expect("sign");
+        let cert = p.signed_by(&key, &self.issuer).expect("sign");
         (cert.pem(), key.serialize_pem())
     }
 }

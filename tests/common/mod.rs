@@ -63,6 +63,39 @@ fn server() -> &'static Server {
     })
 }
 
+/// Wait until `check` holds, looking again every `POLL`; after `limit` the test fails, naming
+/// `what` it waited for and how long. Every positive wait goes through here (or
+/// [`wait_until_blocking`]): no test waits a fixed time and hopes.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_until`] for a test without a runtime (one driving the binary as a child process).
+pub fn wait_until_blocking(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// How often a wait looks again.
+pub const POLL: Duration = Duration::from_millis(20);
+
 /// A test's own database holding the sample CRM, and a config mapping it.
 pub struct TestDb {
     pub name: String,
@@ -226,15 +259,10 @@ impl TestDb {
 
     /// Wait until `opp` has an owner other than the queue user; returns the owner and how long it took.
     pub async fn wait_owned(&self, opp: &str, limit: Duration) -> (i32, Duration) {
-        let started = Instant::now();
-        loop {
-            let owner = self.owner_of(opp).await;
-            if owner != 1 {
-                return (owner, started.elapsed());
-            }
-            assert!(started.elapsed() < limit, "opportunity {opp} still unowned after {limit:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let took =
+            wait_until(&format!("opportunity {opp} to be owned"), limit, || async { self.owner_of(opp).await != 1 })
+                .await;
+        (self.owner_of(opp).await, took)
     }
 }
 
@@ -347,11 +375,8 @@ pub async fn change_and_wait(client: &Client, sql: &str) {
 pub async fn change_and_wait_seen_by(crm: &Client, watcher: &Client, sql: &str) {
     let before = rules_version(watcher).await;
     crm.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let started = Instant::now();
-    while rules_version(watcher).await == before {
-        assert!(started.elapsed() < Duration::from_secs(10), "no new rules version within 10 s of `{sql}`");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("a new rules version after `{sql}`");
+    wait_until(&what, Duration::from_secs(10), || async { rules_version(watcher).await != before }).await;
 }
 
 /// Insert a deal into a test CRM's `crm.deal` with `insert` (returning its `id`), then wait (10 s
@@ -362,16 +387,12 @@ pub async fn deal_owned(
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> (i32, i32) {
     let id: i32 = client.query_one(insert, params).await.unwrap_or_else(|e| panic!("{insert}: {e}")).get(0);
-    let started = Instant::now();
-    loop {
-        let owner: Option<i32> =
-            client.query_one("SELECT owner_id FROM crm.deal WHERE id = $1", &[&id]).await.expect("owner").get(0);
-        if let Some(o) = owner {
-            return (id, o);
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "deal {id} still unowned");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let owner = || async {
+        let row = client.query_one("SELECT owner_id AS o FROM crm.deal WHERE id = $1", &[&id]).await.expect("owner");
+        row.get::<_, Option<i32>>("o")
+    };
+    wait_until(&format!("deal {id} to be owned"), Duration::from_secs(10), || async { owner().await.is_some() }).await;
+    (id, owner().await.unwrap_or_default())
 }
 
 /// `url` connecting as `role` instead (a later setting wins, as in libpq).
@@ -404,11 +425,10 @@ pub async fn one_dead_letter_among_routed_ones(db: &TestDb, bad: &str) -> (Strin
         ids.push(db.insert_opportunity(&format!("good {i}"), "DN", "retail").await);
     }
     let daemon = db.start();
-    let started = Instant::now();
-    while db.count("SELECT count(*) FROM oppty_router.dead_letter").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(20), "the {bad} event reaches the dead letter");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(&format!("the {bad} event to reach the dead letter"), Duration::from_secs(20), || async {
+        db.count("SELECT count(*) FROM oppty_router.dead_letter").await > 0
+    })
+    .await;
     db.wait_drained(Duration::from_secs(10)).await;
     daemon.stop().await;
     for id in &ids {

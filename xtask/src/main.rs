@@ -11,6 +11,7 @@
 //! cargo xtask test [ARGS]   install what is missing, then `cargo test --no-fail-fast ARGS`
 //! cargo xtask setup         install what is missing, nothing else (.ci/run, before its lints)
 //! cargo xtask needs         list what the tests need, and which of it is here
+//! cargo xtask outdated      warn of each dependency a semver-incompatible release is out for
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -93,8 +94,9 @@ fn main() -> ExitCode {
         "test" => setup().and_then(|()| test(&rest)),
         "setup" => setup().map(|()| ExitCode::SUCCESS),
         "needs" => Ok(needs()),
+        "outdated" => Ok(outdated()),
         _ => {
-            eprintln!("usage: cargo xtask test [CARGO TEST ARGS] | setup | needs");
+            eprintln!("usage: cargo xtask test [CARGO TEST ARGS] | setup | needs | outdated");
             return ExitCode::from(64);
         }
     };
@@ -109,6 +111,32 @@ fn needs() -> ExitCode {
     for n in NEEDS {
         let state = if (n.here)() { "here   " } else { "missing" };
         println!("{state}  {} ({}): {}", n.what, how_words(&n.how), n.why);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Each dependency whose newest release `Cargo.toml` does not allow (cargo's own "Unchanged …
+/// (available: …)"), as a warning: CI says it, and goes on. The lock file is not touched.
+fn outdated() -> ExitCode {
+    let out = Command::new(cargo()).current_dir(root()).args(["update", "--dry-run", "--verbose"]).output();
+    let Ok(out) = out else {
+        println!("xtask: warning: cannot run `cargo update --dry-run` to look for newer releases");
+        return ExitCode::SUCCESS;
+    };
+    let text = String::from_utf8_lossy(&out.stderr);
+    let behind: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Unchanged "))
+        .filter(|l| l.contains("(available: "))
+        .map(|l| l.replace("(available: ", "(newer release out: "))
+        .collect();
+    if !out.status.success() {
+        println!("xtask: warning: the registry could not be asked for newer releases");
+    } else if behind.is_empty() {
+        println!("xtask: every dependency is on its newest release line");
+    }
+    for b in behind {
+        println!("xtask: warning: behind: {b}");
     }
     ExitCode::SUCCESS
 }

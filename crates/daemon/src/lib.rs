@@ -15,6 +15,7 @@ pub mod drain;
 pub use engine;
 pub mod explain;
 pub mod grants;
+pub mod held;
 pub mod ident;
 pub mod install;
 pub mod reload;

@@ -8,6 +8,7 @@
 //! drain records with the `metrics` macros, which cost nothing while no recorder is installed.
 
 use std::net::SocketAddr;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,14 +84,14 @@ impl Health {
         self.role.store(role as u8, Ordering::Relaxed);
         metrics::gauge!("oppty_router_leading").set(if role == Role::Leading { 1.0 } else { 0.0 });
         if role != Role::Starting {
-            *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            *crate::held::held(&self.last_error) = None;
         }
     }
 
     /// A session ended (lost, or refused): not ready until the next one connects.
     pub fn session_ended(&self, why: &str) {
         self.set_role(Role::Starting);
-        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.to_string());
+        *crate::held::held(&self.last_error) = Some(why.to_string());
     }
 
     pub fn set_rules_loaded(&self, loaded: bool) {
@@ -122,7 +123,7 @@ impl Health {
                 Ok(())
             }
             _ => {
-                let last = self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                let last = crate::held::held(&self.last_error).clone();
                 Err(match last {
                     Some(why) => format!("not connected to the database: {why}"),
                     None => "not connected to the database yet".into(),

@@ -526,6 +526,19 @@ async fn print_story(stage: &mut Stage) -> anyhow::Result<()> {
         replayed.opportunities,
         replayed.changes.len()
     );
+    // Should one ever differ, it says which and why (a replay that is not the decision is a bug).
+    for c in replayed.changes.iter().take(5) {
+        println!(
+            "    {}: {} by {} then, {} by {} replayed ({}): {}",
+            c.opp_id,
+            c.before.as_deref().unwrap_or("nobody"),
+            c.before_rule.as_deref().unwrap_or("-"),
+            c.after.as_deref().unwrap_or("nobody"),
+            c.after_rule.as_deref().unwrap_or("-"),
+            c.after_outcome,
+            c.reason
+        );
+    }
     println!(
         "\n  fairness within each team (received / expected by the rules, largest over smallest; Gini, 0 = \
          everyone got their share; members count for the time they could receive, by weight):"

@@ -377,3 +377,17 @@ fn free_port() -> Result<u16, ClusterError> {
 fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Where the installer is missing (not Debian, say), the demo says in one sentence which
+    /// package to install, and how, instead of trying.
+    #[test]
+    fn a_machine_that_cannot_install_postgresql_is_told_the_package_in_one_sentence() {
+        let e = super::as_root(&["no-such-package-manager", "install", "postgresql"]).expect_err("refused");
+        let said = e.to_string();
+        assert!(!said.contains('\n'), "one sentence: {said}");
+        assert!(said.contains("no no-such-package-manager"), "{said}");
+        assert!(said.contains("install Debian's `postgresql` package (`sudo apt-get install postgresql`)"), "{said}");
+    }
+}

@@ -48,6 +48,11 @@ pub struct LedgerView {
     pub cursors: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub weights: BTreeMap<String, BTreeMap<String, i64>>,
+    /// The turns this view speaks for, whether it holds one or not: the pipeline's own
+    /// (`<pipeline>/…`) and the reached teams' shared turns (`team:<id>`). A turn among them that
+    /// the view lacks had not been taken yet when the decision was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<String>,
 }
 
 /// One member as a decision saw them: loads and cap counts as counted, not the assignments
@@ -147,15 +152,21 @@ impl LedgerView {
             view.members.insert(member.id.to_string(), v);
         }
         view.team_caps(engine, ledger, teams, now, undo);
-        let prefix = format!("{pipeline}/");
-        for (k, c) in ledger.cursors.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-            view.cursors.insert(k.clone(), c.clone());
-        }
-        for (k, w) in ledger.weights.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-            view.weights.insert(k.clone(), w.iter().map(|(a, b)| (a.clone(), *b)).collect());
-        }
+        view.turns = std::iter::once(format!("{pipeline}/"))
+            .chain(teams.iter().map(|t| format!("team:{}", engine.teams[*t].id)))
+            .collect();
+        let cursors = ledger.cursors.iter().filter(|(k, _)| view.speaks_for(k));
+        let cursors: BTreeMap<String, String> = cursors.map(|(k, c)| (k.clone(), c.clone())).collect();
+        let weights = ledger.weights.iter().filter(|(k, _)| view.speaks_for(k));
+        let weights = weights.map(|(k, w)| (k.clone(), w.iter().map(|(a, b)| (a.clone(), *b)).collect())).collect();
+        (view.cursors, view.weights) = (cursors, weights);
         view.turns_and_flags_before(engine, undo);
         view
+    }
+
+    /// Whether turn `key` is one this view speaks for ([`LedgerView::turns`]).
+    fn speaks_for(&self, key: &str) -> bool {
+        self.turns.iter().any(|t| if t.ends_with('/') { key.starts_with(t.as_str()) } else { key == t })
     }
 
     /// The caps the reached teams hold for their members, as counted before the decision.
@@ -218,6 +229,9 @@ impl LedgerView {
                 ledger.recent_here.insert(key, assignments(None, counts));
             }
         }
+        // The turns it speaks for are as it saw them: one it lacks was not taken yet.
+        ledger.cursors.retain(|k, _| !self.speaks_for(k));
+        ledger.weights.retain(|k, _| !self.speaks_for(k));
         for (k, c) in &self.cursors {
             ledger.cursors.insert(k.clone(), c.clone());
         }

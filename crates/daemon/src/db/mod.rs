@@ -23,6 +23,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use conninfo::ConnInfo;
 use tls::TlsSettings;
 
+use crate::held::held;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database.url: {0}")]
@@ -274,7 +276,7 @@ pub fn target(db: &DatabaseConfig, app_suffix: &str) -> Result<Target, DbError> 
 /// files, and the system's roots with them) and reused by every connection after.
 fn connector_for(url: &str, tls: &TlsSettings) -> Result<MakeRustlsConnect, DbError> {
     static BUILT: std::sync::Mutex<Vec<(String, MakeRustlsConnect)>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut built = held(&BUILT);
     if let Some((_, c)) = built.iter().find(|(u, _)| u == url) {
         return Ok(c.clone());
     }

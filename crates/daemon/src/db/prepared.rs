@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tokio_postgres::types::ToSql;
+
 use tokio_postgres::{Error, GenericClient, Row, Statement};
+
+use crate::held::held;
 
 /// One connection's prepared statements.
 #[derive(Debug, Default)]
@@ -85,6 +88,6 @@ impl Prepared {
 
     /// The map, even if a panic elsewhere poisoned the lock (it only ever holds finished entries).
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        held(&self.cache)
     }
 }

@@ -136,7 +136,7 @@ impl TlsSettings {
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
         let verifier: Arc<dyn ServerCertVerifier> = match (&self.root, self.mode) {
             (_, SslMode::Disable) | (None, _) | (Some(_), SslMode::Allow | SslMode::Prefer) => {
-                Arc::new(Unverified(provider.clone()))
+                Arc::new(Verifier::unverified(provider.clone()))
             }
             (Some(root), mode) => {
                 let roots = load_roots(root)?;
@@ -149,7 +149,8 @@ impl TlsSettings {
                     RootCert::File(path) => read_certs("sslrootcert", path)?,
                     RootCert::System => Vec::new(),
                 };
-                Arc::new(Verified { chain: webpki, pinned, check_name: mode == SslMode::VerifyFull })
+                let check_name = mode == SslMode::VerifyFull;
+                Arc::new(Verifier { provider: provider.clone(), chain: Some(webpki), pinned, check_name })
             }
         };
         let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
@@ -214,59 +215,29 @@ fn load_roots(root: &RootCert) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
-/// `require` without a root certificate: encrypted, the handshake's signatures checked, the
-/// certificate itself not (libpq's meaning).
+/// How the server's certificate is judged. Without a chain (`require` without a root certificate,
+/// `allow`, `prefer`): encrypted, the handshake's signatures checked, the certificate itself not
+/// (libpq's meaning). With one (`verify-ca`, `verify-full`): the chain must lead to a root
+/// certificate; under `verify-full` the certificate must also be issued for the host (under
+/// `verify-ca` the name is not compared). A certificate found, byte for byte, among the root
+/// certificates (a self-signed server certificate given as its own `sslrootcert`) is trusted as it
+/// is, as OpenSSL trusts it; under `verify-full` its names must still fit the host. The
+/// handshake's signatures are checked the same way in every mode, by the provider.
 #[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca` and `verify-full`: the chain must lead to a root certificate; under `verify-full`
-/// the certificate must also be issued for the host (under `verify-ca` the name is not compared).
-/// A certificate found, byte for byte, among the root certificates (a self-signed server
-/// certificate given as its own `sslrootcert`) is trusted as it is, as OpenSSL trusts it; under
-/// `verify-full` its names must still fit the host.
-#[derive(Debug)]
-struct Verified {
-    chain: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
     pinned: Vec<CertificateDer<'static>>,
     check_name: bool,
 }
 
-impl ServerCertVerifier for Verified {
+impl Verifier {
+    fn unverified(provider: Arc<CryptoProvider>) -> Verifier {
+        Verifier { provider, chain: None, pinned: Vec::new(), check_name: false }
+    }
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -275,7 +246,8 @@ impl ServerCertVerifier for Verified {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let chained = match self.chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        let chained = match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.check_name => return Ok(ServerCertVerified::assertion()),
@@ -297,7 +269,7 @@ impl ServerCertVerifier for Verified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -306,11 +278,11 @@ impl ServerCertVerifier for Verified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.supported_verify_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -10,6 +10,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::capture::ORIGIN_SETTING;
 use crate::db::prepared::Prepared;
 use crate::db::row::FromRow;
+use crate::held::held;
 use crate::store::Event;
 
 use super::{count_drained, first_cause, BatchReport, Conn, Drain, DrainError, DEFER_DELAY};
@@ -129,7 +130,7 @@ impl Drain {
         if report.claimed + report.contended + report.deferred > 0 {
             self.log_batch(&report, started);
         }
-        if let Some(b) = self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(n) {
+        if let Some(b) = held(&self.batches).get_mut(n) {
             b.tried += 1;
             b.claimed += usize::from(report.claimed > 0);
         }

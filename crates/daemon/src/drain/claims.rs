@@ -18,6 +18,7 @@ use super::{
 };
 use crate::db::prepared::Prepared;
 use crate::db::row::FromRow;
+use crate::held::held;
 
 impl Drain {
     /// Events to try again (they failed and are due, or their claimer's session ended while
@@ -201,7 +202,7 @@ impl Drain {
     /// An event that failed alone, tried again after its backoff (capped, jittered).
     pub(super) async fn retry_later(&self, conn: &mut Conn<'_>, ev: &Event, msg: &str) -> Result<(), DrainError> {
         let r = &self.cfg.router;
-        let jitter = rand::RngExt::random::<f64>(&mut *self.rng.lock().unwrap_or_else(|p| p.into_inner()));
+        let jitter = rand::RngExt::random::<f64>(&mut *held(&self.rng));
         let wait = crate::retry::backoff(r.retry_backoff, ev.attempts.max(1) as u32, r.retry_max_backoff, jitter);
         let backoff = wait.as_secs_f64() * 1000.0;
         (conn.prep)

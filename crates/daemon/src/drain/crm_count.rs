@@ -9,9 +9,10 @@
 use chrono::Utc;
 use tokio_postgres::Client;
 
-use super::{lock_ledger, Drain, DrainError};
+use super::{Drain, DrainError};
 use crate::db::row::FromRow;
 use crate::engine::history::CrmCountNeed;
+use crate::held::held;
 
 impl Drain {
     /// Read the CRM's assignments of the members whose caps count them, within the longest such
@@ -28,7 +29,7 @@ impl Drain {
         let rows = crate::crm::CrmAssigned::from_rows(&rows).map_err(pg)?;
         let engine = self.engine.clone();
         let counted = rows.into_iter().filter_map(|r| engine.member_index(&r.owner).map(|m| (m, r.at)));
-        lock_ledger(&self.ledger).set_crm_assigned(&engine, counted, read_at.timestamp());
+        held(&self.ledger).set_crm_assigned(&engine, counted, read_at.timestamp());
         tracing::debug!(members = need.members.len(), "the CRM's assignments read for caps that count them");
         Ok(())
     }

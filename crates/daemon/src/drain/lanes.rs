@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::db::prepared::Prepared;
+use crate::held::held;
 
 use super::{BatchReport, Drain, DrainError, Round, Tries, Working, STEADY_CONNECTIONS};
 
@@ -42,17 +43,17 @@ impl Drain {
     /// Add a connection to drain on (`router.drain_connections`), beside the session's own.
     pub fn add_lane(&mut self, lane: Lane) {
         self.lanes.push(lane);
-        self.batches.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).push(Tries::default());
+        held(&self.batches).push(Tries::default());
     }
 
     /// Batches that claimed events so far, per connection: the session's, then each lane's.
     pub fn batches_per_connection(&self) -> Vec<usize> {
-        self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|t| t.claimed).collect()
+        held(&self.batches).iter().map(|t| t.claimed).collect()
     }
 
     /// Claims tried so far, per connection, whether they found events or not.
     pub fn claims_per_connection(&self) -> Vec<usize> {
-        self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|t| t.tried).collect()
+        held(&self.batches).iter().map(|t| t.tried).collect()
     }
 
     /// Drain until every connection finds the queue empty, or `stop` says so between batches: on

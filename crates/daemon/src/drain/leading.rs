@@ -10,8 +10,9 @@ use tokio_postgres::Client;
 use crate::db::row::FromRow;
 use crate::engine::history::{CrmCountNeed, HistoryNeed};
 use crate::engine::{Engine, Ledger};
+use crate::held::held;
 
-use super::{clamp_i32, lock_ledger, Drain, DrainError};
+use super::{clamp_i32, Drain, DrainError};
 
 impl Drain {
     /// Rebuild the ledger from the database (on becoming leader): every member's open load from
@@ -44,7 +45,7 @@ impl Drain {
         let counts: Vec<i32> = ledger.open.iter().map(|v| clamp_i32(*v)).collect();
         let zeros = vec![0i64; members.len()];
         self.prep.execute(client, &self.store.member_state, &[&members, &counts, &zeros]).await.map_err(pg)?;
-        *lock_ledger(&self.ledger) = ledger;
+        *held(&self.ledger) = ledger;
         self.refresh_pauses(client).await.map_err(DrainError::from_pg)?;
         self.read_crm_assigned(client).await
     }
@@ -52,7 +53,7 @@ impl Drain {
     /// Route with a new rule set from the next batch on. The ledger is carried over by member id;
     /// members new to this set have their open load counted from the CRM.
     pub async fn swap_engine(&mut self, client: &mut Client, engine: Arc<Engine>) -> Result<(), DrainError> {
-        let mut ledger = Ledger::for_engine(&engine, Some((&self.engine, &lock_ledger(&self.ledger))));
+        let mut ledger = Ledger::for_engine(&engine, Some((&self.engine, &held(&self.ledger))));
         let new: Vec<String> =
             engine.member_ids().filter(|id| self.engine.member_index(id).is_none()).map(str::to_string).collect();
         if !new.is_empty() {
@@ -69,7 +70,7 @@ impl Drain {
             self.read_history(client, &engine, &need, &mut ledger).await?;
         }
         self.history = need;
-        *lock_ledger(&self.ledger) = ledger;
+        *held(&self.ledger) = ledger;
         let crm_need_changed = CrmCountNeed::of(&engine) != CrmCountNeed::of(&self.engine);
         self.engine = engine;
         if crm_need_changed {
@@ -106,14 +107,14 @@ impl Drain {
 
     /// Each team's open load (its members' open opportunities) as this leader knows it.
     pub fn team_loads(&self) -> Vec<(Arc<str>, i64)> {
-        let ledger = lock_ledger(&self.ledger);
+        let ledger = held(&self.ledger);
         let open = |m: &usize| ledger.open.get(*m).copied().unwrap_or(0);
         self.engine.teams.iter().map(|t| (t.id.clone(), t.members.iter().map(open).sum())).collect()
     }
 
     /// Each team's fairness since this leader started (received against expected by the rules).
     pub fn team_fairness(&self) -> Vec<(Arc<str>, crate::report::Fairness)> {
-        self.shares.lock().unwrap_or_else(|p| p.into_inner()).fairness()
+        held(&self.shares).fairness()
     }
 
     /// The open load of a member as this leader knows it (0 while a transaction has the ledger).

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::{Ledger, Undo};
+use crate::held::held;
 
 use super::{rounds, Drain, Explained, ExplanationKey};
 
@@ -40,12 +41,6 @@ pub(super) fn undo_journal(ledger: &mut Ledger, journal: Vec<Journal>, alone: bo
 pub(super) fn set_open(ledger: &mut Ledger, journal: &mut Vec<Journal>, m: usize, open: i64) {
     journal.push(Journal::Moved(m, open - ledger.open[m]));
     ledger.open[m] = open;
-}
-
-/// The ledger, even if a panic elsewhere poisoned its lock (it is only ever changed whole, a
-/// decision at a time, and every change is journaled).
-pub(super) fn lock_ledger(l: &std::sync::Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
-    l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The ledger lent to one batch's transaction, a phase at a time ([`LedgerTx::with`]): batches on
@@ -96,7 +91,7 @@ impl<'a> LedgerTx<'a> {
 
     /// Use the ledger for one phase (never across an await).
     pub(super) fn with<R>(&mut self, f: impl FnOnce(&mut Ledger, &mut Vec<Journal>) -> R) -> R {
-        let mut ledger = lock_ledger(self.ledger);
+        let mut ledger = held(self.ledger);
         self.last_use = self.uses.fetch_add(1, Ordering::SeqCst) + 1;
         f(&mut ledger, &mut self.journal)
     }
@@ -147,7 +142,7 @@ impl<'a> LedgerTx<'a> {
 impl Drop for LedgerTx<'_> {
     fn drop(&mut self) {
         if !self.committed && !self.journal.is_empty() {
-            let mut ledger = lock_ledger(self.ledger);
+            let mut ledger = held(self.ledger);
             let alone = self.uses.load(Ordering::SeqCst) == self.last_use;
             undo_journal(&mut ledger, std::mem::take(&mut self.journal), alone);
         }
@@ -167,7 +162,7 @@ pub(super) struct LedgerOut<'a> {
 
 impl<'a> LedgerOut<'a> {
     pub(super) fn take(slot: &'a std::sync::Mutex<Ledger>) -> LedgerOut<'a> {
-        let ledger = std::mem::take(&mut *lock_ledger(slot));
+        let ledger = std::mem::take(&mut *held(slot));
         LedgerOut { slot, ledger, journal: Vec::new(), committed: false }
     }
 
@@ -185,7 +180,7 @@ impl Drop for LedgerOut<'_> {
         if !self.committed {
             undo_journal(&mut self.ledger, std::mem::take(&mut self.journal), true);
         }
-        *lock_ledger(self.slot) = std::mem::take(&mut self.ledger);
+        *held(self.slot) = std::mem::take(&mut self.ledger);
     }
 }
 
@@ -229,7 +224,7 @@ mod ledger_tx_tests {
         }
 
         fn now(&self) -> Ledger {
-            let mut l = lock_ledger(&self.ledger).clone();
+            let mut l = held(&self.ledger).clone();
             l.dirty.clear(); // what to persist next, not state: rewriting a cursor is harmless
             l
         }

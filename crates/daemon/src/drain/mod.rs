@@ -52,7 +52,7 @@ use error::ends_session;
 pub use error::DrainError;
 use lanes::Conn;
 pub use lanes::Lane;
-use ledger_tx::{lock_ledger, set_open, Journal, LedgerOut, LedgerTx};
+use ledger_tx::{set_open, Journal, LedgerOut, LedgerTx};
 pub use reclaim::SweepStep;
 use records::{AuditCols, Explained, ExplanationKey, Unrouted};
 pub use report::{BatchReport, Routed};

@@ -23,6 +23,7 @@ use crate::crm::WriteSql;
 pub(super) const RECOUNT_WAIT: Duration = Duration::from_millis(500);
 use crate::db::row::FromRow;
 use crate::engine::{Decision, Engine, Ledger, Opportunity, Outcome};
+use crate::held::held;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -326,10 +327,7 @@ impl Drain {
         step: &mut RouteStep<'_>,
     ) -> Vec<Pending> {
         let mut pending = Vec::new();
-        let mut rng = match self.rng.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut rng = held(&self.rng);
         // Looked up once a batch: each decision then costs two clock reads and an atomic add.
         let decision_time = metrics::histogram!("oppty_router_decision_seconds");
         for ev in route {

@@ -9,6 +9,7 @@ use tokio_postgres::Transaction;
 
 use crate::db::prepared::Prepared;
 use crate::engine::Outcome;
+use crate::held::held;
 
 use super::skips;
 
@@ -93,7 +94,7 @@ impl Explained {
     const MAX: usize = 100_000;
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<ExplanationKey>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        held(&self.0)
     }
 
     /// These were committed.

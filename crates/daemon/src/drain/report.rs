@@ -9,6 +9,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::engine::Outcome;
+use crate::held::held;
 
 use super::{Drain, PHASES};
 
@@ -26,56 +27,54 @@ pub struct Routed {
     pub entitled: Vec<(Arc<str>, f64)>,
 }
 
-/// What one batch did.
-#[derive(Debug, Default, Clone)]
-pub struct BatchReport {
-    pub claimed: usize,
-    pub routed: usize,
-    pub fallback: usize,
-    pub held: usize,
-    pub unassigned: usize,
-    pub skipped: usize,
-    /// Why each skipped one was not written ([`skips`]'s words), counted once committed.
-    pub skipped_by: Vec<&'static str>,
-    pub activities: usize,
-    pub changes: usize,
-    pub retried: usize,
-    pub dead_lettered: usize,
-    /// Events of a fresh batch that failed as a whole, processed one by one instead.
-    pub isolated: usize,
-    /// Opportunities a CRM transaction held locked: left for a moment, routed again shortly.
-    pub locked: usize,
-    /// Events whose transaction met another one (a deadlock, a serialization failure): rolled
-    /// back, not charged, claimed again.
-    pub contended: usize,
-    /// Events of a batch that had to recount loads and found no moment without another batch in
-    /// flight: given back uncharged, claimed again a moment later.
-    pub deferred: usize,
-    /// Where the time went, in microseconds: claim, context, route, write, record, commit.
-    pub phase_us: [u64; 6],
+/// `BatchReport` with its counts named once: the struct's fields and their sum (`add`) both come
+/// from the list.
+macro_rules! batch_report {
+    ($( $(#[$doc:meta])* $count:ident ),* $(,)?) => {
+        /// What one batch did.
+        #[derive(Debug, Default, Clone)]
+        pub struct BatchReport {
+            $( $(#[$doc])* pub $count: usize, )*
+            /// Why each skipped one was not written (`drain::skips`'s words), counted once committed.
+            pub skipped_by: Vec<&'static str>,
+            /// Where the time went, in microseconds: claim, context, route, write, record, commit.
+            pub phase_us: [u64; 6],
+        }
+
+        impl BatchReport {
+            /// Another batch's report added to this one (a round's, a drain's).
+            pub(super) fn add(&mut self, o: &BatchReport) {
+                $( self.$count += o.$count; )*
+                self.skipped_by.extend(&o.skipped_by);
+                for (a, b) in self.phase_us.iter_mut().zip(o.phase_us) {
+                    *a += b;
+                }
+            }
+        }
+    };
 }
 
-impl BatchReport {
-    pub(super) fn add(&mut self, o: &BatchReport) {
-        self.claimed += o.claimed;
-        self.routed += o.routed;
-        self.fallback += o.fallback;
-        self.held += o.held;
-        self.unassigned += o.unassigned;
-        self.skipped += o.skipped;
-        self.skipped_by.extend(&o.skipped_by);
-        self.activities += o.activities;
-        self.changes += o.changes;
-        self.retried += o.retried;
-        self.dead_lettered += o.dead_lettered;
-        self.isolated += o.isolated;
-        self.locked += o.locked;
-        self.contended += o.contended;
-        self.deferred += o.deferred;
-        for (a, b) in self.phase_us.iter_mut().zip(o.phase_us) {
-            *a += b;
-        }
-    }
+batch_report! {
+    claimed,
+    routed,
+    fallback,
+    held,
+    unassigned,
+    skipped,
+    activities,
+    changes,
+    retried,
+    dead_lettered,
+    /// Events of a fresh batch that failed as a whole, processed one by one instead.
+    isolated,
+    /// Opportunities a CRM transaction held locked: left for a moment, routed again shortly.
+    locked,
+    /// Events whose transaction met another one (a deadlock, a serialization failure): rolled
+    /// back, not charged, claimed again.
+    contended,
+    /// Events of a batch that had to recount loads and found no moment without another batch in
+    /// flight: given back uncharged, claimed again a moment later.
+    deferred,
 }
 
 impl Drain {
@@ -138,7 +137,7 @@ impl Drain {
             metrics::counter!("oppty_router_decisions_total", &labels).increment(n);
         }
         {
-            let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+            let mut shares = held(&self.shares);
             routed.iter().for_each(|r| shares.add(r));
         }
         if let Some(tx) = &self.decisions {

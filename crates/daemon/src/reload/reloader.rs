@@ -6,7 +6,7 @@
 //! It must not touch the database nor put a set in force (the daemon does, and says so), and it
 //! compiles on a blocking thread, never on the task that routes.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
@@ -14,6 +14,7 @@ use chrono::Utc;
 use super::{bounded_problems, digest, people, summarize_digests, Candidate, Digest, ReloadStatus};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::held::held;
 use crate::rules::{Directory, RulesError};
 
 /// The cause given by the daemon's periodic directory refresh (its "no change" is not news).
@@ -58,10 +59,6 @@ pub enum Reloaded {
     Unchanged,
 }
 
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Reloader {
     /// A reloader comparing with the set in `rules` (the one the daemon starts with), which is
     /// also its first candidate.
@@ -98,7 +95,7 @@ impl Reloader {
     /// changes but the recorded error. Reads files, compiles and waits: call it from a blocking
     /// thread ([`Reloader::reload_in_background`] does).
     pub fn reload(&self, why: &str) -> Result<Reloaded, RulesError> {
-        let mut digests = locked(&self.digests);
+        let mut digests = held(&self.digests);
         let dir = &self.cfg.router.rules_dir;
         let mut seen = super::watch::fingerprint(dir);
         let mut result = self.compile(why);
@@ -197,7 +194,7 @@ impl Reloader {
             tracing::info!(cause = why, version = %live.version, "rules reloaded: no change");
         }
         self.update_status(|s| s.last_error = None);
-        *locked(&self.refused_last) = None;
+        *held(&self.refused_last) = None;
         if !Arc::ptr_eq(&self.latest(), &live) {
             self.candidates.send_replace(Arc::new(Candidate::in_force(live)));
         }
@@ -245,7 +242,7 @@ impl Reloader {
 
     /// The daemon put `engine` in force: `status` says so from now on.
     pub fn promoted(&self, engine: &Engine) {
-        *locked(&self.refused_last) = None;
+        *held(&self.refused_last) = None;
         self.update_status(|s| {
             s.version = engine.version.clone();
             s.in_force_since = Some(Utc::now());
@@ -260,7 +257,7 @@ impl Reloader {
     /// someone asked (`asked`: SIGHUP).
     pub fn refused_by_database(&self, problems: &str, candidate: &Engine, asked: bool) -> bool {
         let this = (candidate.hash.clone(), problems.to_string());
-        let mut last = locked(&self.refused_last);
+        let mut last = held(&self.refused_last);
         if last.as_ref() == Some(&this) && !asked {
             return false;
         }
@@ -272,7 +269,7 @@ impl Reloader {
 
     /// Change the reload status: read, changed and stored under a lock held for that alone.
     fn update_status(&self, f: impl FnOnce(&mut ReloadStatus)) {
-        let _one_at_a_time = locked(&self.status_lock);
+        let _one_at_a_time = held(&self.status_lock);
         let mut status = (**self.status.load()).clone();
         f(&mut status);
         self.status.store(Arc::new(status));

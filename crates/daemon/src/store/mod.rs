@@ -237,15 +237,8 @@ impl Statements {
                  assigned_total = m.assigned_total + EXCLUDED.assigned_total, \
                  last_assigned_at = coalesce(EXCLUDED.last_assigned_at, m.last_assigned_at), updated_at = EXCLUDED.updated_at"
             ),
-            retry: format!(
-                "UPDATE {s}.events SET last_error = $2, claimed_by = NULL, \
-                 next_attempt_at = clock_timestamp() + $3::float8 * interval '1 millisecond' WHERE id = $1"
-            ),
-            dead_letter: format!(
-                "WITH d AS (DELETE FROM {s}.events WHERE id = $1 RETURNING *) \
-                 INSERT INTO {s}.dead_letter (id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, error) \
-                 SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, $2 FROM d"
-            ),
+            retry: retry_sql(&s),
+            dead_letter: dead_letter_sql(&s),
             // Park what was left unowned (with why); clear what is owned, closed or gone.
             unrouted: format!(
                 "WITH gone AS (DELETE FROM {s}.unrouted WHERE opp_id = ANY($1::text[])) \
@@ -322,8 +315,27 @@ impl Statements {
 const EVENT_COLUMNS: &str = "id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, last_error";
 
 /// Whether the lease names the leader session `$n` (NULL: unfenced), for the router's schema `s`.
-fn leads(s: &str, n: u8) -> String {
+pub(crate) fn leads(s: &str, n: u8) -> String {
     format!("(${n}::int4 IS NULL OR EXISTS (SELECT 1 FROM {s}.leader_lease WHERE singleton AND backend_pid = ${n}))")
+}
+
+/// [`Statements::retry`]: only the session that claimed an event records its failure (as `take`
+/// and `refund` give it back).
+fn retry_sql(s: &str) -> String {
+    format!(
+        "UPDATE {s}.events SET last_error = $2, claimed_by = NULL, \
+         next_attempt_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
+         WHERE id = $1 AND claimed_by = pg_backend_pid()"
+    )
+}
+
+/// [`Statements::dead_letter`]: moved by the session that claimed it, and no other.
+fn dead_letter_sql(s: &str) -> String {
+    format!(
+        "WITH d AS (DELETE FROM {s}.events WHERE id = $1 AND claimed_by = pg_backend_pid() RETURNING *) \
+         INSERT INTO {s}.dead_letter (id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, error) \
+         SELECT id, kind, opp_id, old_owner, new_owner, actor, at, created_at, attempts, $2 FROM d"
+    )
 }
 
 /// [`Statements::claim`]. The ids are collected into an array first (an InitPlan, run once): with

@@ -15,12 +15,13 @@ pub struct SweepStatements {
     pub paused: String,
     /// `$1` pipeline → `fingerprint` its due times were aligned with.
     pub fingerprint: String,
-    /// `$1` pipeline, `$2` fingerprint: recorded.
+    /// `$1` pipeline, `$2` fingerprint: recorded, `$3` the leader's backend (fenced; NULL: unfenced).
     pub set_fingerprint: String,
     /// `$1` pipeline, `$2` shortest window in seconds → `any`: a due time to bring forward.
     /// Indexed by [`SweepStatements::first`] (the first time a pipeline is seen every row is set).
     pub align_any: [String; 2],
-    /// `$1` pipeline, `$2` window, `$3` chunk, `$4` after this id → [`AlignChunk`].
+    /// `$1` pipeline, `$2` window, `$3` chunk, `$4` after this id, `$5` the leader's backend (fenced;
+    /// NULL: unfenced) → [`AlignChunk`].
     pub align_chunk: [String; 2],
     /// `$1` pipeline, `$2` now, `$3` limit → [`Due`] rows, locked, the locked elsewhere skipped.
     pub due: String,
@@ -105,11 +106,13 @@ impl SweepStatements {
         let align_any =
             |m: String| format!("SELECT EXISTS (SELECT 1 FROM {s}.ownership o WHERE o.pipeline = $1 AND {m}) AS any");
         // The ids are a CTE (run once, its LIMIT kept); the update finds them by key.
+        // Fenced: a leader whose lease is gone moves nothing ($5, or $3 below: its backend).
+        let leads = super::leads(&s, 5);
         let align_chunk = |m: String| {
             format!(
                 "WITH c AS (SELECT opp_id FROM {s}.ownership WHERE pipeline = $1 AND opp_id > $4 ORDER BY opp_id LIMIT $3), \
                  u AS (UPDATE {s}.ownership o SET due_at = o.last_owner_touch_at + $2::int8 * interval '1 second' \
-                 WHERE o.opp_id = ANY(ARRAY(SELECT opp_id FROM c)) AND {m} RETURNING 1) \
+                 WHERE o.opp_id = ANY(ARRAY(SELECT opp_id FROM c)) AND {m} AND {leads} RETURNING 1) \
                  SELECT (SELECT count(*) FROM c) AS seen, (SELECT max(opp_id) FROM c) AS last, (SELECT count(*) FROM u) AS moved"
             )
         };
@@ -117,8 +120,9 @@ impl SweepStatements {
             paused: format!("SELECT member_id FROM {s}.member_pauses WHERE lifted_at IS NULL"),
             fingerprint: format!("SELECT fingerprint FROM {s}.reclaim_state WHERE pipeline = $1"),
             set_fingerprint: format!(
-                "INSERT INTO {s}.reclaim_state (pipeline, fingerprint) VALUES ($1, $2) \
-                 ON CONFLICT (pipeline) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, updated_at = clock_timestamp()"
+                "INSERT INTO {s}.reclaim_state (pipeline, fingerprint) SELECT $1, $2 WHERE {} \
+                 ON CONFLICT (pipeline) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, updated_at = clock_timestamp()",
+                super::leads(&s, 3)
             ),
             align_any: [align_any(moves(">")), align_any(moves("IS DISTINCT FROM"))],
             align_chunk: [align_chunk(moves(">")), align_chunk(moves("IS DISTINCT FROM"))],

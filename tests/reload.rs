@@ -2,11 +2,14 @@
 //! real directory: each pattern ends with the new rules in force, or the old ones kept with the
 //! error reported for a broken save.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use common::wait_until;
 use oppty_router::config::Config;
 use oppty_router::reload::{self, Reloader};
 use oppty_router::rules::Directory;
@@ -58,15 +61,8 @@ impl Live {
     }
 
     async fn wait_for(&self, what: &str, ok: impl Fn(&Live) -> bool) {
-        let started = Instant::now();
-        while !ok(self) {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "{what}: not in force after 5 s (status {:?})",
-                self.reloader.status.load()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let why = format!("{what} (status now {:?})", self.reloader.status.load());
+        wait_until(&why, Duration::from_secs(5), || async { ok(self) }).await;
     }
 }
 
@@ -281,11 +277,10 @@ async fn a_broken_save_keeps_the_last_good_rules_and_reports_where() {
     let good = l.reloader.latest().version.clone();
     std::fs::write(people(&l.dir), edited(&l.dir, 12).replacen("weight = 12 ", "weight = \"twelve\" ", 1))
         .expect("write");
-    let started = Instant::now();
-    while l.reloader.status.load().last_error.is_none() {
-        assert!(started.elapsed() < Duration::from_secs(5), "the broken save is reported");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the broken save to be reported", Duration::from_secs(5), || async {
+        l.reloader.status.load().last_error.is_some()
+    })
+    .await;
     assert_eq!(l.reloader.latest().version, good, "the last good rules stay in force");
     assert_eq!(l.weight_of_402(), Some(2));
     let err = l.reloader.status.load().last_error.clone().expect("error").1;

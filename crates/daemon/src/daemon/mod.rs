@@ -25,6 +25,7 @@ use crate::store::{LastLeader, LeaseStatements};
 
 pub mod connect;
 mod directory;
+mod in_force;
 mod lease;
 mod session;
 

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::db_config;
+use common::{db_config, holds_within, pace, wait_until};
 use devkit::demo;
 use devkit::throwaway::Cluster;
 use oppty_router::config::Config;
@@ -35,13 +35,15 @@ const CHAOS: Duration = Duration::from_secs(40);
 const LONGEST_WAIT: Duration = Duration::from_secs(10);
 const REPLICAS: usize = 3;
 
-/// A connection, made again after a restart.
+/// A connection, made again after a restart (as the CRM's application retries, every 100 ms).
 async fn connect(url: &str) -> Client {
+    let started = Instant::now();
     loop {
-        if let Ok(c) = db::connect(&db_config(url), "").await {
-            return c;
+        match db::connect(&db_config(url), "").await {
+            Ok(c) => return c,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(60), "the database is back within a minute: {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        pace(Duration::from_millis(100)).await;
     }
 }
 
@@ -109,7 +111,7 @@ async fn produce(url: String, stop: Arc<AtomicBool>, out: Arc<Mutex<Produced>>) 
     let mut c = connect(&url).await;
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        pace(Duration::from_millis(50)).await;
         for _ in 0..10 {
             n += 1;
             let roll: f64 = rng.random();
@@ -132,7 +134,6 @@ async fn produce(url: String, stop: Arc<AtomicBool>, out: Arc<Mutex<Produced>>) 
             let id: String = match r {
                 Ok(row) => row.get(0),
                 Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                     c = connect(&url).await;
                     continue;
                 }
@@ -225,7 +226,7 @@ async fn inject(
         0 => {
             let i = rng.random_range(0..REPLICAS);
             replicas.kill(i);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            pace(Duration::from_millis(500)).await;
             replicas.spawn(i);
             format!("kill -9 replica {i}, restarted")
         }
@@ -234,7 +235,7 @@ async fn inject(
             match (0..REPLICAS).find(|i| replicas.pid(*i) == pid && pid.is_some()) {
                 Some(i) => {
                     replicas.kill(i);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    pace(Duration::from_millis(500)).await;
                     replicas.spawn(i);
                     format!("kill -9 the leader (replica {i}), restarted")
                 }
@@ -271,7 +272,7 @@ async fn inject(
                     )
                     .await;
                 if held.is_ok() {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    pace(Duration::from_secs(5)).await;
                 }
                 let _ = tx.commit().await;
             });
@@ -292,7 +293,7 @@ async fn inject(
                     )
                     .await;
                 if locked.is_ok() {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    pace(Duration::from_secs(5)).await;
                 }
                 let _ = tx.commit().await;
             });
@@ -303,7 +304,7 @@ async fn inject(
             match (0..REPLICAS).find(|i| replicas.pid(*i) == pid && pid.is_some()) {
                 Some(i) => {
                     replicas.signal(i, nix::sys::signal::Signal::SIGSTOP);
-                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    pace(Duration::from_secs(3)).await;
                     replicas.signal(i, nix::sys::signal::Signal::SIGCONT);
                     format!("SIGSTOP the leader (replica {i}) for 3 s")
                 }
@@ -313,7 +314,7 @@ async fn inject(
         _ => {
             let bad = rules.join("99-broken.toml");
             let _ = std::fs::write(&bad, "[[member]\nid = \"broken\n");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            pace(Duration::from_secs(1)).await;
             let _ = std::fs::remove_file(&bad);
             "an invalid rule file saved, then removed".into()
         }
@@ -402,26 +403,20 @@ async fn chaos_loses_nothing_routes_nothing_twice_and_keeps_routing() {
     println!("chaos: seed {seed} (CHAOS_SEED={seed} replays this draw of faults)");
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut injected = Vec::new();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until("a replica leads", Duration::from_secs(30), || async { leader(&url).await.is_some() }).await;
     while started.elapsed() < CHAOS {
         let what = inject(&mut rng, &mut replicas, &cluster, &url, &rules, &produced).await;
         injected.push(format!("{:>5.1} s  {what}", started.elapsed().as_secs_f64()));
-        tokio::time::sleep(Duration::from_millis(rng.random_range(1500..3500))).await;
+        pace(Duration::from_millis(rng.random_range(1500..3500))).await;
     }
     stop.store(true, Ordering::SeqCst);
     producer.await.expect("producer");
 
     // Let the replicas finish: every event drained.
     let c = connect(&url).await;
-    let drained = Instant::now();
-    loop {
-        let left: i64 = c.query_one("SELECT count(*) FROM oppty_router.events", &[]).await.expect("events").get(0);
-        if left == 0 {
-            break;
-        }
-        assert!(drained.elapsed() < Duration::from_secs(60), "{left} events still queued a minute after the chaos");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let left = || async { c.query_one("SELECT count(*) FROM oppty_router.events", &[]).await.expect("events").get::<_, i64>(0) };
+    let drained = || async { left().await == 0 };
+    assert!(holds_within(Duration::from_secs(60), drained).await, "{} events still queued a minute after the chaos", left().await);
     for i in 0..REPLICAS {
         replicas.signal(i, nix::sys::signal::Signal::SIGTERM);
     }

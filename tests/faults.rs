@@ -52,7 +52,10 @@ async fn real_server_errors_are_sorted_by_what_to_do_about_them() {
     let theirs = other.clone();
     let blocked =
         tokio::spawn(async move { theirs.batch_execute("UPDATE crm.stage SET seq = seq WHERE id = 2").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the other session waits for stage 2", Duration::from_secs(5), || async {
+        db.count("SELECT count(*) FROM pg_locks WHERE NOT granted").await > 0
+    })
+    .await;
     let mine = c.batch_execute("UPDATE crm.stage SET seq = seq WHERE id = 1").await;
     let theirs = blocked.await.expect("join");
     let victim = mine.err().or(theirs.err()).expect("one of the two is chosen as the deadlock's victim");
@@ -150,9 +153,10 @@ struct Counters {
     stall: Arc<AtomicBool>,
 }
 
+/// The proxy holds its traffic while its switch is on, looking at it every 10 ms.
 async fn while_stalled(stall: &AtomicBool) {
     while stall.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        pace(Duration::from_millis(10)).await;
     }
 }
 
@@ -223,12 +227,10 @@ fn start_through(
 }
 
 async fn wait_ready(ready: &AtomicBool, task: &tokio::task::JoinHandle<Result<(), daemon::DaemonError>>, what: &str) {
-    let started = Instant::now();
-    while !ready.load(Ordering::SeqCst) {
-        assert!(!task.is_finished(), "{what}: the daemon ended instead of retrying");
-        assert!(started.elapsed() < Duration::from_secs(20), "{what}: not ready in 20 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let settled = || async { ready.load(Ordering::SeqCst) || task.is_finished() };
+    let in_time = holds_within(Duration::from_secs(20), settled).await;
+    assert!(!task.is_finished(), "{what}: the daemon ended instead of retrying");
+    assert!(in_time, "{what}: not ready in 20 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,8 +277,20 @@ async fn a_crm_migration_locking_the_table_at_start_up_is_waited_out_not_taken_f
     let migration = db::connect(&db.cfg.database, " migration").await.expect("connect");
     migration.batch_execute("BEGIN; LOCK TABLE crm.opportunity IN ACCESS EXCLUSIVE MODE").await.expect("lock");
     let daemon = db.start();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The barrier: the daemon has waited for the table twice (two lock waits begun at different
+    // moments), so the first lock_timeout did not end it.
+    let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let waits = "SELECT a.query_start::text FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE NOT l.granted AND a.application_name LIKE 'oppty-router%' AND l.relation = 'crm.opportunity'::regclass";
+    let (db_, daemon_, seen_) = (&db, &daemon, &seen);
+    let seen_twice = holds_within(Duration::from_secs(10), || async move {
+        let rows = db_.client.query(waits, &[]).await.expect("lock waits");
+        seen_.borrow_mut().extend(rows.iter().map(|r| r.get::<_, String>(0)));
+        seen_.borrow().len() >= 2 || daemon_.task.is_finished()
+    })
+    .await;
     assert!(!daemon.task.is_finished(), "the daemon waits for the table (lock not available is contention)");
+    assert!(seen_twice, "the daemon tried again after its lock_timeout: {seen:?}");
     migration.batch_execute("COMMIT").await.expect("the migration ends");
     let opp = db.insert_opportunity("after the migration", "HCM", "retail").await;
     db.wait_owned(&opp, Duration::from_secs(10)).await;
@@ -301,7 +315,10 @@ async fn a_batch_that_meets_a_lock_is_rolled_back_and_tried_again_on_the_same_co
     assert_eq!((r.contended, r.routed, r.retried, r.dead_lettered), (3, 0, 0, 0), "{r:?}");
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.events WHERE attempts = 0").await, 3, "queued, uncharged");
     other.batch_execute("COMMIT").await.expect("release");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the events given back are due again", Duration::from_secs(2), || async {
+        db.count("SELECT count(*) FROM oppty_router.events WHERE next_attempt_at > clock_timestamp()").await == 0
+    })
+    .await;
     let r = drain.batch(&mut client).await.expect("batch");
     assert_eq!(r.routed, 3, "{r:?}");
 }
@@ -354,17 +371,21 @@ async fn a_leader_cut_off_by_a_partition_is_taken_over_within_its_lease_and_rout
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name LIKE 'replica A%'",
         db.name
     );
-    let waited = Instant::now();
-    while db.count(&a_sessions).await != 0 {
-        assert!(waited.elapsed() < Duration::from_secs(3), "the old leader's listener and lease sessions are ended");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the old leader's listener and lease sessions are ended", Duration::from_secs(3), || async {
+        db.count(&a_sessions).await == 0
+    })
+    .await;
 
     // The partition heals: A finds its session gone and stands by.
     proxy.stall.store(false, Ordering::SeqCst);
     let after = db.insert_opportunity("after the partition", "HCM", "retail").await;
     db.wait_owned(&after, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The barrier: A is back through the healed proxy, standing by (B still holds the lease).
+    wait_until("A reconnects and stands by", Duration::from_secs(10), || async {
+        db.count(&a_sessions).await > 0
+    })
+    .await;
+    assert_ne!(lease_backend(&db).await, a_backend, "B still leads");
     db.assert_routed_once(&[&first, &during, &after]).await;
     assert!(!a_task.is_finished(), "A stands by, it did not exit");
     a_stop.cancel();

@@ -12,7 +12,11 @@ async fn an_opportunity_from_hanoi_is_owned_within_a_second_and_the_audit_explai
     let db = crm_db("hanoi").await;
     db.install().await;
     let daemon = db.start();
-    tokio::time::sleep(Duration::from_millis(300)).await; // let it connect and go idle
+    // Connected, caught up and waiting: a waiting leader raises the flag that asks for NOTIFY.
+    wait_until("the daemon waits for work", Duration::from_secs(10), || async {
+        db.count("SELECT count(*) FROM oppty_router.wakeup WHERE idle").await == 1
+    })
+    .await;
     let opp = db.insert_opportunity("Home loan", "HN", "retail").await;
     let (owner, took) = db.wait_owned(&opp, Duration::from_secs(1)).await;
     assert!([101, 102].contains(&owner), "a Hanoi retail member (103 is paused), got {owner}");
@@ -159,7 +163,7 @@ async fn killing_the_daemons_connections_while_opportunities_arrive_loses_nothin
                 .await;
             kills += n;
         }
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        pace(Duration::from_millis(40)).await;
     }
     assert!(kills >= 4, "the daemon's connections were terminated ({kills})");
     db.wait_drained(Duration::from_secs(30)).await;
@@ -253,7 +257,11 @@ async fn activities_restart_the_owners_clock_and_a_closed_opportunity_frees_its_
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(2)).await;
     let touch = format!("SELECT (extract(epoch FROM last_owner_touch_at) * 1000)::int8 FROM oppty_router.ownership WHERE opp_id = '{opp}'");
     let t0 = db.count(&touch).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A later touch is a later millisecond: the database's clock moves past the first.
+    wait_until("the clock moves on", Duration::from_secs(1), || async {
+        db.count("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8").await > t0 + 1
+    })
+    .await;
     // Someone else's note does not restart the owner's clock; the owner's call does.
     db.client
         .execute(
@@ -525,15 +533,11 @@ when_full = "hold"
     let first = db.insert_opportunity("first", "DN", "retail").await;
     assert_eq!(db.wait_owned(&first, Duration::from_secs(3)).await.0, 301);
     let second = db.insert_opportunity("second", "DN", "retail").await;
-    let started = Instant::now();
-    while db
-        .count(&format!("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{second}' AND outcome = 'held'"))
-        .await
-        == 0
-    {
-        assert!(started.elapsed() < Duration::from_secs(3), "the second one is held: 301 is at its cap");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let held = format!("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{second}' AND outcome = 'held'");
+    wait_until("the second one is held: 301 is at its cap", Duration::from_secs(3), || async {
+        db.count(&held).await > 0
+    })
+    .await;
     assert_eq!(db.owner_of(&second).await, 1, "held, not given to the fallback owner");
     assert_eq!(
         db.count("SELECT count(*) FROM oppty_router.events WHERE kind = 'route'").await,
@@ -586,7 +590,7 @@ async fn a_reload_storm_while_opportunities_stream_in_routes_each_once_by_a_vali
                 if let Ok(mut s) = seen.lock() {
                     s.insert(rules_swap.load().version.clone());
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                pace(Duration::from_millis(2)).await;
             }
         })
     };
@@ -609,7 +613,7 @@ async fn a_reload_storm_while_opportunities_stream_in_routes_each_once_by_a_vali
             .await
             .expect("insert");
         inserted += 5;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        pace(Duration::from_millis(50)).await;
     }
     std::fs::write(&people, &original).expect("restore");
     db.wait_drained(Duration::from_secs(20)).await;
@@ -715,7 +719,11 @@ async fn a_row_whose_field_fails_is_retried_alone_and_never_again_fails_a_batch_
         for i in 0..3 {
             healthy.push(db.insert_opportunity(&format!("healthy {round}.{i}"), "DN", "retail").await);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The poisoned one's retry (1 ms of backoff) is due before the batch claims.
+        wait_until("every retry is due", Duration::from_secs(2), || async {
+            db.count("SELECT count(*) FROM oppty_router.events WHERE next_attempt_at > clock_timestamp()").await == 0
+        })
+        .await;
         let r = drain.batch(&mut client).await.expect("batch");
         assert_eq!(r.isolated, 0, "round {round}: the retry ran alone; the fresh batch was not failed by it: {r:?}");
         assert_eq!(r.routed, 3, "round {round}: {r:?}");
@@ -756,7 +764,11 @@ async fn an_opportunity_a_crm_transaction_holds_locked_waits_alone_while_the_res
     for id in &others {
         db.wait_owned(id, Duration::from_secs(3)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The barrier: the locked one was tried, and put back for later.
+    let put_back = format!(
+        "SELECT count(*) FROM oppty_router.events WHERE opp_id = '{held}' AND next_attempt_at > '-infinity'"
+    );
+    wait_until("the locked one is put back", Duration::from_secs(3), || async { db.count(&put_back).await > 0 }).await;
     assert_eq!(db.owner_of(&held).await, 1, "the locked one is not written while it is held");
     // A stop while the row is still held is clean and quick (no batch waits on it).
     let stopping = Instant::now();
@@ -796,11 +808,7 @@ async fn a_rule_set_the_crm_refuses_never_goes_in_force_and_the_next_good_one_do
     };
     let daemon = tokio::spawn(oppty_router::daemon::run(cfg.clone(), live.clone(), shutdown.clone(), options));
     let until = |what: &'static str, ok: Box<dyn Fn() -> bool>| async move {
-        let started = Instant::now();
-        while !ok() {
-            assert!(started.elapsed() < Duration::from_secs(10), "{what} within 10 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(what, Duration::from_secs(10), || async { ok() }).await;
     };
     let r = ready.clone();
     until("the daemon leads", Box::new(move || r.load(std::sync::atomic::Ordering::SeqCst))).await;
@@ -888,20 +896,20 @@ async fn a_cleanly_stopped_leader_leaves_the_crms_inserts_without_notify_and_rou
     let daemon = db.start();
     let first = db.insert_opportunity("before the stop", "HCM", "retail").await;
     db.wait_owned(&first, Duration::from_secs(10)).await;
-    let started = Instant::now();
-    while db.count(idle).await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "a waiting leader asks the triggers to NOTIFY");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("a waiting leader asks the triggers to NOTIFY", Duration::from_secs(10), || async {
+        db.count(idle).await == 1
+    })
+    .await;
     daemon.stop().await;
     assert_eq!(db.count(idle).await, 0, "once stopped, nobody listens: the triggers are told not to NOTIFY");
 
-    let (listener, mut notes) =
-        oppty_router::db::connect_listener(&db.cfg.database, "").await.expect("a listener of our own");
-    listener.batch_execute("LISTEN oppty_router_wakeup").await.expect("LISTEN");
-    let while_stopped = db.insert_opportunity("while stopped", "HCM", "retail").await;
-    let heard = tokio::time::timeout(Duration::from_millis(500), notes.recv()).await;
-    assert!(heard.is_err(), "an insert while no daemon runs sends no NOTIFY: {heard:?}");
+    let while_stopped = assert_no_notify_from(
+        &db,
+        "oppty_router_wakeup",
+        db.insert_opportunity("while stopped", "HCM", "retail"),
+        "an insert while no daemon runs sends no NOTIFY",
+    )
+    .await;
 
     let daemon = db.start();
     db.wait_owned(&while_stopped, Duration::from_secs(10)).await;
@@ -1004,7 +1012,7 @@ async fn a_waiting_leader_keeps_the_notify_flag_alive_and_a_killed_ones_expires_
     // Waiting three leases: the flag is renewed all along.
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        pace(Duration::from_millis(100)).await;
         if started.elapsed() > Duration::from_millis(500) {
             assert_eq!(db.count(live).await, 1, "a waiting leader keeps the flag raised ({:?})", started.elapsed());
         }
@@ -1014,14 +1022,18 @@ async fn a_waiting_leader_keeps_the_notify_flag_alive_and_a_killed_ones_expires_
     task.abort();
     let _ = task.await;
     assert_eq!(db.count("SELECT count(*) FROM oppty_router.wakeup WHERE idle").await, 1, "still raised");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert_eq!(db.count(live).await, 0, "expired within the lease");
-    let (listener, mut notes) =
-        oppty_router::db::connect_listener(&db.cfg.database, "").await.expect("a listener of our own");
-    listener.batch_execute("LISTEN oppty_router_wakeup").await.expect("LISTEN");
-    db.insert_opportunity("after the kill", "HCM", "retail").await;
-    let heard = tokio::time::timeout(Duration::from_millis(500), notes.recv()).await;
-    assert!(heard.is_err(), "nobody listens, and the CRM's insert sends no NOTIFY: {heard:?}");
+    // The lease is 1 s; the flag was renewed at most a lease ago.
+    wait_until("the flag expires within the lease", Duration::from_millis(1_500), || async {
+        db.count(live).await == 0
+    })
+    .await;
+    assert_no_notify_from(
+        &db,
+        "oppty_router_wakeup",
+        db.insert_opportunity("after the kill", "HCM", "retail"),
+        "nobody listens, and the CRM's insert sends no NOTIFY",
+    )
+    .await;
 }
 
 /// The example rules, copied so a test can edit them: An's (101) rolling cap set to `cap`.

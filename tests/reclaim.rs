@@ -66,11 +66,39 @@ async fn notes(db: &TestDb, opp: &str, outcome: &str) -> Vec<String> {
 }
 
 async fn wait_outcome(db: &TestDb, opp: &str, outcome: &str, limit: Duration) {
-    let started = Instant::now();
-    while !outcomes(db, opp).await.iter().any(|o| o.0 == outcome) {
-        assert!(started.elapsed() < limit, "no `{outcome}` for {opp} after {limit:?}: {:?}", outcomes(db, opp).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_outcomes(db, opp, outcome, 1, limit).await;
+}
+
+/// Wait until the audit holds `n` decisions of `outcome` for `opp`; a failure shows them all.
+async fn wait_outcomes(db: &TestDb, opp: &str, outcome: &str, n: usize, limit: Duration) {
+    let enough = || async move { outcomes(db, opp).await.iter().filter(|o| o.0 == outcome).count() >= n };
+    assert!(holds_within(limit, enough).await, "no {n} `{outcome}` for {opp} after {limit:?}: {:?}", outcomes(db, opp).await);
+}
+
+/// Wait until `opp` is owned by `owner`; a failure shows its decisions.
+async fn wait_owner(db: &TestDb, opp: &str, owner: i32, limit: Duration) {
+    let owned = || async move { db.owner_of(opp).await == owner };
+    assert!(holds_within(limit, owned).await, "{opp} not {owner}'s after {limit:?}: {:?}", outcomes(db, opp).await);
+}
+
+/// The barrier before a "was not reclaimed" check: an opportunity assigned now in Da Nang and
+/// left untouched is reclaimed, so the sweep has run past the moment any assignment made before
+/// it would have been due.
+async fn a_sweep_past_now(db: &TestDb) {
+    let control = db.insert_opportunity("control: nobody touches it", "DN", "retail").await;
+    db.wait_owned(&control, Duration::from_secs(3)).await;
+    wait_outcome(db, &control, "reclaim", Duration::from_secs(6)).await;
+}
+
+/// Wait until `opp`'s owner has been quiet for `window` by the database's clock (its last touch
+/// that long ago): stale for a sweep that runs now.
+async fn wait_quiet(db: &TestDb, opp: &str, window: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}' AND last_owner_touch_at <= now() - interval '{window}'"
+    );
+    let sql = &sql;
+    wait_until(&format!("{opp} quiet for {window}"), Duration::from_secs(5), || async move { db.count(sql).await == 1 })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,9 +127,19 @@ async fn an_owner_who_keeps_working_on_it_keeps_it() {
     let daemon = db.start();
     let opp = db.insert_opportunity("worked on", "DN", "retail").await;
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
-    for _ in 0..8 {
+    // The owner calls every 300 ms (the window is 1 s) until well past two windows and until the
+    // sweep has reclaimed an untouched one assigned after it (the barrier before "not reclaimed").
+    let control = db.insert_opportunity("control: nobody touches it", "DN", "retail").await;
+    db.wait_owned(&control, Duration::from_secs(3)).await;
+    let started = Instant::now();
+    loop {
         db.log_call(&opp, owner).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        pace(Duration::from_millis(300)).await;
+        let past = outcomes(&db, &control).await.iter().any(|o| o.0 == "reclaim");
+        if past && started.elapsed() > Duration::from_millis(2400) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "the untouched control is reclaimed meanwhile");
     }
     daemon.stop().await;
     assert_eq!(db.owner_of(&opp).await, owner);
@@ -120,7 +158,7 @@ async fn a_persons_reassignment_or_closing_in_the_meantime_is_left_alone() {
         .await;
     db.on_opportunity("UPDATE crm.opportunity SET \"stageId\" = 3 WHERE \"oppId\" = $1::text::uuid", &won).await;
     let won_owner = db.owner_of(&won).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    a_sweep_past_now(&db).await;
     daemon.stop().await;
     assert_eq!(db.owner_of(&moved).await, 305, "the person's choice stands");
     assert_eq!(db.owner_of(&won).await, won_owner, "a closed deal is not reclaimed");
@@ -136,11 +174,7 @@ async fn after_the_maximum_of_reclaims_the_configured_owner_takes_it() {
     let daemon = db.start();
     let opp = db.insert_opportunity("nobody works on it", "DN", "retail").await;
     db.wait_owned(&opp, Duration::from_secs(3)).await;
-    let started = Instant::now();
-    while db.owner_of(&opp).await != 100 {
-        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", outcomes(&db, &opp).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_owner(&db, &opp, 100, Duration::from_secs(8)).await;
     daemon.stop().await;
     let o: Vec<String> = outcomes(&db, &opp).await.into_iter().map(|o| o.0).collect();
     assert_eq!(o, ["rule", "reclaim", "reclaim"], "routed, reclaimed once within the team, then to the named owner");
@@ -198,15 +232,15 @@ async fn an_interaction_logged_just_before_the_sweep_writes_keeps_the_opportunit
     let opp = db.insert_opportunity("last-second call", "DN", "retail").await;
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
     daemon.stop().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // stale now
-                                                           // The rep logs a call: its event is queued, not yet drained when the sweep runs.
+    wait_quiet(&db, &opp, "1 second").await;
+    // The rep logs a call: its event is queued, not yet drained when the sweep runs.
     db.log_call(&opp, owner).await;
     let (mut drain, mut client) = db.manual_drain().await;
     assert_eq!(drain.sweep(&mut client).await.expect("sweep"), 0, "the queued call keeps it");
     assert_eq!(db.owner_of(&opp).await, owner);
     // Without that call it would have gone: drain the event (the clock restarts), wait, sweep.
     drain.drain_all(&mut client, &tokio_util::sync::CancellationToken::new()).await.expect("drain");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_quiet(&db, &opp, "1 second").await;
     assert_eq!(drain.sweep(&mut client).await.expect("sweep"), 1, "stale again after a quiet window");
     assert_ne!(db.owner_of(&opp).await, owner);
 }
@@ -220,12 +254,12 @@ async fn the_owner_is_warned_before_the_opportunity_is_taken_back() {
     let daemon = db.start();
     let opp = db.insert_opportunity("going quiet", "DN", "retail").await;
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
-    let started = Instant::now();
-    while db.count(&format!("SELECT count(*) FROM oppty_router.reclaim_warnings WHERE opp_id = '{opp}'")).await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(3), "a warning row appears after half the window");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(started.elapsed() < Duration::from_millis(2900), "warned before the window ends");
+    let warned = format!("SELECT count(*) FROM oppty_router.reclaim_warnings WHERE opp_id = '{opp}'");
+    let took = wait_until("a warning row after half the window", Duration::from_secs(3), || async {
+        db.count(&warned).await == 1
+    })
+    .await;
+    assert!(took < Duration::from_millis(2900), "warned before the window ends");
     assert_eq!(db.owner_of(&opp).await, owner, "still the owner's when warned");
     tokio::time::timeout(Duration::from_secs(2), notes.recv())
         .await
@@ -350,10 +384,21 @@ async fn an_owners_edit_counts_as_an_interaction_when_the_rule_says_so() {
         let db = &db;
         async move { db.on_opportunity(&sql, &opp).await }
     };
-    for _ in 0..8 {
+    // Every 300 ms (the window is 1 s), until the other user's edits have failed to keep theirs:
+    // the barrier before "the owner's edits kept it".
+    let started = Instant::now();
+    loop {
         edit(edited.clone(), "\"accountOwnerId\"").await;
         edit(meddled.clone(), "100").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        pace(Duration::from_millis(300)).await;
+        if outcomes(&db, &meddled).await.iter().any(|o| o.0 == "reclaim") && started.elapsed() > Duration::from_millis(2400) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "another user's edits are not the owner's interaction: {:?}",
+            outcomes(&db, &meddled).await
+        );
     }
     daemon.stop().await;
     assert_eq!(db.owner_of(&edited).await, owner, "the owner's edits keep it");
@@ -379,8 +424,8 @@ async fn a_teams_override_gives_its_opportunities_a_shorter_window() {
     let slow = db.insert_opportunity("Hanoi: the pipeline's hour", "HN", "retail").await;
     db.wait_owned(&fast, Duration::from_secs(3)).await;
     let (slow_owner, _) = db.wait_owned(&slow, Duration::from_secs(3)).await;
+    // The barrier: Da Nang's opportunity, assigned with Hanoi's, is reclaimed.
     wait_outcome(&db, &fast, "reclaim", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
     daemon.stop().await;
     assert_eq!(db.owner_of(&slow).await, slow_owner);
     assert_eq!(
@@ -403,11 +448,7 @@ async fn the_ladder_reassigns_then_escalates_to_the_team_lead_then_releases_to_t
     let daemon = db.start();
     let opp = db.insert_opportunity("nobody acts on it", "DN", "retail").await;
     let (first, _) = db.wait_owned(&opp, Duration::from_secs(3)).await;
-    let started = Instant::now();
-    while db.owner_of(&opp).await != 100 {
-        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", outcomes(&db, &opp).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_owner(&db, &opp, 100, Duration::from_secs(10)).await;
     daemon.stop().await;
     let o = outcomes(&db, &opp).await;
     let steps: Vec<(&str, Option<&str>)> = o.iter().map(|x| (x.0.as_str(), x.1.as_deref())).collect();
@@ -437,11 +478,7 @@ async fn excluding_the_last_two_owners_hands_it_to_someone_new() {
     let daemon = db.start();
     let opp = db.insert_opportunity("passed around", "DN", "retail").await;
     db.wait_owned(&opp, Duration::from_secs(3)).await;
-    let started = Instant::now();
-    while outcomes(&db, &opp).await.iter().filter(|o| o.0 == "reclaim").count() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", outcomes(&db, &opp).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_outcomes(&db, &opp, "reclaim", 2, Duration::from_secs(8)).await;
     daemon.stop().await;
     let owners: Vec<String> = outcomes(&db, &opp).await.into_iter().filter_map(|o| o.1).collect();
     assert_eq!(owners.len(), 3, "{owners:?}");
@@ -463,11 +500,8 @@ async fn a_member_who_lets_opportunities_lapse_is_paused_until_an_admin_lifts_it
     let first = db.insert_opportunity("lapses", "DN", "retail").await;
     let (lapser, _) = db.wait_owned(&first, Duration::from_secs(3)).await;
     let other = if lapser == 301 { 302 } else { 301 };
-    let started = Instant::now();
-    while db.count("SELECT count(*) FROM oppty_router.member_pauses WHERE lifted_at IS NULL").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", outcomes(&db, &first).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let paused = || async { db.count("SELECT count(*) FROM oppty_router.member_pauses WHERE lifted_at IS NULL").await > 0 };
+    assert!(holds_within(Duration::from_secs(5), paused).await, "{:?}", outcomes(&db, &first).await);
     let paused: String =
         db.client.query_one("SELECT member_id FROM oppty_router.member_pauses", &[]).await.expect("pause").get(0);
     assert_eq!(paused, lapser.to_string(), "the member who let it lapse is paused");
@@ -495,12 +529,17 @@ async fn a_member_who_lets_opportunities_lapse_is_paused_until_an_admin_lifts_it
     assert!(!oppty_router::admin::unpause(&db.client, &db.cfg, &lapser.to_string(), "test admin")
         .await
         .expect("again"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = db.insert_opportunity("after the pause", "DN", "retail").await;
-    db.wait_owned(&after, Duration::from_secs(3)).await;
+    // New work, one at a time, until the daemon has seen the lift (at its next sweep): then the
+    // member, who has the fewest open, gets it.
+    let started = Instant::now();
+    for i in 0.. {
+        let after = db.insert_opportunity(&format!("after the pause {i}"), "DN", "retail").await;
+        if db.wait_owned(&after, Duration::from_secs(3)).await.0 == lapser {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "back in rotation within a sweep or two of the lift");
+    }
     daemon.stop().await;
-    let first_owner = outcomes(&db, &after).await.into_iter().find(|o| o.0 == "rule").and_then(|o| o.1);
-    assert_eq!(first_owner, Some(lapser.to_string()), "back in rotation with the fewest open");
 }
 
 /// The example config with owners written by ops statements instead of `write_back.set`.
@@ -574,11 +613,7 @@ async fn a_new_opportunity_is_routed_while_a_large_sweep_is_under_way() {
         .expect("a large stale backlog");
     let daemon = db.start();
     let reclaimed = || db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome = 'reclaim'");
-    let started = Instant::now();
-    while reclaimed().await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "the sweep starts");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the sweep starts", Duration::from_secs(30), || async { reclaimed().await > 0 }).await;
     let opp = db.insert_opportunity("arrives during the sweep", "DN", "retail").await;
     let (_, took) = db.wait_owned(&opp, Duration::from_secs(30)).await;
     let during = reclaimed().await;
@@ -586,11 +621,8 @@ async fn a_new_opportunity_is_routed_while_a_large_sweep_is_under_way() {
     assert!(during < 40_000, "the sweep was still under way when the new one was routed ({during})");
     assert!(took < Duration::from_secs(1), "routed between two steps of the sweep, not after it: {took:?}");
     // And the sweep, step by step (its due times brought forward in chunks), takes back every one.
-    let started = Instant::now();
-    while reclaimed().await < 40_000 {
-        assert!(started.elapsed() < Duration::from_secs(90), "every stale one is reclaimed: {}", reclaimed().await);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let all = || async { reclaimed().await >= 40_000 };
+    assert!(holds_within(Duration::from_secs(90), all).await, "every stale one is reclaimed: {}", reclaimed().await);
     daemon.stop().await;
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use common::wait_until;
+use common::{holds_within, pace, pace_blocking, wait_until};
 use oppty_router::config::Config;
 use oppty_router::reload::{self, Reloader};
 use oppty_router::rules::Directory;
@@ -49,7 +49,7 @@ async fn live(layout: impl FnOnce(&Path) -> PathBuf) -> Live {
     ));
     let shutdown = CancellationToken::new();
     tokio::spawn(reload::watch(reloader.clone(), dir.clone(), Duration::from_millis(100), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(100)).await; // the watch is in place
+    wait_until("the watch is in place", Duration::from_secs(5), || async { reloader.status.load().watching }).await;
     Live { _tmp: tmp, dir, reloader, shutdown }
 }
 
@@ -61,8 +61,19 @@ impl Live {
     }
 
     async fn wait_for(&self, what: &str, ok: impl Fn(&Live) -> bool) {
-        let why = format!("{what} (status now {:?})", self.reloader.status.load());
-        wait_until(&why, Duration::from_secs(5), || async { ok(self) }).await;
+        let held = holds_within(Duration::from_secs(5), || async { ok(self) }).await;
+        assert!(held, "waited 5 s for {what} (status now {:?})", self.reloader.status.load());
+    }
+
+    /// The barrier before "nothing more happened": a last save (Lan's weight set to `weight`) is
+    /// the latest candidate. The watcher reads the files one look after another, so every look at
+    /// what was saved before it has been judged.
+    async fn after_one_more_save(&self, weight: u32) {
+        let now = self.weight_of_402().expect("Lan");
+        let text = std::fs::read_to_string(people(&self.dir)).expect("read");
+        let next = text.replacen(&format!("weight = {now} "), &format!("weight = {weight} "), 1);
+        std::fs::write(people(&self.dir), next).expect("one more save");
+        self.wait_for("one more save", |l| l.weight_of_402() == Some(weight)).await;
     }
 }
 
@@ -228,7 +239,7 @@ async fn a_file_written_in_two_steps_is_not_loaded_half_written() {
     let mut f = std::fs::File::create(people(&l.dir)).expect("open");
     std::io::Write::write_all(&mut f, &full.as_bytes()[..cut]).expect("first half");
     std::io::Write::flush(&mut f).expect("flush");
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    pace(Duration::from_millis(40)).await;
     std::io::Write::write_all(&mut f, &full.as_bytes()[cut..]).expect("second half");
     drop(f);
     l.wait_for("two-step write", |l| l.weight_of_402() == Some(22)).await;
@@ -331,19 +342,22 @@ async fn a_log_file_written_beside_the_rules_directory_does_not_reload_the_rules
     .await;
     // One bad file: every reload is refused, so each one shows in the count.
     std::fs::write(l.dir.join("99-broken.toml"), "[[member]]\nid = ").expect("a broken save");
-    l.wait_for("the broken save is refused", |l| l.reloader.status.load().refused >= 1).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let refused = l.reloader.status.load().refused;
+    l.wait_for("the broken save is refused", |l| l.reloader.status.load().looks >= 1).await;
+    let (looks, refused) = (l.reloader.status.load().looks, l.reloader.status.load().refused);
     let log = l.dir.parent().expect("parent").join("router.log");
     for i in 0..20 {
         std::fs::write(&log, format!("line {i}\n")).expect("write the log");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        pace(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(l.reloader.status.load().refused, refused, "writes beside the rules directory are not rule changes");
-    // A change inside still is.
+    // The log goes quiet for three debounces, so a look it caused could not merge with the next.
+    pace(Duration::from_millis(300)).await;
+    // A change inside is looked at; once it is, every look before it has been too (one at a time).
     std::fs::write(l.dir.join("99-broken.toml"), "[[member]]\nid = \"x\"\nnope = 1\n").expect("another broken save");
-    l.wait_for("the new save is looked at", |l| l.reloader.status.load().refused > refused).await;
+    let its_problem = |l: &Live| l.reloader.status.load().last_error.as_ref().is_some_and(|e| e.1.contains("nope"));
+    l.wait_for("the new save is looked at", its_problem).await;
+    let st = l.reloader.status.load();
+    assert_eq!(st.refused, refused + 1, "{st:?}");
+    assert_eq!(st.looks, looks + 1, "writes beside the rules directory are not rule changes: {st:?}");
 }
 
 /// Watches the candidates every few milliseconds while `during` runs; returns whether a set
@@ -357,7 +371,7 @@ async fn ever_without_wealth(l: &Live, during: impl std::future::Future<Output =
             let mut missing = false;
             while !stop.is_cancelled() {
                 missing |= !reloader.latest().pipelines.contains_key("wealth");
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                pace(Duration::from_millis(2)).await;
             }
             missing
         })
@@ -381,7 +395,7 @@ async fn a_slow_two_step_save_never_puts_the_emptied_file_live() {
     let missing = ever_without_wealth(&l, async {
         // An editor that truncates, then writes the new text: far slower than the debounce.
         std::fs::File::create(&wealth).expect("truncate");
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        pace(Duration::from_millis(400)).await;
         std::fs::write(&wealth, &full).expect("write");
         l.wait_for("the saved file", |l| l.reloader.status.load().last_error.is_none()).await;
     })
@@ -473,7 +487,7 @@ struct Save {
 }
 
 fn pause(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
+    pace_blocking(Duration::from_millis(ms));
 }
 
 const SAVES: &[Save] = &[
@@ -525,10 +539,10 @@ async fn a_save_in_steps_is_judged_when_it_is_finished_never_refused_midway() {
         let steps = save.steps;
         tokio::task::spawn_blocking(move || steps(&dir, &new)).await.expect("the save");
         l.wait_for(save.name, |l| l.weight_of_402() == Some(weight)).await;
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        l.after_one_more_save(weight + 100).await;
         let st = l.reloader.status.load();
         assert_eq!((st.refused, &st.last_error), (0, &None), "{}: a save in progress is no refusal", save.name);
-        assert_eq!(st.candidates, 1, "{}: one candidate, the finished save: {st:?}", save.name);
+        assert_eq!(st.candidates, 2, "{}: one candidate for the finished save, one for the next: {st:?}", save.name);
     }
 }
 
@@ -543,10 +557,10 @@ async fn a_self_contained_file_renamed_away_mid_save_never_leaves_the_candidates
     let text = std::fs::read_to_string(&wealth).expect("read").replace("[[pipeline]]", "# saved\n[[pipeline]]");
     let missing = ever_without_wealth(&l, async {
         std::fs::rename(&wealth, l.dir.join("30-wealth.toml~")).expect("backup");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        pace(Duration::from_millis(150)).await;
         std::fs::write(&wealth, &text).expect("write");
         std::fs::remove_file(l.dir.join("30-wealth.toml~")).expect("rm backup");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        l.after_one_more_save(61).await;
     })
     .await;
     assert!(!missing, "the wealth pipeline never left the candidates while its file was being saved");
@@ -563,10 +577,10 @@ async fn a_file_that_stays_broken_is_refused_once_the_directory_is_quiet() {
     .await;
     std::fs::write(people(&l.dir), edited(&l.dir, 9).replacen("weight = 9 ", "weight = \"nine\" ", 1)).expect("write");
     l.wait_for("the refusal", |l| l.reloader.status.load().refused == 1).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(l.reloader.status.load().refused, 1, "one save, one refusal");
     // Put back as it was: the refusal is history, and nothing is offered (no new version).
     std::fs::write(people(&l.dir), edited(&l.dir, 9).replacen("weight = \"nine\" ", "weight = 2 ", 1)).expect("revert");
     l.wait_for("the revert", |l| l.reloader.status.load().last_error.is_none()).await;
+    // The revert was looked at after every look at the broken save: it was refused once.
+    assert_eq!(l.reloader.status.load().refused, 1, "one save, one refusal");
     assert_eq!(l.reloader.status.load().candidates, 0, "the files compile to the set in force");
 }

@@ -9,26 +9,37 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Five opportunities routed by `db`'s daemon, then made due for reclaim long ago: owned for
-/// thirty days without a touch.
-async fn five_due_for_reclaim(db: &TestDb) -> Vec<String> {
-    let mut due = Vec::new();
-    for i in 0..5 {
-        due.push(db.insert_opportunity(&format!("stale {i}"), "HCM", "retail").await);
+/// `n` opportunities titled `title i`, routed by `db`'s daemon.
+async fn routed(db: &TestDb, title: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(db.insert_opportunity(&format!("{title} {i}"), "HCM", "retail").await);
     }
-    for opp in &due {
+    for opp in &ids {
         db.wait_owned(opp, Duration::from_secs(10)).await;
     }
+    ids
+}
+
+/// These assignments made due for reclaim long ago: owned for thirty days without a touch.
+async fn age(db: &TestDb, ids: &[String]) {
     db.client
         .execute(
             "UPDATE oppty_router.ownership SET assigned_at = now() - interval '30 days', \
              last_owner_touch_at = now() - interval '30 days', due_at = now() - interval '1 day' \
              WHERE opp_id = ANY($1)",
-            &[&due],
+            &[&ids],
         )
         .await
         .expect("age the assignments");
-    due
+}
+
+async fn reclaimed_among(db: &TestDb, ids: &[String]) -> i64 {
+    let list = ids.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(",");
+    db.count(&format!(
+        "SELECT count(DISTINCT opp_id) FROM oppty_router.assignments WHERE outcome = 'reclaim' AND opp_id IN ({list})"
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +48,8 @@ async fn a_crm_session_idle_in_transaction_on_rows_due_for_reclaim_does_not_stop
     db.cfg.router.reclaim_interval = Duration::from_millis(200);
     db.install().await;
     let daemon = db.start();
-    let due = five_due_for_reclaim(&db).await;
+    let due = routed(&db, "stale", 5).await;
+    let control = routed(&db, "control", 1).await;
     // A salesperson's session opens a transaction on those five rows and goes to lunch.
     let mut person = oppty_router::db::connect(&db.cfg.database, " person").await.expect("connect");
     let lunch = person.transaction().await.expect("begin");
@@ -46,7 +58,13 @@ async fn a_crm_session_idle_in_transaction_on_rows_due_for_reclaim_does_not_stop
         .await
         .expect("lock");
     assert_eq!(held, 5);
-    tokio::time::sleep(Duration::from_millis(500)).await; // a sweep or two meet the locks
+    // All six come due; the sweep reclaims the one nobody holds, so it has met the five locks.
+    age(&db, &[due.clone(), control.clone()].concat()).await;
+    wait_until("a sweep meets the locks", Duration::from_secs(10), || async {
+        reclaimed_among(&db, &control).await == 1
+    })
+    .await;
+    assert_eq!(reclaimed_among(&db, &due).await, 0, "the held rows are not reclaimed under the person's lock");
     let started = Instant::now();
     let mut fresh = Vec::new();
     for i in 0..10 {
@@ -59,20 +77,8 @@ async fn a_crm_session_idle_in_transaction_on_rows_due_for_reclaim_does_not_stop
     let owners_before: Vec<i32> = owners_of(&db, &due).await;
     // Back from lunch: the sweep comes back to the rows it skipped, and reclaims them.
     lunch.commit().await.expect("commit");
-    let back = Instant::now();
-    loop {
-        let reclaimed = db
-            .count(&format!(
-                "SELECT count(DISTINCT opp_id) FROM oppty_router.assignments WHERE outcome = 'reclaim' AND opp_id IN ({})",
-                due.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(",")
-            ))
-            .await;
-        if reclaimed == 5 {
-            break;
-        }
-        assert!(back.elapsed() < Duration::from_secs(10), "{reclaimed} of 5 reclaimed after the locks went");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let all = || async { reclaimed_among(&db, &due).await == 5 };
+    assert!(holds_within(Duration::from_secs(10), all).await, "{} of 5 reclaimed after the locks went", reclaimed_among(&db, &due).await);
     assert_ne!(owners_of(&db, &due).await, owners_before, "reclaimed: another owner each");
     daemon.stop().await;
 }
@@ -121,16 +127,20 @@ async fn a_leader_wedged_in_a_statement_loses_its_lease_and_a_standby_routes_on(
     let b = db.start();
     // One row's field sleeps 20 s: the leader's batch never returns within its lease.
     let wedge = db.insert_opportunity("wedge", "HCM", "retail").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("the leader's batch is wedged in the row's field", Duration::from_secs(5), || async {
+        db.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND application_name LIKE 'oppty-router%'")
+            .await
+            > 0
+    })
+    .await;
     let started = Instant::now();
     let after = db.insert_opportunity("after the wedge", "HCM", "retail").await;
     let (_, took) = db.wait_owned(&after, Duration::from_secs(10)).await;
     println!("routed {took:?} after the leader wedged (lease 1 s)");
-    let dead = Instant::now();
-    while db.count("SELECT count(*) FROM oppty_router.dead_letter").await == 0 {
-        assert!(dead.elapsed() < Duration::from_secs(20), "the wedging event reaches the dead letter");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the wedging event reaches the dead letter", Duration::from_secs(20), || async {
+        db.count("SELECT count(*) FROM oppty_router.dead_letter").await > 0
+    })
+    .await;
     assert_eq!(db.owner_of(&wedge).await, 1, "the wedging one keeps the queue owner");
     db.assert_routed_once(&[&first, &after]).await;
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -181,7 +191,7 @@ async fn routing_resumes_within_a_second_of_the_database_accepting_connections_a
     // Twenty seconds down: a reconnect delay doubling from 100 ms would next look 5 to 18 s
     // after the server is back.
     cluster.stop_server().expect("stop");
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    pace(Duration::from_secs(20)).await;
     cluster.start_server().expect("start");
     let back = Instant::now();
     let client = oppty_router::db::connect(&db.cfg.database, "").await.expect("connect again");
@@ -212,14 +222,14 @@ async fn an_event_claimed_by_a_live_session_is_claimed_by_no_other_and_once_it_e
     assert!(b.query_opt(&store.claim_retry, &[&unfenced]).await.expect("retry").is_none());
     // A's session ends without finishing (a crash, a kill): B claims it again, alone, charged again.
     drop(a);
-    let started = Instant::now();
-    let again = loop {
-        if let Some(r) = b.query_opt(&store.claim_retry, &[&unfenced]).await.expect("retry") {
-            break r;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "claimed again once A's session is gone");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let found = std::cell::RefCell::new(None);
+    wait_until("claimed again once A's session is gone", Duration::from_secs(5), || async {
+        let row = b.query_opt(&store.claim_retry, &[&unfenced]).await.expect("retry");
+        *found.borrow_mut() = row;
+        found.borrow().is_some()
+    })
+    .await;
+    let again = found.into_inner().expect("claimed");
     assert_eq!(again.try_get::<_, String>("opp_id").expect("opp"), opp);
     assert_eq!(again.try_get::<_, i32>("attempts").expect("attempts"), 2);
     assert!(b.query_opt(&store.claim_retry, &[&unfenced]).await.expect("retry").is_none(), "and by nobody else");

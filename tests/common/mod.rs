@@ -96,6 +96,76 @@ pub fn wait_until_blocking(what: &str, limit: Duration, mut check: impl FnMut() 
 /// How often a wait looks again.
 pub const POLL: Duration = Duration::from_millis(20);
 
+/// Whether `check` holds within `limit`, looking again every `POLL`: for a wait whose failure
+/// says what stands at the end (`assert!(holds_within(..).await, "{:?}", state().await)`).
+pub async fn holds_within<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if started.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The tempo of someone the test plays: a person logging a call every few hundred
+/// milliseconds, a CRM inserting at a rate, an attacker killing connections, a sampler. Time the
+/// test spends doing something, never a wait for the router (that is [`wait_until`]): no test
+/// outside this module calls `sleep` (`tests/house/main.rs::no_test_waits_a_fixed_time`).
+pub async fn pace(every: Duration) {
+    tokio::time::sleep(every).await;
+}
+
+/// [`pace`] for a test without a runtime.
+pub fn pace_blocking(every: Duration) {
+    std::thread::sleep(every);
+}
+
+/// A listener of the test's own on `channels` that keeps each notification's channel and
+/// payload, in the order the server sent them (the daemon's own listener keeps only "woken"). A
+/// test that says "no NOTIFY was sent" sends one of its own after the statement and checks that
+/// it is the first to arrive: notifications arrive in commit order.
+pub async fn listen_in_order(url: &str, channels: &[&str]) -> (Client, tokio::sync::mpsc::UnboundedReceiver<(String, String)>) {
+    use futures_util::StreamExt;
+    let (client, mut conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("a listener of our own");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
+            }
+        }
+    });
+    for c in channels {
+        client.batch_execute(&format!("LISTEN {c}")).await.expect("LISTEN");
+    }
+    (client, rx)
+}
+
+/// The first notification after `statement` ran on `db` is the barrier's, sent after it: the
+/// statement sent none on `channel`.
+pub async fn assert_no_notify_from<T>(
+    db: &TestDb,
+    channel: &str,
+    statement: impl std::future::Future<Output = T>,
+    why: &str,
+) -> T {
+    let (_listener, mut heard) = listen_in_order(&db.cfg.database.url, &[channel]).await;
+    let out = statement.await;
+    db.client.execute("SELECT pg_notify($1, 'barrier')", &[&channel]).await.expect("barrier");
+    let first = tokio::time::timeout(Duration::from_secs(5), heard.recv()).await.expect("the barrier arrives");
+    assert_eq!(first, Some((channel.to_string(), "barrier".to_string())), "{why}");
+    out
+}
+
 /// A test's own database holding the sample CRM, and a config mapping it.
 pub struct TestDb {
     pub name: String,

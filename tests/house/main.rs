@@ -6,6 +6,7 @@ mod crates;
 mod graph;
 mod rooms;
 mod source;
+mod waits;
 
 use std::path::Path;
 
@@ -32,6 +33,19 @@ fn no_function_in_src_is_over_100_lines() {
     }
     assert!(seen > 500, "the visitor found only {seen} functions: is it reading the source?");
     assert!(long.is_empty(), "functions over {MAX_FUNCTION_LINES} lines (split them into steps):\n{}", long.join("\n"));
+}
+
+/// The longest a room may be, in lines (issue #29: "no room over ~600 lines"; split before adding).
+const MAX_ROOM_LINES: usize = 600;
+
+#[test]
+fn no_room_in_src_is_over_600_lines() {
+    let long: Vec<String> = (product_files().iter())
+        .map(|p| (rel(p), std::fs::read_to_string(p).expect("read").lines().count()))
+        .filter(|(_, n)| *n > MAX_ROOM_LINES)
+        .map(|(p, n)| format!("{p}: {n} lines"))
+        .collect();
+    assert!(long.is_empty(), "rooms over {MAX_ROOM_LINES} lines (split them by concern):\n{}", long.join("\n"));
 }
 
 /// Every file of a room, with the lines where its code breaks `never`.

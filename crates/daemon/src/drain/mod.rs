@@ -7,7 +7,7 @@
 //! (that is `engine`), nor connect, wait or watch files (that is `daemon`).
 //!
 //! The rooms: `lanes` (the connections, and draining on all of them), `batch` (one batch's
-//! transaction: begin and fence, claim, context), `process` (a batch's phases in order), `claims`
+//! transaction: begin and fence, claim, context), `process` (a batch's phases in order; `route`, `settle` after the write-back, `record`), `claims`
 //! (a claimed event's life: retries, dead letter), `ledger_tx` (the ledger lent to a batch, undone
 //! unless committed), `leading` (the ledger rebuilt when leading or when the rules change),
 //! `records` (unrouted, explanations, audit columns), `writes` (row by row when the batch's

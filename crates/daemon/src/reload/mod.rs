@@ -51,6 +51,11 @@ pub struct ReloadStatus {
     /// Candidates offered: compiled sets that route differently from the one in force then.
     pub candidates: u64,
     pub refused: u64,
+    /// Whether the rules directory is watched, so a save reloads by itself (when it is not,
+    /// SIGHUP still reloads).
+    pub watching: bool,
+    /// Times the files were read and judged, whatever came of it.
+    pub looks: u64,
 }
 
 /// A set compiled from the files (and the CRM's directory), not in force: the daemon checks it

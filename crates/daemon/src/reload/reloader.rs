@@ -116,9 +116,18 @@ impl Reloader {
             seen = now;
             result = self.compile(why);
         }
-        match result {
+        let judged = match result {
             Ok(engine) => Ok(self.offer(engine, why, &mut digests)),
             Err(e) => Err(self.refuse_files(e, why)),
+        };
+        self.update_status(|s| s.looks += 1);
+        judged
+    }
+
+    /// The rules directory is watched (or no longer is): `status` says so.
+    pub fn watching(&self, yes: bool) {
+        if self.status.load().watching != yes {
+            self.update_status(|s| s.watching = yes);
         }
     }
 

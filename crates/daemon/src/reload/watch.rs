@@ -32,9 +32,20 @@ pub(super) fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)>
 
 /// Watch the rules directory until `shutdown`: every change (after `debounce` of quiet) reloads the
 /// whole set. The parent directory is watched too, so replacing the directory or swapping a symlink
-/// to it is seen.
+/// to it is seen. While it watches, the reload status says so (`watching`).
 pub async fn watch(
     reloader: Arc<Reloader>,
+    dir: PathBuf,
+    debounce: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), notify::Error> {
+    let watched = watching(&reloader, dir, debounce, shutdown).await;
+    reloader.watching(false);
+    watched
+}
+
+async fn watching(
+    reloader: &Arc<Reloader>,
     dir: PathBuf,
     debounce: Duration,
     shutdown: CancellationToken,
@@ -68,6 +79,7 @@ pub async fn watch(
     })?;
     watcher.watch(&parent, RecursiveMode::NonRecursive)?;
     let mut watched = rewatch(&mut watcher, &dir, None);
+    reloader.watching(watched.is_some());
     loop {
         tokio::select! {
             got = rx.recv() => if got.is_none() { return Ok(()) },
@@ -92,6 +104,7 @@ pub async fn watch(
         .await;
         let Ok((w, now, before)) = looked else { return Ok(()) };
         (watcher, watched) = (w, now);
+        reloader.watching(watched.is_some());
         let _ = reloader.reload_in_background("rule files changed").await;
         let d = dir.clone();
         if tokio::task::spawn_blocking(move || fingerprint(&d)).await.is_ok_and(|after| after != before) {

@@ -37,15 +37,14 @@ fn status_text(cfg: &std::path::Path) -> String {
 
 /// Waits (10 s at most) until `status --json` satisfies `ok`; returns it.
 fn status_until(cfg: &std::path::Path, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let s = status_json(cfg);
-        if ok(&s) {
-            return s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{what} within 10 s: {s}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let last = std::cell::RefCell::new(serde_json::Value::Null);
+    let held = holds_within_blocking(Duration::from_secs(10), || {
+        *last.borrow_mut() = status_json(cfg);
+        ok(&last.borrow())
+    });
+    let s = last.into_inner();
+    assert!(held, "{what} within 10 s: {s}");
+    s
 }
 
 fn version(s: &serde_json::Value) -> String {
@@ -117,13 +116,14 @@ async fn sigterm_while_a_huge_broken_file_is_judged_exits_cleanly_within_a_secon
     db.install().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (cfg, rules) = own_setup(dir.path(), &db.cfg.database.url);
-    let (child, logs) = start_daemon(&cfg);
+    let (child, logs) = start_daemon_logging(&cfg, Some("info,oppty_router::reload=debug"));
     status_until(&cfg, "the daemon leads", |s| !version(s).is_empty());
     let big: String = (0..20_000)
         .map(|i| format!("[[team]]\nid = \"t{i}\"\nmembers = [\"nobody-{i}\"]\npipelines = [\"retail\"]\n\n"))
         .collect();
     std::fs::write(rules.join("50-big.toml"), big).expect("a huge broken save");
-    std::thread::sleep(Duration::from_millis(150));
+    // The save is being read and judged when the signal comes.
+    logs.wait_for("reading the rule files", Duration::from_secs(10)).await;
     let asked = Instant::now();
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let mut child = child;

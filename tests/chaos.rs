@@ -414,9 +414,15 @@ async fn chaos_loses_nothing_routes_nothing_twice_and_keeps_routing() {
 
     // Let the replicas finish: every event drained.
     let c = connect(&url).await;
-    let left = || async { c.query_one("SELECT count(*) FROM oppty_router.events", &[]).await.expect("events").get::<_, i64>(0) };
+    let left = || async {
+        c.query_one("SELECT count(*) FROM oppty_router.events", &[]).await.expect("events").get::<_, i64>(0)
+    };
     let drained = || async { left().await == 0 };
-    assert!(holds_within(Duration::from_secs(60), drained).await, "{} events still queued a minute after the chaos", left().await);
+    assert!(
+        holds_within(Duration::from_secs(60), drained).await,
+        "{} events still queued a minute after the chaos",
+        left().await
+    );
     for i in 0..REPLICAS {
         replicas.signal(i, nix::sys::signal::Signal::SIGTERM);
     }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -101,14 +101,7 @@ async fn run_routes_then_exits_0_on_sigterm_with_json_logs_and_no_password() {
     let (owner, _) = db.wait_owned(&opp, Duration::from_secs(10)).await;
     assert!([301, 302].contains(&owner));
     signal(&child, nix::sys::signal::Signal::SIGTERM);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the daemon exits promptly on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exited_within(&mut child, Duration::from_secs(10)).expect("the daemon exits promptly on SIGTERM");
     let stderr = reader.join().expect("read logs");
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("hunter2-secret"), "the password never reaches the logs:\n{stderr}");
@@ -185,19 +178,15 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
     )
     .expect("save");
     let status = || Command::new(BIN).args(["status", "-c"]).arg(&cfg).output().expect("status");
-    let started = Instant::now();
-    let out = loop {
+    let last = std::cell::RefCell::new(None);
+    let shown = holds_within_blocking(Duration::from_secs(10), || {
         let out = status();
-        if String::from_utf8_lossy(&out.stdout).contains("latest refusal") {
-            break out;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "status shows the refused reload: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        let refused = String::from_utf8_lossy(&out.stdout).contains("latest refusal");
+        *last.borrow_mut() = Some(out);
+        refused
+    });
+    let out = last.into_inner().expect("status ran");
+    assert!(shown, "status shows the refused reload: {}", String::from_utf8_lossy(&out.stdout));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("daemon: running"), "{text}");
@@ -224,20 +213,20 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("status --json prints JSON")
     };
     let reloads_before = json()["daemon"]["reloads"].as_i64().expect("reloads");
-    let started = Instant::now();
-    loop {
+    let last = std::cell::RefCell::new(serde_json::Value::Null);
+    let loaded = holds_within_blocking(Duration::from_secs(10), || {
         let report = json();
-        if report["daemon"]["reloads"].as_i64() > Some(reloads_before) {
-            assert!(
-                report["daemon"]["last_refused"].is_null(),
-                "the refusal is history once good rules are in force: {report}"
-            );
-            assert_eq!(report["healthy"], true, "{report}");
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the fix is loaded: {report}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        let reloaded = report["daemon"]["reloads"].as_i64() > Some(reloads_before);
+        *last.borrow_mut() = report;
+        reloaded
+    });
+    let report = last.into_inner();
+    assert!(loaded, "the fix is loaded: {report}");
+    assert!(
+        report["daemon"]["last_refused"].is_null(),
+        "the refusal is history once good rules are in force: {report}"
+    );
+    assert_eq!(report["healthy"], true, "{report}");
     let text = String::from_utf8_lossy(&status().stdout).to_string();
     assert!(!text.contains("latest refusal"), "{text}");
     assert!(text.contains("paused in the rule files: 103 (Lê Văn Cường)"), "a paused member shows as paused: {text}");
@@ -248,19 +237,18 @@ async fn a_broken_edit_on_a_live_daemon_keeps_routing_and_status_shows_where_it_
 
 /// The rules version the daemon with this pid reports, once it does.
 async fn version_reported_by(db: &TestDb, pid: u32) -> String {
-    let started = Instant::now();
-    loop {
+    let version = std::cell::RefCell::new(None);
+    wait_until("the daemon reports its rules", Duration::from_secs(10), || async {
         let row = db
             .client
             .query_opt("SELECT rules_version FROM oppty_router.daemon_status WHERE pid = $1", &[&(pid as i32)])
             .await
             .expect("daemon_status");
-        if let Some(v) = row.and_then(|r| r.get::<_, Option<String>>(0)) {
-            return v;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the daemon reports its rules");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        *version.borrow_mut() = row.and_then(|r| r.get::<_, Option<String>>(0));
+        version.borrow().is_some()
+    })
+    .await;
+    version.into_inner().expect("reported")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +260,7 @@ async fn a_restarted_daemon_keeps_the_version_of_the_same_rules_and_numbers_new_
     let (child, logs) = start_daemon(&cfg);
     let first = version_reported_by(&db, child.0.id()).await;
     signal(&child, nix::sys::signal::Signal::SIGHUP);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    logs.wait_for("cause=\"SIGHUP\"", Duration::from_secs(10)).await;
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let logs = logs.join().expect("logs");
     assert!(logs.contains("rules reloaded: no change") && logs.contains("cause=\"SIGHUP\""), "{logs}");
@@ -357,16 +345,9 @@ async fn rule_file_tests_run_against_the_members_the_crm_adds() {
         "{text}"
     );
     let (mut child, logs) = start_daemon(&cfg);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            signal(&child, nix::sys::signal::Signal::SIGTERM);
-            panic!("the daemon did not refuse the rules: {}", logs.join().expect("logs"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = exited_within(&mut child, Duration::from_secs(20)) else {
+        signal(&child, nix::sys::signal::Signal::SIGTERM);
+        panic!("the daemon did not refuse the rules: {}", logs.join().expect("logs"));
     };
     let logs = logs.join().expect("logs");
     assert_eq!(status.code(), Some(78), "a provisional set never routes: {logs}");

@@ -132,7 +132,11 @@ async fn a_pick_added_to_the_assigned_to_list_after_routing_is_never_reclaimed()
     )
     .await;
     drain.drain_all(&mut client, &cancel).await.expect("drain");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let quiet = format!(
+        "SELECT count(*) FROM oppty_router.ownership WHERE opp_id IN ('{kept}', '{stale}') \
+         AND last_owner_touch_at <= now() - interval '1 second'"
+    );
+    wait_until("both quiet for the window", Duration::from_secs(5), || async { db.count(&quiet).await == 2 }).await;
     assert_eq!(drain.sweep(&mut client).await.expect("sweep"), 1, "only the one nobody else picked");
     assert_eq!(db.owner_of(&kept).await, owner, "the owner stays beside the manager's list");
     assert_ne!(db.owner_of(&stale).await, other, "the other is handed on");
@@ -290,12 +294,8 @@ fn cli(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run the binary");
-    let started = std::time::Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !holds_within_blocking(Duration::from_secs(30), || child.try_wait().expect("wait").is_some()) {
+        let _ = child.kill();
     }
     let out = child.wait_with_output().expect("output");
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))

@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -136,17 +136,18 @@ async fn a_team_fair_by_its_weights_with_a_member_paused_for_part_of_the_window_
     // simulate's "now" column is the same figure, and the metrics too.
     let sim = cli_json(&cfg, &["simulate", "--rules", &rules.display().to_string(), "--since", "1h", "--json"]);
     assert_eq!(team(&sim, "north")["fairness"]["before"], *f, "simulate's now = report");
-    let started = Instant::now();
-    let scraped = loop {
-        let (_, metrics) = get(port, "GET", "/metrics");
-        let g = sum(&metrics, "oppty_router_team_fairness_gini", "team=\"north\"");
-        let r = sum(&metrics, "oppty_router_team_fairness_max_min", "team=\"north\"");
-        if g == gini && r == ratio {
-            break (g, r);
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "metrics {g}, {r}; report {gini}, {ratio}:\n{metrics}");
-        std::thread::sleep(Duration::from_millis(200));
+    let last = std::cell::RefCell::new(String::new());
+    let scraped = || {
+        let m = last.borrow();
+        let g = sum(&m, "oppty_router_team_fairness_gini", "team=\"north\"");
+        (g, sum(&m, "oppty_router_team_fairness_max_min", "team=\"north\""))
     };
+    let agreed = holds_within_blocking(Duration::from_secs(10), || {
+        *last.borrow_mut() = get(port, "GET", "/metrics").1;
+        scraped() == (gini, ratio)
+    });
+    let scraped = scraped();
+    assert!(agreed, "metrics {scraped:?}; report {gini}, {ratio}:\n{}", last.borrow());
     assert_eq!(scraped, (gini, ratio));
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     drop(child);

@@ -381,10 +381,8 @@ async fn a_leader_cut_off_by_a_partition_is_taken_over_within_its_lease_and_rout
     let after = db.insert_opportunity("after the partition", "HCM", "retail").await;
     db.wait_owned(&after, Duration::from_secs(10)).await;
     // The barrier: A is back through the healed proxy, standing by (B still holds the lease).
-    wait_until("A reconnects and stands by", Duration::from_secs(10), || async {
-        db.count(&a_sessions).await > 0
-    })
-    .await;
+    wait_until("A reconnects and stands by", Duration::from_secs(10), || async { db.count(&a_sessions).await > 0 })
+        .await;
     assert_ne!(lease_backend(&db).await, a_backend, "B still leads");
     db.assert_routed_once(&[&first, &during, &after]).await;
     assert!(!a_task.is_finished(), "A stands by, it did not exit");

@@ -765,9 +765,8 @@ async fn an_opportunity_a_crm_transaction_holds_locked_waits_alone_while_the_res
         db.wait_owned(id, Duration::from_secs(3)).await;
     }
     // The barrier: the locked one was tried, and put back for later.
-    let put_back = format!(
-        "SELECT count(*) FROM oppty_router.events WHERE opp_id = '{held}' AND next_attempt_at > '-infinity'"
-    );
+    let put_back =
+        format!("SELECT count(*) FROM oppty_router.events WHERE opp_id = '{held}' AND next_attempt_at > '-infinity'");
     wait_until("the locked one is put back", Duration::from_secs(3), || async { db.count(&put_back).await > 0 }).await;
     assert_eq!(db.owner_of(&held).await, 1, "the locked one is not written while it is held");
     // A stop while the row is still held is clean and quick (no batch waits on it).

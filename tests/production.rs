@@ -339,8 +339,28 @@ async fn in_production_the_crm_and_a_narrow_daemon_role_meet_over_tls_and_everyt
     working_on_them(&crm, &ids).await;
     wait_drained(&admin, &cfg).await;
     assert_all_routed_and_followed(&crm, &admin, &ids).await;
-    // Let a sweep or two run with the narrow role.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // A sweep with the narrow role: one deal left untouched for thirty days is taken back (or
+    // kept, when nobody else in its team may have it), written as this role.
+    let tracked = admin
+        .query_one("SELECT opp_id FROM oppty_router.ownership WHERE opp_id = ANY($1) ORDER BY opp_id LIMIT 1", &[&ids])
+        .await
+        .expect("a tracked deal")
+        .get::<_, String>(0);
+    admin
+        .execute(
+            "UPDATE oppty_router.ownership SET assigned_at = now() - interval '30 days', \
+             last_owner_touch_at = now() - interval '30 days', due_at = now() - interval '1 day' WHERE opp_id = $1",
+            &[&tracked],
+        )
+        .await
+        .expect("age it");
+    let swept = format!(
+        "SELECT count(*) FROM oppty_router.assignments WHERE opp_id = '{tracked}' AND outcome IN ('reclaim', 'kept')"
+    );
+    wait_until("a sweep decides on the stale deal", Duration::from_secs(10), || async {
+        count(&admin, &swept).await > 0
+    })
+    .await;
     assert!(!daemon.task.is_finished(), "the daemon is still running (sweeps work with these grants)");
 
     // Every router session is encrypted and runs as the narrow role.
@@ -703,13 +723,9 @@ async fn no_output_shows_a_password_in_any_connection_string_form() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the daemon");
-        let mut stderr = child.stderr.take().expect("stderr");
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-            s
-        });
-        std::thread::sleep(Duration::from_millis(1500));
+        let reader = Logs::of(child.stderr.take().expect("stderr"));
+        let tried = holds_within_blocking(Duration::from_secs(10), || reader.count("cannot reach the database") > 0);
+        assert!(tried, "the daemon says it cannot reach the database: {}", reader.so_far());
         let _ = child.kill();
         let _ = child.wait();
         let logs = reader.join().expect("read logs");

@@ -72,7 +72,11 @@ async fn wait_outcome(db: &TestDb, opp: &str, outcome: &str, limit: Duration) {
 /// Wait until the audit holds `n` decisions of `outcome` for `opp`; a failure shows them all.
 async fn wait_outcomes(db: &TestDb, opp: &str, outcome: &str, n: usize, limit: Duration) {
     let enough = || async move { outcomes(db, opp).await.iter().filter(|o| o.0 == outcome).count() >= n };
-    assert!(holds_within(limit, enough).await, "no {n} `{outcome}` for {opp} after {limit:?}: {:?}", outcomes(db, opp).await);
+    assert!(
+        holds_within(limit, enough).await,
+        "no {n} `{outcome}` for {opp} after {limit:?}: {:?}",
+        outcomes(db, opp).await
+    );
 }
 
 /// Wait until `opp` is owned by `owner`; a failure shows its decisions.
@@ -97,8 +101,12 @@ async fn wait_quiet(db: &TestDb, opp: &str, window: &str) {
         "SELECT count(*) FROM oppty_router.ownership WHERE opp_id = '{opp}' AND last_owner_touch_at <= now() - interval '{window}'"
     );
     let sql = &sql;
-    wait_until(&format!("{opp} quiet for {window}"), Duration::from_secs(5), || async move { db.count(sql).await == 1 })
-        .await;
+    wait_until(
+        &format!("{opp} quiet for {window}"),
+        Duration::from_secs(5),
+        || async move { db.count(sql).await == 1 },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,7 +399,9 @@ async fn an_owners_edit_counts_as_an_interaction_when_the_rule_says_so() {
         edit(edited.clone(), "\"accountOwnerId\"").await;
         edit(meddled.clone(), "100").await;
         pace(Duration::from_millis(300)).await;
-        if outcomes(&db, &meddled).await.iter().any(|o| o.0 == "reclaim") && started.elapsed() > Duration::from_millis(2400) {
+        if outcomes(&db, &meddled).await.iter().any(|o| o.0 == "reclaim")
+            && started.elapsed() > Duration::from_millis(2400)
+        {
             break;
         }
         assert!(
@@ -500,7 +510,8 @@ async fn a_member_who_lets_opportunities_lapse_is_paused_until_an_admin_lifts_it
     let first = db.insert_opportunity("lapses", "DN", "retail").await;
     let (lapser, _) = db.wait_owned(&first, Duration::from_secs(3)).await;
     let other = if lapser == 301 { 302 } else { 301 };
-    let paused = || async { db.count("SELECT count(*) FROM oppty_router.member_pauses WHERE lifted_at IS NULL").await > 0 };
+    let paused =
+        || async { db.count("SELECT count(*) FROM oppty_router.member_pauses WHERE lifted_at IS NULL").await > 0 };
     assert!(holds_within(Duration::from_secs(5), paused).await, "{:?}", outcomes(&db, &first).await);
     let paused: String =
         db.client.query_one("SELECT member_id FROM oppty_router.member_pauses", &[]).await.expect("pause").get(0);

@@ -188,16 +188,12 @@ async fn the_daemon_routes_under_the_units_restrictions() {
             .spawn()
             .expect("unshare is missing: `apt-get install util-linux` (`cargo xtask test` does)"),
     );
-    let mut pipe = child.0.stderr.take().expect("stderr");
-    let logs = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
-        s
-    });
+    let logs = Logs::of(child.0.stderr.take().expect("stderr"));
     let opp = db.insert_opportunity("routed from inside the sandbox", "HCM", "retail").await;
     let owned = tokio::time::timeout(Duration::from_secs(20), db.wait_owned(&opp, Duration::from_secs(20))).await;
     signal(&child, nix::sys::signal::Signal::SIGHUP);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The reload the signal asks for is read and judged (its files read under the sandbox).
+    logs.wait_for("SIGHUP", Duration::from_secs(10)).await;
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let code = child.0.wait().expect("exit").code();
     let logs = logs.join().expect("logs");
@@ -208,17 +204,20 @@ async fn the_daemon_routes_under_the_units_restrictions() {
     }
 }
 
-fn spawn_replica(cfg: &Path) -> Child {
-    Child(
+/// A replica of the daemon, and its logs as they come.
+fn spawn_replica(cfg: &Path) -> (Child, Logs) {
+    let mut child = Child(
         Command::new(BIN)
             .args(["run", "-c"])
             .arg(cfg)
-            .env("RUST_LOG", "warn")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start a replica"),
-    )
+    );
+    let logs = Logs::of(child.0.stderr.take().expect("stderr"));
+    (child, logs)
 }
 
 async fn leader_pid(db: &TestDb) -> Option<i32> {
@@ -237,16 +236,15 @@ async fn a_frozen_leader_is_taken_over_by_a_standby_within_its_lease() {
         .replace("leader_lease = \"5s\"", "leader_lease = \"2s\"")
         .replace("poll_interval = \"500ms\"", "poll_interval = \"100ms\"");
     std::fs::write(&cfg, text).expect("config");
-    let a = spawn_replica(&cfg);
+    let (a, a_logs) = spawn_replica(&cfg);
     let first = db.insert_opportunity("for the first leader", "HCM", "retail").await;
     db.wait_owned(&first, Duration::from_secs(15)).await;
-    let started = Instant::now();
-    while leader_pid(&db).await != Some(a.0.id() as i32) {
-        assert!(started.elapsed() < Duration::from_secs(15), "A reports itself as the leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let b = spawn_replica(&cfg);
-    tokio::time::sleep(Duration::from_secs(1)).await; // B connected and standing by
+    wait_until("A reports itself as the leader", Duration::from_secs(15), || async {
+        leader_pid(&db).await == Some(a.0.id() as i32)
+    })
+    .await;
+    let (b, b_logs) = spawn_replica(&cfg);
+    b_logs.wait_for("standing by", Duration::from_secs(10)).await;
 
     // Freeze the leader: its connections stay open (the kernel still answers for it).
     signal(&a, nix::sys::signal::Signal::SIGSTOP);
@@ -261,7 +259,8 @@ async fn a_frozen_leader_is_taken_over_by_a_standby_within_its_lease() {
     signal(&a, nix::sys::signal::Signal::SIGCONT);
     let after = db.insert_opportunity("after the thaw", "HCM", "retail").await;
     db.wait_owned(&after, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The barrier: A has found its session gone and stands by (it never stood by before).
+    a_logs.wait_for("standing by", Duration::from_secs(10)).await;
     db.assert_routed_once(&[&first, &during, &after]).await;
 
     // kill -9 of the leader: its connections close, the server releases the lock at once.

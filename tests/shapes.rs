@@ -124,20 +124,13 @@ impl Shape {
 
     /// Wait until no event is due (held ones wait for later).
     async fn due_drained(&self) {
-        let started = std::time::Instant::now();
-        loop {
-            let n: i64 = self
-                .client
-                .query_one("SELECT count(*) FROM oppty_router.events WHERE next_attempt_at <= now()", &[])
-                .await
-                .expect("count")
-                .get(0);
-            if n == 0 {
-                return;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "{n} events still due");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let due = || async {
+            let row =
+                self.client.query_one("SELECT count(*) FROM oppty_router.events WHERE next_attempt_at <= now()", &[]);
+            row.await.expect("count").get::<_, i64>(0)
+        };
+        let none = holds_within(Duration::from_secs(20), || async { due().await == 0 }).await;
+        assert!(none, "{} events still due", due().await);
     }
 
     fn start(&self) -> Daemon {
@@ -368,20 +361,13 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
         ))
         .await
         .expect("save the deals");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    pace(Duration::from_millis(50)).await;
     // (and once the router has looked at the deal: the daemon may still be starting up)
-    let seen = std::time::Instant::now();
-    while s
-        .client
-        .query_one("SELECT count(*) FROM oppty_router.assignments WHERE opp_id = $1", &[&linked])
-        .await
-        .expect("audit")
-        .get::<_, i64>(0)
-        == 0
-    {
-        assert!(seen.elapsed() < Duration::from_secs(10), "the router looks at the new deal");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the router looks at the new deal", Duration::from_secs(10), || async {
+        let sql = "SELECT count(*) FROM oppty_router.assignments WHERE opp_id = $1";
+        s.client.query_one(sql, &[&linked]).await.expect("audit").get::<_, i64>(0) > 0
+    })
+    .await;
     s.client
         .batch_execute(&format!(
             "INSERT INTO app.accounts_opportunities VALUES ('d0000000-0000-0000-0000-000000000001', '{linked}', 'b0000000-0000-0000-0000-000000000001', 0)"
@@ -389,13 +375,11 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
         .await
         .expect("save the link");
     let started = std::time::Instant::now();
-    let routed = loop {
-        if let Some(o) = owner(linked).await {
-            break o;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the linked deal is routed once its link is saved");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    wait_until("the linked deal is routed once its link is saved", Duration::from_secs(10), || async {
+        owner(linked).await.is_some()
+    })
+    .await;
+    let routed = owner(linked).await.expect("routed");
     assert!(routed.ends_with("10") || routed.ends_with("11"), "the Hanoi team, not the fallback: {routed}");
     assert!(started.elapsed() < Duration::from_millis(1500), "routed when the link came, not at the end of the wait");
     let explanations: Vec<(String, serde_json::Value)> = s
@@ -414,10 +398,11 @@ async fn a_deal_whose_account_link_is_saved_50ms_later_waits_for_it_and_goes_to_
     assert_eq!(explanations.last().map(|e| e.0.as_str()), Some("rule"), "{explanations:?}");
 
     // The deal whose link never comes: after wait_up_to, routed with what it has (the fallback).
-    while owner(lonely).await.is_none() {
-        assert!(started.elapsed() < Duration::from_secs(15), "the lonely deal is routed after its wait");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let waited = started.elapsed();
+    wait_until("the lonely deal is routed after its wait", Duration::from_secs(15).saturating_sub(waited), || async {
+        owner(lonely).await.is_some()
+    })
+    .await;
     assert_eq!(owner(lonely).await.as_deref(), Some("a0000000-0000-0000-0000-000000000099"));
     let note: String = s
         .client

@@ -78,7 +78,11 @@ async fn a_crm_session_idle_in_transaction_on_rows_due_for_reclaim_does_not_stop
     // Back from lunch: the sweep comes back to the rows it skipped, and reclaims them.
     lunch.commit().await.expect("commit");
     let all = || async { reclaimed_among(&db, &due).await == 5 };
-    assert!(holds_within(Duration::from_secs(10), all).await, "{} of 5 reclaimed after the locks went", reclaimed_among(&db, &due).await);
+    assert!(
+        holds_within(Duration::from_secs(10), all).await,
+        "{} of 5 reclaimed after the locks went",
+        reclaimed_among(&db, &due).await
+    );
     assert_ne!(owners_of(&db, &due).await, owners_before, "reclaimed: another owner each");
     daemon.stop().await;
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -18,28 +18,24 @@ fn config_with_metrics(dir: &Path, url: &str, port: u16) -> std::path::PathBuf {
 }
 
 fn wait_for(port: u16, path: &str, code: u16, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let (got, body) = get(port, "GET", path);
-        if got == code {
-            return body;
-        }
-        assert!(start.elapsed() < limit, "{path} answered {got} {body:?}, not {code}, for {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let last = std::cell::RefCell::new((0, String::new()));
+    let answered = holds_within_blocking(limit, || {
+        *last.borrow_mut() = get(port, "GET", path);
+        last.borrow().0 == code
+    });
+    let (got, body) = last.into_inner();
+    assert!(answered, "{path} answered {got} {body:?}, not {code}, for {limit:?}");
+    body
 }
 
 /// Scrape until the metric's sum reaches `at_least` (or fail after 20 s).
 fn scrape_until(port: u16, name: &str, with: &str, at_least: f64) {
-    let start = Instant::now();
-    loop {
-        let (_, metrics) = get(port, "GET", "/metrics");
-        if sum(&metrics, name, with) >= at_least {
-            return;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "{name}{{{with}}} never reached {at_least}:\n{metrics}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let last = std::cell::RefCell::new(String::new());
+    let reached = holds_within_blocking(Duration::from_secs(20), || {
+        *last.borrow_mut() = get(port, "GET", "/metrics").1;
+        sum(&last.borrow(), name, with) >= at_least
+    });
+    assert!(reached, "{name}{{{with}}} never reached {at_least}:\n{}", last.into_inner());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,19 +57,30 @@ async fn a_scrape_counts_every_decision_the_audit_holds_reloads_and_team_loads_a
         devkit::demo::insert_opportunities(&db.client, 2, typed, 10 + i as u32, 0).await.expect("typed");
     }
     db.wait_drained(Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await; // the last batch's counters, a gauge taken each second
-
-    let (code, metrics) = get(port, "GET", "/metrics");
+    let held = db.count("SELECT count(*) FROM oppty_router.unrouted WHERE outcome = 'held'").await;
+    let decided = db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome <> 'held'").await;
+    // The last batch's counters, and the gauges (taken each second) caught up with the database.
+    let caught_up = |m: &str| {
+        sum(m, "oppty_router_decisions_total", "") == decided as f64
+            && sum(m, "oppty_router_held_opportunities", "") == held as f64
+            && sum(m, "oppty_router_oldest_pending_event_seconds", "") == 0.0
+    };
+    let last = std::cell::RefCell::new((0, String::new()));
+    let agreed = holds_within(Duration::from_secs(5), || async {
+        *last.borrow_mut() = get(port, "GET", "/metrics");
+        caught_up(&last.borrow().1)
+    })
+    .await;
+    let (code, metrics) = last.into_inner();
+    assert!(agreed, "the metrics catch up with {decided} decisions and {held} held:\n{metrics}");
     assert_eq!(code, 200);
     for typed in ["Retail Banking", "retail-2027", "zzz"] {
         assert!(!metrics.contains(&format!("pipeline=\"{typed}")), "no series for `{typed}`: {metrics}");
     }
     assert_eq!(sum(&metrics, "oppty_router_decisions_total", "pipeline=\"other\""), 6.0, "{metrics}");
-    let held = db.count("SELECT count(*) FROM oppty_router.unrouted WHERE outcome = 'held'").await;
     assert!(metrics.contains("oppty_router_held_opportunities "), "held is a gauge: {metrics}");
     assert_eq!(sum(&metrics, "oppty_router_held_opportunities", ""), held as f64, "{metrics}");
     assert_eq!(sum(&metrics, "oppty_router_decisions_total", "outcome=\"held\""), 0.0, "a hold is no decision");
-    let decided = db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome <> 'held'").await;
     let by_rule = db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome = 'rule'").await;
     assert!(decided >= 76, "every opportunity was decided: {decided}");
     assert_eq!(
@@ -143,15 +150,13 @@ fn readyz_says_why_not_while_the_database_cannot_be_reached_and_livez_still_answ
             .expect("spawn the daemon"),
     );
     assert_eq!(wait_for(port, "/livez", 200, Duration::from_secs(20)), "ok\n");
-    let start = Instant::now();
-    let why = loop {
-        let why = wait_for(port, "/readyz", 503, Duration::from_secs(20));
-        assert!(why.starts_with("not ready: not connected to the database"), "{why}");
-        if why.contains("refused") || start.elapsed() > Duration::from_secs(10) {
-            break why;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let why = std::cell::RefCell::new(String::new());
+    holds_within_blocking(Duration::from_secs(10), || {
+        *why.borrow_mut() = wait_for(port, "/readyz", 503, Duration::from_secs(20));
+        assert!(why.borrow().starts_with("not ready: not connected to the database"), "{}", why.borrow());
+        why.borrow().contains("refused")
+    });
+    let why = why.into_inner();
     assert!(why.contains("refused"), "the reason is the database's: {why}");
     drop(daemon);
 }

@@ -132,7 +132,10 @@ pub fn pace_blocking(every: Duration) {
 /// payload, in the order the server sent them (the daemon's own listener keeps only "woken"). A
 /// test that says "no NOTIFY was sent" sends one of its own after the statement and checks that
 /// it is the first to arrive: notifications arrive in commit order.
-pub async fn listen_in_order(url: &str, channels: &[&str]) -> (Client, tokio::sync::mpsc::UnboundedReceiver<(String, String)>) {
+pub async fn listen_in_order(
+    url: &str,
+    channels: &[&str],
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<(String, String)>) {
     use futures_util::StreamExt;
     let (client, mut conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("a listener of our own");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -384,23 +387,101 @@ pub async fn manual_drain_with(cfg: &Config) -> (oppty_router::drain::Drain, Cli
     (drain, client)
 }
 
-/// Start `run` with text logs; the logs are collected until it exits.
-pub fn start_daemon(cfg: &std::path::Path) -> (Child, std::thread::JoinHandle<String>) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oppty-router"))
-        .args(["run", "-c"])
-        .arg(cfg)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let mut pipe = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
-        s
-    });
-    (Child(child), reader)
+/// Start `run` with text logs; the logs are collected as they come, until it exits.
+pub fn start_daemon(cfg: &std::path::Path) -> (Child, Logs) {
+    start_daemon_logging(cfg, None)
+}
+
+/// [`start_daemon`] with these `RUST_LOG` directives (a module's debug lines to wait for).
+pub fn start_daemon_logging(cfg: &std::path::Path, rust_log: Option<&str>) -> (Child, Logs) {
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_oppty-router"));
+    run.args(["run", "-c"]).arg(cfg).env_remove("RUST_LOG");
+    if let Some(filter) = rust_log {
+        run.env("RUST_LOG", filter);
+    }
+    let mut child =
+        run.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("start the daemon");
+    let pipe = child.stderr.take().expect("stderr");
+    (Child(child), Logs::of(pipe))
+}
+
+/// A child's logs, read line by line as it writes them: a test waits for a line (what the
+/// daemon says it did) rather than for a while.
+pub struct Logs {
+    text: Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Logs {
+    pub fn of(pipe: impl std::io::Read + Send + 'static) -> Logs {
+        let text = Arc::new(std::sync::Mutex::new(String::new()));
+        let into = text.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok) {
+                let mut t = into.lock().unwrap_or_else(|p| p.into_inner());
+                t.push_str(&line);
+                t.push('\n');
+            }
+        });
+        Logs { text, reader }
+    }
+
+    /// What was written so far.
+    pub fn so_far(&self) -> String {
+        self.text.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Wait until the logs hold `line` (the test fails after `limit`, showing them).
+    pub async fn wait_for(&self, line: &str, limit: Duration) {
+        self.wait_for_count(line, 1, limit).await;
+    }
+
+    /// How many times the logs say `what`.
+    pub fn count(&self, what: &str) -> usize {
+        self.so_far().matches(what).count()
+    }
+
+    /// Wait until the logs say `what` `n` times (the test fails after `limit`, showing them).
+    pub async fn wait_for_count(&self, what: &str, n: usize, limit: Duration) {
+        let seen = holds_within(limit, || async { self.count(what) >= n }).await;
+        assert!(seen, "waited {limit:?} for {n} log line(s) with {what:?}:\n{}", self.so_far());
+    }
+
+    /// Everything written, once the child has closed its end (exited).
+    pub fn join(self) -> std::thread::Result<String> {
+        let Logs { text, reader } = self;
+        reader.join()?;
+        let all = text.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(all)
+    }
+}
+
+/// Wait until the child exits; `None` when it is still running after `limit`.
+pub fn exited_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            return Some(s);
+        }
+        if started.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Whether `check` holds within `limit`, for a test without a runtime ([`holds_within`]).
+pub fn holds_within_blocking(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if started.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
 }
 
 /// A port nobody listens on now.

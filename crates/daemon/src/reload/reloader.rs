@@ -97,6 +97,7 @@ impl Reloader {
     pub fn reload(&self, why: &str) -> Result<Reloaded, RulesError> {
         let mut digests = held(&self.digests);
         let dir = &self.cfg.router.rules_dir;
+        tracing::debug!(cause = why, dir = %dir.display(), "reading the rule files");
         let mut seen = super::watch::fingerprint(dir);
         let mut result = self.compile(why);
         for _ in 0..MAX_SETTLES {

@@ -39,7 +39,6 @@ struct Sorted<'e> {
     recount: HashSet<String>,
 }
 
-
 /// A routing decision waiting to be written and recorded.
 struct Pending {
     opp: String,
@@ -255,5 +254,4 @@ impl Drain {
     fn unowned(&self, c: &Context) -> bool {
         c.unowned
     }
-
 }

@@ -39,7 +39,6 @@ impl LedgerState {
     }
 }
 
-
 impl Drain {
     /// Audit, ownership, interactions, opportunities to route again, what is left unowned,
     /// loads and pick state: one statement each, pipelined (sent together, one round trip's

@@ -102,5 +102,4 @@ impl Drain {
         };
         serde_json::to_string(&seen).ok()
     }
-
 }

@@ -42,7 +42,6 @@ pub(super) struct Written {
     pub(super) missed: HashMap<String, Context>,
 }
 
-
 impl Drain {
     /// Write owners back; only rows still unowned are written. Returns those written, each with
     /// the owner the write says it set.
@@ -133,7 +132,13 @@ impl Drain {
     /// The decisions as they stand after the write: one a person (or another writer) owned
     /// between our read and our write is taken back out of the ledger and recorded as skipped;
     /// the others are counted, audited and tracked as written.
-    pub(super) fn settle(&self, engine: &Engine, pending: Vec<Pending>, written: &Written, step: &mut RouteStep<'_>) -> Records {
+    pub(super) fn settle(
+        &self,
+        engine: &Engine,
+        pending: Vec<Pending>,
+        written: &Written,
+        step: &mut RouteStep<'_>,
+    ) -> Records {
         let mut r = Records::default();
         for mut p in pending {
             if p.decision.owner.is_some() {
@@ -183,7 +188,6 @@ impl Drain {
         }
         r
     }
-
 }
 
 /// The decision in the batch's counts; one held for capacity goes back in the queue for later.

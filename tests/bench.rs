@@ -2,7 +2,7 @@
 //! real PostgreSQL and the real binary, so the benchmark cannot rot. The figures are in
 //! BENCHMARKS.md (`cargo bench --bench drain`).
 
-#[path = "../benches/drain/suite.rs"]
+#[path = "../benches/drain/suite/mod.rs"]
 mod suite;
 
 #[test]

@@ -20,16 +20,20 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 use devkit::demo;
 use devkit::throwaway::{Cluster, ClusterOptions};
 use oppty_router::config::Config;
 use oppty_router::{db, install};
 use tokio_postgres::Client;
+
+mod process;
+mod rivals;
+mod statements;
+use process::Daemon;
 
 /// What to measure, and how much.
 pub struct Options {
@@ -321,46 +325,6 @@ impl Bench<'_> {
         cfg
     }
 
-    /// Section 5: the bare SQL floor, on a queue of its own opportunities.
-    fn floor(&mut self, cfg: &Config) {
-        let n = self.opts.floor_events;
-        let s = cfg.router.schema.quoted();
-        let rate = self.rt.block_on(async {
-            let c = db::connect(&cfg.database, "").await.expect("connect");
-            demo::insert_opportunities(&c, n, "retail", 11, 0).await.expect("floor queue");
-            c.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
-            // The router's own writes are marked so the capture triggers skip them; so are these.
-            c.batch_execute("SET oppty_router.origin = 'router'").await.expect("origin");
-            let sql = format!(
-                "WITH c AS (DELETE FROM {s}.events WHERE id = ANY(ARRAY(SELECT id FROM {s}.events \
-                   WHERE attempts = 0 ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)) RETURNING opp_id), \
-                 u AS (UPDATE crm.opportunity o SET \"accountOwnerId\" = 402 FROM c \
-                   WHERE o.\"oppId\" = c.opp_id::uuid AND (o.\"accountOwnerId\" IS NULL OR o.\"accountOwnerId\" = 1) RETURNING 1) \
-                 SELECT (SELECT count(*) FROM c) AS claimed, (SELECT count(*) FROM u) AS written"
-            );
-            let stmt = c.prepare(&sql).await.expect("prepare the floor");
-            let (started, mut claimed, mut written) = (Instant::now(), 0i64, 0i64);
-            loop {
-                let r = c.query_one(&stmt, &[]).await.expect("floor step");
-                let (n, w): (i64, i64) = (r.get("claimed"), r.get("written"));
-                if n == 0 {
-                    break;
-                }
-                claimed += n;
-                written += w;
-            }
-            assert_eq!(claimed, i64::from(n), "the floor claimed every event");
-            assert_eq!(written, i64::from(n), "the floor wrote every owner");
-            claimed as f64 / started.elapsed().as_secs_f64()
-        });
-        self.table.push(
-            format!("bare SQL floor: {n} events, claim 100 + owner UPDATE + delete, 1 connection"),
-            rate,
-            "events/s",
-            "",
-        );
-    }
-
     /// Section 3: the real binary drains a backlog (spawn → READY), its peak RSS; then start-up to READY
     /// with nothing queued.
     fn drain(&mut self, cfg: &Config) {
@@ -488,80 +452,6 @@ impl Bench<'_> {
         }
     }
 
-    /// Section 6: the PL/pgSQL trigger a DBA would write, in a copy of the CRM without the router.
-    fn plpgsql(&mut self) {
-        let cap = 20;
-        let members = self.rt.block_on(async {
-            let cfg = demo::prepare_crm(&self.cluster, "crm_plpgsql", rules_dir()).await.expect("sample CRM");
-            let c = db::connect(&cfg.database, "").await.expect("connect");
-            c.batch_execute(&PLPGSQL.replace("$CAP", &cap.to_string())).await.expect("the trigger");
-            c.query_one("SELECT count(*) AS n FROM crm.rr_member", &[]).await.expect("members").get::<_, i64>("n")
-        });
-        let insert = self.script("insert.sql", INSERT_SCRIPT);
-        let tps = self.pgbench_8("crm_plpgsql", &insert, &[]);
-        let (over, assigned) = self.rt.block_on(async {
-            let c = self.connect("crm_plpgsql").await;
-            let r = c
-                .query_one(
-                    "SELECT coalesce(sum(greatest(l.n - m.cap, 0)), 0)::int8 AS over, \
-                       (SELECT count(*) FROM crm.opportunity WHERE title = 'bench' AND \"accountOwnerId\" <> 1) AS assigned \
-                     FROM crm.rr_member m JOIN crm.rr_load l ON l.id = m.id",
-                    &[],
-                )
-                .await
-                .expect("violations");
-            (r.get::<_, i64>("over"), r.get::<_, i64>("assigned"))
-        });
-        self.table.push(
-            "PL/pgSQL trigger (least-loaded under a cap) inside the CRM's INSERT, 8 clients",
-            tps,
-            "TPS",
-            "",
-        );
-        self.table.push(
-            "PL/pgSQL trigger: assignments past a member's cap",
-            over as f64,
-            "opportunities",
-            format!("{members} members, each capped at {cap} more open; {assigned} assigned"),
-        );
-    }
-
-    /// Section 7: graphile-worker (from the npm registry, kept under `target/bench-node`) draining
-    /// as many no-op jobs as the backlog, with its local queue and batched completion.
-    fn graphile(&mut self) {
-        let node_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-node"));
-        if !node_dir.join("node_modules/graphile-worker/package.json").exists() {
-            let out = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-                .arg(&node_dir)
-                .arg(format!("graphile-worker@{GRAPHILE_WORKER}"))
-                .output()
-                .expect("npm is missing: `apt-get install nodejs npm` (`cargo xtask test` does)");
-            assert!(out.status.success(), "npm install graphile-worker: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        self.rt.block_on(async {
-            self.connect("postgres").await.batch_execute("CREATE DATABASE gw").await.expect("create gw")
-        });
-        let url = format!("postgres://postgres@/gw?host={}&port={}", self.cluster.dir.display(), self.cluster.port);
-        let jobs = self.opts.backlog.to_string();
-        let out = Command::new("node")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/drain/graphile.js"))
-            .args([&url, &jobs, "10"])
-            .env("NODE_PATH", node_dir.join("node_modules"))
-            .output()
-            .expect("node is missing: `apt-get install nodejs` (`cargo xtask test` does)");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "graphile-worker: {text}{}", String::from_utf8_lossy(&out.stderr));
-        let result: serde_json::Value = serde_json::from_str(text.trim()).expect("graphile.js prints JSON");
-        let rate = result["rate"].as_f64().expect("a rate");
-        self.table.push(
-            format!("graphile-worker {GRAPHILE_WORKER}: {jobs} no-op jobs, local queue 500, batched completion, 10 concurrent"),
-            rate,
-            "jobs/s",
-            "",
-        );
-    }
-
     /// The drain against the yardstick and the floor (the issue's targets: ≥ 2× pgbench, ≥ ⅓ of the floor).
     fn ratios(&mut self) {
         let (Some(drain), Some(pgb), Some(floor)) =
@@ -585,56 +475,6 @@ impl Bench<'_> {
         } else {
             "warn"
         }
-    }
-
-    /// Profiling: pg_stat_statements from zero.
-    fn reset_statements(&self, cfg: &Config) {
-        self.rt.block_on(async {
-            let c = db::connect(&cfg.database, "").await.expect("connect");
-            c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
-                .await
-                .expect("pg_stat_statements");
-        });
-    }
-
-    /// Profiling: the statements that took the server's time since the reset, most first.
-    fn print_statements(&self, cfg: &Config) {
-        let rows = self.rt.block_on(async {
-            let c = db::connect(&cfg.database, "").await.expect("connect");
-            c.query(
-                "SELECT calls, rows, total_exec_time::float8 AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q \
-                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20",
-                &[],
-            )
-            .await
-            .expect("pg_stat_statements")
-        });
-        eprintln!("  server time by statement (pg_stat_statements, since the last reset):");
-        for r in rows {
-            let (calls, n, ms, q): (i64, i64, f64, String) = (r.get("calls"), r.get("rows"), r.get("ms"), r.get("q"));
-            eprintln!("  {ms:>9.0} ms {calls:>7} calls {n:>8} rows  {q}");
-        }
-    }
-
-    /// Profiling: the plans of the leader's two reads before its first decision.
-    fn explain_start_up(&self, cfg: &Config) {
-        self.rt.block_on(async {
-            let c = db::connect(&cfg.database, "").await.expect("connect");
-            let crm = oppty_router::crm::prepare(&c, cfg).await.expect("mapping");
-            let store = oppty_router::store::Statements::new(&cfg.router.schema);
-            let engine = oppty_router::load_rules(cfg).expect("rules");
-            let need = oppty_router::engine::history::HistoryNeed::of(&engine);
-            let (members, teams, depths) = need.columns();
-            let history: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&members, &teams, &depths, &need.window];
-            for (what, sql, params) in
-                [("open loads", crm.full_count, &[][..]), ("recent assignments", store.history, &history[..])]
-            {
-                eprintln!("  EXPLAIN ANALYZE, {what}:");
-                for r in c.query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), params).await.expect("explain") {
-                    eprintln!("    {}", r.get::<_, String>(0));
-                }
-            }
-        });
     }
 
     /// The example config for this database, as a file the binary reads.
@@ -681,104 +521,7 @@ fn database(cluster: &Cluster, db: &str) -> oppty_router::config::DatabaseConfig
     }
 }
 
-/// The graphile-worker version the issue measured (npm registry).
-const GRAPHILE_WORKER: &str = "0.17.3";
-
 /// One unowned opportunity of the sample CRM a transaction, as the CRM writes it.
 const INSERT_SCRIPT: &str =
     "\\set a random(1, 400)\nINSERT INTO crm.opportunity (title, \"accountId\", \"pipelineCode\", \"stageId\") \
      VALUES ('bench', md5('account' || :a)::uuid::text, 'retail', 1);\n";
-
-/// Least-loaded under a cap, inside the insert: what a DBA writes instead of a router (the sample
-/// CRM writes 1 for "nobody"). Loads are counted at insert time; concurrent inserts see the same
-/// counts, so two can take a member's last place.
-const PLPGSQL: &str = "CREATE TABLE crm.rr_member (id int PRIMARY KEY, cap int NOT NULL);
-CREATE VIEW crm.rr_load AS SELECT u.id, (SELECT count(*) FROM crm.opportunity o JOIN crm.stage s ON s.id = o.\"stageId\"
-  WHERE o.\"accountOwnerId\" = u.id AND NOT s.is_won AND NOT s.is_lost) AS n FROM crm.users u;
-INSERT INTO crm.rr_member SELECT id, n + $CAP FROM crm.rr_load WHERE id NOT IN (1, 402) ORDER BY id LIMIT 12;
-CREATE FUNCTION crm.assign_least_loaded() RETURNS trigger LANGUAGE plpgsql AS $f$
-DECLARE chosen int;
-BEGIN
-  IF NEW.\"accountOwnerId\" = 1 THEN
-    SELECT m.id INTO chosen FROM crm.rr_member m
-      CROSS JOIN LATERAL (SELECT count(*) AS n FROM crm.opportunity o JOIN crm.stage s ON s.id = o.\"stageId\"
-        WHERE o.\"accountOwnerId\" = m.id AND NOT s.is_won AND NOT s.is_lost) c
-      WHERE c.n < m.cap ORDER BY c.n, m.id LIMIT 1;
-    NEW.\"accountOwnerId\" := coalesce(chosen, 1);
-  END IF;
-  RETURN NEW;
-END $f$;
-CREATE TRIGGER assign_least_loaded BEFORE INSERT ON crm.opportunity FOR EACH ROW EXECUTE FUNCTION crm.assign_least_loaded();";
-
-/// The binary, run as systemd would: READY from its notify socket.
-struct Daemon {
-    child: Child,
-    socket: UnixDatagram,
-    started: Instant,
-}
-
-impl Daemon {
-    fn spawn(dir: &Path, config: &Path, log: &str) -> Daemon {
-        let path = dir.join(format!("notify-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let socket = UnixDatagram::bind(&path).expect("notify socket");
-        let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_oppty-router"))
-            .args(["--config", &config.display().to_string(), "run"])
-            .env("NOTIFY_SOCKET", &path)
-            .env("RUST_LOG", log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the daemon");
-        Daemon { child, socket, started }
-    }
-
-    /// Time from spawn to READY=1.
-    fn wait_ready(&mut self, limit: Duration) -> Duration {
-        let mut buf = [0u8; 4096];
-        self.socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
-        loop {
-            if let Ok(n) = self.socket.recv(&mut buf) {
-                if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
-                    return self.started.elapsed();
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the daemon exited before READY: {status}");
-            }
-            assert!(self.started.elapsed() < limit, "no READY within {limit:?}");
-        }
-    }
-
-    /// The process's peak resident set so far, in MB.
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmHWM");
-        kb / 1024.0
-    }
-
-    /// The process's CPU time so far (user + system), in seconds.
-    fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("/proc stat");
-        // After the command's closing parenthesis: state is field 3; utime and stime are 14 and 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
-        // /proc counts in USER_HZ, which Linux fixes at 100 per second.
-        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "the daemon stops cleanly on SIGTERM: {status}");
-    }
-}

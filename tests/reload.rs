@@ -342,7 +342,7 @@ async fn a_log_file_written_beside_the_rules_directory_does_not_reload_the_rules
     .await;
     // One bad file: every reload is refused, so each one shows in the count.
     std::fs::write(l.dir.join("99-broken.toml"), "[[member]]\nid = ").expect("a broken save");
-    l.wait_for("the broken save is refused", |l| l.reloader.status.load().looks >= 1).await;
+    l.wait_for("the broken save is refused", |l| l.reloader.status.load().refused >= 1).await;
     let (looks, refused) = (l.reloader.status.load().looks, l.reloader.status.load().refused);
     let log = l.dir.parent().expect("parent").join("router.log");
     for i in 0..20 {

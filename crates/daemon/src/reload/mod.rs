@@ -54,7 +54,7 @@ pub struct ReloadStatus {
     /// Whether the rules directory is watched, so a save reloads by itself (when it is not,
     /// SIGHUP still reloads).
     pub watching: bool,
-    /// Times the files were read and judged, whatever came of it.
+    /// Times the files were read to be judged (counted as each look begins), whatever came of it.
     pub looks: u64,
 }
 

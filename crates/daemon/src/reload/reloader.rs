@@ -98,6 +98,8 @@ impl Reloader {
         let mut digests = held(&self.digests);
         let dir = &self.cfg.router.rules_dir;
         tracing::debug!(cause = why, dir = %dir.display(), "reading the rule files");
+        // Counted as the look begins: whoever sees its verdict sees it counted.
+        self.update_status(|s| s.looks += 1);
         let mut seen = super::watch::fingerprint(dir);
         let mut result = self.compile(why);
         for _ in 0..MAX_SETTLES {
@@ -117,12 +119,10 @@ impl Reloader {
             seen = now;
             result = self.compile(why);
         }
-        let judged = match result {
+        match result {
             Ok(engine) => Ok(self.offer(engine, why, &mut digests)),
             Err(e) => Err(self.refuse_files(e, why)),
-        };
-        self.update_status(|s| s.looks += 1);
-        judged
+        }
     }
 
     /// The rules directory is watched (or no longer is): `status` says so.
@@ -190,8 +190,9 @@ impl Reloader {
         let version = engine.version.clone();
         let against = live.hash.clone();
         let candidate = Candidate { engine: Arc::new(engine), against, changes, people, cause: why.to_string() };
-        self.candidates.send_replace(Arc::new(candidate));
+        // Counted before it is published: whoever sees the candidate sees it counted.
         self.update_status(|s| s.candidates += 1);
+        self.candidates.send_replace(Arc::new(candidate));
         Reloaded::Candidate(version)
     }
 

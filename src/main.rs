@@ -184,6 +184,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Serve the web console (a process of its own; `[console] listen`, localhost by default), or
+    /// manage its accounts.
+    Console {
+        #[command(subcommand)]
+        action: Option<ConsoleAction>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) to stdout, or write one page per command into a directory.
@@ -191,6 +197,28 @@ enum Command {
         /// Write `oppty-router.1` and `oppty-router-<command>.1` here.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsoleAction {
+    /// The console's accounts (`console.users`).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add an account, or change one's role and password: the password is asked for on the
+    /// terminal (or read as the first line of stdin).
+    Add {
+        /// The name to log in with.
+        name: String,
+        /// viewer (sees everything) or editor (also saves and reverts rules).
+        #[arg(long, default_value = "viewer", value_parser = ["viewer", "editor"])]
+        role: String,
     },
 }
 
@@ -254,6 +282,10 @@ async fn dispatch(cli: Cli) -> Result<(), CommandError> {
             Ok(())
         }
         Command::Manpage { dir } => man_pages(dir),
+        Command::Console { action: None } => console::commands::console(&inv).await,
+        Command::Console { action: Some(ConsoleAction::User { action: UserAction::Add { name, role } }) } => {
+            console::commands::add_user(&inv, &name, &role)
+        }
         Command::Run => commands::run(&inv).await,
     }
 }

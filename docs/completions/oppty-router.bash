@@ -25,6 +25,9 @@ _oppty__router() {
             oppty__router,completions)
                 cmd="oppty__router__subcmd__completions"
                 ;;
+            oppty__router,console)
+                cmd="oppty__router__subcmd__console"
+                ;;
             oppty__router,demo)
                 cmd="oppty__router__subcmd__demo"
                 ;;
@@ -67,6 +70,33 @@ _oppty__router() {
             oppty__router,unpause)
                 cmd="oppty__router__subcmd__unpause"
                 ;;
+            oppty__router__subcmd__console,help)
+                cmd="oppty__router__subcmd__console__subcmd__help"
+                ;;
+            oppty__router__subcmd__console,user)
+                cmd="oppty__router__subcmd__console__subcmd__user"
+                ;;
+            oppty__router__subcmd__console__subcmd__help,help)
+                cmd="oppty__router__subcmd__console__subcmd__help__subcmd__help"
+                ;;
+            oppty__router__subcmd__console__subcmd__help,user)
+                cmd="oppty__router__subcmd__console__subcmd__help__subcmd__user"
+                ;;
+            oppty__router__subcmd__console__subcmd__help__subcmd__user,add)
+                cmd="oppty__router__subcmd__console__subcmd__help__subcmd__user__subcmd__add"
+                ;;
+            oppty__router__subcmd__console__subcmd__user,add)
+                cmd="oppty__router__subcmd__console__subcmd__user__subcmd__add"
+                ;;
+            oppty__router__subcmd__console__subcmd__user,help)
+                cmd="oppty__router__subcmd__console__subcmd__user__subcmd__help"
+                ;;
+            oppty__router__subcmd__console__subcmd__user__subcmd__help,add)
+                cmd="oppty__router__subcmd__console__subcmd__user__subcmd__help__subcmd__add"
+                ;;
+            oppty__router__subcmd__console__subcmd__user__subcmd__help,help)
+                cmd="oppty__router__subcmd__console__subcmd__user__subcmd__help__subcmd__help"
+                ;;
             oppty__router__subcmd__help,backfill)
                 cmd="oppty__router__subcmd__help__subcmd__backfill"
                 ;;
@@ -75,6 +105,9 @@ _oppty__router() {
                 ;;
             oppty__router__subcmd__help,completions)
                 cmd="oppty__router__subcmd__help__subcmd__completions"
+                ;;
+            oppty__router__subcmd__help,console)
+                cmd="oppty__router__subcmd__help__subcmd__console"
                 ;;
             oppty__router__subcmd__help,demo)
                 cmd="oppty__router__subcmd__help__subcmd__demo"
@@ -118,6 +151,12 @@ _oppty__router() {
             oppty__router__subcmd__help,unpause)
                 cmd="oppty__router__subcmd__help__subcmd__unpause"
                 ;;
+            oppty__router__subcmd__help__subcmd__console,user)
+                cmd="oppty__router__subcmd__help__subcmd__console__subcmd__user"
+                ;;
+            oppty__router__subcmd__help__subcmd__console__subcmd__user,add)
+                cmd="oppty__router__subcmd__help__subcmd__console__subcmd__user__subcmd__add"
+                ;;
             *)
                 ;;
         esac
@@ -125,7 +164,7 @@ _oppty__router() {
 
     case "${cmd}" in
         oppty__router)
-            opts="-c -h -V --config --database-url --help --version run check install backfill uninstall demo requeue grants status schema unpause explain simulate report completions manpage help"
+            opts="-c -h -V --config --database-url --help --version run check install backfill uninstall demo requeue grants status schema unpause explain simulate report console completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -236,6 +275,186 @@ _oppty__router() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        oppty__subcmd__router__subcmd__console)
+            opts="-c -h --config --database-url --help user help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__help)
+            opts="user help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__help__subcmd__user)
+            opts="add"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__help__subcmd__user__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__user)
+            opts="-c -h --config --database-url --help add help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__user__subcmd__add)
+            opts="-c -h --role --config --database-url --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --role)
+                    COMPREPLY=($(compgen -W "viewer editor" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__user__subcmd__help)
+            opts="add help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__user__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__console__subcmd__user__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         oppty__subcmd__router__subcmd__demo)
             opts="-c -h --keep --seconds --rate --backlog --rules --seed --config --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -335,7 +554,7 @@ _oppty__router() {
             return 0
             ;;
         oppty__subcmd__router__subcmd__help)
-            opts="run check install backfill uninstall demo requeue grants status schema unpause explain simulate report completions manpage help"
+            opts="run check install backfill uninstall demo requeue grants status schema unpause explain simulate report console completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -379,6 +598,48 @@ _oppty__router() {
         oppty__subcmd__router__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__help__subcmd__console)
+            opts="user"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__help__subcmd__console__subcmd__user)
+            opts="add"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__help__subcmd__console__subcmd__user__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

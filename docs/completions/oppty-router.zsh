@@ -191,6 +191,123 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(console)
+_arguments "${_arguments_options[@]}" : \
+'-c+[The daemon config]:CONFIG:_files' \
+'--config=[The daemon config]:CONFIG:_files' \
+'--database-url=[Connect with this connection string instead of the config'\''s \`database.url\` (and without its \`database.password_file\`)\: for a DBA running \`install\` or \`grants\` as the database owner]:DATABASE_URL:_default' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_oppty-router__subcmd__console_commands" \
+"*::: :->console" \
+&& ret=0
+
+    case $state in
+    (console)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:oppty-router-console-command-$line[1]:"
+        case $line[1] in
+            (user)
+_arguments "${_arguments_options[@]}" : \
+'-c+[The daemon config]:CONFIG:_files' \
+'--config=[The daemon config]:CONFIG:_files' \
+'--database-url=[Connect with this connection string instead of the config'\''s \`database.url\` (and without its \`database.password_file\`)\: for a DBA running \`install\` or \`grants\` as the database owner]:DATABASE_URL:_default' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_oppty-router__subcmd__console__subcmd__user_commands" \
+"*::: :->user" \
+&& ret=0
+
+    case $state in
+    (user)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:oppty-router-console-user-command-$line[1]:"
+        case $line[1] in
+            (add)
+_arguments "${_arguments_options[@]}" : \
+'--role=[viewer (sees everything) or editor (also saves and reverts rules)]:ROLE:(viewer editor)' \
+'-c+[The daemon config]:CONFIG:_files' \
+'--config=[The daemon config]:CONFIG:_files' \
+'--database-url=[Connect with this connection string instead of the config'\''s \`database.url\` (and without its \`database.password_file\`)\: for a DBA running \`install\` or \`grants\` as the database owner]:DATABASE_URL:_default' \
+'-h[Print help]' \
+'--help[Print help]' \
+':name -- The name to log in with:_default' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_oppty-router__subcmd__console__subcmd__user__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:oppty-router-console-user-help-command-$line[1]:"
+        case $line[1] in
+            (add)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_oppty-router__subcmd__console__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:oppty-router-console-help-command-$line[1]:"
+        case $line[1] in
+            (user)
+_arguments "${_arguments_options[@]}" : \
+":: :_oppty-router__subcmd__console__subcmd__help__subcmd__user_commands" \
+"*::: :->user" \
+&& ret=0
+
+    case $state in
+    (user)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:oppty-router-console-help-user-command-$line[1]:"
+        case $line[1] in
+            (add)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
 '-c+[The daemon config]:CONFIG:_files' \
@@ -279,6 +396,42 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(console)
+_arguments "${_arguments_options[@]}" : \
+":: :_oppty-router__subcmd__help__subcmd__console_commands" \
+"*::: :->console" \
+&& ret=0
+
+    case $state in
+    (console)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:oppty-router-help-console-command-$line[1]:"
+        case $line[1] in
+            (user)
+_arguments "${_arguments_options[@]}" : \
+":: :_oppty-router__subcmd__help__subcmd__console__subcmd__user_commands" \
+"*::: :->user" \
+&& ret=0
+
+    case $state in
+    (user)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:oppty-router-help-console-user-command-$line[1]:"
+        case $line[1] in
+            (add)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -317,6 +470,7 @@ _oppty-router_commands() {
 'explain:Show why the router assigned an opportunity the way it did' \
 'simulate:Replay past opportunities through a candidate rules directory, writing nothing\: what each team and member would have received, fairness, fallbacks, and every owner that would change' \
 'report:What the router did\: assignments per team, member and rule, fairness, fallbacks, reclaims' \
+'console:Serve the web console (a process of its own; \`\[console\] listen\`, localhost by default), or manage its accounts' \
 'completions:Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout' \
 'manpage:Print the man page (roff) to stdout, or write one page per command into a directory' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -337,6 +491,70 @@ _oppty-router__subcmd__check_commands() {
 _oppty-router__subcmd__completions_commands() {
     local commands; commands=()
     _describe -t commands 'oppty-router completions commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console_commands] )) ||
+_oppty-router__subcmd__console_commands() {
+    local commands; commands=(
+'user:The console'\''s accounts (\`console.users\`)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'oppty-router console commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__help_commands] )) ||
+_oppty-router__subcmd__console__subcmd__help_commands() {
+    local commands; commands=(
+'user:The console'\''s accounts (\`console.users\`)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'oppty-router console help commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__help__subcmd__help_commands] )) ||
+_oppty-router__subcmd__console__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'oppty-router console help help commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__help__subcmd__user_commands] )) ||
+_oppty-router__subcmd__console__subcmd__help__subcmd__user_commands() {
+    local commands; commands=(
+'add:Add an account, or change one'\''s role and password\: the password is asked for on the terminal (or read as the first line of stdin)' \
+    )
+    _describe -t commands 'oppty-router console help user commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__help__subcmd__user__subcmd__add_commands] )) ||
+_oppty-router__subcmd__console__subcmd__help__subcmd__user__subcmd__add_commands() {
+    local commands; commands=()
+    _describe -t commands 'oppty-router console help user add commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__user_commands] )) ||
+_oppty-router__subcmd__console__subcmd__user_commands() {
+    local commands; commands=(
+'add:Add an account, or change one'\''s role and password\: the password is asked for on the terminal (or read as the first line of stdin)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'oppty-router console user commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__user__subcmd__add_commands] )) ||
+_oppty-router__subcmd__console__subcmd__user__subcmd__add_commands() {
+    local commands; commands=()
+    _describe -t commands 'oppty-router console user add commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__user__subcmd__help_commands] )) ||
+_oppty-router__subcmd__console__subcmd__user__subcmd__help_commands() {
+    local commands; commands=(
+'add:Add an account, or change one'\''s role and password\: the password is asked for on the terminal (or read as the first line of stdin)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'oppty-router console user help commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__user__subcmd__help__subcmd__add_commands] )) ||
+_oppty-router__subcmd__console__subcmd__user__subcmd__help__subcmd__add_commands() {
+    local commands; commands=()
+    _describe -t commands 'oppty-router console user help add commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__console__subcmd__user__subcmd__help__subcmd__help_commands] )) ||
+_oppty-router__subcmd__console__subcmd__user__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'oppty-router console user help help commands' commands "$@"
 }
 (( $+functions[_oppty-router__subcmd__demo_commands] )) ||
 _oppty-router__subcmd__demo_commands() {
@@ -370,6 +588,7 @@ _oppty-router__subcmd__help_commands() {
 'explain:Show why the router assigned an opportunity the way it did' \
 'simulate:Replay past opportunities through a candidate rules directory, writing nothing\: what each team and member would have received, fairness, fallbacks, and every owner that would change' \
 'report:What the router did\: assignments per team, member and rule, fairness, fallbacks, reclaims' \
+'console:Serve the web console (a process of its own; \`\[console\] listen\`, localhost by default), or manage its accounts' \
 'completions:Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout' \
 'manpage:Print the man page (roff) to stdout, or write one page per command into a directory' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -390,6 +609,25 @@ _oppty-router__subcmd__help__subcmd__check_commands() {
 _oppty-router__subcmd__help__subcmd__completions_commands() {
     local commands; commands=()
     _describe -t commands 'oppty-router help completions commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__help__subcmd__console_commands] )) ||
+_oppty-router__subcmd__help__subcmd__console_commands() {
+    local commands; commands=(
+'user:The console'\''s accounts (\`console.users\`)' \
+    )
+    _describe -t commands 'oppty-router help console commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__help__subcmd__console__subcmd__user_commands] )) ||
+_oppty-router__subcmd__help__subcmd__console__subcmd__user_commands() {
+    local commands; commands=(
+'add:Add an account, or change one'\''s role and password\: the password is asked for on the terminal (or read as the first line of stdin)' \
+    )
+    _describe -t commands 'oppty-router help console user commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__help__subcmd__console__subcmd__user__subcmd__add_commands] )) ||
+_oppty-router__subcmd__help__subcmd__console__subcmd__user__subcmd__add_commands() {
+    local commands; commands=()
+    _describe -t commands 'oppty-router help console user add commands' commands "$@"
 }
 (( $+functions[_oppty-router__subcmd__help__subcmd__demo_commands] )) ||
 _oppty-router__subcmd__help__subcmd__demo_commands() {

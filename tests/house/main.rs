@@ -194,13 +194,19 @@ fn the_crate_graph_enforces_the_maps_must_nots() {
     assert!(io.is_empty(), "crates/rules depends on {io:?}: nothing from a rule file reaches SQL");
     let daemon = crates::dependencies("crates/daemon/Cargo.toml");
     assert!(!daemon.iter().any(|d| d.contains("devkit")), "the daemon's library must not reach the demo");
+    let console = crates::dependencies("crates/console/Cargo.toml");
+    assert!(!console.iter().any(|d| d.contains("devkit")), "the console must not reach the demo");
+    assert!(
+        !console.iter().any(|d| d == "tokio-postgres-rustls" || d == "notify"),
+        "the console reads through the daemon's library"
+    );
     let root = crates::manifest("Cargo.toml");
     let chrono = &root["workspace"]["dependencies"]["chrono"];
     let features = chrono.get("features").and_then(|f| f.as_array()).cloned().unwrap_or_default();
     assert!(!features.iter().any(|f| f.as_str() == Some("clock")), "the workspace's chrono has no clock: {chrono}");
     let engine_chrono = &crates::manifest("crates/engine/Cargo.toml")["dependencies"]["chrono"];
     assert!(engine_chrono.get("features").is_none(), "the engine adds no chrono feature: {engine_chrono}");
-    for m in ["crates/engine", "crates/rules", "crates/daemon", "crates/devkit", "xtask", "."] {
+    for m in ["crates/engine", "crates/rules", "crates/daemon", "crates/console", "crates/devkit", "xtask", "."] {
         let t = crates::manifest(&format!("{m}/Cargo.toml"));
         let lints = t.get("lints").and_then(|l| l.get("workspace")).and_then(|w| w.as_bool());
         let own = m == "xtask";

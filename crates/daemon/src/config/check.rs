@@ -3,19 +3,19 @@
 //! identifiers, ops-written SQL linted, durations and addresses read. It must not touch the
 //! database (`check` and `run` test the mapping against it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ident::{Ident, TableName};
 
 use super::{
-    ActivityLink, ActivityMap, Config, DatabaseConfig, DirectoryConfig, FieldDef, FieldSource, MetricsConfig,
-    OpportunityMap, RelatedMap, RouterConfig, RowValue, WriteBack, WRITE_PARAMS,
+    ActivityLink, ActivityMap, Config, ConsoleConfig, DatabaseConfig, DirectoryConfig, FieldDef, FieldSource,
+    MetricsConfig, OpportunityMap, RelatedMap, RouterConfig, RowValue, WriteBack, WRITE_PARAMS,
 };
 
 use super::file::{
-    RawActivity, RawConfig, RawDatabase, RawDirectory, RawField, RawFieldSpec, RawMetrics, RawOpportunity, RawRelated,
-    RawRouter, RawRowValue, RawWriteBack,
+    RawActivity, RawConfig, RawConsole, RawDatabase, RawDirectory, RawField, RawFieldSpec, RawMetrics, RawOpportunity,
+    RawRelated, RawRouter, RawRowValue, RawWriteBack,
 };
 
 pub(super) struct Problems<'a> {
@@ -105,7 +105,8 @@ impl Problems<'_> {
 }
 
 pub(super) fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option<Config> {
-    let RawConfig { database, router, opportunity, activity, related, write_back, directory, log, metrics } = raw;
+    let RawConfig { database, router, opportunity, activity, related, write_back, directory, log, metrics, console } =
+        raw;
     let database = database_of(p, database);
     let router = router_of(p, router, path);
     let opportunity = opportunity_of(p, opportunity);
@@ -114,6 +115,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option
     let write_back = write_back_of(p, write_back);
     let directory = directory.map(|d| directory_of(p, d));
     let metrics = metrics.and_then(|m| metrics_of(p, m));
+    let console = console_of(p, console, path);
     if log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
         p.add("log.level", format!("`{}` is not a level or filter; use error, warn, info, debug or trace", log.level));
     }
@@ -129,7 +131,21 @@ pub(super) fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option
         log_format: log.format,
         log_level: log.level,
         metrics,
+        console: console?,
     })
+}
+
+pub(super) fn console_of(p: &mut Problems<'_>, c: RawConsole, path: &Path) -> Option<ConsoleConfig> {
+    let beside = |f: PathBuf| if f.is_relative() { path.parent().unwrap_or(Path::new(".")).join(f) } else { f };
+    let users = beside(c.users.unwrap_or_else(|| PathBuf::from("console-users.toml")));
+    match c.listen.trim().parse::<std::net::SocketAddr>() {
+        Ok(listen) => Some(ConsoleConfig { listen, users }),
+        Err(_) => {
+            let hint = "an address and port, e.g. \"127.0.0.1:9188\" (localhost only, the default)";
+            p.add("console.listen", format!("`{}` is not {hint}", c.listen));
+            None
+        }
+    }
 }
 
 pub(super) fn metrics_of(p: &mut Problems<'_>, m: RawMetrics) -> Option<MetricsConfig> {

@@ -25,6 +25,26 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) log: RawLog,
     pub(super) metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub(super) console: RawConsole,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsole {
+    #[serde(default = "default_console_listen")]
+    pub(super) listen: String,
+    pub(super) users: Option<PathBuf>,
+}
+
+impl Default for RawConsole {
+    fn default() -> Self {
+        RawConsole { listen: default_console_listen(), users: None }
+    }
+}
+
+pub(super) fn default_console_listen() -> String {
+    "127.0.0.1:9188".into()
 }
 
 #[derive(Debug, Deserialize)]

@@ -216,6 +216,16 @@ pub struct Config {
     pub log_level: String,
     /// The metrics and health endpoint, when configured.
     pub metrics: Option<MetricsConfig>,
+    /// The web console (`oppty-router console`, a process of its own).
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: where `oppty-router console` listens, and its accounts file.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub listen: std::net::SocketAddr,
+    /// Names, roles and password hashes (default: `console-users.toml` beside the config file).
+    pub users: PathBuf,
 }
 
 /// `[metrics]`: where to serve `/metrics`, `/livez` and `/readyz`.

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::config::Config;
 use crate::db::row::FromRow;
 use crate::store::{DaemonRow, Reads};
-pub use crate::store::{DeadLetterGroup, LapsePause, QueueReport, SkipGroup, UnownedGroup};
+pub use crate::store::{DeadLetterGroup, LapsePause, OutcomeCount, QueueReport, SkipGroup, UnownedGroup};
 pub use people::People;
 
 pub mod people;
@@ -36,6 +36,8 @@ pub struct Report {
     pub skipped_lately: Vec<SkipGroup>,
     /// Members paused by the reclaim ladder for letting opportunities lapse.
     pub paused_for_lapses: Vec<LapsePause>,
+    /// The router's decisions of the last hour, by outcome.
+    pub decided_last_hour: Vec<OutcomeCount>,
     /// Who the rules in force pause, disable or cap: as the leader recorded it, or (no leader
     /// running) as the files and the CRM say now.
     pub people: People,
@@ -81,6 +83,7 @@ pub async fn report(client: &Client, cfg: &Config) -> Result<Report, tokio_postg
     r.dead_letters = DeadLetterGroup::from_rows(&client.query(&sql.dead_letters, &[]).await?)?;
     r.skipped_lately = SkipGroup::from_rows(&client.query(&sql.skips_lately, &[]).await?)?;
     r.paused_for_lapses = LapsePause::from_rows(&client.query(&sql.lapse_pauses, &[]).await?)?;
+    r.decided_last_hour = OutcomeCount::from_rows(&client.query(&sql.decided_lately, &[]).await?)?;
     let recorded = r.daemon.as_ref().filter(|_| r.healthy).and_then(|d| d.people.clone());
     match recorded {
         Some(p) => {
@@ -145,6 +148,10 @@ impl Report {
             q.held_or_retrying,
             q.dead_lettered
         );
+        let decided: Vec<String> =
+            self.decided_last_hour.iter().map(|o| format!("{} {}", o.outcome, o.count)).collect();
+        let decided = if decided.is_empty() { "none".to_string() } else { decided.join(", ") };
+        let _ = writeln!(out, "decisions in the last hour: {decided}");
         self.unowned_text(&mut out);
         if self.paused_for_lapses.is_empty() {
             let _ = writeln!(out, "paused for lapses: nobody");

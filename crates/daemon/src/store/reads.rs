@@ -41,6 +41,17 @@ pub struct Reads {
     pub skips_of: String,
     /// → [`SkipGroup`]s of the last 24 hours, by reason.
     pub skips_lately: String,
+    /// → [`OutcomeCount`]s of the decisions of the last hour, by outcome.
+    pub decided_lately: String,
+}
+
+typed_row! {
+    /// Decisions of one outcome.
+    #[derive(Debug, Clone, serde::Serialize)]
+    pub struct OutcomeCount {
+        pub outcome: String,
+        pub count: i64,
+    }
 }
 
 typed_row! {
@@ -221,6 +232,10 @@ impl Reads {
             ),
             skips_lately: format!(
                 "SELECT reason, count(*) AS count FROM {s}.skips WHERE skipped_at > now() - interval '24 hours' \
+                 GROUP BY 1 ORDER BY 2 DESC, 1"
+            ),
+            decided_lately: format!(
+                "SELECT outcome, count(*) AS count FROM {s}.assignments WHERE decided_at > now() - interval '1 hour' \
                  GROUP BY 1 ORDER BY 2 DESC, 1"
             ),
             decisions_any_case: format!("{decisions} WHERE lower(opp_id) = lower($1) ORDER BY id"),

@@ -9,11 +9,13 @@
 //! The rooms: `format` (the serde structs), `parse` (one file, every problem at once), `locate`
 //! (positions for compile-time messages), `read` (the directory and its files), `compile` (a
 //! `Resolver` turning the parsed set into an `Engine`), `version` (canonical hashes and the
-//! version sequence), `tests` (the files' own `[[test]]`s).
+//! version sequence), `tests` (the files' own `[[test]]`s), `outline` (each pipeline's rules as
+//! blocks in the files' own words, for the console).
 
 mod compile;
 mod format;
 mod locate;
+pub mod outline;
 mod parse;
 mod read;
 mod tests;
@@ -146,6 +148,12 @@ pub fn load_dir(dir: &Path, fields: &[String]) -> Result<Engine, RulesError> {
 /// [`load_dir`] with what the CRM says about members.
 pub fn load_dir_with(dir: &Path, fields: &[String], directory: &Directory) -> Result<Engine, RulesError> {
     compile::compile_sources(read::sources(dir)?, fields, directory)
+}
+
+/// The rule files of `dir` as the compiler reads them (name order, each checked as [`load_dir`]
+/// checks it), as (path, text) pairs: what the console outlines and edits.
+pub fn read_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, RulesError> {
+    Ok(read::sources(dir)?.into_iter().map(|s| (s.path, s.text)).collect())
 }
 
 /// Compile rule files given as (name, text) pairs; the name's extension picks the format.

@@ -87,6 +87,8 @@ pub(crate) trait Node: Sized {
     fn key_at(&self, key: &str, value: &Self) -> Option<usize>;
     /// The value, when it is a string.
     fn text(&self) -> Option<String>;
+    /// The value as the file writes it (a table inline), without the comments around it.
+    fn written(&self) -> String;
     /// Deserialize as `T` with these keys left out; the problem (with `path` before its own key
     /// path) and the key of this table it is under, when it does not fit.
     fn try_without<T: DeserializeOwned>(&self, removed: &[String], path: &str) -> Result<T, (Problem, Option<String>)>;
@@ -169,6 +171,17 @@ impl Node for TomlNode {
         self.0.as_str().map(str::to_string)
     }
 
+    fn written(&self) -> String {
+        let mut value = match self.0.clone() {
+            toml_edit::Item::Value(v) => v,
+            toml_edit::Item::Table(t) => toml_edit::Value::InlineTable(t.into_inline_table()),
+            toml_edit::Item::ArrayOfTables(a) => toml_edit::Value::Array(a.into_array()),
+            toml_edit::Item::None => return String::new(),
+        };
+        value.decor_mut().clear();
+        value.to_string()
+    }
+
     fn try_without<T: DeserializeOwned>(&self, removed: &[String], path: &str) -> Result<T, (Problem, Option<String>)> {
         let at = self.at();
         let mut item = self.0.clone();
@@ -228,6 +241,10 @@ impl<'a> Node for JsonNode<'a> {
 
     fn text(&self) -> Option<String> {
         serde_json::from_str::<String>(self.raw.get()).ok()
+    }
+
+    fn written(&self) -> String {
+        self.raw.get().to_string()
     }
 
     fn try_without<T: DeserializeOwned>(&self, removed: &[String], path: &str) -> Result<T, (Problem, Option<String>)> {

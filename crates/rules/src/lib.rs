@@ -10,9 +10,11 @@
 //! (positions for compile-time messages), `read` (the directory and its files), `compile` (a
 //! `Resolver` turning the parsed set into an `Engine`), `version` (canonical hashes and the
 //! version sequence), `tests` (the files' own `[[test]]`s), `outline` (each pipeline's rules as
-//! blocks in the files' own words, for the console).
+//! blocks in the files' own words, for the console), `edit` (the console's changes applied to a
+//! file's text, every untouched line kept).
 
 mod compile;
+pub mod edit;
 mod format;
 mod locate;
 pub mod outline;
@@ -179,4 +181,16 @@ pub fn compile_texts_with(
 pub fn json_schema() -> String {
     let schema = schemars::schema_for!(format::RawFile);
     serde_json::to_string_pretty(&schema).map(|s| s + "\n").unwrap_or_default()
+}
+
+/// The example rules directory and the field names the example config maps (for tests).
+#[cfg(test)]
+pub(crate) fn example_rules() -> (PathBuf, Vec<String>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config: toml::Table = std::fs::read_to_string(root.join("config/oppty-router.toml"))
+        .expect("the example config")
+        .parse()
+        .expect("TOML");
+    let fields = config["opportunity"]["fields"].as_table().expect("fields").keys().cloned().collect();
+    (root.join("config/rules"), fields)
 }

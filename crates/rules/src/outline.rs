@@ -130,13 +130,7 @@ mod tests {
 
     #[test]
     fn the_example_rules_outline_to_the_pipelines_and_rules_the_compiler_sees() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let config: toml::Table = std::fs::read_to_string(root.join("config/oppty-router.toml"))
-            .expect("the example config")
-            .parse()
-            .expect("TOML");
-        let fields: Vec<String> = config["opportunity"]["fields"].as_table().expect("fields").keys().cloned().collect();
-        let dir = root.join("config/rules");
+        let (dir, fields) = crate::example_rules();
         let engine = crate::load_dir(&dir, &fields).expect("the example rules compile");
         let o = outline(&crate::read_files(&dir).expect("read"));
         assert_eq!(o.pipelines.len(), engine.pipelines.len(), "{o:?}");

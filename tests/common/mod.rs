@@ -66,31 +66,21 @@ fn server() -> &'static Server {
 /// Wait until `check` holds, looking again every `POLL`; after `limit` the test fails, naming
 /// `what` it waited for and how long. Every positive wait goes through here (or
 /// [`wait_until_blocking`]): no test waits a fixed time and hopes.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        tokio::time::sleep(POLL).await;
-    }
+    assert!(holds_within(limit, check).await, "waited {limit:?} for {what}");
+    started.elapsed()
 }
 
 /// [`wait_until`] for a test without a runtime (one driving the binary as a child process).
-pub fn wait_until_blocking(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+pub fn wait_until_blocking(what: &str, limit: Duration, check: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
-    loop {
-        if check() {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(POLL);
-    }
+    assert!(holds_within_blocking(limit, check), "waited {limit:?} for {what}");
+    started.elapsed()
 }
 
 /// How often a wait looks again.
@@ -458,16 +448,12 @@ impl Logs {
 
 /// Wait until the child exits; `None` when it is still running after `limit`.
 pub fn exited_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let started = Instant::now();
-    loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            return Some(s);
-        }
-        if started.elapsed() >= limit {
-            return None;
-        }
-        std::thread::sleep(POLL);
-    }
+    let mut status = None;
+    holds_within_blocking(limit, || {
+        status = child.0.try_wait().expect("wait");
+        status.is_some()
+    });
+    status
 }
 
 /// Whether `check` holds within `limit`, for a test without a runtime ([`holds_within`]).

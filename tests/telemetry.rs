@@ -59,9 +59,11 @@ async fn a_scrape_counts_every_decision_the_audit_holds_reloads_and_team_loads_a
     db.wait_drained(Duration::from_secs(20)).await;
     let held = db.count("SELECT count(*) FROM oppty_router.unrouted WHERE outcome = 'held'").await;
     let decided = db.count("SELECT count(*) FROM oppty_router.assignments WHERE outcome <> 'held'").await;
-    // The last batch's counters, and the gauges (taken each second) caught up with the database.
+    // The last batch's counters, and the gauges (taken each second, so absent until the first is
+    // taken) caught up with the database.
     let caught_up = |m: &str| {
         sum(m, "oppty_router_decisions_total", "") == decided as f64
+            && m.contains("oppty_router_held_opportunities ")
             && sum(m, "oppty_router_held_opportunities", "") == held as f64
             && sum(m, "oppty_router_oldest_pending_event_seconds", "") == 0.0
     };

@@ -70,6 +70,8 @@ async fn serve_telemetry(
 ) -> Result<Option<Arc<crate::telemetry::Health>>, CommandError> {
     let Some(m) = &cfg.metrics else { return Ok(None) };
     let health = Arc::new(crate::telemetry::Health::new(m.ready_max_lag));
+    // The rules were compiled before anything is served: `/readyz` never says otherwise.
+    health.set_rules_loaded(true);
     let bound = crate::telemetry::serve(m.listen, health.clone(), shutdown.clone())
         .await
         .map_err(|e| CommandError::Unavailable(format!("{}: {e}", cfg.path.display())))?;

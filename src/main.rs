@@ -95,6 +95,10 @@ enum Command {
         rules: Option<PathBuf>,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// After the run, serve the web console on the demo's CRM (its address and a login are
+        /// printed) and route on until Ctrl-C.
+        #[arg(long)]
+        console: bool,
     },
     /// Put opportunities left behind back in the queue: those the router left unassigned, or
     /// whose events were dead-lettered (after fixing the cause: see `status`).
@@ -137,6 +141,19 @@ enum Command {
         /// Who lifts it, recorded with the pause (default: the login name).
         #[arg(long)]
         by: Option<String>,
+    },
+    /// Give the rules directory back the files of a version that was in force (as the router kept
+    /// it), checked first as the daemon will check them; the daemon reloads them.
+    Revert {
+        /// The version (`14-3fa9…`, or its number `14`); `--list` shows those kept.
+        #[arg(long, required_unless_present = "list")]
+        to: Option<String>,
+        /// Print what would be written and set aside, and the diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// List the versions kept, the latest first, each with what changed from the one before.
+        #[arg(long, conflicts_with_all = ["to", "dry_run"])]
+        list: bool,
     },
     /// Show why the router assigned an opportunity the way it did.
     Explain {
@@ -249,9 +266,9 @@ fn main() {
 async fn dispatch(cli: Cli) -> Result<(), CommandError> {
     let inv = Invocation { config: cli.config.clone(), database_url: cli.database_url.clone() };
     match cli.command {
-        Command::Demo { keep, seconds, rate, backlog, rules, seed } => {
+        Command::Demo { keep, seconds, rate, backlog, rules, seed, console } => {
             commands::init_tracing(LogFormat::Text, "warn");
-            let options = devkit::demo::DemoOptions { seconds, rate, backlog, keep, rules_dir: rules, seed };
+            let options = devkit::demo::DemoOptions { seconds, rate, backlog, keep, rules_dir: rules, seed, console };
             devkit::demo::run(options).await.map_err(|e| CommandError::Failure(format!("demo failed: {e:#}")))
         }
         Command::Check { offline, rules } => commands::check(&inv, offline, rules).await,
@@ -270,6 +287,7 @@ async fn dispatch(cli: Cli) -> Result<(), CommandError> {
         }
         Command::Status { json } => commands::status(&inv, json).await,
         Command::Unpause { member, by } => commands::unpause(&inv, &member, by).await,
+        Command::Revert { to, dry_run, list } => commands::revert(&inv, to.as_deref(), dry_run, list).await,
         Command::Explain { opportunity_id, json } => commands::explain(&inv, &opportunity_id, json).await,
         Command::Simulate { rules, in_force, since: window, opportunities: ids, json, html, seed } => {
             commands::simulate(&inv, rules, Replay { window, ids, json, html, seed, in_force }).await

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::web::{console_on, instagram_lead, rule_that_routed};
 use common::*;
-use console::accounts::{add_user, Role};
 use tokio_util::sync::CancellationToken;
 
 /// An answer: its status, its header lines (lower-case names), its body.
@@ -52,17 +51,7 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
 
 /// A console over `db`, with an editor `lan` and a viewer `minh`; its port.
 async fn console_over(db: &TestDb, dir: &std::path::Path) -> (u16, CancellationToken) {
-    let users = dir.join("console-users.toml");
-    add_user(&users, "lan", Role::Editor, "lan's long password").expect("editor");
-    add_user(&users, "minh", Role::Viewer, "minh's long password").expect("viewer");
-    let mut cfg = db.cfg.clone();
-    cfg.console.users = users;
-    let console = Arc::new(console::Console::new(Arc::new(cfg)).expect("the console starts"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let stop = CancellationToken::new();
-    tokio::spawn(console::serve_on(console, listener, stop.clone()));
-    (port, stop)
+    console_on(db.cfg.clone(), dir).await
 }
 
 /// Log in; the session cookie (`name=value`) to send back.
@@ -159,6 +148,19 @@ async fn a_write_without_a_session_its_token_or_from_another_site_is_refused() {
     let out = request(port, "POST", "/logout", &[("Cookie", &cookie), ("Origin", &origin)], &token);
     assert_eq!((out.status, out.header("location")), (303, Some("/login")));
     assert_eq!(request(port, "GET", "/", &[("Cookie", &cookie)], "").status, 303, "logged out: the session is gone");
+
+    // Guessing a password: after five failures the name waits, even with the right password.
+    for _ in 0..5 {
+        assert_eq!(request(port, "POST", "/login", &[], "name=lan&password=a+guess").status, 401);
+    }
+    let held = request(port, "POST", "/login", &[], "name=lan&password=lan%27s+long+password");
+    assert_eq!(held.status, 429, "{}", held.body);
+    assert!(held.body.contains("Too many failed logins"), "{}", held.body);
+    assert_eq!(
+        request(port, "POST", "/login", &[], "name=minh&password=minh%27s+long+password").status,
+        303,
+        "another name logs in"
+    );
     stop.cancel();
 }
 
@@ -186,6 +188,150 @@ async fn what_the_database_holds_is_shown_escaped_never_as_markup() {
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "shown as text: {page}");
     stop.cancel();
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_moves_a_rule_up_saves_it_and_the_daemon_routes_by_it_while_a_broken_draft_saves_nothing() {
+    let db = crm_db("console_move").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(dir.path(), &db.cfg.database.url, "");
+    let retail = dir.path().join("rules/10-retail.toml");
+    let before = std::fs::read_to_string(&retail).expect("the retail rules");
+    let (daemon, logs) = start_daemon(&config);
+    logs.wait_for("connected and leading", Duration::from_secs(20)).await;
+    let kept = instagram_lead(&db, 101).await;
+    assert_eq!(rule_that_routed(&db, &kept).await, "keep-the-relationship", "rule 1 wins as the files stand");
+
+    let cfg = oppty_router::config::Config::load(&config).expect("the config");
+    let (port, stop) = console_on(cfg, dir.path()).await;
+    let origin = format!("http://127.0.0.1:{port}");
+    let viewer = log_in(port, "minh", "minh's long password");
+    let seen = request(port, "GET", "/pipelines", &[("Cookie", &viewer)], "");
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert!(seen.body.contains("keep-the-relationship") && seen.body.contains("Pick the member"), "{}", seen.body);
+    assert!(!seen.body.contains("/pipelines/move"), "a viewer gets no controls");
+    let csrf = csrf_of(&seen.body);
+    let by_viewer = format!("csrf={csrf}&pipeline=retail&rule=instagram-to-digital&to=0");
+    let refused = request(port, "POST", "/pipelines/move", &[("Cookie", &viewer), ("Origin", &origin)], &by_viewer);
+    assert_eq!(refused.status, 403, "a viewer cannot change the rules");
+
+    let editor = log_in(port, "lan", "lan's long password");
+    let page = request(port, "GET", "/pipelines", &[("Cookie", &editor)], "");
+    assert!(page.body.contains("aria-label=\"Move rule instagram-to-digital up\""), "keyboard controls: {}", page.body);
+    let csrf = csrf_of(&page.body);
+    let post =
+        |path: &str, body: String| request(port, "POST", path, &[("Cookie", &editor), ("Origin", &origin)], &body);
+
+    // Below the province rule, the Instagram rule is never reached: the file's own test fails.
+    let down = post("/pipelines/move", format!("csrf={csrf}&pipeline=retail&rule=instagram-to-digital&to=2"));
+    assert_eq!(down.status, 303, "{}", down.body);
+    let broken = request(port, "GET", "/pipelines", &[("Cookie", &editor)], "").body;
+    assert!(broken.contains("rule instagram-to-digital moved from position 2 to 3"), "{broken}");
+    assert!(broken.contains("does not compile") && broken.contains("an Instagram lead is tagged"), "{broken}");
+    let not_saved = post("/draft/save", format!("csrf={csrf}"));
+    assert_eq!(not_saved.status, 422, "{}", not_saved.body);
+    assert_eq!(std::fs::read_to_string(&retail).expect("read"), before, "nothing was saved");
+    assert_eq!(post("/draft/discard", format!("csrf={csrf}")).status, 303);
+
+    let up = post("/pipelines/move", format!("csrf={csrf}&pipeline=retail&rule=instagram-to-digital&to=0"));
+    assert_eq!(up.status, 303, "{}", up.body);
+    // Tried first: the lead kept by the relationship rule would go to the Instagram rule instead.
+    let tried = request(port, "GET", &format!("/try?days=1&opp={kept}"), &[("Cookie", &editor)], "").body;
+    assert!(tried.contains("would change owner"), "{tried}");
+    let side = tried.split("<section id=\"explain\">").nth(1).expect("the side-by-side explain");
+    let row = side.split("<th>Rule</th>").nth(1).and_then(|r| r.split("</tr>").next()).expect("the rule row");
+    assert_eq!(row.matches("<td>").count(), 3, "decided, in force and draft side by side: {row}");
+    assert!(
+        row.find("keep-the-relationship") < row.rfind("instagram-to-digital")
+            && row.matches("keep-the-relationship").count() == 2,
+        "decided and in force by rule 1, the draft by the moved rule: {row}"
+    );
+    let saved = post("/draft/save", format!("csrf={csrf}"));
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let hash = saved.body.split("data-hash=\"").nth(1).and_then(|s| s.split('"').next()).expect("the hash").to_string();
+    let after = std::fs::read_to_string(&retail).expect("read");
+    let (social, relationship) = (after.find("# 2. Social-media leads"), after.find("# 1. A returning customer"));
+    assert!(social < relationship, "the rule moved with its comment: {after}");
+    assert_eq!(after.len(), before.len(), "nothing else changed");
+    let journal = std::fs::read_to_string(dir.path().join("console-journal.jsonl")).expect("the journal");
+    assert!(journal.contains("\"user\":\"lan\"") && journal.contains("instagram-to-digital moved"), "{journal}");
+    wait_until("the saved rules go in force", Duration::from_secs(20), || async {
+        rules_version(&db.client).await.is_some_and(|v| v.ends_with(&hash))
+    })
+    .await;
+    let moved = instagram_lead(&db, 101).await;
+    assert_eq!(rule_that_routed(&db, &moved).await, "instagram-to-digital", "the moved rule now comes first");
+    stop.cancel();
+    signal(&daemon, nix::sys::signal::Signal::SIGTERM);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_pauses_a_member_and_caps_another_in_a_draft_and_the_teams_page_says_whose_word_it_is() {
+    let db = crm_db("console_teams").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, stop) = console_over(&db, dir.path()).await;
+    let origin = format!("http://127.0.0.1:{port}");
+    let editor = log_in(port, "lan", "lan's long password");
+    let page = request(port, "GET", "/teams", &[("Cookie", &editor)], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Trần Thị Bình (102)") && page.body.contains("of 400 open"), "{}", page.body);
+    assert!(page.body.contains("paused (rule files)"), "103 is paused in 01-people.toml: {}", page.body);
+    let csrf = csrf_of(&page.body);
+    let post =
+        |body: String| request(port, "POST", "/teams/member", &[("Cookie", &editor), ("Origin", &origin)], &body);
+    assert_eq!(post(format!("csrf={csrf}&member=301&key=paused&value=true&action=set")).status, 303);
+    assert_eq!(post(format!("csrf={csrf}&member=302&key=max_open&value=25&action=set")).status, 303);
+    let refused = post(format!("csrf={csrf}&member=302&key=max_open&value=lots&action=set"));
+    assert_eq!(refused.status, 422, "a cap is a number: {}", refused.body);
+    let after = request(port, "GET", "/teams", &[("Cookie", &editor)], "").body;
+    let row = |id: &str| {
+        after.split(&format!("({id})</td>")).nth(1).and_then(|r| r.split("</tr>").next()).unwrap_or("").to_string()
+    };
+    assert!(row("301").contains("paused (rule files)"), "the draft pauses 301: {}", row("301"));
+    assert!(row("302").contains("of 25 open"), "the draft caps 302 at 25: {}", row("302"));
+    let pipelines = request(port, "GET", "/pipelines", &[("Cookie", &editor)], "").body;
+    assert!(pipelines.contains("member 301: paused") && pipelines.contains("member 302: max_open = 25"), "{pipelines}");
+    // Pausing the member the files' own tests expect breaks the draft: the page says why, and
+    // still shows the directory (the files on disk) so the change can be undone.
+    assert_eq!(post(format!("csrf={csrf}&member=102&key=paused&value=true&action=set")).status, 303);
+    let broken = request(port, "GET", "/teams", &[("Cookie", &editor)], "").body;
+    assert!(broken.contains("Your draft does not compile") && broken.contains("Trần Thị Bình (102)"), "{broken}");
+    assert_eq!(post(format!("csrf={csrf}&member=102&key=paused&action=remove")).status, 303);
+    let mended = request(port, "GET", "/teams", &[("Cookie", &editor)], "").body;
+    assert!(!mended.contains("does not compile"), "the pause lifted, the draft compiles again");
+    let files = request(port, "GET", "/teams", &[("Cookie", &log_in(port, "minh", "minh's long password"))], "").body;
+    assert!(!files.contains("/teams/member"), "a viewer gets no controls");
+    assert!(files.contains("Đặng Văn Hải (301)</td><td>receiving"), "a viewer sees the files as they are: {files}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_the_console_with_the_login_it_prints_until_it_is_stopped() {
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_oppty-router"))
+        .args(["demo", "--seconds", "1", "--rate", "50", "--backlog", "200", "--console"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run the demo");
+    let logs = Logs::of(demo.stdout.take().expect("stdout"));
+    let demo = Child(demo);
+    logs.wait_for("the console: http://", Duration::from_secs(120)).await;
+    let line = logs.so_far().lines().find(|l| l.contains("the console: http://")).expect("the line").to_string();
+    let address = line.split("http://").nth(1).and_then(|a| a.split('/').next()).expect("an address");
+    let password = line.split("password ").nth(1).and_then(|p| p.split(')').next()).expect("a password");
+    let port: u16 = address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+    let cookie = log_in(port, "demo", password);
+    let page = request(port, "GET", "/pipelines", &[("Cookie", &cookie)], "");
+    assert!(page.status == 200 && page.body.contains("keep-the-relationship"), "{}", page.body);
+    assert!(page.body.contains("/pipelines/move"), "the demo's account is an editor");
+    signal(&demo, nix::sys::signal::Signal::SIGINT);
+    let mut demo = demo;
+    let status = exited_within(&mut demo, Duration::from_secs(60)).expect("the demo stops on Ctrl-C");
+    assert!(status.success(), "{}", logs.so_far());
+    assert!(logs.so_far().contains("stopped the throwaway PostgreSQL"), "{}", logs.so_far());
 }
 
 /// The version the leading daemon reports, once it does.

@@ -52,6 +52,9 @@ _oppty__router() {
             oppty__router,requeue)
                 cmd="oppty__router__subcmd__requeue"
                 ;;
+            oppty__router,revert)
+                cmd="oppty__router__subcmd__revert"
+                ;;
             oppty__router,run)
                 cmd="oppty__router__subcmd__run"
                 ;;
@@ -133,6 +136,9 @@ _oppty__router() {
             oppty__router__subcmd__help,requeue)
                 cmd="oppty__router__subcmd__help__subcmd__requeue"
                 ;;
+            oppty__router__subcmd__help,revert)
+                cmd="oppty__router__subcmd__help__subcmd__revert"
+                ;;
             oppty__router__subcmd__help,run)
                 cmd="oppty__router__subcmd__help__subcmd__run"
                 ;;
@@ -164,7 +170,7 @@ _oppty__router() {
 
     case "${cmd}" in
         oppty__router)
-            opts="-c -h -V --config --database-url --help --version run check install backfill uninstall demo requeue grants status schema unpause explain simulate report console completions manpage help"
+            opts="-c -h -V --config --database-url --help --version run check install backfill uninstall demo requeue grants status schema unpause revert explain simulate report console completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -456,7 +462,7 @@ _oppty__router() {
             return 0
             ;;
         oppty__subcmd__router__subcmd__demo)
-            opts="-c -h --keep --seconds --rate --backlog --rules --seed --config --database-url --help"
+            opts="-c -h --keep --seconds --rate --backlog --rules --seed --console --config --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -554,7 +560,7 @@ _oppty__router() {
             return 0
             ;;
         oppty__subcmd__router__subcmd__help)
-            opts="run check install backfill uninstall demo requeue grants status schema unpause explain simulate report console completions manpage help"
+            opts="run check install backfill uninstall demo requeue grants status schema unpause revert explain simulate report console completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -763,6 +769,20 @@ _oppty__router() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        oppty__subcmd__router__subcmd__help__subcmd__revert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         oppty__subcmd__router__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -949,6 +969,36 @@ _oppty__router() {
                     return 0
                     ;;
                 --id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        oppty__subcmd__router__subcmd__revert)
+            opts="-c -h --to --dry-run --list --config --database-url --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

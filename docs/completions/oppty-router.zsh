@@ -94,6 +94,7 @@ _arguments "${_arguments_options[@]}" : \
 '--config=[The daemon config]:CONFIG:_files' \
 '--database-url=[Connect with this connection string instead of the config'\''s \`database.url\` (and without its \`database.password_file\`)\: for a DBA running \`install\` or \`grants\` as the database owner]:DATABASE_URL:_default' \
 '--keep[Leave the database running and print how to connect]' \
+'--console[After the run, serve the web console on the demo'\''s CRM (its address and a login are printed) and route on until Ctrl-C]' \
 '-h[Print help]' \
 '--help[Print help]' \
 && ret=0
@@ -150,6 +151,18 @@ _arguments "${_arguments_options[@]}" : \
 '-h[Print help]' \
 '--help[Print help]' \
 ':member -- The member'\''s CRM user id:_default' \
+&& ret=0
+;;
+(revert)
+_arguments "${_arguments_options[@]}" : \
+'--to=[The version (\`14-3fa9…\`, or its number \`14\`); \`--list\` shows those kept]:TO:_default' \
+'-c+[The daemon config]:CONFIG:_files' \
+'--config=[The daemon config]:CONFIG:_files' \
+'--database-url=[Connect with this connection string instead of the config'\''s \`database.url\` (and without its \`database.password_file\`)\: for a DBA running \`install\` or \`grants\` as the database owner]:DATABASE_URL:_default' \
+'--dry-run[Print what would be written and set aside, and the diff; write nothing]' \
+'(--to --dry-run)--list[List the versions kept, the latest first, each with what changed from the one before]' \
+'-h[Print help]' \
+'--help[Print help]' \
 && ret=0
 ;;
 (explain)
@@ -384,6 +397,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(revert)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (explain)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -467,6 +484,7 @@ _oppty-router_commands() {
 'status:Show the daemon'\''s state\: rules in force, the latest refusal of new rules, the queue' \
 'schema:Print the JSON Schema of rule files (committed as config/rules.schema.json)' \
 'unpause:Lift a member'\''s pause for letting opportunities lapse (see \`status\`); the daemon gives them work again from its next sweep' \
+'revert:Give the rules directory back the files of a version that was in force (as the router kept it), checked first as the daemon will check them; the daemon reloads them' \
 'explain:Show why the router assigned an opportunity the way it did' \
 'simulate:Replay past opportunities through a candidate rules directory, writing nothing\: what each team and member would have received, fairness, fallbacks, and every owner that would change' \
 'report:What the router did\: assignments per team, member and rule, fairness, fallbacks, reclaims' \
@@ -585,6 +603,7 @@ _oppty-router__subcmd__help_commands() {
 'status:Show the daemon'\''s state\: rules in force, the latest refusal of new rules, the queue' \
 'schema:Print the JSON Schema of rule files (committed as config/rules.schema.json)' \
 'unpause:Lift a member'\''s pause for letting opportunities lapse (see \`status\`); the daemon gives them work again from its next sweep' \
+'revert:Give the rules directory back the files of a version that was in force (as the router kept it), checked first as the daemon will check them; the daemon reloads them' \
 'explain:Show why the router assigned an opportunity the way it did' \
 'simulate:Replay past opportunities through a candidate rules directory, writing nothing\: what each team and member would have received, fairness, fallbacks, and every owner that would change' \
 'report:What the router did\: assignments per team, member and rule, fairness, fallbacks, reclaims' \
@@ -669,6 +688,11 @@ _oppty-router__subcmd__help__subcmd__requeue_commands() {
     local commands; commands=()
     _describe -t commands 'oppty-router help requeue commands' commands "$@"
 }
+(( $+functions[_oppty-router__subcmd__help__subcmd__revert_commands] )) ||
+_oppty-router__subcmd__help__subcmd__revert_commands() {
+    local commands; commands=()
+    _describe -t commands 'oppty-router help revert commands' commands "$@"
+}
 (( $+functions[_oppty-router__subcmd__help__subcmd__run_commands] )) ||
 _oppty-router__subcmd__help__subcmd__run_commands() {
     local commands; commands=()
@@ -718,6 +742,11 @@ _oppty-router__subcmd__report_commands() {
 _oppty-router__subcmd__requeue_commands() {
     local commands; commands=()
     _describe -t commands 'oppty-router requeue commands' commands "$@"
+}
+(( $+functions[_oppty-router__subcmd__revert_commands] )) ||
+_oppty-router__subcmd__revert_commands() {
+    local commands; commands=()
+    _describe -t commands 'oppty-router revert commands' commands "$@"
 }
 (( $+functions[_oppty-router__subcmd__run_commands] )) ||
 _oppty-router__subcmd__run_commands() {

@@ -2,6 +2,8 @@
 //! database per test, loaded with the sample CRM of `sql/demo/`.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -67,6 +67,18 @@ const NEEDS: &[Need] = &[
         how: How::Apt(&["chromium"]),
     },
     Need {
+        what: "chromedriver",
+        why: "tests/browser.rs drives the web console in Chromium (log in, drag a rule, try, save)",
+        here: || Path::new("/usr/bin/chromedriver").exists(),
+        how: How::Apt(&["chromium-driver"]),
+    },
+    Need {
+        what: "git",
+        why: "the console commits each save when the rules directory is a git repository (tests/console.rs)",
+        here: || on_path("git"),
+        how: How::Apt(&["git"]),
+    },
+    Need {
         what: "Node.js and npm",
         why: "tests/bench.rs runs the drain benchmark, which measures graphile-worker beside the router",
         here: || on_path("node") && on_path("npm"),

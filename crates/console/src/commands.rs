@@ -34,6 +34,7 @@ pub async fn console(inv: &Invocation) -> Result<(), CommandError> {
 fn error(e: ConsoleError) -> CommandError {
     match e {
         ConsoleError::Accounts(a) => CommandError::Config(a.to_string()),
+        ConsoleError::Tls(t) => CommandError::Config(t),
         ConsoleError::Listen { .. } => CommandError::Unavailable(e.to_string()),
         ConsoleError::Serve(_) => CommandError::Failure(e.to_string()),
     }

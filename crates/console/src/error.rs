@@ -11,6 +11,8 @@ pub enum ConsoleError {
         "console.listen: cannot listen on {addr}: {source} (is another console running? change `[console] listen`)"
     )]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Tls(String),
     #[error("the console stopped serving: {0}")]
     Serve(std::io::Error),
 }

@@ -9,11 +9,23 @@
 
 pub mod accounts;
 pub mod commands;
+mod drafts;
+mod editing;
 mod error;
+mod gate;
+mod history;
 mod overview;
 mod pages;
+mod pipelines;
+mod save;
 mod server;
 mod sessions;
+mod state;
+mod teams;
+mod throttle;
+mod tls;
+mod trying;
 
 pub use error::ConsoleError;
-pub use server::{app, serve, serve_on, Console};
+pub use server::{app, serve, serve_on};
+pub use state::Console;

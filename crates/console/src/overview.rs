@@ -7,13 +7,13 @@ use maud::{html, Markup};
 use oppty_router::status::Report;
 
 /// The overview's section (the page holds it, and the script fetches it again every few seconds).
-pub fn section(r: &Report) -> Markup {
+pub fn section(r: &Report, by: Option<&str>) -> Markup {
     html! {
         section id="overview" data-refresh="/overview" aria-live="polite" {
             @if let Some(why) = &r.not_installed {
                 p.problem { "The router is not installed here: " (why) }
             } @else {
-                (in_force(r))
+                (in_force(r, by))
                 (queue(r))
                 (decided(r))
                 (unowned(r))
@@ -22,7 +22,7 @@ pub fn section(r: &Report) -> Markup {
     }
 }
 
-fn in_force(r: &Report) -> Markup {
+fn in_force(r: &Report, by: Option<&str>) -> Markup {
     html! {
         h2 { "Rules in force" }
         @match &r.daemon {
@@ -31,6 +31,7 @@ fn in_force(r: &Report) -> Markup {
                 p {
                     "Version " strong.version { (d.rules_version) }
                     " in force since " (d.rules_in_force_since.as_deref().unwrap_or("the daemon's start"))
+                    @if let Some(who) = by { " (" (who) ")" }
                     "; " (d.reloads) " sets put in force, " (d.refused_reloads) " refused."
                 }
                 p.daemon {

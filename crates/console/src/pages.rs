@@ -25,6 +25,10 @@ pub fn page(title: &str, who: Option<&Session>, body: Markup) -> Markup {
                     @if let Some(s) = who {
                         nav aria-label="Sections" {
                             a href="/" { "Overview" }
+                            a href="/pipelines" { "Pipelines" }
+                            a href="/teams" { "Teams" }
+                            a href="/try" { "Try" }
+                            a href="/history" { "History" }
                         }
                         form.who method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(s.csrf);

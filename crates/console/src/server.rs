@@ -1,10 +1,9 @@
-//! The console's HTTP server (axum): its routes, who may call them, and the headers every answer
+//! The console's HTTP server (axum): its routes, the login and logout, and the headers every answer
 //! carries. Reading a page needs a session; every write also needs the session's CSRF token and a
 //! same-origin request (a cross-site POST is refused before anything else). It must not render
 //! HTML itself (`pages`, `overview`) nor write anything but through the rule files.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -12,45 +11,12 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use oppty_router::config::Config;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::Accounts;
-use crate::sessions::{same_secret, token_of, Session, Sessions, COOKIE};
-use crate::{overview, pages, ConsoleError};
-
-/// How long a session lasts without a request.
-const IDLE: Duration = Duration::from_secs(8 * 3600);
-
-/// The console's state: its config, accounts, sessions, and one database connection it reads on
-/// (made again when it breaks).
-pub struct Console {
-    cfg: Arc<Config>,
-    accounts: Accounts,
-    sessions: Sessions,
-    db: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
-    /// Served over TLS: cookies are `Secure`.
-    secure: bool,
-}
-
-impl Console {
-    /// The console for this config: its accounts read and checked.
-    pub fn new(cfg: Arc<Config>) -> Result<Console, ConsoleError> {
-        let accounts = Accounts::load(&cfg.console.users)?;
-        Ok(Console { cfg, accounts, sessions: Sessions::new(IDLE), db: tokio::sync::Mutex::new(None), secure: false })
-    }
-
-    /// Read `status`'s report on the console's connection (connecting first when it has none).
-    async fn report(&self) -> Result<oppty_router::status::Report, String> {
-        let mut db = self.db.lock().await;
-        if db.as_ref().is_none_or(|c| c.is_closed()) {
-            let c = oppty_router::db::connect(&self.cfg.database, " console").await.map_err(|e| e.to_string())?;
-            *db = Some(c);
-        }
-        let Some(client) = db.as_ref() else { return Err("not connected".into()) };
-        oppty_router::status::report(client, &self.cfg).await.map_err(|e| oppty_router::db::describe(&e))
-    }
-}
+use crate::gate::{refuse, session, writer};
+use crate::sessions::COOKIE;
+use crate::state::Console;
+use crate::{editing, history, overview, pages, teams, trying, ConsoleError};
 
 /// Serve the console on `console.listen` until `shutdown`.
 pub async fn serve(console: Arc<Console>, shutdown: CancellationToken) -> Result<(), ConsoleError> {
@@ -65,13 +31,23 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ConsoleError> {
+    let scheme = if console.tls.is_some() { "https" } else { "http" };
     if let Ok(bound) = listener.local_addr() {
-        tracing::info!(address = %format!("http://{bound}/"), "console listening");
+        tracing::info!(address = %format!("{scheme}://{bound}/"), "console listening");
     }
-    axum::serve(listener, app(console))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(ConsoleError::Serve)
+    match console.tls.clone() {
+        None => axum::serve(listener, app(console))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .map_err(ConsoleError::Serve),
+        Some(acceptor) => {
+            let tls = crate::tls::listen(listener, acceptor, shutdown.clone()).map_err(ConsoleError::Serve)?;
+            axum::serve(tls, app(console))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+                .map_err(ConsoleError::Serve)
+        }
+    }
 }
 
 /// The console's routes over `console`.
@@ -81,6 +57,17 @@ pub fn app(console: Arc<Console>) -> Router {
         .route("/overview", get(overview_section))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/pipelines", get(editing::page))
+        .route("/pipelines/move", post(editing::move_rule))
+        .route("/pipelines/block", post(editing::set_block))
+        .route("/pipelines/check", post(editing::check_block))
+        .route("/draft/save", post(editing::save_draft))
+        .route("/draft/discard", post(editing::discard))
+        .route("/try", get(trying::page))
+        .route("/teams", get(teams::page))
+        .route("/history", get(history::page))
+        .route("/history/revert", post(history::revert))
+        .route("/teams/member", post(teams::set_member))
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))
         .layer(middleware::from_fn(same_origin_writes))
@@ -88,37 +75,10 @@ pub fn app(console: Arc<Console>) -> Router {
         .with_state(console)
 }
 
-/// The session a request's cookie names, if any.
-fn session(c: &Console, h: &HeaderMap) -> Option<(String, Session)> {
-    let cookie = h.get(header::COOKIE)?.to_str().ok()?;
-    let token = token_of(cookie)?;
-    c.sessions.get(token).map(|s| (token.to_string(), s))
-}
-
-/// A write's session: logged in (401 otherwise) and carrying the session's CSRF token (403).
-fn writer(c: &Console, h: &HeaderMap, csrf: Option<&str>) -> Result<(String, Session), Response> {
-    let Some((token, s)) = session(c, h) else {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "Not logged in", "Log in first; nothing was changed."));
-    };
-    let sent = csrf.or_else(|| h.get("x-csrf-token").and_then(|v| v.to_str().ok()));
-    if !sent.is_some_and(|t| same_secret(t, &s.csrf)) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form is out of date or came from elsewhere; reload the page and try again. Nothing was changed.",
-        ));
-    }
-    Ok((token, s))
-}
-
-fn refuse(status: StatusCode, title: &str, why: &str) -> Response {
-    (status, Html(pages::refusal(title, why).into_string())).into_response()
-}
-
 async fn home(State(c): State<Arc<Console>>, h: HeaderMap) -> Response {
     let Some((_, s)) = session(&c, &h) else { return Redirect::to("/login").into_response() };
     let body = match c.report().await {
-        Ok(r) => overview::section(&r),
+        Ok(r) => overview::section(&r, c.author(&r).as_deref()),
         Err(e) => maud::html! { p.problem role="alert" { "Cannot read the router's state: " (e) } },
     };
     Html(pages::page("Overview", Some(&s), maud::html! { h1 { "Overview" } (body) }).into_string()).into_response()
@@ -129,7 +89,7 @@ async fn overview_section(State(c): State<Arc<Console>>, h: HeaderMap) -> Respon
         return refuse(StatusCode::UNAUTHORIZED, "Not logged in", "Log in to see the overview.");
     }
     match c.report().await {
-        Ok(r) => Html(overview::section(&r).into_string()).into_response(),
+        Ok(r) => Html(overview::section(&r, c.author(&r).as_deref()).into_string()).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the router's state: {e}")).into_response(),
     }
 }
@@ -145,14 +105,21 @@ struct LoginForm {
 }
 
 async fn login(State(c): State<Arc<Console>>, Form(f): Form<LoginForm>) -> Response {
+    if let Some(wait) = c.throttle.wait(&f.name) {
+        tracing::warn!(user = %f.name, "console login held back: too many failures");
+        let why = format!("Too many failed logins for this name: try again in {} minute(s).", wait.as_secs() / 60 + 1);
+        return (StatusCode::TOO_MANY_REQUESTS, Html(pages::login(Some(&why)).into_string())).into_response();
+    }
     let Some(role) = c.accounts.verify(&f.name, &f.password) else {
+        c.throttle.failed(&f.name);
         tracing::warn!(user = %f.name, "console login refused");
         let page = pages::login(Some("Wrong name or password."));
         return (StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response();
     };
+    c.throttle.succeeded(&f.name);
     tracing::info!(user = %f.name, role = role.as_str(), "console login");
     let token = c.sessions.open(&f.name, role);
-    let secure = if c.secure { "; Secure" } else { "" };
+    let secure = if c.tls.is_some() { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
     let mut r = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -16,11 +16,13 @@ pub use engine;
 pub mod explain;
 pub mod grants;
 pub mod held;
+pub mod history;
 pub mod ident;
 pub mod install;
 pub mod reload;
 pub mod report;
 pub mod retry;
+pub mod rule_files;
 pub use rules;
 pub mod simulate;
 pub mod sql_text;
@@ -62,14 +64,33 @@ pub fn load_rules_with(
     cfg: &config::Config,
     directory: &rules::Directory,
 ) -> Result<engine::Engine, rules::RulesError> {
-    let fields: Vec<String> = cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
+    rules::load_dir_with(&cfg.router.rules_dir, &fields_of(cfg), &as_mapped(cfg, directory))
+}
+
+/// Rule files held in memory (a console's draft: path and text, as [`rules::read_files`] gives
+/// them) compiled exactly as [`load_rules_with`] compiles the same files on disk.
+pub fn compile_rules_with(
+    cfg: &config::Config,
+    files: &[(std::path::PathBuf, String)],
+    directory: &rules::Directory,
+) -> Result<engine::Engine, rules::RulesError> {
+    rules::compile_files_with(files, &fields_of(cfg), &as_mapped(cfg, directory))
+}
+
+/// The field names the config maps, in their fetch order.
+fn fields_of(cfg: &config::Config) -> Vec<String> {
+    cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect()
+}
+
+/// The directory with what the config's mapping says (owner edits, the CRM's assignment times).
+fn as_mapped<'d>(cfg: &config::Config, directory: &'d rules::Directory) -> std::borrow::Cow<'d, rules::Directory> {
     let o = &cfg.opportunity;
     let crm_count_unmapped = o.assigned_at.is_none() && o.created_at.is_none();
-    if directory.owner_edits_unmapped != o.edited_by.is_none() || directory.crm_count_unmapped != crm_count_unmapped {
-        let mut d = directory.clone();
-        d.owner_edits_unmapped = o.edited_by.is_none();
-        d.crm_count_unmapped = crm_count_unmapped;
-        return rules::load_dir_with(&cfg.router.rules_dir, &fields, &d);
+    if directory.owner_edits_unmapped == o.edited_by.is_none() && directory.crm_count_unmapped == crm_count_unmapped {
+        return std::borrow::Cow::Borrowed(directory);
     }
-    rules::load_dir_with(&cfg.router.rules_dir, &fields, directory)
+    let mut d = directory.clone();
+    d.owner_edits_unmapped = o.edited_by.is_none();
+    d.crm_count_unmapped = crm_count_unmapped;
+    std::borrow::Cow::Owned(d)
 }

@@ -57,6 +57,16 @@ pub async fn rules_as_routed(
     cfg: &Config,
     tests_warn: bool,
 ) -> Result<(Engine, CrmSql), SimulateError> {
+    let (mut dir, sql) = directory_as_routed(client, cfg).await?;
+    dir.tests_warn = tests_warn;
+    let engine = crate::load_rules_with(cfg, &dir).map_err(|e| SimulateError::Config(e.problems))?;
+    Ok((engine, sql))
+}
+
+/// What the CRM's directory says now, with the user ids in the CRM's form, as the daemon
+/// compiles its rules with it (and the CRM statements it was read with): a console's draft is
+/// compiled with it to the version the daemon will put in force.
+pub async fn directory_as_routed(client: &Client, cfg: &Config) -> Result<(rules::Directory, CrmSql), SimulateError> {
     let sql = match crm::prepare(client, cfg).await {
         Ok(sql) => sql,
         Err(crm::CrmError::Mapping(p)) => {
@@ -64,12 +74,10 @@ pub async fn rules_as_routed(
         }
         Err(crm::CrmError::Sql(e)) => return Err(e.into()),
     };
-    let mut dir = crm::directory_for(client, cfg, sql.id_form)
+    let dir = crm::directory_for(client, cfg, sql.id_form)
         .await
         .map_err(|p| SimulateError::Config(vec![format!("{}: {p}", cfg.path.display())]))?;
-    dir.tests_warn = tests_warn;
-    let engine = crate::load_rules_with(cfg, &dir).map_err(|e| SimulateError::Config(e.problems))?;
-    Ok((engine, sql))
+    Ok((dir, sql))
 }
 
 /// What happened to each opportunity, and what `candidate` would have done instead.
@@ -95,6 +103,25 @@ pub async fn simulate(
     };
     let inputs = past.inputs(candidate, title, opts, rules);
     Ok(Report::build(inputs, &past.before, Some(&after)))
+}
+
+/// Each opportunity of the window as it was decided, and as `engine` decides it in a replay
+/// (`simulate`'s own replay, opportunity by opportunity): the console's side-by-side explain.
+pub async fn replay_each(
+    client: &mut Client,
+    cfg: &Config,
+    sql: &CrmSql,
+    engine: &Engine,
+    opts: &Options,
+) -> Result<(Vec<Routed>, Vec<Routed>), SimulateError> {
+    let opts = &as_stored(client, cfg, opts).await?;
+    let t = read_only(client).await?;
+    let reads = Reads::new(&cfg.router.schema);
+    let mut past = Window::read(&t, &reads, sql, opts, engine, Told::First, cfg).await?;
+    past.read_for_replay(&t, &reads, engine, opts.since).await?;
+    t.commit().await?;
+    let after = past.replay(engine, &RuleSets::default(), opts.seed);
+    Ok((past.before, after))
 }
 
 /// What happened to the opportunities of the window, as the audit has it (`report`).

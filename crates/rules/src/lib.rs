@@ -158,6 +158,16 @@ pub fn read_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, RulesError> {
     Ok(read::sources(dir)?.into_iter().map(|s| (s.path, s.text)).collect())
 }
 
+/// Compile rule files as [`read_files`] gives them (path, text), as [`load_dir_with`] would if
+/// they were on disk: a draft compiles to the version its files will have once saved.
+pub fn compile_files_with(
+    files: &[(PathBuf, String)],
+    fields: &[String],
+    directory: &Directory,
+) -> Result<Engine, RulesError> {
+    compile::compile_sources(files.iter().map(|(p, t)| Source::new(p.clone(), t.clone())).collect(), fields, directory)
+}
+
 /// Compile rule files given as (name, text) pairs; the name's extension picks the format.
 pub fn compile_texts(files: &[(&str, &str)], fields: &[String]) -> Result<Engine, RulesError> {
     compile_texts_with(files, fields, &Directory::default())

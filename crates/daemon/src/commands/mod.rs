@@ -12,6 +12,7 @@ mod error;
 mod logging;
 mod queue;
 mod read;
+mod revert;
 mod run;
 mod setup;
 
@@ -24,6 +25,7 @@ pub use error::CommandError;
 pub use logging::init_tracing;
 pub use queue::{requeue, unpause};
 pub use read::{explain, report, simulate, status, Replay};
+pub use revert::revert;
 pub use run::run;
 pub use setup::{backfill, check, grants, install, install_dry_run, uninstall};
 

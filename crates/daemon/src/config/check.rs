@@ -138,8 +138,17 @@ pub(super) fn build(raw: RawConfig, path: &Path, p: &mut Problems<'_>) -> Option
 pub(super) fn console_of(p: &mut Problems<'_>, c: RawConsole, path: &Path) -> Option<ConsoleConfig> {
     let beside = |f: PathBuf| if f.is_relative() { path.parent().unwrap_or(Path::new(".")).join(f) } else { f };
     let users = beside(c.users.unwrap_or_else(|| PathBuf::from("console-users.toml")));
+    let journal = beside(c.journal.unwrap_or_else(|| PathBuf::from("console-journal.jsonl")));
+    let tls = match (c.tls_cert, c.tls_key) {
+        (Some(cert), Some(key)) => Some((beside(cert), beside(key))),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            p.add("console.tls_cert", "tls_cert and tls_key go together: give both (PEM files) or neither");
+            None
+        }
+    };
     match c.listen.trim().parse::<std::net::SocketAddr>() {
-        Ok(listen) => Some(ConsoleConfig { listen, users }),
+        Ok(listen) => Some(ConsoleConfig { listen, users, journal, tls }),
         Err(_) => {
             let hint = "an address and port, e.g. \"127.0.0.1:9188\" (localhost only, the default)";
             p.add("console.listen", format!("`{}` is not {hint}", c.listen));

@@ -35,11 +35,14 @@ pub(super) struct RawConsole {
     #[serde(default = "default_console_listen")]
     pub(super) listen: String,
     pub(super) users: Option<PathBuf>,
+    pub(super) journal: Option<PathBuf>,
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
 }
 
 impl Default for RawConsole {
     fn default() -> Self {
-        RawConsole { listen: default_console_listen(), users: None }
+        RawConsole { listen: default_console_listen(), users: None, journal: None, tls_cert: None, tls_key: None }
     }
 }
 

@@ -226,6 +226,11 @@ pub struct ConsoleConfig {
     pub listen: std::net::SocketAddr,
     /// Names, roles and password hashes (default: `console-users.toml` beside the config file).
     pub users: PathBuf,
+    /// Every save and revert made in the console (who, when, what), a JSON object a line
+    /// (default: `console-journal.jsonl` beside the config file).
+    pub journal: PathBuf,
+    /// Served over TLS with this certificate chain and key (PEM files), when set.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[metrics]`: where to serve `/metrics`, `/livez` and `/readyz`.

@@ -81,6 +81,13 @@ crate::db::row::typed_row! {
     }
 }
 
+/// Each owner's open opportunities now, counted as the leader counts them when it starts
+/// (`CrmSql::full_count`): what the console shows beside each member's caps.
+pub async fn open_loads(client: &Client, sql: &CrmSql) -> Result<Vec<Load>, tokio_postgres::Error> {
+    use crate::db::row::FromRow as _;
+    Load::from_rows(&client.query(&sql.full_count, &[]).await?)
+}
+
 /// The statements of one mapping on one database.
 #[derive(Debug, Clone)]
 pub struct CrmSql {

@@ -21,8 +21,8 @@ use crate::db::row::typed_row;
 use crate::ident::Ident;
 pub use lease::{lane_key, LastLeader, LeaseStatements, StaleLeader, BACKEND_PID, LANE_LOCK};
 pub use reads::{
-    DaemonRow, DeadLetterGroup, Decision, LapsePause, OutcomeCount, Past, QueueReport, Reads, ReclaimCount, Skip,
-    SkipGroup, UnownedGroup,
+    DaemonRow, DeadLetterGroup, Decision, KeptSet, LapsePause, OutcomeCount, Past, QueueReport, Reads, ReclaimCount,
+    Skip, SkipGroup, UnownedGroup,
 };
 pub use sweep::{AlignChunk, Due, EarlierOwner, Queued, SweepStatements};
 

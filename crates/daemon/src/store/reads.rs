@@ -28,6 +28,8 @@ pub struct Reads {
     pub past_of: String,
     /// `$1` text[] versions → `version`, `sources`, `directory` (JSON text) of the rule sets kept.
     pub rule_sets: String,
+    /// `$1` int8 limit → the [`KeptSet`]s, the latest put in force first.
+    pub rule_sets_latest: String,
     /// `$1` timestamptz → each opportunity first decided since then, as it ended ([`ended_sql`]).
     pub ended_since: String,
     /// `$1` text[] ids → the same for these opportunities.
@@ -216,6 +218,10 @@ impl Reads {
                 "SELECT version, sources::text AS sources, directory::text AS directory FROM {s}.rule_sets \
                  WHERE version = ANY($1)"
             ),
+            rule_sets_latest: format!(
+                "SELECT version, in_force_at::text AS in_force_at, sources::text AS sources, directory::text AS directory \
+                 FROM {s}.rule_sets ORDER BY in_force_at DESC, version DESC LIMIT $1"
+            ),
             ended_since: ended_sql(&s, "a.decided_at >= $1", "u.since >= $1"),
             ended_of: ended_sql(&s, "a.opp_id = ANY($1)", "u.opp_id = ANY($1)"),
             recent_between: format!(
@@ -293,4 +299,16 @@ fn past_sql(s: &str, decided: &str, held: &str) -> String {
          WHERE {held} AND u.outcome = 'held' AND NOT EXISTS (SELECT 1 FROM {s}.assignments x WHERE x.opp_id = u.opp_id) \
          ORDER BY 2, 1"
     )
+}
+
+typed_row! {
+    /// A rule set the router kept when it put it in force: its files and what the CRM's directory
+    /// said then, as JSON text.
+    #[derive(Debug, Clone)]
+    pub struct KeptSet {
+        pub version: String,
+        pub in_force_at: String,
+        pub sources: String,
+        pub directory: String,
+    }
 }

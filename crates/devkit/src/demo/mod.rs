@@ -5,6 +5,7 @@
 //! a backlog drain, print a summary and the latencies, and clean up. It uses only the public
 //! pieces the daemon uses; it must not take shortcuts the daemon would not.
 
+mod console;
 mod summary;
 
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ pub struct DemoOptions {
     pub keep: bool,
     pub rules_dir: Option<PathBuf>,
     pub seed: u64,
+    /// After the run, serve the web console and route on until Ctrl-C.
+    pub console: bool,
 }
 
 /// Load the sample CRM into a fresh database `db` of the cluster and return a config mapping it.
@@ -134,6 +137,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         backlog_routed as f64 / drain_secs.max(1e-9),
         stage.cfg.router.batch_size
     );
+    if opts.console {
+        console::serve_until_stopped(&stage).await?;
+    }
     finish(stage, opts.keep).await
 }
 

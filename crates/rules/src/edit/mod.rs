@@ -5,6 +5,11 @@
 
 use serde_json::value::RawValue;
 
+mod block;
+mod member;
+pub use block::set_block;
+pub use member::{set_member, MEMBER_KEYS};
+
 /// Move rule `rule` of pipeline `pipeline` to position `to` (0-based, clamped) among that
 /// pipeline's rules in this file. Returns the new text; an unknown pipeline or rule is an error
 /// in words.
@@ -57,31 +62,10 @@ fn move_rule_toml(text: &str, pipeline: &str, rule: &str, to: usize) -> Result<S
 }
 
 fn move_rule_json(text: &str, pipeline: &str, rule: &str, to: usize) -> Result<String, String> {
-    let root: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let pipelines: Vec<&RawValue> = root
-        .get("pipeline")
-        .map(|p| serde_json::from_str(p.get()))
-        .transpose()
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "this file defines no pipeline".to_string())?;
-    let id_of = |v: &RawValue| -> Option<String> {
-        let m: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(v.get()).ok()?;
-        serde_json::from_str(m.get("id")?.get()).ok()
-    };
-    let p = pipelines
-        .iter()
-        .find(|p| id_of(p).as_deref() == Some(pipeline))
-        .ok_or_else(|| format!("no pipeline `{pipeline}` in this file"))?;
-    let m: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(p.get()).map_err(|e| e.to_string())?;
-    let rules: Vec<&RawValue> = m
-        .get("rule")
-        .map(|r| serde_json::from_str(r.get()))
-        .transpose()
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("pipeline `{pipeline}` has no rules in this file"))?;
+    let rules = json_rules(text, pipeline)?;
     let from = rules
         .iter()
-        .position(|r| id_of(r).as_deref() == Some(rule))
+        .position(|r| json_id(r).as_deref() == Some(rule))
         .ok_or_else(|| format!("no rule `{rule}` in pipeline `{pipeline}`"))?;
     // Each rule's own text goes into a slot of the array as written: what lies between the
     // elements (commas, line breaks, indentation) stays where it was.
@@ -98,6 +82,54 @@ fn move_rule_json(text: &str, pipeline: &str, rule: &str, to: usize) -> Result<S
     }
     out.push_str(&text[last..]);
     Ok(out)
+}
+
+/// The rules of pipeline `pipeline` in a JSON rule file, each as its own text within `text`.
+fn json_rules<'t>(text: &'t str, pipeline: &str) -> Result<Vec<&'t RawValue>, String> {
+    let root: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let pipelines: Vec<&RawValue> = root
+        .get("pipeline")
+        .map(|p| serde_json::from_str(p.get()))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "this file defines no pipeline".to_string())?;
+    let p = pipelines
+        .iter()
+        .find(|p| json_id(p).as_deref() == Some(pipeline))
+        .ok_or_else(|| format!("no pipeline `{pipeline}` in this file"))?;
+    let m: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(p.get()).map_err(|e| e.to_string())?;
+    m.get("rule")
+        .map(|r| serde_json::from_str(r.get()))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("pipeline `{pipeline}` has no rules in this file"))
+}
+
+/// The `id` of a JSON object, when it has a string one.
+fn json_id(v: &RawValue) -> Option<String> {
+    let m: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(v.get()).ok()?;
+    serde_json::from_str(m.get("id")?.get()).ok()
+}
+
+/// The rule table `rule` of pipeline `pipeline` in a TOML rule file.
+fn toml_rule<'d>(
+    doc: &'d mut toml_edit::DocumentMut,
+    pipeline: &str,
+    rule: &str,
+) -> Result<&'d mut toml_edit::Table, String> {
+    let p = doc
+        .get_mut("pipeline")
+        .and_then(|p| p.as_array_of_tables_mut())
+        .ok_or_else(|| "this file defines no [[pipeline]]".to_string())?
+        .iter_mut()
+        .find(|p| p.get("id").and_then(|i| i.as_str()) == Some(pipeline))
+        .ok_or_else(|| format!("no pipeline `{pipeline}` in this file"))?;
+    p.get_mut("rule")
+        .and_then(|r| r.as_array_of_tables_mut())
+        .ok_or_else(|| format!("pipeline `{pipeline}` has no [[pipeline.rule]] tables in this file"))?
+        .iter_mut()
+        .find(|t| t.get("id").and_then(|i| i.as_str()) == Some(rule))
+        .ok_or_else(|| format!("no rule `{rule}` in pipeline `{pipeline}`"))
 }
 
 #[cfg(test)]

@@ -39,7 +39,12 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
     std::io::Write::write_all(&mut s, req.as_bytes()).expect("send");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut s, &mut text).expect("read");
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    answer(&text)
+}
+
+/// An HTTP/1.1 answer as read.
+fn answer(text: &str) -> Answer {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let mut lines = head.lines();
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
     let headers = lines
@@ -238,7 +243,9 @@ async fn an_editor_moves_a_rule_up_saves_it_and_the_daemon_routes_by_it_while_a_
     assert_eq!(up.status, 303, "{}", up.body);
     // Tried first: the lead kept by the relationship rule would go to the Instagram rule instead.
     let tried = request(port, "GET", &format!("/try?days=1&opp={kept}"), &[("Cookie", &editor)], "").body;
-    assert!(tried.contains("would change owner"), "{tried}");
+    assert!(tried.contains("data-load=\"/try/report?days=1\""), "the replay is loaded after the page: {tried}");
+    let replay = request(port, "GET", "/try/report?days=1", &[("Cookie", &editor)], "").body;
+    assert!(replay.starts_with("<section id=\"simulated\"") && replay.contains("would change owner"), "{replay}");
     let side = tried.split("<section id=\"explain\">").nth(1).expect("the side-by-side explain");
     let row = side.split("<th>Rule</th>").nth(1).and_then(|r| r.split("</tr>").next()).expect("the rule row");
     assert_eq!(row.matches("<td>").count(), 3, "decided, in force and draft side by side: {row}");
@@ -332,6 +339,141 @@ async fn the_demo_serves_the_console_with_the_login_it_prints_until_it_is_stoppe
     let status = exited_within(&mut demo, Duration::from_secs(60)).expect("the demo stops on Ctrl-C");
     assert!(status.success(), "{}", logs.so_far());
     assert!(logs.so_far().contains("stopped the throwaway PostgreSQL"), "{}", logs.so_far());
+}
+
+/// One HTTPS request to the console, trusting `ca` (a PEM certificate) for `localhost`.
+fn request_tls(port: u16, ca: &str, method: &str, path: &str, body: &str) -> Answer {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(ca.as_bytes()).expect("PEM")).expect("a root");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a TLS client");
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n");
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    std::io::Write::write_all(&mut tls, req.as_bytes()).expect("send over TLS");
+    let mut raw = Vec::new();
+    // A server may close without close_notify once it has answered: what was read is the answer.
+    let _ = std::io::Read::read_to_end(&mut tls, &mut raw);
+    answer(&String::from_utf8_lossy(&raw))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_console_answers_https_only_and_its_cookie_is_secure() {
+    let db = crm_db("console_tls").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params").self_signed(&key).expect("cert");
+    let (cert_file, key_file) = (dir.path().join("console.crt"), dir.path().join("console.key"));
+    std::fs::write(&cert_file, cert.pem()).expect("cert");
+    std::fs::write(&key_file, key.serialize_pem()).expect("key");
+
+    let mut wrong = db.cfg.clone();
+    wrong.console.tls = Some((cert_file.clone(), dir.path().join("missing.key")));
+    wrong.console.users = dir.path().join("console-users.toml");
+    console::accounts::add_user(&wrong.console.users, "lan", console::accounts::Role::Editor, "lan's long password")
+        .expect("an account");
+    let refused = console::Console::new(std::sync::Arc::new(wrong)).err().expect("a missing key is refused");
+    assert!(
+        refused.to_string().starts_with("console.tls_key:") && refused.to_string().contains("missing.key"),
+        "{refused}"
+    );
+
+    let mut cfg = db.cfg.clone();
+    cfg.console.tls = Some((cert_file, key_file));
+    let (port, stop) = console_on(cfg, dir.path()).await;
+    let ca = cert.pem();
+    let page = tokio::task::spawn_blocking(move || request_tls(port, &ca, "GET", "/login", "")).await.expect("https");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let ca = cert.pem();
+    let login = tokio::task::spawn_blocking(move || {
+        request_tls(port, &ca, "POST", "/login", "name=lan&password=lan%27s+long+password")
+    })
+    .await
+    .expect("https");
+    assert_eq!(login.status, 303, "{}", login.body);
+    let cookie = login.header("set-cookie").expect("a cookie");
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    let plain = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let _ = std::io::Write::write_all(&mut s, b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut raw = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut raw);
+        String::from_utf8_lossy(&raw).to_string()
+    })
+    .await
+    .expect("plain");
+    assert!(!plain.contains("200 OK"), "no page over plain HTTP: {plain}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_rule_catches_everything_until_it_gets_a_condition_and_removing_it_gives_the_files_back() {
+    let db = crm_db("console_rules").await;
+    db.install().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, stop) = console_over(&db, dir.path()).await;
+    let origin = format!("http://127.0.0.1:{port}");
+    let editor = log_in(port, "lan", "lan's long password");
+    let csrf = csrf_of(&request(port, "GET", "/pipelines", &[("Cookie", &editor)], "").body);
+    let post =
+        |path: &str, body: String| request(port, "POST", path, &[("Cookie", &editor), ("Origin", &origin)], &body);
+    let page = || request(port, "GET", "/pipelines", &[("Cookie", &editor)], "").body;
+
+    assert_eq!(post("/pipelines/rule", format!("csrf={csrf}&pipeline=retail&rule=vip-desk&action=add")).status, 303);
+    let added = page();
+    assert!(added.contains("id=\"rule-retail-vip-desk\"") && added.contains("rule vip-desk added"), "{added}");
+    assert!(
+        added.contains("does not compile") && added.contains("Cần Thơ has no team"),
+        "it takes Cần Thơ from the fallback: {added}"
+    );
+    // Checked as typed: a condition on a field the mapping does not have is refused on the spot.
+    let when = "csrf={csrf}&pipeline=retail&rule=vip-desk&key=when&action=set&value=";
+    let typo = post(
+        "/pipelines/check",
+        format!("{}{}", when.replace("{csrf}", &csrf), "%7B+field+%3D+%22sauce%22%2C+equals+%3D+%22vip%22+%7D"),
+    );
+    assert!(typo.body.contains("sauce"), "{}", typo.body);
+    let ok = post(
+        "/pipelines/check",
+        format!("{}{}", when.replace("{csrf}", &csrf), "%7B+field+%3D+%22source%22%2C+equals+%3D+%22vip-desk%22+%7D"),
+    );
+    assert!(ok.body.contains("the draft compiles with this value"), "{}", ok.body);
+    let set = post(
+        "/pipelines/block",
+        format!("{}{}", when.replace("{csrf}", &csrf), "%7B+field+%3D+%22source%22%2C+equals+%3D+%22vip-desk%22+%7D"),
+    );
+    assert_eq!(set.status, 303, "{}", set.body);
+    let fixed = page();
+    assert!(
+        !fixed.contains("does not compile")
+            && fixed
+                .contains("rule vip-desk: when = { field = &quot;source&quot;, equals = &quot;vip-desk&quot; } added"),
+        "{fixed}"
+    );
+
+    assert_eq!(post("/pipelines/rule", format!("csrf={csrf}&pipeline=retail&rule=vip-desk&action=remove")).status, 303);
+    let removed = page();
+    assert!(!removed.contains("id=\"rule-retail-vip-desk\"") && removed.contains("rule vip-desk removed"), "{removed}");
+    let saved = post("/draft/save", format!("csrf={csrf}"));
+    assert_eq!(saved.status, 409, "the files are as they were: nothing to save");
+    assert!(saved.body.contains("nothing to save"), "{}", saved.body);
+    stop.cancel();
 }
 
 /// The version the leading daemon reports, once it does.

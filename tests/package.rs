@@ -62,6 +62,7 @@ fn the_package_installs_a_stripped_binary_the_unit_the_config_and_rules_as_conff
     }
     let unit = entry(&files, "/usr/lib/systemd/system/oppty-router.service");
     assert_eq!(unit.1, "-rw-r--r--");
+    assert_eq!(entry(&files, "/usr/lib/systemd/system/oppty-router-console.service").1, "-rw-r--r--");
     let unit_text = std::fs::read_to_string(Path::new(ROOT).join("systemd/oppty-router.service")).expect("unit");
     let docs = unit_text.lines().find_map(|l| l.strip_prefix("Documentation=file://")).expect("Documentation=");
     entry(&files, docs);
@@ -145,6 +146,7 @@ fn postinst_on(etc: &Path, bin: &Path, packaged: &[PathBuf], old_version: &str) 
         ("getent", "#!/bin/sh\nexit 0\n".to_string()),
         ("chgrp", format!("#!/bin/sh\necho \"chgrp $*\" >> {}\n", log.display())),
         ("chown", format!("#!/bin/sh\necho \"chown $*\" >> {}\n", log.display())),
+        ("install", format!("#!/bin/sh\necho \"install $*\" >> {}\n", log.display())),
     ];
     for (name, text) in fakes {
         std::fs::write(bin.join(name), text).expect("fake");
@@ -190,6 +192,9 @@ fn an_upgrade_gives_the_service_the_packages_files_and_never_widens_a_file_an_ad
     assert!(given.contains(&format!("chgrp oppty-router {}", rules.display())), "{given}");
     assert!(!given.contains("20-corporate") && !given.contains("db-password"), "left as the admin set them: {given}");
     assert!(!given.contains("chown"), "an upgrade leaves the directories as they are: {given}");
+    let journal =
+        format!("install -o oppty-router -g oppty-router -m 0640 /dev/null {}/console-journal.jsonl", etc.display());
+    assert!(given.contains(&journal), "the console's journal, the service's to append to: {given}");
     assert_eq!((mode(&narrowed), mode(&password)), (0o600, 0o600), "nothing is widened");
 
     std::fs::remove_file(bin.join("given.log")).ok();
@@ -197,5 +202,6 @@ fn an_upgrade_gives_the_service_the_packages_files_and_never_widens_a_file_an_ad
     let given = postinst_on(&etc, &bin, &packaged, "");
     assert!(given.contains(&format!("chown root:oppty-router {} {}/rules", etc.display(), etc.display())), "{given}");
     assert_eq!(mode(&etc), 0o750, "the first install closes the directory to others");
+    assert_eq!(mode(&etc.join("rules")), 0o770, "the console (the service group) may save the rule files");
     assert_eq!((mode(&narrowed), mode(&password)), (0o600, 0o600), "nothing is widened");
 }

@@ -17,6 +17,7 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oppty-router");
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/oppty-router.service");
+const CONSOLE_UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/oppty-router-console.service");
 
 /// A fresh directory outside /tmp (hidden by PrivateTmp), readable by the service user.
 fn work_dir(label: &str) -> PathBuf {
@@ -46,30 +47,47 @@ fn systemd_analyze(args: &[&str]) -> std::process::Output {
         .expect("systemd-analyze is missing: `apt-get install systemd` (`cargo xtask test` does)")
 }
 
-#[test]
-fn the_shipped_unit_verifies_and_systemd_rates_its_exposure_at_most_1_5() {
-    // `verify` checks the commands exist: point them at the binary under test.
-    let dir = work_dir("verify");
-    let unit = dir.join("oppty-router.service");
-    let text = std::fs::read_to_string(UNIT).expect("the unit").replace("/usr/bin/oppty-router", BIN);
-    std::fs::write(&unit, text).expect("write the unit");
+/// The unit at `path` verifies (its commands pointed at the binary under test) and systemd rates
+/// its exposure at most `most`; its text.
+fn verified_and_rated(path: &str, most: f64) -> String {
+    let name = Path::new(path).file_name().and_then(|n| n.to_str()).expect("a unit name").to_string();
+    let dir = work_dir(&format!("verify-{name}"));
+    let unit = dir.join(&name);
+    let text = std::fs::read_to_string(path).expect("the unit");
+    std::fs::write(&unit, text.replace("/usr/bin/oppty-router", BIN)).expect("write the unit");
     let out = systemd_analyze(&["verify", &unit.display().to_string()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify {name}: {stderr}");
 
-    let out = systemd_analyze(&["security", "--offline=true", UNIT]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let level: f64 = text
+    let out = systemd_analyze(&["security", "--offline=true", path]);
+    let rated = String::from_utf8_lossy(&out.stdout);
+    let level: f64 = rated
         .lines()
-        .find_map(|l| l.split("Overall exposure level for oppty-router.service:").nth(1))
+        .find_map(|l| l.split(&format!("Overall exposure level for {name}:")).nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("an overall exposure level in:\n{text}{}", String::from_utf8_lossy(&out.stderr)));
-    assert!(level <= 1.5, "exposure {level} > 1.5:\n{text}");
+        .unwrap_or_else(|| panic!("an overall exposure level in:\n{rated}{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(level <= most, "{name}: exposure {level} > {most}:\n{rated}");
+    text
+}
+
+#[test]
+fn the_shipped_units_verify_and_systemd_rates_each_exposure_at_most_1_5() {
+    let daemon = verified_and_rated(UNIT, 1.5);
     for setting in
         ["WatchdogSec=", "TimeoutStartSec=5min", "RestartPreventExitStatus=78", "SystemCallFilter=@system-service"]
     {
-        assert!(std::fs::read_to_string(UNIT).expect("unit").contains(setting), "the unit sets {setting}");
+        assert!(daemon.contains(setting), "the daemon's unit sets {setting}");
+    }
+    assert!(!daemon.contains("ReadWritePaths"), "the daemon writes nothing to the file system");
+    let console = verified_and_rated(CONSOLE_UNIT, 1.5);
+    for setting in [
+        "ExecStart=/usr/bin/oppty-router --config /etc/oppty-router/oppty-router.toml console",
+        "RestartPreventExitStatus=78",
+        "ReadWritePaths=/etc/oppty-router/rules\n",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(console.contains(setting), "the console's unit sets {setting}");
     }
 }
 

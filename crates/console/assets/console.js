@@ -16,6 +16,17 @@
       .catch(function () { setTimeout(function () { refresh(section); }, every); });
   }
   function watch(section) { setTimeout(function () { refresh(section); }, every); }
+  // A section with `data-load` is fetched once (a slow part of a page: the page comes first).
+  function load(section) {
+    fetch(section.dataset.load, { credentials: "same-origin", headers: { "accept": "text/html" } })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        const next = document.createElement("div");
+        next.innerHTML = html;
+        const fresh = next.querySelector("#" + section.id);
+        if (fresh) { section.replaceWith(fresh); }
+      });
+  }
   // Drag and drop posts the rule's own move form (the buttons a keyboard reaches do the same),
   // with the position it was dropped at; the page then shows the draft as the server has it.
   function move(form, to) {
@@ -57,6 +68,7 @@
   }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-refresh]").forEach(watch);
+    document.querySelectorAll("[data-load]").forEach(load);
     document.querySelectorAll("ol.rules").forEach(draggable);
     document.querySelectorAll("textarea[data-check]").forEach(checked);
   });

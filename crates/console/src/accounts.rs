@@ -218,7 +218,8 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    let written =
+        owned_as_before(&f, path, &dir).and_then(|()| f.write_all(text.as_bytes())).and_then(|()| f.sync_all());
     if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.to_string());
@@ -226,9 +227,46 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The accounts file keeps its owner, group and mode when written again. A new one is the
+/// writer's, 0600 — unless root writes it (`sudo … console user add`) in a directory of a group
+/// other than root's: then it takes that group (`/etc/oppty-router` is root:oppty-router), mode
+/// 0640, so the console, which runs in that group, can read it and nobody else can.
+fn owned_as_before(f: &std::fs::File, path: &Path, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    if let Ok(meta) = std::fs::metadata(path) {
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::fchown(f, Some(meta.uid()), Some(meta.gid()))?;
+        }
+        return f.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o777));
+    }
+    let group = std::fs::metadata(dir)?.gid();
+    if nix::unistd::geteuid().is_root() && group != 0 {
+        std::os::unix::fs::fchown(f, Some(0), Some(group))?;
+        return f.set_permissions(std::fs::Permissions::from_mode(0o640));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_writing_a_new_accounts_file_gives_it_the_directorys_group_and_rewriting_keeps_its_owner() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        assert!(nix::unistd::geteuid().is_root(), "this test checks ownership root gives away, and must run as root");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::chown(dir.path(), Some(0), Some(4242)).expect("the directory's group");
+        let path = dir.path().join("console-users.toml");
+        add_user(&path, "lan", Role::Editor, "correct horse battery").expect("added");
+        let meta = std::fs::metadata(&path).expect("stat");
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (0, 4242, 0o640), "the service group may read it");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("an admin narrows it");
+        std::os::unix::fs::chown(&path, Some(0), Some(4343)).expect("and regroups it");
+        add_user(&path, "minh", Role::Viewer, "another long secret").expect("added");
+        let meta = std::fs::metadata(&path).expect("stat");
+        assert_eq!((meta.gid(), meta.mode() & 0o777), (4343, 0o600), "as the admin left it");
+    }
 
     #[test]
     fn an_added_user_logs_in_with_their_password_only_and_the_file_holds_no_password() {

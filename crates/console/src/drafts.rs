@@ -55,6 +55,47 @@ impl Draft {
         Ok(())
     }
 
+    /// Add rule `rule` at the end of pipeline `pipeline` (in the file that defines it), starting
+    /// with a member block to edit.
+    pub fn add_rule(&mut self, pipeline: &str, rule: &str) -> Result<(), String> {
+        let file = self.pipeline_file(pipeline)?;
+        self.edit_file(&file, |text, json| rules::edit::add_rule(text, json, pipeline, rule.trim()))?;
+        self.changes.push(format!("pipeline {pipeline}: rule {} added", rule.trim()));
+        Ok(())
+    }
+
+    /// Remove rule `rule` of pipeline `pipeline`.
+    pub fn remove_rule(&mut self, pipeline: &str, rule: &str) -> Result<(), String> {
+        let file = self.pipeline_file(pipeline)?;
+        self.edit_file(&file, |text, json| rules::edit::remove_rule(text, json, pipeline, rule))?;
+        self.changes.push(format!("pipeline {pipeline}: rule {rule} removed"));
+        Ok(())
+    }
+
+    /// The file that defines pipeline `pipeline`.
+    fn pipeline_file(&self, pipeline: &str) -> Result<std::path::PathBuf, String> {
+        rules::outline::outline(&self.files)
+            .pipelines
+            .into_iter()
+            .find(|p| p.id == pipeline)
+            .map(|p| p.file)
+            .ok_or_else(|| format!("no pipeline `{pipeline}`: reload the page, the files may have changed"))
+    }
+
+    /// Replace `file`'s text by `edit`'s (given the text and whether it is JSON).
+    fn edit_file(
+        &mut self,
+        file: &std::path::Path,
+        edit: impl FnOnce(&str, bool) -> Result<String, String>,
+    ) -> Result<(), String> {
+        let Some(entry) = self.files.iter_mut().find(|(path, _)| path == file) else {
+            return Err(format!("{}: not among the draft's files", file.display()));
+        };
+        let json = file.extension().is_some_and(|e| e == "json");
+        entry.1 = edit(&entry.1, json).map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(())
+    }
+
     /// Set member key `key` (`paused`, `max_open`) of member `member` to `value`, or remove it:
     /// in the file that lists the member, else (a member only the CRM lists) in a new
     /// `[[member]]` of the first TOML file that lists members.
@@ -234,6 +275,24 @@ mod tests {
         d.set_member("102", "paused", None).expect("lift");
         d.set_member("7777", "max_open", None).expect("lift");
         assert!(d.changed()[0].1.ends_with("[[member]]\nid = \"7777\"\n"), "the added member stays, its cap gone");
+    }
+
+    #[test]
+    fn a_rule_added_then_removed_leaves_the_files_as_they_were_and_says_both() {
+        let mut d = Draft::of(example());
+        d.add_rule("retail", "vip-first").expect("added");
+        let outline = rules::outline::outline(&d.files);
+        let retail = outline.pipelines.iter().find(|p| p.id == "retail").expect("retail");
+        assert_eq!(retail.rules.last().map(|r| r.id.as_str()), Some("vip-first"));
+        d.remove_rule("retail", "vip-first").expect("removed");
+        assert!(d.changed().is_empty(), "as it was");
+        assert_eq!(
+            d.changes,
+            vec![
+                "pipeline retail: rule vip-first added".to_string(),
+                "pipeline retail: rule vip-first removed".to_string()
+            ]
+        );
     }
 
     #[test]

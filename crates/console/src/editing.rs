@@ -76,7 +76,16 @@ pub async fn page(State(c): State<Arc<Console>>, h: HeaderMap) -> Response {
             let problems = pipelines::place(&checked.problems, &checked.files);
             let draft = begun.then(|| DraftView { changes: &draft.changes, hash: checked.hash.as_deref() });
             let csrf = (s.role == Role::Editor).then_some(s.csrf.as_str());
-            pipelines::section(&View { outline: &outline, problems: &problems, draft, csrf, checked: &checked.how })
+            let fields: Vec<String> = c.cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
+            let names = checked.engine.as_ref().map(|e| crate::names::section(e, &fields));
+            pipelines::section(&View {
+                outline: &outline,
+                problems: &problems,
+                draft,
+                csrf,
+                checked: &checked.how,
+                names,
+            })
         }
         Err(e) => html! { p.problem role="alert" { "Cannot read the rule files: " (e) } },
     };
@@ -99,6 +108,30 @@ pub async fn move_rule(State(c): State<Arc<Console>>, h: HeaderMap, Form(f): For
     match c.drafts.change(&s.user, &c.cfg.router.rules_dir, |d| d.move_rule(&f.pipeline, &f.rule, f.to)) {
         Ok(_) => Redirect::to(&format!("/pipelines#rule-{}-{}", f.pipeline, f.rule)).into_response(),
         Err(e) => refuse(StatusCode::CONFLICT, "Not moved", &format!("{e}. Nothing was changed.")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct RuleForm {
+    csrf: Option<String>,
+    pipeline: String,
+    rule: String,
+    /// `add` or `remove`.
+    action: String,
+}
+
+pub async fn add_or_remove_rule(State(c): State<Arc<Console>>, h: HeaderMap, Form(f): Form<RuleForm>) -> Response {
+    let s = match editor(&c, &h, f.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let changed = c.drafts.change(&s.user, &c.cfg.router.rules_dir, |d| match f.action.as_str() {
+        "remove" => d.remove_rule(&f.pipeline, &f.rule),
+        _ => d.add_rule(&f.pipeline, &f.rule),
+    });
+    match changed {
+        Ok(_) => Redirect::to(&format!("/pipelines#pipeline-{}", f.pipeline)).into_response(),
+        Err(e) => refuse(StatusCode::UNPROCESSABLE_ENTITY, "Not changed", &format!("{e}. Nothing was changed.")),
     }
 }
 

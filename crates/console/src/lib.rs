@@ -14,6 +14,7 @@ mod editing;
 mod error;
 mod gate;
 mod history;
+mod names;
 mod overview;
 mod pages;
 mod pipelines;

@@ -55,6 +55,8 @@ pub struct View<'a> {
     pub csrf: Option<&'a str>,
     /// How the rules were checked (with the CRM's directory, or why not).
     pub checked: &'a str,
+    /// The names a block may use (`names`), when the rules compile.
+    pub names: Option<Markup>,
 }
 
 /// The page's section.
@@ -65,6 +67,7 @@ pub fn section(v: &View<'_>) -> Markup {
         section id="pipelines" {
             (draft_bar(v))
             p.checked { (v.checked) }
+            @if let Some(n) = &v.names { (n) }
             @if !elsewhere.is_empty() {
                 div.refusal role="alert" {
                     p { "Problems outside any rule:" }
@@ -120,6 +123,15 @@ fn pipeline(v: &View<'_>, p: &PipelineOutline) -> Markup {
             ol.rules data-pipeline=(p.id) {
                 @for (i, r) in p.rules.iter().enumerate() { (rule(v, p, i, r)) }
             }
+            @if let Some(csrf) = v.csrf {
+                form.inline.add-rule method="post" action="/pipelines/rule" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="pipeline" value=(p.id);
+                    input type="hidden" name="action" value="add";
+                    label { "New rule's id " input name="rule" required pattern="[A-Za-z0-9_.-]+" placeholder="e.g. vip-first"; }
+                    button type="submit" { "Add a rule at the end" }
+                }
+            }
         }
     }
 }
@@ -172,6 +184,13 @@ fn moves(csrf: &str, p: &PipelineOutline, i: usize, r: &RuleOutline) -> Markup {
             @if i < last {
                 button type="submit" name="to" value=(i + 1) aria-label=(format!("Move rule {} down", r.id)) { "↓" }
             }
+        }
+        form.inline method="post" action="/pipelines/rule" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="pipeline" value=(p.id);
+            input type="hidden" name="rule" value=(r.id);
+            input type="hidden" name="action" value="remove";
+            button.remove type="submit" aria-label=(format!("Remove rule {}", r.id)) { "Remove" }
         }
     }
 }

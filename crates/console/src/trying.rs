@@ -30,7 +30,9 @@ pub async fn page(State(c): State<Arc<Console>>, h: HeaderMap, Query(q): Query<T
     let days = q.days.unwrap_or(7).clamp(1, 90);
     let opp = q.opp.as_deref().map(str::trim).filter(|o| !o.is_empty());
     let draft = c.drafts.get(&s.user);
-    let body = match tried(&c, draft.as_ref().map(|d| d.files.as_slice()), days, opp).await {
+    // The replay of the window can take a while on a busy CRM: the page comes at once, and the
+    // script loads the replay's figures into it (`/try/report`) when they are ready.
+    let body = match tried(&c, draft.as_ref().map(|d| d.files.as_slice()), days, opp, false).await {
         Ok(t) => tried_body(&t, days, opp, draft.is_some()),
         Err(problems) => html! {
             div.refusal role="alert" {
@@ -40,6 +42,21 @@ pub async fn page(State(c): State<Arc<Console>>, h: HeaderMap, Query(q): Query<T
         },
     };
     Html(pages::page("Try", Some(&s), html! { h1 { "Try before saving" } (body) }).into_string()).into_response()
+}
+
+/// The draft's replay of the window, as a section the try page loads (`data-load`).
+pub async fn report_section(State(c): State<Arc<Console>>, h: HeaderMap, Query(q): Query<TryQuery>) -> Response {
+    let Some((_, s)) = session(&c, &h) else { return Redirect::to("/login").into_response() };
+    let days = q.days.unwrap_or(7).clamp(1, 90);
+    let draft = c.drafts.get(&s.user);
+    let section = match tried(&c, draft.as_ref().map(|d| d.files.as_slice()), days, None, true).await {
+        Ok(Tried { report: Some(r), .. }) => report(&r),
+        Ok(_) => html! { section id="simulated" { p { "You have no draft to replay." } } },
+        Err(problems) => html! {
+            section id="simulated" { div.refusal role="alert" { ul { @for p in &problems { li { code { (p) } } } } } }
+        },
+    };
+    Html(section.into_string()).into_response()
 }
 
 /// What a try found.
@@ -62,6 +79,7 @@ async fn tried(
     draft: Option<&[(std::path::PathBuf, String)]>,
     days: u32,
     opp: Option<&str>,
+    replay: bool,
 ) -> Result<Tried, Vec<String>> {
     let words = |e: SimulateError| match e {
         SimulateError::Sql(e) => vec![oppty_router::db::describe(&e)],
@@ -81,8 +99,8 @@ async fn tried(
     let window = format!("the last {days} days");
     let opts = Options { since, ids: None, seed: 1, window, in_force: false };
     let report = match &draft {
-        Some(d) => Some(simulate::simulate(client, &c.cfg, &sql, d, &opts).await.map_err(words)?),
-        None => None,
+        Some(d) if replay => Some(simulate::simulate(client, &c.cfg, &sql, d, &opts).await.map_err(words)?),
+        _ => None,
     };
     let side_by_side = match opp {
         Some(id) => {
@@ -116,6 +134,12 @@ fn tried_body(t: &Tried, days: u32, opp: Option<&str>, has_draft: bool) -> Marku
         }
         @if let Some(s) = &t.side_by_side { (side_by_side(s, opp.unwrap_or(""), has_draft)) }
         @if let Some(r) = &t.report { (report(r)) }
+        @else if has_draft {
+            section id="simulated" data-load=(format!("/try/report?days={days}")) aria-live="polite" {
+                p { "Replaying the last " (days) " day(s) with your draft…" }
+                noscript { a href=(format!("/try/report?days={days}")) { "See the replay" } }
+            }
+        }
     }
 }
 

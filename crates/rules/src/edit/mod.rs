@@ -7,8 +7,10 @@ use serde_json::value::RawValue;
 
 mod block;
 mod member;
+mod rule;
 pub use block::set_block;
 pub use member::{set_member, MEMBER_KEYS};
+pub use rule::{add_rule, remove_rule};
 
 /// Move rule `rule` of pipeline `pipeline` to position `to` (0-based, clamped) among that
 /// pipeline's rules in this file. Returns the new text; an unknown pipeline or rule is an error
@@ -111,20 +113,24 @@ fn json_id(v: &RawValue) -> Option<String> {
     serde_json::from_str(m.get("id")?.get()).ok()
 }
 
+/// The table of pipeline `pipeline` in a TOML rule file.
+fn toml_pipeline<'d>(doc: &'d mut toml_edit::DocumentMut, pipeline: &str) -> Result<&'d mut toml_edit::Table, String> {
+    doc.get_mut("pipeline")
+        .and_then(|p| p.as_array_of_tables_mut())
+        .ok_or_else(|| "this file defines no [[pipeline]]".to_string())?
+        .iter_mut()
+        .find(|p| p.get("id").and_then(|i| i.as_str()) == Some(pipeline))
+        .ok_or_else(|| format!("no pipeline `{pipeline}` in this file"))
+}
+
 /// The rule table `rule` of pipeline `pipeline` in a TOML rule file.
 fn toml_rule<'d>(
     doc: &'d mut toml_edit::DocumentMut,
     pipeline: &str,
     rule: &str,
 ) -> Result<&'d mut toml_edit::Table, String> {
-    let p = doc
-        .get_mut("pipeline")
-        .and_then(|p| p.as_array_of_tables_mut())
-        .ok_or_else(|| "this file defines no [[pipeline]]".to_string())?
-        .iter_mut()
-        .find(|p| p.get("id").and_then(|i| i.as_str()) == Some(pipeline))
-        .ok_or_else(|| format!("no pipeline `{pipeline}` in this file"))?;
-    p.get_mut("rule")
+    toml_pipeline(doc, pipeline)?
+        .get_mut("rule")
         .and_then(|r| r.as_array_of_tables_mut())
         .ok_or_else(|| format!("pipeline `{pipeline}` has no [[pipeline.rule]] tables in this file"))?
         .iter_mut()

@@ -435,12 +435,28 @@ async fn a_new_rule_catches_everything_until_it_gets_a_condition_and_removing_it
         |path: &str, body: String| request(port, "POST", path, &[("Cookie", &editor), ("Origin", &origin)], &body);
     let page = || request(port, "GET", "/pipelines", &[("Cookie", &editor)], "").body;
 
+    // A team block's choices: the teams, by id, in each file's own syntax.
+    let before = page();
+    assert!(before.contains("<option value=\"{ id = &quot;digital&quot; }\">team digital</option>"), "{before}");
+    assert!(before.contains("<option value=\"{&quot;id&quot;: &quot;corporate-senior&quot;}\">"), "JSON: {before}");
     assert_eq!(post("/pipelines/rule", format!("csrf={csrf}&pipeline=retail&rule=vip-desk&action=add")).status, 303);
     let added = page();
     assert!(added.contains("id=\"rule-retail-vip-desk\"") && added.contains("rule vip-desk added"), "{added}");
     assert!(
         added.contains("does not compile") && added.contains("Cần Thơ has no team"),
         "it takes Cần Thơ from the fallback: {added}"
+    );
+    // A word block is set at a click: the choices are the words the compiler takes.
+    assert!(added.contains("aria-label=\"Choose the pick the member of rule vip-desk\""), "{added}");
+    assert!(added.contains("<option value=\"&quot;fewest_open&quot;\">fewest_open</option>"), "{added}");
+    let chosen = post(
+        "/pipelines/block",
+        format!("csrf={csrf}&pipeline=retail&rule=vip-desk&key=member&action=set&value=%22fewest_open%22"),
+    );
+    assert_eq!(chosen.status, 303, "{}", chosen.body);
+    assert!(
+        page().contains("rule vip-desk: member = &quot;fewest_open&quot;"),
+        "the choice is a change like any other"
     );
     // Checked as typed: a condition on a field the mapping does not have is refused on the spot.
     let when = "csrf={csrf}&pipeline=retail&rule=vip-desk&key=when&action=set&value=";

@@ -78,14 +78,11 @@ pub async fn page(State(c): State<Arc<Console>>, h: HeaderMap) -> Response {
             let csrf = (s.role == Role::Editor).then_some(s.csrf.as_str());
             let fields: Vec<String> = c.cfg.opportunity.fields.iter().map(|f| f.name.clone()).collect();
             let names = checked.engine.as_ref().map(|e| crate::names::section(e, &fields));
-            pipelines::section(&View {
-                outline: &outline,
-                problems: &problems,
-                draft,
-                csrf,
-                checked: &checked.how,
-                names,
-            })
+            let teams =
+                checked.engine.as_ref().map(|e| e.teams.iter().map(|t| t.id.to_string()).collect()).unwrap_or_default();
+            let view =
+                View { outline: &outline, problems: &problems, draft, csrf, checked: &checked.how, names, teams };
+            pipelines::section(&view)
         }
         Err(e) => html! { p.problem role="alert" { "Cannot read the rule files: " (e) } },
     };

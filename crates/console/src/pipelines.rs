@@ -57,6 +57,8 @@ pub struct View<'a> {
     pub checked: &'a str,
     /// The names a block may use (`names`), when the rules compile.
     pub names: Option<Markup>,
+    /// The teams' ids, for a team block's choices.
+    pub teams: Vec<String>,
 }
 
 /// The page's section.
@@ -160,7 +162,10 @@ fn rule(v: &View<'_>, p: &PipelineOutline, i: usize, r: &RuleOutline) -> Markup 
                         @for q in mine.iter().filter(|q| block_of(r, q).is_some_and(|k| k == b.key)) {
                             p.problem role="alert" { (q.text) }
                         }
-                        @if let Some(csrf) = v.csrf { (block_form(csrf, p, r, &b.key, &b.text)) }
+                        @if let Some(csrf) = v.csrf {
+                            (choices(csrf, p, r, (&b.key, &b.text), &choices_of(v, p, &b.key)))
+                            (block_form(csrf, p, r, &b.key, &b.text))
+                        }
                     }
                 }
             }
@@ -191,6 +196,58 @@ fn moves(csrf: &str, p: &PipelineOutline, i: usize, r: &RuleOutline) -> Markup {
             input type="hidden" name="rule" value=(r.id);
             input type="hidden" name="action" value="remove";
             button.remove type="submit" aria-label=(format!("Remove rule {}", r.id)) { "Remove" }
+        }
+    }
+}
+
+/// The values a block may take at a click, in the file's own syntax: a word block's words; a
+/// team block's teams by id, or by the opportunity's tags.
+fn choices_of(v: &View<'_>, p: &PipelineOutline, key: &str) -> Vec<(String, String)> {
+    let json = p.file.extension().is_some_and(|e| e == "json");
+    let quoted = |w: &str| serde_json::to_string(w).unwrap_or_default();
+    match key {
+        "team" => {
+            let table = |k: &str, w: &str| {
+                if json {
+                    format!("{{\"{k}\": {}}}", quoted(w))
+                } else {
+                    format!("{{ {k} = {} }}", quoted(w))
+                }
+            };
+            let mut out: Vec<(String, String)> =
+                v.teams.iter().map(|t| (table("id", t), format!("team {t}"))).collect();
+            out.push((table("tags", "any"), "the team whose tags match the opportunity's".into()));
+            out
+        }
+        _ => rules::outline::block_words(key).iter().map(|w| (quoted(w), (*w).to_string())).collect(),
+    }
+}
+
+/// A block set at a click: one of its choices (a select and a button, for a keyboard too).
+fn choices(
+    csrf: &str,
+    p: &PipelineOutline,
+    r: &RuleOutline,
+    (key, now): (&str, &str),
+    options: &[(String, String)],
+) -> Markup {
+    html! {
+        @if !options.is_empty() {
+            form.choice method="post" action="/pipelines/block" {
+                (hidden(csrf, p, r))
+                input type="hidden" name="key" value=(key);
+                input type="hidden" name="action" value="set";
+                label { "Choose "
+                    select name="value" required aria-label=(format!("Choose the {} of rule {}", label(key).to_lowercase(), r.id)) {
+                        @if !options.iter().any(|(v, _)| v.trim() == now.trim()) {
+                            option value="" disabled selected { "(as written above)" }
+                        }
+                        @for (value, words) in options { option value=(value) selected[value.trim() == now.trim()] { (words) } }
+                    }
+                }
+                " "
+                button type="submit" { "Use" }
+            }
         }
     }
 }

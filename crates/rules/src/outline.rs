@@ -44,6 +44,20 @@ pub struct Block {
 /// out, who is picked, and what happens when nobody can take it.
 pub const BLOCKS: &[&str] = &["when", "team", "filters", "member", "when_full", "when_away", "turn"];
 
+/// The words a block may be set to when it is one word (`member = "round_robin"`): the ways to
+/// pick a member, what a rule does when everyone is full or away, whose turn; none for a block
+/// that is a table or a list.
+pub fn block_words(key: &str) -> &'static [&'static str] {
+    use crate::format::{PickWord, TurnWord, WhenAwayWord, WhenFullWord};
+    match key {
+        "member" => PickWord::WORDS,
+        "when_full" => WhenFullWord::WORDS,
+        "when_away" => WhenAwayWord::WORDS,
+        "turn" => TurnWord::WORDS,
+        _ => &[],
+    }
+}
+
 /// The outline of these files (name, text); a file that does not parse adds nothing (the
 /// compiler says why).
 pub fn outline(files: &[(PathBuf, String)]) -> Outline {
@@ -91,6 +105,13 @@ fn rule<N: Node>(r: &N, line: &impl Fn(Option<usize>) -> usize) -> RuleOutline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_block_offers_the_words_the_compiler_takes_and_a_table_block_none() {
+        assert!(block_words("member").contains(&"fewest_open") && block_words("member").contains(&"best_kpi"));
+        assert_eq!(block_words("when_away"), &["next_rule", "wait"]);
+        assert!(block_words("team").is_empty() && block_words("when").is_empty());
+    }
 
     fn files(list: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
         list.iter().map(|(n, t)| (PathBuf::from(n), t.to_string())).collect()

@@ -85,8 +85,17 @@ async fn tried(
         SimulateError::Sql(e) => vec![oppty_router::db::describe(&e)],
         SimulateError::Config(p) => p,
     };
-    let mut db = c.connected().await.map_err(|e| vec![e])?;
-    let Some(client) = db.as_mut() else { return Err(vec!["not connected".into()]) };
+    // A replay reads for a while: on a connection of its own, so the console's other pages (and
+    // the other editors) do not wait for it.
+    let (mut own, mut shared) = (None, None);
+    let client: &mut tokio_postgres::Client = if replay {
+        let fresh =
+            oppty_router::db::connect(&c.cfg.database, " console replay").await.map_err(|e| vec![e.to_string()])?;
+        own.insert(fresh)
+    } else {
+        let guard = shared.insert(c.connected().await.map_err(|e| vec![e])?);
+        guard.as_mut().ok_or_else(|| vec!["not connected".to_string()])?
+    };
     let (directory, sql) = simulate::directory_as_routed(client, &c.cfg).await.map_err(words)?;
     let mut as_routed = directory.clone();
     as_routed.tests_warn = true;

@@ -45,12 +45,7 @@ impl Draft {
             return Ok(());
         }
         let file = p.file.clone();
-        let Some(entry) = self.files.iter_mut().find(|(path, _)| *path == file) else {
-            return Err(format!("{}: not among the draft's files", file.display()));
-        };
-        let json = file.extension().is_some_and(|e| e == "json");
-        entry.1 = rules::edit::move_rule(&entry.1, json, pipeline, rule, to)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        self.edit_file(&file, |text, json| rules::edit::move_rule(text, json, pipeline, rule, to))?;
         self.changes.push(format!("pipeline {pipeline}: rule {rule} moved from position {} to {}", from + 1, to + 1));
         Ok(())
     }
@@ -82,18 +77,21 @@ impl Draft {
             .ok_or_else(|| format!("no pipeline `{pipeline}`: reload the page, the files may have changed"))
     }
 
-    /// Replace `file`'s text by `edit`'s (given the text and whether it is JSON).
+    /// Replace `file`'s text by `edit`'s (given the text and whether it is JSON); whether the
+    /// text changed.
     fn edit_file(
         &mut self,
         file: &std::path::Path,
         edit: impl FnOnce(&str, bool) -> Result<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let Some(entry) = self.files.iter_mut().find(|(path, _)| path == file) else {
             return Err(format!("{}: not among the draft's files", file.display()));
         };
         let json = file.extension().is_some_and(|e| e == "json");
-        entry.1 = edit(&entry.1, json).map_err(|e| format!("{}: {e}", file.display()))?;
-        Ok(())
+        let text = edit(&entry.1, json).map_err(|e| format!("{}: {e}", file.display()))?;
+        let changed = text != entry.1;
+        entry.1 = text;
+        Ok(changed)
     }
 
     /// Set member key `key` (`paused`, `max_open`) of member `member` to `value`, or remove it:
@@ -151,16 +149,9 @@ impl Draft {
             };
             (file, r.blocks.iter().find(|b| b.key == key).map(|b| b.text.clone()))
         };
-        let Some(entry) = self.files.iter_mut().find(|(path, _)| *path == file) else {
-            return Err(format!("{}: not among the draft's files", file.display()));
-        };
-        let json = file.extension().is_some_and(|e| e == "json");
-        let text = rules::edit::set_block(&entry.1, json, pipeline, rule, key, value)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        if text == entry.1 {
+        if !self.edit_file(&file, |text, json| rules::edit::set_block(text, json, pipeline, rule, key, value))? {
             return Ok(());
         }
-        entry.1 = text;
         let one_line = |v: &str| v.split_whitespace().collect::<Vec<_>>().join(" ");
         self.changes.push(match (had, value) {
             (Some(_), None) => format!("pipeline {pipeline}: rule {rule}: {key} removed"),

@@ -214,13 +214,15 @@ pub async fn save_draft(State(c): State<Arc<Console>>, h: HeaderMap, Form(f): Fo
     let Some(draft) = c.drafts.get(&s.user) else {
         return refuse(StatusCode::CONFLICT, "Nothing to save", "You have no draft: change a rule first.");
     };
-    let checked = check(&c, draft.files.clone()).await;
+    // The CRM's directory read once, for the draft and for the files it began from.
+    let directory = c.directory().await;
+    let checked = check_with(&c, draft.files.clone(), directory.clone());
     let (Some(hash), Some(engine)) = (checked.hash, checked.engine) else {
         let why = format!("The draft does not compile; nothing was saved:\n{}", checked.problems.join("\n"));
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, "Not saved", &why);
     };
     // A change that routes alike (a comment, the layout) leaves the version in force as it is.
-    let before = check(&c, draft.base.clone()).await.engine;
+    let before = check_with(&c, draft.base.clone(), directory).engine;
     let alike = before.is_some_and(|b| oppty_router::reload::summarize(&b, &engine).is_none());
     let saved = match save::save(&c.cfg.router.rules_dir, &draft, &s.user) {
         Ok(saved) => saved,

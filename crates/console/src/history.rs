@@ -37,7 +37,7 @@ pub async fn page(State(c): State<Arc<Console>>, h: HeaderMap) -> Response {
 }
 
 fn list(c: &Console, versions: &[Version], csrf: Option<&str>) -> Markup {
-    let compiled: Vec<Option<oppty_router::engine::Engine>> = versions.iter().map(|v| v.compile(&c.cfg).ok()).collect();
+    let summaries = history::summaries(&c.cfg, versions);
     let by = crate::state::authors(&c.cfg.console.journal);
     html! {
         @if versions.is_empty() { p { "No rule set has been kept yet: the daemon keeps each one it puts in force." } }
@@ -49,7 +49,7 @@ fn list(c: &Console, versions: &[Version], csrf: Option<&str>) -> Markup {
                         "In force from " (v.in_force_at) @if i == 0 { " (the latest)" }
                         @if let Some(who) = v.version.split_once('-').and_then(|(_, h)| by.get(h)) { "; " (who) }
                     }
-                    p { (summary(&compiled, i)) }
+                    p { (summaries[i]) }
                     @if let Some(older) = versions.get(i + 1) {
                         details { summary { "Diff from " (older.version) } pre.diff { (history::diff(&older.files, &v.files)) } }
                     }
@@ -63,15 +63,6 @@ fn list(c: &Console, versions: &[Version], csrf: Option<&str>) -> Markup {
                 }
             }
         }
-    }
-}
-
-fn summary(compiled: &[Option<oppty_router::engine::Engine>], i: usize) -> String {
-    match (&compiled[i], compiled.get(i + 1)) {
-        (Some(new), Some(Some(old))) => history::summary(Some(old), new),
-        (Some(_), Some(None)) => "(the version before cannot be compiled again to compare)".into(),
-        (Some(new), None) => history::summary(None, new),
-        (None, _) => "cannot be compiled again".into(),
     }
 }
 
@@ -105,13 +96,7 @@ pub async fn revert(State(c): State<Arc<Console>>, h: HeaderMap, Form(f): Form<R
         Err(e) => return refuse(StatusCode::CONFLICT, "Not reverted", &e.to_string()),
     };
     let plan = history::plan(dir, &now, v);
-    let after: Vec<(std::path::PathBuf, String)> = {
-        let mut f: Vec<_> = now.iter().filter(|(p, _)| !plan.paths().contains(p)).cloned().collect();
-        f.extend(plan.write.iter().cloned());
-        f.sort();
-        f
-    };
-    let checked = check(&c, after).await;
+    let checked = check(&c, plan.applied_to(&now)).await;
     let Some(hash) = checked.hash else {
         let why = format!(
             "The daemon would refuse these files with the CRM as it is now; nothing was written:\n{}",

@@ -58,6 +58,20 @@ pub fn summary(older: Option<&Engine>, newer: &Engine) -> String {
     }
 }
 
+/// What changed in each of `versions` (the latest first) from the one after it in the list, in
+/// the reloader's words; said when a version cannot be compiled again to compare.
+pub fn summaries(cfg: &Config, versions: &[Version]) -> Vec<String> {
+    let compiled: Vec<Option<Engine>> = versions.iter().map(|v| v.compile(cfg).ok()).collect();
+    (0..versions.len())
+        .map(|i| match (&compiled[i], compiled.get(i + 1)) {
+            (Some(new), Some(Some(old))) => summary(Some(old), new),
+            (Some(_), Some(None)) => "(the version before cannot be compiled again to compare)".into(),
+            (Some(new), None) => summary(None, new),
+            (None, _) => "cannot be compiled again".into(),
+        })
+        .collect()
+}
+
 /// The files' differences from `older` to `newer`, as a unified diff by file name.
 pub fn diff(older: &[(PathBuf, String)], newer: &[(PathBuf, String)]) -> String {
     let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
@@ -90,6 +104,15 @@ pub struct Revert {
 impl Revert {
     pub fn is_empty(&self) -> bool {
         self.write.is_empty() && self.set_aside.is_empty()
+    }
+
+    /// The rule files as the revert leaves them, from the files as they are (`now`).
+    pub fn applied_to(&self, now: &[(PathBuf, String)]) -> Vec<(PathBuf, String)> {
+        let touched = self.paths();
+        let mut files: Vec<(PathBuf, String)> = now.iter().filter(|(p, _)| !touched.contains(p)).cloned().collect();
+        files.extend(self.write.iter().cloned());
+        files.sort();
+        files
     }
 
     /// Every path the revert touches.

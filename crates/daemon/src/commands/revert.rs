@@ -70,13 +70,7 @@ async fn checked(
     now: &[(std::path::PathBuf, String)],
     plan: &history::Revert,
 ) -> Result<String, CommandError> {
-    let mut files: Vec<(std::path::PathBuf, String)> = now
-        .iter()
-        .filter(|(p, _)| !plan.set_aside.contains(p) && !plan.write.iter().any(|(q, _)| q == p))
-        .cloned()
-        .collect();
-    files.extend(plan.write.iter().cloned());
-    files.sort();
+    let files = plan.applied_to(now);
     let directory = match crate::simulate::directory_as_routed(client, cfg).await {
         Ok((d, _)) => d,
         Err(e) => return Err(CommandError::Config(e.to_string())),
@@ -95,14 +89,7 @@ fn print_list(cfg: &crate::config::Config, versions: &[Version]) {
         say!("no rule set has been kept yet (the daemon keeps each one it puts in force)");
         return;
     }
-    let compiled: Vec<Option<crate::engine::Engine>> = versions.iter().map(|v| v.compile(cfg).ok()).collect();
-    for (i, v) in versions.iter().enumerate() {
-        let summary = match (&compiled[i], compiled.get(i + 1)) {
-            (Some(new), Some(Some(old))) => history::summary(Some(old), new),
-            (Some(_), Some(None)) => "(the version before cannot be compiled again to compare)".into(),
-            (Some(new), None) => history::summary(None, new),
-            (None, _) => "cannot be compiled again".into(),
-        };
+    for (v, summary) in versions.iter().zip(history::summaries(cfg, versions)) {
         say!("{:<24} in force from {}  {summary}", v.version, v.in_force_at);
     }
 }
